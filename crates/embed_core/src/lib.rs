@@ -1,0 +1,14 @@
+//! doctrove_embed's logic that needs no database, kept out of the pgrx crate so it builds and
+//! tests with plain `cargo test`: the text sent for a paper, the request, the HTTP call, the
+//! decoding and checking of the answer, and the errors.
+
+pub mod client;
+pub mod error;
+pub mod input_text;
+pub mod request;
+pub mod response;
+
+pub use client::{embed, ApiConfig};
+pub use error::ApiError;
+pub use input_text::paper_input;
+pub use response::Embeddings;

@@ -1,0 +1,12 @@
+//! An OpenAI-compatible embeddings server for tests and benchmarks: deterministic vectors
+//! derived from each input's text, per-scope request counters, and switches for latency and
+//! faults. The extension knows nothing of it; it is just another embeddings endpoint.
+
+mod options;
+mod server;
+mod stats;
+mod vectors;
+
+pub use options::{parse_path, Options};
+pub use server::{MockConfig, MockServer};
+pub use vectors::vector_for;

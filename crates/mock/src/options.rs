@@ -1,0 +1,123 @@
+//! Per-request switches, read from the path segments in front of `/embeddings`.
+//!
+//! A base URL such as `http://127.0.0.1:18089/s=test1/latency=200/status=500/v1` makes every
+//! request to it slow and failing, and counts it under the scope `test1`. Segments without `=`
+//! (such as `v1`) are ignored, so any OpenAI-style base URL works.
+
+/// What one request asks the mock to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Counters are kept per scope (`s=NAME`), so tests running side by side do not mix.
+    pub scope: String,
+    /// Vector length when the request has no `dimensions` field (`dim=N`).
+    pub dims: Option<usize>,
+    /// Delay before answering, in milliseconds (`latency=MS`).
+    pub latency_ms: u64,
+    /// Answer every request with this HTTP status and an OpenAI-style error (`status=CODE`).
+    pub status: Option<u16>,
+    /// Require this key, as `Authorization: Bearer KEY` or `api-key: KEY` (`key=KEY`).
+    pub key: Option<String>,
+    /// Answer with a body that is not the expected JSON (`body=garbage|random|nodata`).
+    pub body: Option<String>,
+    /// Leave the last vector out of the answer (`drop=1`).
+    pub drop_one: bool,
+    /// Answer vectors one component longer than asked (`dimoff=1`).
+    pub wrong_dims: bool,
+    /// Answer in request order instead of reversed order (`order=asc`).
+    pub ascending: bool,
+    /// Reject with 400 any request holding an input that contains this text (`poison=TEXT`).
+    pub poison: Option<String>,
+    /// Fraction of requests answered 429 with `retry-after-ms` (`p429=0.2`).
+    pub p429: f64,
+    /// Fraction of requests answered 500 (`p500=0.1`).
+    pub p500: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            scope: "default".into(),
+            dims: None,
+            latency_ms: 0,
+            status: None,
+            key: None,
+            body: None,
+            drop_one: false,
+            wrong_dims: false,
+            ascending: false,
+            poison: None,
+            p429: 0.0,
+            p500: 0.0,
+        }
+    }
+}
+
+/// Reads the switches from a request path such as `/s=a/latency=5/v1/embeddings`.
+pub fn parse_path(path: &str) -> Options {
+    let path = path.split('?').next().unwrap_or("");
+    let mut options = Options::default();
+    for segment in path.split('/') {
+        let Some((name, value)) = segment.split_once('=') else { continue };
+        let value = percent_decode(value);
+        match name {
+            "s" => options.scope = value,
+            "dim" => options.dims = value.parse().ok(),
+            "latency" => options.latency_ms = value.parse().unwrap_or(0),
+            "status" => options.status = value.parse().ok(),
+            "key" => options.key = Some(value),
+            "body" => options.body = Some(value),
+            "drop" => options.drop_one = value == "1",
+            "dimoff" => options.wrong_dims = value == "1",
+            "order" => options.ascending = value == "asc",
+            "poison" => options.poison = Some(value),
+            "p429" => options.p429 = value.parse().unwrap_or(0.0),
+            "p500" => options.p500 = value.parse().unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    options
+}
+
+/// Decodes `%XX` escapes, so switch values may hold spaces and slashes.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&value[i + 1..i + 3], 16) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_openai_path_has_default_options() {
+        assert_eq!(parse_path("/v1/embeddings"), Options::default());
+    }
+
+    #[test]
+    fn switches_are_read_from_segments() {
+        let o = parse_path("/s=t1/latency=250/status=503/dim=3/key=k%20x/v1/embeddings?api-version=1");
+        assert_eq!(o.scope, "t1");
+        assert_eq!(o.latency_ms, 250);
+        assert_eq!(o.status, Some(503));
+        assert_eq!(o.dims, Some(3));
+        assert_eq!(o.key.as_deref(), Some("k x"));
+    }
+
+    #[test]
+    fn a_query_string_does_not_leak_into_switches() {
+        assert_eq!(parse_path("/s=a/v1/embeddings?s=b").scope, "a");
+    }
+}

@@ -1,0 +1,92 @@
+//! Counters per scope: what the mock was asked and answered, read back by tests over HTTP.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+/// Everything the mock saw for one scope.
+#[derive(Debug, Default)]
+pub struct ScopeStats {
+    /// Requests to `/embeddings`, answered or not.
+    pub requests: u64,
+    /// Requests answered 200 with vectors.
+    pub answered: u64,
+    /// Requests answered with an error status.
+    pub failed: u64,
+    /// Inputs in answered requests.
+    pub inputs: u64,
+    /// Largest number of inputs in one request.
+    pub max_inputs_per_request: u64,
+    /// How many answered requests held each input text.
+    pub per_text: HashMap<String, u32>,
+    /// The query string of the last request (without `?`).
+    pub last_query: Option<String>,
+    /// The authentication header of the last request, as `name: value`.
+    pub last_auth: Option<String>,
+    /// Fields of the last request body.
+    pub last_model: Option<String>,
+    pub last_dimensions: Option<u64>,
+    pub last_encoding_format: Option<String>,
+}
+
+impl ScopeStats {
+    /// The counters as JSON, the shape `GET /stats/SCOPE` answers.
+    pub fn to_json(&self) -> Value {
+        let duplicates: u64 = self.per_text.values().filter(|n| **n > 1).map(|n| u64::from(*n - 1)).sum();
+        json!({
+            "requests": self.requests,
+            "answered": self.answered,
+            "failed": self.failed,
+            "inputs": self.inputs,
+            "distinct_inputs": self.per_text.len(),
+            "duplicate_inputs": duplicates,
+            "max_inputs_per_request": self.max_inputs_per_request,
+            "last_query": self.last_query,
+            "last_auth": self.last_auth,
+            "last_model": self.last_model,
+            "last_dimensions": self.last_dimensions,
+            "last_encoding_format": self.last_encoding_format,
+        })
+    }
+}
+
+/// All scopes' counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    scopes: HashMap<String, ScopeStats>,
+}
+
+impl Stats {
+    pub fn scope(&mut self, name: &str) -> &mut ScopeStats {
+        self.scopes.entry(name.to_string()).or_default()
+    }
+
+    pub fn json_of(&self, name: &str) -> Value {
+        self.scopes.get(name).map(ScopeStats::to_json).unwrap_or_else(|| ScopeStats::default().to_json())
+    }
+
+    pub fn reset(&mut self, name: &str) {
+        self.scopes.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_count_every_extra_send_of_a_text() {
+        let mut stats = Stats::default();
+        let s = stats.scope("a");
+        s.per_text.insert("x".into(), 3);
+        s.per_text.insert("y".into(), 1);
+        let json = stats.json_of("a");
+        assert_eq!(json["duplicate_inputs"], 2);
+        assert_eq!(json["distinct_inputs"], 2);
+    }
+
+    #[test]
+    fn an_unknown_scope_reads_as_zeros() {
+        assert_eq!(Stats::default().json_of("none")["requests"], 0);
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine to build, install and test doctrove_embed.
+# Idempotent: every step checks whether its result is already there.
+# Must run as root (apt-get, make install into the system PostgreSQL).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
+PGVECTOR_VERSION=0.8.0
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang
+          pkg-config libssl-dev sudo build-essential ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    log "Debian packages already installed"
+fi
+
+# --- pgvector, built from Debian's source package ----------------------------
+if [[ -f "$("$PG_CONFIG" --sharedir)/extension/vector.control" ]]; then
+    log "pgvector already installed"
+else
+    log "building pgvector $PGVECTOR_VERSION from Debian's source package"
+    work="$(mktemp -d)"
+    mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+    mirror="${mirror:-http://deb.debian.org/debian}"
+    mkdir -p "$work/lists/partial" "$work/archives/partial"
+    echo "deb-src $mirror trixie main" > "$work/sources.list"
+    aptopts=(-o "Dir::Etc::sourcelist=$work/sources.list" -o "Dir::Etc::sourceparts=-"
+             -o "Dir::State::Lists=$work/lists" -o "Dir::Cache::archives=$work/archives"
+             -o "APT::Get::List-Cleanup=0")
+    apt-get "${aptopts[@]}" update -qq
+    chmod 755 "$work"
+    (cd "$work" && apt-get "${aptopts[@]}" source --download-only pgvector)
+    [[ -f "$work/pgvector_${PGVECTOR_VERSION}.orig.tar.gz" ]] \
+        || { echo "Debian's pgvector source is not version $PGVECTOR_VERSION" >&2; exit 1; }
+    tar -xzf "$work"/pgvector_${PGVECTOR_VERSION}.orig.tar.gz -C "$work"
+    src="$(find "$work" -maxdepth 1 -type d -name 'pgvector-*' | head -1)"
+    make -C "$src" PG_CONFIG="$PG_CONFIG" -s -j"$(nproc)"
+    make -C "$src" PG_CONFIG="$PG_CONFIG" -s install
+    rm -rf "$work"
+fi
+
+# --- cargo-pgrx, at exactly the version Cargo.toml pins ----------------------
+pgrx_version="$(sed -n 's/^pgrx *= *"=\([0-9.]*\)".*/\1/p' "$here/Cargo.toml" | head -1)"
+[[ -n "$pgrx_version" ]] || { echo "cannot read the pgrx version from Cargo.toml" >&2; exit 1; }
+if cargo pgrx --version 2>/dev/null | grep -qx "cargo-pgrx $pgrx_version"; then
+    log "cargo-pgrx $pgrx_version already installed"
+else
+    log "installing cargo-pgrx $pgrx_version (takes a few minutes)"
+    cargo install cargo-pgrx --version "$pgrx_version" --locked
+fi
+
+# --- cargo pgrx init against the system PostgreSQL 15 -----------------------
+if grep -qs "pg15 *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    log "cargo pgrx already initialised for $PG_CONFIG"
+else
+    log "cargo pgrx init --pg15 $PG_CONFIG"
+    cargo pgrx init --pg15 "$PG_CONFIG"
+fi
+
+log "dependencies ready"
