@@ -1,1 +1,115 @@
+//! doctrove_embed: fills a pgvector embedding column from an OpenAI-compatible embeddings API,
+//! inside PostgreSQL. This crate is the thin PostgreSQL glue (settings, SQL functions, SPI);
+//! everything that needs no database lives in the `embed_core` crate of this workspace, where
+//! plain `cargo test` covers it.
 
+use pgrx::prelude::*;
+
+mod api_call;
+mod embed_pending;
+mod errors;
+mod gucs;
+mod pending_index;
+mod target;
+mod vector_datum;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::register();
+}
+
+/// Embeds up to `batch` pending papers of the configured table in the caller's transaction.
+#[pg_extern(parallel_unsafe)]
+fn embed_pending(
+    batch: default!(i32, 250),
+) -> TableIterator<
+    'static,
+    (
+        name!(successful_embeddings, i32),
+        name!(failed_embeddings, i32),
+        name!(fetch_ms, f64),
+        name!(api_ms, f64),
+        name!(db_ms, f64),
+    ),
+> {
+    if batch < 1 {
+        errors::UserError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("batch must be at least 1, not {batch}"))
+            .raise();
+    }
+    let outcome = embed_pending::run_batch(batch);
+    TableIterator::once((outcome.successful, outcome.failed, outcome.fetch_ms, outcome.api_ms, outcome.db_ms))
+}
+
+/// The exact number of papers in the configured table still waiting for an embedding.
+#[pg_extern(parallel_unsafe)]
+fn get_papers_needing_embeddings_count() -> i64 {
+    embed_pending::count_pending()
+}
+
+#[pg_schema]
+mod doctrove_embed {
+    use pgrx::prelude::*;
+
+    /// Creates the partial index on pending papers (without CONCURRENTLY: it blocks writes to
+    /// the table while it builds) and returns its name.
+    #[pg_extern(parallel_unsafe)]
+    fn create_pending_index() -> String {
+        let target = crate::target::resolve();
+        if let Some(existing) = crate::pending_index::find(&target) {
+            return existing;
+        }
+        Spi::run(&target.names.create_pending_index(false)).unwrap_or_else(|e| {
+            crate::errors::UserError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("could not create the index: {e}"))
+                .raise()
+        });
+        crate::pending_index::find(&target).unwrap_or_else(|| target.names.pending_index_name())
+    }
+
+    /// The `CREATE INDEX CONCURRENTLY` command for the partial index on pending papers, to run
+    /// outside a transaction block (in psql: `SELECT doctrove_embed.pending_index_command() \gexec`).
+    #[pg_extern(parallel_unsafe)]
+    fn pending_index_command() -> String {
+        crate::target::resolve().names.create_pending_index(true)
+    }
+
+    /// The text sent to the API for a paper with this title and abstract; NULL when the paper
+    /// is never sent (no title).
+    #[pg_extern(immutable, parallel_safe)]
+    fn input_text(title: Option<&str>, abstract_text: Option<&str>) -> Option<String> {
+        embed_core::paper_input(title, abstract_text)
+    }
+}
+
+/// Required by `cargo pgrx test`: one-off set-up and the test cluster's settings.
+#[cfg(test)]
+pub mod pg_test {
+    use std::sync::OnceLock;
+
+    use doctrove_mock::{MockConfig, MockServer};
+
+    static MOCK: OnceLock<MockServer> = OnceLock::new();
+
+    /// The mock embeddings server, started once in the test runner's process.
+    fn mock() -> &'static MockServer {
+        MOCK.get_or_init(|| {
+            MockServer::start("127.0.0.1:0", MockConfig { default_dims: 1536, threads: 16 }).expect("start the mock")
+        })
+    }
+
+    pub fn setup(_options: Vec<&str>) {
+        mock();
+    }
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        let url: &'static str = Box::leak(format!("doctrove_embed.api_base_url = '{}/v1'", mock().url()).into_boxed_str());
+        vec![url, "doctrove_embed.api_key = 'sk-test-0123456789'"]
+    }
+}

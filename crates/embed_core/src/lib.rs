@@ -7,6 +7,7 @@ pub mod error;
 pub mod input_text;
 pub mod request;
 pub mod response;
+pub mod sql_text;
 
 pub use client::{embed, ApiConfig};
 pub use error::ApiError;

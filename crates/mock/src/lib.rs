@@ -5,8 +5,10 @@
 mod options;
 mod server;
 mod stats;
+mod stats_client;
 mod vectors;
 
 pub use options::{parse_path, Options};
 pub use server::{MockConfig, MockServer};
+pub use stats_client::fetch_stats;
 pub use vectors::vector_for;

@@ -1,0 +1,175 @@
+//! The SQL the extension runs against the papers table, built from its (already resolved)
+//! names. Column names are always quoted here; the table name arrives quoted and qualified
+//! from `regclass` output. Values are never put into this text: they are bound as parameters.
+
+/// Doubles embedded quotes and wraps the name in quotes: correct for every identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The names of the papers table and its columns, as found in the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PapersTable {
+    /// Qualified and quoted as needed (a `regclass` rendered as text).
+    pub table: String,
+    /// The bare relation name, for naming the index.
+    pub relname: String,
+    pub id: String,
+    /// `format_type` of the id column, used to cast ids back from text.
+    pub id_type: String,
+    pub title: String,
+    pub abstract_text: Option<String>,
+    pub embedding: String,
+    pub model_version: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+impl PapersTable {
+    /// The condition that makes a paper pending: no embedding yet and a non-empty title.
+    pub fn pending_predicate(&self) -> String {
+        let (e, t) = (quote_ident(&self.embedding), quote_ident(&self.title));
+        format!("{e} IS NULL AND {t} IS NOT NULL AND {t} <> ''")
+    }
+
+    /// `SELECT count(*)` of pending papers.
+    pub fn count_pending(&self) -> String {
+        format!("SELECT count(*) FROM {} WHERE {}", self.table, self.pending_predicate())
+    }
+
+    /// Up to `$1` pending papers as (id text, title text, abstract text), locked for this
+    /// transaction; papers locked by another transaction are skipped, not waited for.
+    pub fn select_pending(&self) -> String {
+        let abstract_expr = match &self.abstract_text {
+            Some(a) => format!("{}::text", quote_ident(a)),
+            None => "NULL::text".into(),
+        };
+        format!(
+            "SELECT {}::text, {}::text, {} FROM {} WHERE {} LIMIT $1 FOR UPDATE SKIP LOCKED",
+            quote_ident(&self.id),
+            quote_ident(&self.title),
+            abstract_expr,
+            self.table,
+            self.pending_predicate()
+        )
+    }
+
+    /// One UPDATE for a whole batch: `$1` ids as `text[]`, `$2` the vectors as `vector[]`,
+    /// `$3` the model name (used only when the table has a model-version column).
+    pub fn update_embeddings(&self) -> String {
+        let mut sets = vec![format!("{} = v.embedding", quote_ident(&self.embedding))];
+        if let Some(column) = &self.model_version {
+            sets.push(format!("{} = $3", quote_ident(column)));
+        }
+        if let Some(column) = &self.updated_at {
+            sets.push(format!("{} = now()", quote_ident(column)));
+        }
+        format!(
+            "UPDATE {} AS t SET {} FROM unnest($1::text[], $2) AS v(id, embedding) WHERE t.{} = v.id::{}",
+            self.table,
+            sets.join(", "),
+            quote_ident(&self.id),
+            self.id_type
+        )
+    }
+
+    /// The name `create_pending_index` gives its index (at most 63 bytes).
+    pub fn pending_index_name(&self) -> String {
+        const SUFFIX: &str = "_pending_embedding_idx";
+        let mut stem = self.relname.as_str();
+        while stem.len() + SUFFIX.len() > 63 {
+            stem = &stem[..stem.char_indices().last().map_or(0, |(i, _)| i)];
+        }
+        format!("{stem}{SUFFIX}")
+    }
+
+    /// The partial index that serves both the count and the batch fetch.
+    pub fn create_pending_index(&self, concurrently: bool) -> String {
+        format!(
+            "CREATE INDEX {}IF NOT EXISTS {} ON {} ({}) WHERE {}",
+            if concurrently { "CONCURRENTLY " } else { "" },
+            quote_ident(&self.pending_index_name()),
+            self.table,
+            quote_ident(&self.id),
+            self.pending_predicate()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn papers() -> PapersTable {
+        PapersTable {
+            table: "doctrove_papers".into(),
+            relname: "doctrove_papers".into(),
+            id: "doctrove_paper_id".into(),
+            id_type: "uuid".into(),
+            title: "doctrove_title".into(),
+            abstract_text: Some("doctrove_abstract".into()),
+            embedding: "doctrove_embedding".into(),
+            model_version: None,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn identifiers_with_quotes_are_escaped() {
+        assert_eq!(quote_ident("a\"b c"), "\"a\"\"b c\"");
+    }
+
+    #[test]
+    fn the_pending_selection_locks_and_skips_locked_rows() {
+        assert_eq!(
+            papers().select_pending(),
+            "SELECT \"doctrove_paper_id\"::text, \"doctrove_title\"::text, \"doctrove_abstract\"::text \
+             FROM doctrove_papers WHERE \"doctrove_embedding\" IS NULL AND \"doctrove_title\" IS NOT NULL \
+             AND \"doctrove_title\" <> '' LIMIT $1 FOR UPDATE SKIP LOCKED"
+        );
+    }
+
+    #[test]
+    fn a_table_without_abstracts_selects_null() {
+        let mut t = papers();
+        t.abstract_text = None;
+        assert!(t.select_pending().contains(", NULL::text FROM"));
+    }
+
+    #[test]
+    fn the_update_is_one_statement_over_unnest_with_the_id_cast_back() {
+        assert_eq!(
+            papers().update_embeddings(),
+            "UPDATE doctrove_papers AS t SET \"doctrove_embedding\" = v.embedding \
+             FROM unnest($1::text[], $2) AS v(id, embedding) WHERE t.\"doctrove_paper_id\" = v.id::uuid"
+        );
+    }
+
+    #[test]
+    fn the_update_sets_model_version_and_updated_at_when_present() {
+        let mut t = papers();
+        t.model_version = Some("embedding_model_version".into());
+        t.updated_at = Some("updated_at".into());
+        assert!(t
+            .update_embeddings()
+            .contains("SET \"doctrove_embedding\" = v.embedding, \"embedding_model_version\" = $3, \"updated_at\" = now() FROM"));
+    }
+
+    #[test]
+    fn the_index_command_covers_the_pending_predicate() {
+        assert_eq!(
+            papers().create_pending_index(true),
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"doctrove_papers_pending_embedding_idx\" ON doctrove_papers \
+             (\"doctrove_paper_id\") WHERE \"doctrove_embedding\" IS NULL AND \"doctrove_title\" IS NOT NULL \
+             AND \"doctrove_title\" <> ''"
+        );
+    }
+
+    #[test]
+    fn a_long_table_name_gives_an_index_name_within_63_bytes() {
+        let mut t = papers();
+        t.relname = "p".repeat(60);
+        let name = t.pending_index_name();
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.ends_with("_pending_embedding_idx"));
+    }
+}

@@ -1,0 +1,85 @@
+//! Calls the embeddings API from inside a backend without blocking cancel.
+//!
+//! The blocking HTTP request runs on a helper thread that never touches PostgreSQL and has
+//! every signal blocked (so the backend's signal handlers always run on the main thread,
+//! where pgrx requires them). The main thread waits for the answer in short steps and runs
+//! `CHECK_FOR_INTERRUPTS` between them, so `pg_cancel_backend()` and `statement_timeout`
+//! end the call at once; the abandoned request finishes or times out on its own.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use embed_core::{embed, ApiConfig, ApiError, Embeddings};
+use pgrx::pg_sys;
+
+use crate::errors::UserError;
+use crate::gucs;
+
+/// How often the waiting backend looks for a cancel.
+const INTERRUPT_POLL: Duration = Duration::from_millis(20);
+
+/// The API settings as they are now. The key comes from `doctrove_embed.api_key`, or else
+/// from the file named by `doctrove_embed.api_key_file`.
+pub fn current_config() -> ApiConfig {
+    let mut api_key = gucs::text(&gucs::API_KEY);
+    let key_file = gucs::text(&gucs::API_KEY_FILE);
+    if api_key.is_empty() && !key_file.is_empty() {
+        api_key = match std::fs::read_to_string(&key_file) {
+            Ok(text) => text.trim().to_string(),
+            Err(e) => UserError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+                format!("could not read doctrove_embed.api_key_file \"{key_file}\": {e}"),
+            )
+            .hint("The file must be readable by the PostgreSQL server's operating-system user.")
+            .raise(),
+        };
+    }
+    ApiConfig {
+        base_url: gucs::text(&gucs::API_BASE_URL),
+        api_key,
+        api_key_header: gucs::text(&gucs::API_KEY_HEADER),
+        model: gucs::text(&gucs::MODEL),
+        dimensions: gucs::DIMENSIONS.get().max(0) as u32,
+        timeout: Duration::from_millis(gucs::REQUEST_TIMEOUT_MS.get().max(1) as u64),
+    }
+}
+
+/// Runs `spawn` with all signals blocked in the calling thread, so a thread it starts inherits
+/// a fully blocked mask; the caller's mask is restored afterwards.
+fn with_signals_blocked<R>(spawn: impl FnOnce() -> R) -> R {
+    // SAFETY: plain sigset manipulation of the calling thread.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
+        let result = spawn();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        result
+    }
+}
+
+/// Sends one request of `inputs` and waits for its answer, checking for interrupts.
+pub fn embed_interruptibly(config: &ApiConfig, inputs: Vec<String>, dims: Option<usize>) -> Result<Embeddings, ApiError> {
+    let (sender, receiver) = mpsc::channel();
+    let thread_config = config.clone();
+    let spawned = with_signals_blocked(|| {
+        std::thread::Builder::new().name("doctrove_embed http".into()).spawn(move || {
+            let _ = sender.send(embed(&thread_config, &inputs, dims));
+        })
+    });
+    if let Err(e) = spawned {
+        return Err(ApiError::Unreachable { url: config.base_url.clone(), reason: format!("could not start a thread: {e}") });
+    }
+    loop {
+        match receiver.recv_timeout(INTERRUPT_POLL) {
+            Ok(result) => return result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                pg_sys::check_for_interrupts!();
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(ApiError::Malformed("the request thread stopped without an answer".into()))
+            }
+        }
+    }
+}

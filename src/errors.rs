@@ -1,0 +1,97 @@
+//! User-facing errors: each carries a real SQLSTATE, a message, and where it helps a detail
+//! and a hint. API failures map here from [`embed_core::ApiError`].
+
+use embed_core::ApiError;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// An error to raise at ERROR level.
+pub struct UserError {
+    code: PgSqlErrorCode,
+    message: String,
+    detail: Option<String>,
+    hint: Option<String>,
+}
+
+impl UserError {
+    pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
+        UserError { code, message: message.into(), detail: None, hint: None }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn report(self, level: PgLogLevel) {
+        let mut report = ErrorReport::new(self.code, self.message, "doctrove_embed");
+        if let Some(detail) = self.detail {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint {
+            report = report.set_hint(hint);
+        }
+        report.report(level);
+    }
+
+    /// Raises the error: the statement fails and its transaction rolls back.
+    pub fn raise(self) -> ! {
+        self.report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    }
+
+    /// Reports the same text as a WARNING and carries on.
+    pub fn warn(self) {
+        self.report(PgLogLevel::WARNING);
+    }
+}
+
+/// The error for a failed API request: SQLSTATE by kind, the API's own message as detail.
+pub fn api_error(error: &ApiError) -> UserError {
+    use PgSqlErrorCode::*;
+    match error {
+        ApiError::Unreachable { .. } => UserError::new(ERRCODE_CONNECTION_EXCEPTION, error.to_string())
+            .hint("Check doctrove_embed.api_base_url and that the server can reach it."),
+        ApiError::Timeout { .. } => UserError::new(ERRCODE_CONNECTION_FAILURE, error.to_string())
+            .hint("Raise doctrove_embed.request_timeout_ms, or embed smaller batches."),
+        ApiError::Unauthorized { status, message } => UserError::new(
+            ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            format!("the embeddings API refused the API key (HTTP {status})"),
+        )
+        .detail(message.clone())
+        .hint("Set doctrove_embed.api_key (or doctrove_embed.api_key_file) to a valid key, as a superuser, in postgresql.conf or with ALTER SYSTEM."),
+        ApiError::RateLimited { message, code, .. } => {
+            let quota = code.as_deref() == Some("insufficient_quota");
+            UserError::new(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED, if quota {
+                "the embeddings API account has no quota left (HTTP 429)".to_string()
+            } else {
+                "the embeddings API is rate limiting requests (HTTP 429)".to_string()
+            })
+            .detail(message.clone())
+            .hint(if quota { "Add credit or raise the account's quota, then run again." } else { "Run again later, or embed smaller batches." })
+        }
+        ApiError::Rejected { status, message, .. } => UserError::new(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("the embeddings API rejected the request (HTTP {status})"),
+        )
+        .detail(message.clone())
+        .hint("Check doctrove_embed.model and doctrove_embed.dimensions, and the texts of this batch."),
+        ApiError::ServerError { status, message, .. } => UserError::new(
+            ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            format!("the embeddings API failed (HTTP {status})"),
+        )
+        .detail(message.clone())
+        .hint("This is usually temporary: run again later."),
+        ApiError::Malformed(problem) => UserError::new(
+            ERRCODE_EXTERNAL_ROUTINE_INVOCATION_EXCEPTION,
+            "the embeddings API sent an invalid response",
+        )
+        .detail(problem.clone())
+        .hint("Check that doctrove_embed.api_base_url points at an OpenAI-compatible embeddings API."),
+    }
+}

@@ -1,0 +1,120 @@
+//! Every `doctrove_embed.*` setting, registered from `_PG_init`.
+//!
+//! Settings that decide where requests (and so the API key) go are superuser-only (`SUSET`):
+//! otherwise a role allowed to run `embed_pending` could point `api_base_url` at its own
+//! server and receive the key. Table and column names are per session (`USERSET`): the
+//! function runs with the caller's privileges, so a role reaches only tables it may update.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// The table holding the papers (may be schema-qualified).
+pub static TABLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"doctrove_papers"));
+/// Its key column: any type with a unique index.
+pub static ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"doctrove_paper_id"));
+/// The title column; papers with a NULL or empty title are never sent.
+pub static TITLE_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"doctrove_title"));
+/// The abstract column; empty means the table has none.
+pub static ABSTRACT_COLUMN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"doctrove_abstract"));
+/// The pgvector column to fill.
+pub static EMBEDDING_COLUMN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"doctrove_embedding"));
+/// Set to the model name on each write, when the table has it; empty to skip.
+pub static MODEL_VERSION_COLUMN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"embedding_model_version"));
+/// Set to `now()` on each write, when the table has it; empty to skip.
+pub static UPDATED_AT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"updated_at"));
+
+/// OpenAI-compatible base URL; `/embeddings` is appended (a query string is kept).
+pub static API_BASE_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://api.openai.com/v1"));
+/// The API key. Superuser-only, hidden from SHOW ALL and from non-superusers.
+pub static API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// A file holding the API key, read when `api_key` is empty.
+pub static API_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// The header that carries the key: `Authorization` sends `Bearer KEY`, any other the bare key.
+pub static API_KEY_HEADER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"Authorization"));
+/// The embeddings model.
+pub static MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"text-embedding-3-small"));
+/// Sent as `dimensions` when greater than 0.
+pub static DIMENSIONS: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// How long one API request may take, in milliseconds.
+pub static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+
+pub const DEFAULT_MODEL_VERSION_COLUMN: &str = "embedding_model_version";
+pub const DEFAULT_UPDATED_AT_COLUMN: &str = "updated_at";
+
+/// The current value of a text setting; empty when unset.
+pub fn text(setting: &GucSetting<Option<CString>>) -> String {
+    setting.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn define_text(name: &'static CStr, short: &'static CStr, setting: &'static GucSetting<Option<CString>>, context: GucContext) {
+    GucRegistry::define_string_guc(name, short, c"", setting, context, GucFlags::default());
+}
+
+pub fn register() {
+    define_text(c"doctrove_embed.table", c"Table whose embeddings are filled (may be schema-qualified).", &TABLE, GucContext::Userset);
+    define_text(c"doctrove_embed.id_column", c"Key column of the table; needs a unique index.", &ID_COLUMN, GucContext::Userset);
+    define_text(c"doctrove_embed.title_column", c"Title column; papers without a title are skipped.", &TITLE_COLUMN, GucContext::Userset);
+    define_text(c"doctrove_embed.abstract_column", c"Abstract column; empty if the table has none.", &ABSTRACT_COLUMN, GucContext::Userset);
+    define_text(c"doctrove_embed.embedding_column", c"pgvector column to fill.", &EMBEDDING_COLUMN, GucContext::Userset);
+    define_text(
+        c"doctrove_embed.model_version_column",
+        c"Column set to the model name on each write, if the table has it; empty to skip.",
+        &MODEL_VERSION_COLUMN,
+        GucContext::Userset,
+    );
+    define_text(
+        c"doctrove_embed.updated_at_column",
+        c"Column set to now() on each write, if the table has it; empty to skip.",
+        &UPDATED_AT_COLUMN,
+        GucContext::Userset,
+    );
+    define_text(c"doctrove_embed.api_base_url", c"Base URL of the OpenAI-compatible embeddings API.", &API_BASE_URL, GucContext::Suset);
+    GucRegistry::define_string_guc(
+        c"doctrove_embed.api_key",
+        c"API key for the embeddings API (superuser only, never shown to other roles).",
+        c"",
+        &API_KEY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"doctrove_embed.api_key_file",
+        c"File holding the API key, read when doctrove_embed.api_key is empty.",
+        c"",
+        &API_KEY_FILE,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    define_text(
+        c"doctrove_embed.api_key_header",
+        c"Header carrying the key: Authorization sends 'Bearer KEY', any other name the bare key.",
+        &API_KEY_HEADER,
+        GucContext::Suset,
+    );
+    define_text(c"doctrove_embed.model", c"Embeddings model name.", &MODEL, GucContext::Userset);
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.dimensions",
+        c"Vector length to ask the API for; 0 sends no 'dimensions' field.",
+        c"",
+        &DIMENSIONS,
+        0,
+        16_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.request_timeout_ms",
+        c"Time one API request may take.",
+        c"",
+        &REQUEST_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+}

@@ -1,0 +1,51 @@
+//! The partial index over pending papers: finding it, warning when it is missing, creating it,
+//! and steering the count and the batch fetch onto it.
+
+use pgrx::prelude::*;
+
+use crate::errors::UserError;
+use crate::target::Target;
+
+/// The name of a valid partial index on the table whose predicate holds
+/// `<embedding> IS NULL`, if there is one.
+pub fn find(target: &Target) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = $1 AND indisvalid AND indpred IS NOT NULL \
+         AND position(quote_ident($2) || ' IS NULL' IN pg_get_expr(indpred, indrelid)) > 0 \
+         ORDER BY indexrelid LIMIT 1",
+        &[target.relid.into(), target.names.embedding.clone().into()],
+    )
+    .ok()
+    .flatten()
+}
+
+/// Logs a WARNING, with the command that fixes it, when the table has no such index.
+/// Returns whether an index exists.
+pub fn check(target: &Target) -> bool {
+    if find(target).is_some() {
+        return true;
+    }
+    UserError::new(
+        pgrx::PgSqlErrorCode::ERRCODE_WARNING,
+        format!("table {} has no partial index on pending papers", target.names.table),
+    )
+    .detail("Counting and fetching pending papers reads the whole table.")
+    .hint(format!(
+        "Create it with: {}; (or SELECT doctrove_embed.create_pending_index(); which locks writes while it builds)",
+        target.names.create_pending_index(true)
+    ))
+    .warn();
+    false
+}
+
+/// Runs `f` with sequential scans discouraged for this transaction, so that the planner takes
+/// the partial index even while most of the table is pending; the previous setting is put back.
+pub fn preferring_index<R>(f: impl FnOnce() -> R) -> R {
+    let previous = Spi::get_one::<String>("SELECT current_setting('enable_seqscan')").ok().flatten();
+    Spi::run("SELECT set_config('enable_seqscan', 'off', true)").ok();
+    let result = f();
+    if let Some(previous) = previous {
+        Spi::run_with_args("SELECT set_config('enable_seqscan', $1, true)", &[previous.into()]).ok();
+    }
+    result
+}

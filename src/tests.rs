@@ -1,0 +1,312 @@
+//! `#[pg_test]`s: the SQL functions against a real PostgreSQL with pgvector, talking to the
+//! project's mock server (started by the test runner, see `crate::pg_test`). Each test runs in
+//! its own transaction, rolled back at the end, and counts its requests under its own scope.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use doctrove_mock::{fetch_stats, vector_for};
+    use pgrx::prelude::*;
+    use serde_json::Value;
+
+    /// `http://127.0.0.1:PORT` of the mock, from the cluster's configured base URL.
+    fn mock_root() -> String {
+        let base = Spi::get_one::<String>("SELECT current_setting('doctrove_embed.api_base_url')").unwrap().unwrap();
+        base.trim_end_matches("/v1").to_string()
+    }
+
+    /// Points this transaction at the mock, counting under `scope`, with extra switches.
+    fn use_mock(scope: &str, switches: &str) {
+        let url = format!("{}/s={scope}/{switches}v1", mock_root());
+        set("doctrove_embed.api_base_url", &url);
+    }
+
+    fn set(name: &str, value: &str) {
+        Spi::run_with_args("SELECT set_config($1, $2, true)", &[name.into(), value.into()]).unwrap();
+    }
+
+    fn stats(scope: &str) -> Value {
+        fetch_stats(&mock_root(), scope).unwrap()
+    }
+
+    fn create_papers(id_type: &str, dims: &str) {
+        Spi::run(&format!(
+            "CREATE TABLE doctrove_papers (doctrove_paper_id {id_type} PRIMARY KEY, doctrove_title text, \
+             doctrove_abstract text, doctrove_embedding vector{dims})"
+        ))
+        .unwrap();
+    }
+
+    fn embed(batch: i32) -> (i32, i32) {
+        Spi::get_two_with_args::<i32, i32>(
+            "SELECT successful_embeddings, failed_embeddings FROM embed_pending($1)",
+            &[batch.into()],
+        )
+        .map(|(a, b)| (a.unwrap(), b.unwrap()))
+        .unwrap()
+    }
+
+    fn count() -> i64 {
+        Spi::get_one::<i64>("SELECT get_papers_needing_embeddings_count()").unwrap().unwrap()
+    }
+
+    fn stored_vector(id_sql: &str) -> Option<Vec<f32>> {
+        Spi::get_one::<Vec<f32>>(&format!(
+            "SELECT doctrove_embedding::real[] FROM doctrove_papers WHERE doctrove_paper_id = {id_sql}"
+        ))
+        .unwrap()
+    }
+
+    fn insert(id: i64, title: Option<&str>, abstract_text: Option<&str>) {
+        Spi::run_with_args(
+            "INSERT INTO doctrove_papers (doctrove_paper_id, doctrove_title, doctrove_abstract) VALUES ($1, $2, $3)",
+            &[id.into(), title.into(), abstract_text.into()],
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn each_pending_paper_gets_the_mock_vector_of_its_text() {
+        use_mock("happy", "");
+        create_papers("bigint", "(1536)");
+        insert(1, Some("Attention Is All You Need"), Some("We propose the Transformer."));
+        insert(2, Some("No abstract"), None);
+        insert(3, Some("Blank abstract"), Some("   "));
+        insert(4, Some("  Padded title "), Some(" padded abstract \n"));
+        assert_eq!(count(), 4);
+        assert_eq!(embed(250), (4, 0));
+        let expected = [
+            (1, "Title: Attention Is All You Need Abstract: We propose the Transformer."),
+            (2, "Title: No abstract"),
+            (3, "Title: Blank abstract"),
+            (4, "Title:   Padded title  Abstract:  padded abstract"),
+        ];
+        for (id, text) in expected {
+            assert_eq!(stored_vector(&id.to_string()), Some(vector_for(text, 1536)), "paper {id}");
+        }
+        assert_eq!(count(), 0);
+        let s = stats("happy");
+        assert_eq!(s["requests"], 1);
+        assert_eq!(s["inputs"], 4);
+        assert_eq!(s["last_model"], "text-embedding-3-small");
+        assert_eq!(s["last_encoding_format"], "base64");
+        assert_eq!(s["last_dimensions"], Value::Null);
+        assert_eq!(s["last_auth"], "Authorization: Bearer sk-test-0123456789");
+    }
+
+    #[pg_test]
+    fn papers_without_a_title_are_neither_sent_nor_counted() {
+        use_mock("untitled", "dim=8/");
+        create_papers("bigint", "(8)");
+        insert(1, None, Some("orphan abstract"));
+        insert(2, Some(""), Some("empty title"));
+        insert(3, Some("Real"), None);
+        assert_eq!(count(), 1);
+        assert_eq!(embed(250), (1, 0));
+        assert_eq!(stored_vector("1"), None);
+        assert_eq!(stored_vector("2"), None);
+        assert_eq!(stored_vector("3"), Some(vector_for("Title: Real", 8)));
+        assert_eq!(stats("untitled")["inputs"], 1);
+    }
+
+    #[pg_test]
+    fn nothing_pending_returns_zeros_without_calling_the_api() {
+        use_mock("idle", "dim=8/");
+        create_papers("bigint", "(8)");
+        let row = Spi::get_three::<i32, f64, f64>("SELECT successful_embeddings, api_ms, db_ms FROM embed_pending(250)").unwrap();
+        assert_eq!(row, (Some(0), Some(0.0), Some(0.0)));
+        assert_eq!(stats("idle")["requests"], 0);
+    }
+
+    #[pg_test]
+    fn the_batch_size_limits_one_call() {
+        use_mock("limit", "dim=4/");
+        create_papers("bigint", "(4)");
+        for id in 0..10 {
+            insert(id, Some(&format!("paper {id}")), None);
+        }
+        assert_eq!(embed(3), (3, 0));
+        assert_eq!(count(), 7);
+        assert_eq!(stats("limit")["inputs"], 3);
+    }
+
+    #[pg_test]
+    fn uuid_ids_work() {
+        use_mock("uuid", "dim=8/");
+        create_papers("uuid", "(8)");
+        Spi::run(
+            "INSERT INTO doctrove_papers VALUES ('8c4c2d2e-0d4f-4d55-b4a5-2a4b7e0f1a11', 'U', 'uuid paper', NULL)",
+        )
+        .unwrap();
+        assert_eq!(embed(10), (1, 0));
+        assert_eq!(
+            stored_vector("'8c4c2d2e-0d4f-4d55-b4a5-2a4b7e0f1a11'"),
+            Some(vector_for("Title: U Abstract: uuid paper", 8))
+        );
+    }
+
+    #[pg_test]
+    fn text_ids_work() {
+        use_mock("textid", "dim=8/");
+        create_papers("text", "(8)");
+        Spi::run("INSERT INTO doctrove_papers VALUES ('arXiv:2401.00001', 'T', NULL, NULL)").unwrap();
+        assert_eq!(embed(10), (1, 0));
+        assert_eq!(stored_vector("'arXiv:2401.00001'"), Some(vector_for("Title: T", 8)));
+    }
+
+    #[pg_test]
+    fn quoted_identifiers_work() {
+        use_mock("quoted", "dim=8/");
+        Spi::run(
+            "CREATE SCHEMA \"Lab Data\"; CREATE TABLE \"Lab Data\".\"Papers \"\"2024\"\"\" (\"Paper Id\" int PRIMARY KEY, \
+             \"Ti\"\"tle\" text, \"Abstract Text\" varchar, \"Vec\" vector(8)); \
+             INSERT INTO \"Lab Data\".\"Papers \"\"2024\"\"\" VALUES (7, 'Q', 'quoted', NULL)",
+        )
+        .unwrap();
+        set("doctrove_embed.table", "\"Lab Data\".\"Papers \"\"2024\"\"\"");
+        set("doctrove_embed.id_column", "Paper Id");
+        set("doctrove_embed.title_column", "Ti\"tle");
+        set("doctrove_embed.abstract_column", "Abstract Text");
+        set("doctrove_embed.embedding_column", "Vec");
+        assert_eq!(count(), 1);
+        assert_eq!(embed(10), (1, 0));
+        let stored = Spi::get_one::<Vec<f32>>("SELECT \"Vec\"::real[] FROM \"Lab Data\".\"Papers \"\"2024\"\"\"").unwrap();
+        assert_eq!(stored, Some(vector_for("Title: Q Abstract: quoted", 8)));
+    }
+
+    #[pg_test]
+    fn model_version_and_updated_at_are_set_when_the_table_has_them() {
+        use_mock("version", "dim=8/");
+        create_papers("bigint", "(8)");
+        Spi::run(
+            "ALTER TABLE doctrove_papers ADD COLUMN embedding_model_version varchar(64), \
+             ADD COLUMN updated_at timestamptz DEFAULT '2000-01-01'",
+        )
+        .unwrap();
+        insert(1, Some("V"), None);
+        set("doctrove_embed.model", "text-embedding-3-small");
+        assert_eq!(embed(10), (1, 0));
+        let (version, fresh) = Spi::get_two::<String, bool>(
+            "SELECT embedding_model_version, updated_at = now() FROM doctrove_papers WHERE doctrove_paper_id = 1",
+        )
+        .unwrap();
+        assert_eq!(version.as_deref(), Some("text-embedding-3-small"));
+        assert_eq!(fresh, Some(true));
+    }
+
+    #[pg_test(error = "column \"no_such_column\" of table doctrove_papers does not exist")]
+    fn a_misnamed_optional_column_is_an_error() {
+        create_papers("bigint", "(8)");
+        set("doctrove_embed.updated_at_column", "no_such_column");
+        embed(10);
+    }
+
+    #[pg_test]
+    fn the_tables_own_triggers_fire_on_each_write() {
+        use_mock("triggers", "dim=8/");
+        create_papers("bigint", "(8)");
+        Spi::run(
+            "CREATE TABLE projection_queue (paper_id bigint); \
+             CREATE FUNCTION queue_projection() RETURNS trigger LANGUAGE plpgsql AS \
+             $$BEGIN INSERT INTO projection_queue VALUES (NEW.doctrove_paper_id); RETURN NEW; END$$; \
+             CREATE TRIGGER queue_projection AFTER UPDATE OF doctrove_embedding ON doctrove_papers \
+             FOR EACH ROW EXECUTE FUNCTION queue_projection()",
+        )
+        .unwrap();
+        for id in 1..=3 {
+            insert(id, Some(&format!("t{id}")), None);
+        }
+        assert_eq!(embed(10), (3, 0));
+        let queued = Spi::get_one::<String>("SELECT string_agg(paper_id::text, ',' ORDER BY paper_id) FROM projection_queue");
+        assert_eq!(queued.unwrap().as_deref(), Some("1,2,3"));
+    }
+
+    #[pg_test]
+    fn more_than_2048_papers_go_in_several_requests() {
+        use_mock("chunks", "dim=4/");
+        create_papers("bigint", "(4)");
+        Spi::run("INSERT INTO doctrove_papers SELECT g, 'paper ' || g, NULL, NULL FROM generate_series(1, 2100) g").unwrap();
+        assert_eq!(embed(2100), (2100, 0));
+        let s = stats("chunks");
+        assert_eq!(s["requests"], 2);
+        assert_eq!(s["max_inputs_per_request"], 2048);
+        assert_eq!(s["duplicate_inputs"], 0);
+        assert_eq!(stored_vector("2099"), Some(vector_for("Title: paper 2099", 4)));
+    }
+
+    #[pg_test]
+    fn dimensions_are_sent_when_set() {
+        use_mock("dims", "");
+        create_papers("bigint", "(16)");
+        insert(1, Some("D"), None);
+        set("doctrove_embed.dimensions", "16");
+        assert_eq!(embed(10), (1, 0));
+        assert_eq!(stats("dims")["last_dimensions"], 16);
+        assert_eq!(stored_vector("1"), Some(vector_for("Title: D", 16)));
+    }
+
+    #[pg_test]
+    fn a_plain_vector_column_takes_the_length_the_api_answers() {
+        use_mock("plain", "dim=5/");
+        create_papers("bigint", "");
+        insert(1, Some("P"), None);
+        assert_eq!(embed(10), (1, 0));
+        assert_eq!(stored_vector("1"), Some(vector_for("Title: P", 5)));
+    }
+
+    #[pg_test]
+    fn count_and_fetch_use_the_partial_index() {
+        use_mock("index", "dim=8/");
+        create_papers("bigint", "(8)");
+        Spi::run("INSERT INTO doctrove_papers SELECT g, 'p' || g, NULL, NULL FROM generate_series(1, 500) g").unwrap();
+        let name = Spi::get_one::<String>("SELECT doctrove_embed.create_pending_index()").unwrap().unwrap();
+        assert_eq!(name, "doctrove_papers_pending_embedding_idx");
+        let scans = || {
+            Spi::get_one::<i64>("SELECT pg_stat_get_xact_numscans('doctrove_papers_pending_embedding_idx'::regclass)")
+                .unwrap()
+                .unwrap()
+        };
+        let before = scans();
+        assert_eq!(count(), 500);
+        let after_count = scans();
+        assert!(after_count > before, "the count did not scan the index");
+        assert_eq!(embed(100), (100, 0));
+        assert!(scans() > after_count, "the fetch did not scan the index");
+        assert_eq!(count(), 400);
+    }
+
+    #[pg_test]
+    fn an_existing_partial_index_on_the_embedding_is_found() {
+        create_papers("bigint", "(8)");
+        Spi::run("CREATE INDEX my_pending ON doctrove_papers (doctrove_paper_id) WHERE doctrove_embedding IS NULL").unwrap();
+        let name = Spi::get_one::<String>("SELECT doctrove_embed.create_pending_index()").unwrap();
+        assert_eq!(name.as_deref(), Some("my_pending"));
+    }
+
+    #[pg_test]
+    fn the_index_command_is_concurrent() {
+        create_papers("bigint", "(8)");
+        let command = Spi::get_one::<String>("SELECT doctrove_embed.pending_index_command()").unwrap().unwrap();
+        assert!(command.starts_with("CREATE INDEX CONCURRENTLY IF NOT EXISTS \"doctrove_papers_pending_embedding_idx\""));
+    }
+
+    #[pg_test]
+    fn input_text_matches_the_service_format() {
+        let text = Spi::get_one::<String>("SELECT doctrove_embed.input_text('A', ' ')").unwrap();
+        assert_eq!(text.as_deref(), Some("Title: A"));
+    }
+
+    #[pg_test(error = "the embeddings API refused the API key (HTTP 401)")]
+    fn a_refused_key_is_an_error() {
+        use_mock("badkey", "key=the-right-one/dim=8/");
+        create_papers("bigint", "(8)");
+        insert(1, Some("K"), None);
+        embed(10);
+    }
+
+    #[pg_test(error = "batch must be at least 1, not 0")]
+    fn a_batch_below_one_is_refused() {
+        embed(0);
+    }
+}
