@@ -23,6 +23,22 @@ extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    // Unknown doctrove_embed.* names (typos) are rejected instead of becoming placeholders.
+    // SAFETY: called once, from _PG_init, with a static C string.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"doctrove_embed".as_ptr()) };
+    // Until the library is loaded, a key set in postgresql.conf is an unchecked placeholder
+    // that any role can read with SHOW; only preloading protects it in every session.
+    // SAFETY: reads a flag PostgreSQL sets while it loads shared_preload_libraries.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    if !preloading && !gucs::text(&gucs::API_KEY).is_empty() {
+        errors::UserError::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            "doctrove_embed.api_key is set but doctrove_embed is not in shared_preload_libraries",
+        )
+        .detail("Sessions that have not loaded the library can read the key with SHOW.")
+        .hint("Add doctrove_embed to shared_preload_libraries and restart the server.")
+        .warn();
+    }
 }
 
 /// Embeds up to `batch` pending papers of the configured table in the caller's transaction.
@@ -110,6 +126,6 @@ pub mod pg_test {
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         let url: &'static str = Box::leak(format!("doctrove_embed.api_base_url = '{}/v1'", mock().url()).into_boxed_str());
-        vec![url, "doctrove_embed.api_key = 'sk-test-0123456789'"]
+        vec![url, "doctrove_embed.api_key = 'sk-test-0123456789'", "shared_preload_libraries = 'doctrove_embed'"]
     }
 }
