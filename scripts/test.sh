@@ -34,6 +34,7 @@ mock_start "$MOCK_PORT" "$TEST_DIR/mock.log"
 cluster_start "$TEST_DIR" "$PG_PORT" \
     "shared_preload_libraries = 'pg_cron,doctrove_embed'" \
     "cron.database_name = 'postgres'" \
+    "doctrove_embed.workers = 0" \
     "doctrove_embed.api_base_url = 'http://127.0.0.1:$MOCK_PORT/v1'" \
     "doctrove_embed.api_key = 'sk-regress-0123456789'"
 
@@ -48,7 +49,7 @@ if ! "$(/usr/lib/postgresql/15/bin/pg_config --pgxs | xargs dirname)/../test/reg
     exit 1
 fi
 
-log "integration tests against the installed extension"
+log "integration tests against the installed extension (worker tests start clusters of their own)"
 DOCTROVE_TEST_PG="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
 DOCTROVE_TEST_MOCK="http://127.0.0.1:$MOCK_PORT" \
     cargo test -p doctrove_itest -- --test-threads=2

@@ -3,3 +3,5 @@
 --   GRANT EXECUTE ON FUNCTION embed_pending(integer) TO embedder;
 REVOKE EXECUTE ON FUNCTION @extschema@.embed_pending(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION doctrove_embed.create_pending_index() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION doctrove_embed.watch() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION doctrove_embed.unwatch() FROM PUBLIC;

@@ -20,28 +20,29 @@ const INTERRUPT_POLL: Duration = Duration::from_millis(20);
 
 /// The API settings as they are now. The key comes from `doctrove_embed.api_key`, or else
 /// from the file named by `doctrove_embed.api_key_file`.
-pub fn current_config() -> ApiConfig {
+pub fn current_config() -> Result<ApiConfig, UserError> {
     let mut api_key = gucs::text(&gucs::API_KEY);
     let key_file = gucs::text(&gucs::API_KEY_FILE);
     if api_key.is_empty() && !key_file.is_empty() {
         api_key = match std::fs::read_to_string(&key_file) {
             Ok(text) => text.trim().to_string(),
-            Err(e) => UserError::new(
-                pgrx::PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
-                format!("could not read doctrove_embed.api_key_file \"{key_file}\": {e}"),
-            )
-            .hint("The file must be readable by the PostgreSQL server's operating-system user.")
-            .raise(),
+            Err(e) => {
+                return Err(UserError::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+                    format!("could not read doctrove_embed.api_key_file \"{key_file}\": {e}"),
+                )
+                .hint("The file must be readable by the PostgreSQL server's operating-system user."))
+            }
         };
     }
-    ApiConfig {
+    Ok(ApiConfig {
         base_url: gucs::text(&gucs::API_BASE_URL),
         api_key,
         api_key_header: gucs::text(&gucs::API_KEY_HEADER),
         model: gucs::text(&gucs::MODEL),
         dimensions: gucs::DIMENSIONS.get().max(0) as u32,
         timeout: Duration::from_millis(gucs::REQUEST_TIMEOUT_MS.get().max(1) as u64),
-    }
+    })
 }
 
 /// Runs `spawn` with all signals blocked in the calling thread, so a thread it starts inherits

@@ -28,6 +28,14 @@ impl UserError {
         self
     }
 
+    /// The message with its detail, on one line (for logs and the workers view).
+    pub fn summary(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{}: {detail}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
     fn report(self, level: PgLogLevel) {
         let mut report = ErrorReport::new(self.code, self.message, "doctrove_embed");
         if let Some(detail) = self.detail {

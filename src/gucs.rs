@@ -43,6 +43,20 @@ pub static DIMENSIONS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// How long one API request may take, in milliseconds.
 pub static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 
+/// Database the background workers connect to.
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// Whether the background workers embed (on/off without a restart).
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// How many background workers start with the server; each keeps one request in flight.
+pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+/// Papers per worker batch.
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(250);
+/// How long an idle worker sleeps before it looks for pending papers again.
+pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// Most workers `doctrove_embed.workers` accepts (the size of the shared worker table).
+pub const MAX_WORKERS: i32 = 64;
+
 pub const DEFAULT_MODEL_VERSION_COLUMN: &str = "embedding_model_version";
 pub const DEFAULT_UPDATED_AT_COLUMN: &str = "updated_at";
 
@@ -106,6 +120,50 @@ pub fn register() {
         16_000,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    define_text(
+        c"doctrove_embed.database",
+        c"Database the background workers connect to (a change restarts them).",
+        &DATABASE,
+        GucContext::Sighup,
+    );
+    GucRegistry::define_bool_guc(
+        c"doctrove_embed.enabled",
+        c"Whether the background workers embed pending papers.",
+        c"",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.workers",
+        c"Background workers started with the server (needs shared_preload_libraries); each keeps one request in flight.",
+        c"",
+        &WORKERS,
+        0,
+        MAX_WORKERS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.batch_size",
+        c"Papers per background worker batch.",
+        c"",
+        &BATCH_SIZE,
+        1,
+        100_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.naptime_ms",
+        c"How long an idle background worker sleeps before it looks for pending papers again.",
+        c"",
+        &NAPTIME_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"doctrove_embed.request_timeout_ms",

@@ -10,26 +10,40 @@ mod embed_pending;
 mod errors;
 mod gucs;
 mod pending_index;
+mod shared_state;
+mod status;
 mod target;
 mod vector_datum;
+mod watch;
+mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
 ::pgrx::pg_module_magic!(name, version);
 
+extension_sql_file!("../sql/reset_embedding.sql", name = "reset_embedding", requires = [doctrove_embed::input_text]);
+extension_sql_file!(
+    "../sql/status_views.sql",
+    name = "status_views",
+    requires = [doctrove_embed::status_snapshot, doctrove_embed::worker_snapshot]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    // SAFETY: reads a flag PostgreSQL sets while it loads shared_preload_libraries.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    if preloading {
+        shared_state::init();
+        worker::register_workers();
+    }
     // Unknown doctrove_embed.* names (typos) are rejected instead of becoming placeholders.
     // SAFETY: called once, from _PG_init, with a static C string.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"doctrove_embed".as_ptr()) };
     // Until the library is loaded, a key set in postgresql.conf is an unchecked placeholder
     // that any role can read with SHOW; only preloading protects it in every session.
-    // SAFETY: reads a flag PostgreSQL sets while it loads shared_preload_libraries.
-    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     if !preloading && !gucs::text(&gucs::API_KEY).is_empty() {
         errors::UserError::new(
             PgSqlErrorCode::ERRCODE_WARNING,
@@ -59,14 +73,15 @@ fn embed_pending(
         errors::UserError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("batch must be at least 1, not {batch}"))
             .raise();
     }
-    let outcome = embed_pending::run_batch(batch);
+    let outcome = embed_pending::run_batch(batch, &mut |_| {}).unwrap_or_else(|e| e.raise());
+    shared_state::record_batch(None, &outcome);
     TableIterator::once((outcome.successful, outcome.failed, outcome.fetch_ms, outcome.api_ms, outcome.db_ms))
 }
 
 /// The exact number of papers in the configured table still waiting for an embedding.
 #[pg_extern(parallel_unsafe)]
 fn get_papers_needing_embeddings_count() -> i64 {
-    embed_pending::count_pending()
+    embed_pending::count_pending().unwrap_or_else(|e| e.raise())
 }
 
 #[pg_schema]
@@ -77,7 +92,7 @@ mod doctrove_embed {
     /// the table while it builds) and returns its name.
     #[pg_extern(parallel_unsafe)]
     fn create_pending_index() -> String {
-        let target = crate::target::resolve();
+        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
         if let Some(existing) = crate::pending_index::find(&target) {
             return existing;
         }
@@ -92,7 +107,93 @@ mod doctrove_embed {
     /// outside a transaction block (in psql: `SELECT doctrove_embed.pending_index_command() \gexec`).
     #[pg_extern(parallel_unsafe)]
     fn pending_index_command() -> String {
-        crate::target::resolve().names.create_pending_index(true)
+        crate::target::resolve().unwrap_or_else(|e| e.raise()).names.create_pending_index(true)
+    }
+
+    /// Installs the triggers that keep the configured table's embeddings current: new papers
+    /// wake the background workers when their transaction commits, and an edit of the title or
+    /// abstract clears the embedding so the paper is embedded again. Idempotent.
+    #[pg_extern(parallel_unsafe)]
+    fn watch() -> String {
+        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        for (name, create) in target.names.watch_triggers() {
+            crate::watch::drop_trigger_if_present(&target, name);
+            crate::watch::run_ddl(&create);
+        }
+        format!("watching {}", target.names.table)
+    }
+
+    /// Removes the triggers `watch()` installed.
+    #[pg_extern(parallel_unsafe)]
+    fn unwatch() -> String {
+        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        for (name, _) in target.names.watch_triggers() {
+            crate::watch::drop_trigger_if_present(&target, name);
+        }
+        format!("no longer watching {}", target.names.table)
+    }
+
+    /// Statement trigger: wake the background workers when this transaction commits.
+    #[pg_trigger]
+    fn wake_workers<'a>(
+        _trigger: &'a pgrx::PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
+        crate::watch::wake_workers_at_commit();
+        Ok(None)
+    }
+
+    /// The figures behind the `doctrove_embed.status` view.
+    #[pg_extern(parallel_unsafe)]
+    fn status_snapshot() -> TableIterator<
+        'static,
+        (
+            name!(pending, i64),
+            name!(pending_counted_at, Option<f64>),
+            name!(embedded, i64),
+            name!(failed, i64),
+            name!(papers_per_min_1m, f64),
+            name!(papers_per_min_10m, f64),
+            name!(eta_seconds, Option<f64>),
+            name!(tokens_used, i64),
+            name!(workers_running, i32),
+            name!(workers_configured, i32),
+            name!(enabled, bool),
+        ),
+    > {
+        let s = crate::status::status().unwrap_or_else(|e| e.raise());
+        TableIterator::once((
+            s.pending,
+            s.pending_counted_at,
+            s.embedded,
+            s.failed,
+            s.per_minute_1m,
+            s.per_minute_10m,
+            s.eta_seconds,
+            s.tokens,
+            s.workers_running,
+            s.workers_configured,
+            s.enabled,
+        ))
+    }
+
+    /// The figures behind the `doctrove_embed.workers` view.
+    #[pg_extern(parallel_unsafe)]
+    fn worker_snapshot() -> TableIterator<
+        'static,
+        (
+            name!(worker, i32),
+            name!(pid, i32),
+            name!(state, String),
+            name!(batches, i64),
+            name!(papers_embedded, i64),
+            name!(failures, i64),
+            name!(last_error, Option<String>),
+            name!(last_batch_at, Option<f64>),
+        ),
+    > {
+        TableIterator::new(crate::status::workers().into_iter().map(|w| {
+            (w.worker, w.pid, w.state.to_string(), w.batches, w.embedded, w.failures, w.last_error, w.last_batch_at)
+        }))
     }
 
     /// The text sent to the API for a paper with this title and abstract; NULL when the paper
@@ -126,6 +227,6 @@ pub mod pg_test {
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         let url: &'static str = Box::leak(format!("doctrove_embed.api_base_url = '{}/v1'", mock().url()).into_boxed_str());
-        vec![url, "doctrove_embed.api_key = 'sk-test-0123456789'", "shared_preload_libraries = 'doctrove_embed'"]
+        vec![url, "doctrove_embed.api_key = 'sk-test-0123456789'", "shared_preload_libraries = 'doctrove_embed'", "doctrove_embed.workers = 0"]
     }
 }

@@ -51,25 +51,30 @@ fn missing_column(table: &str, setting: &str, name: &str) -> UserError {
         .hint(format!("Set doctrove_embed.{setting} to the name of an existing column."))
 }
 
-fn required_column(relid: pg_sys::Oid, table: &str, setting: &str, name: &str) -> Column {
+fn required_column(relid: pg_sys::Oid, table: &str, setting: &str, name: &str) -> Result<Column, UserError> {
     if name.is_empty() {
-        UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("doctrove_embed.{setting} is empty"))
-            .hint(format!("Set doctrove_embed.{setting} to a column of {table}."))
-            .raise();
+        return Err(UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("doctrove_embed.{setting} is empty"))
+            .hint(format!("Set doctrove_embed.{setting} to a column of {table}.")));
     }
-    column(relid, name).unwrap_or_else(|| missing_column(table, setting, name).raise())
+    column(relid, name).ok_or_else(|| missing_column(table, setting, name))
 }
 
 /// A column set by each write when the table has it. The default name is optional (older
 /// schemas lack it); a name someone set on purpose must exist.
-fn optional_column(relid: pg_sys::Oid, table: &str, setting: &str, name: &str, default: &str) -> Option<String> {
+fn optional_column(
+    relid: pg_sys::Oid,
+    table: &str,
+    setting: &str,
+    name: &str,
+    default: &str,
+) -> Result<Option<String>, UserError> {
     if name.is_empty() {
-        return None;
+        return Ok(None);
     }
     match column(relid, name) {
-        Some(_) => Some(name.to_string()),
-        None if name == default => None,
-        None => missing_column(table, setting, name).raise(),
+        Some(_) => Ok(Some(name.to_string())),
+        None if name == default => Ok(None),
+        None => Err(missing_column(table, setting, name)),
     }
 }
 
@@ -84,21 +89,20 @@ fn has_single_column_unique_index(relid: pg_sys::Oid, attnum: i16) -> bool {
     .unwrap_or(false)
 }
 
-fn vector_types() -> (pg_sys::Oid, pg_sys::Oid) {
+fn vector_types() -> Result<(pg_sys::Oid, pg_sys::Oid), UserError> {
     let found = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
         "SELECT t.oid, t.typarray FROM pg_type t JOIN pg_extension e ON e.extname = 'vector' \
          AND t.typnamespace = e.extnamespace WHERE t.typname = 'vector'",
     );
     match found {
-        Ok((Some(vector), Some(array))) => (vector, array),
-        _ => UserError::new(ERRCODE_UNDEFINED_OBJECT, "the extension \"vector\" is not installed")
-            .hint("CREATE EXTENSION vector; (or CREATE EXTENSION doctrove_embed CASCADE)")
-            .raise(),
+        Ok((Some(vector), Some(array))) => Ok((vector, array)),
+        _ => Err(UserError::new(ERRCODE_UNDEFINED_OBJECT, "the extension \"vector\" is not installed")
+            .hint("CREATE EXTENSION vector; (or CREATE EXTENSION doctrove_embed CASCADE)")),
     }
 }
 
 /// Reads the settings and checks the table they name.
-pub fn resolve() -> Target {
+pub fn resolve() -> Result<Target, UserError> {
     let table_setting = gucs::text(&gucs::TABLE);
     let found = Spi::get_three_with_args::<pg_sys::Oid, String, String>(
         "SELECT c.oid, c.oid::regclass::text, c.relname::text FROM pg_class c WHERE c.oid = to_regclass($1)",
@@ -106,16 +110,17 @@ pub fn resolve() -> Target {
     );
     let (relid, table, relname) = match found {
         Ok((Some(relid), Some(table), Some(relname))) => (relid, table, relname),
-        _ => UserError::new(ERRCODE_UNDEFINED_TABLE, format!("relation \"{table_setting}\" does not exist"))
-            .detail("doctrove_embed.table names the table whose embeddings are filled.")
-            .hint("Set doctrove_embed.table to an existing table, schema-qualified if it is not on the search_path.")
-            .raise(),
+        _ => {
+            return Err(UserError::new(ERRCODE_UNDEFINED_TABLE, format!("relation \"{table_setting}\" does not exist"))
+                .detail("doctrove_embed.table names the table whose embeddings are filled.")
+                .hint("Set doctrove_embed.table to an existing table, schema-qualified if it is not on the search_path."))
+        }
     };
 
     let id_name = gucs::text(&gucs::ID_COLUMN);
-    let id = required_column(relid, &table, "id_column", &id_name);
+    let id = required_column(relid, &table, "id_column", &id_name)?;
     if !has_single_column_unique_index(relid, id.attnum) {
-        UserError::new(
+        return Err(UserError::new(
             ERRCODE_INVALID_COLUMN_REFERENCE,
             format!("column \"{id_name}\" of table {table} has no unique index"),
         )
@@ -123,37 +128,34 @@ pub fn resolve() -> Target {
         .hint(format!(
             "Create one: CREATE UNIQUE INDEX ON {table} ({}); or set doctrove_embed.id_column to the primary key.",
             quote_ident(&id_name)
-        ))
-        .raise();
+        )));
     }
     let title_name = gucs::text(&gucs::TITLE_COLUMN);
-    required_column(relid, &table, "title_column", &title_name);
+    required_column(relid, &table, "title_column", &title_name)?;
     let abstract_name = gucs::text(&gucs::ABSTRACT_COLUMN);
     if !abstract_name.is_empty() {
-        required_column(relid, &table, "abstract_column", &abstract_name);
+        required_column(relid, &table, "abstract_column", &abstract_name)?;
     }
 
     let embedding_name = gucs::text(&gucs::EMBEDDING_COLUMN);
-    let embedding = required_column(relid, &table, "embedding_column", &embedding_name);
-    let (vector_type, vector_array_type) = vector_types();
+    let embedding = required_column(relid, &table, "embedding_column", &embedding_name)?;
+    let (vector_type, vector_array_type) = vector_types()?;
     if embedding.type_oid != vector_type {
-        UserError::new(
+        return Err(UserError::new(
             ERRCODE_DATATYPE_MISMATCH,
             format!("column \"{embedding_name}\" of table {table} is of type {}, not vector", embedding.type_name),
         )
-        .hint("doctrove_embed.embedding_column must name a pgvector column, such as vector(1536).")
-        .raise();
+        .hint("doctrove_embed.embedding_column must name a pgvector column, such as vector(1536)."));
     }
     let dims = (embedding.typmod > 0).then_some(embedding.typmod as usize);
     let requested = gucs::DIMENSIONS.get();
     if let Some(dims) = dims {
         if requested > 0 && requested as usize != dims {
-            UserError::new(
+            return Err(UserError::new(
                 ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("doctrove_embed.dimensions is {requested}, but column \"{embedding_name}\" holds vector({dims})"),
             )
-            .hint(format!("Set doctrove_embed.dimensions to {dims}, or to 0 to use the model's own length."))
-            .raise();
+            .hint(format!("Set doctrove_embed.dimensions to {dims}, or to 0 to use the model's own length.")));
         }
     }
 
@@ -163,16 +165,16 @@ pub fn resolve() -> Target {
         "model_version_column",
         &gucs::text(&gucs::MODEL_VERSION_COLUMN),
         gucs::DEFAULT_MODEL_VERSION_COLUMN,
-    );
+    )?;
     let updated_at = optional_column(
         relid,
         &table,
         "updated_at_column",
         &gucs::text(&gucs::UPDATED_AT_COLUMN),
         gucs::DEFAULT_UPDATED_AT_COLUMN,
-    );
+    )?;
 
-    Target {
+    Ok(Target {
         names: PapersTable {
             table,
             relname,
@@ -188,5 +190,5 @@ pub fn resolve() -> Target {
         dims,
         vector_type,
         vector_array_type,
-    }
+    })
 }

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod error;
 pub mod input_text;
+pub mod progress;
 pub mod request;
 pub mod response;
 pub mod sql_text;

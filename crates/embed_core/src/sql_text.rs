@@ -7,6 +7,20 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A string literal for DDL that cannot take parameters (trigger arguments).
+pub fn quote_literal(value: &str) -> String {
+    if value.contains('\\') {
+        format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+}
+
+/// Name of the statement trigger that wakes the workers when papers are added or edited.
+pub const WAKE_TRIGGER: &str = "doctrove_embed_wake";
+/// Name of the row trigger that clears the embedding when the text changes.
+pub const RESET_TRIGGER: &str = "doctrove_embed_reset";
+
 /// The names of the papers table and its columns, as found in the catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PapersTable {
@@ -72,6 +86,49 @@ impl PapersTable {
         )
     }
 
+    /// The text columns whose change makes a paper pending again, quoted and comma-separated.
+    fn text_columns(&self) -> Vec<String> {
+        std::iter::once(&self.title).chain(self.abstract_text.as_ref()).map(|c| quote_ident(c)).collect()
+    }
+
+    /// The triggers `doctrove_embed.watch()` installs, as (name, CREATE statement): a statement
+    /// trigger waking the workers after papers are inserted or their text edited (it acts at
+    /// commit), and a row trigger that clears the embedding only when the title or abstract
+    /// really changes.
+    pub fn watch_triggers(&self) -> Vec<(&'static str, String)> {
+        let columns = self.text_columns().join(", ");
+        let changed = self
+            .text_columns()
+            .iter()
+            .map(|c| format!("OLD.{c} IS DISTINCT FROM NEW.{c}"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        vec![
+            (
+                WAKE_TRIGGER,
+                format!(
+                    "CREATE TRIGGER {WAKE_TRIGGER} AFTER INSERT OR UPDATE OF {columns} ON {} \
+                     FOR EACH STATEMENT EXECUTE FUNCTION doctrove_embed.wake_workers()",
+                    self.table
+                ),
+            ),
+            (
+                RESET_TRIGGER,
+                format!(
+                    "CREATE TRIGGER {RESET_TRIGGER} BEFORE UPDATE OF {columns} ON {} FOR EACH ROW WHEN ({changed}) \
+                     EXECUTE FUNCTION doctrove_embed.reset_embedding({})",
+                    self.table,
+                    quote_literal(&self.embedding)
+                ),
+            ),
+        ]
+    }
+
+    /// `DROP TRIGGER` of one of the watch triggers.
+    pub fn drop_trigger(&self, name: &str) -> String {
+        format!("DROP TRIGGER {} ON {}", quote_ident(name), self.table)
+    }
+
     /// The name `create_pending_index` gives its index (at most 63 bytes).
     pub fn pending_index_name(&self) -> String {
         const SUFFIX: &str = "_pending_embedding_idx";
@@ -111,6 +168,26 @@ mod tests {
             model_version: None,
             updated_at: None,
         }
+    }
+
+    #[test]
+    fn literals_double_their_quotes_and_escape_backslashes() {
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+    }
+
+    #[test]
+    fn watching_resets_the_embedding_only_when_title_or_abstract_change() {
+        let triggers = papers().watch_triggers();
+        assert_eq!(
+            triggers[1].1,
+            "CREATE TRIGGER doctrove_embed_reset BEFORE UPDATE OF \"doctrove_title\", \"doctrove_abstract\" \
+             ON doctrove_papers FOR EACH ROW WHEN (OLD.\"doctrove_title\" IS DISTINCT FROM NEW.\"doctrove_title\" \
+             OR OLD.\"doctrove_abstract\" IS DISTINCT FROM NEW.\"doctrove_abstract\") \
+             EXECUTE FUNCTION doctrove_embed.reset_embedding('doctrove_embedding')"
+        );
+        assert!(triggers[0].1.starts_with("CREATE TRIGGER doctrove_embed_wake AFTER INSERT OR UPDATE OF"));
+        assert!(triggers[0].1.ends_with("FOR EACH STATEMENT EXECUTE FUNCTION doctrove_embed.wake_workers()"));
     }
 
     #[test]

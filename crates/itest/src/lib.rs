@@ -1,6 +1,8 @@
 //! Helpers for the client-side integration tests: a connection to the test cluster started
 //! by `scripts/test.sh`, a fresh database per test, and the mock's address and counters.
 
+pub mod cluster;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use postgres::{Client, NoTls};

@@ -1,0 +1,69 @@
+//! A throwaway PostgreSQL cluster of a test's own (run as `postgres`, its own port and socket
+//! folder), started through `scripts/lib.sh` and stopped when dropped.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+fn lib_sh() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lib.sh")
+}
+
+impl Cluster {
+    /// Starts a new cluster with these `postgresql.conf` lines.
+    pub fn start(name: &str, port: u16, conf: &[String]) -> Cluster {
+        let dir = PathBuf::from(format!("/tmp/doctrove_embed_it_{name}"));
+        let status = Command::new("bash")
+            .arg("-c")
+            .arg(r#"source "$1"; shift; cluster_start "$@""#)
+            .arg("bash")
+            .arg(lib_sh())
+            .arg(&dir)
+            .arg(port.to_string())
+            .args(conf)
+            .status()
+            .expect("run bash");
+        assert!(status.success(), "cluster {name} did not start");
+        Cluster { dir, port }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port), NoTls).unwrap()
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(r#"source "$1"; cluster_stop "$2""#)
+            .arg("bash")
+            .arg(lib_sh())
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` naming `what`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

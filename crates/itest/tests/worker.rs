@@ -1,0 +1,263 @@
+//! The background workers in clusters of their own, started with the library preloaded.
+
+use std::time::{Duration, Instant};
+
+use doctrove_itest::cluster::{wait_for, Cluster};
+use doctrove_itest::{mock_root, mock_stats};
+use doctrove_mock::vector_for;
+use postgres::Client;
+
+/// A cluster whose workers call the mock under `scope` with `switches`, and start disabled so
+/// the test can set the table up first.
+fn worker_cluster(name: &str, port: u16, workers: u32, scope: &str, switches: &str, extra: &[&str]) -> Cluster {
+    let mut conf = vec![
+        "shared_preload_libraries = 'doctrove_embed'".to_string(),
+        "doctrove_embed.database = 'postgres'".to_string(),
+        format!("doctrove_embed.workers = {workers}"),
+        "doctrove_embed.enabled = off".to_string(),
+        "doctrove_embed.naptime_ms = 600000".to_string(),
+        format!("doctrove_embed.api_base_url = '{}/s={scope}/{switches}v1'", mock_root()),
+        "doctrove_embed.api_key = 'sk-worker-test-key'".to_string(),
+    ];
+    conf.extend(extra.iter().map(|s| s.to_string()));
+    Cluster::start(name, port, &conf)
+}
+
+fn create_table(client: &mut Client, dims: u32) {
+    client
+        .batch_execute(&format!(
+            "CREATE EXTENSION doctrove_embed CASCADE;
+             CREATE TABLE doctrove_papers (
+                 doctrove_paper_id bigint PRIMARY KEY,
+                 doctrove_source text DEFAULT 'arxiv',
+                 doctrove_title text,
+                 doctrove_abstract text,
+                 doctrove_embedding vector({dims}));
+             SELECT doctrove_embed.create_pending_index();
+             SELECT doctrove_embed.watch();"
+        ))
+        .unwrap();
+}
+
+fn insert_papers(client: &mut Client, from: i64, to: i64) {
+    client
+        .execute(
+            "INSERT INTO doctrove_papers (doctrove_paper_id, doctrove_title, doctrove_abstract)
+             SELECT g, 'Paper ' || g, 'Abstract of paper ' || g FROM generate_series($1::bigint, $2::bigint) g",
+            &[&from, &to],
+        )
+        .unwrap();
+}
+
+/// ALTER SYSTEM (which cannot share a transaction with anything) and a reload.
+fn alter_system(client: &mut Client, setting: &str, value: &str) {
+    client.batch_execute(&format!("ALTER SYSTEM SET {setting} = {value}")).unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+}
+
+fn enable(client: &mut Client) {
+    alter_system(client, "doctrove_embed.enabled", "on");
+}
+
+fn pending(client: &mut Client) -> i64 {
+    client.query_one("SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NULL", &[]).unwrap().get(0)
+}
+
+fn wait_until_all_embedded(client: &mut Client, limit: Duration) {
+    wait_for("every paper to be embedded", limit, || (pending(client) == 0).then_some(()));
+}
+
+/// Every paper holds the mock's vector for its text; returns how many were checked.
+fn check_vectors(client: &mut Client, dims: usize) -> usize {
+    let rows = client
+        .query(
+            "SELECT doctrove_embed.input_text(doctrove_title, doctrove_abstract), doctrove_embedding::real[]
+             FROM doctrove_papers",
+            &[],
+        )
+        .unwrap();
+    for row in &rows {
+        let text: String = row.get(0);
+        let vector: Option<Vec<f32>> = row.get(1);
+        assert_eq!(vector, Some(vector_for(&text, dims)), "wrong or missing vector for {text:?}");
+    }
+    rows.len()
+}
+
+fn embedding_of(client: &mut Client, id: i64) -> Option<Vec<f32>> {
+    client
+        .query_one("SELECT doctrove_embedding::real[] FROM doctrove_papers WHERE doctrove_paper_id = $1", &[&id])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_watched_table_is_embedded_with_nobody_calling_anything() {
+    let scope = format!("worker-basic-{}", std::process::id());
+    let cluster = worker_cluster("basic", 55441, 1, &scope, "", &[]);
+    let mut client = cluster.connect();
+    create_table(&mut client, 1536);
+    insert_papers(&mut client, 1, 10_000);
+    enable(&mut client);
+    wait_until_all_embedded(&mut client, Duration::from_secs(180));
+    assert_eq!(check_vectors(&mut client, 1536), 10_000);
+    let stats = mock_stats(&scope);
+    assert_eq!(stats["inputs"], 10_000);
+    assert_eq!(stats["duplicate_inputs"], 0);
+
+    // The worker now sleeps for up to 10 minutes; a committed insert wakes it at once.
+    let inserted = Instant::now();
+    insert_papers(&mut client, 10_001, 10_001);
+    wait_for("the new paper's embedding", Duration::from_secs(5), || embedding_of(&mut client, 10_001));
+    let latency = inserted.elapsed();
+    println!("new paper embedded {latency:?} after its commit (naptime 600 s)");
+    assert!(latency < Duration::from_secs(2), "the new paper waited {latency:?}");
+
+    // The operators' log lines.
+    let log = cluster.log();
+    assert!(log.contains("Found 10,000 papers needing embeddings"), "no Found line in:\n{log}");
+    assert!(log.contains("Batch completed in "), "no batch line");
+    assert!(log.contains(" papers updated, "), "no batch line");
+    assert!(log.contains("Processed 10,000/10,000 (100.00%)"), "no final progress line");
+
+    // Status in SQL.
+    let status = client
+        .query_one("SELECT pending, embedded, workers_running, tokens_used FROM doctrove_embed.status", &[])
+        .unwrap();
+    assert_eq!(status.get::<_, i64>("pending"), 0);
+    assert_eq!(status.get::<_, i64>("embedded"), 10_001);
+    assert_eq!(status.get::<_, i32>("workers_running"), 1);
+    assert!(status.get::<_, i64>("tokens_used") > 0);
+    let worker = client
+        .query_one("SELECT pid, state, batches, papers_embedded, failures FROM doctrove_embed.workers", &[])
+        .unwrap();
+    assert_eq!(worker.get::<_, String>("state"), "idle");
+    assert_eq!(worker.get::<_, i64>("papers_embedded"), 10_001);
+    assert_eq!(worker.get::<_, i64>("failures"), 0);
+    assert_eq!(worker.get::<_, i64>("batches"), 41);
+    let pid: i32 = worker.get("pid");
+    let activity = client
+        .query_one("SELECT backend_type, query FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .unwrap();
+    assert_eq!(activity.get::<_, String>(0), "doctrove_embed worker");
+    assert_eq!(activity.get::<_, String>(1), "idle");
+}
+
+#[test]
+fn an_edited_title_is_embedded_again_and_other_updates_cost_nothing() {
+    let scope = format!("worker-edit-{}", std::process::id());
+    let cluster = worker_cluster("edit", 55442, 1, &scope, "dim=8/", &[]);
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    insert_papers(&mut client, 1, 3);
+    enable(&mut client);
+    wait_until_all_embedded(&mut client, Duration::from_secs(30));
+    let before = embedding_of(&mut client, 2).unwrap();
+    let requests_before = mock_stats(&scope)["requests"].as_u64().unwrap();
+
+    client.execute("UPDATE doctrove_papers SET doctrove_source = 'other' WHERE doctrove_paper_id = 2", &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(embedding_of(&mut client, 2), Some(before.clone()), "an unrelated update changed the embedding");
+    assert_eq!(mock_stats(&scope)["requests"].as_u64().unwrap(), requests_before, "an unrelated update called the API");
+
+    client.execute("UPDATE doctrove_papers SET doctrove_title = 'Renamed' WHERE doctrove_paper_id = 2", &[]).unwrap();
+    let expected = vector_for("Title: Renamed Abstract: Abstract of paper 2", 8);
+    wait_for("the edited paper's new embedding", Duration::from_secs(5), || {
+        (embedding_of(&mut client, 2).as_ref() == Some(&expected)).then_some(())
+    });
+    assert_eq!(mock_stats(&scope)["requests"].as_u64().unwrap(), requests_before + 1);
+}
+
+#[test]
+fn sigterm_mid_request_stops_the_worker_at_once_and_writes_nothing() {
+    let scope = format!("worker-term-{}", std::process::id());
+    let cluster = worker_cluster("term", 55443, 1, &scope, "latency=30000/dim=8/", &[]);
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    insert_papers(&mut client, 1, 5);
+    enable(&mut client);
+    let pid: i32 = wait_for("the worker to call the API", Duration::from_secs(10), || {
+        client
+            .query_opt("SELECT pid FROM doctrove_embed.workers WHERE state = 'calling API'", &[])
+            .unwrap()
+            .map(|r| r.get(0))
+    });
+    let sent = Instant::now();
+    client.execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+    wait_for("the worker to exit", Duration::from_secs(5), || {
+        let alive: i64 = client.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid]).unwrap().get(0);
+        (alive == 0).then_some(())
+    });
+    let stopped = sent.elapsed();
+    println!("worker stopped {stopped:?} after SIGTERM, mid-request");
+    assert!(stopped < Duration::from_secs(2), "the worker took {stopped:?} to stop");
+    assert_eq!(pending(&mut client), 5, "a batch was written by a terminated worker");
+
+    // The postmaster starts it again.
+    let new_pid: i32 = wait_for("the worker to be restarted", Duration::from_secs(15), || {
+        client
+            .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = 'doctrove_embed worker'", &[])
+            .unwrap()
+            .map(|r| r.get(0))
+    });
+    assert_ne!(new_pid, pid);
+}
+
+#[test]
+fn a_reload_changes_the_next_batch_size() {
+    let scope = format!("worker-reload-{}", std::process::id());
+    let cluster = worker_cluster("reload", 55444, 1, &scope, "dim=8/", &["doctrove_embed.batch_size = 5"]);
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    insert_papers(&mut client, 1, 20);
+    enable(&mut client);
+    wait_until_all_embedded(&mut client, Duration::from_secs(30));
+    let stats = mock_stats(&scope);
+    assert_eq!(stats["max_inputs_per_request"], 5);
+    assert_eq!(stats["requests"], 4);
+
+    alter_system(&mut client, "doctrove_embed.batch_size", "7");
+    std::thread::sleep(Duration::from_millis(300));
+    insert_papers(&mut client, 21, 34);
+    wait_until_all_embedded(&mut client, Duration::from_secs(30));
+    let stats = mock_stats(&scope);
+    assert_eq!(stats["max_inputs_per_request"], 7);
+    assert_eq!(stats["requests"], 6);
+}
+
+#[test]
+fn four_workers_and_two_sessions_never_embed_a_paper_twice() {
+    let scope = format!("worker-many-{}", std::process::id());
+    let cluster = worker_cluster("many", 55445, 4, &scope, "latency=20/dim=384/", &[]);
+    let mut client = cluster.connect();
+    create_table(&mut client, 384);
+    insert_papers(&mut client, 1, 20_000);
+    enable(&mut client);
+    let sessions: Vec<_> = (0..2)
+        .map(|_| {
+            let mut session = cluster.connect();
+            std::thread::spawn(move || {
+                let mut embedded = 0i64;
+                loop {
+                    let n: i32 = session.query_one("SELECT successful_embeddings FROM embed_pending(100)", &[]).unwrap().get(0);
+                    if n == 0 {
+                        return embedded;
+                    }
+                    embedded += i64::from(n);
+                }
+            })
+        })
+        .collect();
+    let by_sessions: i64 = sessions.into_iter().map(|s| s.join().unwrap()).sum();
+    wait_until_all_embedded(&mut client, Duration::from_secs(180));
+    assert_eq!(check_vectors(&mut client, 384), 20_000);
+    let stats = mock_stats(&scope);
+    assert_eq!(stats["inputs"], 20_000);
+    assert_eq!(stats["distinct_inputs"], 20_000);
+    assert_eq!(stats["duplicate_inputs"], 0);
+    let by_workers: i64 = client.query_one("SELECT sum(papers_embedded)::bigint FROM doctrove_embed.workers", &[]).unwrap().get(0);
+    println!("papers embedded by the 4 workers: {by_workers}, by the 2 sessions: {by_sessions}");
+    assert_eq!(by_workers + by_sessions, 20_000);
+    let running: i64 = client.query_one("SELECT count(*) FROM doctrove_embed.workers WHERE pid <> 0", &[]).unwrap().get(0);
+    assert_eq!(running, 4);
+}

@@ -1,0 +1,279 @@
+//! What the background workers and `embed_pending` calls share across processes: one slot per
+//! worker (pid, phase, counters, last error, latch), totals, a per-second rate ring, and the
+//! cached pending figure the status view reads without counting.
+//!
+//! It exists only when the library is preloaded (`shared_preload_libraries`); otherwise
+//! [`available`] is false and every accessor does nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use embed_core::progress::RateRing;
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+use crate::embed_pending::BatchOutcome;
+use crate::gucs::MAX_WORKERS;
+
+const SLOTS: usize = MAX_WORKERS as usize;
+const ERROR_BYTES: usize = 256;
+
+/// What a worker is doing, shown in `doctrove_embed.workers` and `pg_stat_activity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Stopped,
+    Starting,
+    Idle,
+    Fetching,
+    CallingApi,
+    Writing,
+    Disabled,
+    Paused,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Stopped => "stopped",
+            Phase::Starting => "starting",
+            Phase::Idle => "idle",
+            Phase::Fetching => "fetching",
+            Phase::CallingApi => "calling API",
+            Phase::Writing => "writing",
+            Phase::Disabled => "disabled",
+            Phase::Paused => "paused after an error",
+        }
+    }
+}
+
+/// One worker's slot.
+#[derive(Clone, Copy)]
+pub struct WorkerSlot {
+    pub pid: i32,
+    pub phase: Phase,
+    pub batches: u64,
+    pub embedded: u64,
+    pub failures: u64,
+    last_error: [u8; ERROR_BYTES],
+    last_error_len: usize,
+    /// Microseconds since 2000-01-01 (PostgreSQL's TimestampTz); 0 when none yet.
+    pub last_batch_at: i64,
+    /// The worker's process latch, set to wake it.
+    latch: usize,
+}
+
+impl Default for WorkerSlot {
+    fn default() -> Self {
+        WorkerSlot {
+            pid: 0,
+            phase: Phase::Stopped,
+            batches: 0,
+            embedded: 0,
+            failures: 0,
+            last_error: [0; ERROR_BYTES],
+            last_error_len: 0,
+            last_batch_at: 0,
+            latch: 0,
+        }
+    }
+}
+
+impl WorkerSlot {
+    pub fn last_error(&self) -> Option<String> {
+        (self.last_error_len > 0).then(|| String::from_utf8_lossy(&self.last_error[..self.last_error_len]).into_owned())
+    }
+
+    fn set_last_error(&mut self, message: &str) {
+        let mut end = message.len().min(ERROR_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.last_error[..end].copy_from_slice(&message.as_bytes()[..end]);
+        self.last_error_len = end;
+    }
+}
+
+/// Everything in shared memory.
+#[derive(Clone, Copy)]
+pub struct Shared {
+    pub workers: [WorkerSlot; SLOTS],
+    /// Papers embedded, failed, and tokens used since the server started.
+    pub embedded: u64,
+    pub failed: u64,
+    pub tokens: u64,
+    pub rate: RateRing,
+    /// The last pending count, lowered by each batch since; `pending_counted_at` is in unix ms.
+    pub pending: i64,
+    pub pending_counted_at: i64,
+    pub pending_known: bool,
+    /// How long the last count took (ms), to space counts on large tables.
+    pub last_count_ms: f64,
+    /// Backlog at the last "Found" line, and the embedded total then, for "Processed X/Y".
+    pub found: u64,
+    pub embedded_at_found: u64,
+    /// When that line was written (unix ms).
+    pub found_at_ms: i64,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            workers: [WorkerSlot::default(); SLOTS],
+            embedded: 0,
+            failed: 0,
+            tokens: 0,
+            rate: RateRing::default(),
+            pending: 0,
+            pending_counted_at: 0,
+            pending_known: false,
+            last_count_ms: 0.0,
+            found: 0,
+            embedded_at_found: 0,
+            found_at_ms: 0,
+        }
+    }
+}
+
+// SAFETY: plain data (the latch is stored as an address into shared memory).
+unsafe impl PGRXSharedMemory for Shared {}
+
+static SHARED: PgLwLock<Shared> = unsafe { PgLwLock::new(c"doctrove_embed_shared") };
+static AVAILABLE: AtomicBool = AtomicBool::new(false);
+
+/// Requests the shared memory; only from `_PG_init` while preloading.
+pub fn init() {
+    pg_shmem_init!(SHARED);
+    AVAILABLE.store(true, Ordering::SeqCst);
+}
+
+/// Whether the shared state exists in this server (the library was preloaded).
+pub fn available() -> bool {
+    AVAILABLE.load(Ordering::SeqCst)
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A copy of the whole state, taken under a share lock.
+pub fn snapshot() -> Option<Shared> {
+    available().then(|| *SHARED.share())
+}
+
+/// Runs `f` on the state under the exclusive lock, when it exists.
+pub fn update<R>(f: impl FnOnce(&mut Shared) -> R) -> Option<R> {
+    available().then(|| f(&mut SHARED.exclusive()))
+}
+
+/// Claims slot `index` for the calling worker process.
+pub fn register_worker(index: usize) {
+    // SAFETY: MyLatch points at this process's latch in shared memory; MyProcPid is set.
+    let (pid, latch) = unsafe { (pg_sys::MyProcPid, pg_sys::MyLatch as usize) };
+    update(|s| {
+        let slot = &mut s.workers[index];
+        *slot = WorkerSlot { pid, latch, phase: Phase::Starting, ..*slot };
+    });
+}
+
+/// Frees slot `index` when its worker exits.
+pub fn unregister_worker(index: usize) {
+    update(|s| {
+        s.workers[index].pid = 0;
+        s.workers[index].latch = 0;
+        s.workers[index].phase = Phase::Stopped;
+    });
+}
+
+pub fn set_phase(index: usize, phase: Phase) {
+    update(|s| s.workers[index].phase = phase);
+}
+
+/// Adds a finished batch to the totals (and to worker `index`'s slot, for a worker).
+pub fn record_batch(index: Option<usize>, outcome: &BatchOutcome) {
+    let now_ts = unsafe { pg_sys::GetCurrentTimestamp() };
+    update(|s| {
+        let embedded = outcome.successful.max(0) as u64;
+        s.embedded += embedded;
+        s.failed += outcome.failed.max(0) as u64;
+        s.tokens += outcome.tokens;
+        s.rate.add(unix_now(), embedded as u32);
+        s.pending = (s.pending - embedded as i64).max(0);
+        if let Some(i) = index {
+            let slot = &mut s.workers[i];
+            slot.batches += 1;
+            slot.embedded += embedded;
+            slot.failures += outcome.failed.max(0) as u64;
+            slot.last_batch_at = now_ts;
+        }
+    });
+}
+
+/// Notes a failed batch of worker `index`.
+pub fn record_error(index: usize, message: &str) {
+    update(|s| {
+        let slot = &mut s.workers[index];
+        slot.failures += 1;
+        slot.set_last_error(message);
+    });
+}
+
+/// Wakes every running worker (sets its latch).
+pub fn wake_all_workers() {
+    let latches: Vec<usize> = match snapshot() {
+        Some(s) => s.workers.iter().filter(|w| w.pid != 0 && w.latch != 0).map(|w| w.latch).collect(),
+        None => return,
+    };
+    for latch in latches {
+        // SAFETY: the address is a PGPROC latch in shared memory, valid for the server's life.
+        unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    }
+}
+
+/// Stores a fresh pending count that took `took_ms` to make.
+pub fn store_pending_count(pending: i64, took_ms: f64) {
+    update(|s| {
+        s.pending = pending;
+        s.pending_known = true;
+        s.pending_counted_at = unix_now_ms();
+        s.last_count_ms = took_ms;
+    });
+}
+
+/// Whether the pending figure is stale: older than 10 s, or than 20 times its last count took
+/// (so counting a huge backlog never costs more than about 5% of one worker).
+pub fn pending_is_stale(s: &Shared) -> bool {
+    let age_ms = unix_now_ms() - s.pending_counted_at;
+    !s.pending_known || age_ms as f64 > (10_000.0f64).max(20.0 * s.last_count_ms)
+}
+
+/// Claims the next recount for the caller when the figure is stale (so only one worker counts).
+pub fn claim_recount() -> bool {
+    update(|s| {
+        if pending_is_stale(s) {
+            // Mark it fresh now so other workers do not count at the same time.
+            s.pending_counted_at = unix_now_ms();
+            s.pending_known = true;
+            true
+        } else {
+            false
+        }
+    })
+    .unwrap_or(false)
+}
+
+impl Shared {
+    /// Papers per minute for progress lines: over the last minute, or since the last "Found"
+    /// line when that is more recent (so the first lines of a backlog are not understated).
+    pub fn progress_rate(&self) -> f64 {
+        let since_found_ms = unix_now_ms() - self.found_at_ms;
+        if since_found_ms > 0 && since_found_ms < 60_000 {
+            self.embedded.saturating_sub(self.embedded_at_found) as f64 * 60_000.0 / since_found_ms as f64
+        } else {
+            self.rate.per_minute(unix_now(), 60)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The figures behind the `doctrove_embed.status` and `doctrove_embed.workers` views, read from
+//! shared memory so they answer in milliseconds however large the table.
+
+use crate::embed_pending::count_pending;
+use crate::errors::UserError;
+use crate::gucs;
+use crate::shared_state::{self, unix_now, Phase};
+
+/// PostgreSQL timestamps count microseconds from 2000-01-01; unix time from 1970-01-01.
+const POSTGRES_EPOCH_IN_UNIX_SECONDS: f64 = 946_684_800.0;
+
+pub struct Status {
+    pub pending: i64,
+    pub pending_counted_at: Option<f64>,
+    pub embedded: i64,
+    pub failed: i64,
+    pub per_minute_1m: f64,
+    pub per_minute_10m: f64,
+    pub eta_seconds: Option<f64>,
+    pub tokens: i64,
+    pub workers_running: i32,
+    pub workers_configured: i32,
+    pub enabled: bool,
+}
+
+pub struct WorkerRow {
+    pub worker: i32,
+    pub pid: i32,
+    pub state: &'static str,
+    pub batches: i64,
+    pub embedded: i64,
+    pub failures: i64,
+    pub last_error: Option<String>,
+    pub last_batch_at: Option<f64>,
+}
+
+/// The status row. Without shared memory (library not preloaded) only the pending figure is
+/// known, and it is counted now.
+pub fn status() -> Result<Status, UserError> {
+    let Some(mut s) = shared_state::snapshot() else {
+        return Ok(Status {
+            pending: count_pending()?,
+            pending_counted_at: Some(shared_state::unix_now_ms() as f64 / 1000.0),
+            embedded: 0,
+            failed: 0,
+            per_minute_1m: 0.0,
+            per_minute_10m: 0.0,
+            eta_seconds: None,
+            tokens: 0,
+            workers_running: 0,
+            workers_configured: gucs::WORKERS.get(),
+            enabled: gucs::ENABLED.get(),
+        });
+    };
+    let workers_running = s.workers.iter().filter(|w| w.pid != 0).count();
+    if !s.pending_known || (workers_running == 0 && shared_state::pending_is_stale(&s)) {
+        // No worker keeps the figure fresh (none running, or none has counted yet): count now.
+        let start = std::time::Instant::now();
+        let pending = count_pending()?;
+        shared_state::store_pending_count(pending, start.elapsed().as_secs_f64() * 1000.0);
+        s = shared_state::snapshot().unwrap_or(s);
+    }
+    let now = unix_now();
+    let per_minute_1m = s.rate.per_minute(now, 60);
+    let per_minute_10m = s.rate.per_minute(now, 600);
+    let rate = if per_minute_1m > 0.0 { per_minute_1m } else { per_minute_10m };
+    Ok(Status {
+        pending: s.pending,
+        pending_counted_at: Some(s.pending_counted_at as f64 / 1000.0),
+        embedded: s.embedded as i64,
+        failed: s.failed as i64,
+        per_minute_1m,
+        per_minute_10m,
+        eta_seconds: embed_core::progress::eta_for(s.pending.max(0) as u64, rate).map(|d| d.as_secs_f64()),
+        tokens: s.tokens as i64,
+        workers_running: workers_running as i32,
+        workers_configured: gucs::WORKERS.get(),
+        enabled: gucs::ENABLED.get(),
+    })
+}
+
+/// One row per configured worker.
+pub fn workers() -> Vec<WorkerRow> {
+    let Some(s) = shared_state::snapshot() else { return Vec::new() };
+    s.workers
+        .iter()
+        .take(gucs::WORKERS.get().max(0) as usize)
+        .enumerate()
+        .map(|(i, w)| WorkerRow {
+            worker: i as i32,
+            pid: w.pid,
+            state: if w.pid == 0 { Phase::Stopped.label() } else { w.phase.label() },
+            batches: w.batches as i64,
+            embedded: w.embedded as i64,
+            failures: w.failures as i64,
+            last_error: w.last_error(),
+            last_batch_at: (w.last_batch_at != 0).then(|| w.last_batch_at as f64 / 1e6 + POSTGRES_EPOCH_IN_UNIX_SECONDS),
+        })
+        .collect()
+}

@@ -1,0 +1,274 @@
+//! The background workers: started with the server when the library is preloaded, each runs
+//! batches (the same selection and locking as `embed_pending`) in its own transactions, and
+//! sleeps on its latch when nothing is pending.
+//!
+//! Signals use PostgreSQL's own handlers: SIGTERM is `die`, so the `CHECK_FOR_INTERRUPTS` in the
+//! API wait ends the worker at once, mid-request, and the open transaction (and with it the
+//! batch) is rolled back; SIGHUP marks the configuration for reload, done between batches.
+//! A worker that exits on an error is started again by the postmaster.
+
+use std::time::{Duration, Instant};
+
+use embed_core::progress::{batch_line, found_line, progress_line};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::prelude::*;
+
+use crate::embed_pending::{count_pending, run_batch, BatchOutcome};
+use crate::errors::UserError;
+use crate::gucs;
+use crate::shared_state::{self, Phase};
+
+/// Shortest time between two progress lines of one worker.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest pause after repeated failures.
+const MAX_PAUSE: Duration = Duration::from_secs(300);
+
+/// Registers `doctrove_embed.workers` workers; only from `_PG_init` while preloading.
+pub fn register_workers() {
+    for index in 0..gucs::WORKERS.get().max(0) {
+        BackgroundWorkerBuilder::new(&format!("doctrove_embed worker {index}"))
+            .set_type("doctrove_embed worker")
+            .set_library("doctrove_embed")
+            .set_function("doctrove_embed_worker_main")
+            .set_argument(index.into_datum())
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(Some(Duration::from_secs(5)))
+            .load();
+    }
+}
+
+fn report_activity(phase: Phase, detail: &str) {
+    let text = std::ffi::CString::new(if detail.is_empty() { phase.label().to_string() } else { format!("{}: {detail}", phase.label()) })
+        .unwrap_or_default();
+    let state = if phase == Phase::Idle { pg_sys::BackendState::STATE_IDLE } else { pg_sys::BackendState::STATE_RUNNING };
+    // SAFETY: copies the text into this backend's status entry.
+    unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
+}
+
+/// Sleeps until woken, a signal arrives, or `timeout` passes.
+fn sleep(timeout: Duration) {
+    // SAFETY: standard latch wait of a background worker; exits if the postmaster dies.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            timeout.as_millis().min(i32::MAX as u128) as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
+/// Runs `f` in its own transaction: committed on `Ok`, rolled back on `Err`.
+fn in_transaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, UserError> {
+    // SAFETY: the usual start of a background worker transaction with an active snapshot.
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let result = f();
+    // SAFETY: ends the transaction started above.
+    unsafe {
+        pg_sys::PopActiveSnapshot();
+        if result.is_ok() {
+            pg_sys::CommitTransactionCommand();
+        } else {
+            pg_sys::AbortCurrentTransaction();
+        }
+        pg_sys::pgstat_report_stat(false);
+    }
+    result
+}
+
+/// A worker's own bookkeeping between batches.
+struct WorkerLoop {
+    index: usize,
+    busy: bool,
+    last_log: Option<Instant>,
+    last_logged_processed: Option<u64>,
+    failures_in_a_row: u32,
+    last_error_logged: Option<(String, Instant)>,
+}
+
+impl WorkerLoop {
+    fn phase(&self, phase: Phase, detail: &str) {
+        shared_state::set_phase(self.index, phase);
+        report_activity(phase, detail);
+    }
+
+    /// Counts pending papers (in its own transaction) and stores the figure for the status view.
+    fn recount(&self) -> Result<i64, UserError> {
+        let start = Instant::now();
+        let pending = in_transaction(count_pending)?;
+        shared_state::store_pending_count(pending, start.elapsed().as_secs_f64() * 1000.0);
+        Ok(pending)
+    }
+
+    /// Work found after being idle: log the backlog and start a new progress baseline.
+    fn start_busy_period(&mut self, pending: i64) {
+        self.busy = true;
+        shared_state::update(|s| {
+            s.found = pending.max(0) as u64;
+            s.embedded_at_found = s.embedded;
+            s.found_at_ms = shared_state::unix_now_ms();
+        });
+        log!("doctrove_embed worker {}: {}", self.index, found_line(pending.max(0) as u64));
+        // The first batch of a busy period is always logged; then at most every 10 s.
+        self.last_log = None;
+    }
+
+    /// The batch line (when a batch is given) and the progress line, at most every 10 s
+    /// unless `force`d.
+    fn log_progress(&mut self, outcome: Option<&BatchOutcome>, force: bool) {
+        if !force && self.last_log.is_some_and(|t| t.elapsed() < LOG_INTERVAL) {
+            return;
+        }
+        self.last_log = Some(Instant::now());
+        let Some(s) = shared_state::snapshot() else { return };
+        if let Some(outcome) = outcome {
+            let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1000.0);
+            let updated = outcome.successful.max(0) as u64;
+            log!(
+                "doctrove_embed worker {}: {}",
+                self.index,
+                batch_line(
+                    ms(outcome.fetch_ms + outcome.api_ms + outcome.db_ms),
+                    ms(outcome.api_ms),
+                    ms(outcome.fetch_ms + outcome.db_ms),
+                    updated,
+                    updated,
+                    outcome.failed.max(0) as u64
+                )
+            );
+        }
+        let processed = s.embedded.saturating_sub(s.embedded_at_found);
+        if outcome.is_none() && self.last_logged_processed == Some(processed) {
+            return; // the closing line would repeat the one just written
+        }
+        self.last_logged_processed = Some(processed);
+        let total = s.found.max(processed);
+        log!("doctrove_embed worker {}: {}", self.index, progress_line(processed, total, s.progress_rate()));
+    }
+
+    fn on_error(&mut self, error: &UserError) -> Duration {
+        self.failures_in_a_row += 1;
+        let text = error.summary();
+        shared_state::record_error(self.index, &text);
+        let repeated = self.last_error_logged.as_ref().is_some_and(|(m, t)| *m == text && t.elapsed() < Duration::from_secs(60));
+        if !repeated {
+            warning!("doctrove_embed worker {}: batch failed, nothing written: {text}", self.index);
+            self.last_error_logged = Some((text, Instant::now()));
+        }
+        let naptime = Duration::from_millis(gucs::NAPTIME_MS.get() as u64);
+        let backoff = Duration::from_secs(1) * 2u32.saturating_pow(self.failures_in_a_row.min(9));
+        naptime.max(backoff).min(MAX_PAUSE)
+    }
+
+    fn pause_after(&mut self, error: UserError) -> Duration {
+        let pause = self.on_error(&error);
+        self.phase(Phase::Paused, &error.summary());
+        pause
+    }
+
+    /// One batch; returns how long to sleep before the next (zero when there is more to do).
+    fn step(&mut self) -> Duration {
+        let naptime = Duration::from_millis(gucs::NAPTIME_MS.get() as u64);
+        if !gucs::ENABLED.get() {
+            self.phase(Phase::Disabled, "");
+            return naptime;
+        }
+        if !self.busy {
+            match self.recount() {
+                Ok(0) => {
+                    self.phase(Phase::Idle, "");
+                    return naptime;
+                }
+                Ok(pending) => self.start_busy_period(pending),
+                Err(error) => return self.pause_after(error),
+            }
+        }
+        let batch = gucs::BATCH_SIZE.get();
+        let index = self.index;
+        let result = in_transaction(|| {
+            run_batch(batch, &mut |phase| {
+                shared_state::set_phase(index, phase);
+                report_activity(phase, &format!("batch of up to {batch} papers"));
+            })
+        });
+        match result {
+            Ok(outcome) if outcome.successful + outcome.failed > 0 => {
+                self.failures_in_a_row = 0;
+                shared_state::record_batch(Some(self.index), &outcome);
+                self.log_progress(Some(&outcome), false);
+                if shared_state::claim_recount() {
+                    let _ = self.recount();
+                }
+                Duration::ZERO
+            }
+            Ok(_) => {
+                // Nothing left that no one else holds: the backlog is done for now.
+                self.failures_in_a_row = 0;
+                self.busy = false;
+                self.log_progress(None, true);
+                let _ = self.recount();
+                self.phase(Phase::Idle, "");
+                naptime
+            }
+            Err(error) => self.pause_after(error),
+        }
+    }
+}
+
+unsafe extern "C-unwind" {
+    #[link_name = "SignalHandlerForConfigReload"]
+    fn signal_handler_for_config_reload(postgres_signal_arg: std::ffi::c_int);
+    #[link_name = "die"]
+    fn die(postgres_signal_arg: std::ffi::c_int);
+}
+
+unsafe extern "C-unwind" fn on_worker_exit(_code: i32, arg: pg_sys::Datum) {
+    shared_state::unregister_worker(arg.value());
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
+    let index = arg.value();
+    // SAFETY: PostgreSQL's standard handlers for a background worker, then unblock signals.
+    unsafe {
+        pg_sys::pqsignal(libc::SIGHUP, Some(signal_handler_for_config_reload));
+        pg_sys::pqsignal(libc::SIGTERM, Some(die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    let database = gucs::text(&gucs::DATABASE);
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    shared_state::register_worker(index);
+    // SAFETY: runs on_worker_exit with our slot index when this process exits.
+    unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(index)) };
+    log!("doctrove_embed worker {index} started in database \"{database}\"");
+
+    let mut worker = WorkerLoop { index, busy: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None };
+    loop {
+        pg_sys::check_for_interrupts!();
+        // SAFETY: reads and clears the flag set by SignalHandlerForConfigReload.
+        if unsafe { pg_sys::ConfigReloadPending } != 0 {
+            unsafe {
+                pg_sys::ConfigReloadPending = 0;
+                pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+            }
+            let now_database = gucs::text(&gucs::DATABASE);
+            if now_database != database {
+                log!("doctrove_embed worker {index}: doctrove_embed.database changed to \"{now_database}\", restarting");
+                // SAFETY: exit code 1 makes the postmaster start the worker again.
+                unsafe { pg_sys::proc_exit(1) };
+            }
+        }
+        let pause = worker.step();
+        if !pause.is_zero() {
+            sleep(pause);
+        }
+    }
+}
