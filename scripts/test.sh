@@ -49,9 +49,15 @@ if ! "$(/usr/lib/postgresql/15/bin/pg_config --pgxs | xargs dirname)/../test/reg
     exit 1
 fi
 
-log "integration tests against the installed extension (worker tests start clusters of their own)"
+log "integration and fault tests against the installed extension (worker tests start clusters of their own)"
+figures="$TEST_DIR/fault_figures.txt"
+rm -f "$figures"
+DOCTROVE_TEST_FIGURES="$figures" \
 DOCTROVE_TEST_PG="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
 DOCTROVE_TEST_MOCK="http://127.0.0.1:$MOCK_PORT" \
     cargo test -p doctrove_itest -- --test-threads=2
+
+log "fault suite figures"
+sort "$figures"
 
 log "all tests passed"

@@ -4,4 +4,12 @@
 REVOKE EXECUTE ON FUNCTION @extschema@.embed_pending(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION doctrove_embed.create_pending_index() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION doctrove_embed.watch() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION doctrove_embed.retry_failed() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION doctrove_embed.unwatch() FROM PUBLIC;
+
+-- Every role may read the status and count pending papers (which consults the failures).
+-- A role that runs batches also needs to record failures:
+--   GRANT INSERT, UPDATE, DELETE ON doctrove_embed.failures TO embedder;
+GRANT USAGE ON SCHEMA doctrove_embed TO PUBLIC;
+GRANT SELECT ON doctrove_embed.failures TO PUBLIC;
+GRANT SELECT ON doctrove_embed.status, doctrove_embed.workers TO PUBLIC;

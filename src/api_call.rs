@@ -9,6 +9,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use embed_core::retry::{jitter_from, RetryPolicy};
 use embed_core::{embed, ApiConfig, ApiError, Embeddings};
 use pgrx::pg_sys;
 
@@ -81,6 +82,46 @@ pub fn embed_interruptibly(config: &ApiConfig, inputs: Vec<String>, dims: Option
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(ApiError::Malformed("the request thread stopped without an answer".into()))
             }
+        }
+    }
+}
+
+/// Sleeps `duration` in short steps, checking for interrupts between them.
+fn sleep_interruptibly(duration: Duration) {
+    let end = std::time::Instant::now() + duration;
+    while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        std::thread::sleep(left.min(INTERRUPT_POLL));
+        pg_sys::check_for_interrupts!();
+    }
+}
+
+/// The retry policy from the settings.
+pub fn retry_policy() -> RetryPolicy {
+    RetryPolicy { max_retries: gucs::MAX_RETRIES.get().max(0) as u32, ..RetryPolicy::default() }
+}
+
+/// Sends one request, retrying transient failures as `policy` says (waits are cancellable).
+pub fn embed_with_retries(
+    config: &ApiConfig,
+    inputs: &[String],
+    dims: Option<usize>,
+    policy: &RetryPolicy,
+) -> Result<Embeddings, ApiError> {
+    let mut retry = 0;
+    loop {
+        let error = match embed_interruptibly(config, inputs.to_vec(), dims) {
+            Ok(answer) => return Ok(answer),
+            Err(error) => error,
+        };
+        retry += 1;
+        // SAFETY: reads this backend's pid.
+        let seed = unsafe { pg_sys::MyProcPid } as u64 ^ crate::shared_state::unix_now_ms() as u64 ^ u64::from(retry);
+        match policy.delay(retry, &error, jitter_from(seed)) {
+            Some(wait) => {
+                pgrx::debug1!("doctrove_embed: {error}; retry {retry} of {} in {wait:?}", policy.max_retries);
+                sleep_interruptibly(wait);
+            }
+            None => return Err(error),
         }
     }
 }

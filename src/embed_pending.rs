@@ -1,20 +1,27 @@
 //! One batch, shared by `embed_pending()` and the background workers, and the pending count.
 //!
 //! A batch: lock up to `batch` pending rows (`FOR UPDATE SKIP LOCKED`, so concurrent callers
-//! and workers take disjoint papers), send their texts (at most 2048 per request), then write
-//! every vector in one `UPDATE ... FROM unnest($ids, $vectors)` with the vectors as a binary
-//! `vector[]`. Nothing is written unless every request of the batch succeeded.
+//! and workers take disjoint papers), cut each text to the model's token limit, pack the texts
+//! into requests (at most 2048 inputs and `max_tokens_per_request` tokens each), send them with
+//! retries, isolate any input the API rejects (see `embed_core::bisect`), then write every
+//! vector in one `UPDATE ... FROM unnest($ids, $vectors)` with the vectors as a binary
+//! `vector[]`, and record the rejected papers in `doctrove_embed.failures`. Any other failure
+//! returns an error with nothing written.
 
 use std::time::Instant;
 
+use embed_core::bisect::{isolate_rejected, CANARY_TEXT};
+use embed_core::packing::pack;
 use embed_core::paper_input;
-use embed_core::request::MAX_INPUTS_PER_REQUEST;
+use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
 
-use crate::api_call::{current_config, embed_interruptibly};
+use crate::api_call::{current_config, embed_with_retries, retry_policy};
 use crate::errors::{api_error, UserError};
+use crate::failures;
+use crate::gucs;
 use crate::pending_index;
 use crate::shared_state::Phase;
 use crate::target::{resolve, Target};
@@ -35,6 +42,8 @@ pub struct BatchOutcome {
     pub api_ms: f64,
     pub db_ms: f64,
     pub tokens: u64,
+    /// The table (oid) the batch worked on.
+    pub relid: u32,
 }
 
 fn millis_since(start: Instant) -> f64 {
@@ -43,8 +52,10 @@ fn millis_since(start: Instant) -> f64 {
 
 fn fetch_pending(target: &Target, limit: i32) -> Vec<Pending> {
     let query = target.names.select_pending();
+    let mut args: Vec<DatumWithOid> = vec![limit.into()];
+    args.extend(failures::pending_args(target));
     let rows: Vec<(Option<String>, Option<String>, Option<String>)> = Spi::connect_mut(|client| {
-        let table = client.update(query.as_str(), None, &[limit.into()])?;
+        let table = client.update(query.as_str(), None, &args)?;
         table
             .map(|row| Ok((row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?)))
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -86,39 +97,74 @@ pub fn run_batch(batch: i32, phase: &mut dyn FnMut(Phase)) -> Result<BatchOutcom
     } else {
         fetch_pending(&target, batch)
     };
-    let mut outcome = BatchOutcome { fetch_ms: millis_since(fetch_start), ..Default::default() };
+    let mut outcome =
+        BatchOutcome { fetch_ms: millis_since(fetch_start), relid: target.relid.to_u32(), ..Default::default() };
     if papers.is_empty() {
         return Ok(outcome);
     }
 
     phase(Phase::CallingApi);
-    let dims = target.dims.or((config.dimensions > 0).then_some(config.dimensions as usize));
     let api_start = Instant::now();
-    let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(papers.len());
-    for chunk in papers.chunks(MAX_INPUTS_PER_REQUEST) {
-        let inputs: Vec<String> = chunk.iter().map(|p| p.input.clone()).collect();
-        // Without a declared length, every request of the batch must agree with the first.
-        let expected = dims.or(vectors.first().map(Vec::len));
-        let answer = embed_interruptibly(&config, inputs, expected).map_err(|e| api_error(&e))?;
-        outcome.tokens += answer.total_tokens;
-        vectors.extend(answer.vectors);
+    let dims = target.dims.or((config.dimensions > 0).then_some(config.dimensions as usize));
+    let inputs: Vec<(String, Option<usize>)> =
+        papers.iter().map(|p| tokens::truncate(&p.input, MAX_TOKENS_PER_INPUT)).collect();
+    let budget = gucs::MAX_TOKENS_PER_REQUEST.get().max(1) as usize;
+    // Byte lengths bound token counts from above; count exactly only when they do not fit.
+    let upper: Vec<usize> = inputs.iter().map(|(text, n)| n.unwrap_or_else(|| tokens::upper_bound(text))).collect();
+    let counts = if upper.iter().sum::<usize>() <= budget {
+        upper
+    } else {
+        inputs.iter().map(|(text, n)| n.unwrap_or_else(|| tokens::count(text))).collect()
+    };
+    let policy = retry_policy();
+    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; papers.len()];
+    let mut rejected: Vec<(usize, String)> = Vec::new();
+    let mut expected = dims;
+    for request in pack(&counts, budget) {
+        let indices: Vec<usize> = request.collect();
+        let mut send = |items: &[usize]| {
+            let texts: Vec<String> = items.iter().map(|&i| inputs[i].0.clone()).collect();
+            // Without a declared length, every request of the batch must agree with the first.
+            let answer = embed_with_retries(&config, &texts, expected, &policy)?;
+            expected = expected.or(answer.vectors.first().map(Vec::len));
+            outcome.tokens += answer.total_tokens;
+            Ok(answer.vectors)
+        };
+        let mut canary = || embed_with_retries(&config, &[CANARY_TEXT.to_string()], None, &policy).map(|_| ());
+        let isolated = isolate_rejected(&indices, &mut send, &mut canary).map_err(|e| api_error(&e))?;
+        for (i, vector) in isolated.vectors {
+            vectors[i] = Some(vector);
+        }
+        rejected.extend(isolated.rejected);
     }
     outcome.api_ms = millis_since(api_start);
 
     phase(Phase::Writing);
     let db_start = Instant::now();
-    let ids: Vec<String> = papers.into_iter().map(|p| p.id).collect();
-    outcome.successful = write_vectors(&target, ids, &vectors, &config.model);
-    outcome.failed = vectors.len() as i32 - outcome.successful;
+    let (ids, embedded): (Vec<String>, Vec<Vec<f32>>) =
+        papers.iter().zip(vectors).filter_map(|(p, v)| v.map(|v| (p.id.clone(), v))).unzip();
+    if !ids.is_empty() {
+        outcome.successful = write_vectors(&target, ids.clone(), &embedded, &config.model);
+        failures::forget(&target, &ids);
+    }
+    outcome.failed = rejected.len() as i32;
+    let (rejected_ids, messages): (Vec<String>, Vec<String>) =
+        rejected.into_iter().map(|(i, message)| (papers[i].id.clone(), message)).unzip();
+    failures::record(&target, rejected_ids, messages);
     outcome.db_ms = millis_since(db_start);
     Ok(outcome)
 }
 
 /// The exact number of pending papers in the configured table.
 pub fn count_pending() -> Result<i64, UserError> {
-    let target = resolve()?;
+    count_pending_of(&resolve()?)
+}
+
+/// The exact number of pending papers in `target`.
+pub fn count_pending_of(target: &Target) -> Result<i64, UserError> {
     let query = target.names.count_pending();
-    let count = || Spi::get_one::<i64>(&query);
-    let result = if pending_index::check(&target) { pending_index::preferring_index(count) } else { count() };
-    Ok(result.ok().flatten().unwrap_or(0))
+    let args = failures::pending_args(target);
+    let count = || Spi::get_one_with_args::<i64>(&query, &args);
+    let result = if pending_index::check(target) { pending_index::preferring_index(count) } else { count() };
+    result.map(|n| n.unwrap_or(0)).map_err(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not count pending papers: {e}")))
 }

@@ -54,6 +54,15 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(250);
 /// How long an idle worker sleeps before it looks for pending papers again.
 pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
+/// Retries of a request after a connection error, timeout, 408, 409, 429 or 5xx.
+pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(6);
+/// Attempts before a paper the API rejects is no longer selected.
+pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// How long a paper the API rejected waits before it is tried again.
+pub static FAILED_RETRY_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(600_000);
+/// Token budget of one request.
+pub static MAX_TOKENS_PER_REQUEST: GucSetting<i32> = GucSetting::<i32>::new(300_000);
+
 /// Most workers `doctrove_embed.workers` accepts (the size of the shared worker table).
 pub const MAX_WORKERS: i32 = 64;
 
@@ -164,6 +173,46 @@ pub fn register() {
         3_600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.max_retries",
+        c"Retries of a request after a connection error, timeout, 408, 409, 429 or 5xx.",
+        c"",
+        &MAX_RETRIES,
+        0,
+        100,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.max_attempts",
+        c"Attempts before a paper the API rejects is no longer selected (see doctrove_embed.failures).",
+        c"",
+        &MAX_ATTEMPTS,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.failed_retry_delay_ms",
+        c"How long a paper the API rejected waits before it is tried again.",
+        c"",
+        &FAILED_RETRY_DELAY_MS,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.max_tokens_per_request",
+        c"Token budget of one request (cl100k_base tokens); a batch over it is sent as several requests.",
+        c"",
+        &MAX_TOKENS_PER_REQUEST,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"doctrove_embed.request_timeout_ms",

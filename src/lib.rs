@@ -8,8 +8,10 @@ use pgrx::prelude::*;
 mod api_call;
 mod embed_pending;
 mod errors;
+mod failures;
 mod gucs;
 mod pending_index;
+mod secret_guard;
 mod shared_state;
 mod status;
 mod target;
@@ -23,16 +25,18 @@ mod tests;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/reset_embedding.sql", name = "reset_embedding", requires = [doctrove_embed::input_text]);
+extension_sql_file!("../sql/failures.sql", name = "failures", requires = [doctrove_embed::input_text]);
 extension_sql_file!(
     "../sql/status_views.sql",
     name = "status_views",
-    requires = [doctrove_embed::status_snapshot, doctrove_embed::worker_snapshot]
+    requires = [doctrove_embed::status_snapshot, doctrove_embed::worker_snapshot, "failures"]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    secret_guard::install();
     // SAFETY: reads a flag PostgreSQL sets while it loads shared_preload_libraries.
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     if preloading {
@@ -133,6 +137,13 @@ mod doctrove_embed {
         format!("no longer watching {}", target.names.table)
     }
 
+    /// Forgets the configured table's rejected papers, so they are tried again; returns how many.
+    #[pg_extern(parallel_unsafe)]
+    fn retry_failed() -> i64 {
+        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        crate::failures::clear_all(&target)
+    }
+
     /// Statement trigger: wake the background workers when this transaction commits.
     #[pg_trigger]
     fn wake_workers<'a>(
@@ -150,7 +161,7 @@ mod doctrove_embed {
             name!(pending, i64),
             name!(pending_counted_at, Option<f64>),
             name!(embedded, i64),
-            name!(failed, i64),
+            name!(failed_since_start, i64),
             name!(papers_per_min_1m, f64),
             name!(papers_per_min_10m, f64),
             name!(eta_seconds, Option<f64>),

@@ -104,6 +104,8 @@ pub struct Shared {
     pub rate: RateRing,
     /// The last pending count, lowered by each batch since; `pending_counted_at` is in unix ms.
     pub pending: i64,
+    /// Which database and table the pending figure is of.
+    pub pending_of: (u32, u32),
     pub pending_counted_at: i64,
     pub pending_known: bool,
     /// How long the last count took (ms), to space counts on large tables.
@@ -124,6 +126,7 @@ impl Default for Shared {
             tokens: 0,
             rate: RateRing::default(),
             pending: 0,
+            pending_of: (0, 0),
             pending_counted_at: 0,
             pending_known: false,
             last_count_ms: 0.0,
@@ -201,7 +204,9 @@ pub fn record_batch(index: Option<usize>, outcome: &BatchOutcome) {
         s.failed += outcome.failed.max(0) as u64;
         s.tokens += outcome.tokens;
         s.rate.add(unix_now(), embedded as u32);
-        s.pending = (s.pending - embedded as i64).max(0);
+        if s.pending_of == (current_database(), outcome.relid) {
+            s.pending = (s.pending - embedded as i64).max(0);
+        }
         if let Some(i) = index {
             let slot = &mut s.workers[i];
             slot.batches += 1;
@@ -233,9 +238,16 @@ pub fn wake_all_workers() {
     }
 }
 
-/// Stores a fresh pending count that took `took_ms` to make.
-pub fn store_pending_count(pending: i64, took_ms: f64) {
+/// The database this backend is connected to.
+pub fn current_database() -> u32 {
+    // SAFETY: reads this backend's database oid.
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
+/// Stores a fresh pending count of table `relid` (in this database) that took `took_ms`.
+pub fn store_pending_count(relid: u32, pending: i64, took_ms: f64) {
     update(|s| {
+        s.pending_of = (current_database(), relid);
         s.pending = pending;
         s.pending_known = true;
         s.pending_counted_at = unix_now_ms();

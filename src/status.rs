@@ -1,7 +1,7 @@
 //! The figures behind the `doctrove_embed.status` and `doctrove_embed.workers` views, read from
 //! shared memory so they answer in milliseconds however large the table.
 
-use crate::embed_pending::count_pending;
+use crate::embed_pending::{count_pending, count_pending_of};
 use crate::errors::UserError;
 use crate::gucs;
 use crate::shared_state::{self, unix_now, Phase};
@@ -53,25 +53,33 @@ pub fn status() -> Result<Status, UserError> {
         });
     };
     let workers_running = s.workers.iter().filter(|w| w.pid != 0).count();
-    if !s.pending_known || (workers_running == 0 && shared_state::pending_is_stale(&s)) {
-        // No worker keeps the figure fresh (none running, or none has counted yet): count now.
+    let target = crate::target::resolve()?;
+    let this_table = (shared_state::current_database(), target.relid.to_u32());
+    let mut pending = s.pending;
+    let mut counted_at = s.pending_counted_at;
+    if s.pending_of != this_table || !s.pending_known || (workers_running == 0 && shared_state::pending_is_stale(&s)) {
+        // No worker keeps this table's figure fresh: count now. The shared figure is replaced
+        // only when no worker maintains one of its own.
         let start = std::time::Instant::now();
-        let pending = count_pending()?;
-        shared_state::store_pending_count(pending, start.elapsed().as_secs_f64() * 1000.0);
-        s = shared_state::snapshot().unwrap_or(s);
+        pending = count_pending_of(&target)?;
+        counted_at = shared_state::unix_now_ms();
+        if workers_running == 0 {
+            shared_state::store_pending_count(this_table.1, pending, start.elapsed().as_secs_f64() * 1000.0);
+            s = shared_state::snapshot().unwrap_or(s);
+        }
     }
     let now = unix_now();
     let per_minute_1m = s.rate.per_minute(now, 60);
     let per_minute_10m = s.rate.per_minute(now, 600);
     let rate = if per_minute_1m > 0.0 { per_minute_1m } else { per_minute_10m };
     Ok(Status {
-        pending: s.pending,
-        pending_counted_at: Some(s.pending_counted_at as f64 / 1000.0),
+        pending,
+        pending_counted_at: Some(counted_at as f64 / 1000.0),
         embedded: s.embedded as i64,
         failed: s.failed as i64,
         per_minute_1m,
         per_minute_10m,
-        eta_seconds: embed_core::progress::eta_for(s.pending.max(0) as u64, rate).map(|d| d.as_secs_f64()),
+        eta_seconds: embed_core::progress::eta_for(pending.max(0) as u64, rate).map(|d| d.as_secs_f64()),
         tokens: s.tokens as i64,
         workers_running: workers_running as i32,
         workers_configured: gucs::WORKERS.get(),

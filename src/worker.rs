@@ -13,7 +13,8 @@ use embed_core::progress::{batch_line, found_line, progress_line};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 
-use crate::embed_pending::{count_pending, run_batch, BatchOutcome};
+use crate::embed_pending::{count_pending_of, run_batch, BatchOutcome};
+use crate::target::resolve;
 use crate::errors::UserError;
 use crate::gucs;
 use crate::shared_state::{self, Phase};
@@ -102,8 +103,11 @@ impl WorkerLoop {
     /// Counts pending papers (in its own transaction) and stores the figure for the status view.
     fn recount(&self) -> Result<i64, UserError> {
         let start = Instant::now();
-        let pending = in_transaction(count_pending)?;
-        shared_state::store_pending_count(pending, start.elapsed().as_secs_f64() * 1000.0);
+        let (relid, pending) = in_transaction(|| {
+            let target = resolve()?;
+            Ok((target.relid.to_u32(), count_pending_of(&target)?))
+        })?;
+        shared_state::store_pending_count(relid, pending, start.elapsed().as_secs_f64() * 1000.0);
         Ok(pending)
     }
 

@@ -1,6 +1,8 @@
 -- Every failure raises an ERROR with its SQLSTATE and leaves every row as it was.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
+-- Retries are covered by the fault suite; here each failure shows at once.
+SET doctrove_embed.max_retries = 0;
 CREATE TABLE doctrove_papers (
     doctrove_paper_id bigint PRIMARY KEY,
     doctrove_title text,

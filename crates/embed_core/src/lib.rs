@@ -2,13 +2,17 @@
 //! tests with plain `cargo test`: the text sent for a paper, the request, the HTTP call, the
 //! decoding and checking of the answer, and the errors.
 
+pub mod bisect;
 pub mod client;
 pub mod error;
 pub mod input_text;
+pub mod packing;
 pub mod progress;
 pub mod request;
 pub mod response;
+pub mod retry;
 pub mod sql_text;
+pub mod tokens;
 
 pub use client::{embed, ApiConfig};
 pub use error::ApiError;

@@ -39,31 +39,48 @@ pub struct PapersTable {
 }
 
 impl PapersTable {
-    /// The condition that makes a paper pending: no embedding yet and a non-empty title.
+    /// The condition that makes a paper pending: no embedding yet and a non-empty title. The
+    /// partial index on pending papers has exactly this predicate.
     pub fn pending_predicate(&self) -> String {
         let (e, t) = (quote_ident(&self.embedding), quote_ident(&self.title));
         format!("{e} IS NULL AND {t} IS NOT NULL AND {t} <> ''")
     }
 
-    /// `SELECT count(*)` of pending papers.
+    /// The pending predicate, less papers the API rejected that are held back: after
+    /// `max_attempts` attempts, or for a while after each. Parameters from `$first`: the
+    /// table's oid, the most attempts, the wait after a rejection in milliseconds.
+    pub fn pending_condition(&self, first: usize) -> String {
+        format!(
+            "{} AND NOT EXISTS (SELECT 1 FROM doctrove_embed.failures f WHERE f.relid = ${}::oid::regclass \
+             AND f.paper_id = t.{}::text AND (f.attempts >= ${} OR f.last_attempt_at > now() - ${} * interval '1 millisecond'))",
+            self.pending_predicate(),
+            first,
+            quote_ident(&self.id),
+            first + 1,
+            first + 2
+        )
+    }
+
+    /// `SELECT count(*)` of pending papers (`$1`..`$3` as in [`Self::pending_condition`]).
     pub fn count_pending(&self) -> String {
-        format!("SELECT count(*) FROM {} WHERE {}", self.table, self.pending_predicate())
+        format!("SELECT count(*) FROM {} AS t WHERE {}", self.table, self.pending_condition(1))
     }
 
     /// Up to `$1` pending papers as (id text, title text, abstract text), locked for this
     /// transaction; papers locked by another transaction are skipped, not waited for.
+    /// (`$2`..`$4` as in [`Self::pending_condition`].)
     pub fn select_pending(&self) -> String {
         let abstract_expr = match &self.abstract_text {
-            Some(a) => format!("{}::text", quote_ident(a)),
+            Some(a) => format!("t.{}::text", quote_ident(a)),
             None => "NULL::text".into(),
         };
         format!(
-            "SELECT {}::text, {}::text, {} FROM {} WHERE {} LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT t.{}::text, t.{}::text, {} FROM {} AS t WHERE {} LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
             quote_ident(&self.id),
             quote_ident(&self.title),
             abstract_expr,
             self.table,
-            self.pending_predicate()
+            self.pending_condition(2)
         )
     }
 
@@ -197,11 +214,21 @@ mod tests {
 
     #[test]
     fn the_pending_selection_locks_and_skips_locked_rows() {
+        let sql = papers().select_pending();
+        assert!(sql.starts_with(
+            "SELECT t.\"doctrove_paper_id\"::text, t.\"doctrove_title\"::text, t.\"doctrove_abstract\"::text \
+             FROM doctrove_papers AS t WHERE \"doctrove_embedding\" IS NULL AND \"doctrove_title\" IS NOT NULL \
+             AND \"doctrove_title\" <> '' AND NOT EXISTS"
+        ));
+        assert!(sql.ends_with("LIMIT $1 FOR UPDATE OF t SKIP LOCKED"));
+    }
+
+    #[test]
+    fn held_back_failures_are_not_pending() {
         assert_eq!(
-            papers().select_pending(),
-            "SELECT \"doctrove_paper_id\"::text, \"doctrove_title\"::text, \"doctrove_abstract\"::text \
-             FROM doctrove_papers WHERE \"doctrove_embedding\" IS NULL AND \"doctrove_title\" IS NOT NULL \
-             AND \"doctrove_title\" <> '' LIMIT $1 FOR UPDATE SKIP LOCKED"
+            papers().pending_condition(2).split(" AND NOT EXISTS ").nth(1).unwrap(),
+            "(SELECT 1 FROM doctrove_embed.failures f WHERE f.relid = $2::oid::regclass \
+             AND f.paper_id = t.\"doctrove_paper_id\"::text AND (f.attempts >= $3 OR f.last_attempt_at > now() - $4 * interval '1 millisecond'))"
         );
     }
 
@@ -210,6 +237,7 @@ mod tests {
         let mut t = papers();
         t.abstract_text = None;
         assert!(t.select_pending().contains(", NULL::text FROM"));
+        assert!(t.count_pending().starts_with("SELECT count(*) FROM doctrove_papers AS t WHERE"));
     }
 
     #[test]

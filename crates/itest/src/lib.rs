@@ -66,3 +66,83 @@ impl TestDb {
 pub fn vector_of(client: &mut Client, sql: &str) -> Option<Vec<f32>> {
     client.query_one(sql, &[]).unwrap().get::<_, Option<Vec<f32>>>(0)
 }
+
+/// Appends a line to the fault suite's figures (`DOCTROVE_TEST_FIGURES`), printed at the end of
+/// `make test`, and to the test's own output.
+pub fn record_figure(line: &str) {
+    println!("{line}");
+    if let Ok(path) = std::env::var("DOCTROVE_TEST_FIGURES") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// A papers table of `n` papers (ids 1..=n) with a `vector(dims)` column, a log of every
+/// write of an embedding (`embedding_writes`, to prove each paper is written once), and the
+/// partial index.
+pub fn create_logged_papers(client: &mut Client, n: i64, dims: u32) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE doctrove_papers (
+                 doctrove_paper_id bigint PRIMARY KEY,
+                 doctrove_title text,
+                 doctrove_abstract text,
+                 doctrove_embedding vector({dims}));
+             CREATE TABLE embedding_writes (paper_id bigint);
+             CREATE FUNCTION log_embedding_write() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN INSERT INTO embedding_writes VALUES (NEW.doctrove_paper_id); RETURN NEW; END$$;
+             CREATE TRIGGER log_embedding_write AFTER UPDATE OF doctrove_embedding ON doctrove_papers
+                 FOR EACH ROW WHEN (NEW.doctrove_embedding IS NOT NULL) EXECUTE FUNCTION log_embedding_write();
+             INSERT INTO doctrove_papers SELECT g, 'Paper ' || g, 'Abstract of paper ' || g, NULL
+                 FROM generate_series(1, {n}) g;
+             SELECT doctrove_embed.create_pending_index();"
+        ))
+        .unwrap();
+}
+
+/// What a run left in the table: papers with their correct vector, papers still without one,
+/// papers with a wrong vector, and papers written more than once.
+#[derive(Debug, PartialEq)]
+pub struct Tally {
+    pub correct: usize,
+    pub missing: usize,
+    pub wrong: usize,
+    pub written_twice: i64,
+}
+
+pub fn tally(client: &mut Client, dims: usize) -> Tally {
+    let rows = client
+        .query(
+            "SELECT doctrove_embed.input_text(doctrove_title, doctrove_abstract), doctrove_embedding::real[] FROM doctrove_papers",
+            &[],
+        )
+        .unwrap();
+    let mut t = Tally { correct: 0, missing: 0, wrong: 0, written_twice: 0 };
+    for row in rows {
+        let text: String = row.get(0);
+        match row.get::<_, Option<Vec<f32>>>(1) {
+            None => t.missing += 1,
+            Some(v) if v == doctrove_mock::vector_for(&text, dims) => t.correct += 1,
+            Some(_) => t.wrong += 1,
+        }
+    }
+    t.written_twice = client
+        .query_one("SELECT count(*) FROM (SELECT paper_id FROM embedding_writes GROUP BY 1 HAVING count(*) > 1) d", &[])
+        .unwrap()
+        .get(0);
+    t
+}
+
+/// Calls `embed_pending(batch)` until it reports nothing done; returns the number of calls.
+pub fn embed_until_done(client: &mut Client, batch: i32) -> usize {
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        let row = client.query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending($1)", &[&batch]).unwrap();
+        if row.get::<_, i32>(0) == 0 && row.get::<_, i32>(1) == 0 {
+            return calls;
+        }
+    }
+}

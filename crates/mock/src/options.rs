@@ -31,6 +31,14 @@ pub struct Options {
     pub p429: f64,
     /// Fraction of requests answered 500 (`p500=0.1`).
     pub p500: f64,
+    /// Fraction of requests delayed by `slow_ms` (`pslow=0.3`), to cause client timeouts.
+    pub pslow: f64,
+    /// The delay of those requests (`slow=MS`, default 5000).
+    pub slow_ms: u64,
+    /// Fraction of answers missing their last vector (`pdrop=0.2`).
+    pub pdrop: f64,
+    /// Fraction of answers with vectors one component too long (`pdimoff=0.2`).
+    pub pdimoff: f64,
 }
 
 impl Default for Options {
@@ -48,6 +56,10 @@ impl Default for Options {
             poison: None,
             p429: 0.0,
             p500: 0.0,
+            pslow: 0.0,
+            slow_ms: 5000,
+            pdrop: 0.0,
+            pdimoff: 0.0,
         }
     }
 }
@@ -72,6 +84,10 @@ pub fn parse_path(path: &str) -> Options {
             "poison" => options.poison = Some(value),
             "p429" => options.p429 = value.parse().unwrap_or(0.0),
             "p500" => options.p500 = value.parse().unwrap_or(0.0),
+            "pslow" => options.pslow = value.parse().unwrap_or(0.0),
+            "slow" => options.slow_ms = value.parse().unwrap_or(5000),
+            "pdrop" => options.pdrop = value.parse().unwrap_or(0.0),
+            "pdimoff" => options.pdimoff = value.parse().unwrap_or(0.0),
             _ => {}
         }
     }

@@ -164,6 +164,9 @@ fn embeddings(state: &State, request: &mut Request, url: &str) -> Reply {
     if options.latency_ms > 0 {
         std::thread::sleep(Duration::from_millis(options.latency_ms));
     }
+    if options.pslow > 0.0 && request_fraction(&options.scope, n, 7) < options.pslow {
+        std::thread::sleep(Duration::from_millis(options.slow_ms));
+    }
     let reply = answer(state, &options, &raw, auth.as_deref(), n);
     if reply.status_code().0 != 200 {
         state.stats.lock().unwrap().scope(&options.scope).failed += 1;
@@ -218,7 +221,9 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     let dimensions = body["dimensions"].as_u64();
     let encoding = body["encoding_format"].as_str().unwrap_or("float").to_string();
     let dims = dimensions.map(|d| d as usize).or(options.dims).unwrap_or(state.config.default_dims);
-    let answered_dims = if options.wrong_dims { dims + 1 } else { dims };
+    let wrong_dims = options.wrong_dims || (options.pdimoff > 0.0 && request_fraction(&options.scope, n, 11) < options.pdimoff);
+    let drop_one = options.drop_one || (options.pdrop > 0.0 && request_fraction(&options.scope, n, 13) < options.pdrop);
+    let answered_dims = if wrong_dims { dims + 1 } else { dims };
 
     {
         let mut stats = state.stats.lock().unwrap();
@@ -237,7 +242,8 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     match options.body.as_deref() {
         Some("garbage") => return Response::from_data(b"<html>502 Bad Gateway</html>".to_vec()).with_status_code(200),
         Some("random") => {
-            let bytes: Vec<u8> = vector_for(&format!("random{n}"), 256).iter().map(|f| f.to_bits() as u8).collect();
+            let seed = String::from_utf8_lossy(raw);
+            let bytes: Vec<u8> = vector_for(&seed, 256).iter().map(|f| f.to_bits() as u8).collect();
             return Response::from_data(bytes).with_status_code(200);
         }
         Some("nodata") => return json_response(200, &json!({"object": "list", "model": model})),
@@ -248,7 +254,7 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     if !options.ascending {
         order.reverse();
     }
-    if options.drop_one {
+    if drop_one {
         order.pop();
     }
     let data: Vec<Value> = order

@@ -1,0 +1,79 @@
+//! Token counting with the cl100k_base tokenizer (text-embedding-3-*), offline: the BPE table
+//! is compiled into the binary. Texts are cut to the model's input limit, and requests packed
+//! under a token budget. A text of at most N bytes has at most N tokens, so short texts and
+//! small batches are never tokenized at all.
+
+use std::sync::OnceLock;
+
+use tiktoken_rs::CoreBPE;
+
+/// Most tokens the embedding models take in one input.
+pub const MAX_TOKENS_PER_INPUT: usize = 8191;
+
+fn bpe() -> &'static CoreBPE {
+    static BPE: OnceLock<CoreBPE> = OnceLock::new();
+    BPE.get_or_init(|| tiktoken_rs::cl100k_base().expect("the cl100k_base table is built in"))
+}
+
+/// Tokens of `text`.
+pub fn count(text: &str) -> usize {
+    bpe().encode_ordinary(text).len()
+}
+
+/// `text` cut to at most `max_tokens` tokens (unchanged when it fits), and its token count
+/// when it had to be tokenized (`None` for a text short enough not to need it).
+pub fn truncate(text: &str, max_tokens: usize) -> (String, Option<usize>) {
+    if text.len() <= max_tokens {
+        return (text.to_string(), None);
+    }
+    let tokens = bpe().encode_ordinary(text);
+    if tokens.len() <= max_tokens {
+        return (text.to_string(), Some(tokens.len()));
+    }
+    // Cutting between tokens can split a multi-byte character; back off until it decodes.
+    let mut end = max_tokens;
+    loop {
+        if let Ok(cut) = bpe().decode(&tokens[..end]) {
+            return (cut, Some(end));
+        }
+        end -= 1;
+    }
+}
+
+/// An upper bound of the tokens of `text` that costs nothing: its byte length.
+pub fn upper_bound(text: &str) -> usize {
+    text.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_sentence_has_its_known_count() {
+        // "hello world" is two cl100k tokens.
+        assert_eq!(count("hello world"), 2);
+    }
+
+    #[test]
+    fn a_short_text_is_left_alone() {
+        assert_eq!(truncate("Title: short", MAX_TOKENS_PER_INPUT), ("Title: short".to_string(), None));
+    }
+
+    #[test]
+    fn a_long_text_is_cut_to_the_limit() {
+        let long = "word ".repeat(20_000);
+        let (cut, tokens) = truncate(&long, MAX_TOKENS_PER_INPUT);
+        assert_eq!(tokens, Some(MAX_TOKENS_PER_INPUT));
+        assert_eq!(count(&cut), MAX_TOKENS_PER_INPUT);
+        assert!(long.starts_with(&cut));
+    }
+
+    #[test]
+    fn cutting_never_splits_a_character() {
+        let long = "日本語のテキスト".repeat(5_000);
+        let (cut, _) = truncate(&long, 100);
+        assert!(long.starts_with(&cut));
+        assert!(count(&cut) <= 100);
+    }
+}

@@ -1,0 +1,16 @@
+-- Papers the API rejected for their input. A paper here is not selected again for
+-- doctrove_embed.failed_retry_delay_ms after each attempt, nor at all once it reaches
+-- doctrove_embed.max_attempts; doctrove_embed.retry_failed() clears the configured table's rows,
+-- and a paper embedded later loses its row.
+CREATE TABLE doctrove_embed.failures (
+    relid regclass NOT NULL,
+    paper_id text NOT NULL,
+    attempts integer NOT NULL DEFAULT 1,
+    last_error text,
+    first_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_attempt_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (relid, paper_id)
+);
+COMMENT ON TABLE doctrove_embed.failures IS 'Papers the embeddings API rejected, per table';
+-- Rows are data: pg_dump keeps them.
+SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.failures', '');

@@ -1,0 +1,61 @@
+//! `doctrove_embed.failures`: recording papers the API rejected, forgetting them once embedded,
+//! and the parameters that keep them out of the pending selection.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
+
+use crate::errors::UserError;
+use crate::gucs;
+use crate::target::Target;
+
+/// The parameters of `PapersTable::pending_condition`: table oid, most attempts, wait (ms).
+pub fn pending_args(target: &Target) -> Vec<DatumWithOid<'static>> {
+    vec![
+        target.relid.into(),
+        gucs::MAX_ATTEMPTS.get().into(),
+        i64::from(gucs::FAILED_RETRY_DELAY_MS.get()).into(),
+    ]
+}
+
+fn run(query: &str, args: &[DatumWithOid]) -> usize {
+    Spi::connect_mut(|client| client.update(query, None, args).map(|t| t.len())).unwrap_or_else(|e| {
+        UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not update doctrove_embed.failures: {e}")).raise()
+    })
+}
+
+/// Adds one attempt for each rejected paper, with the API's message.
+pub fn record(target: &Target, ids: Vec<String>, errors: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    run(
+        "INSERT INTO doctrove_embed.failures AS f (relid, paper_id, attempts, last_error, first_attempt_at, last_attempt_at) \
+         SELECT $1::oid::regclass, r.id, 1, r.error, now(), now() FROM unnest($2::text[], $3::text[]) AS r(id, error) \
+         ON CONFLICT (relid, paper_id) DO UPDATE SET attempts = f.attempts + 1, last_error = excluded.last_error, \
+         last_attempt_at = now()",
+        &[target.relid.into(), ids.into(), errors.into()],
+    );
+}
+
+/// Forgets the rows of papers that were just embedded (cheap when there are none).
+pub fn forget(target: &Target, ids: &[String]) {
+    let any = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM doctrove_embed.failures WHERE relid = $1::oid::regclass)",
+        &[target.relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if any {
+        run(
+            "DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass AND paper_id = ANY($2::text[])",
+            &[target.relid.into(), ids.to_vec().into()],
+        );
+    }
+}
+
+/// Forgets every rejected paper of the table; returns how many.
+pub fn clear_all(target: &Target) -> i64 {
+    run("DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass", &[target.relid.into()]) as i64
+}
