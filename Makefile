@@ -15,6 +15,10 @@ install:
 test: deps
 	bash scripts/test.sh
 
+## bench: the throughput comparison with the current approach (prints a table, writes bench/results/latest.json)
+bench:
+	bash bench/run.sh $(BENCH_ARGS)
+
 ## unit: only the tests that need no database
 unit:
 	cargo test -p embed_core -p doctrove_mock

@@ -28,6 +28,12 @@ cluster_start() {
         || { tail -30 "$dir/server.log"; return 1; }
 }
 
+# cluster_restart DIR: restart (to apply settings that need it), keeping the data.
+cluster_restart() {
+    local dir="$1"
+    sudo -u postgres "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null
+}
+
 cluster_stop() {
     local dir="$1"
     [[ -f "$dir/data/postmaster.pid" ]] && sudo -u postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null

@@ -87,7 +87,7 @@ pub fn embed_interruptibly(config: &ApiConfig, inputs: Vec<String>, dims: Option
 }
 
 /// Sleeps `duration` in short steps, checking for interrupts between them.
-fn sleep_interruptibly(duration: Duration) {
+pub fn sleep_interruptibly(duration: Duration) {
     let end = std::time::Instant::now() + duration;
     while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
         std::thread::sleep(left.min(INTERRUPT_POLL));
@@ -100,17 +100,25 @@ pub fn retry_policy() -> RetryPolicy {
     RetryPolicy { max_retries: gucs::MAX_RETRIES.get().max(0) as u32, ..RetryPolicy::default() }
 }
 
-/// Sends one request, retrying transient failures as `policy` says (waits are cancellable).
+/// Sends one request of about `tokens` tokens within the shared rate limit, retrying transient
+/// failures as `policy` says (all waits are cancellable). `on_wait` is told when the rate limit
+/// makes the caller wait.
 pub fn embed_with_retries(
     config: &ApiConfig,
     inputs: &[String],
+    tokens: usize,
     dims: Option<usize>,
     policy: &RetryPolicy,
+    on_wait: &mut dyn FnMut(),
 ) -> Result<Embeddings, ApiError> {
     let mut retry = 0;
     loop {
+        crate::rate_limiter::acquire(tokens as f64, on_wait);
         let error = match embed_interruptibly(config, inputs.to_vec(), dims) {
-            Ok(answer) => return Ok(answer),
+            Ok(answer) => {
+                crate::rate_limiter::settle(tokens as f64, answer.total_tokens, &answer.rate_limits);
+                return Ok(answer);
+            }
             Err(error) => error,
         };
         retry += 1;

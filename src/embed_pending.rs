@@ -13,6 +13,7 @@ use std::time::Instant;
 use embed_core::bisect::{isolate_rejected, CANARY_TEXT};
 use embed_core::packing::pack;
 use embed_core::paper_input;
+use embed_core::rate_limit;
 use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -120,17 +121,22 @@ pub fn run_batch(batch: i32, phase: &mut dyn FnMut(Phase)) -> Result<BatchOutcom
     let mut vectors: Vec<Option<Vec<f32>>> = vec![None; papers.len()];
     let mut rejected: Vec<(usize, String)> = Vec::new();
     let mut expected = dims;
+    // Token estimates for the rate limit: exact where counted, else about four bytes a token.
+    let estimates: Vec<usize> =
+        inputs.iter().map(|(text, n)| n.unwrap_or_else(|| rate_limit::estimate_tokens(text))).collect();
+    let mut on_wait = || phase(Phase::RateLimited);
     for request in pack(&counts, budget) {
         let indices: Vec<usize> = request.collect();
         let mut send = |items: &[usize]| {
             let texts: Vec<String> = items.iter().map(|&i| inputs[i].0.clone()).collect();
+            let tokens = items.iter().map(|&i| estimates[i]).sum();
             // Without a declared length, every request of the batch must agree with the first.
-            let answer = embed_with_retries(&config, &texts, expected, &policy)?;
+            let answer = embed_with_retries(&config, &texts, tokens, expected, &policy, &mut on_wait)?;
             expected = expected.or(answer.vectors.first().map(Vec::len));
             outcome.tokens += answer.total_tokens;
             Ok(answer.vectors)
         };
-        let mut canary = || embed_with_retries(&config, &[CANARY_TEXT.to_string()], None, &policy).map(|_| ());
+        let mut canary = || embed_with_retries(&config, &[CANARY_TEXT.to_string()], 4, None, &policy, &mut || {}).map(|_| ());
         let isolated = isolate_rejected(&indices, &mut send, &mut canary).map_err(|e| api_error(&e))?;
         for (i, vector) in isolated.vectors {
             vectors[i] = Some(vector);

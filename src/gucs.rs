@@ -63,6 +63,11 @@ pub static FAILED_RETRY_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(600_0
 /// Token budget of one request.
 pub static MAX_TOKENS_PER_REQUEST: GucSetting<i32> = GucSetting::<i32>::new(300_000);
 
+/// Tokens per minute all workers and sessions of the server may send together; 0 = unlimited.
+pub static MAX_TOKENS_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Requests per minute all workers and sessions of the server may send together; 0 = unlimited.
+pub static MAX_REQUESTS_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// Most workers `doctrove_embed.workers` accepts (the size of the shared worker table).
 pub const MAX_WORKERS: i32 = 64;
 
@@ -212,6 +217,26 @@ pub fn register() {
         1,
         i32::MAX,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.max_tokens_per_minute",
+        c"Tokens per minute the whole server may send (shared by all workers and sessions); 0 = unlimited.",
+        c"",
+        &MAX_TOKENS_PER_MINUTE,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.max_requests_per_minute",
+        c"Requests per minute the whole server may send (shared by all workers and sessions); 0 = unlimited.",
+        c"",
+        &MAX_REQUESTS_PER_MINUTE,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

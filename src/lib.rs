@@ -11,6 +11,7 @@ mod errors;
 mod failures;
 mod gucs;
 mod pending_index;
+mod rate_limiter;
 mod secret_guard;
 mod shared_state;
 mod status;
@@ -227,7 +228,7 @@ pub mod pg_test {
     /// The mock embeddings server, started once in the test runner's process.
     fn mock() -> &'static MockServer {
         MOCK.get_or_init(|| {
-            MockServer::start("127.0.0.1:0", MockConfig { default_dims: 1536, threads: 16 }).expect("start the mock")
+            MockServer::start("127.0.0.1:0", MockConfig { default_dims: 1536 }).expect("start the mock")
         })
     }
 

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use embed_core::progress::RateRing;
+use embed_core::rate_limit::Bucket;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
@@ -29,6 +30,7 @@ pub enum Phase {
     Writing,
     Disabled,
     Paused,
+    RateLimited,
 }
 
 impl Phase {
@@ -42,6 +44,7 @@ impl Phase {
             Phase::Writing => "writing",
             Phase::Disabled => "disabled",
             Phase::Paused => "paused after an error",
+            Phase::RateLimited => "waiting for the rate limit",
         }
     }
 }
@@ -115,6 +118,9 @@ pub struct Shared {
     pub embedded_at_found: u64,
     /// When that line was written (unix ms).
     pub found_at_ms: i64,
+    /// The server-wide rate limits.
+    pub token_bucket: Bucket,
+    pub request_bucket: Bucket,
 }
 
 impl Default for Shared {
@@ -133,6 +139,8 @@ impl Default for Shared {
             found: 0,
             embedded_at_found: 0,
             found_at_ms: 0,
+            token_bucket: Bucket::default(),
+            request_bucket: Bucket::default(),
         }
     }
 }

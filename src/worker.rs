@@ -26,7 +26,17 @@ const MAX_PAUSE: Duration = Duration::from_secs(300);
 
 /// Registers `doctrove_embed.workers` workers; only from `_PG_init` while preloading.
 pub fn register_workers() {
-    for index in 0..gucs::WORKERS.get().max(0) {
+    let workers = gucs::WORKERS.get().max(0);
+    // SAFETY: reads a setting PostgreSQL has loaded before preloading libraries.
+    let slots = unsafe { pg_sys::max_worker_processes };
+    if workers >= slots {
+        warning!(
+            "doctrove_embed.workers is {workers} but max_worker_processes is {slots}: some workers will not start \
+             (raise max_worker_processes to at least {})",
+            workers + 4
+        );
+    }
+    for index in 0..workers {
         BackgroundWorkerBuilder::new(&format!("doctrove_embed worker {index}"))
             .set_type("doctrove_embed worker")
             .set_library("doctrove_embed")

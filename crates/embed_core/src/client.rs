@@ -140,6 +140,7 @@ pub fn embed(config: &ApiConfig, inputs: &[String], expected_dims: Option<usize>
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (retry_ms, retry_s) = (header("retry-after-ms"), header("retry-after"));
+    let rate_limits = crate::rate_limit::RateLimitHeaders::read(header);
     let bytes = response
         .body_mut()
         .with_config()
@@ -148,7 +149,9 @@ pub fn embed(config: &ApiConfig, inputs: &[String], expected_dims: Option<usize>
         .map_err(|e| transport_error(e, config))?;
 
     if status == 200 {
-        return decode_embeddings(&bytes, inputs.len(), expected_dims).map_err(ApiError::Malformed);
+        let mut answer = decode_embeddings(&bytes, inputs.len(), expected_dims).map_err(ApiError::Malformed)?;
+        answer.rate_limits = rate_limits;
+        return Ok(answer);
     }
     let (message, code) = api_error_message(&bytes);
     let message = redact(&message, &config.api_key);

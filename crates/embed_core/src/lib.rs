@@ -8,6 +8,7 @@ pub mod error;
 pub mod input_text;
 pub mod packing;
 pub mod progress;
+pub mod rate_limit;
 pub mod request;
 pub mod response;
 pub mod retry;

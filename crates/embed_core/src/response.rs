@@ -9,6 +9,8 @@ use serde_json::Value;
 pub struct Embeddings {
     pub vectors: Vec<Vec<f32>>,
     pub total_tokens: u64,
+    /// The answer's `x-ratelimit-*` headers (set by the HTTP client).
+    pub rate_limits: crate::rate_limit::RateLimitHeaders,
 }
 
 /// Decodes base64 of little-endian float32 values.
@@ -71,7 +73,7 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
         return Err("an embedding holds NaN or infinity".into());
     }
     let total_tokens = json["usage"]["total_tokens"].as_u64().unwrap_or(0);
-    Ok(Embeddings { vectors, total_tokens })
+    Ok(Embeddings { vectors, total_tokens, rate_limits: Default::default() })
 }
 
 /// The `error.message` and `error.code` of an OpenAI-style error body; the raw text (cut to

@@ -7,7 +7,7 @@ use doctrove_mock::{vector_for, MockConfig, MockServer};
 use embed_core::{embed, ApiConfig, ApiError};
 
 fn start() -> MockServer {
-    MockServer::start("127.0.0.1:0", MockConfig { default_dims: 8, threads: 4 }).unwrap()
+    MockServer::start("127.0.0.1:0", MockConfig { default_dims: 8 }).unwrap()
 }
 
 fn config(mock: &MockServer, path: &str) -> ApiConfig {

@@ -261,3 +261,63 @@ fn four_workers_and_two_sessions_never_embed_a_paper_twice() {
     let running: i64 = client.query_one("SELECT count(*) FROM doctrove_embed.workers WHERE pid <> 0", &[]).unwrap().get(0);
     assert_eq!(running, 4);
 }
+
+#[test]
+fn a_refused_key_pauses_the_worker_with_a_clear_line_and_never_logs_the_key() {
+    let scope = format!("worker-key-{}", std::process::id());
+    let cluster = worker_cluster("key", 55446, 1, &scope, "key=another-key/dim=8/", &[]);
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    insert_papers(&mut client, 1, 5);
+    enable(&mut client);
+    let (state, error): (String, String) = wait_for("the worker to pause", Duration::from_secs(10), || {
+        client
+            .query_opt("SELECT state, last_error FROM doctrove_embed.workers WHERE last_error IS NOT NULL", &[])
+            .unwrap()
+            .map(|r| (r.get(0), r.get(1)))
+    });
+    assert_eq!(state, "paused after an error");
+    assert!(error.starts_with("the embeddings API refused the API key (HTTP 401)"), "{error}");
+    assert!(error.contains("[redacted]"), "{error}");
+    assert_eq!(pending(&mut client), 5);
+    // One request: a refused key is not retried.
+    assert_eq!(mock_stats(&scope)["requests"], 1);
+    let log = cluster.log();
+    assert!(log.contains("batch failed, nothing written: the embeddings API refused the API key"), "{log}");
+    assert!(!log.contains("sk-worker-test-key"), "the key is in the server log");
+}
+
+#[test]
+fn the_shared_rate_limit_keeps_the_workers_under_the_apis_tokens_per_minute() {
+    let scope = format!("worker-tpm-{}", std::process::id());
+    let cluster = worker_cluster(
+        "tpm",
+        55447,
+        4,
+        &scope,
+        "tpm=60000/dim=8/",
+        &["doctrove_embed.max_tokens_per_minute = 60000", "doctrove_embed.batch_size = 50"],
+    );
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    client
+        .execute(
+            "INSERT INTO doctrove_papers (doctrove_paper_id, doctrove_title, doctrove_abstract)
+             SELECT g, 'Paper ' || g, repeat('word ', 30) || g FROM generate_series(1, 700) g",
+            &[],
+        )
+        .unwrap();
+    let started = Instant::now();
+    enable(&mut client);
+    wait_until_all_embedded(&mut client, Duration::from_secs(120));
+    let elapsed = started.elapsed();
+    assert_eq!(check_vectors(&mut client, 8), 700);
+    let stats = mock_stats(&scope);
+    let (requests, limited, tokens) =
+        (stats["requests"].as_u64().unwrap(), stats["rate_limited"].as_u64().unwrap(), stats["tokens"].as_u64().unwrap());
+    let per_minute = tokens as f64 / elapsed.as_secs_f64() * 60.0;
+    println!("{tokens} tokens in {elapsed:?} = {per_minute:.0}/min against 60,000; {limited} of {requests} requests answered 429");
+    assert!((limited as f64) < 0.01 * requests as f64, "{limited} of {requests} requests were answered 429");
+    assert!(per_minute <= 60_000.0 * 1.15, "{per_minute:.0} tokens/min exceeds the limit");
+    assert!(per_minute >= 60_000.0 * 0.8, "{per_minute:.0} tokens/min: the limit is not used");
+}

@@ -1,6 +1,6 @@
 //! `doctrove-mock`: runs the mock embeddings server until killed.
 //!
-//! `doctrove-mock [--listen 127.0.0.1:18089] [--dims 1536] [--threads 32]`
+//! `doctrove-mock [--listen 127.0.0.1:18089] [--dims 1536]`
 
 use doctrove_mock::{MockConfig, MockServer};
 use std::io::Write;
@@ -14,7 +14,6 @@ fn main() {
         match arg.as_str() {
             "--listen" => listen = value(),
             "--dims" => config.default_dims = value().parse().unwrap_or_else(|_| usage("--dims takes a number")),
-            "--threads" => config.threads = value().parse().unwrap_or_else(|_| usage("--threads takes a number")),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -35,6 +34,6 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("doctrove-mock: {problem}");
     }
-    eprintln!("usage: doctrove-mock [--listen 127.0.0.1:PORT] [--dims N] [--threads N]");
+    eprintln!("usage: doctrove-mock [--listen 127.0.0.1:PORT] [--dims N]");
     std::process::exit(2)
 }

@@ -39,6 +39,10 @@ pub struct Options {
     pub pdrop: f64,
     /// Fraction of answers with vectors one component too long (`pdimoff=0.2`).
     pub pdimoff: f64,
+    /// Enforce this many tokens per minute for the scope, answering 429 beyond it (`tpm=N`).
+    pub tpm: u64,
+    /// Enforce this many requests per minute for the scope (`rpm=N`).
+    pub rpm: u64,
 }
 
 impl Default for Options {
@@ -60,6 +64,8 @@ impl Default for Options {
             slow_ms: 5000,
             pdrop: 0.0,
             pdimoff: 0.0,
+            tpm: 0,
+            rpm: 0,
         }
     }
 }
@@ -88,6 +94,8 @@ pub fn parse_path(path: &str) -> Options {
             "slow" => options.slow_ms = value.parse().unwrap_or(5000),
             "pdrop" => options.pdrop = value.parse().unwrap_or(0.0),
             "pdimoff" => options.pdimoff = value.parse().unwrap_or(0.0),
+            "tpm" => options.tpm = value.parse().unwrap_or(0),
+            "rpm" => options.rpm = value.parse().unwrap_or(0),
             _ => {}
         }
     }

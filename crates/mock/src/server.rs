@@ -1,15 +1,16 @@
 //! The HTTP side: an OpenAI-compatible `POST .../embeddings`, plus `GET /stats/SCOPE` and
-//! `POST /reset/SCOPE` for tests.
+//! `POST /reset/SCOPE` for tests. A small HTTP/1.1 server of its own (a thread per connection,
+//! keep-alive, Content-Length bodies), so every byte it answers is under the project's control.
 
-use std::io;
-use std::net::SocketAddr;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::options::{parse_path, Options};
 use crate::stats::Stats;
@@ -20,50 +21,170 @@ use crate::vectors::vector_for;
 pub struct MockConfig {
     /// Vector length when neither the request (`dimensions`) nor the path (`dim=`) sets one.
     pub default_dims: usize,
-    /// Requests answered at the same time; a slow request holds one thread.
-    pub threads: usize,
 }
 
 impl Default for MockConfig {
     fn default() -> Self {
-        MockConfig { default_dims: 1536, threads: 32 }
+        MockConfig { default_dims: 1536 }
     }
 }
 
 struct State {
     config: MockConfig,
     stats: Mutex<Stats>,
+    limits: Mutex<std::collections::HashMap<String, Allowance>>,
+}
+
+/// A scope's tokens and requests per minute: buckets that start full and refill continuously,
+/// like the real API's limits.
+struct Allowance {
+    tokens: f64,
+    requests: f64,
+    at: std::time::Instant,
+}
+
+impl Allowance {
+    /// Takes `tokens` and one request if both are there; otherwise the wait until they are.
+    /// Also returns what is left, for the `x-ratelimit-remaining-*` headers.
+    fn take(&mut self, options: &Options, tokens: f64) -> (Result<(), Duration>, f64, f64) {
+        let (tpm, rpm) = (options.tpm as f64, options.rpm as f64);
+        let minutes = self.at.elapsed().as_secs_f64() / 60.0;
+        self.at = std::time::Instant::now();
+        if tpm > 0.0 {
+            self.tokens = (self.tokens + minutes * tpm).min(tpm);
+        }
+        if rpm > 0.0 {
+            self.requests = (self.requests + minutes * rpm).min(rpm);
+        }
+        let short_tokens = if tpm > 0.0 && self.tokens < tokens { (tokens - self.tokens) / tpm } else { 0.0 };
+        let short_requests = if rpm > 0.0 && self.requests < 1.0 { (1.0 - self.requests) / rpm } else { 0.0 };
+        let wait = short_tokens.max(short_requests);
+        if wait > 0.0 {
+            return (Err(Duration::from_secs_f64(wait * 60.0)), self.tokens, self.requests);
+        }
+        self.tokens -= tokens;
+        self.requests -= 1.0;
+        (Ok(()), self.tokens, self.requests)
+    }
 }
 
 /// A running mock; dropping it stops the server.
 pub struct MockServer {
     addr: SocketAddr,
-    server: Arc<Server>,
     state: Arc<State>,
-    threads: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// One parsed request.
+struct Request {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// One answer.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn new(status: u16, body: Vec<u8>) -> Reply {
+        Reply { status, headers: Vec::new(), body }
+    }
+
+    fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// Reads one request; `None` at the end of the connection or on a malformed request.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(Request, bool)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, url, version) = (parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let length: usize = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let close = version == "HTTP/1.0" || headers.iter().any(|(n, v)| n == "connection" && v.eq_ignore_ascii_case("close"));
+    Some((Request { method, url, headers, body }, close))
+}
+
+fn write_reply(stream: &mut TcpStream, reply: &Reply, close: bool) -> io::Result<()> {
+    let reason = match reply.status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let mut head = format!("HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\n", reply.status, reply.body.len());
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(if close { "Connection: close\r\n\r\n" } else { "Connection: keep-alive\r\n\r\n" });
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&reply.body);
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+fn serve_connection(state: Arc<State>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    while let Some((request, close)) = read_request(&mut reader) {
+        let reply = handle(&state, &request);
+        if write_reply(&mut writer, &reply, close).is_err() || close {
+            return;
+        }
+    }
 }
 
 impl MockServer {
     /// Listens on `bind` (such as `127.0.0.1:0` for any free port) and starts answering.
     pub fn start(bind: &str, config: MockConfig) -> io::Result<MockServer> {
-        let server = Arc::new(Server::http(bind).map_err(io::Error::other)?);
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("the mock listens on a unix socket"))?;
-        let state = Arc::new(State { config: config.clone(), stats: Mutex::default() });
-        let threads = (0..config.threads.max(1))
-            .map(|_| {
-                let server = Arc::clone(&server);
-                let state = Arc::clone(&state);
-                std::thread::spawn(move || {
-                    while let Ok(request) = server.recv() {
-                        handle(&state, request);
+        let listener = TcpListener::bind(bind)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State { config, stats: Mutex::default(), limits: Mutex::default() });
+        let stopping = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (state, stopping) = (Arc::clone(&state), Arc::clone(&stopping));
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        return;
                     }
-                })
+                    if let Ok(stream) = stream {
+                        let state = Arc::clone(&state);
+                        std::thread::spawn(move || serve_connection(state, stream));
+                    }
+                }
             })
-            .collect();
-        Ok(MockServer { addr, server, state, threads })
+        };
+        Ok(MockServer { addr, state, stopping, acceptor: Some(acceptor) })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
@@ -82,45 +203,40 @@ impl MockServer {
 
     /// Blocks until the server stops (it does not stop on its own).
     pub fn wait(mut self) {
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
         }
     }
 }
 
 impl Drop for MockServer {
     fn drop(&mut self) {
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the acceptor so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
     }
 }
 
-fn handle(state: &State, mut request: Request) {
-    let url = request.url().to_string();
+fn handle(state: &State, request: &Request) -> Reply {
+    let url = request.url.clone();
     let path = url.split('?').next().unwrap_or("").to_string();
-    let response = match (request.method(), path.as_str()) {
-        (Method::Post, p) if p.ends_with("/embeddings") => embeddings(state, &mut request, &url),
-        (Method::Get, p) if p.starts_with("/stats/") => {
+    match (request.method.as_str(), path.as_str()) {
+        ("POST", p) if p.ends_with("/embeddings") => embeddings(state, request, &url),
+        ("GET", p) if p.starts_with("/stats/") => {
             let scope = &p["/stats/".len()..];
             json_response(200, &state.stats.lock().unwrap().json_of(scope))
         }
-        (Method::Post, p) if p.starts_with("/reset/") => {
+        ("POST", p) if p.starts_with("/reset/") => {
             state.stats.lock().unwrap().reset(&p["/reset/".len()..]);
             json_response(200, &json!({"reset": true}))
         }
-        (Method::Get, "/health") => json_response(200, &json!({"status": "ok"})),
+        ("GET", "/health") => json_response(200, &json!({"status": "ok"})),
         _ => error_response(404, "not_found", &format!("no route for {path}")),
-    };
-    let _ = request.respond(response);
+    }
 }
 
-type Reply = Response<io::Cursor<Vec<u8>>>;
-
 fn json_response(status: u16, body: &Value) -> Reply {
-    Response::from_data(body.to_string().into_bytes())
-        .with_status_code(status)
-        .with_header(header("Content-Type", "application/json"))
+    Reply::new(status, body.to_string().into_bytes()).with_header("Content-Type", "application/json")
 }
 
 fn error_response(status: u16, code: &str, message: &str) -> Reply {
@@ -128,16 +244,8 @@ fn error_response(status: u16, code: &str, message: &str) -> Reply {
     json_response(status, &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
-}
-
 fn request_header(request: &Request, name: &str) -> Option<String> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str().to_string())
+    request.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
 }
 
 /// A number in [0, 1) fixed by the request's position in its scope, so fault rates repeat.
@@ -146,10 +254,9 @@ fn request_fraction(scope: &str, n: u64, salt: u64) -> f64 {
     (f64::from(v) + 1.0) / 2.0
 }
 
-fn embeddings(state: &State, request: &mut Request, url: &str) -> Reply {
+fn embeddings(state: &State, request: &Request, url: &str) -> Reply {
     let options = parse_path(url);
-    let mut raw = Vec::new();
-    let _ = request.as_reader().read_to_end(&mut raw);
+    let raw = &request.body;
     let auth = request_header(request, "authorization")
         .map(|v| format!("Authorization: {v}"))
         .or_else(|| request_header(request, "api-key").map(|v| format!("api-key: {v}")));
@@ -167,8 +274,8 @@ fn embeddings(state: &State, request: &mut Request, url: &str) -> Reply {
     if options.pslow > 0.0 && request_fraction(&options.scope, n, 7) < options.pslow {
         std::thread::sleep(Duration::from_millis(options.slow_ms));
     }
-    let reply = answer(state, &options, &raw, auth.as_deref(), n);
-    if reply.status_code().0 != 200 {
+    let reply = answer(state, &options, raw, auth.as_deref(), n);
+    if reply.status != 200 {
         state.stats.lock().unwrap().scope(&options.scope).failed += 1;
     }
     reply
@@ -186,11 +293,11 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     }
     if let Some(status) = options.status {
         let reply = error_response(status, "mock_status", &format!("The mock was told to answer {status}."));
-        return if status == 429 { reply.with_header(header("retry-after-ms", "20")) } else { reply };
+        return if status == 429 { reply.with_header("retry-after-ms", "20") } else { reply };
     }
     if options.p429 > 0.0 && request_fraction(&options.scope, n, 429) < options.p429 {
         return error_response(429, "rate_limit_exceeded", "Rate limit reached (mock).")
-            .with_header(header("retry-after-ms", "20"));
+            .with_header("retry-after-ms", "20");
     }
     if options.p500 > 0.0 && request_fraction(&options.scope, n, 500) < options.p500 {
         return error_response(500, "server_error", "The server had an error (mock).");
@@ -217,6 +324,36 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
             return error_response(400, "invalid_input", "Invalid 'input': the text was rejected.");
         }
     }
+    let tokens: usize = inputs.iter().map(|s| s.len().div_ceil(4)).sum();
+    let mut limit_headers = Vec::new();
+    if options.tpm > 0 || options.rpm > 0 {
+        let (taken, tokens_left, requests_left) = {
+            let mut limits = state.limits.lock().unwrap();
+            let allowance = limits.entry(options.scope.clone()).or_insert_with(|| Allowance {
+                tokens: options.tpm as f64,
+                requests: options.rpm as f64,
+                at: std::time::Instant::now(),
+            });
+            allowance.take(options, tokens as f64)
+        };
+        if options.tpm > 0 {
+            limit_headers.push(("x-ratelimit-limit-tokens".to_string(), options.tpm.to_string()));
+            limit_headers.push(("x-ratelimit-remaining-tokens".to_string(), (tokens_left.max(0.0) as u64).to_string()));
+        }
+        if options.rpm > 0 {
+            limit_headers.push(("x-ratelimit-limit-requests".to_string(), options.rpm.to_string()));
+            limit_headers.push(("x-ratelimit-remaining-requests".to_string(), (requests_left.max(0.0) as u64).to_string()));
+        }
+        if let Err(wait) = taken {
+            state.stats.lock().unwrap().scope(&options.scope).rate_limited += 1;
+            let mut reply = error_response(429, "rate_limit_exceeded", "Rate limit reached for tokens per min (mock).")
+                .with_header("retry-after-ms", &wait.as_millis().max(1).to_string());
+            for (name, value) in limit_headers {
+                reply = reply.with_header(&name, &value);
+            }
+            return reply;
+        }
+    }
     let model = body["model"].as_str().unwrap_or("").to_string();
     let dimensions = body["dimensions"].as_u64();
     let encoding = body["encoding_format"].as_str().unwrap_or("float").to_string();
@@ -230,6 +367,7 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
         let scope = stats.scope(&options.scope);
         scope.answered += 1;
         scope.inputs += inputs.len() as u64;
+        scope.tokens += tokens as u64;
         scope.max_inputs_per_request = scope.max_inputs_per_request.max(inputs.len() as u64);
         for text in &inputs {
             *scope.per_text.entry(text.clone()).or_default() += 1;
@@ -240,11 +378,11 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     }
 
     match options.body.as_deref() {
-        Some("garbage") => return Response::from_data(b"<html>502 Bad Gateway</html>".to_vec()).with_status_code(200),
+        Some("garbage") => return Reply::new(200, b"<html>502 Bad Gateway</html>".to_vec()),
         Some("random") => {
             let seed = String::from_utf8_lossy(raw);
             let bytes: Vec<u8> = vector_for(&seed, 256).iter().map(|f| f.to_bits() as u8).collect();
-            return Response::from_data(bytes).with_status_code(200);
+            return Reply::new(200, bytes);
         }
         Some("nodata") => return json_response(200, &json!({"object": "list", "model": model})),
         _ => {}
@@ -270,10 +408,13 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    let tokens: usize = inputs.iter().map(|s| s.len().div_ceil(4)).sum();
-    json_response(
+    let mut reply = json_response(
         200,
         &json!({"object": "list", "data": data, "model": model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
-    )
+    );
+    for (name, value) in limit_headers {
+        reply = reply.with_header(&name, &value);
+    }
+    reply
 }

@@ -15,6 +15,10 @@ pub struct ScopeStats {
     pub failed: u64,
     /// Inputs in answered requests.
     pub inputs: u64,
+    /// Tokens (the mock counts a token per 4 bytes) in answered requests.
+    pub tokens: u64,
+    /// Requests answered 429 because the scope's tokens or requests per minute ran out.
+    pub rate_limited: u64,
     /// Largest number of inputs in one request.
     pub max_inputs_per_request: u64,
     /// How many answered requests held each input text.
@@ -38,6 +42,8 @@ impl ScopeStats {
             "answered": self.answered,
             "failed": self.failed,
             "inputs": self.inputs,
+            "tokens": self.tokens,
+            "rate_limited": self.rate_limited,
             "distinct_inputs": self.per_text.len(),
             "duplicate_inputs": duplicates,
             "max_inputs_per_request": self.max_inputs_per_request,
