@@ -5,6 +5,9 @@ REVOKE EXECUTE ON FUNCTION @extschema@.embed_pending(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION doctrove_embed.create_pending_index() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION doctrove_embed.watch() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION doctrove_embed.retry_failed() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION doctrove_embed.create_hnsw_index() FROM PUBLIC;
+-- search() calls the API, so it spends money too.
+REVOKE EXECUTE ON FUNCTION doctrove_embed.search(text, integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION doctrove_embed.unwatch() FROM PUBLIC;
 
 -- Every role may read the status and count pending papers (which consults the failures).

@@ -11,7 +11,8 @@ SELECT pending,
        tokens_used,
        workers_running,
        workers_configured,
-       enabled
+       enabled,
+       hnsw_index
 FROM doctrove_embed.status_snapshot();
 
 -- One row per background worker.

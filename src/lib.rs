@@ -14,6 +14,7 @@ mod pending_index;
 mod rate_limiter;
 mod secret_guard;
 mod shared_state;
+mod similarity;
 mod status;
 mod target;
 mod vector_datum;
@@ -145,6 +146,40 @@ mod doctrove_embed {
         crate::failures::clear_all(&target)
     }
 
+    /// Builds an HNSW index for cosine distance on the embedding column (pgvector's default
+    /// m = 16, ef_construction = 64) and returns its name. Build it after the backfill: one
+    /// build over all vectors is much faster than maintaining the graph on every write.
+    #[pg_extern(parallel_unsafe)]
+    fn create_hnsw_index() -> String {
+        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        if let Some(existing) = crate::similarity::hnsw_index(&target) {
+            return existing;
+        }
+        crate::watch::run_ddl(&target.names.create_hnsw_index());
+        crate::similarity::hnsw_index(&target).unwrap_or_else(|| target.names.hnsw_index_name())
+    }
+
+    /// The `k` papers most similar to paper `paper_id` (cosine distance), itself left out.
+    #[pg_extern(parallel_unsafe)]
+    fn similar_papers(
+        paper_id: &str,
+        k: default!(i32, 10),
+    ) -> TableIterator<'static, (name!(paper_id, String), name!(title, Option<String>), name!(distance, f64))> {
+        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        TableIterator::new(crate::similarity::similar_papers(&target, paper_id, k))
+    }
+
+    /// The `k` papers most similar to `query`, embedded through the configured API.
+    #[pg_extern(parallel_unsafe)]
+    fn search(
+        query: &str,
+        k: default!(i32, 10),
+    ) -> TableIterator<'static, (name!(paper_id, String), name!(title, Option<String>), name!(distance, f64))> {
+        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        let vector = crate::similarity::search(&target, query).unwrap_or_else(|e| e.raise());
+        TableIterator::new(crate::similarity::nearest(&target, &vector, k))
+    }
+
     /// Statement trigger: wake the background workers when this transaction commits.
     #[pg_trigger]
     fn wake_workers<'a>(
@@ -170,6 +205,7 @@ mod doctrove_embed {
             name!(workers_running, i32),
             name!(workers_configured, i32),
             name!(enabled, bool),
+            name!(hnsw_index, Option<String>),
         ),
     > {
         let s = crate::status::status().unwrap_or_else(|e| e.raise());
@@ -185,6 +221,7 @@ mod doctrove_embed {
             s.workers_running,
             s.workers_configured,
             s.enabled,
+            s.hnsw_index,
         ))
     }
 

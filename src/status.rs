@@ -1,7 +1,7 @@
 //! The figures behind the `doctrove_embed.status` and `doctrove_embed.workers` views, read from
 //! shared memory so they answer in milliseconds however large the table.
 
-use crate::embed_pending::{count_pending, count_pending_of};
+use crate::embed_pending::count_pending_of;
 use crate::errors::UserError;
 use crate::gucs;
 use crate::shared_state::{self, unix_now, Phase};
@@ -21,6 +21,8 @@ pub struct Status {
     pub workers_running: i32,
     pub workers_configured: i32,
     pub enabled: bool,
+    /// The HNSW index on the embedding column, if any.
+    pub hnsw_index: Option<String>,
 }
 
 pub struct WorkerRow {
@@ -37,9 +39,11 @@ pub struct WorkerRow {
 /// The status row. Without shared memory (library not preloaded) only the pending figure is
 /// known, and it is counted now.
 pub fn status() -> Result<Status, UserError> {
+    let target = crate::target::resolve()?;
+    let hnsw_index = crate::similarity::hnsw_index(&target);
     let Some(mut s) = shared_state::snapshot() else {
         return Ok(Status {
-            pending: count_pending()?,
+            pending: count_pending_of(&target)?,
             pending_counted_at: Some(shared_state::unix_now_ms() as f64 / 1000.0),
             embedded: 0,
             failed: 0,
@@ -50,10 +54,10 @@ pub fn status() -> Result<Status, UserError> {
             workers_running: 0,
             workers_configured: gucs::WORKERS.get(),
             enabled: gucs::ENABLED.get(),
+            hnsw_index,
         });
     };
     let workers_running = s.workers.iter().filter(|w| w.pid != 0).count();
-    let target = crate::target::resolve()?;
     let this_table = (shared_state::current_database(), target.relid.to_u32());
     let mut pending = s.pending;
     let mut counted_at = s.pending_counted_at;
@@ -84,6 +88,7 @@ pub fn status() -> Result<Status, UserError> {
         workers_running: workers_running as i32,
         workers_configured: gucs::WORKERS.get(),
         enabled: gucs::ENABLED.get(),
+        hnsw_index,
     })
 }
 

@@ -309,4 +309,68 @@ mod tests {
     fn a_batch_below_one_is_refused() {
         embed(0);
     }
+
+    /// Cosine distance, as pgvector computes it.
+    fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        1.0 - dot / (norm(a) * norm(b))
+    }
+
+    /// Ids of `candidates` ordered by exact cosine distance to `to`.
+    fn exact_order(to: &[f32], candidates: &[(i64, Vec<f32>)]) -> Vec<String> {
+        let mut sorted: Vec<(f64, i64)> = candidates.iter().map(|(id, v)| (cosine_distance(to, v), *id)).collect();
+        sorted.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+        sorted.into_iter().map(|(_, id)| id.to_string()).collect()
+    }
+
+    fn embedded_papers(n: i64) -> Vec<(i64, Vec<f32>)> {
+        for id in 1..=n {
+            insert(id, Some(&format!("Paper {id}")), Some(&format!("About topic {}", id % 7)));
+        }
+        embed(1000);
+        (1..=n).map(|id| (id, stored_vector(&id.to_string()).unwrap())).collect()
+    }
+
+    fn ids(query: &str) -> Vec<String> {
+        Spi::connect(|client| {
+            client
+                .select(query, None, &[])
+                .unwrap()
+                .map(|row| row.get::<String>(1).unwrap().unwrap())
+                .collect()
+        })
+    }
+
+    #[pg_test]
+    fn similar_papers_are_the_exact_nearest_neighbours_with_the_hnsw_index() {
+        use_mock("similar", "dim=16/");
+        create_papers("bigint", "(16)");
+        let papers = embedded_papers(60);
+        let name = Spi::get_one::<String>("SELECT doctrove_embed.create_hnsw_index()").unwrap().unwrap();
+        assert_eq!(name, "doctrove_papers_embedding_hnsw_idx");
+        let status = Spi::get_one::<String>("SELECT hnsw_index FROM doctrove_embed.status").unwrap();
+        assert_eq!(status.as_deref(), Some("doctrove_papers_embedding_hnsw_idx"));
+        let others: Vec<(i64, Vec<f32>)> = papers.iter().filter(|(id, _)| *id != 5).cloned().collect();
+        let expected: Vec<String> = exact_order(&papers[4].1, &others).into_iter().take(5).collect();
+        assert_eq!(ids("SELECT paper_id FROM doctrove_embed.similar_papers('5', 5)"), expected);
+    }
+
+    #[pg_test]
+    fn search_embeds_the_query_and_returns_the_nearest_papers() {
+        use_mock("search", "dim=16/");
+        create_papers("bigint", "(16)");
+        let papers = embedded_papers(40);
+        let query = vector_for("graph neural networks", 16);
+        let expected: Vec<String> = exact_order(&query, &papers).into_iter().take(3).collect();
+        assert_eq!(ids("SELECT paper_id FROM doctrove_embed.search('graph neural networks', 3)"), expected);
+        assert_eq!(stats("search")["requests"], 2, "one batch and one query");
+    }
+
+    #[pg_test(error = "paper 9 has no embedding yet")]
+    fn similar_papers_of_a_paper_without_embedding_is_an_error() {
+        create_papers("bigint", "(16)");
+        insert(9, Some("Not yet"), None);
+        Spi::run("SELECT * FROM doctrove_embed.similar_papers('9')").unwrap();
+    }
 }

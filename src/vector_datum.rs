@@ -8,7 +8,7 @@ use pgrx::pg_sys;
 const VECTOR_HEADER_BYTES: usize = 8;
 
 /// A `vector` datum holding `values`, palloc'd in the current memory context.
-fn vector_datum(values: &[f32]) -> pg_sys::Datum {
+pub fn vector_datum(values: &[f32]) -> pg_sys::Datum {
     let size = VECTOR_HEADER_BYTES + std::mem::size_of_val(values);
     // SAFETY: palloc0 returns `size` zeroed bytes or raises an ERROR; we write within them.
     unsafe {

@@ -141,6 +141,46 @@ impl PapersTable {
         ]
     }
 
+    /// The name `create_hnsw_index` gives its index (at most 63 bytes).
+    pub fn hnsw_index_name(&self) -> String {
+        self.index_name("_embedding_hnsw_idx")
+    }
+
+    /// An HNSW index for cosine distance, with pgvector's default graph parameters.
+    pub fn create_hnsw_index(&self) -> String {
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+            quote_ident(&self.hnsw_index_name()),
+            self.table,
+            quote_ident(&self.embedding)
+        )
+    }
+
+    /// The `$2` nearest papers to the paper whose id is `$1` (as text), by cosine distance,
+    /// the paper itself left out: (id text, title text, distance).
+    pub fn similar_papers(&self) -> String {
+        let (id, emb) = (quote_ident(&self.id), quote_ident(&self.embedding));
+        format!(
+            "SELECT t.{id}::text, t.{}::text, t.{emb} <=> (SELECT q.{emb} FROM {table} q WHERE q.{id} = $1::{ty}) \
+             FROM {table} t WHERE t.{emb} IS NOT NULL AND t.{id} <> $1::{ty} \
+             ORDER BY t.{emb} <=> (SELECT q.{emb} FROM {table} q WHERE q.{id} = $1::{ty}) LIMIT $2",
+            quote_ident(&self.title),
+            table = self.table,
+            ty = self.id_type
+        )
+    }
+
+    /// The `$2` nearest papers to the vector `$1`: (id text, title text, distance).
+    pub fn nearest_papers(&self) -> String {
+        let emb = quote_ident(&self.embedding);
+        format!(
+            "SELECT t.{}::text, t.{}::text, t.{emb} <=> $1 FROM {} t WHERE t.{emb} IS NOT NULL ORDER BY t.{emb} <=> $1 LIMIT $2",
+            quote_ident(&self.id),
+            quote_ident(&self.title),
+            self.table
+        )
+    }
+
     /// `DROP TRIGGER` of one of the watch triggers.
     pub fn drop_trigger(&self, name: &str) -> String {
         format!("DROP TRIGGER {} ON {}", quote_ident(name), self.table)
@@ -148,12 +188,16 @@ impl PapersTable {
 
     /// The name `create_pending_index` gives its index (at most 63 bytes).
     pub fn pending_index_name(&self) -> String {
-        const SUFFIX: &str = "_pending_embedding_idx";
+        self.index_name("_pending_embedding_idx")
+    }
+
+    /// The table's name with `suffix`, the name cut so the whole fits PostgreSQL's 63 bytes.
+    fn index_name(&self, suffix: &str) -> String {
         let mut stem = self.relname.as_str();
-        while stem.len() + SUFFIX.len() > 63 {
+        while stem.len() + suffix.len() > 63 {
             stem = &stem[..stem.char_indices().last().map_or(0, |(i, _)| i)];
         }
-        format!("{stem}{SUFFIX}")
+        format!("{stem}{suffix}")
     }
 
     /// The partial index that serves both the count and the batch fetch.
@@ -205,6 +249,21 @@ mod tests {
         );
         assert!(triggers[0].1.starts_with("CREATE TRIGGER doctrove_embed_wake AFTER INSERT OR UPDATE OF"));
         assert!(triggers[0].1.ends_with("FOR EACH STATEMENT EXECUTE FUNCTION doctrove_embed.wake_workers()"));
+    }
+
+    #[test]
+    fn the_hnsw_index_uses_cosine_distance() {
+        assert_eq!(
+            papers().create_hnsw_index(),
+            "CREATE INDEX IF NOT EXISTS \"doctrove_papers_embedding_hnsw_idx\" ON doctrove_papers USING hnsw \
+             (\"doctrove_embedding\" vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        );
+    }
+
+    #[test]
+    fn similarity_queries_order_by_cosine_distance() {
+        assert!(papers().similar_papers().contains("ORDER BY t.\"doctrove_embedding\" <=> (SELECT q.\"doctrove_embedding\""));
+        assert!(papers().nearest_papers().ends_with("ORDER BY t.\"doctrove_embedding\" <=> $1 LIMIT $2"));
     }
 
     #[test]

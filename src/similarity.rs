@@ -1,0 +1,86 @@
+//! Similarity search over the embedded papers: the nearest neighbours of a paper, of a query
+//! text (embedded through the configured API), and the HNSW index that makes both fast.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
+
+use crate::api_call::{current_config, embed_with_retries, retry_policy};
+use crate::errors::{api_error, UserError};
+use crate::target::Target;
+use crate::vector_datum::vector_datum;
+
+/// (paper id, title, cosine distance), nearest first.
+pub type Neighbour = (String, Option<String>, f64);
+
+fn rows(query: &str, args: &[DatumWithOid]) -> Vec<Neighbour> {
+    Spi::connect(|client| {
+        let table = client.select(query, None, args)?;
+        table
+            .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?, row.get::<f64>(3)?.unwrap_or(f64::NAN))))
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not search: {e}")).raise())
+}
+
+/// The `k` papers nearest to paper `paper_id`.
+pub fn similar_papers(target: &Target, paper_id: &str, k: i32) -> Vec<Neighbour> {
+    let has_vector = Spi::get_one_with_args::<bool>(
+        &format!(
+            "SELECT {} IS NOT NULL FROM {} WHERE {} = $1::{}",
+            embed_core::sql_text::quote_ident(&target.names.embedding),
+            target.names.table,
+            embed_core::sql_text::quote_ident(&target.names.id),
+            target.names.id_type
+        ),
+        &[paper_id.into()],
+    )
+    .ok()
+    .flatten();
+    match has_vector {
+        None => UserError::new(ERRCODE_NO_DATA_FOUND, format!("no paper with id {paper_id} in {}", target.names.table)).raise(),
+        Some(false) => UserError::new(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("paper {paper_id} has no embedding yet"))
+            .hint("Embed it first: SELECT embed_pending();")
+            .raise(),
+        Some(true) => rows(&target.names.similar_papers(), &[paper_id.into(), k.into()]),
+    }
+}
+
+/// The `k` papers nearest to `query`, embedded through the configured API.
+pub fn search(target: &Target, query: &str) -> Result<Vec<f32>, UserError> {
+    let text = query.trim();
+    if text.is_empty() {
+        return Err(UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, "the search text is empty"));
+    }
+    let config = current_config()?;
+    let dims = target.dims.or((config.dimensions > 0).then_some(config.dimensions as usize));
+    let answer = embed_with_retries(
+        &config,
+        &[text.to_string()],
+        embed_core::rate_limit::estimate_tokens(text),
+        dims,
+        &retry_policy(),
+        &mut || {},
+    )
+    .map_err(|e| api_error(&e))?;
+    Ok(answer.vectors.into_iter().next().unwrap_or_default())
+}
+
+/// The `k` papers nearest to `vector`.
+pub fn nearest(target: &Target, vector: &[f32], k: i32) -> Vec<Neighbour> {
+    // SAFETY: the datum is a pgvector `vector` built for exactly this type.
+    let param = unsafe { DatumWithOid::new(vector_datum(vector), target.vector_type) };
+    rows(&target.names.nearest_papers(), &[param, k.into()])
+}
+
+/// The name of an HNSW index on the embedding column, if there is one.
+pub fn hnsw_index(target: &Target) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = $1 AND am.amname = 'hnsw' AND a.attname = $2 AND i.indisvalid ORDER BY 1 LIMIT 1",
+        &[target.relid.into(), target.names.embedding.clone().into()],
+    )
+    .ok()
+    .flatten()
+}
