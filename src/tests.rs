@@ -373,4 +373,19 @@ mod tests {
         insert(9, Some("Not yet"), None);
         Spi::run("SELECT * FROM doctrove_embed.similar_papers('9')").unwrap();
     }
+
+    #[pg_test]
+    fn the_key_can_come_from_a_file() {
+        use_mock("keyfile", "key=sk-from-file-42/dim=8/");
+        create_papers("bigint", "(8)");
+        insert(1, Some("F"), None);
+        let path = format!("/tmp/doctrove_embed_key_{}", std::process::id());
+        std::fs::write(&path, "sk-from-file-42\n").unwrap();
+        set("doctrove_embed.api_key", "");
+        set("doctrove_embed.api_key_file", &path);
+        let done = embed(10);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(done, (1, 0));
+        assert_eq!(stats("keyfile")["last_auth"], "Authorization: Bearer sk-from-file-42");
+    }
 }

@@ -180,7 +180,7 @@ fn final_errors_are_not_retried() {
     let db = TestDb::new("faults_final");
     let mut client = db.connect();
     create_logged_papers(&mut client, 10, 8);
-    for (switches, sqlstate) in [("status=401/", "28000"), ("status=403/", "28000")] {
+    for (switches, sqlstate) in [("status=401/", "28000"), ("status=403/", "28000"), ("quota=0/", "53400")] {
         db.point_at_mock(&mut client, &format!("{switches}dim=8/"));
         let before = requests(&db);
         let error = client.query_one("SELECT * FROM embed_pending(250)", &[]).unwrap_err();

@@ -39,6 +39,8 @@ pub struct Options {
     pub pdrop: f64,
     /// Fraction of answers with vectors one component too long (`pdimoff=0.2`).
     pub pdimoff: f64,
+    /// Answer 429 with code `insufficient_quota`, as for an account out of credit (`quota=1`).
+    pub no_quota: bool,
     /// Enforce this many tokens per minute for the scope, answering 429 beyond it (`tpm=N`).
     pub tpm: u64,
     /// Enforce this many requests per minute for the scope (`rpm=N`).
@@ -64,6 +66,7 @@ impl Default for Options {
             slow_ms: 5000,
             pdrop: 0.0,
             pdimoff: 0.0,
+            no_quota: false,
             tpm: 0,
             rpm: 0,
         }
@@ -94,6 +97,7 @@ pub fn parse_path(path: &str) -> Options {
             "slow" => options.slow_ms = value.parse().unwrap_or(5000),
             "pdrop" => options.pdrop = value.parse().unwrap_or(0.0),
             "pdimoff" => options.pdimoff = value.parse().unwrap_or(0.0),
+            "quota" => options.no_quota = value == "0",
             "tpm" => options.tpm = value.parse().unwrap_or(0),
             "rpm" => options.rpm = value.parse().unwrap_or(0),
             _ => {}

@@ -291,6 +291,9 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
             return error_response(401, "invalid_api_key", &format!("Incorrect API key provided: {given}."));
         }
     }
+    if options.no_quota {
+        return error_response(429, "insufficient_quota", "You exceeded your current quota (mock).");
+    }
     if let Some(status) = options.status {
         let reply = error_response(status, "mock_status", &format!("The mock was told to answer {status}."));
         return if status == 429 { reply.with_header("retry-after-ms", "20") } else { reply };
