@@ -21,7 +21,7 @@ bench:
 
 ## unit: only the tests that need no database
 unit:
-	cargo test -p embed_core -p doctrove_mock
+	cargo test -p embed_core -p doctrove_mock -p doctrove_import
 
 clean:
 	cargo clean

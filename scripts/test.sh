@@ -17,8 +17,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "unit tests: embed_core and the mock"
-cargo test -p embed_core -p doctrove_mock
+log "unit tests: embed_core, the mock and the importer"
+cargo test -p embed_core -p doctrove_mock -p doctrove_import
 
 log "#[pg_test]s (cargo pgrx test, cluster run as postgres)"
 rm -rf "$PGRX_DIR"; mkdir -p "$PGRX_DIR"; chown postgres "$PGRX_DIR"
