@@ -90,14 +90,8 @@ pub fn run_batch(batch: i32, phase: &mut dyn FnMut(Phase)) -> Result<BatchOutcom
     phase(Phase::Fetching);
     let target = resolve()?;
     let config = current_config()?;
-    let has_index = pending_index::check(&target);
-
     let fetch_start = Instant::now();
-    let papers = if has_index {
-        pending_index::preferring_index(|| fetch_pending(&target, batch))
-    } else {
-        fetch_pending(&target, batch)
-    };
+    let papers = pending_index::over_pending(&target, || fetch_pending(&target, batch));
     let mut outcome =
         BatchOutcome { fetch_ms: millis_since(fetch_start), relid: target.relid.to_u32(), ..Default::default() };
     if papers.is_empty() {
@@ -170,7 +164,6 @@ pub fn count_pending() -> Result<i64, UserError> {
 pub fn count_pending_of(target: &Target) -> Result<i64, UserError> {
     let query = target.names.count_pending();
     let args = failures::pending_args(target);
-    let count = || Spi::get_one_with_args::<i64>(&query, &args);
-    let result = if pending_index::check(target) { pending_index::preferring_index(count) } else { count() };
+    let result = pending_index::over_pending(target, || Spi::get_one_with_args::<i64>(&query, &args));
     result.map(|n| n.unwrap_or(0)).map_err(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not count pending papers: {e}")))
 }

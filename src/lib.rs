@@ -102,10 +102,7 @@ mod doctrove_embed {
         if let Some(existing) = crate::pending_index::find(&target) {
             return existing;
         }
-        Spi::run(&target.names.create_pending_index(false)).unwrap_or_else(|e| {
-            crate::errors::UserError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("could not create the index: {e}"))
-                .raise()
-        });
+        crate::watch::run_ddl(&target.names.create_pending_index(false), "create the index");
         crate::pending_index::find(&target).unwrap_or_else(|| target.names.pending_index_name())
     }
 
@@ -124,7 +121,7 @@ mod doctrove_embed {
         let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
         for (name, create) in target.names.watch_triggers() {
             crate::watch::drop_trigger_if_present(&target, name);
-            crate::watch::run_ddl(&create);
+            crate::watch::run_ddl(&create, "install the trigger");
         }
         format!("watching {}", target.names.table)
     }
@@ -155,7 +152,7 @@ mod doctrove_embed {
         if let Some(existing) = crate::similarity::hnsw_index(&target) {
             return existing;
         }
-        crate::watch::run_ddl(&target.names.create_hnsw_index());
+        crate::watch::run_ddl(&target.names.create_hnsw_index(), "create the index");
         crate::similarity::hnsw_index(&target).unwrap_or_else(|| target.names.hnsw_index_name())
     }
 

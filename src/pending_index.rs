@@ -38,9 +38,19 @@ pub fn check(target: &Target) -> bool {
     false
 }
 
+/// Runs a query over pending papers: through the partial index when the table has one (see
+/// [`preferring_index`]), otherwise as it is, after [`check`]'s WARNING.
+pub fn over_pending<R>(target: &Target, f: impl FnOnce() -> R) -> R {
+    if check(target) {
+        preferring_index(f)
+    } else {
+        f()
+    }
+}
+
 /// Runs `f` with sequential scans discouraged for this transaction, so that the planner takes
 /// the partial index even while most of the table is pending; the previous setting is put back.
-pub fn preferring_index<R>(f: impl FnOnce() -> R) -> R {
+fn preferring_index<R>(f: impl FnOnce() -> R) -> R {
     let previous = Spi::get_one::<String>("SELECT current_setting('enable_seqscan')").ok().flatten();
     Spi::run("SELECT set_config('enable_seqscan', 'off', true)").ok();
     let result = f();

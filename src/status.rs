@@ -41,7 +41,7 @@ pub struct WorkerRow {
 pub fn status() -> Result<Status, UserError> {
     let target = crate::target::resolve()?;
     let hnsw_index = crate::similarity::hnsw_index(&target);
-    let Some(mut s) = shared_state::snapshot() else {
+    let Some(s) = shared_state::snapshot() else {
         return Ok(Status {
             pending: count_pending_of(&target)?,
             pending_counted_at: Some(shared_state::unix_now_ms() as f64 / 1000.0),
@@ -69,7 +69,6 @@ pub fn status() -> Result<Status, UserError> {
         counted_at = shared_state::unix_now_ms();
         if workers_running == 0 {
             shared_state::store_pending_count(this_table.1, pending, start.elapsed().as_secs_f64() * 1000.0);
-            s = shared_state::snapshot().unwrap_or(s);
         }
     }
     let now = unix_now();

@@ -41,10 +41,10 @@ pub fn wake_workers_at_commit() {
     WAKE_AT_COMMIT.with(|w| w.set(true));
 }
 
-/// Runs a DDL statement of `watch()`/`unwatch()`.
-pub fn run_ddl(statement: &str) {
+/// Runs a DDL statement the extension builds (triggers, indexes); `what` names it in the error.
+pub fn run_ddl(statement: &str, what: &str) {
     Spi::run(statement).unwrap_or_else(|e| {
-        UserError::new(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("could not change the triggers: {e}")).raise()
+        UserError::new(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("could not {what}: {e}")).raise()
     });
 }
 
@@ -58,6 +58,6 @@ pub fn drop_trigger_if_present(target: &Target, name: &str) {
     .flatten()
     .unwrap_or(false);
     if exists {
-        run_ddl(&target.names.drop_trigger(name));
+        run_ddl(&target.names.drop_trigger(name), "drop the trigger");
     }
 }

@@ -49,6 +49,12 @@ pub fn register_workers() {
     }
 }
 
+/// Shows worker `index`'s phase in `doctrove_embed.workers` and `pg_stat_activity`.
+fn show_phase(index: usize, phase: Phase, detail: &str) {
+    shared_state::set_phase(index, phase);
+    report_activity(phase, detail);
+}
+
 fn report_activity(phase: Phase, detail: &str) {
     let text = std::ffi::CString::new(if detail.is_empty() { phase.label().to_string() } else { format!("{}: {detail}", phase.label()) })
         .unwrap_or_default();
@@ -106,8 +112,7 @@ struct WorkerLoop {
 
 impl WorkerLoop {
     fn phase(&self, phase: Phase, detail: &str) {
-        shared_state::set_phase(self.index, phase);
-        report_activity(phase, detail);
+        show_phase(self.index, phase, detail);
     }
 
     /// Counts pending papers (in its own transaction) and stores the figure for the status view.
@@ -208,8 +213,7 @@ impl WorkerLoop {
         let index = self.index;
         let result = in_transaction(|| {
             run_batch(batch, &mut |phase| {
-                shared_state::set_phase(index, phase);
-                report_activity(phase, &format!("batch of up to {batch} papers"));
+                show_phase(index, phase, &format!("batch of up to {batch} papers"));
             })
         });
         match result {

@@ -35,7 +35,12 @@ impl Cluster {
     }
 
     pub fn connect(&self) -> Client {
-        Client::connect(&format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port), NoTls).unwrap()
+        self.try_connect().expect("connect to the test cluster")
+    }
+
+    /// A session, or `None` while the server is not accepting connections (after a crash).
+    pub fn try_connect(&self) -> Option<Client> {
+        Client::connect(&format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port), NoTls).ok()
     }
 
     /// The server log so far.
