@@ -43,6 +43,20 @@ impl Cluster {
         Client::connect(&format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port), NoTls).ok()
     }
 
+    /// A session opened after the postmaster has restarted from a crash. A connection made
+    /// between the kill and the postmaster noticing it would be closed by the reinitialisation,
+    /// so this waits for the log to show the server ready again after the crash first.
+    pub fn reconnect_after_crash(&self) -> Client {
+        wait_for("the server to come back after the crash", Duration::from_secs(30), || {
+            let log = self.log();
+            let crash = log.find("all server processes terminated; reinitializing")?;
+            log[crash..].contains("database system is ready to accept connections").then_some(())?;
+            let mut client = self.try_connect()?;
+            client.simple_query("SELECT 1").ok()?;
+            Some(client)
+        })
+    }
+
     /// The server log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()

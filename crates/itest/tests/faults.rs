@@ -340,7 +340,7 @@ fn kill_9_of_a_worker_mid_batch_loses_nothing_and_writes_nothing_twice() {
     // SAFETY of the test: SIGKILL to one server process; the postmaster restarts the server.
     assert!(std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap().success());
     drop(client);
-    let mut client = wait_for("the server to come back", Duration::from_secs(30), || cluster.try_connect());
+    let mut client = cluster.reconnect_after_crash();
     wait_for("every paper embedded after the crash", Duration::from_secs(120), || {
         let pending: i64 = client
             .query_one("SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NULL", &[])
@@ -377,7 +377,7 @@ fn kill_9_of_a_session_mid_batch_loses_nothing() {
     std::thread::sleep(Duration::from_millis(800));
     assert!(std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap().success());
     assert!(session.join().unwrap().is_err(), "the killed session's call cannot succeed");
-    let mut client = wait_for("the server to come back", Duration::from_secs(30), || cluster.try_connect());
+    let mut client = cluster.reconnect_after_crash();
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.written_twice), (0, 500, 0), "a partial batch was written");
     let pending: i64 = client.query_one("SELECT get_papers_needing_embeddings_count()", &[]).unwrap().get(0);
