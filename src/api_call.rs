@@ -22,7 +22,7 @@ const INTERRUPT_POLL: Duration = Duration::from_millis(20);
 /// The API settings as they are now. The key comes from `doctrove_embed.api_key`, or else
 /// from the file named by `doctrove_embed.api_key_file`.
 pub fn current_config() -> Result<ApiConfig, UserError> {
-    let mut api_key = gucs::text(&gucs::API_KEY);
+    let mut api_key = crate::api_key_setting::current();
     let key_file = gucs::text(&gucs::API_KEY_FILE);
     if api_key.is_empty() && !key_file.is_empty() {
         api_key = match std::fs::read_to_string(&key_file) {

@@ -102,14 +102,7 @@ pub fn register() {
         GucContext::Userset,
     );
     define_text(c"doctrove_embed.api_base_url", c"Base URL of the OpenAI-compatible embeddings API.", &API_BASE_URL, GucContext::Suset);
-    GucRegistry::define_string_guc(
-        c"doctrove_embed.api_key",
-        c"API key for the embeddings API (superuser only, never shown to other roles).",
-        c"",
-        &API_KEY,
-        GucContext::Suset,
-        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
-    );
+    crate::api_key_setting::define(&API_KEY);
     GucRegistry::define_string_guc(
         c"doctrove_embed.api_key_file",
         c"File holding the API key, read when doctrove_embed.api_key is empty.",

@@ -6,6 +6,7 @@
 use pgrx::prelude::*;
 
 mod api_call;
+mod api_key_setting;
 mod embed_pending;
 mod errors;
 mod failures;
@@ -50,7 +51,7 @@ pub extern "C-unwind" fn _PG_init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"doctrove_embed".as_ptr()) };
     // Until the library is loaded, a key set in postgresql.conf is an unchecked placeholder
     // that any role can read with SHOW; only preloading protects it in every session.
-    if !preloading && !gucs::text(&gucs::API_KEY).is_empty() {
+    if !preloading && !api_key_setting::current().is_empty() {
         errors::UserError::new(
             PgSqlErrorCode::ERRCODE_WARNING,
             "doctrove_embed.api_key is set but doctrove_embed is not in shared_preload_libraries",

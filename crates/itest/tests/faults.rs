@@ -384,3 +384,64 @@ fn kill_9_of_a_session_mid_batch_loses_nothing() {
     assert_eq!(pending, 500);
     record_figure("kill -9 of a session mid-batch: 0 papers written, 500 pending again, none lost");
 }
+
+/// A session on `cluster` opened after a configuration reload has been processed.
+fn session_after_reload(cluster: &Cluster, client: &mut Client) -> Client {
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.connect()
+}
+
+fn embedded_by(client: &mut Client, batch: i32) -> Result<i32, String> {
+    client
+        .query_one("SELECT successful_embeddings FROM embed_pending($1)", &[&batch])
+        .map(|row| row.get(0))
+        .map_err(|e| e.as_db_error().map(|d| format!("{}: {}", d.code().code(), d.message())).unwrap_or(e.to_string()))
+}
+
+#[test]
+fn a_key_changed_by_reload_is_used_at_once_and_never_written_to_the_log() {
+    let (first, second, third) = ("sk-first-key-0123456789", "sk-second-key-9876543210", "sk-third-key-5555555555");
+    let cluster = Cluster::start(
+        "keylog",
+        55453,
+        &[
+            "shared_preload_libraries = 'doctrove_embed'".to_string(),
+            "doctrove_embed.workers = 0".to_string(),
+            // The mock answers 401 unless it is given the second key.
+            format!("doctrove_embed.api_base_url = '{}/s=keylog-{}/key={second}/dim=8/v1'", mock_root(), std::process::id()),
+        ],
+    );
+    let mut admin = cluster.connect();
+    admin.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
+    create_logged_papers(&mut admin, 30, 8);
+
+    admin.batch_execute(&format!("ALTER SYSTEM SET doctrove_embed.api_key = '{first}'")).unwrap();
+    let mut session = session_after_reload(&cluster, &mut admin);
+    let error = embedded_by(&mut session, 10).unwrap_err();
+    assert!(error.starts_with("28000"), "{error}");
+
+    admin.batch_execute(&format!("ALTER SYSTEM SET doctrove_embed.api_key = '{second}'")).unwrap();
+    let mut session = session_after_reload(&cluster, &mut admin);
+    let shown: String = session.query_one("SHOW doctrove_embed.api_key", &[]).unwrap().get(0);
+    assert_eq!(shown, "(hidden)", "a superuser's SHOW");
+    assert_eq!(embedded_by(&mut session, 10), Ok(10));
+
+    // A session SET that is rolled back leaves the key in force as it was.
+    session.batch_execute(&format!("BEGIN; SET LOCAL doctrove_embed.api_key = '{third}'")).unwrap();
+    let error = embedded_by(&mut session, 10).unwrap_err();
+    assert!(error.starts_with("28000"), "{error}");
+    session.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(embedded_by(&mut session, 10), Ok(10));
+    session.batch_execute(&format!("SET doctrove_embed.api_key = '{third}'; RESET doctrove_embed.api_key")).unwrap();
+    assert_eq!(embedded_by(&mut session, 10), Ok(10));
+
+    let t = tally(&mut session, 8);
+    assert_eq!((t.correct, t.missing, t.written_twice), (30, 0, 0));
+    let log = cluster.log();
+    assert!(log.contains("received SIGHUP"), "no reload in the log");
+    for key in [first, second, third] {
+        assert!(!log.contains(key), "the server log shows a key");
+    }
+    record_figure("API key: changed twice by ALTER SYSTEM and reload, used at once, never in the server log, SHOW gives (hidden)");
+}
