@@ -18,7 +18,7 @@ fn main() {
             other => usage(&format!("unknown argument {other}")),
         }
     }
-    if !listen.starts_with("127.") && !listen.starts_with("localhost") && !listen.starts_with("[::1]") {
+    if !http_endpoint::is_loopback(&listen) {
         usage("the mock listens on loopback addresses only");
     }
     let server = MockServer::start(&listen, config).unwrap_or_else(|e| {

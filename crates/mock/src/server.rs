@@ -1,13 +1,12 @@
 //! The HTTP side: an OpenAI-compatible `POST .../embeddings`, plus `GET /stats/SCOPE` and
-//! `POST /reset/SCOPE` for tests. A small HTTP/1.1 server of its own (a thread per connection,
-//! keep-alive, Content-Length bodies), so every byte it answers is under the project's control.
+//! `POST /reset/SCOPE` for tests, answered through the project's own small HTTP server.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+use http_endpoint::{Reply, Request, Server};
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -70,130 +69,28 @@ impl Allowance {
 
 /// A running mock; dropping it stops the server.
 pub struct MockServer {
-    addr: SocketAddr,
+    server: Server,
     state: Arc<State>,
-    stopping: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-/// One parsed request.
-struct Request {
-    method: String,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-/// One answer.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn new(status: u16, body: Vec<u8>) -> Reply {
-        Reply { status, headers: Vec::new(), body }
-    }
-
-    fn with_header(mut self, name: &str, value: &str) -> Reply {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-}
-
-/// Reads one request; `None` at the end of the connection or on a malformed request.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(Request, bool)> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, url, version) = (parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string());
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let length: usize = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let close = version == "HTTP/1.0" || headers.iter().any(|(n, v)| n == "connection" && v.eq_ignore_ascii_case("close"));
-    Some((Request { method, url, headers, body }, close))
-}
-
-fn write_reply(stream: &mut TcpStream, reply: &Reply, close: bool) -> io::Result<()> {
-    let reason = match reply.status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
-    };
-    let mut head = format!("HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\n", reply.status, reply.body.len());
-    for (name, value) in &reply.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(if close { "Connection: close\r\n\r\n" } else { "Connection: keep-alive\r\n\r\n" });
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&reply.body);
-    stream.write_all(&out)?;
-    stream.flush()
-}
-
-fn serve_connection(state: Arc<State>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(stream);
-    while let Some((request, close)) = read_request(&mut reader) {
-        let reply = handle(&state, &request);
-        if write_reply(&mut writer, &reply, close).is_err() || close {
-            return;
-        }
-    }
 }
 
 impl MockServer {
     /// Listens on `bind` (such as `127.0.0.1:0` for any free port) and starts answering.
     pub fn start(bind: &str, config: MockConfig) -> io::Result<MockServer> {
-        let listener = TcpListener::bind(bind)?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State { config, stats: Mutex::default(), limits: Mutex::default() });
-        let stopping = Arc::new(AtomicBool::new(false));
-        let acceptor = {
-            let (state, stopping) = (Arc::clone(&state), Arc::clone(&stopping));
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stopping.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if let Ok(stream) = stream {
-                        let state = Arc::clone(&state);
-                        std::thread::spawn(move || serve_connection(state, stream));
-                    }
-                }
-            })
+        let server = {
+            let state = Arc::clone(&state);
+            Server::start(bind, move |request| handle(&state, request))?
         };
-        Ok(MockServer { addr, state, stopping, acceptor: Some(acceptor) })
+        Ok(MockServer { server, state })
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The counters of one scope, as `GET /stats/SCOPE` answers them.
@@ -202,18 +99,8 @@ impl MockServer {
     }
 
     /// Blocks until the server stops (it does not stop on its own).
-    pub fn wait(mut self) {
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-    }
-}
-
-impl Drop for MockServer {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Wake the acceptor so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
+    pub fn wait(self) {
+        self.server.wait()
     }
 }
 
@@ -224,29 +111,17 @@ fn handle(state: &State, request: &Request) -> Reply {
         ("POST", p) if p.ends_with("/embeddings") => embeddings(state, request, &url),
         ("GET", p) if p.starts_with("/stats/") => {
             let scope = &p["/stats/".len()..];
-            json_response(200, &state.stats.lock().unwrap().json_of(scope))
+            Reply::json(200, &state.stats.lock().unwrap().json_of(scope))
         }
         ("POST", p) if p.starts_with("/reset/") => {
             state.stats.lock().unwrap().reset(&p["/reset/".len()..]);
-            json_response(200, &json!({"reset": true}))
+            Reply::json(200, &json!({"reset": true}))
         }
-        ("GET", "/health") => json_response(200, &json!({"status": "ok"})),
-        _ => error_response(404, "not_found", &format!("no route for {path}")),
+        ("GET", "/health") => Reply::json(200, &json!({"status": "ok"})),
+        _ => Reply::api_error(404, "not_found", &format!("no route for {path}")),
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Reply {
-    Reply::new(status, body.to_string().into_bytes()).with_header("Content-Type", "application/json")
-}
-
-fn error_response(status: u16, code: &str, message: &str) -> Reply {
-    let kind = if status == 429 { "rate_limit_error" } else if status >= 500 { "server_error" } else { "invalid_request_error" };
-    json_response(status, &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
-}
-
-fn request_header(request: &Request, name: &str) -> Option<String> {
-    request.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
-}
 
 /// A number in [0, 1) fixed by the request's position in its scope, so fault rates repeat.
 fn request_fraction(scope: &str, n: u64, salt: u64) -> f64 {
@@ -257,9 +132,10 @@ fn request_fraction(scope: &str, n: u64, salt: u64) -> f64 {
 fn embeddings(state: &State, request: &Request, url: &str) -> Reply {
     let options = parse_path(url);
     let raw = &request.body;
-    let auth = request_header(request, "authorization")
+    let auth = request
+        .header("authorization")
         .map(|v| format!("Authorization: {v}"))
-        .or_else(|| request_header(request, "api-key").map(|v| format!("api-key: {v}")));
+        .or_else(|| request.header("api-key").map(|v| format!("api-key: {v}")));
     let n = {
         let mut stats = state.stats.lock().unwrap();
         let scope = stats.scope(&options.scope);
@@ -288,43 +164,43 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
             .unwrap_or("");
         if given != key {
             // Like the real API, the message quotes the key it was given.
-            return error_response(401, "invalid_api_key", &format!("Incorrect API key provided: {given}."));
+            return Reply::api_error(401, "invalid_api_key", &format!("Incorrect API key provided: {given}."));
         }
     }
     if options.no_quota {
-        return error_response(429, "insufficient_quota", "You exceeded your current quota (mock).");
+        return Reply::api_error(429, "insufficient_quota", "You exceeded your current quota (mock).");
     }
     if let Some(status) = options.status {
-        let reply = error_response(status, "mock_status", &format!("The mock was told to answer {status}."));
+        let reply = Reply::api_error(status, "mock_status", &format!("The mock was told to answer {status}."));
         return if status == 429 { reply.with_header("retry-after-ms", "20") } else { reply };
     }
     if options.p429 > 0.0 && request_fraction(&options.scope, n, 429) < options.p429 {
-        return error_response(429, "rate_limit_exceeded", "Rate limit reached (mock).")
+        return Reply::api_error(429, "rate_limit_exceeded", "Rate limit reached (mock).")
             .with_header("retry-after-ms", "20");
     }
     if options.p500 > 0.0 && request_fraction(&options.scope, n, 500) < options.p500 {
-        return error_response(500, "server_error", "The server had an error (mock).");
+        return Reply::api_error(500, "server_error", "The server had an error (mock).");
     }
     let body: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
-        Err(e) => return error_response(400, "invalid_json", &format!("We could not parse the JSON body: {e}")),
+        Err(e) => return Reply::api_error(400, "invalid_json", &format!("We could not parse the JSON body: {e}")),
     };
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) if items.iter().all(Value::is_string) => {
             items.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()
         }
-        _ => return error_response(400, "invalid_input", "'input' must be a string or an array of strings."),
+        _ => return Reply::api_error(400, "invalid_input", "'input' must be a string or an array of strings."),
     };
     if inputs.is_empty() || inputs.len() > 2048 {
-        return error_response(400, "invalid_input", "'input' must hold 1 to 2048 items.");
+        return Reply::api_error(400, "invalid_input", "'input' must hold 1 to 2048 items.");
     }
     if inputs.iter().any(|s| s.is_empty()) {
-        return error_response(400, "invalid_input", "'$.input' is invalid: empty string.");
+        return Reply::api_error(400, "invalid_input", "'$.input' is invalid: empty string.");
     }
     if let Some(poison) = &options.poison {
         if inputs.iter().any(|s| s.contains(poison.as_str())) {
-            return error_response(400, "invalid_input", "Invalid 'input': the text was rejected.");
+            return Reply::api_error(400, "invalid_input", "Invalid 'input': the text was rejected.");
         }
     }
     let tokens: usize = inputs.iter().map(|s| s.len().div_ceil(4)).sum();
@@ -349,7 +225,7 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
         }
         if let Err(wait) = taken {
             state.stats.lock().unwrap().scope(&options.scope).rate_limited += 1;
-            let mut reply = error_response(429, "rate_limit_exceeded", "Rate limit reached for tokens per min (mock).")
+            let mut reply = Reply::api_error(429, "rate_limit_exceeded", "Rate limit reached for tokens per min (mock).")
                 .with_header("retry-after-ms", &wait.as_millis().max(1).to_string());
             for (name, value) in limit_headers {
                 reply = reply.with_header(&name, &value);
@@ -387,7 +263,7 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
             let bytes: Vec<u8> = vector_for(&seed, 256).iter().map(|f| f.to_bits() as u8).collect();
             return Reply::new(200, bytes);
         }
-        Some("nodata") => return json_response(200, &json!({"object": "list", "model": model})),
+        Some("nodata") => return Reply::json(200, &json!({"object": "list", "model": model})),
         _ => {}
     }
 
@@ -411,7 +287,7 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    let mut reply = json_response(
+    let mut reply = Reply::json(
         200,
         &json!({"object": "list", "data": data, "model": model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
