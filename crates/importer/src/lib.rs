@@ -4,6 +4,7 @@
 //! then embeds it again).
 
 pub mod record;
+pub mod sample;
 
 use std::io::BufRead;
 
