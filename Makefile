@@ -1,7 +1,7 @@
 # doctrove_embed: developer commands. See README.md and CONTRIBUTING.md.
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 
-.PHONY: deps install test unit bench run clean
+.PHONY: deps install test unit bench run stop clean
 
 ## deps: set up a fresh Debian 12 machine (idempotent)
 deps:
@@ -19,9 +19,18 @@ test: deps
 bench:
 	bash bench/run.sh $(BENCH_ARGS)
 
-## unit: only the tests that need no database
+## run: the main job end to end (local model, or OpenAI with OPENAI_API_KEY; DATA=arxiv.jsonl, DATABASE_URL=...)
+run: deps
+	bash scripts/run.sh
+
+## stop: stop the cluster and the model server that `make run` left running
+stop:
+	bash scripts/run.sh --stop
+
+## unit: only the tests that need no database (and the model's, which need `make deps`)
 unit:
-	cargo test -p embed_core -p doctrove_mock -p doctrove_import
+	cargo test -p embed_core -p http_endpoint -p doctrove_mock -p doctrove_import
+	cargo test --release -p doctrove_model
 
 clean:
 	cargo clean

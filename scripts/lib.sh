@@ -40,18 +40,25 @@ cluster_stop() {
     return 0
 }
 
+# wait_started PID LOGFILE PATTERN WHAT: waits (up to 60 s) for a server started in the
+# background to print PATTERN; shows its log and fails if it exits first.
+wait_started() {
+    local pid="$1" logfile="$2" pattern="$3" what="$4"
+    for _ in $(seq 1 1200); do
+        grep -q "$pattern" "$logfile" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$logfile"; echo "$what exited" >&2; return 1; }
+        sleep 0.05
+    done
+    echo "$what did not start" >&2
+    return 1
+}
+
 # mock_start PORT LOGFILE [more doctrove-mock arguments]: the release build of the mock.
 mock_start() {
     local port="$1" logfile="$2"; shift 2
     "$ROOT/target/release/doctrove-mock" --listen "127.0.0.1:$port" "$@" >"$logfile" 2>&1 &
     MOCK_PID=$!
-    for _ in $(seq 1 100); do
-        grep -q "listening" "$logfile" 2>/dev/null && return 0
-        kill -0 "$MOCK_PID" 2>/dev/null || { cat "$logfile"; return 1; }
-        sleep 0.05
-    done
-    echo "the mock did not start" >&2
-    return 1
+    wait_started "$MOCK_PID" "$logfile" "listening" "the mock"
 }
 
 mock_stop() {

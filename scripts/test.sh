@@ -17,8 +17,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "unit tests: embed_core, the mock and the importer"
-cargo test -p embed_core -p doctrove_mock -p doctrove_import
+log "unit tests: embed_core, the HTTP server, the mock and the importer"
+cargo test -p embed_core -p http_endpoint -p doctrove_mock -p doctrove_import
+
+log "the local model server against the reference (release build: the encoder is slow unoptimised)"
+/opt/doctrove_embed/venv/bin/python crates/model_server/reference/reference_vectors.py \
+    "${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}" "$TEST_DIR.reference.json" \
+    --check crates/model_server/tests/fixtures/reference.json
+cargo test --release -p doctrove_model
 
 log "#[pg_test]s (cargo pgrx test, cluster run as postgres)"
 rm -rf "$PGRX_DIR"; mkdir -p "$PGRX_DIR"; chown postgres "$PGRX_DIR"
@@ -56,6 +62,29 @@ DOCTROVE_TEST_FIGURES="$figures" \
 DOCTROVE_TEST_PG="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
 DOCTROVE_TEST_MOCK="http://127.0.0.1:$MOCK_PORT" \
     cargo test -p doctrove_itest -- --test-threads=2
+
+log "make run end to end: local model, generated sample, background workers, HNSW, three queries"
+run_log="$TEST_DIR/make_run.log"
+RUN_DIR=/tmp/doctrove_embed_run_ci RUN_PORT=55435 MODEL_PORT=18092 \
+    make -s run SAMPLE=400 2>&1 | tee "$run_log" | grep -E "^==>|on topic"
+RUN_DIR=/tmp/doctrove_embed_run_ci bash scripts/run.sh --stop
+[[ $(grep -c "on topic: 5/5" "$run_log") == 3 ]] || { echo "make run: a query's five nearest papers are not all on its topic" >&2; exit 1; }
+grep -q "all papers embedded" "$run_log" || { echo "make run did not embed every paper" >&2; exit 1; }
+
+log "make run DATA=... with OPENAI_API_KEY (pointed at the mock): vector(1536), the key sent and never logged"
+run_key="sk-run-$(date +%s%N)"
+target/release/doctrove-sample --count 100 --seed 9 >"$TEST_DIR/snapshot.jsonl"
+RUN_DIR=/tmp/doctrove_embed_run_ci_openai RUN_PORT=55436 OPENAI_API_KEY="$run_key" \
+    OPENAI_BASE_URL="http://127.0.0.1:$MOCK_PORT/s=make-run/v1" \
+    make -s run DATA="$TEST_DIR/snapshot.jsonl" >"$TEST_DIR/make_run_openai.log" 2>&1 \
+    || { cat "$TEST_DIR/make_run_openai.log"; exit 1; }
+dims=$(psql "host=/tmp/doctrove_embed_run_ci_openai port=55436 user=postgres dbname=doctrove" -XAt \
+    -c "SELECT count(*) FILTER (WHERE vector_dims(doctrove_embedding) = 1536) FROM doctrove_papers")
+leaks=$(cat /tmp/doctrove_embed_run_ci_openai/server.log "$TEST_DIR/make_run_openai.log" | grep -c "$run_key" || true)
+RUN_DIR=/tmp/doctrove_embed_run_ci_openai bash scripts/run.sh --stop
+sent=$(curl -s "http://127.0.0.1:$MOCK_PORT/stats/make-run" | grep -c "Bearer $run_key" || true)
+echo "papers with a 1536-dimension vector: $dims of 100; key sent to the API: $sent; log lines showing it: $leaks"
+[[ "$dims" == 100 && "$sent" == 1 && "$leaks" == 0 ]] || exit 1
 
 log "fault suite figures"
 sort "$figures"
