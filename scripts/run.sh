@@ -61,18 +61,7 @@ make -s install >"${TMPDIR:-/tmp}/doctrove_embed_install.log" 2>&1 \
     || { cat "${TMPDIR:-/tmp}/doctrove_embed_install.log"; exit 1; }
 cargo build -q --release -p doctrove_import -p doctrove_model
 
-mkdir -p "$RUN_DIR"
 stop_model_server
-if [[ -z "${OPENAI_API_KEY:-}" ]]; then
-    log "starting the local model server on 127.0.0.1:$MODEL_PORT"
-    # In a session of its own, so it outlives this script; it writes its own pid.
-    setsid bash -c 'echo $$ >"$1/model.pid"; exec "$2" --model "$3" --listen "127.0.0.1:$4"' \
-        bash "$RUN_DIR" "$ROOT/target/release/doctrove-model" "$MODEL_DIR" "$MODEL_PORT" \
-        >"$RUN_DIR/model.log" 2>&1 </dev/null &
-    for _ in $(seq 1 100); do [[ -s "$RUN_DIR/model.pid" ]] && break; sleep 0.05; done
-    wait_started "$(cat "$RUN_DIR/model.pid")" "$RUN_DIR/model.log" "serving" "the model server"
-    cat "$RUN_DIR/model.log"
-fi
 
 # --- the database -----------------------------------------------------------------
 # Settings for the sessions this script opens (embed_pending, search); the cluster's workers
@@ -95,6 +84,19 @@ else
         "doctrove_embed.model = '$model'"
     sudo -u postgres "$PG_BIN/createdb" -h "$RUN_DIR" -p "$RUN_PORT" doctrove
 fi
+# Started after the cluster, whose start empties RUN_DIR.
+mkdir -p "$RUN_DIR"
+if [[ -z "${OPENAI_API_KEY:-}" ]]; then
+    log "starting the local model server on 127.0.0.1:$MODEL_PORT"
+    # In a session of its own, so it outlives this script; it writes its own pid.
+    setsid bash -c 'echo $$ >"$1/model.pid"; exec "$2" --model "$3" --listen "127.0.0.1:$4"' \
+        bash "$RUN_DIR" "$ROOT/target/release/doctrove-model" "$MODEL_DIR" "$MODEL_PORT" \
+        >"$RUN_DIR/model.log" 2>&1 </dev/null &
+    for _ in $(seq 1 100); do [[ -s "$RUN_DIR/model.pid" ]] && break; sleep 0.05; done
+    wait_started "$(cat "$RUN_DIR/model.pid")" "$RUN_DIR/model.log" "serving" "the model server"
+    cat "$RUN_DIR/model.log"
+fi
+
 sql() { PGOPTIONS="$session_settings" psql "$dsn" -X -q -v ON_ERROR_STOP=1 "$@"; }
 if [[ -n "${OPENAI_API_KEY:-}" ]]; then
     if [[ -z "${DATABASE_URL:-}" ]]; then

@@ -67,9 +67,20 @@ log "make run end to end: local model, generated sample, background workers, HNS
 run_log="$TEST_DIR/make_run.log"
 RUN_DIR=/tmp/doctrove_embed_run_ci RUN_PORT=55435 MODEL_PORT=18092 \
     make -s run SAMPLE=400 2>&1 | tee "$run_log" | grep -E "^==>|on topic"
-RUN_DIR=/tmp/doctrove_embed_run_ci bash scripts/run.sh --stop
 [[ $(grep -c "on topic: 5/5" "$run_log") == 3 ]] || { echo "make run: a query's five nearest papers are not all on its topic" >&2; exit 1; }
 grep -q "all papers embedded" "$run_log" || { echo "make run did not embed every paper" >&2; exit 1; }
+
+log "make run DATABASE_URL=... (a database of the cluster above, embedded with embed_pending)"
+sudo -u postgres "$PG_BIN/createdb" -h /tmp/doctrove_embed_run_ci -p 55435 via_url
+DATABASE_URL="host=/tmp/doctrove_embed_run_ci port=55435 user=postgres dbname=via_url" \
+    RUN_DIR=/tmp/doctrove_embed_run_ci MODEL_PORT=18092 \
+    make -s run SAMPLE=160 2>&1 | tee "$run_log" | grep -E "^==>|on topic"
+embedded_via_url=$(psql "host=/tmp/doctrove_embed_run_ci port=55435 user=postgres dbname=via_url" -XAt \
+    -c "SELECT count(doctrove_embedding) FROM doctrove_papers")
+RUN_DIR=/tmp/doctrove_embed_run_ci bash scripts/run.sh --stop
+[[ "$embedded_via_url" == 160 && $(grep -c "on topic: 5/5" "$run_log") == 3 ]] \
+    || { echo "make run with DATABASE_URL: $embedded_via_url of 160 embedded" >&2; exit 1; }
+! pgrep -f "doctrove-model .*127.0.0.1:18092" >/dev/null || { echo "make stop left the model server running" >&2; exit 1; }
 
 log "make run DATA=... with OPENAI_API_KEY (pointed at the mock): vector(1536), the key sent and never logged"
 run_key="sk-run-$(date +%s%N)"
