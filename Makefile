@@ -16,7 +16,7 @@ test: deps
 	bash scripts/test.sh
 
 ## bench: the throughput comparison with the current approach (prints a table, writes bench/results/latest.json)
-bench:
+bench: deps
 	bash bench/run.sh $(BENCH_ARGS)
 
 ## run: the main job end to end (local model, or OpenAI with OPENAI_API_KEY; DATA=arxiv.jsonl, DATABASE_URL=...)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # `make bench`: builds and installs the extension and the mock, sets up the baseline's Python
-# environment, and runs bench.py. Extra arguments go to bench.py (--papers, --seconds,
-# --latency-ms).
+# environment, and runs bench.py (extra arguments go to it: --papers, --seconds, --latency-ms);
+# then measures the local model server (model_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s install
-cargo build -q --release -p doctrove_mock
+cargo build -q --release -p doctrove_mock -p doctrove_model -p doctrove_import
 if [[ ! -x bench/.venv/bin/python ]]; then
     python3 -m venv bench/.venv
 fi
 bench/.venv/bin/pip install -q psycopg2-binary
-exec bench/.venv/bin/python bench/bench.py "$@"
+bench/.venv/bin/python bench/bench.py "$@"
+bench/.venv/bin/python bench/model_bench.py

@@ -1,7 +1,7 @@
 //! `doctrove-model`: serves all-MiniLM-L6-v2 as an OpenAI-compatible embeddings API until
 //! killed.
 //!
-//! `doctrove-model [--model DIR] [--listen 127.0.0.1:18090] [--name all-MiniLM-L6-v2]`
+//! `doctrove-model [--model DIR] [--listen 127.0.0.1:18090] [--name all-MiniLM-L6-v2] [--threads N]`
 //! (the folder defaults to `DOCTROVE_MODEL_DIR`, then to where `make deps` unpacks it)
 
 use std::io::Write;
@@ -12,6 +12,14 @@ use doctrove_model::{handle, SentenceModel, ServerState};
 use http_endpoint::Server;
 
 fn main() {
+    // Parallel passes, one thread each (see SentenceModel::with_threads), unless the
+    // environment asks for threads inside each product.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = cores;
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // Before any other thread exists, so nothing reads the environment concurrently.
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     let mut listen = "127.0.0.1:18090".to_string();
     let mut dir = doctrove_model::model_dir_from_env();
     let mut name = "all-MiniLM-L6-v2".to_string();
@@ -22,6 +30,7 @@ fn main() {
             "--listen" => listen = value(),
             "--model" => dir = PathBuf::from(value()),
             "--name" => name = value(),
+            "--threads" => threads = value().parse().unwrap_or_else(|_| usage("--threads takes a number")),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -30,10 +39,12 @@ fn main() {
         usage("the model server listens on loopback addresses only");
     }
     let started = std::time::Instant::now();
-    let model = SentenceModel::load(&dir).unwrap_or_else(|e| {
-        eprintln!("doctrove-model: cannot load the model from {}: {e}", dir.display());
-        std::process::exit(1)
-    });
+    let model = SentenceModel::load(&dir)
+        .unwrap_or_else(|e| {
+            eprintln!("doctrove-model: cannot load the model from {}: {e}", dir.display());
+            std::process::exit(1)
+        })
+        .with_threads(threads);
     let state = Arc::new(ServerState { model, name });
     let server = {
         let state = Arc::clone(&state);
@@ -44,10 +55,11 @@ fn main() {
         std::process::exit(1)
     });
     println!(
-        "doctrove-model serving {} ({} dimensions, up to {} tokens per input, {} threads) on {}/v1, loaded in {:.1}s",
+        "doctrove-model serving {} ({} dimensions, up to {} tokens per input, {} passes at once x {} threads each) on {}/v1, loaded in {:.1}s",
         state.name,
         state.model.dims(),
         state.model.max_tokens(),
+        state.model.threads(),
         candle_core::utils::get_num_threads(),
         server.url(),
         started.elapsed().as_secs_f64()
@@ -60,6 +72,6 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("doctrove-model: {problem}");
     }
-    eprintln!("usage: doctrove-model [--model DIR] [--listen 127.0.0.1:PORT] [--name NAME]");
+    eprintln!("usage: doctrove-model [--model DIR] [--listen 127.0.0.1:PORT] [--name NAME] [--threads N]");
     std::process::exit(2)
 }

@@ -82,3 +82,16 @@ fn a_vector_does_not_depend_on_its_batch_or_its_padding() {
     ]);
     assert!(cosine(&alone[0], &batched[1]) > 0.999_999);
 }
+
+#[test]
+fn passes_run_side_by_side_give_the_vectors_of_one_thread() {
+    let texts: Vec<String> = (0..40).map(|i| format!("Paper {i} on topic {} with {} words.", i % 7, "many ".repeat(i))).collect();
+    let dir = doctrove_model::model_dir_from_env();
+    let single = doctrove_model::SentenceModel::load(&dir).unwrap().with_threads(1);
+    let parallel = doctrove_model::SentenceModel::load(&dir).unwrap().with_threads(3);
+    let (a, b) = (single.embed(&texts).unwrap(), parallel.embed(&texts).unwrap());
+    assert_eq!(a.tokens, b.tokens);
+    for (i, (x, y)) in a.vectors.iter().zip(&b.vectors).enumerate() {
+        assert!(cosine(x, y) > 0.999_999, "text {i}");
+    }
+}
