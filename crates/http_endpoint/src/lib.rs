@@ -11,6 +11,8 @@ use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
 
+pub mod openai;
+
 /// Largest request body accepted (2048 inputs of 8191 tokens fit with room to spare).
 const MAX_BODY_BYTES: usize = 256 << 20;
 

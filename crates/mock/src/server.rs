@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http_endpoint::openai::{body_of, embedding_value, inputs_of};
 use http_endpoint::{Reply, Request, Server};
 
-use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::options::{parse_path, Options};
@@ -105,10 +105,9 @@ impl MockServer {
 }
 
 fn handle(state: &State, request: &Request) -> Reply {
-    let url = request.url.clone();
-    let path = url.split('?').next().unwrap_or("").to_string();
-    match (request.method.as_str(), path.as_str()) {
-        ("POST", p) if p.ends_with("/embeddings") => embeddings(state, request, &url),
+    let path = request.path();
+    match (request.method.as_str(), path) {
+        ("POST", p) if p.ends_with("/embeddings") => embeddings(state, request, &request.url),
         ("GET", p) if p.starts_with("/stats/") => {
             let scope = &p["/stats/".len()..];
             Reply::json(200, &state.stats.lock().unwrap().json_of(scope))
@@ -121,7 +120,6 @@ fn handle(state: &State, request: &Request) -> Reply {
         _ => Reply::api_error(404, "not_found", &format!("no route for {path}")),
     }
 }
-
 
 /// A number in [0, 1) fixed by the request's position in its scope, so fault rates repeat.
 fn request_fraction(scope: &str, n: u64, salt: u64) -> f64 {
@@ -181,23 +179,14 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     if options.p500 > 0.0 && request_fraction(&options.scope, n, 500) < options.p500 {
         return Reply::api_error(500, "server_error", "The server had an error (mock).");
     }
-    let body: Value = match serde_json::from_slice(raw) {
-        Ok(v) => v,
-        Err(e) => return Reply::api_error(400, "invalid_json", &format!("We could not parse the JSON body: {e}")),
+    let body = match body_of(raw) {
+        Ok(body) => body,
+        Err(reply) => return reply,
     };
-    let inputs: Vec<String> = match &body["input"] {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(items) if items.iter().all(Value::is_string) => {
-            items.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()
-        }
-        _ => return Reply::api_error(400, "invalid_input", "'input' must be a string or an array of strings."),
+    let inputs = match inputs_of(&body) {
+        Ok(inputs) => inputs,
+        Err(reply) => return reply,
     };
-    if inputs.is_empty() || inputs.len() > 2048 {
-        return Reply::api_error(400, "invalid_input", "'input' must hold 1 to 2048 items.");
-    }
-    if inputs.iter().any(|s| s.is_empty()) {
-        return Reply::api_error(400, "invalid_input", "'$.input' is invalid: empty string.");
-    }
     if let Some(poison) = &options.poison {
         if inputs.iter().any(|s| s.contains(poison.as_str())) {
             return Reply::api_error(400, "invalid_input", "Invalid 'input': the text was rejected.");
@@ -278,13 +267,7 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
         .iter()
         .map(|&i| {
             let vector = vector_for(&inputs[i], answered_dims);
-            let embedding = if encoding == "base64" {
-                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(vector)
-            };
-            json!({"object": "embedding", "index": i, "embedding": embedding})
+            json!({"object": "embedding", "index": i, "embedding": embedding_value(&vector, encoding == "base64")})
         })
         .collect();
     let mut reply = Reply::json(
