@@ -14,8 +14,6 @@ use http_endpoint::Server;
 fn main() {
     // Parallel passes, one thread each (see SentenceModel::with_threads), unless the
     // environment asks for threads inside each product.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut threads = cores;
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // Before any other thread exists, so nothing reads the environment concurrently.
         std::env::set_var("RAYON_NUM_THREADS", "1");
@@ -23,6 +21,7 @@ fn main() {
     let mut listen = "127.0.0.1:18090".to_string();
     let mut dir = doctrove_model::model_dir_from_env();
     let mut name = "all-MiniLM-L6-v2".to_string();
+    let mut threads = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
@@ -30,7 +29,7 @@ fn main() {
             "--listen" => listen = value(),
             "--model" => dir = PathBuf::from(value()),
             "--name" => name = value(),
-            "--threads" => threads = value().parse().unwrap_or_else(|_| usage("--threads takes a number")),
+            "--threads" => threads = Some(value().parse().unwrap_or_else(|_| usage("--threads takes a number"))),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -39,12 +38,13 @@ fn main() {
         usage("the model server listens on loopback addresses only");
     }
     let started = std::time::Instant::now();
-    let model = SentenceModel::load(&dir)
-        .unwrap_or_else(|e| {
-            eprintln!("doctrove-model: cannot load the model from {}: {e}", dir.display());
-            std::process::exit(1)
-        })
-        .with_threads(threads);
+    let mut model = SentenceModel::load(&dir).unwrap_or_else(|e| {
+        eprintln!("doctrove-model: cannot load the model from {}: {e}", dir.display());
+        std::process::exit(1)
+    });
+    if let Some(threads) = threads {
+        model = model.with_threads(threads);
+    }
     let state = Arc::new(ServerState { model, name });
     let server = {
         let state = Arc::clone(&state);

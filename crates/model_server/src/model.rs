@@ -2,6 +2,7 @@
 //! model's 256 tokens), run the BERT encoder in batches of similar length, pool, normalise.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -94,34 +95,30 @@ impl SentenceModel {
         // Enough passes to give every thread one, each of at most PASS_SIZE texts.
         let pass_size = encodings.len().div_ceil(self.threads).clamp(1, PASS_SIZE);
         let passes: Vec<&[usize]> = order.chunks(pass_size).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results = std::sync::Mutex::new(vec![Vec::new(); encodings.len()]);
-        let failure: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..self.threads.min(passes.len()) {
-                scope.spawn(|| loop {
-                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(pass) = passes.get(n) else { return };
-                    let batch: Vec<&Encoding> = pass.iter().map(|&i| &encodings[i]).collect();
-                    match self.encode_pass(&batch) {
-                        Ok(vectors) => {
-                            let mut results = results.lock().unwrap();
-                            for (&i, vector) in pass.iter().zip(vectors) {
-                                results[i] = vector;
-                            }
+        // Each thread takes the next pass not yet taken and returns (input index, vector) pairs.
+        let next = AtomicUsize::new(0);
+        let done: Vec<Result<Vec<(usize, Vec<f32>)>, Error>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..self.threads.min(passes.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        while let Some(pass) = passes.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            let batch: Vec<&Encoding> = pass.iter().map(|&i| &encodings[i]).collect();
+                            done.extend(pass.iter().copied().zip(self.encode_pass(&batch)?));
                         }
-                        Err(e) => {
-                            *failure.lock().unwrap() = Some(e);
-                            return;
-                        }
-                    }
-                });
-            }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|t| t.join().expect("an encoder thread panicked")).collect()
         });
-        if let Some(e) = failure.into_inner().unwrap() {
-            return Err(e);
+        let mut vectors = vec![Vec::new(); encodings.len()];
+        for pairs in done {
+            for (i, vector) in pairs? {
+                vectors[i] = vector;
+            }
         }
-        Ok(Embedded { vectors: results.into_inner().unwrap(), tokens })
+        Ok(Embedded { vectors, tokens })
     }
 
     /// Runs the passes of a request on `threads` threads (default: one per core). The server
