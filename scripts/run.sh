@@ -80,8 +80,14 @@ else
         "doctrove_embed.batch_size = $batch" \
         "doctrove_embed.naptime_ms = 1000" \
         "doctrove_embed.api_base_url = '$api_base'" \
+        "doctrove_embed.api_key_file = '$RUN_DIR/data/doctrove_embed.key'" \
         "doctrove_embed.model = '$model'"
     sudo -u postgres "$PG_BIN/createdb" -h "$RUN_DIR" -p "$RUN_PORT" doctrove
+    if [[ -n "${OPENAI_API_KEY:-}" ]]; then
+        # The key file: the server's own user alone reads it, and the key is in no statement,
+        # command line or log. Written from a here-string (no process sees it as an argument).
+        install -m 600 -o postgres /dev/stdin "$RUN_DIR/data/doctrove_embed.key" <<<"$OPENAI_API_KEY"
+    fi
 fi
 # Started after the cluster, whose start empties RUN_DIR.
 mkdir -p "$RUN_DIR"
@@ -97,18 +103,17 @@ if [[ -z "${OPENAI_API_KEY:-}" ]]; then
 fi
 
 sql() { PGOPTIONS="$session_settings" psql "$dsn" -X -q -v ON_ERROR_STOP=1 "$@"; }
-if [[ -n "${OPENAI_API_KEY:-}" ]]; then
-    if [[ -z "${DATABASE_URL:-}" ]]; then
-        # Read from stdin, so the key is in no command line; the server keeps it in
-        # postgresql.auto.conf, readable by postgres only.
-        printf "ALTER SYSTEM SET doctrove_embed.api_key = '%s';\n" "${OPENAI_API_KEY//\'/\'\'}" | sql
-        sql -c "SELECT pg_reload_conf()" >/dev/null
+# sql_with_key: like sql, for the sessions that call the API. On a database of DATABASE_URL
+# (whose server may be elsewhere, so no key file can be put beside it) the key goes in the
+# connection's startup options: never in a statement, so never in log_statement output,
+# pg_stat_activity or pg_stat_statements.
+sql_with_key() {
+    if [[ -n "${OPENAI_API_KEY:-}" && -n "${DATABASE_URL:-}" ]]; then
+        PGOPTIONS="$session_settings -c doctrove_embed.api_key=$OPENAI_API_KEY" psql "$dsn" -X -q -v ON_ERROR_STOP=1 "$@"
     else
-        session_key="SET doctrove_embed.api_key = '${OPENAI_API_KEY//\'/\'\'}';"
+        sql "$@"
     fi
-fi
-# sql_with_key: like sql, with the key set in the session when it lives nowhere else.
-sql_with_key() { { printf '%s\n' "${session_key:-}"; cat; } | sql "$@"; }
+}
 
 # --- papers -------------------------------------------------------------------------
 if [[ -n "$DATA" ]]; then

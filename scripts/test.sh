@@ -10,6 +10,11 @@ TEST_DIR="${TEST_DIR:-/tmp/doctrove_embed_test}"
 PG_PORT="${PG_PORT:-55432}"
 MOCK_PORT="${MOCK_PORT:-18089}"
 PGRX_DIR=/tmp/doctrove_embed_pgrx
+# Every attack of the security suite (crates/itest/tests/security.rs, the model server's
+# crates/model_server/tests/http_limits.rs) appends `attack NAME worked=0|1` here.
+export DOCTROVE_SECURITY_LOG="$TEST_DIR.security.log"
+rm -f "$DOCTROVE_SECURITY_LOG"
+started_at=$(date +%s)
 
 cleanup() {
     mock_stop
@@ -99,5 +104,14 @@ echo "papers with a 1536-dimension vector: $dims of 100; key sent to the API: $s
 
 log "fault suite figures"
 sort "$figures"
+
+log "security suite"
+tried=$(grep -c '^attack ' "$DOCTROVE_SECURITY_LOG" || true)
+worked=$(grep -c 'worked=1$' "$DOCTROVE_SECURITY_LOG" || true)
+grep 'worked=1$' "$DOCTROVE_SECURITY_LOG" || true
+echo "security suite: $tried attacks tried, $worked worked"
+(( tried > 0 && worked == 0 )) || exit 1
+
+echo "make test took $(( $(date +%s) - started_at )) s"
 
 log "all tests passed"

@@ -1,18 +1,17 @@
--- Functions that spend money (API calls) or change the database are not for every role.
--- A superuser grants them as needed, for example:
---   GRANT EXECUTE ON FUNCTION embed_pending(integer) TO embedder;
-REVOKE EXECUTE ON FUNCTION @extschema@.embed_pending(integer) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION doctrove_embed.create_pending_index() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION doctrove_embed.watch() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION doctrove_embed.retry_failed() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION doctrove_embed.create_hnsw_index() FROM PUBLIC;
--- search() calls the API, so it spends money too.
-REVOKE EXECUTE ON FUNCTION doctrove_embed.search(text, integer) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION doctrove_embed.unwatch() FROM PUBLIC;
+-- What each role may do. PUBLIC reads the two status views (figures, no paper ids, no texts)
+-- and may call input_text(); everything else is granted explicitly by a superuser (README,
+-- "Security": the grants of an embedding role and of a monitoring role).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA doctrove_embed FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.embed_pending(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.get_papers_needing_embeddings_count() FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA doctrove_embed FROM PUBLIC;
 
--- Every role may read the status and count pending papers (which consults the failures).
--- A role that runs batches also needs to record failures:
---   GRANT INSERT, UPDATE, DELETE ON doctrove_embed.failures TO embedder;
 GRANT USAGE ON SCHEMA doctrove_embed TO PUBLIC;
-GRANT SELECT ON doctrove_embed.failures TO PUBLIC;
 GRANT SELECT ON doctrove_embed.status, doctrove_embed.workers TO PUBLIC;
+-- The functions behind the two views: a view's caller needs the right to run them.
+GRANT EXECUTE ON FUNCTION doctrove_embed.status_snapshot(), doctrove_embed.worker_snapshot() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.input_text(text, text) TO PUBLIC;
+
+-- The trigger functions watch() installs run no statement of the caller's choosing; they
+-- still carry a search_path of their own.
+ALTER FUNCTION doctrove_embed.wake_workers() SET search_path = pg_catalog, pg_temp;

@@ -1,13 +1,13 @@
 -- Progress of the backlog, from shared memory (no count of the table on each read).
 CREATE VIEW doctrove_embed.status AS
 SELECT pending,
-       to_timestamp(pending_counted_at) AS pending_counted_at,
+       pg_catalog.to_timestamp(pending_counted_at) AS pending_counted_at,
        embedded,
-       (SELECT count(*) FROM doctrove_embed.failures) AS failed,
+       (SELECT pg_catalog.count(*) FROM doctrove_embed.failures) AS failed,
        failed_since_start,
-       round(papers_per_min_1m::numeric, 1) AS papers_per_min_1m,
-       round(papers_per_min_10m::numeric, 1) AS papers_per_min_10m,
-       make_interval(secs => round(eta_seconds)) AS eta,
+       pg_catalog.round(papers_per_min_1m::pg_catalog.numeric, 1) AS papers_per_min_1m,
+       pg_catalog.round(papers_per_min_10m::pg_catalog.numeric, 1) AS papers_per_min_10m,
+       pg_catalog.make_interval(secs => pg_catalog.round(eta_seconds)) AS eta,
        tokens_used,
        workers_running,
        workers_configured,
@@ -18,5 +18,5 @@ FROM doctrove_embed.status_snapshot();
 -- One row per background worker.
 CREATE VIEW doctrove_embed.workers AS
 SELECT worker, pid, state, batches, papers_embedded, failures, last_error,
-       to_timestamp(last_batch_at) AS last_batch_at
+       pg_catalog.to_timestamp(last_batch_at) AS last_batch_at
 FROM doctrove_embed.worker_snapshot();

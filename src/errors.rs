@@ -47,6 +47,23 @@ impl UserError {
         report.report(level);
     }
 
+    /// An ERROR raised inside PostgreSQL (a trigger, a constraint, a lock timeout) or a panic,
+    /// caught so a background worker can log it and carry on.
+    pub fn from_caught(caught: pgrx::pg_sys::panic::CaughtError) -> Self {
+        use pgrx::pg_sys::panic::CaughtError;
+        let report = match &caught {
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => report,
+            CaughtError::RustPanic { ereport, .. } => ereport,
+        };
+        let cut = |text: &str| embed_core::bounds::cut_message(text, embed_core::bounds::MAX_MESSAGE_CHARS);
+        UserError {
+            code: report.sql_error_code(),
+            message: cut(report.message()),
+            detail: report.detail().map(cut),
+            hint: report.hint().map(cut),
+        }
+    }
+
     /// Raises the error: the statement fails and its transaction rolls back.
     pub fn raise(self) -> ! {
         self.report(PgLogLevel::ERROR);
@@ -95,6 +112,12 @@ pub fn api_error(error: &ApiError) -> UserError {
         )
         .detail(message.clone())
         .hint("This is usually temporary: run again later."),
+        ApiError::Redirected { status, location } => UserError::new(
+            ERRCODE_CONNECTION_EXCEPTION,
+            format!("the embeddings API answered with a redirect (HTTP {status})"),
+        )
+        .detail(format!("It points to {location}. Redirects are not followed, so the API key is sent only to doctrove_embed.api_base_url."))
+        .hint("Set doctrove_embed.api_base_url to the API's real address, if you trust the host the redirect names."),
         ApiError::Malformed(problem) => UserError::new(
             ERRCODE_EXTERNAL_ROUTINE_INVOCATION_EXCEPTION,
             "the embeddings API sent an invalid response",

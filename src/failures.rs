@@ -1,5 +1,7 @@
 //! `doctrove_embed.failures`: recording papers the API rejected, forgetting them once embedded,
-//! and the parameters that keep them out of the pending selection.
+//! and the ids held back from the pending selection. All of it runs as the extension's owner
+//! (see `identity`), so a role that embeds needs no right on the table, and the statements
+//! here touch nothing else.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -7,21 +9,33 @@ use pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
 
 use crate::errors::UserError;
 use crate::gucs;
+use crate::identity::as_extension;
 use crate::target::Target;
 
-/// The parameters of `PapersTable::pending_condition`: table oid, most attempts, wait (ms).
-pub fn pending_args(target: &Target) -> Vec<DatumWithOid<'static>> {
-    vec![
-        target.relid.into(),
-        gucs::MAX_ATTEMPTS.get().into(),
-        i64::from(gucs::FAILED_RETRY_DELAY_MS.get()).into(),
-    ]
-}
-
 fn run(query: &str, args: &[DatumWithOid]) -> usize {
-    Spi::connect_mut(|client| client.update(query, None, args).map(|t| t.len())).unwrap_or_else(|e| {
+    as_extension(|| Spi::connect_mut(|client| client.update(query, None, args).map(|t| t.len()))).unwrap_or_else(|e| {
         UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not update doctrove_embed.failures: {e}")).raise()
     })
+}
+
+/// The ids (as text) of the table's papers the API rejected that are held back now: after
+/// `max_attempts` attempts, or for `failed_retry_delay_ms` after each.
+pub fn held_back(target: &Target) -> Vec<String> {
+    as_extension(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT paper_id FROM doctrove_embed.failures WHERE relid = $1::oid::regclass \
+                     AND (attempts >= $2 OR last_attempt_at > now() - $3 * interval '1 millisecond')",
+                    None,
+                    &[target.relid.into(), gucs::MAX_ATTEMPTS.get().into(), i64::from(gucs::FAILED_RETRY_DELAY_MS.get()).into()],
+                )?
+                .map(|row| row.get::<String>(1))
+                .filter_map(|id| id.transpose())
+                .collect::<Result<Vec<String>, _>>()
+        })
+    })
+    .unwrap_or_else(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not read doctrove_embed.failures: {e}")).raise())
 }
 
 /// Adds one attempt for each rejected paper, with the API's message.
@@ -40,10 +54,12 @@ pub fn record(target: &Target, ids: Vec<String>, errors: Vec<String>) {
 
 /// Forgets the rows of papers that were just embedded (cheap when there are none).
 pub fn forget(target: &Target, ids: &[String]) {
-    let any = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM doctrove_embed.failures WHERE relid = $1::oid::regclass)",
-        &[target.relid.into()],
-    )
+    let any = as_extension(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM doctrove_embed.failures WHERE relid = $1::oid::regclass)",
+            &[target.relid.into()],
+        )
+    })
     .ok()
     .flatten()
     .unwrap_or(false);

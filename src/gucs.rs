@@ -83,7 +83,12 @@ fn define_text(name: &'static CStr, short: &'static CStr, setting: &'static GucS
     GucRegistry::define_string_guc(name, short, c"", setting, context, GucFlags::default());
 }
 
-pub fn register() {
+/// Registers every setting. `preloading`: the library is being loaded from
+/// `shared_preload_libraries`. Only then can `workers` be a restart-only (`PGC_POSTMASTER`)
+/// setting: PostgreSQL ends a session that defines one later (`CREATE EXTENSION` or `LOAD`
+/// without the preload) with FATAL. Loaded late, it is defined as a reload setting, which has
+/// no effect: no worker starts without the preload.
+pub fn register(preloading: bool) {
     define_text(c"doctrove_embed.table", c"Table whose embeddings are filled (may be schema-qualified).", &TABLE, GucContext::Userset);
     define_text(c"doctrove_embed.id_column", c"Key column of the table; needs a unique index.", &ID_COLUMN, GucContext::Userset);
     define_text(c"doctrove_embed.title_column", c"Title column; papers without a title are skipped.", &TITLE_COLUMN, GucContext::Userset);
@@ -149,7 +154,7 @@ pub fn register() {
         &WORKERS,
         0,
         MAX_WORKERS,
-        GucContext::Postmaster,
+        if preloading { GucContext::Postmaster } else { GucContext::Sighup },
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -11,6 +11,7 @@ mod embed_pending;
 mod errors;
 mod failures;
 mod gucs;
+mod identity;
 mod pending_index;
 mod rate_limiter;
 mod secret_guard;
@@ -38,10 +39,10 @@ extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    gucs::register();
-    secret_guard::install();
     // SAFETY: reads a flag PostgreSQL sets while it loads shared_preload_libraries.
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    gucs::register(preloading);
+    secret_guard::install();
     if preloading {
         shared_state::init();
         worker::register_workers();
@@ -76,11 +77,7 @@ fn embed_pending(
         name!(db_ms, f64),
     ),
 > {
-    if batch < 1 {
-        errors::UserError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("batch must be at least 1, not {batch}"))
-            .raise();
-    }
-    let outcome = embed_pending::run_batch(batch, &mut |_| {}).unwrap_or_else(|e| e.raise());
+    let outcome = embed_pending::run_batch(batch, embed_pending::Acting::Caller, &mut |_| {}).unwrap_or_else(|e| e.raise());
     shared_state::record_batch(None, &outcome);
     TableIterator::once((outcome.successful, outcome.failed, outcome.fetch_ms, outcome.api_ms, outcome.db_ms))
 }
@@ -88,7 +85,11 @@ fn embed_pending(
 /// The exact number of papers in the configured table still waiting for an embedding.
 #[pg_extern(parallel_unsafe)]
 fn get_papers_needing_embeddings_count() -> i64 {
-    embed_pending::count_pending().unwrap_or_else(|e| e.raise())
+    let start = std::time::Instant::now();
+    let (relid, pending) = embed_pending::count_pending().unwrap_or_else(|e| e.raise());
+    // The status view shows this figure until a newer count replaces it.
+    shared_state::store_pending_count(relid, pending, start.elapsed().as_secs_f64() * 1000.0);
+    pending
 }
 
 #[pg_schema]
@@ -141,6 +142,14 @@ mod doctrove_embed {
     #[pg_extern(parallel_unsafe)]
     fn retry_failed() -> i64 {
         let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        if !crate::identity::may_update(target.relid) {
+            crate::errors::UserError::new(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("permission denied for table {}", target.names.table),
+            )
+            .detail("Forgetting a table's rejected papers needs the right to update the table.")
+            .raise();
+        }
         crate::failures::clear_all(&target)
     }
 
@@ -173,6 +182,7 @@ mod doctrove_embed {
         query: &str,
         k: default!(i32, 10),
     ) -> TableIterator<'static, (name!(paper_id, String), name!(title, Option<String>), name!(distance, f64))> {
+        crate::similarity::check_k(k).unwrap_or_else(|e| e.raise());
         let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
         let vector = crate::similarity::search(&target, query).unwrap_or_else(|e| e.raise());
         TableIterator::new(crate::similarity::nearest(&target, &vector, k))
@@ -192,7 +202,7 @@ mod doctrove_embed {
     fn status_snapshot() -> TableIterator<
         'static,
         (
-            name!(pending, i64),
+            name!(pending, Option<i64>),
             name!(pending_counted_at, Option<f64>),
             name!(embedded, i64),
             name!(failed_since_start, i64),

@@ -9,6 +9,10 @@ use crate::target::Target;
 /// The name of a valid partial index on the table whose predicate holds
 /// `<embedding> IS NULL`, if there is one.
 pub fn find(target: &Target) -> Option<String> {
+    crate::identity::with_catalog_search_path(|| find_with_catalog_path(target))
+}
+
+fn find_with_catalog_path(target: &Target) -> Option<String> {
     Spi::get_one_with_args::<String>(
         "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = $1 AND indisvalid AND indpred IS NOT NULL \
          AND position(quote_ident($2) || ' IS NULL' IN pg_get_expr(indpred, indrelid)) > 0 \
@@ -48,14 +52,8 @@ pub fn over_pending<R>(target: &Target, f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Runs `f` with sequential scans discouraged for this transaction, so that the planner takes
-/// the partial index even while most of the table is pending; the previous setting is put back.
+/// Runs `f` with sequential scans discouraged, so that the planner takes the partial index even
+/// while most of the table is pending; the previous setting is back afterwards.
 fn preferring_index<R>(f: impl FnOnce() -> R) -> R {
-    let previous = Spi::get_one::<String>("SELECT current_setting('enable_seqscan')").ok().flatten();
-    Spi::run("SELECT set_config('enable_seqscan', 'off', true)").ok();
-    let result = f();
-    if let Some(previous) = previous {
-        Spi::run_with_args("SELECT set_config('enable_seqscan', $1, true)", &[previous.into()]).ok();
-    }
-    result
+    crate::identity::with_setting(c"enable_seqscan", c"off", f)
 }

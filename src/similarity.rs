@@ -23,20 +23,22 @@ fn rows(query: &str, args: &[DatumWithOid]) -> Vec<Neighbour> {
     .unwrap_or_else(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not search: {e}")).raise())
 }
 
+/// Most neighbours one call returns.
+pub const MAX_K: i32 = 1000;
+
+/// Refuses a `k` outside 1 to [`MAX_K`].
+pub fn check_k(k: i32) -> Result<(), UserError> {
+    if (1..=MAX_K).contains(&k) {
+        return Ok(());
+    }
+    Err(UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be between 1 and {MAX_K}, not {k}"))
+        .hint("Ask for fewer neighbours; page through more with your own query on the table."))
+}
+
 /// The `k` papers nearest to paper `paper_id`.
 pub fn similar_papers(target: &Target, paper_id: &str, k: i32) -> Vec<Neighbour> {
-    let has_vector = Spi::get_one_with_args::<bool>(
-        &format!(
-            "SELECT {} IS NOT NULL FROM {} WHERE {} = $1::{}",
-            embed_core::sql_text::quote_ident(&target.names.embedding),
-            target.names.table,
-            embed_core::sql_text::quote_ident(&target.names.id),
-            target.names.id_type
-        ),
-        &[paper_id.into()],
-    )
-    .ok()
-    .flatten();
+    check_k(k).unwrap_or_else(|e| e.raise());
+    let has_vector = Spi::get_one_with_args::<bool>(&target.names.has_embedding(), &[paper_id.into()]).ok().flatten();
     match has_vector {
         None => UserError::new(ERRCODE_NO_DATA_FOUND, format!("no paper with id {paper_id} in {}", target.names.table)).raise(),
         Some(false) => UserError::new(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("paper {paper_id} has no embedding yet"))
@@ -48,7 +50,9 @@ pub fn similar_papers(target: &Target, paper_id: &str, k: i32) -> Vec<Neighbour>
 
 /// The `k` papers nearest to `query`, embedded through the configured API.
 pub fn search(target: &Target, query: &str) -> Result<Vec<f32>, UserError> {
-    let text = query.trim();
+    let text = embed_core::bounds::cut_bytes(query.trim(), embed_core::bounds::MAX_INPUT_BYTES);
+    let (text, _) = embed_core::tokens::truncate(text, embed_core::tokens::MAX_TOKENS_PER_INPUT);
+    let text = text.as_str();
     if text.is_empty() {
         return Err(UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, "the search text is empty"));
     }
@@ -68,6 +72,7 @@ pub fn search(target: &Target, query: &str) -> Result<Vec<f32>, UserError> {
 
 /// The `k` papers nearest to `vector`.
 pub fn nearest(target: &Target, vector: &[f32], k: i32) -> Vec<Neighbour> {
+    check_k(k).unwrap_or_else(|e| e.raise());
     // SAFETY: the datum is a pgvector `vector` built for exactly this type.
     let param = unsafe { DatumWithOid::new(vector_datum(vector), target.vector_type) };
     rows(&target.names.nearest_papers(), &[param, k.into()])
@@ -75,6 +80,10 @@ pub fn nearest(target: &Target, vector: &[f32], k: i32) -> Vec<Neighbour> {
 
 /// The name of an HNSW index on the embedding column, if there is one.
 pub fn hnsw_index(target: &Target) -> Option<String> {
+    crate::identity::with_catalog_search_path(|| hnsw_index_with_catalog_path(target))
+}
+
+fn hnsw_index_with_catalog_path(target: &Target) -> Option<String> {
     Spi::get_one_with_args::<String>(
         "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
          JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \

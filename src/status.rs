@@ -1,7 +1,9 @@
 //! The figures behind the `doctrove_embed.status` and `doctrove_embed.workers` views, read from
-//! shared memory so they answer in milliseconds however large the table.
+//! shared memory so they answer in milliseconds however large the table: the views never count
+//! the table themselves (and so need no right on it). The pending figure is the last count
+//! taken, by a worker or by `get_papers_needing_embeddings_count()`, lowered by each batch
+//! since; `pending_counted_at` says how old it is.
 
-use crate::embed_pending::count_pending_of;
 use crate::errors::UserError;
 use crate::gucs;
 use crate::shared_state::{self, unix_now, Phase};
@@ -10,7 +12,8 @@ use crate::shared_state::{self, unix_now, Phase};
 const POSTGRES_EPOCH_IN_UNIX_SECONDS: f64 = 946_684_800.0;
 
 pub struct Status {
-    pub pending: i64,
+    /// `None` until the table has been counted since the server started.
+    pub pending: Option<i64>,
     pub pending_counted_at: Option<f64>,
     pub embedded: i64,
     pub failed: i64,
@@ -36,15 +39,15 @@ pub struct WorkerRow {
     pub last_batch_at: Option<f64>,
 }
 
-/// The status row. Without shared memory (library not preloaded) only the pending figure is
-/// known, and it is counted now.
+/// The status row. Without shared memory (library not preloaded) nothing but the settings is
+/// known.
 pub fn status() -> Result<Status, UserError> {
     let target = crate::target::resolve()?;
     let hnsw_index = crate::similarity::hnsw_index(&target);
     let Some(s) = shared_state::snapshot() else {
         return Ok(Status {
-            pending: count_pending_of(&target)?,
-            pending_counted_at: Some(shared_state::unix_now_ms() as f64 / 1000.0),
+            pending: None,
+            pending_counted_at: None,
             embedded: 0,
             failed: 0,
             per_minute_1m: 0.0,
@@ -59,30 +62,20 @@ pub fn status() -> Result<Status, UserError> {
     };
     let workers_running = s.workers.iter().filter(|w| w.pid != 0).count();
     let this_table = (shared_state::current_database(), target.relid.to_u32());
-    let mut pending = s.pending;
-    let mut counted_at = s.pending_counted_at;
-    if s.pending_of != this_table || !s.pending_known || (workers_running == 0 && shared_state::pending_is_stale(&s)) {
-        // No worker keeps this table's figure fresh: count now. The shared figure is replaced
-        // only when no worker maintains one of its own.
-        let start = std::time::Instant::now();
-        pending = count_pending_of(&target)?;
-        counted_at = shared_state::unix_now_ms();
-        if workers_running == 0 {
-            shared_state::store_pending_count(this_table.1, pending, start.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
+    let known = s.pending_known && s.pending_of == this_table;
+    let pending = known.then_some(s.pending);
     let now = unix_now();
     let per_minute_1m = s.rate.per_minute(now, 60);
     let per_minute_10m = s.rate.per_minute(now, 600);
     let rate = if per_minute_1m > 0.0 { per_minute_1m } else { per_minute_10m };
     Ok(Status {
         pending,
-        pending_counted_at: Some(counted_at as f64 / 1000.0),
+        pending_counted_at: known.then_some(s.pending_counted_at as f64 / 1000.0),
         embedded: s.embedded as i64,
         failed: s.failed as i64,
         per_minute_1m,
         per_minute_10m,
-        eta_seconds: embed_core::progress::eta_for(pending.max(0) as u64, rate).map(|d| d.as_secs_f64()),
+        eta_seconds: pending.and_then(|p| embed_core::progress::eta_for(p.max(0) as u64, rate)).map(|d| d.as_secs_f64()),
         tokens: s.tokens as i64,
         workers_running: workers_running as i32,
         workers_configured: gucs::WORKERS.get(),

@@ -1,5 +1,10 @@
 //! Finds the configured papers table and its columns in the catalog and checks them, so a
 //! misconfiguration fails before any row is touched or any request sent.
+//!
+//! The table is resolved once, to an OID, and named schema-qualified from then on. An
+//! unqualified `doctrove_embed.table` means that table in schema `public`, whatever the
+//! `search_path` of the session, the role or the database: so a table planted in a schema that
+//! comes earlier on some path (one named after the connecting user, say) is never taken.
 
 use embed_core::sql_text::{quote_ident, PapersTable};
 use pgrx::prelude::*;
@@ -12,6 +17,8 @@ use crate::gucs;
 pub struct Target {
     pub names: PapersTable,
     pub relid: pg_sys::Oid,
+    /// The table's owner, whose rights the background workers use for it.
+    pub owner: pg_sys::Oid,
     /// The embedding column's declared length; `None` for a plain `vector`.
     pub dims: Option<usize>,
     /// pgvector's `vector` type and its array type.
@@ -30,7 +37,7 @@ fn column(relid: pg_sys::Oid, name: &str) -> Option<Column> {
     Spi::connect(|client| {
         let rows = client
             .select(
-                "SELECT atttypid, atttypmod, format_type(atttypid, atttypmod), attnum FROM pg_attribute \
+                "SELECT atttypid, atttypmod, pg_catalog.format_type(atttypid, atttypmod), attnum FROM pg_catalog.pg_attribute \
                  WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
                 None,
                 &[relid.into(), name.into()],
@@ -80,7 +87,7 @@ fn optional_column(
 
 fn has_single_column_unique_index(relid: pg_sys::Oid, attnum: i16) -> bool {
     Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1 AND indisunique AND indisvalid \
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = $1 AND indisunique AND indisvalid \
          AND indnkeyatts = 1 AND indkey[0] = $2 AND indpred IS NULL AND indexprs IS NULL)",
         &[relid.into(), attnum.into()],
     )
@@ -89,33 +96,103 @@ fn has_single_column_unique_index(relid: pg_sys::Oid, attnum: i16) -> bool {
     .unwrap_or(false)
 }
 
-fn vector_types() -> Result<(pg_sys::Oid, pg_sys::Oid), UserError> {
-    let found = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
-        "SELECT t.oid, t.typarray FROM pg_type t JOIN pg_extension e ON e.extname = 'vector' \
-         AND t.typnamespace = e.extnamespace WHERE t.typname = 'vector'",
+/// pgvector's `vector` type, its array type, and the schema of the `vector` extension (quoted).
+fn vector_types() -> Result<(pg_sys::Oid, pg_sys::Oid, String), UserError> {
+    let found = Spi::get_three::<pg_sys::Oid, pg_sys::Oid, String>(
+        "SELECT t.oid, t.typarray, pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_type t \
+         JOIN pg_catalog.pg_extension e ON e.extname = 'vector' AND t.typnamespace = e.extnamespace \
+         JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE t.typname = 'vector'",
     );
     match found {
-        Ok((Some(vector), Some(array))) => Ok((vector, array)),
+        Ok((Some(vector), Some(array), Some(schema))) => Ok((vector, array, schema)),
         _ => Err(UserError::new(ERRCODE_UNDEFINED_OBJECT, "the extension \"vector\" is not installed")
             .hint("CREATE EXTENSION vector; (or CREATE EXTENSION doctrove_embed CASCADE)")),
     }
 }
 
-/// Reads the settings and checks the table they name.
-pub fn resolve() -> Result<Target, UserError> {
-    let table_setting = gucs::text(&gucs::TABLE);
-    let found = Spi::get_three_with_args::<pg_sys::Oid, String, String>(
-        "SELECT c.oid, c.oid::regclass::text, c.relname::text FROM pg_class c WHERE c.oid = to_regclass($1)",
-        &[table_setting.clone().into()],
+/// The schema and name `doctrove_embed.table` gives: `name` means `public.name`.
+fn table_name_parts(setting: &str) -> Result<(String, String), UserError> {
+    let invalid = || {
+        UserError::new(ERRCODE_INVALID_NAME, format!("doctrove_embed.table \"{setting}\" is not a valid table name"))
+            .hint("Write it as table or schema.table, with double quotes around names that need them.")
+    };
+    if setting.trim().is_empty() {
+        return Err(invalid());
+    }
+    let parts = PgTryBuilder::new(|| Spi::get_one_with_args::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[setting.into()]))
+        .catch_others(|_| Ok(None))
+        .execute()
+        .ok()
+        .flatten()
+        .ok_or_else(invalid)?;
+    match parts.as_slice() {
+        [name] => Ok(("public".to_string(), name.clone())),
+        [schema, name] => Ok((schema.clone(), name.clone())),
+        _ => Err(invalid()),
+    }
+}
+
+/// The id type, schema-qualified, and its equality operator as `OPERATOR(schema.=)`.
+fn id_type_and_equality(type_oid: pg_sys::Oid, table: &str, id_name: &str) -> Result<(String, String), UserError> {
+    // SAFETY: a type cache lookup of an existing type (the column's).
+    let eq = unsafe { (*pg_sys::lookup_type_cache(type_oid, pg_sys::TYPECACHE_EQ_OPR as i32)).eq_opr };
+    let found = Spi::get_two_with_args::<String, String>(
+        "SELECT pg_catalog.format('%I.%I', tn.nspname, t.typname), pg_catalog.format('OPERATOR(%I.%s)', opn.nspname, o.oprname) \
+         FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace, \
+         pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace opn ON opn.oid = o.oprnamespace \
+         WHERE t.oid = $1 AND o.oid = $2",
+        &[type_oid.into(), eq.into()],
     );
-    let (relid, table, relname) = match found {
-        Ok((Some(relid), Some(table), Some(relname))) => (relid, table, relname),
+    match found {
+        Ok((Some(ty), Some(op))) => Ok((ty, op)),
+        _ => Err(UserError::new(
+            ERRCODE_UNDEFINED_FUNCTION,
+            format!("column \"{id_name}\" of table {table} has a type without an equality operator"),
+        )
+        .hint("Set doctrove_embed.id_column to a key column of a type such as bigint, uuid or text.")),
+    }
+}
+
+/// Reads the settings and checks the table they name. Catalog lookups run with the extension's
+/// own search_path.
+pub fn resolve() -> Result<Target, UserError> {
+    crate::identity::with_catalog_search_path(resolve_with_catalog_path)
+}
+
+fn resolve_with_catalog_path() -> Result<Target, UserError> {
+    let table_setting = gucs::text(&gucs::TABLE);
+    let (schema, name) = table_name_parts(&table_setting)?;
+    let found = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text, c.relkind::text, c.relowner \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            None,
+            &[schema.clone().into(), name.clone().into()],
+        )?;
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        Ok::<_, pgrx::spi::Error>(Some((
+            row.get::<pg_sys::Oid>(1)?,
+            row.get::<String>(2)?,
+            row.get::<String>(3)?,
+            row.get::<String>(4)?,
+            row.get::<pg_sys::Oid>(5)?,
+        )))
+    })
+    .ok()
+    .flatten();
+    let (relid, table, relname, relkind, owner) = match found {
+        Some((Some(relid), Some(table), Some(relname), Some(relkind), Some(owner))) => (relid, table, relname, relkind, owner),
         _ => {
-            return Err(UserError::new(ERRCODE_UNDEFINED_TABLE, format!("relation \"{table_setting}\" does not exist"))
-                .detail("doctrove_embed.table names the table whose embeddings are filled.")
-                .hint("Set doctrove_embed.table to an existing table, schema-qualified if it is not on the search_path."))
+            return Err(UserError::new(ERRCODE_UNDEFINED_TABLE, format!("relation \"{schema}.{name}\" does not exist"))
+                .detail("doctrove_embed.table names the table whose embeddings are filled; a name without a schema means schema public.")
+                .hint("Set doctrove_embed.table to an existing table, as schema.table if it is not in schema public."))
         }
     };
+    if relkind != "r" && relkind != "p" {
+        return Err(UserError::new(ERRCODE_WRONG_OBJECT_TYPE, format!("{table} is not a table"))
+            .hint("doctrove_embed.table must name a table (or a partitioned table), not a view or another kind of relation."));
+    }
 
     let id_name = gucs::text(&gucs::ID_COLUMN);
     let id = required_column(relid, &table, "id_column", &id_name)?;
@@ -139,7 +216,7 @@ pub fn resolve() -> Result<Target, UserError> {
 
     let embedding_name = gucs::text(&gucs::EMBEDDING_COLUMN);
     let embedding = required_column(relid, &table, "embedding_column", &embedding_name)?;
-    let (vector_type, vector_array_type) = vector_types()?;
+    let (vector_type, vector_array_type, vector_schema) = vector_types()?;
     if embedding.type_oid != vector_type {
         return Err(UserError::new(
             ERRCODE_DATATYPE_MISMATCH,
@@ -174,12 +251,15 @@ pub fn resolve() -> Result<Target, UserError> {
         gucs::DEFAULT_UPDATED_AT_COLUMN,
     )?;
 
+    let (id_type, id_eq) = id_type_and_equality(id.type_oid, &table, &id_name)?;
     Ok(Target {
         names: PapersTable {
             table,
             relname,
             id: id_name,
-            id_type: id.type_name,
+            id_type,
+            id_eq,
+            vector_schema,
             title: title_name,
             abstract_text: (!abstract_name.is_empty()).then_some(abstract_name),
             embedding: embedding_name,
@@ -187,6 +267,7 @@ pub fn resolve() -> Result<Target, UserError> {
             updated_at,
         },
         relid,
+        owner,
         dims,
         vector_type,
         vector_array_type,

@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(fresh, Some(true));
     }
 
-    #[pg_test(error = "column \"no_such_column\" of table doctrove_papers does not exist")]
+    #[pg_test(error = "column \"no_such_column\" of table public.doctrove_papers does not exist")]
     fn a_misnamed_optional_column_is_an_error() {
         create_papers("bigint", "(8)");
         set("doctrove_embed.updated_at_column", "no_such_column");
@@ -261,7 +261,7 @@ mod tests {
         create_papers("bigint", "(8)");
         Spi::run("INSERT INTO doctrove_papers SELECT g, 'p' || g, NULL, NULL FROM generate_series(1, 500) g").unwrap();
         let name = Spi::get_one::<String>("SELECT doctrove_embed.create_pending_index()").unwrap().unwrap();
-        assert_eq!(name, "doctrove_papers_pending_embedding_idx");
+        assert_eq!(name, "public.doctrove_papers_pending_embedding_idx");
         let scans = || {
             Spi::get_one::<i64>("SELECT pg_stat_get_xact_numscans('doctrove_papers_pending_embedding_idx'::regclass)")
                 .unwrap()
@@ -281,7 +281,7 @@ mod tests {
         create_papers("bigint", "(8)");
         Spi::run("CREATE INDEX my_pending ON doctrove_papers (doctrove_paper_id) WHERE doctrove_embedding IS NULL").unwrap();
         let name = Spi::get_one::<String>("SELECT doctrove_embed.create_pending_index()").unwrap();
-        assert_eq!(name.as_deref(), Some("my_pending"));
+        assert_eq!(name.as_deref(), Some("public.my_pending"));
     }
 
     #[pg_test]
@@ -348,9 +348,9 @@ mod tests {
         create_papers("bigint", "(16)");
         let papers = embedded_papers(60);
         let name = Spi::get_one::<String>("SELECT doctrove_embed.create_hnsw_index()").unwrap().unwrap();
-        assert_eq!(name, "doctrove_papers_embedding_hnsw_idx");
+        assert_eq!(name, "public.doctrove_papers_embedding_hnsw_idx");
         let status = Spi::get_one::<String>("SELECT hnsw_index FROM doctrove_embed.status").unwrap();
-        assert_eq!(status.as_deref(), Some("doctrove_papers_embedding_hnsw_idx"));
+        assert_eq!(status.as_deref(), Some("public.doctrove_papers_embedding_hnsw_idx"));
         let others: Vec<(i64, Vec<f32>)> = papers.iter().filter(|(id, _)| *id != 5).cloned().collect();
         let expected: Vec<String> = exact_order(&papers[4].1, &others).into_iter().take(5).collect();
         assert_eq!(ids("SELECT paper_id FROM doctrove_embed.similar_papers('5', 5)"), expected);
@@ -387,5 +387,51 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(done, (1, 0));
         assert_eq!(stats("keyfile")["last_auth"], "Authorization: Bearer sk-from-file-42");
+    }
+
+    #[pg_test(error = "doctrove_embed.api_key_file \"/tmp/doctrove_embed_open_key\" is readable by other users (mode 0644)")]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        create_papers("bigint", "(8)");
+        insert(1, Some("F"), None);
+        let path = "/tmp/doctrove_embed_open_key";
+        std::fs::write(path, "sk-open\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        set("doctrove_embed.api_key", "");
+        set("doctrove_embed.api_key_file", path);
+        embed(10);
+    }
+
+    #[pg_test]
+    fn a_table_name_without_a_schema_means_public_whatever_the_search_path() {
+        use_mock("decoy", "dim=8/");
+        create_papers("bigint", "(8)");
+        insert(1, Some("Real"), None);
+        Spi::run(
+            "CREATE SCHEMA decoy; CREATE TABLE decoy.doctrove_papers (LIKE public.doctrove_papers INCLUDING ALL); \
+             INSERT INTO decoy.doctrove_papers VALUES (1, 'Decoy', NULL, NULL), (2, 'Decoy', NULL, NULL)",
+        )
+        .unwrap();
+        set("search_path", "decoy, public");
+        assert_eq!(count(), 1);
+        assert_eq!(embed(10), (1, 0));
+        let decoy = Spi::get_one::<i64>("SELECT count(doctrove_embedding) FROM decoy.doctrove_papers").unwrap();
+        assert_eq!(decoy, Some(0));
+        set("doctrove_embed.table", "decoy.doctrove_papers");
+        assert_eq!(count(), 2);
+    }
+
+    #[pg_test(error = "a batch of 200000 papers is too large to write in one statement")]
+    fn a_batch_too_large_to_write_is_refused_before_any_request() {
+        use_mock("toolarge", "dim=1536/");
+        create_papers("bigint", "(1536)");
+        insert(1, Some("Large"), None);
+        embed(200_000);
+    }
+
+    #[pg_test(error = "k must be between 1 and 1000, not 5000")]
+    fn too_many_neighbours_are_refused() {
+        create_papers("bigint", "(8)");
+        Spi::run("SELECT * FROM doctrove_embed.similar_papers('1', 5000)").unwrap();
     }
 }

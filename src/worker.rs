@@ -5,7 +5,8 @@
 //! Signals use PostgreSQL's own handlers: SIGTERM is `die`, so the `CHECK_FOR_INTERRUPTS` in the
 //! API wait ends the worker at once, mid-request, and the open transaction (and with it the
 //! batch) is rolled back; SIGHUP marks the configuration for reload, done between batches.
-//! A worker that exits on an error is started again by the postmaster.
+//! An ERROR inside a batch (the table's triggers or constraints, the API, the settings) is caught,
+//! rolled back, logged and followed by a pause; only SIGTERM and postmaster death end a worker.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use embed_core::progress::{batch_line, found_line, progress_line};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 
-use crate::embed_pending::{count_pending_of, run_batch, BatchOutcome};
+use crate::embed_pending::{count_pending_of, run_batch, Acting, BatchOutcome};
 use crate::target::resolve;
 use crate::errors::UserError;
 use crate::gucs;
@@ -78,7 +79,10 @@ fn sleep(timeout: Duration) {
     pg_sys::check_for_interrupts!();
 }
 
-/// Runs `f` in its own transaction: committed on `Ok`, rolled back on `Err`.
+/// Runs `f` in its own transaction: committed on `Ok`, rolled back on `Err`. An ERROR raised
+/// inside (a trigger or constraint of the table, a lock timeout, a cancel) is caught and comes
+/// back as `Err` after the rollback, so the worker carries on; the abort also restores the
+/// worker's own identity and settings. Only FATAL (SIGTERM, postmaster death) ends the worker.
 fn in_transaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, UserError> {
     // SAFETY: the usual start of a background worker transaction with an active snapshot.
     unsafe {
@@ -86,18 +90,40 @@ fn in_transaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, User
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
-    let result = f();
-    // SAFETY: ends the transaction started above.
+    /// How the transaction's work ended.
+    enum Ended<R> {
+        Done(R),
+        Failed(UserError),
+        Raised(UserError),
+    }
+    // The work's state is not looked at after an ERROR (the transaction is aborted), so
+    // unwinding through it is safe.
+    let ended = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| match f() {
+        Ok(value) => Ended::Done(value),
+        Err(error) => Ended::Failed(error),
+    }))
+    .catch_others(|caught| Ended::Raised(UserError::from_caught(caught)))
+    .execute();
+    // SAFETY: ends the transaction started above. After a raised ERROR the snapshot stack (and
+    // all else the failed statement left) is released by the abort itself.
     unsafe {
-        pg_sys::PopActiveSnapshot();
-        if result.is_ok() {
-            pg_sys::CommitTransactionCommand();
-        } else {
-            pg_sys::AbortCurrentTransaction();
+        match &ended {
+            Ended::Done(_) => {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::CommitTransactionCommand();
+            }
+            Ended::Failed(_) => {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::AbortCurrentTransaction();
+            }
+            Ended::Raised(_) => pg_sys::AbortCurrentTransaction(),
         }
         pg_sys::pgstat_report_stat(false);
     }
-    result
+    match ended {
+        Ended::Done(value) => Ok(value),
+        Ended::Failed(error) | Ended::Raised(error) => Err(error),
+    }
 }
 
 /// A worker's own bookkeeping between batches.
@@ -120,7 +146,7 @@ impl WorkerLoop {
         let start = Instant::now();
         let (relid, pending) = in_transaction(|| {
             let target = resolve()?;
-            Ok((target.relid.to_u32(), count_pending_of(&target)?))
+            Ok((target.relid.to_u32(), count_pending_of(&target, Acting::TableOwner)?))
         })?;
         shared_state::store_pending_count(relid, pending, start.elapsed().as_secs_f64() * 1000.0);
         Ok(pending)
@@ -212,7 +238,7 @@ impl WorkerLoop {
         let batch = gucs::BATCH_SIZE.get();
         let index = self.index;
         let result = in_transaction(|| {
-            run_batch(batch, &mut |phase| {
+            run_batch(batch, Acting::TableOwner, &mut |phase| {
                 show_phase(index, phase, &format!("batch of up to {batch} papers"));
             })
         });

@@ -20,6 +20,12 @@ SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
 SELECT get_papers_needing_embeddings_count();
 \echo :LAST_ERROR_SQLSTATE
+SET doctrove_embed."table" = 'a.b.c';
+SELECT * FROM embed_pending(10);
+\echo :LAST_ERROR_SQLSTATE
+SET doctrove_embed."table" = 'embedded';
+SELECT * FROM embed_pending(10);
+\echo :LAST_ERROR_SQLSTATE
 RESET doctrove_embed."table";
 SET doctrove_embed.title_column = 'no_such_column';
 SELECT * FROM embed_pending(10);

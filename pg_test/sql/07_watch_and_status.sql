@@ -20,8 +20,11 @@ UPDATE doctrove_papers SET doctrove_abstract = 'new' WHERE doctrove_paper_id = 3
 SELECT doctrove_paper_id, doctrove_source, doctrove_embedding FROM doctrove_papers ORDER BY 1;
 SELECT doctrove_embed.unwatch();
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'doctrove_papers'::regclass;
--- Status without running workers: the pending figure is counted, the rest is zero.
+-- Status without running workers: the pending figure is the last count taken (the view never
+-- counts the table itself), the rest is zero.
 SELECT doctrove_embed.create_pending_index();
-SELECT pending, failed, workers_running, workers_configured, enabled FROM doctrove_embed.status;
+SELECT get_papers_needing_embeddings_count();
+SELECT pending, failed, workers_running, workers_configured, enabled, pending_counted_at IS NOT NULL AS counted
+FROM doctrove_embed.status;
 SELECT count(*) AS worker_rows FROM doctrove_embed.workers;
 DROP TABLE doctrove_papers;

@@ -5,12 +5,11 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::bounds::{cut_message, max_answer_bytes, MAX_MESSAGE_CHARS};
 use crate::error::ApiError;
 use crate::request::{auth_header, endpoint_url, request_body};
 use crate::response::{api_error_message, decode_embeddings, Embeddings};
 
-/// Largest answer read: 2048 inputs of 3072 dimensions in base64 take about 34 MB.
-const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Where and how to call the API; a snapshot of the settings, taken before each request.
 #[derive(Clone, PartialEq)]
@@ -48,52 +47,46 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
-/// Removes the key from text the API sent back (some APIs quote the key they refused).
+/// Removes the key from text the API sent back (some APIs quote the key they refused), and
+/// cuts it to [`MAX_MESSAGE_CHARS`].
 pub fn redact(text: &str, api_key: &str) -> String {
-    if api_key.len() < 4 {
-        return text.to_string();
-    }
-    text.replace(api_key, "[redacted]")
+    let text = cut_message(text, MAX_MESSAGE_CHARS + api_key.len());
+    let text = if api_key.len() < 4 { text } else { text.replace(api_key, "[redacted]") };
+    cut_message(&text, MAX_MESSAGE_CHARS)
+}
+
+/// The scheme, host and port of a `Location` header, for a message (never its path or query,
+/// which could hold anything).
+pub fn location_host(location: Option<&str>) -> String {
+    let Some(location) = location else { return "(no Location header)".into() };
+    let Some((scheme, rest)) = location.split_once("://") else { return "a relative location".into() };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    cut_message(&format!("{scheme}://{host}"), 200)
+}
+
+/// Longest wait the API can ask for; a larger `retry-after` is cut to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// A wait in seconds from the network: `None` unless it is a finite number of at least 0;
+/// capped at [`MAX_RETRY_AFTER`].
+fn bounded_seconds(seconds: f64) -> Option<Duration> {
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 /// How long the API asks to wait: `retry-after-ms` (milliseconds) or `retry-after`
-/// (seconds, or an HTTP date, read relative to `now_unix`).
+/// (seconds, or an HTTP date, read relative to `now_unix`), at most [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(retry_after_ms: Option<&str>, retry_after: Option<&str>, now_unix: u64) -> Option<Duration> {
-    if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0) {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+    if let Some(wait) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()).and_then(|ms| bounded_seconds(ms / 1000.0)) {
+        return Some(wait);
     }
     let value = retry_after?.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return bounded_seconds(seconds);
     }
-    let when = httpdate_to_unix(value)?;
-    Some(Duration::from_secs(when.saturating_sub(now_unix)))
-}
-
-/// Parses an IMF-fixdate such as `Wed, 21 Oct 2015 07:28:00 GMT` to seconds since 1970.
-fn httpdate_to_unix(value: &str) -> Option<u64> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: u64 = parts[1].parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == parts[2])? as u64
-        + 1;
-    let year: i64 = parts[3].parse().ok()?;
-    let hms: Vec<u64> = parts[4].split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    if hms.len() != 3 {
-        return None;
-    }
-    // Days from civil date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
-    let era = y.div_euclid(400);
-    let yoe = (y - era * 400) as u64;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe as i64 - 719_468;
-    u64::try_from(days * 86_400 + (hms[0] * 3600 + hms[1] * 60 + hms[2]) as i64).ok()
+    let when = httpdate::parse_http_date(value).ok()?;
+    let when = when.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(when.saturating_sub(now_unix)).min(MAX_RETRY_AFTER))
 }
 
 /// One agent per timeout, kept so connections (and TLS sessions) are reused between batches.
@@ -108,6 +101,8 @@ fn agent_for(timeout: Duration) -> ureq::Agent {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
+        // A redirect would carry the key to whatever host `Location` names: never follow one.
+        .max_redirects(0)
         .user_agent(concat!("doctrove_embed/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
@@ -139,12 +134,15 @@ pub fn embed(config: &ApiConfig, inputs: &[String], expected_dims: Option<usize>
     let mut response = request.send(&body[..]).map_err(|e| transport_error(e, config))?;
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if (300..400).contains(&status) {
+        return Err(ApiError::Redirected { status, location: location_host(header("location").as_deref()) });
+    }
     let (retry_ms, retry_s) = (header("retry-after-ms"), header("retry-after"));
     let rate_limits = crate::rate_limit::RateLimitHeaders::read(header);
     let bytes = response
         .body_mut()
         .with_config()
-        .limit(MAX_RESPONSE_BYTES)
+        .limit(max_answer_bytes(inputs.len(), expected_dims))
         .read_to_vec()
         .map_err(|e| transport_error(e, config))?;
 
@@ -208,6 +206,31 @@ mod tests {
         // 1445412480 is Wed, 21 Oct 2015 07:28:00 GMT.
         let got = parse_retry_after(None, Some("Wed, 21 Oct 2015 07:28:00 GMT"), 1_445_412_470);
         assert_eq!(got, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn absurd_waits_are_capped_or_ignored() {
+        assert_eq!(parse_retry_after(None, Some("1e400"), 0), None, "infinity");
+        assert_eq!(parse_retry_after(Some("NaN"), None, 0), None);
+        assert_eq!(parse_retry_after(None, Some("-3"), 0), None);
+        assert_eq!(parse_retry_after(None, Some("1e300"), 0), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after(Some("99999999999"), None, 0), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after(None, Some("Fri, 31 Dec 9999 23:59:59 GMT"), 0), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_redirect_location_is_shown_by_host_only() {
+        assert_eq!(location_host(Some("https://u:p@evil.example:8443/steal?key=1")), "https://evil.example:8443");
+        assert_eq!(location_host(None), "(no Location header)");
+        assert_eq!(location_host(Some("/relative")), "a relative location");
+    }
+
+    #[test]
+    fn an_echoed_message_is_redacted_and_cut() {
+        let message = format!("{}sk-secret", "x".repeat(MAX_MESSAGE_CHARS - 3));
+        let shown = redact(&message, "sk-secret");
+        assert!(!shown.contains("sk-sec"), "{shown}");
+        assert!(shown.chars().count() <= MAX_MESSAGE_CHARS + 1);
     }
 
     #[test]

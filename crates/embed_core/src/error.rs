@@ -30,6 +30,10 @@ pub enum ApiError {
     #[error("the embeddings API failed (HTTP {status}): {message}")]
     ServerError { status: u16, message: String, retry_after: Option<Duration> },
 
+    /// A 3xx answer. Redirects are never followed: the key would go wherever `Location` says.
+    #[error("the embeddings API answered HTTP {status}, a redirect to {location}, which is not followed")]
+    Redirected { status: u16, location: String },
+
     /// A 200 answer that is not a valid embeddings response for this request.
     #[error("the embeddings API sent an invalid response: {0}")]
     Malformed(String),
@@ -44,7 +48,7 @@ impl ApiError {
             ApiError::Malformed(_) => true,
             ApiError::RateLimited { code, .. } => code.as_deref() != Some("insufficient_quota"),
             ApiError::Rejected { status, .. } => matches!(status, 408 | 409),
-            ApiError::Unauthorized { .. } => false,
+            ApiError::Unauthorized { .. } | ApiError::Redirected { .. } => false,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! decoding and checking of the answer, and the errors.
 
 pub mod bisect;
+pub mod bounds;
 pub mod client;
 pub mod error;
 pub mod input_text;

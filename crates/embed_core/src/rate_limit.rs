@@ -87,6 +87,10 @@ impl Bucket {
     }
 }
 
+/// Largest count an `x-ratelimit-*` header may give (far above any account's limit); larger,
+/// negative, NaN or infinite values are ignored.
+pub const MAX_HEADER_COUNT: f64 = 1e12;
+
 /// What an answer's `x-ratelimit-*` headers said.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RateLimitHeaders {
@@ -99,7 +103,10 @@ pub struct RateLimitHeaders {
 impl RateLimitHeaders {
     /// Reads the headers through `get` (a header lookup by lower-case name).
     pub fn read(get: impl Fn(&str) -> Option<String>) -> Self {
-        let number = |name: &str| get(name).and_then(|v| v.trim().parse::<f64>().ok());
+        // Counts from the network: finite, not negative, and below any real account's limit.
+        let number = |name: &str| {
+            get(name).and_then(|v| v.trim().parse::<f64>().ok()).filter(|n| n.is_finite() && (0.0..=MAX_HEADER_COUNT).contains(n))
+        };
         RateLimitHeaders {
             limit_tokens: number("x-ratelimit-limit-tokens"),
             remaining_tokens: number("x-ratelimit-remaining-tokens"),
@@ -167,6 +174,18 @@ mod tests {
         let mut b = Bucket { per_minute: 1000.0, level: 100.0, updated_ms: 1 };
         b.observe_remaining(60.0, 1000.0);
         assert_eq!(b.level, 10.0);
+    }
+
+    #[test]
+    fn absurd_header_values_are_ignored() {
+        let h = RateLimitHeaders::read(|name| match name {
+            "x-ratelimit-limit-tokens" => Some("inf".into()),
+            "x-ratelimit-remaining-tokens" => Some("NaN".into()),
+            "x-ratelimit-limit-requests" => Some("1e400".into()),
+            "x-ratelimit-remaining-requests" => Some("-5".into()),
+            _ => None,
+        });
+        assert_eq!(h, RateLimitHeaders::default());
     }
 
     #[test]

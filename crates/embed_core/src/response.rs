@@ -4,6 +4,8 @@
 use base64::Engine;
 use serde_json::Value;
 
+use crate::bounds::{cut_message, MAX_MESSAGE_CHARS, MAX_VECTOR_DIMS};
+
 /// The vectors of one answered request, in input order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
@@ -24,9 +26,17 @@ pub fn decode_base64_f32(text: &str) -> Result<Vec<f32>, String> {
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-fn decode_embedding(value: &Value) -> Result<Vec<f32>, String> {
+/// One vector of at most `max_dims` values, refused before it is decoded when longer
+/// (base64 takes four characters for every three bytes).
+fn decode_embedding(value: &Value, max_dims: usize) -> Result<Vec<f32>, String> {
     match value {
-        Value::String(text) => decode_base64_f32(text),
+        Value::String(text) => {
+            if text.len() > (max_dims * 4).div_ceil(3) * 4 {
+                return Err(format!("an embedding has more than {max_dims} dimensions"));
+            }
+            decode_base64_f32(text)
+        }
+        Value::Array(items) if items.len() > max_dims => Err(format!("an embedding has more than {max_dims} dimensions")),
         Value::Array(items) => items
             .iter()
             .map(|v| v.as_f64().map(|f| f as f32).ok_or_else(|| "an embedding holds a non-number".to_string()))
@@ -59,7 +69,10 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
         if slot.is_some() {
             return Err(format!("index {index} appears twice"));
         }
-        let vector = decode_embedding(item.get("embedding").unwrap_or(&Value::Null))?;
+        let vector = decode_embedding(item.get("embedding").unwrap_or(&Value::Null), MAX_VECTOR_DIMS)?;
+        if vector.is_empty() {
+            return Err("an embedding is empty".into());
+        }
         *slot = Some(vector);
     }
     let vectors: Vec<Vec<f32>> = slots.into_iter().map(|v| v.expect("every index filled")).collect();
@@ -72,7 +85,9 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
     if vectors.iter().flatten().any(|f| !f.is_finite()) {
         return Err("an embedding holds NaN or infinity".into());
     }
-    let total_tokens = json["usage"]["total_tokens"].as_u64().unwrap_or(0);
+    // No input counts more than the model's limit, so a larger figure is not believed.
+    let most_tokens = (expected_count * crate::tokens::MAX_TOKENS_PER_INPUT) as u64;
+    let total_tokens = json["usage"]["total_tokens"].as_u64().filter(|&n| n <= most_tokens).unwrap_or(0);
     Ok(Embeddings { vectors, total_tokens, rate_limits: Default::default() })
 }
 
@@ -84,7 +99,7 @@ pub fn api_error_message(body: &[u8]) -> (String, Option<String>) {
         let message = error["message"].as_str().or_else(|| error.as_str()).map(str::to_string);
         let code = error["code"].as_str().or_else(|| error["type"].as_str()).map(str::to_string);
         if let Some(message) = message {
-            return (message, code);
+            return (cut_message(&message, MAX_MESSAGE_CHARS), code.map(|c| cut_message(&c, 100)));
         }
     }
     let text = String::from_utf8_lossy(body);
@@ -92,7 +107,7 @@ pub fn api_error_message(body: &[u8]) -> (String, Option<String>) {
     if text.is_empty() {
         return ("(empty body)".into(), None);
     }
-    (text.chars().take(300).collect(), None)
+    (cut_message(text, 300), None)
 }
 
 #[cfg(test)]
@@ -163,6 +178,36 @@ mod tests {
     fn mixed_lengths_are_refused_without_an_expected_dimension() {
         let body = json!({"data": [{"index": 0, "embedding": [1.0]}, {"index": 1, "embedding": [1.0, 2.0]}]});
         assert!(decode_embeddings(body.to_string().as_bytes(), 2, None).is_err());
+    }
+
+    #[test]
+    fn a_vector_longer_than_pgvector_allows_is_refused_before_decoding() {
+        let long = vec![0.5f32; MAX_VECTOR_DIMS + 1];
+        for embedding in [json!(b64(&long)), json!(long)] {
+            let body = json!({"data": [{"index": 0, "embedding": embedding}]});
+            let err = decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err();
+            assert!(err.contains("more than 16000 dimensions"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_vector_is_refused() {
+        let body = json!({"data": [{"index": 0, "embedding": ""}]});
+        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err(), "an embedding is empty");
+    }
+
+    #[test]
+    fn an_absurd_token_count_is_not_believed() {
+        let body = json!({"data": [{"index": 0, "embedding": b64(&[1.0])}], "usage": {"total_tokens": u64::MAX}});
+        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap().total_tokens, 0);
+    }
+
+    #[test]
+    fn a_long_error_message_is_cut() {
+        let body = json!({"error": {"message": "m".repeat(100_000), "code": "c".repeat(100_000)}});
+        let (message, code) = api_error_message(body.to_string().as_bytes());
+        assert!(message.chars().count() <= MAX_MESSAGE_CHARS + 1);
+        assert!(code.unwrap().chars().count() <= 101);
     }
 
     #[test]

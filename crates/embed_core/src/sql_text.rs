@@ -1,6 +1,13 @@
 //! The SQL the extension runs against the papers table, built from its (already resolved)
-//! names. Column names are always quoted here; the table name arrives quoted and qualified
-//! from `regclass` output. Values are never put into this text: they are bound as parameters.
+//! names. Column names are always quoted here; the table name arrives quoted and
+//! schema-qualified. Values are never put into this text: they are bound as parameters.
+//!
+//! These statements run with the caller's `search_path` (so the table's own triggers and
+//! defaults see the path they were written for), which the caller or a database owner may have
+//! put a schema with planted objects in front of `pg_catalog`. So every function, operator and
+//! type they name is schema-qualified: built-ins under `pg_catalog`, pgvector's through the
+//! schema of the `vector` extension, the id type and its equality operator as the catalog
+//! names them.
 
 /// Doubles embedded quotes and wraps the name in quotes: correct for every identifier.
 pub fn quote_ident(name: &str) -> String {
@@ -21,16 +28,24 @@ pub const WAKE_TRIGGER: &str = "doctrove_embed_wake";
 /// Name of the row trigger that clears the embedding when the text changes.
 pub const RESET_TRIGGER: &str = "doctrove_embed_reset";
 
+/// Characters of a title or abstract read for one paper (at least the bytes an input can use,
+/// see [`crate::bounds::MAX_INPUT_BYTES`]); PostgreSQL reads no more of a long text than this.
+pub const MAX_TEXT_CHARS: usize = crate::bounds::MAX_INPUT_BYTES;
+
 /// The names of the papers table and its columns, as found in the catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PapersTable {
-    /// Qualified and quoted as needed (a `regclass` rendered as text).
+    /// `"schema"."table"`, quoted.
     pub table: String,
     /// The bare relation name, for naming the index.
     pub relname: String,
     pub id: String,
-    /// `format_type` of the id column, used to cast ids back from text.
+    /// The id column's type, schema-qualified and quoted, used to cast ids back from text.
     pub id_type: String,
+    /// The id type's equality operator, as `OPERATOR("schema".=)`.
+    pub id_eq: String,
+    /// The schema of the `vector` extension, quoted.
+    pub vector_schema: String,
     pub title: String,
     pub abstract_text: Option<String>,
     pub embedding: String,
@@ -43,41 +58,44 @@ impl PapersTable {
     /// partial index on pending papers has exactly this predicate.
     pub fn pending_predicate(&self) -> String {
         let (e, t) = (quote_ident(&self.embedding), quote_ident(&self.title));
-        format!("{e} IS NULL AND {t} IS NOT NULL AND {t} <> ''")
+        format!("{e} IS NULL AND {t} IS NOT NULL AND {t} OPERATOR(pg_catalog.<>) ''")
     }
 
-    /// The pending predicate, less papers the API rejected that are held back: after
-    /// `max_attempts` attempts, or for a while after each. Parameters from `$first`: the
-    /// table's oid, the most attempts, the wait after a rejection in milliseconds.
+    /// The pending predicate, less the papers held back after the API rejected them: `$first`
+    /// is their ids as `text[]` (read from `doctrove_embed.failures` beforehand, so the caller
+    /// needs no right on that table).
     pub fn pending_condition(&self, first: usize) -> String {
         format!(
-            "{} AND NOT EXISTS (SELECT 1 FROM doctrove_embed.failures f WHERE f.relid = ${}::oid::regclass \
-             AND f.paper_id = t.{}::text AND (f.attempts >= ${} OR f.last_attempt_at > now() - ${} * interval '1 millisecond'))",
+            "{} AND NOT (t.{}::pg_catalog.text OPERATOR(pg_catalog.=) ANY (${first}::pg_catalog.text[]))",
             self.pending_predicate(),
-            first,
             quote_ident(&self.id),
-            first + 1,
-            first + 2
         )
     }
 
-    /// `SELECT count(*)` of pending papers (`$1`..`$3` as in [`Self::pending_condition`]).
+    /// `SELECT count(*)` of pending papers (`$1` as in [`Self::pending_condition`]).
     pub fn count_pending(&self) -> String {
-        format!("SELECT count(*) FROM {} AS t WHERE {}", self.table, self.pending_condition(1))
+        format!("SELECT pg_catalog.count(*) FROM {} AS t WHERE {}", self.table, self.pending_condition(1))
     }
 
-    /// Up to `$1` pending papers as (id text, title text, abstract text), locked for this
-    /// transaction; papers locked by another transaction are skipped, not waited for.
-    /// (`$2`..`$4` as in [`Self::pending_condition`].)
+    /// Whether any paper is pending (`$1` as in [`Self::pending_condition`]): one index probe.
+    pub fn any_pending(&self) -> String {
+        format!("SELECT EXISTS (SELECT FROM {} AS t WHERE {})", self.table, self.pending_condition(1))
+    }
+
+    /// Up to `$1` pending papers as (id text, title text, abstract text), each text cut to
+    /// [`MAX_TEXT_CHARS`], locked for this transaction (`FOR NO KEY UPDATE`, which does not
+    /// block inserts into tables that reference the papers); papers locked by another
+    /// transaction are skipped, not waited for. (`$2` as in [`Self::pending_condition`].)
     pub fn select_pending(&self) -> String {
+        let text = |column: &str| format!("pg_catalog.substr(t.{}::pg_catalog.text, 1, {MAX_TEXT_CHARS})", quote_ident(column));
         let abstract_expr = match &self.abstract_text {
-            Some(a) => format!("t.{}::text", quote_ident(a)),
-            None => "NULL::text".into(),
+            Some(a) => text(a),
+            None => "NULL::pg_catalog.text".into(),
         };
         format!(
-            "SELECT t.{}::text, t.{}::text, {} FROM {} AS t WHERE {} LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
+            "SELECT t.{}::pg_catalog.text, {}, {} FROM {} AS t WHERE {} LIMIT $1 FOR NO KEY UPDATE OF t SKIP LOCKED",
             quote_ident(&self.id),
-            quote_ident(&self.title),
+            text(&self.title),
             abstract_expr,
             self.table,
             self.pending_condition(2)
@@ -92,13 +110,14 @@ impl PapersTable {
             sets.push(format!("{} = $3", quote_ident(column)));
         }
         if let Some(column) = &self.updated_at {
-            sets.push(format!("{} = now()", quote_ident(column)));
+            sets.push(format!("{} = pg_catalog.now()", quote_ident(column)));
         }
         format!(
-            "UPDATE {} AS t SET {} FROM unnest($1::text[], $2) AS v(id, embedding) WHERE t.{} = v.id::{}",
+            "UPDATE {} AS t SET {} FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2)) AS v(id, embedding) WHERE t.{} {} v.id::{}",
             self.table,
             sets.join(", "),
             quote_ident(&self.id),
+            self.id_eq,
             self.id_type
         )
     }
@@ -149,35 +168,51 @@ impl PapersTable {
     /// An HNSW index for cosine distance, with pgvector's default graph parameters.
     pub fn create_hnsw_index(&self) -> String {
         format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} {}.vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
             quote_ident(&self.hnsw_index_name()),
             self.table,
-            quote_ident(&self.embedding)
+            quote_ident(&self.embedding),
+            self.vector_schema
         )
     }
 
     /// The `$2` nearest papers to the paper whose id is `$1` (as text), by cosine distance,
     /// the paper itself left out: (id text, title text, distance).
     pub fn similar_papers(&self) -> String {
-        let (id, emb) = (quote_ident(&self.id), quote_ident(&self.embedding));
+        let (id, emb, eq, ty) = (quote_ident(&self.id), quote_ident(&self.embedding), &self.id_eq, &self.id_type);
+        let distance = format!("OPERATOR({}.<=>)", self.vector_schema);
+        let query = format!("(SELECT q.{emb} FROM {table} q WHERE q.{id} {eq} $1::{ty})", table = self.table);
         format!(
-            "SELECT t.{id}::text, t.{}::text, t.{emb} <=> (SELECT q.{emb} FROM {table} q WHERE q.{id} = $1::{ty}) \
-             FROM {table} t WHERE t.{emb} IS NOT NULL AND t.{id} <> $1::{ty} \
-             ORDER BY t.{emb} <=> (SELECT q.{emb} FROM {table} q WHERE q.{id} = $1::{ty}) LIMIT $2",
+            "SELECT t.{id}::pg_catalog.text, t.{}::pg_catalog.text, t.{emb} {distance} {query} \
+             FROM {table} t WHERE t.{emb} IS NOT NULL AND NOT (t.{id} {eq} $1::{ty}) \
+             ORDER BY t.{emb} {distance} {query} LIMIT $2",
             quote_ident(&self.title),
             table = self.table,
-            ty = self.id_type
         )
     }
 
     /// The `$2` nearest papers to the vector `$1`: (id text, title text, distance).
     pub fn nearest_papers(&self) -> String {
         let emb = quote_ident(&self.embedding);
+        let distance = format!("OPERATOR({}.<=>)", self.vector_schema);
         format!(
-            "SELECT t.{}::text, t.{}::text, t.{emb} <=> $1 FROM {} t WHERE t.{emb} IS NOT NULL ORDER BY t.{emb} <=> $1 LIMIT $2",
+            "SELECT t.{}::pg_catalog.text, t.{}::pg_catalog.text, t.{emb} {distance} $1 FROM {} t WHERE t.{emb} IS NOT NULL \
+             ORDER BY t.{emb} {distance} $1 LIMIT $2",
             quote_ident(&self.id),
             quote_ident(&self.title),
             self.table
+        )
+    }
+
+    /// Whether the paper whose id is `$1` (as text) has an embedding: one row, or none.
+    pub fn has_embedding(&self) -> String {
+        format!(
+            "SELECT t.{} IS NOT NULL FROM {} t WHERE t.{} {} $1::{}",
+            quote_ident(&self.embedding),
+            self.table,
+            quote_ident(&self.id),
+            self.id_eq,
+            self.id_type
         )
     }
 
@@ -219,10 +254,12 @@ mod tests {
 
     fn papers() -> PapersTable {
         PapersTable {
-            table: "doctrove_papers".into(),
+            table: "\"public\".\"doctrove_papers\"".into(),
             relname: "doctrove_papers".into(),
             id: "doctrove_paper_id".into(),
-            id_type: "uuid".into(),
+            id_type: "\"pg_catalog\".\"uuid\"".into(),
+            id_eq: "OPERATOR(\"pg_catalog\".=)".into(),
+            vector_schema: "\"public\"".into(),
             title: "doctrove_title".into(),
             abstract_text: Some("doctrove_abstract".into()),
             embedding: "doctrove_embedding".into(),
@@ -243,7 +280,7 @@ mod tests {
         assert_eq!(
             triggers[1].1,
             "CREATE TRIGGER doctrove_embed_reset BEFORE UPDATE OF \"doctrove_title\", \"doctrove_abstract\" \
-             ON doctrove_papers FOR EACH ROW WHEN (OLD.\"doctrove_title\" IS DISTINCT FROM NEW.\"doctrove_title\" \
+             ON \"public\".\"doctrove_papers\" FOR EACH ROW WHEN (OLD.\"doctrove_title\" IS DISTINCT FROM NEW.\"doctrove_title\" \
              OR OLD.\"doctrove_abstract\" IS DISTINCT FROM NEW.\"doctrove_abstract\") \
              EXECUTE FUNCTION doctrove_embed.reset_embedding('doctrove_embedding')"
         );
@@ -252,18 +289,43 @@ mod tests {
     }
 
     #[test]
-    fn the_hnsw_index_uses_cosine_distance() {
+    fn the_hnsw_index_uses_cosine_distance_of_the_vector_extension() {
         assert_eq!(
             papers().create_hnsw_index(),
-            "CREATE INDEX IF NOT EXISTS \"doctrove_papers_embedding_hnsw_idx\" ON doctrove_papers USING hnsw \
-             (\"doctrove_embedding\" vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            "CREATE INDEX IF NOT EXISTS \"doctrove_papers_embedding_hnsw_idx\" ON \"public\".\"doctrove_papers\" USING hnsw \
+             (\"doctrove_embedding\" \"public\".vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
         );
     }
 
     #[test]
-    fn similarity_queries_order_by_cosine_distance() {
-        assert!(papers().similar_papers().contains("ORDER BY t.\"doctrove_embedding\" <=> (SELECT q.\"doctrove_embedding\""));
-        assert!(papers().nearest_papers().ends_with("ORDER BY t.\"doctrove_embedding\" <=> $1 LIMIT $2"));
+    fn similarity_queries_order_by_the_vector_extension_s_cosine_distance() {
+        assert!(papers()
+            .similar_papers()
+            .contains("ORDER BY t.\"doctrove_embedding\" OPERATOR(\"public\".<=>) (SELECT q.\"doctrove_embedding\""));
+        assert!(papers().nearest_papers().ends_with("ORDER BY t.\"doctrove_embedding\" OPERATOR(\"public\".<=>) $1 LIMIT $2"));
+    }
+
+    /// Every operator and function the statements on the user's table name is qualified: a
+    /// bare `=`, `<>`, `<=>` or `name(` would resolve through the caller's search_path.
+    #[test]
+    fn statements_on_the_papers_table_name_no_unqualified_operator_or_function() {
+        let mut t = papers();
+        t.model_version = Some("m".into());
+        t.updated_at = Some("u".into());
+        for sql in [t.select_pending(), t.count_pending(), t.any_pending(), t.update_embeddings(), t.similar_papers(), t.nearest_papers(), t.has_embedding()] {
+            // An UPDATE's `SET column = value` list assigns; it names no operator.
+            let checked = match (sql.find(" SET "), sql.find(" FROM ")) {
+                (Some(set), Some(from)) if sql.starts_with("UPDATE") => format!("{}{}", &sql[..set], &sql[from..]),
+                _ => sql.clone(),
+            };
+            let unquoted: String = checked.split('"').step_by(2).collect::<Vec<_>>().join("");
+            for bare in [" = ", " <> ", " <=> ", " < ", " > ", "now(", "count(", "unnest(", "substr("] {
+                let at = unquoted.find(bare);
+                let qualified = at.is_some_and(|i| unquoted[..i].ends_with("pg_catalog."));
+                assert!(at.is_none() || qualified, "{bare:?} unqualified in {sql}");
+            }
+            assert!(!unquoted.contains("::text") && !unquoted.contains("::oid"), "unqualified type in {sql}");
+        }
     }
 
     #[test]
@@ -272,22 +334,22 @@ mod tests {
     }
 
     #[test]
-    fn the_pending_selection_locks_and_skips_locked_rows() {
+    fn the_pending_selection_reads_bounded_text_and_locks_without_blocking_references() {
         let sql = papers().select_pending();
-        assert!(sql.starts_with(
-            "SELECT t.\"doctrove_paper_id\"::text, t.\"doctrove_title\"::text, t.\"doctrove_abstract\"::text \
-             FROM doctrove_papers AS t WHERE \"doctrove_embedding\" IS NULL AND \"doctrove_title\" IS NOT NULL \
-             AND \"doctrove_title\" <> '' AND NOT EXISTS"
-        ));
-        assert!(sql.ends_with("LIMIT $1 FOR UPDATE OF t SKIP LOCKED"));
+        assert!(sql.starts_with(&format!(
+            "SELECT t.\"doctrove_paper_id\"::pg_catalog.text, pg_catalog.substr(t.\"doctrove_title\"::pg_catalog.text, 1, {MAX_TEXT_CHARS}), \
+             pg_catalog.substr(t.\"doctrove_abstract\"::pg_catalog.text, 1, {MAX_TEXT_CHARS}) \
+             FROM \"public\".\"doctrove_papers\" AS t WHERE \"doctrove_embedding\" IS NULL AND \"doctrove_title\" IS NOT NULL \
+             AND \"doctrove_title\" OPERATOR(pg_catalog.<>) '' AND NOT"
+        )), "{sql}");
+        assert!(sql.ends_with("LIMIT $1 FOR NO KEY UPDATE OF t SKIP LOCKED"));
     }
 
     #[test]
     fn held_back_failures_are_not_pending() {
         assert_eq!(
-            papers().pending_condition(2).split(" AND NOT EXISTS ").nth(1).unwrap(),
-            "(SELECT 1 FROM doctrove_embed.failures f WHERE f.relid = $2::oid::regclass \
-             AND f.paper_id = t.\"doctrove_paper_id\"::text AND (f.attempts >= $3 OR f.last_attempt_at > now() - $4 * interval '1 millisecond'))"
+            papers().pending_condition(2).split(" AND NOT ").nth(1).unwrap(),
+            "(t.\"doctrove_paper_id\"::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))"
         );
     }
 
@@ -295,16 +357,17 @@ mod tests {
     fn a_table_without_abstracts_selects_null() {
         let mut t = papers();
         t.abstract_text = None;
-        assert!(t.select_pending().contains(", NULL::text FROM"));
-        assert!(t.count_pending().starts_with("SELECT count(*) FROM doctrove_papers AS t WHERE"));
+        assert!(t.select_pending().contains(", NULL::pg_catalog.text FROM"));
+        assert!(t.count_pending().starts_with("SELECT pg_catalog.count(*) FROM \"public\".\"doctrove_papers\" AS t WHERE"));
     }
 
     #[test]
     fn the_update_is_one_statement_over_unnest_with_the_id_cast_back() {
         assert_eq!(
             papers().update_embeddings(),
-            "UPDATE doctrove_papers AS t SET \"doctrove_embedding\" = v.embedding \
-             FROM unnest($1::text[], $2) AS v(id, embedding) WHERE t.\"doctrove_paper_id\" = v.id::uuid"
+            "UPDATE \"public\".\"doctrove_papers\" AS t SET \"doctrove_embedding\" = v.embedding \
+             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2)) AS v(id, embedding) \
+             WHERE t.\"doctrove_paper_id\" OPERATOR(\"pg_catalog\".=) v.id::\"pg_catalog\".\"uuid\""
         );
     }
 
@@ -313,18 +376,18 @@ mod tests {
         let mut t = papers();
         t.model_version = Some("embedding_model_version".into());
         t.updated_at = Some("updated_at".into());
-        assert!(t
-            .update_embeddings()
-            .contains("SET \"doctrove_embedding\" = v.embedding, \"embedding_model_version\" = $3, \"updated_at\" = now() FROM"));
+        assert!(t.update_embeddings().contains(
+            "SET \"doctrove_embedding\" = v.embedding, \"embedding_model_version\" = $3, \"updated_at\" = pg_catalog.now() FROM"
+        ));
     }
 
     #[test]
     fn the_index_command_covers_the_pending_predicate() {
         assert_eq!(
             papers().create_pending_index(true),
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"doctrove_papers_pending_embedding_idx\" ON doctrove_papers \
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"doctrove_papers_pending_embedding_idx\" ON \"public\".\"doctrove_papers\" \
              (\"doctrove_paper_id\") WHERE \"doctrove_embedding\" IS NULL AND \"doctrove_title\" IS NOT NULL \
-             AND \"doctrove_title\" <> ''"
+             AND \"doctrove_title\" OPERATOR(pg_catalog.<>) ''"
         );
     }
 

@@ -20,9 +20,15 @@ pub fn count(text: &str) -> usize {
     bpe().encode_ordinary(text).len()
 }
 
+/// Bytes per token that no real text reaches on average (English prose takes about 4.5): a
+/// text is cut to `max_tokens` times this many bytes before it is tokenized, so tokenizing
+/// time and memory are bounded however long the text is, and nothing that fits is lost.
+pub const MAX_BYTES_PER_TOKEN: usize = 16;
+
 /// `text` cut to at most `max_tokens` tokens (unchanged when it fits), and its token count
 /// when it had to be tokenized (`None` for a text short enough not to need it).
 pub fn truncate(text: &str, max_tokens: usize) -> (String, Option<usize>) {
+    let text = crate::bounds::cut_bytes(text, max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
     if text.len() <= max_tokens {
         return (text.to_string(), None);
     }
@@ -67,6 +73,18 @@ mod tests {
         assert_eq!(tokens, Some(MAX_TOKENS_PER_INPUT));
         assert_eq!(count(&cut), MAX_TOKENS_PER_INPUT);
         assert!(long.starts_with(&cut));
+    }
+
+    #[test]
+    fn a_huge_single_word_is_cut_in_bounded_time() {
+        let huge = "a".repeat(20 << 20);
+        let start = std::time::Instant::now();
+        let (cut, tokens) = truncate(&huge, MAX_TOKENS_PER_INPUT);
+        assert!(tokens.unwrap() <= MAX_TOKENS_PER_INPUT);
+        assert!(cut.len() <= MAX_TOKENS_PER_INPUT * MAX_BYTES_PER_TOKEN);
+        // Not a timing assert on speed: a bound two orders of magnitude above the real cost,
+        // which only an uncut 20 MB text reaches.
+        assert!(start.elapsed() < std::time::Duration::from_secs(30));
     }
 
     #[test]

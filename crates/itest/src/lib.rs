@@ -146,3 +146,22 @@ pub fn embed_until_done(client: &mut Client, batch: i32) -> usize {
         }
     }
 }
+
+/// Records one attack of the security suite: a line `attack NAME worked=0|1` in the file named
+/// by `DOCTROVE_SECURITY_LOG` (summed at the end of `make test`), and in the test's output.
+/// The test still asserts; this only counts.
+pub fn record_attack(name: &str, worked: bool) {
+    let line = format!("attack {name} worked={}", u8::from(worked));
+    println!("{line}");
+    if let Ok(path) = std::env::var("DOCTROVE_SECURITY_LOG") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// A session on database `dbname` of the test cluster as role `user`, with nothing run in it.
+pub fn connect_as(user: &str, dbname: &str) -> Client {
+    Client::connect(&format!("{} user={user} dbname={dbname}", cluster()), NoTls).expect("connect to the test cluster")
+}

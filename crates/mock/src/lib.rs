@@ -2,12 +2,14 @@
 //! derived from each input's text, per-scope request counters, and switches for latency and
 //! faults. The extension knows nothing of it; it is just another embeddings endpoint.
 
+mod limits;
 mod options;
 mod server;
 mod stats;
 mod stats_client;
 mod vectors;
 
+pub use limits::{default_limits, limits_for, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUE};
 pub use options::{parse_path, Options};
 pub use server::{MockConfig, MockServer};
 pub use stats_client::fetch_stats;

@@ -45,6 +45,9 @@ pub struct Options {
     pub tpm: u64,
     /// Enforce this many requests per minute for the scope (`rpm=N`).
     pub rpm: u64,
+    /// Answer `302 Found` (which clients follow with a GET) to the embeddings of the mock at `127.0.0.1:PORT`, under
+    /// the scope `<scope>-redirected`, without reading the body (`redirect=PORT`).
+    pub redirect: Option<u16>,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             no_quota: false,
             tpm: 0,
             rpm: 0,
+            redirect: None,
         }
     }
 }
@@ -100,6 +104,7 @@ pub fn parse_path(path: &str) -> Options {
             "quota" => options.no_quota = value == "0",
             "tpm" => options.tpm = value.parse().unwrap_or(0),
             "rpm" => options.rpm = value.parse().unwrap_or(0),
+            "redirect" => options.redirect = value.parse().ok(),
             _ => {}
         }
     }
@@ -113,7 +118,8 @@ fn percent_decode(value: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&value[i + 1..i + 3], 16) {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
                 out.push(byte);
                 i += 3;
                 continue;
@@ -123,6 +129,14 @@ fn percent_decode(value: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Escapes every byte but letters, digits and `-._~`, so a value fits in a path segment.
+pub fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 #[cfg(test)]
@@ -142,6 +156,23 @@ mod tests {
         assert_eq!(o.status, Some(503));
         assert_eq!(o.dims, Some(3));
         assert_eq!(o.key.as_deref(), Some("k x"));
+    }
+
+    #[test]
+    fn redirect_takes_a_port() {
+        assert_eq!(parse_path("/s=a/redirect=18089/v1/embeddings").redirect, Some(18089));
+        assert_eq!(parse_path("/s=a/redirect=nope/v1/embeddings").redirect, None);
+    }
+
+    #[test]
+    fn a_percent_before_a_multibyte_character_is_kept() {
+        assert_eq!(parse_path("/s=%aé/v1").scope, "%aé");
+    }
+
+    #[test]
+    fn an_encoded_value_decodes_to_itself() {
+        let scope = "a b/c%d-é";
+        assert_eq!(parse_path(&format!("/s={}/v1", percent_encode(scope))).scope, scope);
     }
 
     #[test]

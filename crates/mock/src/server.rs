@@ -1,5 +1,5 @@
 //! The HTTP side: an OpenAI-compatible `POST .../embeddings`, plus `GET /stats/SCOPE` and
-//! `POST /reset/SCOPE` for tests, answered through the project's own small HTTP server.
+//! `POST /reset/SCOPE` for tests, answered through the project's HTTP endpoint.
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_endpoint::openai::{body_of, embedding_value, inputs_of};
-use http_endpoint::{Reply, Request, Server};
+use http_endpoint::{Limits, Reply, Request, Server};
 
 use serde_json::{json, Value};
 
-use crate::options::{parse_path, Options};
+use crate::limits::default_limits;
+use crate::options::{parse_path, percent_encode, Options};
 use crate::stats::Stats;
 use crate::vectors::vector_for;
 
@@ -74,12 +75,18 @@ pub struct MockServer {
 }
 
 impl MockServer {
-    /// Listens on `bind` (such as `127.0.0.1:0` for any free port) and starts answering.
+    /// Listens on `bind` (such as `127.0.0.1:0` for any free port) and starts answering, within
+    /// the mock's default limits.
     pub fn start(bind: &str, config: MockConfig) -> io::Result<MockServer> {
+        MockServer::start_with(bind, config, default_limits())
+    }
+
+    /// Listens on `bind` and starts answering within `limits`.
+    pub fn start_with(bind: &str, config: MockConfig, limits: Limits) -> io::Result<MockServer> {
         let state = Arc::new(State { config, stats: Mutex::default(), limits: Mutex::default() });
         let server = {
             let state = Arc::clone(&state);
-            Server::start(bind, move |request| handle(&state, request))?
+            Server::start_with(bind, limits, move |request| handle(&state, request))?
         };
         Ok(MockServer { server, state })
     }
@@ -98,7 +105,13 @@ impl MockServer {
         self.state.stats.lock().unwrap().json_of(scope)
     }
 
-    /// Blocks until the server stops (it does not stop on its own).
+    /// Stop gracefully on SIGTERM or SIGINT (for the mock's own process only).
+    pub fn stop_on_signals(&self) -> io::Result<()> {
+        self.server.stop_on_signals()
+    }
+
+    /// Blocks until the server stops: after a signal (see [`MockServer::stop_on_signals`]),
+    /// otherwise never.
     pub fn wait(self) {
         self.server.wait()
     }
@@ -107,7 +120,9 @@ impl MockServer {
 fn handle(state: &State, request: &Request) -> Reply {
     let path = request.path();
     match (request.method.as_str(), path) {
-        ("POST", p) if p.ends_with("/embeddings") => embeddings(state, request, &request.url),
+        // Any method: a client that follows a 302 comes back with a GET, and a test must see it
+        // (and the key it carries) in the counters.
+        (_, p) if p.ends_with("/embeddings") => embeddings(state, request, &request.url),
         ("GET", p) if p.starts_with("/stats/") => {
             let scope = &p["/stats/".len()..];
             Reply::json(200, &state.stats.lock().unwrap().json_of(scope))
@@ -140,8 +155,13 @@ fn embeddings(state: &State, request: &Request, url: &str) -> Reply {
         scope.requests += 1;
         scope.last_query = url.split_once('?').map(|(_, q)| q.to_string());
         scope.last_auth = auth.clone();
+        scope.requests_with_key += u64::from(auth.is_some());
         scope.requests
     };
+    if let Some(port) = options.redirect {
+        let location = format!("http://127.0.0.1:{port}/s={}-redirected/v1/embeddings", percent_encode(&options.scope));
+        return Reply::new(302, Vec::new()).with_header("Location", &location);
+    }
     if options.latency_ms > 0 {
         std::thread::sleep(Duration::from_millis(options.latency_ms));
     }

@@ -27,6 +27,8 @@ pub struct ScopeStats {
     pub last_query: Option<String>,
     /// The authentication header of the last request, as `name: value`.
     pub last_auth: Option<String>,
+    /// Requests that carried `Authorization` or `api-key`.
+    pub requests_with_key: u64,
     /// Fields of the last request body.
     pub last_model: Option<String>,
     pub last_dimensions: Option<u64>,
@@ -49,6 +51,7 @@ impl ScopeStats {
             "max_inputs_per_request": self.max_inputs_per_request,
             "last_query": self.last_query,
             "last_auth": self.last_auth,
+            "requests_with_key": self.requests_with_key,
             "last_model": self.last_model,
             "last_dimensions": self.last_dimensions,
             "last_encoding_format": self.last_encoding_format,

@@ -1,15 +1,50 @@
 //! `doctrove-model`: serves all-MiniLM-L6-v2 as an OpenAI-compatible embeddings API until
-//! killed.
-//!
-//! `doctrove-model [--model DIR] [--listen 127.0.0.1:18090] [--name all-MiniLM-L6-v2] [--threads N]`
-//! (the folder defaults to `DOCTROVE_MODEL_DIR`, then to where `make deps` unpacks it)
+//! SIGTERM or SIGINT, then lets the requests under way finish and exits 0.
+//! `doctrove-model --help` lists the options.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use doctrove_model::{handle, SentenceModel, ServerState};
-use http_endpoint::Server;
+use clap::{CommandFactory, Parser};
+use doctrove_model::{handle, SentenceModel, ServerState, DEFAULT_MODEL_DIR};
+use http_endpoint::{Limits, Server};
+
+/// Requests the server holds per core, running or waiting; one more is answered 503.
+const QUEUE_PER_CORE: usize = 4;
+
+/// Serves sentence-transformers/all-MiniLM-L6-v2 (candle, CPU) as an OpenAI-compatible
+/// embeddings API: POST /v1/embeddings, GET /v1/models, GET /health.
+#[derive(Parser)]
+#[command(name = "doctrove-model", version)]
+struct Args {
+    /// The model folder (config.json, tokenizer.json, model.safetensors).
+    #[arg(long, env = "DOCTROVE_MODEL_DIR", default_value = DEFAULT_MODEL_DIR)]
+    model: PathBuf,
+    /// Address to listen on. Only loopback addresses, unless --api-key is given.
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    listen: String,
+    /// The model name the server answers to and reports.
+    #[arg(long, default_value = "all-MiniLM-L6-v2")]
+    name: String,
+    /// Threads one request's encoder passes run on [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Require this key on every request but `GET /health`, as `Authorization: Bearer KEY` or
+    /// `api-key: KEY`. With a key the server may listen beyond loopback.
+    #[arg(long, env = "DOCTROVE_MODEL_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Largest request body; larger ones are answered 413.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Open connections at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+    /// Requests held at once, running (one per core) or waiting; one more is answered 503
+    /// `server_busy` with Retry-After [default: 4 per core].
+    #[arg(long)]
+    max_queue: Option<usize>,
+}
 
 fn main() {
     // Parallel passes, one thread each (see SentenceModel::with_threads), unless the
@@ -18,42 +53,43 @@ fn main() {
         // Before any other thread exists, so nothing reads the environment concurrently.
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
-    let mut listen = "127.0.0.1:18090".to_string();
-    let mut dir = doctrove_model::model_dir_from_env();
-    let mut name = "all-MiniLM-L6-v2".to_string();
-    let mut threads = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
-        match arg.as_str() {
-            "--listen" => listen = value(),
-            "--model" => dir = PathBuf::from(value()),
-            "--name" => name = value(),
-            "--threads" => threads = Some(value().parse().unwrap_or_else(|_| usage("--threads takes a number"))),
-            "-h" | "--help" => usage(""),
-            other => usage(&format!("unknown argument {other}")),
-        }
+    let args = Args::parse();
+    let api_key = args.api_key.filter(|key| !key.is_empty());
+    if api_key.is_none() && !http_endpoint::is_loopback(&args.listen) {
+        Args::command()
+            .error(clap::error::ErrorKind::InvalidValue, "without --api-key the model server listens on loopback addresses only")
+            .exit();
     }
-    if !http_endpoint::is_loopback(&listen) {
-        usage("the model server listens on loopback addresses only");
-    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let limits = Limits {
+        max_connections: args.max_connections,
+        handler_threads: cores,
+        max_queue: args.max_queue.unwrap_or(QUEUE_PER_CORE * cores),
+        max_body_bytes: args.max_body_bytes,
+        api_key,
+        ..Limits::default()
+    };
     let started = std::time::Instant::now();
-    let mut model = SentenceModel::load(&dir).unwrap_or_else(|e| {
-        eprintln!("doctrove-model: cannot load the model from {}: {e}", dir.display());
+    let mut model = SentenceModel::load(&args.model).unwrap_or_else(|e| {
+        eprintln!("doctrove-model: cannot load the model from {}: {e}", args.model.display());
         std::process::exit(1)
     });
-    if let Some(threads) = threads {
+    if let Some(threads) = args.threads {
         model = model.with_threads(threads);
     }
-    let state = Arc::new(ServerState { model, name });
+    let state = Arc::new(ServerState { model, name: args.name });
     let server = {
         let state = Arc::clone(&state);
-        Server::start(&listen, move |request| handle(&state, request))
+        Server::start_with(&args.listen, limits, move |request| handle(&state, request))
     }
     .unwrap_or_else(|e| {
-        eprintln!("doctrove-model: cannot listen on {listen}: {e}");
+        eprintln!("doctrove-model: cannot listen on {}: {e}", args.listen);
         std::process::exit(1)
     });
+    if let Err(e) = server.stop_on_signals() {
+        eprintln!("doctrove-model: cannot handle SIGTERM and SIGINT: {e}");
+        std::process::exit(1)
+    }
     println!(
         "doctrove-model serving {} ({} dimensions, up to {} tokens per input, {} passes at once x {} threads each) on {}/v1, loaded in {:.1}s",
         state.name,
@@ -66,12 +102,5 @@ fn main() {
     );
     let _ = std::io::stdout().flush();
     server.wait();
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("doctrove-model: {problem}");
-    }
-    eprintln!("usage: doctrove-model [--model DIR] [--listen 127.0.0.1:PORT] [--name NAME] [--threads N]");
-    std::process::exit(2)
+    eprintln!("doctrove-model: stopped");
 }

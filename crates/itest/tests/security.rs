@@ -1,0 +1,368 @@
+//! The security suite: each test plays an attacker against the installed extension and the
+//! real servers, asserts that the attack failed, and records it (`record_attack`), so `make
+//! test` prints how many attacks were tried and how many worked (which must be none).
+
+use std::time::{Duration, Instant};
+
+use doctrove_itest::cluster::{wait_for, Cluster};
+use doctrove_itest::{connect_as, mock_root, mock_stats, record_attack, TestDb};
+use postgres::Client;
+
+/// The objects planted under built-in names (see the file), for role `planter`.
+fn plant(client: &mut Client, planter: &str) {
+    client.batch_execute(&include_str!("security/plants.sql").replace("@PLANTER@", planter)).unwrap();
+}
+
+/// `public.doctrove_papers` with an embedding column of `vector_type`, and `rows` (SQL values
+/// lists or a query) inserted.
+fn create_papers(client: &mut Client, vector_type: &str, rows: &str) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE public.doctrove_papers (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
+                 doctrove_abstract text, doctrove_embedding {vector_type});
+             INSERT INTO public.doctrove_papers {rows};"
+        ))
+        .unwrap();
+}
+
+fn is_superuser(client: &mut Client, role: &str) -> bool {
+    client.query_one("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1", &[&role]).unwrap().get(0)
+}
+
+/// Planted objects that ran with another role's rights than the planter's: (kind, role).
+fn calls_by_others(client: &mut Client, planter: &str) -> Vec<(String, String)> {
+    client
+        .query(
+            "SELECT kind, run_as FROM public.called WHERE run_as OPERATOR(pg_catalog.<>) $1::pg_catalog.text ORDER BY 1",
+            &[&planter],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// A papers table owned by role `owner`, whose trigger, index expression and check constraint
+/// each try to make `owner` a superuser and log who they ran as in `attempts`.
+const OWNER_TRAPS: &str = "
+    CREATE TABLE public.attempts (kind text, run_as text, superuser_after boolean);
+    CREATE FUNCTION public.try_escalate(kind text) RETURNS boolean LANGUAGE plpgsql AS $$
+    BEGIN
+        BEGIN EXECUTE 'ALTER ROLE mallory SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+        INSERT INTO public.attempts SELECT kind, current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'mallory';
+        RETURN true;
+    END $$;
+    CREATE FUNCTION public.trap_trigger() RETURNS trigger LANGUAGE plpgsql AS
+        $$BEGIN PERFORM public.try_escalate('trigger'); RETURN NEW; END$$;
+    CREATE FUNCTION public.trap_index(t text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS
+        $$BEGIN PERFORM public.try_escalate('index expression'); RETURN t; END$$;
+    CREATE FUNCTION public.trap_check(v vector) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS
+        $$BEGIN PERFORM public.try_escalate('check constraint'); RETURN true; END$$;
+    CREATE TABLE public.doctrove_papers (
+        doctrove_paper_id bigint PRIMARY KEY,
+        doctrove_title text,
+        doctrove_abstract text,
+        doctrove_embedding vector(8) CHECK (public.trap_check(doctrove_embedding)));
+    CREATE INDEX ON public.doctrove_papers (public.trap_index(doctrove_title));
+    CREATE TRIGGER trap BEFORE UPDATE ON public.doctrove_papers FOR EACH ROW EXECUTE FUNCTION public.trap_trigger();
+    INSERT INTO public.doctrove_papers SELECT g, 'Paper ' || g, 'Abstract ' || g FROM pg_catalog.generate_series(1, 40) g;
+    TRUNCATE public.attempts;";
+
+#[test]
+fn a_table_owner_gains_nothing_through_the_worker() {
+    let cluster = Cluster::start(
+        "security_worker",
+        55461,
+        &[
+            "shared_preload_libraries = 'doctrove_embed'".to_string(),
+            "doctrove_embed.database = 'postgres'".to_string(),
+            "doctrove_embed.workers = 1".to_string(),
+            "doctrove_embed.enabled = off".to_string(),
+            "doctrove_embed.naptime_ms = 500".to_string(),
+            format!("doctrove_embed.api_base_url = '{}/s=security-worker/dim=8/v1'", mock_root()),
+            "doctrove_embed.api_key = 'sk-security-worker'".to_string(),
+        ],
+    );
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE EXTENSION doctrove_embed CASCADE;
+             CREATE ROLE mallory LOGIN;
+             ALTER DATABASE postgres OWNER TO mallory;",
+        )
+        .unwrap();
+    let connect_mallory = || {
+        postgres::Client::connect(&format!("host=127.0.0.1 port={} user=mallory dbname=postgres", cluster.port), postgres::NoTls)
+            .unwrap()
+    };
+    let mut mallory = connect_mallory();
+    mallory.batch_execute(OWNER_TRAPS).unwrap();
+    // A decoy in a schema named after the user the workers connect as, which comes first on
+    // the default search_path ("$user", public).
+    mallory
+        .batch_execute(
+            "CREATE SCHEMA postgres;
+             CREATE TABLE postgres.doctrove_papers (LIKE public.doctrove_papers);
+             ALTER TABLE postgres.doctrove_papers ADD PRIMARY KEY (doctrove_paper_id);
+             CREATE FUNCTION postgres.decoy_trigger() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN PERFORM public.try_escalate('decoy table'); RETURN NEW; END$$;
+             CREATE TRIGGER decoy BEFORE UPDATE ON postgres.doctrove_papers FOR EACH ROW EXECUTE FUNCTION postgres.decoy_trigger();
+             INSERT INTO postgres.doctrove_papers SELECT g, 'Decoy ' || g, NULL, NULL FROM pg_catalog.generate_series(1, 40) g;",
+        )
+        .unwrap();
+    plant(&mut mallory, "mallory");
+    // The database's owner puts the planted objects in front of pg_catalog for every session,
+    // the workers' included.
+    mallory.batch_execute("ALTER DATABASE postgres SET search_path = public, pg_catalog").unwrap();
+    admin.batch_execute("SET search_path = pg_catalog; SELECT doctrove_embed.create_pending_index();").unwrap();
+    // The workers pick the database's settings up when they connect: restart them.
+    // (ALTER SYSTEM cannot share a transaction with anything, so one statement per call.)
+    for statement in [
+        "ALTER SYSTEM SET doctrove_embed.enabled = on",
+        "SELECT pg_reload_conf()",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'doctrove_embed worker'",
+    ] {
+        admin.batch_execute(statement).unwrap();
+    }
+
+    let mut check = cluster.connect();
+    check.batch_execute("SET search_path = pg_catalog").unwrap();
+    wait_for("the worker to embed every paper of public.doctrove_papers", Duration::from_secs(90), || {
+        let embedded: i64 =
+            check.query_one("SELECT count(doctrove_embedding) FROM public.doctrove_papers", &[]).ok()?.get(0);
+        (embedded == 40).then_some(())
+    });
+    let superuser = is_superuser(&mut check, "mallory");
+    let attempts: Vec<(String, String, bool)> = check
+        .query("SELECT kind, run_as, superuser_after FROM public.attempts ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    for kind in ["check constraint", "index expression", "trigger"] {
+        let fired: Vec<_> = attempts.iter().filter(|(k, _, _)| k == kind).collect();
+        assert!(!fired.is_empty(), "the table's {kind} never ran in the worker: the test proves nothing");
+        let worked = superuser || fired.iter().any(|(_, run_as, after)| run_as != "mallory" || *after);
+        record_attack(&format!("worker runs the table owner's {kind}"), worked);
+        assert!(!worked, "{kind}: {fired:?}");
+    }
+    let decoy_written: i64 = check.query_one("SELECT count(doctrove_embedding) FROM postgres.doctrove_papers", &[]).unwrap().get(0);
+    let decoy_fired = attempts.iter().any(|(k, _, _)| k == "decoy table");
+    record_attack("a decoy table in a schema named after the worker's user", decoy_written > 0 || decoy_fired);
+    assert_eq!((decoy_written, decoy_fired), (0, false));
+    let planted = calls_by_others(&mut check, "mallory");
+    record_attack("objects planted in public in front of pg_catalog, run by the worker", !planted.is_empty() || superuser);
+    assert!(planted.is_empty(), "planted objects ran with other rights: {planted:?}");
+    assert!(!superuser);
+}
+
+/// Builds the papers table as the superuser, then lets role `planter`, made owner of the
+/// database, plant objects and put them in front of pg_catalog on the database's path.
+fn planted_database(test: &str, planter: &str) -> TestDb {
+    let db = TestDb::new(test);
+    let mut admin = connect_as("postgres", &db.name);
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {planter}; CREATE ROLE {planter} LOGIN; ALTER DATABASE {} OWNER TO {planter};",
+            db.name
+        ))
+        .unwrap();
+    create_papers(&mut admin, "vector(8)", "SELECT g, 'Paper ' || g, 'Abstract ' || g FROM generate_series(1, 30) g");
+    let mut owner = connect_as(planter, &db.name);
+    plant(&mut owner, planter);
+    owner.batch_execute(&format!("ALTER DATABASE {} SET search_path = public, pg_catalog", db.name)).unwrap();
+    db
+}
+
+#[test]
+fn objects_planted_in_front_of_pg_catalog_never_run_for_a_superuser() {
+    let planter = "sec_planter";
+    let db = planted_database("sec_planted", planter);
+    // A superuser's new session: the database's search_path puts the planted objects first.
+    let mut su = connect_as("postgres", &db.name);
+    let url = format!("{}/s={}/dim=8/v1", mock_root(), db.scope);
+    su.execute("SELECT pg_catalog.set_config('doctrove_embed.api_base_url', $1, false)", &[&url]).unwrap();
+    let path: String = su.query_one("SHOW search_path", &[]).unwrap().get(0);
+    assert_eq!(path, "public, pg_catalog");
+    let steps = [
+        "SELECT doctrove_embed.create_pending_index()",
+        "SELECT doctrove_embed.pending_index_command()",
+        "SELECT doctrove_embed.watch()",
+        "SELECT get_papers_needing_embeddings_count()",
+        "SELECT * FROM embed_pending(20)",
+        "SELECT * FROM embed_pending(20)",
+        "SELECT * FROM doctrove_embed.status",
+        "SELECT * FROM doctrove_embed.workers",
+        "SELECT doctrove_embed.create_hnsw_index()",
+        "SELECT * FROM doctrove_embed.similar_papers('3', 5)",
+        "SELECT * FROM doctrove_embed.search('Paper 7', 5)",
+        "UPDATE public.doctrove_papers SET doctrove_title = 'Edited' WHERE doctrove_paper_id OPERATOR(pg_catalog.=) 1",
+        "SELECT doctrove_embed.retry_failed()",
+        "SELECT doctrove_embed.unwatch()",
+    ];
+    for step in steps {
+        su.batch_execute(step).unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+    let mut check = connect_as("postgres", &db.name);
+    check.batch_execute("SET search_path = pg_catalog").unwrap();
+    let embedded: i64 = check.query_one("SELECT count(doctrove_embedding) FROM public.doctrove_papers", &[]).unwrap().get(0);
+    assert_eq!(embedded, 29, "30 papers embedded, then one edit cleared its embedding");
+    let planted = calls_by_others(&mut check, planter);
+    let superuser = is_superuser(&mut check, planter);
+    record_attack("functions, operators and types planted in public before pg_catalog, run by a superuser", !planted.is_empty() || superuser);
+    assert!(planted.is_empty(), "planted objects ran as a superuser: {planted:?}");
+    assert!(!superuser);
+}
+
+#[test]
+fn the_key_never_follows_a_redirect() {
+    let db = TestDb::new("sec_redirect");
+    let mut client = db.connect();
+    create_papers(&mut client, "vector(8)", "VALUES (1, 'Redirected', NULL, NULL)");
+    let port = mock_root().rsplit(':').next().unwrap().to_string();
+    for header in ["Authorization", "api-key"] {
+        client.execute("SELECT set_config('doctrove_embed.api_key_header', $1, false)", &[&header]).unwrap();
+        db.point_at_mock(&mut client, &format!("redirect={port}/dim=8/"));
+        let outcome = client.query("SELECT * FROM embed_pending(5)", &[]);
+        let redirected = mock_stats(&format!("{}-redirected", db.scope));
+        let leaked = redirected["requests"].as_u64().unwrap_or(0) > 0 || redirected["requests_with_key"].as_u64().unwrap_or(0) > 0;
+        record_attack(&format!("a redirecting API, key in {header}"), leaked || outcome.is_ok());
+        assert!(!leaked, "the key followed the redirect: {redirected}");
+        let error = outcome.expect_err("a redirect is an error");
+        let db_error = error.as_db_error().expect("an ERROR from the server");
+        assert_eq!(db_error.code().code(), "08000", "{db_error:?}");
+        assert!(db_error.message().contains("redirect"), "{}", db_error.message());
+        assert!(db_error.detail().unwrap_or("").contains(&format!("http://127.0.0.1:{port}")), "{db_error:?}");
+    }
+    assert!(db.stats()["requests"].as_u64().unwrap() >= 2, "the API itself was asked");
+}
+
+/// Every object of the extension and what PUBLIC may do with it (functions without an ACL are
+/// executable by PUBLIC, which `acldefault` shows).
+const PUBLIC_GRANTS: &str = "
+    SELECT pg_describe_object(d.classid, d.objid, 0) AS object, a.privilege_type
+    FROM pg_depend d
+    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'doctrove_embed'
+    LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+    LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+    LEFT JOIN pg_namespace n ON d.classid = 'pg_namespace'::regclass AND n.oid = d.objid
+    CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner), c.relacl, acldefault('r', c.relowner),
+                                           n.nspacl, acldefault('n', n.nspowner))) a
+    WHERE d.deptype = 'e' AND a.grantee = 0
+    ORDER BY 1, 2";
+
+#[test]
+fn public_may_read_the_views_and_call_input_text_and_nothing_else() {
+    let db = TestDb::new("sec_public");
+    let mut client = db.connect();
+    let granted: Vec<(String, String)> =
+        client.query(PUBLIC_GRANTS, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let allowed = [
+        ("function doctrove_embed.input_text(text,text)", "EXECUTE"),
+        ("function doctrove_embed.status_snapshot()", "EXECUTE"),
+        ("function doctrove_embed.worker_snapshot()", "EXECUTE"),
+        ("schema doctrove_embed", "USAGE"),
+        ("view doctrove_embed.status", "SELECT"),
+        ("view doctrove_embed.workers", "SELECT"),
+    ];
+    let objects: Vec<String> = client
+        .query(
+            "SELECT pg_describe_object(classid, objid, 0) FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+             WHERE e.extname = 'doctrove_embed' AND d.deptype = 'e' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(objects.len() >= 15, "{objects:?}");
+    for object in &objects {
+        let extra: Vec<&(String, String)> =
+            granted.iter().filter(|(o, p)| o == object && !allowed.contains(&(o.as_str(), p.as_str()))).collect();
+        record_attack(&format!("PUBLIC on {object}"), !extra.is_empty());
+    }
+    let expected: Vec<(String, String)> = allowed.iter().map(|(o, p)| (o.to_string(), p.to_string())).collect();
+    assert_eq!(granted, expected);
+}
+
+#[test]
+fn a_100_mb_single_token_text_costs_bounded_time_and_memory() {
+    let db = TestDb::new("sec_huge_text");
+    let mut writer = db.connect();
+    create_papers(&mut writer, "vector(8)", "VALUES (1, 'One long word', repeat('x', 100000000), NULL)");
+    drop(writer);
+    let mut client = db.connect();
+    db.point_at_mock(&mut client, "dim=8/");
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let peak_kb = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let before_kb = peak_kb();
+    let start = Instant::now();
+    let done: i32 = client.query_one("SELECT successful_embeddings FROM embed_pending(10)", &[]).unwrap().get(0);
+    let took = start.elapsed();
+    let after_kb = peak_kb();
+    let sent_tokens = db.stats()["tokens"].as_u64().unwrap();
+    println!("100 MB text: embedded in {took:?}, backend peak {before_kb} kB before, {after_kb} kB after, {sent_tokens} mock tokens sent");
+    // The text read is at most 8,191 x 16 bytes; the mock counts a token per 4 bytes.
+    let worked = done != 1 || took > Duration::from_secs(10) || after_kb > before_kb + 128 * 1024 || sent_tokens > 131_056 / 4 + 8;
+    record_attack("a 100 MB single-token text", worked);
+    assert_eq!(done, 1);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(after_kb <= before_kb + 128 * 1024, "the backend's peak grew from {before_kb} kB to {after_kb} kB");
+    assert!(sent_tokens <= 131_056 / 4 + 8, "{sent_tokens}");
+}
+
+#[test]
+fn oversized_batches_and_neighbour_counts_are_refused_before_any_request() {
+    let db = TestDb::new("sec_oversized");
+    let mut client = db.connect();
+    create_papers(&mut client, "vector(1536)", "VALUES (1, 'A paper', NULL, NULL)");
+    client
+        .batch_execute(
+            "CREATE TABLE loose (LIKE doctrove_papers INCLUDING ALL);
+             ALTER TABLE loose ALTER doctrove_embedding TYPE vector;
+             INSERT INTO loose VALUES (1, 'A paper', NULL, NULL);",
+        )
+        .unwrap();
+    let attempts = [
+        ("embed_pending(200000) into vector(1536)", "SELECT * FROM embed_pending(200000)", ""),
+        ("embed_pending(20000) into a vector of any length", "SELECT * FROM embed_pending(20000)", "loose"),
+        ("similar_papers with k = 1000000", "SELECT * FROM doctrove_embed.similar_papers('1', 1000000)", ""),
+        ("search with k = 1000000", "SELECT * FROM doctrove_embed.search('a query', 1000000)", ""),
+        ("search with k = 0", "SELECT * FROM doctrove_embed.search('a query', 0)", ""),
+    ];
+    for (name, sql, table) in attempts {
+        let table = if table.is_empty() { "doctrove_papers" } else { table };
+        client.execute("SELECT set_config('doctrove_embed.table', $1, false)", &[&table]).unwrap();
+        let outcome = client.query(sql, &[]);
+        let code = outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());
+        let worked = code.as_deref() != Some("22023");
+        record_attack(name, worked);
+        assert_eq!(code.as_deref(), Some("22023"), "{name}: {outcome:?}");
+    }
+    assert_eq!(db.stats()["requests"], 0, "no request was sent");
+}
+
+#[test]
+fn nobody_but_the_server_s_user_reads_the_key_file() {
+    let db = TestDb::new("sec_key_file");
+    let mut client = db.connect();
+    create_papers(&mut client, "vector(8)", "VALUES (1, 'Keyed', NULL, NULL)");
+    let path = format!("/tmp/doctrove_embed_sec_key_{}", std::process::id());
+    std::fs::write(&path, "sk-from-a-readable-file\n").unwrap();
+    // Owned by root and readable by everyone: refused, and no request carries the key.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    db.point_at_mock(&mut client, "dim=8/");
+    client.batch_execute(&format!("SET doctrove_embed.api_key = ''; SET doctrove_embed.api_key_file = '{path}'")).unwrap();
+    let outcome = client.query("SELECT * FROM embed_pending(5)", &[]);
+    std::fs::remove_file(&path).unwrap();
+    let code = outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());
+    let worked = code.as_deref() != Some("F0000") || db.stats()["requests"] != 0;
+    record_attack("a key file other users can read", worked);
+    assert_eq!(code.as_deref(), Some("F0000"), "{outcome:?}");
+    assert_eq!(db.stats()["requests"], 0);
+}

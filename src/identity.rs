@@ -1,0 +1,89 @@
+//! Whose rights the extension's statements run with, and the search_path of its own.
+//!
+//! - Statements on the papers table run with the rights of the session that calls a function
+//!   (PostgreSQL's usual meaning). In a background worker, which connects as the bootstrap
+//!   superuser, they run as the table's owner under `SECURITY_RESTRICTED_OPERATION`, as VACUUM
+//!   and ANALYZE do: triggers, index expressions, constraints, rules and defaults the owner
+//!   attached run with the owner's rights, never more.
+//! - The extension's own bookkeeping (`doctrove_embed.failures`) runs as the extension's owner,
+//!   with fixed statements that touch only that table, so a role allowed to embed needs no
+//!   right on it.
+//! - Catalog lookups and the DDL the extension builds run with `search_path = pg_catalog,
+//!   pg_temp`, so no object planted in a schema on the caller's path can change what they mean.
+//!
+//! Each switch is undone on return; after an ERROR the (sub)transaction's abort restores the
+//! previous user, security context and settings, as it does for VACUUM and SECURITY DEFINER.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// The search_path of the extension's own statements.
+const CATALOG_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
+
+/// Runs `f` with setting `name` at `value` (as a function's SET clause would); the previous
+/// value is back afterwards.
+pub fn with_setting<R>(name: &std::ffi::CStr, value: &std::ffi::CStr, f: impl FnOnce() -> R) -> R {
+    // SAFETY: the same sequence PostgreSQL runs for a function's SET clause: a new GUC nest
+    // level, a saved setting, and the level popped (restoring the setting) afterwards.
+    let nest = unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        nest
+    };
+    let result = f();
+    // SAFETY: pops the level opened above.
+    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
+    result
+}
+
+/// Runs `f` with `search_path = pg_catalog, pg_temp`; the caller's path is back afterwards.
+pub fn with_catalog_search_path<R>(f: impl FnOnce() -> R) -> R {
+    with_setting(c"search_path", CATALOG_SEARCH_PATH, f)
+}
+
+/// Runs `f` as `role` in security-restricted mode (no SET ROLE, no temporary objects, no
+/// cursors left open, ...), then switches back.
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: reads and sets this backend's current user id and security context, as
+    // vacuum.c does around the work it does for a table's owner.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(role, context | pg_sys::SECURITY_RESTRICTED_OPERATION as i32);
+    }
+    let result = f();
+    // SAFETY: puts back what was read above.
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    result
+}
+
+/// The role that owns the extension (a superuser: the extension is not trusted).
+fn extension_owner() -> pg_sys::Oid {
+    with_catalog_search_path(|| {
+        Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'doctrove_embed'")
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID))
+}
+
+/// Runs the extension's own bookkeeping `f` as the extension's owner, with its own search_path.
+pub fn as_extension<R>(f: impl FnOnce() -> R) -> R {
+    let owner = extension_owner();
+    as_role(owner, || with_catalog_search_path(f))
+}
+
+/// Whether the current user may UPDATE table `relid`.
+pub fn may_update(relid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog privilege check for the current user.
+    unsafe { pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_UPDATE as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK }
+}
