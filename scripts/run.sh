@@ -72,6 +72,10 @@ if [[ -n "${DATABASE_URL:-}" ]]; then
 else
     dsn="host=$RUN_DIR port=$RUN_PORT user=postgres dbname=doctrove"
     log "starting a cluster in $RUN_DIR on port $RUN_PORT"
+    key_setting=()
+    if [[ -n "${OPENAI_API_KEY:-}" ]]; then
+        key_setting=("doctrove_embed.api_key_file = '$RUN_DIR/data/doctrove_embed.key'")
+    fi
     cluster_start "$RUN_DIR" "$RUN_PORT" \
         "shared_preload_libraries = 'doctrove_embed'" \
         "doctrove_embed.database = 'doctrove'" \
@@ -80,8 +84,8 @@ else
         "doctrove_embed.batch_size = $batch" \
         "doctrove_embed.naptime_ms = 1000" \
         "doctrove_embed.api_base_url = '$api_base'" \
-        "doctrove_embed.api_key_file = '$RUN_DIR/data/doctrove_embed.key'" \
-        "doctrove_embed.model = '$model'"
+        "doctrove_embed.model = '$model'" \
+        "${key_setting[@]}"
     sudo -u postgres "$PG_BIN/createdb" -h "$RUN_DIR" -p "$RUN_PORT" doctrove
     if [[ -n "${OPENAI_API_KEY:-}" ]]; then
         # The key file: the server's own user alone reads it, and the key is in no statement,

@@ -2,9 +2,10 @@
 //!
 //! The blocking HTTP request runs on a helper thread that never touches PostgreSQL and has
 //! every signal blocked (so the backend's signal handlers always run on the main thread,
-//! where pgrx requires them). The main thread waits for the answer in short steps and runs
-//! `CHECK_FOR_INTERRUPTS` between them, so `pg_cancel_backend()` and `statement_timeout`
-//! end the call at once; the abandoned request finishes or times out on its own.
+//! where pgrx requires them). The main thread waits for the answer in short steps on its latch
+//! and runs `CHECK_FOR_INTERRUPTS` between them, so `pg_cancel_backend()` and
+//! `statement_timeout` end the call at once, and the postmaster's death ends the process; the
+//! abandoned request finishes or times out on its own.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -97,24 +98,37 @@ pub fn embed_interruptibly(config: &ApiConfig, inputs: Vec<String>, dims: Option
         return Err(ApiError::Unreachable { url: config.base_url.clone(), reason: format!("could not start a thread: {e}") });
     }
     loop {
-        match receiver.recv_timeout(INTERRUPT_POLL) {
+        match receiver.try_recv() {
             Ok(result) => return result,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                pg_sys::check_for_interrupts!();
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(mpsc::TryRecvError::Empty) => wait_a_step(INTERRUPT_POLL),
+            Err(mpsc::TryRecvError::Disconnected) => {
                 return Err(ApiError::Malformed("the request thread stopped without an answer".into()))
             }
         }
     }
 }
 
-/// Sleeps `duration` in short steps, checking for interrupts between them.
+/// Waits up to `step` on the process latch, then acts on interrupts: a cancel or SIGTERM ends
+/// the wait at once, and so does the postmaster's death (the process exits).
+fn wait_a_step(step: Duration) {
+    // SAFETY: the standard latch wait of a backend or background worker.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            step.as_millis().clamp(1, i32::MAX as u128) as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
+/// Sleeps `duration` in short steps, checking for interrupts and the postmaster's death.
 pub fn sleep_interruptibly(duration: Duration) {
     let end = std::time::Instant::now() + duration;
     while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
-        std::thread::sleep(left.min(INTERRUPT_POLL));
-        pg_sys::check_for_interrupts!();
+        wait_a_step(left.min(INTERRUPT_POLL));
     }
 }
 
@@ -123,20 +137,42 @@ pub fn retry_policy() -> RetryPolicy {
     RetryPolicy { max_retries: gucs::MAX_RETRIES.get().max(0) as u32, ..RetryPolicy::default() }
 }
 
+/// A wait of a request, told to whoever shows the caller's state.
+pub enum Wait {
+    /// The shared rate limit is spent.
+    RateLimit,
+    /// A failed attempt is retried: `retrying after HTTP 503, attempt 3 of 6, next in 4.0 s`.
+    Retry { error: String, text: String },
+}
+
+/// `HTTP 503`, `a timeout`, ...: what a failed attempt met, in a few words.
+fn what_failed(error: &ApiError) -> String {
+    match error {
+        ApiError::Unreachable { .. } => "a connection error".into(),
+        ApiError::Timeout { .. } => "a timeout".into(),
+        ApiError::Unauthorized { status, .. } | ApiError::Rejected { status, .. } | ApiError::ServerError { status, .. } => {
+            format!("HTTP {status}")
+        }
+        ApiError::RateLimited { .. } => "HTTP 429".into(),
+        ApiError::Redirected { status, .. } => format!("HTTP {status}"),
+        ApiError::WrongShape { .. } => "an answer that does not fit".into(),
+        ApiError::RefusesEverything { .. } | ApiError::Malformed(_) => "an invalid answer".into(),
+    }
+}
+
 /// Sends one request of about `tokens` tokens within the shared rate limit, retrying transient
-/// failures as `policy` says (all waits are cancellable). `on_wait` is told when the rate limit
-/// makes the caller wait.
+/// failures as `policy` says (all waits are cancellable). `on_wait` is told about each wait.
 pub fn embed_with_retries(
     config: &ApiConfig,
     inputs: &[String],
     tokens: usize,
     dims: Option<usize>,
     policy: &RetryPolicy,
-    on_wait: &mut dyn FnMut(),
+    on_wait: &mut dyn FnMut(Wait),
 ) -> Result<Embeddings, ApiError> {
     let mut retry = 0;
     loop {
-        crate::rate_limiter::acquire(tokens as f64, on_wait);
+        crate::rate_limiter::acquire(tokens as f64, &mut || on_wait(Wait::RateLimit));
         let error = match embed_interruptibly(config, inputs.to_vec(), dims) {
             Ok(answer) => {
                 crate::rate_limiter::settle(tokens as f64, answer.total_tokens, &answer.rate_limits);
@@ -149,7 +185,15 @@ pub fn embed_with_retries(
         let seed = unsafe { pg_sys::MyProcPid } as u64 ^ crate::shared_state::unix_now_ms() as u64 ^ u64::from(retry);
         match policy.delay(retry, &error, jitter_from(seed)) {
             Some(wait) => {
-                pgrx::debug1!("doctrove_embed: {error}; retry {retry} of {} in {wait:?}", policy.max_retries);
+                let text = format!(
+                    "retrying after {}, attempt {} of {}, next in {:.1} s",
+                    what_failed(&error),
+                    retry + 1,
+                    policy.max_retries + 1,
+                    wait.as_secs_f64()
+                );
+                pgrx::debug1!("doctrove_embed: {error}; {text}");
+                on_wait(Wait::Retry { error: embed_core::bounds::cut_message(&error.to_string(), 200), text });
                 sleep_interruptibly(wait);
             }
             None => return Err(error),

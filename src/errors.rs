@@ -6,6 +6,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 /// An error to raise at ERROR level.
+#[derive(Clone)]
 pub struct UserError {
     code: PgSqlErrorCode,
     message: String,
@@ -26,6 +27,18 @@ impl UserError {
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// Whether this is a cancel (`pg_cancel_backend`, `statement_timeout`), which must end the
+    /// statement rather than be handled.
+    pub fn is_cancel(&self) -> bool {
+        self.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+    }
+
+    /// The five-character SQLSTATE, such as `23514`.
+    pub fn sqlstate(&self) -> String {
+        // SAFETY: unpack_sql_state writes the code into a static buffer of PostgreSQL's.
+        unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::unpack_sql_state(self.code as i32)) }.to_string_lossy().into_owned()
     }
 
     /// The message with its detail, on one line (for logs and the workers view).
@@ -112,6 +125,24 @@ pub fn api_error(error: &ApiError) -> UserError {
         )
         .detail(message.clone())
         .hint("This is usually temporary: run again later."),
+        ApiError::WrongShape { problem, dimensions: true } => UserError::new(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "the embeddings API answers vectors of another length than the column holds",
+        )
+        .detail(problem.clone())
+        .hint("Set doctrove_embed.dimensions to the column's length (or to 0), or doctrove_embed.model to a model of that length, or give the column the model's length."),
+        ApiError::WrongShape { problem, dimensions: false } => UserError::new(
+            ERRCODE_EXTERNAL_ROUTINE_INVOCATION_EXCEPTION,
+            "the embeddings API answers another number of vectors than texts sent",
+        )
+        .detail(problem.clone())
+        .hint("Check that doctrove_embed.api_base_url points at an OpenAI-compatible embeddings API."),
+        ApiError::RefusesEverything { message } => UserError::new(
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            "the embeddings API refuses every request, even a one-word one",
+        )
+        .detail(message.clone())
+        .hint("A setting is wrong, not a text: check doctrove_embed.model, doctrove_embed.dimensions and doctrove_embed.api_base_url. No paper was marked as rejected."),
         ApiError::Redirected { status, location } => UserError::new(
             ERRCODE_CONNECTION_EXCEPTION,
             format!("the embeddings API answered with a redirect (HTTP {status})"),

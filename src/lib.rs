@@ -6,7 +6,10 @@
 use pgrx::prelude::*;
 
 mod api_call;
+mod at_commit;
 mod api_key_setting;
+mod batch_requests;
+mod batch_write;
 mod embed_pending;
 mod errors;
 mod failures;
@@ -18,6 +21,7 @@ mod secret_guard;
 mod shared_state;
 mod similarity;
 mod status;
+mod subtransaction;
 mod target;
 mod vector_datum;
 mod watch;
@@ -77,8 +81,12 @@ fn embed_pending(
         name!(db_ms, f64),
     ),
 > {
-    let outcome = embed_pending::run_batch(batch, embed_pending::Acting::Caller, &mut |_| {}).unwrap_or_else(|e| e.raise());
-    shared_state::record_batch(None, &outcome);
+    let outcome = embed_pending::run_batch(batch, embed_pending::Acting::Caller, &mut |_, _| {}).unwrap_or_else(|e| e.raise());
+    at_commit::record_batch(&outcome);
+    if let Some(error) = &outcome.stopped_by {
+        // What was answered is written; the caller learns why the rest is still pending.
+        error.clone().warn();
+    }
     TableIterator::once((outcome.successful, outcome.failed, outcome.fetch_ms, outcome.api_ms, outcome.db_ms))
 }
 
@@ -188,12 +196,12 @@ mod doctrove_embed {
         TableIterator::new(crate::similarity::nearest(&target, &vector, k))
     }
 
-    /// Statement trigger: wake the background workers when this transaction commits.
+    /// Statement trigger: wake an idle background worker when this transaction commits.
     #[pg_trigger]
     fn wake_workers<'a>(
         _trigger: &'a pgrx::PgTrigger<'a>,
     ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
-        crate::watch::wake_workers_at_commit();
+        crate::at_commit::wake_a_worker();
         Ok(None)
     }
 
@@ -249,7 +257,7 @@ mod doctrove_embed {
         ),
     > {
         TableIterator::new(crate::status::workers().into_iter().map(|w| {
-            (w.worker, w.pid, w.state.to_string(), w.batches, w.embedded, w.failures, w.last_error, w.last_batch_at)
+            (w.worker, w.pid, w.state, w.batches, w.embedded, w.failures, w.last_error, w.last_batch_at)
         }))
     }
 

@@ -31,6 +31,7 @@ pub enum Phase {
     Disabled,
     Paused,
     RateLimited,
+    Retrying,
 }
 
 impl Phase {
@@ -45,6 +46,7 @@ impl Phase {
             Phase::Disabled => "disabled",
             Phase::Paused => "paused after an error",
             Phase::RateLimited => "waiting for the rate limit",
+            Phase::Retrying => "retrying",
         }
     }
 }
@@ -225,6 +227,17 @@ pub fn record_batch(index: Option<usize>, outcome: &BatchOutcome) {
     });
 }
 
+/// Worker `index` waits to send a request again: `text` says after what, which attempt, and
+/// when (`retrying after HTTP 503, attempt 3 of 6, next in 4.0 s (...)`), shown as its state
+/// and last error.
+pub fn set_retrying(index: usize, text: &str) {
+    update(|s| {
+        let slot = &mut s.workers[index];
+        slot.phase = Phase::Retrying;
+        slot.set_last_error(text);
+    });
+}
+
 /// Notes a failed batch of worker `index`.
 pub fn record_error(index: usize, message: &str) {
     update(|s| {
@@ -234,13 +247,16 @@ pub fn record_error(index: usize, message: &str) {
     });
 }
 
-/// Wakes every running worker (sets its latch).
-pub fn wake_all_workers() {
-    let latches: Vec<usize> = match snapshot() {
-        Some(s) => s.workers.iter().filter(|w| w.pid != 0 && w.latch != 0).map(|w| w.latch).collect(),
-        None => return,
-    };
-    for latch in latches {
+/// Wakes one idle worker (sets its latch), if any is idle: busy workers go on to the next batch
+/// anyway. The worker is marked as fetching at once, so the next commit wakes another.
+pub fn wake_one_idle_worker() {
+    let latch = update(|s| {
+        let worker = s.workers.iter_mut().find(|w| w.pid != 0 && w.latch != 0 && w.phase == Phase::Idle)?;
+        worker.phase = Phase::Fetching;
+        Some(worker.latch)
+    })
+    .flatten();
+    if let Some(latch) = latch {
         // SAFETY: the address is a PGPROC latch in shared memory, valid for the server's life.
         unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
     }
@@ -261,6 +277,20 @@ pub fn store_pending_count(relid: u32, pending: i64, took_ms: f64) {
         s.pending_counted_at = unix_now_ms();
         s.last_count_ms = took_ms;
     });
+}
+
+/// Claims the next "Found N papers" line for the caller: at most one every 10 s for the whole
+/// server, however many workers start on work at once.
+pub fn claim_announcement() -> bool {
+    update(|s| {
+        let now = unix_now_ms();
+        if s.found_at_ms != 0 && now - s.found_at_ms < 10_000 {
+            return false;
+        }
+        s.found_at_ms = now;
+        true
+    })
+    .unwrap_or(false)
 }
 
 /// Whether the pending figure is stale: older than 10 s, or than 20 times its last count took

@@ -64,7 +64,7 @@ pub fn search(target: &Target, query: &str) -> Result<Vec<f32>, UserError> {
         embed_core::rate_limit::estimate_tokens(text),
         dims,
         &retry_policy(),
-        &mut || {},
+        &mut |_| {},
     )
     .map_err(|e| api_error(&e))?;
     Ok(answer.vectors.into_iter().next().unwrap_or_default())

@@ -31,7 +31,7 @@ pub struct Status {
 pub struct WorkerRow {
     pub worker: i32,
     pub pid: i32,
-    pub state: &'static str,
+    pub state: String,
     pub batches: i64,
     pub embedded: i64,
     pub failures: i64,
@@ -94,7 +94,12 @@ pub fn workers() -> Vec<WorkerRow> {
         .map(|(i, w)| WorkerRow {
             worker: i as i32,
             pid: w.pid,
-            state: if w.pid == 0 { Phase::Stopped.label() } else { w.phase.label() },
+            state: match (w.pid, w.phase) {
+                (0, _) => Phase::Stopped.label().to_string(),
+                // While retrying, the last error holds what is retried and when.
+                (_, Phase::Retrying) => w.last_error().map(|e| e.split(" (").next().unwrap_or("").to_string()).unwrap_or_default(),
+                (_, phase) => phase.label().to_string(),
+            },
             batches: w.batches as i64,
             embedded: w.embedded as i64,
             failures: w.failures as i64,

@@ -14,7 +14,7 @@ use embed_core::progress::{batch_line, found_line, progress_line};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 
-use crate::embed_pending::{count_pending_of, run_batch, Acting, BatchOutcome};
+use crate::embed_pending::{any_pending_of, count_pending_of, run_batch, Acting, BatchOutcome};
 use crate::target::resolve;
 use crate::errors::UserError;
 use crate::gucs;
@@ -130,6 +130,8 @@ fn in_transaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, User
 struct WorkerLoop {
     index: usize,
     busy: bool,
+    /// Whether this worker logged the current busy period's backlog (and so closes it).
+    announced: bool,
     last_log: Option<Instant>,
     last_logged_processed: Option<u64>,
     failures_in_a_row: u32,
@@ -152,16 +154,34 @@ impl WorkerLoop {
         Ok(pending)
     }
 
-    /// Work found after being idle: log the backlog and start a new progress baseline.
-    fn start_busy_period(&mut self, pending: i64) {
+    /// Whether any paper is pending: one probe through the partial index, not a count.
+    fn probe(&self) -> Result<bool, UserError> {
+        in_transaction(|| {
+            let target = resolve()?;
+            any_pending_of(&target, Acting::TableOwner)
+        })
+    }
+
+    /// Work found after being idle. The backlog is announced ("Found N papers") at most every
+    /// 10 s for the whole server, and counted at most once per interval (see
+    /// `shared_state::claim_recount`): the worker that announces starts a new progress baseline
+    /// and closes it when the backlog is done; the others just work.
+    fn start_busy_period(&mut self) {
         self.busy = true;
+        self.announced = false;
+        if !shared_state::claim_announcement() {
+            return;
+        }
+        let counted = if shared_state::claim_recount() { self.recount().ok() } else { None };
+        let pending = counted.or_else(|| shared_state::snapshot().map(|s| s.pending)).unwrap_or(0);
         shared_state::update(|s| {
             s.found = pending.max(0) as u64;
             s.embedded_at_found = s.embedded;
-            s.found_at_ms = shared_state::unix_now_ms();
         });
         log!("doctrove_embed worker {}: {}", self.index, found_line(pending.max(0) as u64));
-        // The first batch of a busy period is always logged; then at most every 10 s.
+        // The announced backlog is followed by its first batch line, then at most one every
+        // 10 s, and closed by a last progress line.
+        self.announced = true;
         self.last_log = None;
     }
 
@@ -207,9 +227,10 @@ impl WorkerLoop {
             warning!("doctrove_embed worker {}: batch failed, nothing written: {text}", self.index);
             self.last_error_logged = Some((text, Instant::now()));
         }
-        let naptime = Duration::from_millis(gucs::NAPTIME_MS.get() as u64);
+        // 2 s, 4 s, 8 s, ... up to 5 minutes, whatever the naptime: a worker that met an error
+        // is not woken by new papers (the error would likely repeat), so it looks again itself.
         let backoff = Duration::from_secs(1) * 2u32.saturating_pow(self.failures_in_a_row.min(9));
-        naptime.max(backoff).min(MAX_PAUSE)
+        backoff.min(MAX_PAUSE)
     }
 
     fn pause_after(&mut self, error: UserError) -> Duration {
@@ -226,38 +247,55 @@ impl WorkerLoop {
             return naptime;
         }
         if !self.busy {
-            match self.recount() {
-                Ok(0) => {
+            match self.probe() {
+                Ok(false) => {
                     self.phase(Phase::Idle, "");
                     return naptime;
                 }
-                Ok(pending) => self.start_busy_period(pending),
+                Ok(true) => self.start_busy_period(),
                 Err(error) => return self.pause_after(error),
             }
         }
         let batch = gucs::BATCH_SIZE.get();
         let index = self.index;
         let result = in_transaction(|| {
-            run_batch(batch, Acting::TableOwner, &mut |phase| {
-                show_phase(index, phase, &format!("batch of up to {batch} papers"));
+            run_batch(batch, Acting::TableOwner, &mut |phase, detail| {
+                if phase == Phase::Retrying {
+                    // The state, last_error and pg_stat_activity all say what is retried.
+                    shared_state::set_retrying(index, detail);
+                    report_activity(phase, detail);
+                } else {
+                    show_phase(index, phase, &format!("batch of up to {batch} papers"));
+                }
             })
         });
         match result {
-            Ok(outcome) if outcome.successful + outcome.failed > 0 => {
-                self.failures_in_a_row = 0;
+            Ok(mut outcome) if outcome.successful + outcome.failed > 0 => {
+                // Counted only now that the batch's transaction has committed.
                 shared_state::record_batch(Some(self.index), &outcome);
                 self.log_progress(Some(&outcome), false);
                 if shared_state::claim_recount() {
                     let _ = self.recount();
                 }
-                Duration::ZERO
+                match outcome.stopped_by.take() {
+                    // What was answered is written; the API failed for the rest: pause.
+                    Some(error) => self.pause_after(error),
+                    None => {
+                        self.failures_in_a_row = 0;
+                        Duration::ZERO
+                    }
+                }
             }
             Ok(_) => {
                 // Nothing left that no one else holds: the backlog is done for now.
                 self.failures_in_a_row = 0;
                 self.busy = false;
-                self.log_progress(None, true);
-                let _ = self.recount();
+                if self.announced {
+                    self.log_progress(None, true);
+                }
+                if shared_state::claim_recount() {
+                    let _ = self.recount();
+                }
                 self.phase(Phase::Idle, "");
                 naptime
             }
@@ -294,7 +332,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(index)) };
     log!("doctrove_embed worker {index} started in database \"{database}\"");
 
-    let mut worker = WorkerLoop { index, busy: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None };
+    let mut worker = WorkerLoop { index, busy: false, announced: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None };
     loop {
         pg_sys::check_for_interrupts!();
         // SAFETY: reads and clears the flag set by SignalHandlerForConfigReload.

@@ -1,18 +1,26 @@
-//! Finding the inputs an API rejects without giving up the rest of the batch.
+//! Finding the inputs an API rejects without giving up the rest of the batch, and blaming an
+//! input only when that is proven.
 //!
-//! When a request fails with 400 (or 413/422) for its input, the inputs are split in halves and
-//! the left half is sent. If it is accepted, the rejected input must be in the right half,
-//! which is split again without being sent. If it is rejected too, the search goes on in the
-//! left half, and the right half, untested, is *deferred*: left pending for a later batch, where
-//! it travels in a full request. So one rejected input among n costs about log2(n) extra
-//! requests, and every other input is embedded.
+//! When a request fails with 400 or 422 for its input, the inputs are split in halves and the
+//! left half is sent. If it is accepted, the rejected input must be in the right half, which is
+//! split again without being sent. If it is rejected too, the search goes on in the left half,
+//! and the right half, untested, is *deferred*: left pending for a later batch, where it travels
+//! in a full request. So one rejected input among n costs about log2(n) extra requests, and
+//! every other input is embedded.
 //!
-//! A request that fails for another reason ends the search with that error. When the search
-//! ends with nothing accepted, a tiny canary request (a fixed text) tells the two cases apart:
-//! if the API rejects the canary too, it is refusing every request (a wrong model, say), and
-//! that error is returned rather than blaming an input.
+//! An input is blamed (recorded as rejected) only when it was sent alone, rejected alone, and
+//! the same API accepted another request of the same batch: when none was accepted, a tiny
+//! canary request (a fixed text) is sent, a batch of one paper included. If the API rejects the
+//! canary too, it refuses every request (a wrong model, say): that is a configuration error
+//! ([`ApiError::RefusesEverything`]) and no input is blamed.
 //!
-//! Every batch either embeds or rejects at least one input, so a backlog always drains.
+//! A refusal for the request's size (413, or a 400 whose code names a size limit) says nothing
+//! about any one input: the request is split and both halves are sent, and no input is blamed;
+//! one input refused for its size alone ends the search with that error.
+//!
+//! A request that fails for another reason ends the search: what was answered before it is
+//! kept ([`Isolated::vectors`], already paid for), the rest stays pending, and the error comes
+//! back in [`Isolated::error`].
 
 use crate::error::ApiError;
 
@@ -21,15 +29,29 @@ use crate::error::ApiError;
 pub struct Isolated {
     /// Accepted inputs with their vectors.
     pub vectors: Vec<(usize, Vec<f32>)>,
-    /// Inputs found to be rejected, with the API's message.
+    /// Inputs proven rejected, with the API's message.
     pub rejected: Vec<(usize, String)>,
     /// Inputs not sent in this batch, in groups.
     pub deferred: Vec<Vec<usize>>,
+    /// The error that ended the search early; inputs neither accepted nor rejected stay pending.
+    pub error: Option<ApiError>,
 }
 
-/// Whether the API refused the request because of its input.
+/// Error codes with which APIs refuse a request for its size rather than its content.
+const SIZE_CODES: [&str; 4] = ["context_length_exceeded", "max_tokens_exceeded", "request_too_large", "payload_too_large"];
+
+/// Whether the API refused the request for its size: split it, blame no input.
+pub fn is_size_rejection(error: &ApiError) -> bool {
+    match error {
+        ApiError::Rejected { status: 413, .. } => true,
+        ApiError::Rejected { status: 400, code: Some(code), .. } => SIZE_CODES.contains(&code.as_str()),
+        _ => false,
+    }
+}
+
+/// Whether the API refused the request because of an input's content.
 pub fn is_input_rejection(error: &ApiError) -> bool {
-    matches!(error, ApiError::Rejected { status: 400 | 413 | 422, .. })
+    matches!(error, ApiError::Rejected { status: 400 | 422, .. }) && !is_size_rejection(error)
 }
 
 fn rejection_message(error: &ApiError) -> String {
@@ -41,33 +63,63 @@ fn rejection_message(error: &ApiError) -> String {
 
 type Sender<'a> = dyn FnMut(&[usize]) -> Result<Vec<Vec<f32>>, ApiError> + 'a;
 
-fn search(items: &[usize], known_rejected: Option<String>, send: &mut Sender, out: &mut Isolated) -> Result<(), ApiError> {
-    let message = match known_rejected {
-        Some(message) => message,
-        None => match send(items) {
-            Ok(vectors) => {
-                out.vectors.extend(items.iter().copied().zip(vectors));
-                return Ok(());
-            }
-            Err(error) if is_input_rejection(&error) => rejection_message(&error),
-            Err(error) => return Err(error),
-        },
-    };
-    if items.len() == 1 {
-        out.rejected.push((items[0], message));
-        return Ok(());
+/// The search over one group of inputs; `Err` ends it (what is in `out` stays).
+struct Search<'s, 'a> {
+    send: &'s mut Sender<'a>,
+    out: Isolated,
+    /// Whether an accepted request of this batch shows that the API accepts requests at all.
+    proven: &'s mut bool,
+    /// Inputs rejected alone, not yet proven to be at fault.
+    suspects: Vec<(usize, String)>,
+}
+
+impl Search<'_, '_> {
+    fn send(&mut self, items: &[usize]) -> Result<Vec<Vec<f32>>, ApiError> {
+        let answer = (self.send)(items);
+        if answer.is_ok() {
+            *self.proven = true;
+        }
+        answer
     }
-    let (left, right) = items.split_at(items.len() / 2);
-    match send(left) {
-        Ok(vectors) => {
-            out.vectors.extend(left.iter().copied().zip(vectors));
-            search(right, Some(message), send, out)
+
+    /// `items`, whose request is known to fail with `known` (or not yet sent when `None`).
+    fn search(&mut self, items: &[usize], known: Option<ApiError>) -> Result<(), ApiError> {
+        let error = match known {
+            Some(error) => error,
+            None => match self.send(items) {
+                Ok(vectors) => {
+                    self.out.vectors.extend(items.iter().copied().zip(vectors));
+                    return Ok(());
+                }
+                Err(error) => error,
+            },
+        };
+        if is_size_rejection(&error) {
+            if items.len() == 1 {
+                return Err(error);
+            }
+            let (left, right) = items.split_at(items.len() / 2);
+            self.search(left, None)?;
+            return self.search(right, None);
         }
-        Err(error) if is_input_rejection(&error) => {
-            out.deferred.push(right.to_vec());
-            search(left, Some(rejection_message(&error)), send, out)
+        if !is_input_rejection(&error) {
+            return Err(error);
         }
-        Err(error) => Err(error),
+        if items.len() == 1 {
+            self.suspects.push((items[0], rejection_message(&error)));
+            return Ok(());
+        }
+        let (left, right) = items.split_at(items.len() / 2);
+        match self.send(left) {
+            Ok(vectors) => {
+                self.out.vectors.extend(left.iter().copied().zip(vectors));
+                self.search(right, Some(error))
+            }
+            Err(left_error) => {
+                self.out.deferred.push(right.to_vec());
+                self.search(left, Some(left_error))
+            }
+        }
     }
 }
 
@@ -76,38 +128,49 @@ pub const CANARY_TEXT: &str = "doctrove_embed canary";
 
 /// Sends `items` (indices into the batch) with `send`, isolating inputs the API rejects.
 /// `send` gets the indices of one request and returns their vectors in order; `canary` sends
-/// [`CANARY_TEXT`] alone.
+/// [`CANARY_TEXT`] alone. `proven` carries across the requests of one batch whether the API
+/// has accepted one (it is set here when a request is accepted).
 pub fn isolate_rejected(
     items: &[usize],
     send: &mut Sender,
     canary: &mut dyn FnMut() -> Result<(), ApiError>,
-) -> Result<Isolated, ApiError> {
-    let mut out = Isolated::default();
-    if items.is_empty() {
-        return Ok(out);
-    }
-    let first_error = match send(items) {
-        Ok(vectors) => {
-            out.vectors.extend(items.iter().copied().zip(vectors));
-            return Ok(out);
+    proven: &mut bool,
+) -> Isolated {
+    let mut search = Search { send, out: Isolated::default(), proven, suspects: Vec::new() };
+    if !items.is_empty() {
+        if let Err(error) = search.search(items, None) {
+            search.out.error = Some(error);
         }
-        Err(error) if is_input_rejection(&error) => error,
-        Err(error) => return Err(error),
-    };
-    search(items, Some(rejection_message(&first_error)), send, &mut out)?;
-    if out.vectors.is_empty() && items.len() > 1 {
+    }
+    let Search { mut out, proven, suspects, .. } = search;
+    if suspects.is_empty() {
+        return out;
+    }
+    if !*proven {
         match canary() {
-            Ok(()) => {}
-            Err(error) if is_input_rejection(&error) => return Err(first_error),
-            Err(error) => return Err(error),
+            Ok(()) => *proven = true,
+            Err(error) if is_input_rejection(&error) || is_size_rejection(&error) => {
+                let first = suspects.into_iter().next().map(|(_, message)| message).unwrap_or_default();
+                out.error.get_or_insert(ApiError::RefusesEverything { message: first });
+                return out;
+            }
+            Err(error) => {
+                out.error.get_or_insert(error);
+                return out;
+            }
         }
     }
-    Ok(out)
+    out.rejected = suspects;
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rejected() -> ApiError {
+        ApiError::Rejected { status: 400, message: "bad input".into(), code: None }
+    }
 
     /// A fake API: rejects any request holding a poisoned index, counts requests.
     fn fake<'a>(poisoned: &[usize], calls: &'a mut usize) -> impl FnMut(&[usize]) -> Result<Vec<Vec<f32>>, ApiError> + 'a {
@@ -115,14 +178,14 @@ mod tests {
         move |items: &[usize]| {
             *calls += 1;
             if items.iter().any(|i| poisoned.contains(i)) {
-                Err(ApiError::Rejected { status: 400, message: "bad input".into(), code: None })
+                Err(rejected())
             } else {
                 Ok(items.iter().map(|&i| vec![i as f32]).collect())
             }
         }
     }
 
-    fn no_canary() -> impl FnMut() -> Result<(), ApiError> {
+    fn canary_ok() -> impl FnMut() -> Result<(), ApiError> {
         || Ok(())
     }
 
@@ -138,10 +201,11 @@ mod tests {
     fn a_clean_batch_is_one_request() {
         let mut calls = 0;
         let items: Vec<usize> = (0..250).collect();
-        let out = isolate_rejected(&items, &mut fake(&[], &mut calls), &mut no_canary()).unwrap();
+        let out = isolate_rejected(&items, &mut fake(&[], &mut calls), &mut canary_ok(), &mut false);
         assert_eq!(calls, 1);
         assert_eq!(out.vectors.len(), 250);
         assert!(out.vectors.iter().all(|(i, v)| v == &vec![*i as f32]));
+        assert_eq!(out.error, None);
     }
 
     #[test]
@@ -154,13 +218,14 @@ mod tests {
                 canaries += 1;
                 Ok(())
             };
-            let out = isolate_rejected(&items, &mut fake(&[poison], &mut calls), &mut canary).unwrap();
+            let out = isolate_rejected(&items, &mut fake(&[poison], &mut calls), &mut canary, &mut false);
             assert_eq!(out.rejected.len(), 1, "poison {poison}");
             assert_eq!(out.rejected[0].0, poison);
             assert_eq!(all_indices(&out), items, "every input is accounted for exactly once");
-            // 1 request of the clean run + at most ceil(log2 250) = 8 more (+1 canary when
-            // nothing else was accepted).
-            assert!(calls + canaries <= 1 + 8 + 1, "poison {poison}: {calls} requests, {canaries} canaries");
+            // 1 request of the clean run + at most ceil(log2 250) = 8 more, + 1 canary when no
+            // other request was accepted (the poison in the first half all the way down).
+            assert!(calls <= 1 + 8, "poison {poison}: {calls} requests");
+            assert!(canaries <= 1, "poison {poison}: {canaries} canaries");
         }
     }
 
@@ -168,7 +233,7 @@ mod tests {
     fn several_rejected_inputs_are_all_found_or_deferred() {
         let items: Vec<usize> = (0..64).collect();
         let mut calls = 0;
-        let out = isolate_rejected(&items, &mut fake(&[3, 40, 41], &mut calls), &mut no_canary()).unwrap();
+        let out = isolate_rejected(&items, &mut fake(&[3, 40, 41], &mut calls), &mut canary_ok(), &mut false);
         assert_eq!(all_indices(&out), items);
         let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
         let deferred: Vec<usize> = out.deferred.iter().flatten().copied().collect();
@@ -179,40 +244,83 @@ mod tests {
     }
 
     #[test]
-    fn an_api_that_rejects_everything_is_an_error_not_a_bad_input() {
-        let items: Vec<usize> = (0..10).collect();
-        let mut calls = 0;
-        let mut canary = || Err(ApiError::Rejected { status: 400, message: "no such model".into(), code: None });
-        let err = isolate_rejected(&items, &mut fake(&items, &mut calls), &mut canary).unwrap_err();
-        assert!(is_input_rejection(&err));
+    fn an_api_that_rejects_everything_blames_no_input_even_in_a_batch_of_one() {
+        for size in [1usize, 10] {
+            let items: Vec<usize> = (0..size).collect();
+            let mut calls = 0;
+            let mut canary = || Err(ApiError::Rejected { status: 400, message: "no such model".into(), code: None });
+            let out = isolate_rejected(&items, &mut fake(&items, &mut calls), &mut canary, &mut false);
+            assert!(out.rejected.is_empty(), "batch of {size}: {out:?}");
+            assert!(matches!(out.error, Some(ApiError::RefusesEverything { .. })), "{out:?}");
+        }
     }
 
     #[test]
-    fn a_batch_of_rejected_inputs_only_is_still_isolated() {
-        let items: Vec<usize> = (0..3).collect();
+    fn a_batch_of_one_rejected_paper_is_blamed_only_after_the_canary_passed() {
         let mut calls = 0;
-        let out = isolate_rejected(&items, &mut fake(&items, &mut calls), &mut no_canary()).unwrap();
-        assert_eq!(out.rejected.len(), 1, "one rejected now, the rest deferred");
-        assert_eq!(all_indices(&out), items);
-    }
-
-    #[test]
-    fn a_single_rejected_input_is_rejected() {
-        let mut calls = 0;
-        let out = isolate_rejected(&[7], &mut fake(&[7], &mut calls), &mut no_canary()).unwrap();
-        assert_eq!(out.rejected, vec![(7, "HTTP 400: bad input".to_string())]);
-        assert_eq!(calls, 1);
-    }
-
-    #[test]
-    fn other_errors_end_the_search() {
-        let mut calls = 0;
-        let mut send = |_: &[usize]| {
-            calls += 1;
-            Err(ApiError::ServerError { status: 500, message: "down".into(), retry_after: None })
+        let mut canaries = 0;
+        let mut canary = || {
+            canaries += 1;
+            Ok(())
         };
-        let err = isolate_rejected(&[1, 2, 3], &mut send, &mut no_canary()).unwrap_err();
-        assert!(matches!(err, ApiError::ServerError { .. }));
-        assert_eq!(calls, 1);
+        let out = isolate_rejected(&[7], &mut fake(&[7], &mut calls), &mut canary, &mut false);
+        assert_eq!(out.rejected, vec![(7, "HTTP 400: bad input".to_string())]);
+        assert_eq!((calls, canaries), (1, 1));
+    }
+
+    #[test]
+    fn an_api_already_proven_in_the_batch_needs_no_canary() {
+        let mut calls = 0;
+        let mut canary = || panic!("no canary needed");
+        let out = isolate_rejected(&[7], &mut fake(&[7], &mut calls), &mut canary, &mut true);
+        assert_eq!(out.rejected.len(), 1);
+    }
+
+    #[test]
+    fn a_size_refusal_splits_without_blaming() {
+        let items: Vec<usize> = (0..8).collect();
+        let mut calls = 0;
+        // The API takes at most 3 inputs a request and answers 413 above.
+        let mut send = |items: &[usize]| {
+            calls += 1;
+            if items.len() > 3 {
+                Err(ApiError::Rejected { status: 413, message: "too large".into(), code: None })
+            } else {
+                Ok(items.iter().map(|&i| vec![i as f32]).collect())
+            }
+        };
+        let out = isolate_rejected(&items, &mut send, &mut canary_ok(), &mut false);
+        assert!(out.rejected.is_empty());
+        assert_eq!(out.error, None);
+        let mut embedded: Vec<usize> = out.vectors.iter().map(|(i, _)| *i).collect();
+        embedded.sort();
+        assert_eq!(embedded, items, "every input embedded after splitting");
+    }
+
+    #[test]
+    fn one_input_too_large_alone_is_an_error_not_a_rejection() {
+        let mut send = |_: &[usize]| Err(ApiError::Rejected { status: 413, message: "too large".into(), code: None });
+        let out = isolate_rejected(&[1], &mut send, &mut canary_ok(), &mut false);
+        assert!(out.rejected.is_empty());
+        assert!(matches!(out.error, Some(ApiError::Rejected { status: 413, .. })));
+    }
+
+    #[test]
+    fn other_errors_end_the_search_and_keep_what_was_answered() {
+        let mut calls = 0;
+        // The first request is rejected for an input, the left half is accepted, then the API
+        // goes down.
+        let mut send = |items: &[usize]| {
+            calls += 1;
+            match calls {
+                1 => Err(rejected()),
+                2 => Ok(items.iter().map(|&i| vec![i as f32]).collect()),
+                _ => Err(ApiError::ServerError { status: 500, message: "down".into(), retry_after: None }),
+            }
+        };
+        let out = isolate_rejected(&[1, 2, 3, 4], &mut send, &mut canary_ok(), &mut false);
+        assert_eq!(out.vectors.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2], "paid for, kept");
+        assert!(out.rejected.is_empty(), "nothing proven");
+        assert!(matches!(out.error, Some(ApiError::ServerError { .. })));
     }
 }

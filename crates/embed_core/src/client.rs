@@ -147,7 +147,7 @@ pub fn embed(config: &ApiConfig, inputs: &[String], expected_dims: Option<usize>
         .map_err(|e| transport_error(e, config))?;
 
     if status == 200 {
-        let mut answer = decode_embeddings(&bytes, inputs.len(), expected_dims).map_err(ApiError::Malformed)?;
+        let mut answer = decode_embeddings(&bytes, inputs.len(), expected_dims).map_err(ApiError::from)?;
         answer.rate_limits = rate_limits;
         return Ok(answer);
     }

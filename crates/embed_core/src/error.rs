@@ -30,9 +30,20 @@ pub enum ApiError {
     #[error("the embeddings API failed (HTTP {status}): {message}")]
     ServerError { status: u16, message: String, retry_after: Option<Duration> },
 
+    /// The API rejects every request, a one-word canary too: a setting is wrong (model,
+    /// dimensions, endpoint), not a text.
+    #[error("the embeddings API refuses every request, even a one-word one: {message}")]
+    RefusesEverything { message: String },
+
     /// A 3xx answer. Redirects are never followed: the key would go wherever `Location` says.
     #[error("the embeddings API answered HTTP {status}, a redirect to {location}, which is not followed")]
     Redirected { status: u16, location: String },
+
+    /// A well-formed 200 answer that is wrong for this request or column: another number of
+    /// vectors than inputs, or vectors of another length than the column holds. Sending it again
+    /// gives the same answer (and is billed again), so it is retried once at most.
+    #[error("the embeddings API's answer does not fit: {problem}")]
+    WrongShape { problem: String, dimensions: bool },
 
     /// A 200 answer that is not a valid embeddings response for this request.
     #[error("the embeddings API sent an invalid response: {0}")]
@@ -48,7 +59,8 @@ impl ApiError {
             ApiError::Malformed(_) => true,
             ApiError::RateLimited { code, .. } => code.as_deref() != Some("insufficient_quota"),
             ApiError::Rejected { status, .. } => matches!(status, 408 | 409),
-            ApiError::Unauthorized { .. } | ApiError::Redirected { .. } => false,
+            ApiError::Unauthorized { .. } | ApiError::Redirected { .. } | ApiError::RefusesEverything { .. } => false,
+            ApiError::WrongShape { .. } => false,
         }
     }
 }

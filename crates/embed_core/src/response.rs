@@ -45,33 +45,65 @@ fn decode_embedding(value: &Value, max_dims: usize) -> Result<Vec<f32>, String> 
     }
 }
 
+/// Why a 200 answer cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    /// Not an embeddings response at all (not JSON, bad base64, NaN, ...).
+    Malformed(String),
+    /// Well-formed, but with another number of vectors than inputs sent: sending the same
+    /// request again gives the same answer.
+    WrongCount(String),
+    /// Well-formed, but vectors of another length than the column holds: a setting is wrong.
+    WrongDimensions(String),
+}
+
+impl DecodeError {
+    /// What is wrong, in words.
+    pub fn problem(&self) -> &str {
+        match self {
+            DecodeError::Malformed(p) | DecodeError::WrongCount(p) | DecodeError::WrongDimensions(p) => p,
+        }
+    }
+}
+
+impl From<DecodeError> for crate::ApiError {
+    fn from(error: DecodeError) -> Self {
+        match error {
+            DecodeError::Malformed(problem) => crate::ApiError::Malformed(problem),
+            DecodeError::WrongCount(problem) => crate::ApiError::WrongShape { problem, dimensions: false },
+            DecodeError::WrongDimensions(problem) => crate::ApiError::WrongShape { problem, dimensions: true },
+        }
+    }
+}
+
 /// Decodes a 200 answer to a request of `expected_count` inputs. Each vector lands at its
 /// `index`, whatever order the answer lists them in. When `expected_dims` is set every vector
 /// must have that length; otherwise all must share one length.
-pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Option<usize>) -> Result<Embeddings, String> {
-    let json: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON ({e})"))?;
+pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Option<usize>) -> Result<Embeddings, DecodeError> {
+    use DecodeError::*;
+    let json: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("the body is not JSON ({e})")))?;
     let data = json
         .get("data")
         .and_then(Value::as_array)
-        .ok_or_else(|| "the body has no \"data\" list".to_string())?;
+        .ok_or_else(|| Malformed("the body has no \"data\" list".to_string()))?;
     if data.len() != expected_count {
-        return Err(format!("{} inputs were sent but {} embeddings came back", expected_count, data.len()));
+        return Err(WrongCount(format!("{} inputs were sent but {} embeddings came back", expected_count, data.len())));
     }
     let mut slots: Vec<Option<Vec<f32>>> = vec![None; expected_count];
     for item in data {
         let index = item
             .get("index")
             .and_then(Value::as_u64)
-            .ok_or_else(|| "an embedding has no \"index\"".to_string())? as usize;
+            .ok_or_else(|| Malformed("an embedding has no \"index\"".to_string()))? as usize;
         let slot = slots
             .get_mut(index)
-            .ok_or_else(|| format!("an embedding has index {index}, but only {expected_count} inputs were sent"))?;
+            .ok_or_else(|| Malformed(format!("an embedding has index {index}, but only {expected_count} inputs were sent")))?;
         if slot.is_some() {
-            return Err(format!("index {index} appears twice"));
+            return Err(Malformed(format!("index {index} appears twice")));
         }
-        let vector = decode_embedding(item.get("embedding").unwrap_or(&Value::Null), MAX_VECTOR_DIMS)?;
+        let vector = decode_embedding(item.get("embedding").unwrap_or(&Value::Null), MAX_VECTOR_DIMS).map_err(Malformed)?;
         if vector.is_empty() {
-            return Err("an embedding is empty".into());
+            return Err(Malformed("an embedding is empty".into()));
         }
         *slot = Some(vector);
     }
@@ -79,11 +111,12 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
     let dims = expected_dims.or_else(|| vectors.first().map(Vec::len));
     if let Some(dims) = dims {
         if let Some(bad) = vectors.iter().position(|v| v.len() != dims) {
-            return Err(format!("embedding {bad} has {} dimensions, expected {dims}", vectors[bad].len()));
+            let problem = format!("embedding {bad} has {} dimensions, expected {dims}", vectors[bad].len());
+            return Err(if expected_dims.is_some() { WrongDimensions(problem) } else { Malformed(problem) });
         }
     }
     if vectors.iter().flatten().any(|f| !f.is_finite()) {
-        return Err("an embedding holds NaN or infinity".into());
+        return Err(Malformed("an embedding holds NaN or infinity".into()));
     }
     // No input counts more than the model's limit, so a larger figure is not believed.
     let most_tokens = (expected_count * crate::tokens::MAX_TOKENS_PER_INPUT) as u64;
@@ -151,26 +184,26 @@ mod tests {
     #[test]
     fn a_missing_vector_is_refused() {
         let body = json!({"data": [{"index": 0, "embedding": b64(&[1.0])}]});
-        let err = decode_embeddings(body.to_string().as_bytes(), 2, None).unwrap_err();
+        let err = decode_embeddings(body.to_string().as_bytes(), 2, None).unwrap_err().problem().to_string();
         assert_eq!(err, "2 inputs were sent but 1 embeddings came back");
     }
 
     #[test]
     fn a_repeated_index_is_refused() {
         let body = json!({"data": [{"index": 0, "embedding": [1.0]}, {"index": 0, "embedding": [1.0]}]});
-        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 2, None).unwrap_err(), "index 0 appears twice");
+        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 2, None).unwrap_err().problem().to_string(), "index 0 appears twice");
     }
 
     #[test]
     fn an_index_past_the_inputs_is_refused() {
         let body = json!({"data": [{"index": 5, "embedding": [1.0]}]});
-        assert!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err().contains("index 5"));
+        assert!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err().problem().to_string().contains("index 5"));
     }
 
     #[test]
     fn a_wrong_dimension_is_refused() {
         let body = json!({"data": [{"index": 0, "embedding": [1.0, 2.0, 3.0]}]});
-        let err = decode_embeddings(body.to_string().as_bytes(), 1, Some(2)).unwrap_err();
+        let err = decode_embeddings(body.to_string().as_bytes(), 1, Some(2)).unwrap_err().problem().to_string();
         assert_eq!(err, "embedding 0 has 3 dimensions, expected 2");
     }
 
@@ -185,7 +218,7 @@ mod tests {
         let long = vec![0.5f32; MAX_VECTOR_DIMS + 1];
         for embedding in [json!(b64(&long)), json!(long)] {
             let body = json!({"data": [{"index": 0, "embedding": embedding}]});
-            let err = decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err();
+            let err = decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err().problem().to_string();
             assert!(err.contains("more than 16000 dimensions"), "{err}");
         }
     }
@@ -193,7 +226,7 @@ mod tests {
     #[test]
     fn an_empty_vector_is_refused() {
         let body = json!({"data": [{"index": 0, "embedding": ""}]});
-        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err(), "an embedding is empty");
+        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err().problem().to_string(), "an embedding is empty");
     }
 
     #[test]
@@ -212,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_json_is_refused() {
-        assert!(decode_embeddings(b"<html>", 1, None).unwrap_err().starts_with("the body is not JSON"));
+        assert!(decode_embeddings(b"<html>", 1, None).unwrap_err().problem().to_string().starts_with("the body is not JSON"));
     }
 
     #[test]

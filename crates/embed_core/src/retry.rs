@@ -28,7 +28,10 @@ impl RetryPolicy {
     /// the back-off is drawn from its upper half, and a wait the API asked for gets up to 10%
     /// more.
     pub fn delay(&self, retry: u32, error: &ApiError, jitter: f64) -> Option<Duration> {
-        if retry > self.max_retries || !error.is_transient() {
+        // An answer that does not fit the request is sent once more (an API can glitch), not
+        // six times: each attempt is billed and the answer is usually the same.
+        let once_more = matches!(error, ApiError::WrongShape { .. }) && retry == 1;
+        if retry > self.max_retries || !(error.is_transient() || once_more) {
             return None;
         }
         let jitter = jitter.clamp(0.0, 1.0);
@@ -114,6 +117,15 @@ mod tests {
         for error in [timeout, conflict, malformed] {
             assert!(policy.delay(1, &error, 0.5).is_some(), "{error:?}");
         }
+    }
+
+    #[test]
+    fn an_answer_that_does_not_fit_is_retried_once_only() {
+        let policy = RetryPolicy::default();
+        let wrong = ApiError::WrongShape { problem: "embedding 0 has 3 dimensions, expected 4".into(), dimensions: true };
+        assert!(policy.delay(1, &wrong, 0.5).is_some());
+        assert_eq!(policy.delay(2, &wrong, 0.5), None);
+        assert_eq!(RetryPolicy { max_retries: 0, ..policy }.delay(1, &wrong, 0.5), None);
     }
 
     #[test]

@@ -99,10 +99,19 @@ fn a_429_carries_its_retry_after() {
 #[test]
 fn malformed_answers_are_refused() {
     let mock = start();
-    for path in ["body=garbage/v1", "body=random/v1", "body=nodata/v1", "drop=1/v1", "dimoff=1/v1"] {
+    for path in ["body=garbage/v1", "body=random/v1", "body=nodata/v1"] {
         let err = embed(&config(&mock, path), &texts(&["x", "y"]), Some(8)).unwrap_err();
         assert!(matches!(err, ApiError::Malformed(_)), "{path}: {err:?}");
     }
+}
+
+#[test]
+fn answers_of_the_wrong_count_or_length_are_told_apart() {
+    let mock = start();
+    let err = embed(&config(&mock, "drop=1/v1"), &texts(&["x", "y"]), Some(8)).unwrap_err();
+    assert!(matches!(err, ApiError::WrongShape { dimensions: false, .. }), "{err:?}");
+    let err = embed(&config(&mock, "dimoff=1/v1"), &texts(&["x", "y"]), Some(8)).unwrap_err();
+    assert!(matches!(err, ApiError::WrongShape { dimensions: true, .. }), "{err:?}");
 }
 
 #[test]

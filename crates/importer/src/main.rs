@@ -5,42 +5,63 @@
 use std::fs::File;
 use std::io::BufReader;
 
-fn usage(problem: &str) -> ! {
-    eprintln!("doctrove-import: {problem}");
-    eprintln!("usage: doctrove-import --dsn DSN --file FILE.jsonl [--table NAME] [--create-dims N]");
-    std::process::exit(2)
+use clap::Parser;
+
+/// Loads an arXiv metadata snapshot (JSON lines) into a papers table, idempotently.
+#[derive(Parser)]
+#[command(name = "doctrove-import")]
+struct Args {
+    /// libpq connection string of the database.
+    #[arg(long)]
+    dsn: String,
+    /// The snapshot: one JSON record per line.
+    #[arg(long)]
+    file: String,
+    /// The table to fill (optionally schema-qualified; letters, digits, _ and .).
+    #[arg(long, default_value = "doctrove_papers")]
+    table: String,
+    /// Create the table (and the extension) first, with an embedding column of this length.
+    #[arg(long)]
+    create_dims: Option<u32>,
+}
+
+/// The database's own words for an error: message, SQLSTATE, detail and hint.
+fn describe(error: &postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else { return error.to_string() };
+    let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!("\nDETAIL: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!("\nHINT: {hint}"));
+    }
+    text
+}
+
+fn fail(what: &str, problem: &str) -> ! {
+    eprintln!("doctrove-import: {what}: {problem}");
+    std::process::exit(1)
 }
 
 fn main() {
-    let (mut dsn, mut file, mut table, mut dims) = (None, None, "doctrove_papers".to_string(), None);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
-        match arg.as_str() {
-            "--dsn" => dsn = Some(value()),
-            "--file" => file = Some(value()),
-            "--table" => table = value(),
-            "--create-dims" => dims = Some(value().parse::<u32>().unwrap_or_else(|_| usage("--create-dims takes a number"))),
-            other => usage(&format!("unknown argument {other}")),
-        }
+    let args = Args::parse();
+    if !args.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        fail("--table", "takes a plain (optionally schema-qualified) name");
     }
-    let (Some(dsn), Some(file)) = (dsn, file) else { usage("--dsn and --file are required") };
-    if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-        usage("--table takes a plain (optionally schema-qualified) name");
+    let mut client = postgres::Client::connect(&args.dsn, postgres::NoTls).unwrap_or_else(|e| fail("cannot connect", &describe(&e)));
+    if let Some(dims) = args.create_dims {
+        doctrove_import::create_table(&mut client, &args.table, dims)
+            .unwrap_or_else(|e| fail(&format!("cannot create {}", args.table), &describe(&e)));
     }
-    let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap_or_else(|e| usage(&format!("cannot connect: {e}")));
-    if let Some(dims) = dims {
-        doctrove_import::create_table(&mut client, &table, dims).unwrap_or_else(|e| usage(&format!("cannot create {table}: {e}")));
-    }
-    let input = File::open(&file).unwrap_or_else(|e| usage(&format!("cannot open {file}: {e}")));
-    match doctrove_import::import(&mut client, &table, BufReader::new(input)) {
+    let input = File::open(&args.file).unwrap_or_else(|e| fail(&format!("cannot open {}", args.file), &e.to_string()));
+    match doctrove_import::import(&mut client, &args.table, BufReader::new(input)) {
         Ok(c) => println!(
             "{} lines: {} papers written, {} unchanged, {} lines skipped",
             c.lines, c.written, c.unchanged, c.skipped
         ),
         Err(e) => {
-            eprintln!("doctrove-import: {e}");
-            std::process::exit(1)
+            let text = e.downcast_ref::<postgres::Error>().map(describe).unwrap_or_else(|| e.to_string());
+            fail("import failed", &text)
         }
     }
 }

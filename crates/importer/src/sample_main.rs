@@ -5,28 +5,31 @@
 
 use std::io::{BufWriter, Write};
 
-fn usage(problem: &str) -> ! {
-    eprintln!("doctrove-sample: {problem}");
-    eprintln!("usage: doctrove-sample [--count N] [--seed N] > FILE.jsonl");
-    std::process::exit(2)
+use clap::Parser;
+
+/// Writes generated paper-like records, one JSON line each, in the arXiv snapshot's format.
+#[derive(Parser)]
+#[command(name = "doctrove-sample")]
+struct Args {
+    /// How many records.
+    #[arg(long, default_value_t = 2000)]
+    count: usize,
+    /// The generator's seed: the same seed gives the same records.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 fn main() {
-    let (mut count, mut seed) = (2000usize, 1u64);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = || {
-            args.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| usage(&format!("{arg} takes a number")))
-        };
-        match arg.as_str() {
-            "--count" => count = number() as usize,
-            "--seed" => seed = number(),
-            other => usage(&format!("unknown argument {other}")),
+    let args = Args::parse();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for line in doctrove_import::sample::sample_lines(args.count, args.seed) {
+        if let Err(e) = writeln!(out, "{line}") {
+            eprintln!("doctrove-sample: cannot write: {e}");
+            std::process::exit(1);
         }
     }
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    for line in doctrove_import::sample::sample_lines(count, seed) {
-        writeln!(out, "{line}").unwrap_or_else(|e| usage(&format!("cannot write: {e}")));
+    if let Err(e) = out.flush() {
+        eprintln!("doctrove-sample: cannot write: {e}");
+        std::process::exit(1);
     }
-    out.flush().unwrap_or_else(|e| usage(&format!("cannot write: {e}")));
 }

@@ -15,6 +15,12 @@ pub struct Options {
     pub latency_ms: u64,
     /// Answer every request with this HTTP status and an OpenAI-style error (`status=CODE`).
     pub status: Option<u16>,
+    /// Apply `status=` only after the scope's first N requests (`from=N`), so a batch's later
+    /// requests fail while its first ones are answered.
+    pub status_from: u64,
+    /// Send absurd numbers in every answer's headers: `retry-after: 1e400`, `retry-after-ms:
+    /// NaN`, `x-ratelimit-*` of `inf`, `NaN` and `-5` (`absurd=1`).
+    pub absurd: bool,
     /// Require this key, as `Authorization: Bearer KEY` or `api-key: KEY` (`key=KEY`).
     pub key: Option<String>,
     /// Answer with a body that is not the expected JSON (`body=garbage|random|nodata`).
@@ -57,6 +63,8 @@ impl Default for Options {
             dims: None,
             latency_ms: 0,
             status: None,
+            status_from: 0,
+            absurd: false,
             key: None,
             body: None,
             drop_one: false,
@@ -89,6 +97,8 @@ pub fn parse_path(path: &str) -> Options {
             "dim" => options.dims = value.parse().ok(),
             "latency" => options.latency_ms = value.parse().unwrap_or(0),
             "status" => options.status = value.parse().ok(),
+            "from" => options.status_from = value.parse().unwrap_or(0),
+            "absurd" => options.absurd = value == "1",
             "key" => options.key = Some(value),
             "body" => options.body = Some(value),
             "drop" => options.drop_one = value == "1",
@@ -156,6 +166,12 @@ mod tests {
         assert_eq!(o.status, Some(503));
         assert_eq!(o.dims, Some(3));
         assert_eq!(o.key.as_deref(), Some("k x"));
+    }
+
+    #[test]
+    fn a_status_may_start_after_some_requests_and_headers_may_be_absurd() {
+        let options = parse_path("/s=a/status=401/from=1/absurd=1/v1/embeddings");
+        assert_eq!((options.status, options.status_from, options.absurd), (Some(401), 1, true));
     }
 
     #[test]

@@ -136,6 +136,18 @@ fn handle(state: &State, request: &Request) -> Reply {
     }
 }
 
+/// `reply` with the numbers no real API sends in its headers (replacing any wait it carries).
+fn with_absurd_headers(mut reply: Reply) -> Reply {
+    reply.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("retry-after-ms") && !name.starts_with("x-ratelimit"));
+    reply
+        .with_header("retry-after", "1e400")
+        .with_header("retry-after-ms", "NaN")
+        .with_header("x-ratelimit-limit-tokens", "inf")
+        .with_header("x-ratelimit-remaining-tokens", "NaN")
+        .with_header("x-ratelimit-limit-requests", "1e400")
+        .with_header("x-ratelimit-remaining-requests", "-5")
+}
+
 /// A number in [0, 1) fixed by the request's position in its scope, so fault rates repeat.
 fn request_fraction(scope: &str, n: u64, salt: u64) -> f64 {
     let v = vector_for(&format!("{scope}#{n}#{salt}"), 1)[0];
@@ -168,7 +180,10 @@ fn embeddings(state: &State, request: &Request, url: &str) -> Reply {
     if options.pslow > 0.0 && request_fraction(&options.scope, n, 7) < options.pslow {
         std::thread::sleep(Duration::from_millis(options.slow_ms));
     }
-    let reply = answer(state, &options, raw, auth.as_deref(), n);
+    let mut reply = answer(state, &options, raw, auth.as_deref(), n);
+    if options.absurd {
+        reply = with_absurd_headers(reply);
+    }
     if reply.status != 200 {
         state.stats.lock().unwrap().scope(&options.scope).failed += 1;
     }
@@ -188,7 +203,7 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     if options.no_quota {
         return Reply::api_error(429, "insufficient_quota", "You exceeded your current quota (mock).");
     }
-    if let Some(status) = options.status {
+    if let Some(status) = options.status.filter(|_| n > options.status_from) {
         let reply = Reply::api_error(status, "mock_status", &format!("The mock was told to answer {status}."));
         return if status == 429 { reply.with_header("retry-after-ms", "20") } else { reply };
     }

@@ -1,0 +1,253 @@
+//! Robustness: deterministic errors are not retried as if transient, rows the database refuses
+//! do not stop a batch, no good paper is blamed, paid work is kept, numbers from the network
+//! are bounded, and wake-ups and counts stay few with many workers. Figures are printed at the
+//! end of `make test`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use doctrove_itest::cluster::{wait_for, Cluster};
+use doctrove_itest::{cluster, mock_root, record_figure, TestDb};
+use postgres::{Client, NoTls};
+
+/// A session on the test database that keeps the notices (WARNINGs) it receives.
+fn connect_keeping_notices(db: &TestDb) -> (Client, Arc<Mutex<Vec<String>>>) {
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let mut config: postgres::Config = format!("{} dbname={}", cluster(), db.name).parse().unwrap();
+    let kept = Arc::clone(&notices);
+    config.notice_callback(move |notice| kept.lock().unwrap().push(format!("{}: {}", notice.code().code(), notice.message())));
+    let mut client = config.connect(NoTls).unwrap();
+    db.point_at_mock(&mut client, "");
+    (client, notices)
+}
+
+fn papers(client: &mut Client, dims: u32, n: i64) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE doctrove_papers (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
+                 doctrove_abstract text, doctrove_embedding vector({dims}));
+             INSERT INTO doctrove_papers SELECT g, 'Paper ' || g, 'Abstract of paper ' || g, NULL FROM generate_series(1, {n}) g;
+             SELECT doctrove_embed.create_pending_index();"
+        ))
+        .unwrap();
+}
+
+fn sqlstate<T: std::fmt::Debug>(outcome: &Result<T, postgres::Error>) -> Option<String> {
+    outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string())
+}
+
+fn count(client: &mut Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn a_dimension_mismatch_costs_two_requests_and_names_the_setting() {
+    let db = TestDb::new("robust_dims");
+    let mut client = db.connect();
+    papers(&mut client, 8, 3);
+    db.point_at_mock(&mut client, "dim=16/");
+    let outcome = client.query("SELECT * FROM embed_pending(10)", &[]);
+    let requests = db.stats()["requests"].as_u64().unwrap();
+    record_figure(&format!("vector(8) column, API answering 16 dimensions: {requests} requests, then {:?}", sqlstate(&outcome)));
+    assert_eq!(sqlstate(&outcome).as_deref(), Some("22023"), "{outcome:?}");
+    let error = outcome.unwrap_err();
+    let hint = error.as_db_error().unwrap().hint().unwrap_or("").to_string();
+    assert!(hint.contains("doctrove_embed.dimensions"), "{hint}");
+    assert_eq!(requests, 2, "one request and at most one retry");
+    assert_eq!(count(&mut client, "SELECT count(doctrove_embedding) FROM doctrove_papers"), 0);
+}
+
+#[test]
+fn an_api_that_refuses_everything_blames_no_paper_even_in_batches_of_one() {
+    let db = TestDb::new("robust_refuses");
+    let mut client = db.connect();
+    papers(&mut client, 8, 5);
+    db.point_at_mock(&mut client, "status=400/dim=8/");
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        codes.push(sqlstate(&client.query("SELECT * FROM embed_pending(1)", &[])));
+    }
+    let blamed = count(&mut client, "SELECT count(*) FROM doctrove_embed.failures");
+    let pending = count(&mut client, "SELECT get_papers_needing_embeddings_count()");
+    record_figure(&format!("an API refusing every request, 5 batches of 1: {blamed} papers blamed, {pending} still pending"));
+    assert!(codes.iter().all(|c| c.as_deref() == Some("22023")), "{codes:?}");
+    assert_eq!(blamed, 0);
+    assert_eq!(pending, 5);
+}
+
+#[test]
+fn a_later_request_that_fails_keeps_the_vectors_already_paid_for() {
+    let db = TestDb::new("robust_paid");
+    let (mut client, notices) = connect_keeping_notices(&db);
+    papers(&mut client, 8, 2);
+    // One input a request, so the batch of two is two requests; the second is answered 401.
+    client.batch_execute("SET doctrove_embed.max_tokens_per_request = 1").unwrap();
+    db.point_at_mock(&mut client, "status=401/from=1/dim=8/");
+    let row = client.query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending(10)", &[]).unwrap();
+    let (written, failed): (i32, i32) = (row.get(0), row.get(1));
+    let pending = count(&mut client, "SELECT get_papers_needing_embeddings_count()");
+    let warnings = notices.lock().unwrap().clone();
+    record_figure(&format!(
+        "a 2-request batch whose second request gets 401: {written} written, {pending} pending, {failed} blamed, warning {:?}",
+        warnings.iter().find(|w| w.starts_with("28000"))
+    ));
+    assert_eq!((written, failed, pending), (1, 0, 1));
+    assert!(warnings.iter().any(|w| w.starts_with("28000: the embeddings API refused the API key")), "{warnings:?}");
+    let stored = count(&mut client, "SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NOT NULL");
+    assert_eq!(stored, 1);
+}
+
+#[test]
+fn absurd_numbers_in_headers_change_nothing() {
+    let db = TestDb::new("robust_absurd");
+    let mut client = db.connect();
+    papers(&mut client, 8, 40);
+    db.point_at_mock(&mut client, "absurd=1/p429=0.3/dim=8/");
+    client.batch_execute("SET doctrove_embed.max_retries = 20").unwrap();
+    let start = Instant::now();
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(sqlstate(&client.query("SELECT * FROM embed_pending(10)", &[])));
+    }
+    let embedded = count(&mut client, "SELECT count(doctrove_embedding) FROM doctrove_papers");
+    record_figure(&format!(
+        "retry-after: 1e400, x-ratelimit-* inf/NaN/-5 on every answer, 30% 429: {embedded} of 40 embedded in {:.1} s, errors {:?}",
+        start.elapsed().as_secs_f64(),
+        codes.iter().flatten().collect::<Vec<_>>()
+    ));
+    assert!(codes.iter().all(Option::is_none), "no error, no XX000: {codes:?}");
+    assert_eq!(embedded, 40);
+}
+
+/// A cluster with `workers` background workers on the mock, started disabled.
+fn worker_cluster(name: &str, port: u16, workers: u32, scope: &str) -> Cluster {
+    Cluster::start(
+        name,
+        port,
+        &[
+            "shared_preload_libraries = 'doctrove_embed'".to_string(),
+            "max_worker_processes = 32".to_string(),
+            "doctrove_embed.database = 'postgres'".to_string(),
+            format!("doctrove_embed.workers = {workers}"),
+            "doctrove_embed.enabled = off".to_string(),
+            "doctrove_embed.naptime_ms = 600000".to_string(),
+            format!("doctrove_embed.api_base_url = '{}/s={scope}/dim=8/v1'", mock_root()),
+            "doctrove_embed.api_key = 'sk-robustness'".to_string(),
+        ],
+    )
+}
+
+fn enable(client: &mut Client) {
+    client.batch_execute("ALTER SYSTEM SET doctrove_embed.enabled = on").unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+}
+
+#[test]
+fn a_row_the_database_refuses_is_recorded_and_the_other_999_are_written() {
+    let scope = format!("robust-refused-{}", std::process::id());
+    let cluster = worker_cluster("robust_refused", 55465, 1, &scope);
+    let mut client = cluster.connect();
+    client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
+    papers(&mut client, 8, 1000);
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_500() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN RAISE EXCEPTION 'paper 500 may not be embedded' USING ERRCODE = 'check_violation'; END$$;
+             CREATE TRIGGER refuse_500 BEFORE UPDATE ON doctrove_papers FOR EACH ROW
+                 WHEN (NEW.doctrove_paper_id = 500) EXECUTE FUNCTION refuse_500();",
+        )
+        .unwrap();
+    let pid_before: i32 = wait_for("the worker to start", Duration::from_secs(30), || {
+        let pid: i32 = client.query_one("SELECT pid FROM doctrove_embed.workers", &[]).ok()?.get(0);
+        (pid != 0).then_some(pid)
+    });
+    enable(&mut client);
+    wait_for("999 papers written and 1 recorded", Duration::from_secs(60), || {
+        let written = count(&mut client, "SELECT count(doctrove_embedding) FROM doctrove_papers");
+        let failed = count(&mut client, "SELECT count(*) FROM doctrove_embed.failures");
+        (written == 999 && failed == 1).then_some(())
+    });
+    let (paper, error): (String, String) = {
+        let row = client.query_one("SELECT paper_id, last_error FROM doctrove_embed.failures", &[]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    let pid_after: i32 = client.query_one("SELECT pid FROM doctrove_embed.workers", &[]).unwrap().get(0);
+    record_figure(&format!(
+        "a refused row among 1,000: 999 written, paper {paper} in failures ({error}), worker pid {pid_before} -> {pid_after}"
+    ));
+    assert_eq!(paper, "500");
+    assert!(error.contains("23514") && error.contains("paper 500 may not be embedded"), "{error}");
+    assert_eq!(pid_before, pid_after, "the worker never exited");
+}
+
+#[test]
+fn a_thousand_single_row_commits_wake_sixteen_workers_without_a_count_storm() {
+    let scope = format!("robust-storm-{}", std::process::id());
+    let cluster = worker_cluster("robust_storm", 55466, 16, &scope);
+    let mut client = cluster.connect();
+    client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
+    papers(&mut client, 8, 0);
+    client.batch_execute("SELECT doctrove_embed.watch()").unwrap();
+    enable(&mut client);
+    wait_for("16 idle workers", Duration::from_secs(30), || {
+        (count(&mut client, "SELECT count(*) FROM doctrove_embed.workers WHERE state = 'idle'") == 16).then_some(())
+    });
+    let log_before = cluster.log().len();
+    let start = Instant::now();
+    for id in 1..=1000i64 {
+        client
+            .execute(
+                "INSERT INTO doctrove_papers (doctrove_paper_id, doctrove_title, doctrove_abstract) VALUES ($1::bigint, 'Paper ' || $1::bigint::text, 'Abstract')",
+                &[&id],
+            )
+            .unwrap();
+    }
+    wait_for("every paper embedded", Duration::from_secs(60), || {
+        (count(&mut client, "SELECT count(doctrove_embedding) FROM doctrove_papers") == 1000).then_some(())
+    });
+    let took = start.elapsed();
+    let log = cluster.log()[log_before..].to_string();
+    let counts = log.matches("papers needing embeddings").count();
+    let lines = log.lines().filter(|l| l.contains("doctrove_embed worker")).count();
+    record_figure(&format!(
+        "16 workers, 1,000 single-row commits into a watched table: all embedded in {:.1} s, {counts} counts logged, {lines} worker log lines",
+        took.as_secs_f64()
+    ));
+    assert!(counts <= 10, "{counts} counts");
+    assert!(lines <= 400, "{lines} log lines");
+}
+
+#[test]
+fn a_worker_waiting_to_retry_says_so() {
+    let scope = format!("robust-retrying-{}", std::process::id());
+    let cluster = Cluster::start(
+        "robust_retrying",
+        55467,
+        &[
+            "shared_preload_libraries = 'doctrove_embed'".to_string(),
+            "doctrove_embed.database = 'postgres'".to_string(),
+            "doctrove_embed.workers = 1".to_string(),
+            "doctrove_embed.naptime_ms = 600000".to_string(),
+            format!("doctrove_embed.api_base_url = '{}/s={scope}/status=503/dim=8/v1'", mock_root()),
+            "doctrove_embed.api_key = 'sk-robustness'".to_string(),
+        ],
+    );
+    let mut client = cluster.connect();
+    client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
+    papers(&mut client, 8, 5);
+    client.batch_execute("SELECT doctrove_embed.watch(); INSERT INTO doctrove_papers VALUES (6, 'Wake', NULL, NULL)").unwrap();
+    let (state, last_error, activity): (String, String, String) = wait_for("a retrying worker", Duration::from_secs(30), || {
+        let row = client
+            .query_one(
+                "SELECT w.state, w.last_error, a.query FROM doctrove_embed.workers w JOIN pg_stat_activity a USING (pid)",
+                &[],
+            )
+            .ok()?;
+        let state: String = row.get(0);
+        state.starts_with("retrying after HTTP 503, attempt 3 of 7").then(|| (state, row.get(1), row.get(2)))
+    });
+    record_figure(&format!("a worker waiting to retry: state {state:?}"));
+    assert!(state.contains(", next in ") && state.ends_with(" s"), "{state}");
+    assert!(last_error.contains("HTTP 503"), "{last_error}");
+    assert!(activity.contains("retrying after HTTP 503, attempt 3 of 7"), "{activity}");
+}

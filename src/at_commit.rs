@@ -1,0 +1,79 @@
+//! What the extension does when a transaction commits, and only then: wake an idle background
+//! worker after papers were added or edited (a worker woken earlier would not see the rows yet,
+//! and an aborted insert wakes no one), and add a session's batches to the server-wide figures
+//! (an `embed_pending()` whose transaction rolls back embedded nothing).
+
+use std::cell::{Cell, RefCell};
+
+use pgrx::prelude::*;
+
+use crate::embed_pending::BatchOutcome;
+use crate::shared_state;
+
+thread_local! {
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static WAKE: Cell<bool> = const { Cell::new(false) };
+    static BATCHES: RefCell<Vec<BatchFigures>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The figures of one session batch, kept until its transaction ends.
+#[derive(Default)]
+struct BatchFigures {
+    successful: i32,
+    failed: i32,
+    tokens: u64,
+    relid: u32,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
+            for figures in BATCHES.with(|b| std::mem::take(&mut *b.borrow_mut())) {
+                let outcome = BatchOutcome {
+                    successful: figures.successful,
+                    failed: figures.failed,
+                    tokens: figures.tokens,
+                    relid: figures.relid,
+                    ..Default::default()
+                };
+                shared_state::record_batch(None, &outcome);
+            }
+            if WAKE.with(|w| w.replace(false)) {
+                shared_state::wake_one_idle_worker();
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            WAKE.with(|w| w.set(false));
+            BATCHES.with(|b| b.borrow_mut().clear());
+        }
+        _ => {}
+    }
+}
+
+fn register() {
+    if !CALLBACK_REGISTERED.with(|r| r.replace(true)) {
+        // SAFETY: registers a callback that lives as long as the library.
+        unsafe { pg_sys::RegisterXactCallback(Some(on_transaction_end), std::ptr::null_mut()) };
+    }
+}
+
+/// Asks for an idle worker to be woken when the current transaction commits.
+pub fn wake_a_worker() {
+    if !shared_state::available() {
+        return; // no workers in this server
+    }
+    register();
+    WAKE.with(|w| w.set(true));
+}
+
+/// Adds a session batch's figures to the server-wide ones when the transaction commits.
+pub fn record_batch(outcome: &BatchOutcome) {
+    if !shared_state::available() {
+        return;
+    }
+    register();
+    let figures = BatchFigures { successful: outcome.successful, failed: outcome.failed, tokens: outcome.tokens, relid: outcome.relid };
+    BATCHES.with(|b| b.borrow_mut().push(figures));
+}

@@ -1,0 +1,79 @@
+//! Writing a batch's vectors. All of them go in one set-based UPDATE with binary `vector`
+//! values, in a subtransaction. When the database refuses that statement (a trigger or a
+//! constraint of the table, a lock timeout, a serialization failure), the write is split in
+//! halves, each in a subtransaction of its own, down to single rows: every row the database
+//! accepts is written, and each refused row comes back with the database's SQLSTATE and message.
+//! So the cost stays one statement per batch when nothing is refused, and one refused row costs
+//! about 2 log2(n) more.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+
+use crate::embed_pending::Acting;
+use crate::errors::UserError;
+use crate::subtransaction::in_subtransaction;
+use crate::target::Target;
+use crate::vector_datum::vector_array_datum;
+
+/// What a write did.
+#[derive(Default)]
+pub struct Written {
+    /// Rows updated.
+    pub rows: i32,
+    /// The ids whose vectors were written.
+    pub ids: Vec<String>,
+    /// Ids the database refused, with why (`SQLSTATE: message`).
+    pub refused: Vec<(String, String)>,
+}
+
+/// One UPDATE of `ids` with `vectors`, as `acting` says.
+fn update(target: &Target, ids: &[String], vectors: &[Vec<f32>], model: &str, acting: Acting) -> Result<i32, pgrx::spi::Error> {
+    let query = target.names.update_embeddings();
+    let vector_array = vector_array_datum(target.vector_type, vectors);
+    // SAFETY: the datum is a `vector[]` built for exactly this oid.
+    let vector_param = unsafe { DatumWithOid::new(vector_array, target.vector_array_type) };
+    let mut args: Vec<DatumWithOid> = vec![ids.to_vec().into(), vector_param];
+    if target.names.model_version.is_some() {
+        args.push(model.to_string().into());
+    }
+    acting.run(target, || Spi::connect_mut(|client| client.update(query.as_str(), None, &args).map(|t| t.len() as i32)))
+}
+
+struct Writer<'a> {
+    target: &'a Target,
+    model: &'a str,
+    acting: Acting,
+    written: Written,
+}
+
+impl Writer<'_> {
+    fn write(&mut self, ids: &[String], vectors: &[Vec<f32>]) {
+        let attempt = in_subtransaction(|| update(self.target, ids, vectors, self.model, self.acting));
+        match attempt {
+            Ok(Ok(rows)) => {
+                self.written.rows += rows;
+                self.written.ids.extend_from_slice(ids);
+            }
+            Ok(Err(e)) => UserError::new(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("could not write embeddings: {e}")).raise(),
+            Err(error) if error.is_cancel() => error.raise(),
+            Err(error) if ids.len() == 1 => {
+                let why = format!("the database refused the write: {}: {}", error.sqlstate(), error.summary());
+                self.written.refused.push((ids[0].clone(), why));
+            }
+            Err(_) => {
+                let half = ids.len() / 2;
+                self.write(&ids[..half], &vectors[..half]);
+                self.write(&ids[half..], &vectors[half..]);
+            }
+        }
+    }
+}
+
+/// Writes `vectors` to the papers `ids`, isolating the rows the database refuses.
+pub fn write_isolating(target: &Target, ids: &[String], vectors: &[Vec<f32>], model: &str, acting: Acting) -> Written {
+    let mut writer = Writer { target, model, acting, written: Written::default() };
+    if !ids.is_empty() {
+        writer.write(ids, vectors);
+    }
+    writer.written
+}

@@ -1,0 +1,38 @@
+//! Running a statement in a subtransaction of its own, so an ERROR it raises (a trigger, a
+//! constraint, a lock timeout) rolls back that statement alone and comes back as a value.
+
+use std::panic::AssertUnwindSafe;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::errors::UserError;
+
+/// Runs `f` in a new subtransaction: released on success, rolled back (with all `f` did) on an
+/// ERROR, which is returned. The memory context and resource owner are the caller's again
+/// afterwards, as PL/Python and PL/Perl do around their subtransactions.
+pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, UserError> {
+    // SAFETY: the standard internal-subtransaction sequence; the saved context and owner
+    // belong to the enclosing transaction, which outlives the subtransaction.
+    let (context, owner) = unsafe {
+        let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(saved.0);
+        saved
+    };
+    // After an ERROR nothing `f` built is used again: the subtransaction's abort releases it.
+    let result = PgTryBuilder::new(AssertUnwindSafe(|| Ok(f())))
+        .catch_others(|caught| Err(UserError::from_caught(caught)))
+        .execute();
+    // SAFETY: ends the subtransaction begun above.
+    unsafe {
+        if result.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    }
+    result
+}
