@@ -21,7 +21,7 @@ use crate::batch_requests::send_batch;
 use crate::batch_write::write_isolating;
 use crate::errors::{api_error, UserError};
 use crate::failures;
-use crate::identity::as_role;
+use crate::identity::{as_role, with_catalog_search_path};
 use crate::pending_index;
 use crate::shared_state::Phase;
 use crate::target::{resolve, Target};
@@ -36,11 +36,14 @@ pub enum Acting {
 }
 
 impl Acting {
-    /// Runs `f`, a statement on `target`'s table, with these rights.
+    /// Runs `f`, a statement on `target`'s table, with these rights. As the table's owner it
+    /// also runs with `search_path = pg_catalog, pg_temp` (as VACUUM does since PostgreSQL 17):
+    /// the worker's path is the database's, which its owner sets, and the table owner's
+    /// triggers must not resolve names through schemas someone else planted.
     pub fn run<R>(self, target: &Target, f: impl FnOnce() -> R) -> R {
         match self {
             Acting::Caller => f(),
-            Acting::TableOwner => as_role(target.owner, f),
+            Acting::TableOwner => as_role(target.owner, || with_catalog_search_path(f)),
         }
     }
 }
@@ -143,6 +146,9 @@ fn fetch_pending(target: &Target, limit: i32, acting: Acting) -> Vec<Pending> {
 pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str)) -> Result<BatchOutcome, UserError> {
     check_batch_size(batch, Some(1), "a batch")?;
     phase(Phase::Fetching, "");
+    if acting == Acting::TableOwner {
+        crate::target::refuse_settings_from_catalogs()?;
+    }
     let target = resolve()?;
     let config = current_config()?;
     let dims = target.dims.or((config.dimensions > 0).then_some(config.dimensions as usize));

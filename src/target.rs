@@ -119,12 +119,13 @@ fn table_name_parts(setting: &str) -> Result<(String, String), UserError> {
     if setting.trim().is_empty() {
         return Err(invalid());
     }
-    let parts = PgTryBuilder::new(|| Spi::get_one_with_args::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[setting.into()]))
-        .catch_others(|_| Ok(None))
-        .execute()
-        .ok()
-        .flatten()
-        .ok_or_else(invalid)?;
+    // parse_ident raises an ERROR for a malformed name: in a subtransaction of its own.
+    let parts = crate::subtransaction::in_subtransaction(|| {
+        Spi::get_one_with_args::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[setting.into()])
+    })
+    .ok()
+    .and_then(|parsed| parsed.ok().flatten())
+    .ok_or_else(invalid)?;
     match parts.as_slice() {
         [name] => Ok(("public".to_string(), name.clone())),
         [schema, name] => Ok((schema.clone(), name.clone())),
@@ -150,6 +151,30 @@ fn id_type_and_equality(type_oid: pg_sys::Oid, table: &str, id_name: &str) -> Re
             format!("column \"{id_name}\" of table {table} has a type without an equality operator"),
         )
         .hint("Set doctrove_embed.id_column to a key column of a type such as bigint, uuid or text.")),
+    }
+}
+
+/// Refuses, in a background worker, `doctrove_embed.*` values that come from `ALTER DATABASE` or
+/// `ALTER ROLE ... SET`: the workers act as the table's owner, so whoever owns the database
+/// must not choose which table (or which columns, sent to the API) that is. Workers take their
+/// settings from the server's configuration only.
+pub fn refuse_settings_from_catalogs() -> Result<(), UserError> {
+    let from_catalogs = crate::identity::with_catalog_search_path(|| {
+        Spi::get_one::<String>(
+            "SELECT string_agg(name || ' (' || source || ')', ', ' ORDER BY name) FROM pg_settings \
+             WHERE name LIKE 'doctrove\\_embed.%' AND source IN ('database', 'user', 'database user')",
+        )
+    })
+    .ok()
+    .flatten();
+    match from_catalogs {
+        None => Ok(()),
+        Some(names) => Err(UserError::new(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "the background workers take no doctrove_embed setting from ALTER DATABASE or ALTER ROLE",
+        )
+        .detail(format!("Set per database or per role: {names}."))
+        .hint("Set them in postgresql.conf or with ALTER SYSTEM, and RESET the per-database or per-role values.")),
     }
 }
 

@@ -80,9 +80,12 @@ impl Bucket {
 
     /// Lowers the level when the API reports `remaining` of its own limit, keeping a reserve of
     /// 5% of the limit for the requests already in flight.
+    /// The level never goes below one minute of debt, so no header can stall the server for
+    /// longer than a minute.
     pub fn observe_remaining(&mut self, remaining: f64, limit: f64) {
         if self.per_minute > 0.0 && limit > 0.0 {
-            self.level = self.level.min(remaining - 0.05 * limit);
+            let reserve = 0.05 * limit.min(self.per_minute);
+            self.level = self.level.min(remaining - reserve).max(-self.per_minute);
         }
     }
 }
@@ -186,6 +189,16 @@ mod tests {
             _ => None,
         });
         assert_eq!(h, RateLimitHeaders::default());
+    }
+
+    #[test]
+    fn a_huge_limit_with_nothing_remaining_costs_at_most_a_minute() {
+        let mut b = Bucket { per_minute: 1000.0, level: 100.0, updated_ms: 1 };
+        b.observe_remaining(0.0, 1e12);
+        assert_eq!(b.level, -50.0, "5% of the configured limit held back, not 5% of 1e12");
+        b.observe_remaining(-1e12, 1000.0);
+        assert_eq!(b.level, -1000.0, "never more than a minute of debt");
+        assert_eq!(b.wait(1000.0, 1), Some(Duration::from_secs(60)));
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub fn create_logged_papers(client: &mut Client, n: i64, dims: u32) {
                  doctrove_embedding vector({dims}));
              CREATE TABLE embedding_writes (paper_id bigint);
              CREATE FUNCTION log_embedding_write() RETURNS trigger LANGUAGE plpgsql AS
-                 $$BEGIN INSERT INTO embedding_writes VALUES (NEW.doctrove_paper_id); RETURN NEW; END$$;
+                 $$BEGIN INSERT INTO public.embedding_writes VALUES (NEW.doctrove_paper_id); RETURN NEW; END$$;
              CREATE TRIGGER log_embedding_write AFTER UPDATE OF doctrove_embedding ON doctrove_papers
                  FOR EACH ROW WHEN (NEW.doctrove_embedding IS NOT NULL) EXECUTE FUNCTION log_embedding_write();
              INSERT INTO doctrove_papers SELECT g, 'Paper ' || g, 'Abstract of paper ' || g, NULL

@@ -154,6 +154,40 @@ fn a_table_owner_gains_nothing_through_the_worker() {
     record_attack("objects planted in public in front of pg_catalog, run by the worker", !planted.is_empty() || superuser);
     assert!(planted.is_empty(), "planted objects ran with other rights: {planted:?}");
     assert!(!superuser);
+
+    // The database's owner points the workers at another role's table, whose "title" is a
+    // secret, through ALTER DATABASE ... SET: the workers refuse settings from the catalogs.
+    let inputs_before = mock_stats("security-worker")["inputs"].as_u64().unwrap();
+    admin
+        .batch_execute(
+            "SET search_path = pg_catalog;
+             CREATE ROLE victim;
+             CREATE TABLE public.secrets (id bigint PRIMARY KEY, secret text, notes text, embedding public.vector(8));
+             ALTER TABLE public.secrets OWNER TO victim;
+             INSERT INTO public.secrets VALUES (1, 'victim-password-123', NULL, NULL);",
+        )
+        .unwrap();
+    mallory
+        .batch_execute(
+            "ALTER DATABASE postgres SET doctrove_embed.\"table\" = 'public.secrets';
+             ALTER DATABASE postgres SET doctrove_embed.id_column = 'id';
+             ALTER DATABASE postgres SET doctrove_embed.title_column = 'secret';
+             ALTER DATABASE postgres SET doctrove_embed.abstract_column = 'notes';
+             ALTER DATABASE postgres SET doctrove_embed.embedding_column = 'embedding';",
+        )
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'doctrove_embed worker'")
+        .unwrap();
+    let error: String = wait_for("the worker to refuse the database's settings", Duration::from_secs(60), || {
+        let row = check.query_opt("SELECT last_error FROM doctrove_embed.workers WHERE last_error LIKE '%ALTER DATABASE%'", &[]).ok()??;
+        Some(row.get(0))
+    });
+    let written: i64 = check.query_one("SELECT count(embedding) FROM public.secrets", &[]).unwrap().get(0);
+    let sent = mock_stats("security-worker")["inputs"].as_u64().unwrap() != inputs_before;
+    record_attack("a database owner points the workers at another role's table", written > 0 || sent);
+    assert_eq!(written, 0, "{error}");
+    assert!(!sent);
 }
 
 /// Builds the papers table as the superuser, then lets role `planter`, made owner of the
