@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: builds and installs the extension and the mock, sets up the baseline's Python
 # environment, and runs bench.py (extra arguments go to it: --papers, --seconds, --latency-ms);
-# then measures the local model server (model_bench.py).
+# then the backfill on a table shaped like the production one (seed_shape.py), then the local
+# model server (model_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s install
@@ -11,4 +12,5 @@ if [[ ! -x bench/.venv/bin/python ]]; then
 fi
 bench/.venv/bin/pip install -q psycopg2-binary
 bench/.venv/bin/python bench/bench.py "$@"
+bench/.venv/bin/python bench/seed_shape.py
 bench/.venv/bin/python bench/model_bench.py
