@@ -13,16 +13,8 @@ use crate::shared_state;
 thread_local! {
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static WAKE: Cell<bool> = const { Cell::new(false) };
-    static BATCHES: RefCell<Vec<BatchFigures>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The figures of one session batch, kept until its transaction ends.
-#[derive(Default)]
-struct BatchFigures {
-    successful: i32,
-    failed: i32,
-    tokens: u64,
-    relid: u32,
+    /// The session's batches, added to the server-wide figures when the transaction commits.
+    static BATCHES: RefCell<Vec<BatchOutcome>> = const { RefCell::new(Vec::new()) };
 }
 
 #[pg_guard]
@@ -30,14 +22,7 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
-            for figures in BATCHES.with(|b| std::mem::take(&mut *b.borrow_mut())) {
-                let outcome = BatchOutcome {
-                    successful: figures.successful,
-                    failed: figures.failed,
-                    tokens: figures.tokens,
-                    relid: figures.relid,
-                    ..Default::default()
-                };
+            for outcome in BATCHES.with(|b| std::mem::take(&mut *b.borrow_mut())) {
                 shared_state::record_batch(None, &outcome);
             }
             if WAKE.with(|w| w.replace(false)) {
@@ -74,6 +59,5 @@ pub fn record_batch(outcome: &BatchOutcome) {
         return;
     }
     register();
-    let figures = BatchFigures { successful: outcome.successful, failed: outcome.failed, tokens: outcome.tokens, relid: outcome.relid };
-    BATCHES.with(|b| b.borrow_mut().push(figures));
+    BATCHES.with(|b| b.borrow_mut().push(outcome.clone()));
 }

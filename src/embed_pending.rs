@@ -62,14 +62,19 @@ pub fn max_batch(dims: Option<usize>) -> usize {
     (MAX_ALLOC - 64 * 1024) / per_paper
 }
 
-/// Refuses a batch too large to write in one statement, before any API call.
-pub fn check_batch_size(batch: i32, dims: Option<usize>, setting: &str) -> Result<(), UserError> {
+/// Refuses a batch of less than one paper.
+fn check_batch_positive(batch: i32) -> Result<(), UserError> {
     if batch < 1 {
         return Err(UserError::new(
             pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("batch must be at least 1, not {batch}"),
         ));
     }
+    Ok(())
+}
+
+/// Refuses a batch too large to write in one statement, before any API call.
+fn check_batch_fits(batch: i32, dims: Option<usize>, setting: &str) -> Result<(), UserError> {
     let most = max_batch(dims);
     if batch as usize > most {
         return Err(UserError::new(
@@ -95,13 +100,12 @@ struct Pending {
 }
 
 /// What one batch did.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct BatchOutcome {
     pub successful: i32,
-    /// Papers recorded in `doctrove_embed.failures`: rejected by the API, or refused by the
-    /// database (`refused` of them).
+    /// Papers recorded in `doctrove_embed.failures`: rejected by the API or refused by the
+    /// database.
     pub failed: i32,
-    pub refused: i32,
     pub fetch_ms: f64,
     pub api_ms: f64,
     pub db_ms: f64,
@@ -144,7 +148,7 @@ fn fetch_pending(target: &Target, limit: i32, acting: Acting) -> Vec<Pending> {
 /// back and carry on. An API error after some requests were answered comes back in
 /// [`BatchOutcome::stopped_by`], with the answered vectors written.
 pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str)) -> Result<BatchOutcome, UserError> {
-    check_batch_size(batch, Some(1), "a batch")?;
+    check_batch_positive(batch)?;
     phase(Phase::Fetching, "");
     if acting == Acting::TableOwner {
         crate::target::refuse_settings_from_catalogs()?;
@@ -153,7 +157,7 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     let config = current_config()?;
     let dims = target.dims.or((config.dimensions > 0).then_some(config.dimensions as usize));
     let setting = if acting == Acting::Caller { "a batch" } else { "doctrove_embed.batch_size" };
-    check_batch_size(batch, dims, setting)?;
+    check_batch_fits(batch, dims, setting)?;
     let fetch_start = Instant::now();
     let papers = pending_index::over_pending(&target, || fetch_pending(&target, batch, acting));
     let mut outcome =
@@ -185,7 +189,6 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     failures::forget(&target, &written.ids);
     let mut rejected: Vec<(String, String)> =
         answered.rejected.into_iter().map(|(i, message)| (papers[i].id.clone(), message)).collect();
-    outcome.refused = written.refused.len() as i32;
     rejected.extend(written.refused);
     outcome.failed = rejected.len() as i32;
     let (rejected_ids, messages): (Vec<String>, Vec<String>) = rejected.into_iter().unzip();
@@ -202,18 +205,26 @@ pub fn count_pending() -> Result<(u32, i64), UserError> {
     Ok((target.relid.to_u32(), count_pending_of(&target, Acting::Caller)?))
 }
 
+/// The one value of `query`, a statement over `target`'s pending papers whose only parameter is
+/// the held-back ids (see `PapersTable::pending_condition`), run through the partial index with
+/// `acting`'s rights; `what` names it in an error.
+fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
+    target: &Target,
+    acting: Acting,
+    query: &str,
+    what: &str,
+) -> Result<Option<T>, UserError> {
+    let args: Vec<DatumWithOid> = vec![failures::held_back(target).into()];
+    pending_index::over_pending(target, || acting.run(target, || Spi::get_one_with_args::<T>(query, &args)))
+        .map_err(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not {what}: {e}")))
+}
+
 /// The exact number of pending papers in `target`.
 pub fn count_pending_of(target: &Target, acting: Acting) -> Result<i64, UserError> {
-    let query = target.names.count_pending();
-    let args: Vec<DatumWithOid> = vec![failures::held_back(target).into()];
-    let result = pending_index::over_pending(target, || acting.run(target, || Spi::get_one_with_args::<i64>(&query, &args)));
-    result.map(|n| n.unwrap_or(0)).map_err(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not count pending papers: {e}")))
+    Ok(over_pending_papers::<i64>(target, acting, &target.names.count_pending(), "count pending papers")?.unwrap_or(0))
 }
 
 /// Whether `target` has any pending paper: one probe through the partial index.
 pub fn any_pending_of(target: &Target, acting: Acting) -> Result<bool, UserError> {
-    let query = target.names.any_pending();
-    let args: Vec<DatumWithOid> = vec![failures::held_back(target).into()];
-    let result = pending_index::over_pending(target, || acting.run(target, || Spi::get_one_with_args::<bool>(&query, &args)));
-    result.map(|n| n.unwrap_or(false)).map_err(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not look for pending papers: {e}")))
+    Ok(over_pending_papers::<bool>(target, acting, &target.names.any_pending(), "look for pending papers")?.unwrap_or(false))
 }

@@ -71,8 +71,8 @@ pub fn search(target: &Target, query: &str) -> Result<Vec<f32>, UserError> {
 }
 
 /// The `k` papers nearest to `vector`.
+/// (`k` is checked by the caller, before the query is embedded.)
 pub fn nearest(target: &Target, vector: &[f32], k: i32) -> Vec<Neighbour> {
-    check_k(k).unwrap_or_else(|e| e.raise());
     // SAFETY: the datum is a pgvector `vector` built for exactly this type.
     let param = unsafe { DatumWithOid::new(vector_datum(vector), target.vector_type) };
     rows(&target.names.nearest_papers(), &[param, k.into()])
