@@ -1,19 +1,22 @@
 # doctrove_embed: developer commands. See README.md and CONTRIBUTING.md.
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+# PG=N picks the PostgreSQL major version (15, Debian's own, by default; 13, 17 and 18 are
+# built from Debian's source packages by `make deps PG=N`). `make test` without PG runs the
+# whole suite on 15 and the version suite on 13, 17 and 18.
+PG_CONFIG ?= $(if $(filter-out 15,$(or $(PG),15)),/opt/doctrove_embed/pg$(PG)/bin/pg_config,/usr/lib/postgresql/15/bin/pg_config)
 
 .PHONY: deps install test unit bench run stop clean
 
-## deps: set up a fresh Debian 12 machine (idempotent)
+## deps: set up a fresh Debian 12 machine (idempotent; PG=N also builds PostgreSQL N)
 deps:
 	bash scripts/deps.sh
 
-## install: build in release mode and install into the local PostgreSQL 15
+## install: build in release mode and install into the local PostgreSQL (15, or PG=N)
 install:
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 
-## test: everything CI runs (sets up dependencies first)
+## test: everything CI runs (sets up dependencies first); PG=N: the whole suite on N only
 test: deps
-	bash scripts/test.sh
+	PG_GIVEN=$(PG) bash scripts/test.sh
 
 ## bench: the throughput comparison with the current approach (prints a table, writes bench/results/latest.json)
 bench: deps

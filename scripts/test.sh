@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Everything `make test` runs, in order: unit tests of the pure crates, the #[pg_test]s in a
-# pgrx-managed cluster, then (against the release build installed into PostgreSQL 15) the
-# pg_regress golden tests and the client-side integration tests, with the mock server.
+# Everything `make test` runs, in order: unit tests of the pure crates and the model server,
+# then on each PostgreSQL version the version suite (the #[pg_test]s in a pgrx-managed cluster;
+# against the release build installed into that server, the pg_regress golden tests and the
+# client-side embed_pending, fault, worker and upgrade tests, with the mock server), and on the
+# main version the rest (security, robustness, pg_cron, importer, `make run` three ways).
+# Without PG (CI): the whole suite on 15 and the version suite on 13, 17 and 18, one summary line
+# per version. With PG=N: the whole suite on N.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+if [[ -n "${PG_GIVEN:-}" ]]; then
+    MAIN_PG="$PG_GIVEN"; OTHER_PGS=()
+else
+    MAIN_PG=15; OTHER_PGS=(13 17 18)
+fi
 TEST_DIR="${TEST_DIR:-/tmp/doctrove_embed_test}"
 PG_PORT="${PG_PORT:-55432}"
 MOCK_PORT="${MOCK_PORT:-18089}"
@@ -15,12 +24,16 @@ PGRX_DIR=/tmp/doctrove_embed_pgrx
 export DOCTROVE_SECURITY_LOG="$TEST_DIR.security.log"
 rm -f "$DOCTROVE_SECURITY_LOG"
 started_at=$(date +%s)
+summaries=()
 
 cleanup() {
     mock_stop
     cluster_stop "$TEST_DIR"
 }
 trap cleanup EXIT
+
+# passed LOG: the number of tests cargo reported as passed in LOG.
+passed() { grep -o 'test result: ok\. [0-9]* passed' "$1" | awk '{n += $4} END {print n + 0}'; }
 
 log "unit tests: embed_core, the HTTP server, the mock and the importer"
 cargo test -p embed_core -p http_endpoint -p doctrove_mock -p doctrove_import
@@ -31,44 +44,74 @@ log "the local model server against the reference (release build: the encoder is
     --check crates/model_server/tests/fixtures/reference.json
 cargo test --release -p doctrove_model
 
-log "#[pg_test]s (cargo pgrx test, cluster run as postgres)"
-rm -rf "$PGRX_DIR"; mkdir -p "$PGRX_DIR"; chown postgres "$PGRX_DIR"
-cargo pgrx test pg15 --runas postgres --pgdata "$PGRX_DIR/data"
+# version_suite N: the tests every supported PostgreSQL version gets, leaving the test cluster
+# and the mock running for the rest of the suite. Adds a summary line.
+version_suite() {
+    local v="$1" version_started
+    version_started=$(date +%s)
+    use_pg "$v"
+    log "PostgreSQL $v: dependencies"
+    bash scripts/deps.sh >"$TEST_DIR.deps.log" 2>&1 || { cat "$TEST_DIR.deps.log"; exit 1; }
 
-log "install the release build into PostgreSQL 15"
-make -s install
+    log "PostgreSQL $v: #[pg_test]s (cargo pgrx test, cluster run as postgres)"
+    rm -rf "$PGRX_DIR"; mkdir -p "$PGRX_DIR"; chown postgres "$PGRX_DIR"
+    cargo pgrx test "pg$v" --runas postgres --pgdata "$PGRX_DIR/data" 2>&1 | tee "$TEST_DIR.pg_test.log"
+    local pg_tests; pg_tests=$(passed "$TEST_DIR.pg_test.log")
 
-log "test cluster on port $PG_PORT, mock on port $MOCK_PORT"
-cargo build -q --release -p doctrove_mock
-mkdir -p "$TEST_DIR"
-mock_start "$MOCK_PORT" "$TEST_DIR/mock.log"
-cluster_start "$TEST_DIR" "$PG_PORT" \
-    "shared_preload_libraries = 'pg_cron,doctrove_embed'" \
-    "cron.database_name = 'postgres'" \
-    "doctrove_embed.workers = 0" \
-    "doctrove_embed.api_base_url = 'http://127.0.0.1:$MOCK_PORT/v1'" \
-    "doctrove_embed.api_key = 'sk-regress-0123456789'"
+    log "PostgreSQL $v: install the release build"
+    make -s install PG="$v"
+    # The 0.1.0 install script as released, for the upgrade test to start from.
+    install -m 644 sql/released/doctrove_embed--0.1.0.sql "$("$PG_CONFIG" --sharedir)/extension/"
 
-log "pg_regress golden tests (pg_test/)"
-regress_out="$TEST_DIR/regress"
-mkdir -p "$regress_out"
-tests=$(cd pg_test/sql && ls *.sql | sed 's/\.sql$//' | sort)
-if ! "$(/usr/lib/postgresql/15/bin/pg_config --pgxs | xargs dirname)/../test/regress/pg_regress" \
-        --bindir="$PG_BIN" --host="$TEST_DIR" --port="$PG_PORT" --user=postgres \
-        --inputdir=pg_test --outputdir="$regress_out" --dbname=doctrove_regress $tests; then
-    cat "$regress_out/regression.diffs" 2>/dev/null || true
-    exit 1
-fi
+    log "PostgreSQL $v: test cluster on port $PG_PORT, mock on port $MOCK_PORT"
+    cargo build -q --release -p doctrove_mock
+    mock_stop
+    mock_start "$MOCK_PORT" "$TEST_DIR.mock.log"
+    cluster_start "$TEST_DIR" "$PG_PORT" \
+        "shared_preload_libraries = 'pg_cron,doctrove_embed'" \
+        "cron.database_name = 'postgres'" \
+        "doctrove_embed.workers = 0" \
+        "doctrove_embed.api_base_url = 'http://127.0.0.1:$MOCK_PORT/v1'" \
+        "doctrove_embed.api_key = 'sk-regress-0123456789'"
 
-log "integration and fault tests against the installed extension (worker tests start clusters of their own)"
+    log "PostgreSQL $v: pg_regress golden tests (pg_test/)"
+    local regress_out="$TEST_DIR/regress" tests
+    mkdir -p "$regress_out"
+    tests=$(cd pg_test/sql && ls *.sql | sed 's/\.sql$//' | sort)
+    if ! "$("$PG_CONFIG" --pgxs | xargs dirname)/../test/regress/pg_regress" \
+            --bindir="$PG_BIN" --host="$TEST_DIR" --port="$PG_PORT" --user=postgres \
+            --inputdir=pg_test --outputdir="$regress_out" --dbname=doctrove_regress $tests; then
+        cat "$regress_out/regression.diffs" 2>/dev/null || true
+        exit 1
+    fi
+
+    log "PostgreSQL $v: embed_pending, fault, worker and upgrade tests against the installed extension"
+    client_tests embed_pending faults worker upgrade
+    local client; client=$(passed "$TEST_DIR.itest.log")
+    summaries+=("PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'): $pg_tests #[pg_test]s, $(wc -w <<<"$tests") golden tests, $client client-side tests passed in $(( $(date +%s) - version_started )) s")
+}
+
+# client_tests NAME...: the named test files of crates/itest against the test cluster and mock.
 figures="$TEST_DIR/fault_figures.txt"
-rm -f "$figures"
-DOCTROVE_TEST_FIGURES="$figures" \
-DOCTROVE_TEST_PG="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
-DOCTROVE_TEST_MOCK="http://127.0.0.1:$MOCK_PORT" \
-    cargo test -p doctrove_itest -- --test-threads=2
+client_tests() {
+    local args=()
+    for t in "$@"; do args+=(--test "$t"); done
+    DOCTROVE_TEST_FIGURES="$figures" \
+    DOCTROVE_TEST_PG="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
+    DOCTROVE_TEST_MOCK="http://127.0.0.1:$MOCK_PORT" \
+    DOCTROVE_TEST_PG_BIN="$PG_BIN" \
+        cargo test -p doctrove_itest "${args[@]}" -- --test-threads=2 2>&1 | tee "$TEST_DIR.itest.log"
+}
 
-log "make run end to end: local model, generated sample, background workers, HNSW, three queries"
+mkdir -p "$TEST_DIR"
+rm -f "$figures"
+for v in "${OTHER_PGS[@]}"; do version_suite "$v"; done
+version_suite "$MAIN_PG"
+
+log "PostgreSQL $MAIN_PG: security, robustness, setup, pg_cron and importer tests (worker tests start clusters of their own)"
+client_tests security robustness setup cron importer
+
+log "make run end to end on PostgreSQL $MAIN_PG: local model, generated sample, background workers, HNSW, three queries"
 run_log="$TEST_DIR/make_run.log"
 RUN_DIR=/tmp/doctrove_embed_run_ci RUN_PORT=55435 MODEL_PORT=18092 \
     make -s run SAMPLE=400 2>&1 | tee "$run_log" | grep -E "^==>|on topic"
@@ -112,6 +155,8 @@ grep 'worked=1$' "$DOCTROVE_SECURITY_LOG" || true
 echo "security suite: $tried attacks tried, $worked worked"
 (( tried > 0 && worked == 0 )) || exit 1
 
+log "summary"
+printf '%s\n' "${summaries[@]}"
 echo "make test took $(( $(date +%s) - started_at )) s"
 
 log "all tests passed"

@@ -13,18 +13,19 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::guc_memory;
+
 /// What SHOW, `current_setting()` and `pg_settings` give for the key, set or not.
 pub const HIDDEN: &CStr = c"(hidden)";
 
-/// The key in force in this process: the assign hook's extra data (a malloc'd C string owned by
-/// the GUC machinery, freed by it only once no value refers to it).
+/// The key in force in this process: the assign hook's extra data (a C string in GUC memory owned
+/// by the GUC machinery, freed by it only once no value refers to it).
 static CURRENT: AtomicPtr<c_char> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Copies `text` into memory from `malloc`, as PostgreSQL 15 frees GUC strings and extra data
-/// with `free`. Null when out of memory.
-unsafe fn malloc_copy(text: &CStr) -> *mut c_char {
+/// Copies `text` into GUC memory, which the GUC machinery frees. Null when out of memory.
+unsafe fn guc_copy(text: &CStr) -> *mut c_char {
     let bytes = text.to_bytes_with_nul();
-    let copy = libc::malloc(bytes.len()) as *mut c_char;
+    let copy = guc_memory::alloc(bytes.len()) as *mut c_char;
     if !copy.is_null() {
         std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const c_char, copy, bytes.len());
     }
@@ -34,13 +35,13 @@ unsafe fn malloc_copy(text: &CStr) -> *mut c_char {
 #[pg_guard]
 unsafe extern "C-unwind" fn check_api_key(newval: *mut *mut c_char, extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
     let key = if (*newval).is_null() { c"" } else { CStr::from_ptr(*newval) };
-    let (kept, hidden) = (malloc_copy(key), malloc_copy(HIDDEN));
+    let (kept, hidden) = (guc_copy(key), guc_copy(HIDDEN));
     if kept.is_null() || hidden.is_null() {
-        libc::free(kept as *mut c_void);
-        libc::free(hidden as *mut c_void);
+        guc_memory::free(kept as *mut c_void);
+        guc_memory::free(hidden as *mut c_void);
         return false;
     }
-    libc::free(*newval as *mut c_void);
+    guc_memory::free(*newval as *mut c_void);
     *newval = hidden;
     *extra = kept as *mut c_void;
     true

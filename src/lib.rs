@@ -13,6 +13,7 @@ mod batch_write;
 mod embed_pending;
 mod errors;
 mod failures;
+mod guc_memory;
 mod gucs;
 mod identity;
 mod pending_index;
@@ -51,9 +52,7 @@ pub extern "C-unwind" fn _PG_init() {
         shared_state::init();
         worker::register_workers();
     }
-    // Unknown doctrove_embed.* names (typos) are rejected instead of becoming placeholders.
-    // SAFETY: called once, from _PG_init, with a static C string.
-    unsafe { pg_sys::MarkGUCPrefixReserved(c"doctrove_embed".as_ptr()) };
+    reserve_setting_prefix();
     // Until the library is loaded, a key set in postgresql.conf is an unchecked placeholder
     // that any role can read with SHOW; only preloading protects it in every session.
     if !preloading && !api_key_setting::current().is_empty() {
@@ -65,6 +64,21 @@ pub extern "C-unwind" fn _PG_init() {
         .hint("Add doctrove_embed to shared_preload_libraries and restart the server.")
         .warn();
     }
+}
+
+/// Unknown doctrove_embed.* names (typos) are rejected instead of becoming placeholders. Before
+/// PostgreSQL 15 the server can only warn about those already set.
+fn reserve_setting_prefix() {
+    // SAFETY: called once, from _PG_init, with a static C string.
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    unsafe {
+        pg_sys::MarkGUCPrefixReserved(c"doctrove_embed".as_ptr())
+    };
+    // SAFETY: as above.
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    unsafe {
+        pg_sys::EmitWarningsOnPlaceholders(c"doctrove_embed".as_ptr())
+    };
 }
 
 /// Embeds up to `batch` pending papers of the configured table in the caller's transaction.

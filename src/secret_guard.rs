@@ -71,6 +71,7 @@ unsafe fn refuse_key_in_catalogs(stmt: *mut pg_sys::Node) {
     }
 }
 
+#[cfg(not(feature = "pg13"))]
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn guard(
@@ -87,6 +88,25 @@ unsafe extern "C-unwind" fn guard(
     match PREVIOUS_HOOK {
         Some(previous) => previous(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+    }
+}
+
+/// The same hook for PostgreSQL 13, whose ProcessUtility has no `readOnlyTree` (added in 14).
+#[cfg(feature = "pg13")]
+#[pg_guard]
+unsafe extern "C-unwind" fn guard(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    refuse_key_in_catalogs((*pstmt).utilityStmt);
+    match PREVIOUS_HOOK {
+        Some(previous) => previous(pstmt, query_string, context, params, query_env, dest, qc),
+        None => pg_sys::standard_ProcessUtility(pstmt, query_string, context, params, query_env, dest, qc),
     }
 }
 

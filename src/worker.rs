@@ -20,6 +20,21 @@ use crate::errors::UserError;
 use crate::gucs;
 use crate::shared_state::{self, Phase};
 
+/// A LOG line in the server log, formatted like `format!`. Not pgrx's `log!`: on PostgreSQL 13
+/// it compares LOG with `log_min_messages` numerically and drops every LOG line at the default
+/// (WARNING), while the server ranks LOG above WARNING for its log; `errstart`, which `report`
+/// calls, decides rightly on every version.
+macro_rules! server_log {
+    ($($arg:tt)*) => {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            pgrx::PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!($($arg)*),
+            "doctrove_embed worker",
+        )
+        .report(pgrx::PgLogLevel::LOG)
+    };
+}
+
 /// Shortest time between two progress lines of one worker.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest pause after repeated failures.
@@ -178,7 +193,7 @@ impl WorkerLoop {
             s.found = pending.max(0) as u64;
             s.embedded_at_found = s.embedded;
         });
-        log!("doctrove_embed worker {}: {}", self.index, found_line(pending.max(0) as u64));
+        server_log!("doctrove_embed worker {}: {}", self.index, found_line(pending.max(0) as u64));
         // The announced backlog is followed by its first batch line, then at most one every
         // 10 s, and closed by a last progress line.
         self.announced = true;
@@ -196,7 +211,7 @@ impl WorkerLoop {
         if let Some(outcome) = outcome {
             let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1000.0);
             let updated = outcome.successful.max(0) as u64;
-            log!(
+            server_log!(
                 "doctrove_embed worker {}: {}",
                 self.index,
                 batch_line(
@@ -215,7 +230,7 @@ impl WorkerLoop {
         }
         self.last_logged_processed = Some(processed);
         let total = s.found.max(processed);
-        log!("doctrove_embed worker {}: {}", self.index, progress_line(processed, total, s.progress_rate()));
+        server_log!("doctrove_embed worker {}: {}", self.index, progress_line(processed, total, s.progress_rate()));
     }
 
     fn on_error(&mut self, error: &UserError) -> Duration {
@@ -311,6 +326,15 @@ unsafe extern "C-unwind" {
     fn die(postgres_signal_arg: std::ffi::c_int);
 }
 
+/// Installs a PostgreSQL signal handler: `pqsignal` up to 17; from 18 on the backend's is
+/// `pqsignal_be` (`pqsignal` is a macro for it there).
+unsafe fn set_signal_handler(signal: std::ffi::c_int, handler: unsafe extern "C-unwind" fn(std::ffi::c_int)) {
+    #[cfg(not(feature = "pg18"))]
+    pg_sys::pqsignal(signal, Some(handler));
+    #[cfg(feature = "pg18")]
+    pg_sys::pqsignal_be(signal, Some(handler));
+}
+
 unsafe extern "C-unwind" fn on_worker_exit(_code: i32, arg: pg_sys::Datum) {
     shared_state::unregister_worker(arg.value());
 }
@@ -321,8 +345,8 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     let index = arg.value();
     // SAFETY: PostgreSQL's standard handlers for a background worker, then unblock signals.
     unsafe {
-        pg_sys::pqsignal(libc::SIGHUP, Some(signal_handler_for_config_reload));
-        pg_sys::pqsignal(libc::SIGTERM, Some(die));
+        set_signal_handler(libc::SIGHUP, signal_handler_for_config_reload);
+        set_signal_handler(libc::SIGTERM, die);
         pg_sys::BackgroundWorkerUnblockSignals();
     }
     let database = gucs::text(&gucs::DATABASE);
@@ -330,7 +354,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     shared_state::register_worker(index);
     // SAFETY: runs on_worker_exit with our slot index when this process exits.
     unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(index)) };
-    log!("doctrove_embed worker {index} started in database \"{database}\"");
+    server_log!("doctrove_embed worker {index} started in database \"{database}\"");
 
     let mut worker = WorkerLoop { index, busy: false, announced: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None };
     loop {
@@ -343,7 +367,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
             }
             let now_database = gucs::text(&gucs::DATABASE);
             if now_database != database {
-                log!("doctrove_embed worker {index}: doctrove_embed.database changed to \"{now_database}\", restarting");
+                server_log!("doctrove_embed worker {index}: doctrove_embed.database changed to \"{now_database}\", restarting");
                 // SAFETY: exit code 1 makes the postmaster start the worker again.
                 unsafe { pg_sys::proc_exit(1) };
             }

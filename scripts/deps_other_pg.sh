@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Builds PostgreSQL N (13, 17 or 18), with pgvector and pg_cron, into a prefix of its own
+# (/opt/doctrove_embed/pgN) from Debian's source packages. Debian 12 packages only
+# PostgreSQL 15; the other majors come from the source packages of other suites, fetched with a
+# private apt configuration so that the system's sources stay bookworm. Where the mirror's
+# index names a version its pool no longer serves, the file is fetched from the pool by URL.
+# Every file is checked against the sha256 pinned below. Idempotent: each part is skipped when
+# its result is already installed. Usage: deps_other_pg.sh N (as root).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+N="${1:?PostgreSQL major version}"
+PREFIX="$(pg_prefix "$N")"
+PG_CONFIG="$PREFIX/bin/pg_config"
+
+# Source of each server: "suite package" for `apt-get source`, or "pool path" for a file
+# that the mirror's pool serves while its index names a newer one it lacks.
+case "$N" in
+    13) PG_SOURCE="apt bullseye postgresql-13 postgresql-13_13.16.orig.tar.bz2"
+        PG_SHA256=c9cbbb6129f02328204828066bb3785c00a85c8ca8fd329c2a8a53c1f5cd8865 ;;
+    17) PG_SOURCE="pool - pool/main/p/postgresql-17/postgresql-17_17.11.orig.tar.bz2"
+        PG_SHA256=dd27f2b3c59e73ed14aa3324901242bf69a032a6347805f274e6260322d42979 ;;
+    18) PG_SOURCE="apt sid postgresql-18 postgresql-18_18.6.orig.tar.bz2"
+        PG_SHA256=555610c24d53e4316da5b7d3fc25c279d96856d5e0e23ee308c328c5fa881d9f ;;
+    *) echo "PostgreSQL $N: no source of it is served here (13, 15, 17 and 18 are)" >&2; exit 1 ;;
+esac
+# pgvector 0.8.0 (Debian trixie) predates PostgreSQL 18; 0.8.6 supports 13 to 18, so the
+# servers built here all get it. pg_cron 1.6 is the first to support 16 and later.
+PGVECTOR_SOURCE="pool - pool/main/p/pgvector/pgvector_0.8.6.orig.tar.gz"
+PGVECTOR_SHA256=25c9b78cfdaa43c66788d7490246ac24e4fe1c86f19c4b60c089b723f84a4a0d
+PGCRON_SOURCE="pool - pool/main/p/pg-cron/pg-cron_1.6.7.orig.tar.gz"
+PGCRON_SHA256=d950bc29155f31017567e23a31d268ff672e98276c0e9d062512fb7870351f03
+
+mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+mirror="${mirror:-http://deb.debian.org/debian}"
+work="$(mktemp -d)"
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+
+# fetch "apt SUITE PACKAGE FILE" | "pool - PATH", SHA256: leaves the verified file in $work
+# and prints its path.
+fetch() {
+    local kind suite what file sha="$2"
+    read -r kind suite what file <<<"$1"
+    if [[ "$kind" == apt ]]; then
+        local lists="$work/apt-$suite"
+        mkdir -p "$lists/lists/partial" "$lists/archives/partial"
+        echo "deb-src $mirror $suite main" >"$lists/sources.list"
+        local aptopts=(-o "Dir::Etc::sourcelist=$lists/sources.list" -o "Dir::Etc::sourceparts=-"
+                       -o "Dir::State::Lists=$lists/lists" -o "Dir::Cache::archives=$lists/archives"
+                       -o "APT::Get::List-Cleanup=0")
+        apt-get "${aptopts[@]}" update -qq >&2
+        (cd "$work" && apt-get "${aptopts[@]}" source -qq --download-only "$what" >&2)
+    else
+        file="$(basename "$what")"
+        curl -sSf -o "$work/$file" "$mirror/$what"
+    fi
+    [[ -f "$work/$file" ]] || { echo "Debian's source of $1 did not bring $file" >&2; return 1; }
+    echo "$sha  $work/$file" | sha256sum --check --quiet >&2 \
+        || { echo "$file does not match its pinned sha256" >&2; return 1; }
+    echo "$work/$file"
+}
+
+# unpack ARCHIVE: unpacks into a folder of its own and prints the source tree's path.
+unpack() {
+    local dir="$work/src-$(basename "$1")"
+    mkdir -p "$dir"
+    tar -xf "$1" -C "$dir"
+    find "$dir" -mindepth 1 -maxdepth 1 -type d | head -1
+}
+
+if [[ -x "$PG_CONFIG" && -x "$PREFIX/bin/postgres" ]]; then
+    log "PostgreSQL $N already built in $PREFIX"
+else
+    log "building PostgreSQL $N from Debian's source package into $PREFIX (a few minutes)"
+    src="$(unpack "$(fetch "$PG_SOURCE" "$PG_SHA256")")"
+    # Without ICU and readline: the test clusters use the C.UTF-8 locale and no interactive psql.
+    (cd "$src" && ./configure -q --prefix="$PREFIX" --without-icu --without-readline >"$work/configure.log" 2>&1) \
+        || { tail -30 "$work/configure.log"; exit 1; }
+    make -C "$src" -s -j"$(nproc)" >/dev/null
+    make -C "$src" -s install >/dev/null
+    chmod -R a+rX "$PREFIX"
+fi
+
+if [[ -f "$("$PG_CONFIG" --sharedir)/extension/vector.control" ]]; then
+    log "pgvector already installed for PostgreSQL $N"
+else
+    log "building pgvector for PostgreSQL $N"
+    src="$(unpack "$(fetch "$PGVECTOR_SOURCE" "$PGVECTOR_SHA256")")"
+    make -C "$src" PG_CONFIG="$PG_CONFIG" -s -j"$(nproc)" >/dev/null
+    make -C "$src" PG_CONFIG="$PG_CONFIG" -s install >/dev/null
+fi
+
+if [[ -f "$("$PG_CONFIG" --sharedir)/extension/pg_cron.control" ]]; then
+    log "pg_cron already installed for PostgreSQL $N"
+else
+    log "building pg_cron for PostgreSQL $N"
+    src="$(unpack "$(fetch "$PGCRON_SOURCE" "$PGCRON_SHA256")")"
+    make -C "$src" PG_CONFIG="$PG_CONFIG" -s -j"$(nproc)" >/dev/null
+    make -C "$src" PG_CONFIG="$PG_CONFIG" -s install >/dev/null
+fi
+chmod -R a+rX "$PREFIX"
