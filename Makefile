@@ -2,7 +2,7 @@
 # PG=N picks the PostgreSQL major version (15, Debian's own, by default; 13, 17 and 18 are
 # built from Debian's source packages by `make deps PG=N`). `make test` without PG runs the
 # whole suite on 15 and the version suite on 13, 17 and 18.
-PG_CONFIG ?= $(if $(filter-out 15,$(or $(PG),15)),/opt/doctrove_embed/pg$(PG)/bin/pg_config,/usr/lib/postgresql/15/bin/pg_config)
+PG_CONFIG := $(if $(filter-out 15,$(or $(PG),15)),/opt/doctrove_embed/pg$(PG)/bin/pg_config,/usr/lib/postgresql/15/bin/pg_config)
 
 .PHONY: deps install test unit bench run stop clean
 

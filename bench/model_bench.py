@@ -1,23 +1,49 @@
-"""The local model server's throughput on one core and on all of them.
+"""The local model server's throughput, side by side with sentence-transformers on PyTorch.
 
-Started by `make bench` after the extension's runs (bench/run.sh): embeds the abstracts of a
-generated sample (doctrove-sample) through POST /v1/embeddings in requests of 64 inputs, with
-the server set up three ways, and prints texts and tokens per second:
-  - one thread: one pass at a time, one thread per matrix product;
-  - threads inside products: one pass at a time, each product split across all cores;
-  - parallel passes (the server's default): a pass per core at once, one thread each.
-Standard library only.
+Started by `make bench` after the extension's runs (bench/run.sh). Three sets of texts in the
+extension's `Title: .. Abstract: ..` form, built from a generated sample (doctrove-sample):
+titles only, short (a title and about 60 words, about 100 tokens) and abstract-length (a title
+and 150 to 250 words, about 250 tokens). For each set:
+  - the server (`doctrove-model`, its defaults) through POST /v1/embeddings, requests of 64
+    inputs, with 1, 2 and 4 clients at once;
+  - sentence-transformers on PyTorch, in-process, all cores, batches of 64, the same model folder,
+    in a throwaway virtualenv (bench/reference_st.py; installed from PyPI on first use into
+    $ST_VENV); if it cannot be installed, the server's figures are printed alone.
+Prints texts and tokens per second, the ratio, and the lowest cosine between the two models'
+vectors; writes bench/results/model.json. Standard library only.
 """
 
 import argparse
+import base64
+import concurrent.futures
 import json
 import os
+import random
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL_DIR = os.environ.get("DOCTROVE_MODEL_DIR", "/opt/doctrove_embed/all-MiniLM-L6-v2")
+ST_VENV = os.environ.get("ST_VENV", "/opt/doctrove_embed/st-venv")
+ST_REQUIREMENTS = ["sentence-transformers"]
+
+
+def texts_of(kind, sample, count, rng):
+    """`count` texts of one kind; abstracts longer than one sample's are joined from several."""
+    words = [w for r in sample for w in r["abstract"].split()]
+    out = []
+    for i in range(count):
+        title = sample[i % len(sample)]["title"]
+        if kind == "titles only":
+            out.append(f"Title: {title}")
+            continue
+        n = rng.randint(55, 65) if kind == "short" else rng.randint(150, 250)
+        start = rng.randrange(0, len(words) - n)
+        out.append(f"Title: {title} Abstract: {' '.join(words[start:start + n])}")
+    return out
 
 
 def post(url, texts):
@@ -27,23 +53,58 @@ def post(url, texts):
         return json.load(answer)
 
 
-def run(passes, product_threads, texts, port, per_request):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(product_threads))
-    server = subprocess.Popen([f"{ROOT}/target/release/doctrove-model", "--listen", f"127.0.0.1:{port}",
-                               "--threads", str(passes)], env=env, stdout=subprocess.PIPE, text=True)
+def decode(item):
+    raw = base64.b64decode(item["embedding"])
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def server_run(url, texts, clients, per_request):
+    """Texts/s and tokens/s with `clients` sending requests at once; the vectors in order."""
+    chunks = [texts[i:i + per_request] for i in range(0, len(texts), per_request)]
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(lambda chunk: post(url, chunk), chunks))
+    seconds = time.monotonic() - started
+    tokens = sum(a["usage"]["prompt_tokens"] for a in answers)
+    vectors = [decode(item) for a in answers for item in sorted(a["data"], key=lambda d: d["index"])]
+    return {"texts_per_s": round(len(texts) / seconds, 1), "tokens_per_s": round(tokens / seconds),
+            "seconds": round(seconds, 2), "tokens": tokens}, vectors
+
+
+def reference_python():
+    """The virtualenv's python with sentence-transformers, installing it on first use; None if
+    it cannot be installed here."""
+    python = os.path.join(ST_VENV, "bin", "python")
+    probe = [python, "-c", "import sentence_transformers, torch"]
+    if os.path.exists(python) and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"local model: installing {' '.join(ST_REQUIREMENTS)} from PyPI into {ST_VENV} (first run only)")
     try:
-        banner = server.stdout.readline().strip()
-        url = f"http://127.0.0.1:{port}/v1/embeddings"
-        post(url, texts[:8])  # warm up
-        tokens, started = 0, time.monotonic()
-        for i in range(0, len(texts), per_request):
-            tokens += post(url, texts[i:i + per_request])["usage"]["prompt_tokens"]
-        seconds = time.monotonic() - started
-    finally:
-        server.terminate()
-        server.wait()
-    return {"banner": banner, "texts": len(texts), "tokens": tokens, "seconds": round(seconds, 2),
-            "texts_per_s": round(len(texts) / seconds, 1), "tokens_per_s": round(tokens / seconds)}
+        subprocess.run([sys.executable, "-m", "venv", ST_VENV], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", *ST_REQUIREMENTS], check=True)
+        subprocess.run(probe, check=True, capture_output=True)
+        return python
+    except (subprocess.CalledProcessError, OSError) as error:
+        print(f"local model: sentence-transformers cannot be installed here ({error}); server figures only")
+        return None
+
+
+def reference_run(python, texts, work):
+    path = os.path.join(work, "texts.json")
+    with open(path, "w") as f:
+        json.dump(texts, f)
+    out = os.path.join(work, "reference.json")
+    subprocess.run([python, f"{ROOT}/bench/reference_st.py", MODEL_DIR, path, out, "--threads", str(os.cpu_count())],
+                   check=True)
+    with open(out) as f:
+        return json.load(f)
+
+
+def cosine(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    na = sum(x * x for x in a) ** 0.5
+    nb = sum(y * y for y in b) ** 0.5
+    return dot / (na * nb)
 
 
 def main():
@@ -52,20 +113,44 @@ def main():
     parser.add_argument("--per-request", type=int, default=64)
     parser.add_argument("--port", type=int, default=18190)
     args = parser.parse_args()
-    sample = subprocess.run([f"{ROOT}/target/release/doctrove-sample", "--count", str(args.texts), "--seed", "3"],
+    sample = subprocess.run([f"{ROOT}/target/release/doctrove-sample", "--count", "2000", "--seed", "3"],
                             check=True, capture_output=True, text=True).stdout.splitlines()
-    texts = [f"{r['title']}\n\n{r['abstract'].strip()}" for r in map(json.loads, sample)]
-    cores = os.cpu_count()
-    results = {}
-    for label, passes, product_threads in (("one thread", 1, 1), ("threads inside products", 1, cores),
-                                           ("parallel passes", cores, 1)):
-        results[label] = run(passes, product_threads, texts, args.port, args.per_request)
-        r = results[label]
-        print(f"local model, {label:23}: {r['texts_per_s']:6.1f} texts/s, {r['tokens_per_s']:6} tokens/s "
-              f"({r['texts']} texts, {r['tokens']} tokens, {r['seconds']} s)")
-    speedup = results["parallel passes"]["texts_per_s"] / results["one thread"]["texts_per_s"]
-    print(f"local model: the server's default (parallel passes) is {speedup:.2f}x one thread on {cores} cores")
-    results["speedup"] = round(speedup, 2)
+    sample = [json.loads(line) for line in sample]
+    rng = random.Random(7)
+    work = os.path.join(ROOT, "bench", "results", "tmp")
+    os.makedirs(work, exist_ok=True)
+    python = reference_python()
+
+    server = subprocess.Popen([f"{ROOT}/target/release/doctrove-model", "--model", MODEL_DIR,
+                               "--listen", f"127.0.0.1:{args.port}"], stdout=subprocess.PIPE, text=True)
+    results = {"cores": os.cpu_count(), "banner": server.stdout.readline().strip(), "sets": {}}
+    url = f"http://127.0.0.1:{args.port}/v1/embeddings"
+    try:
+        post(url, ["warm up"] * 8)
+        for kind in ("titles only", "short", "abstract-length"):
+            texts = texts_of(kind, sample, args.texts, rng)
+            entry = {"texts": len(texts)}
+            vectors = None
+            for clients in (1, 2, 4):
+                entry[f"server, {clients} clients"], got = server_run(url, texts, clients, args.per_request)
+                vectors = vectors or got
+            entry["tokens_per_text"] = round(entry["server, 1 clients"]["tokens"] / len(texts), 1)
+            line = (f"local model, {kind:15} ({entry['tokens_per_text']:5.1f} tokens/text): server "
+                    + ", ".join(f"{entry[f'server, {c} clients']['texts_per_s']:6.1f}" for c in (1, 2, 4))
+                    + " texts/s (1, 2, 4 clients)")
+            if python:
+                reference = reference_run(python, texts, work)
+                entry["sentence-transformers"] = {k: reference[k] for k in ("texts_per_s", "tokens_per_s", "seconds", "versions")}
+                ratio = entry["server, 1 clients"]["texts_per_s"] / reference["texts_per_s"]
+                worst = min(cosine(a, b) for a, b in zip(vectors, reference["vectors"]))
+                entry["ratio"], entry["lowest_cosine"] = round(ratio, 2), round(worst, 7)
+                line += (f"; sentence-transformers {reference['texts_per_s']:6.1f} texts/s; "
+                         f"ratio {ratio:.2f}x; lowest cosine {worst:.7f}")
+            print(line)
+            results["sets"][kind] = entry
+    finally:
+        server.terminate()
+        server.wait()
     with open(f"{ROOT}/bench/results/model.json", "w") as f:
         json.dump(results, f, indent=2)
 

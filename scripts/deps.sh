@@ -12,10 +12,11 @@ PGVECTOR_VERSION=0.8.0
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------
-# bison, flex and zlib1g-dev build the other PostgreSQL versions (their sources ship no
-# generated parsers from 17 on).
+# libopenblas-dev: the local model's matrix products. bison, flex and zlib1g-dev build the other
+# PostgreSQL versions (their sources ship no generated parsers from 17 on).
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang
-          pkg-config libssl-dev sudo build-essential ca-certificates curl bison flex zlib1g-dev)
+          pkg-config libssl-dev sudo build-essential ca-certificates curl bison flex zlib1g-dev
+          libopenblas-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@
 # Every file is checked against the sha256 pinned below. Idempotent: each part is skipped when
 # its result is already installed. Usage: deps_other_pg.sh N (as root).
 set -euo pipefail
+shopt -s inherit_errexit
 source "$(dirname "$0")/lib.sh"
 
 N="${1:?PostgreSQL major version}"
@@ -61,32 +62,40 @@ fetch() {
     echo "$work/$file"
 }
 
-# unpack ARCHIVE: unpacks into a folder of its own and prints the source tree's path.
-unpack() {
-    local dir="$work/src-$(basename "$1")"
+# source_tree SOURCE SHA256: fetches, verifies and unpacks SOURCE into a folder of its own and
+# sets $src to the source tree (fails, and stops the script, on any error).
+source_tree() {
+    local archive dir
+    archive="$(fetch "$1" "$2")"
+    dir="$work/src-$(basename "$archive")"
     mkdir -p "$dir"
-    tar -xf "$1" -C "$dir"
-    find "$dir" -mindepth 1 -maxdepth 1 -type d | head -1
+    tar -xf "$archive" -C "$dir"
+    src="$(find "$dir" -mindepth 1 -maxdepth 1 -type d | head -1)"
+    [[ -d "$src" ]] || { echo "$archive holds no source folder" >&2; return 1; }
 }
 
-if [[ -x "$PG_CONFIG" && -x "$PREFIX/bin/postgres" ]]; then
+# Written last, so that an interrupted build is done again.
+BUILT="$PREFIX/.built-from-debian-source"
+if [[ -f "$BUILT" ]]; then
     log "PostgreSQL $N already built in $PREFIX"
 else
     log "building PostgreSQL $N from Debian's source package into $PREFIX (a few minutes)"
-    src="$(unpack "$(fetch "$PG_SOURCE" "$PG_SHA256")")"
+    rm -rf "$PREFIX"
+    source_tree "$PG_SOURCE" "$PG_SHA256"
     # Without ICU and readline: the test clusters use the C.UTF-8 locale and no interactive psql.
     (cd "$src" && ./configure -q --prefix="$PREFIX" --without-icu --without-readline >"$work/configure.log" 2>&1) \
         || { tail -30 "$work/configure.log"; exit 1; }
     make -C "$src" -s -j"$(nproc)" >/dev/null
     make -C "$src" -s install >/dev/null
     chmod -R a+rX "$PREFIX"
+    echo "$PG_SOURCE $PG_SHA256" >"$BUILT"
 fi
 
 if [[ -f "$("$PG_CONFIG" --sharedir)/extension/vector.control" ]]; then
     log "pgvector already installed for PostgreSQL $N"
 else
     log "building pgvector for PostgreSQL $N"
-    src="$(unpack "$(fetch "$PGVECTOR_SOURCE" "$PGVECTOR_SHA256")")"
+    source_tree "$PGVECTOR_SOURCE" "$PGVECTOR_SHA256"
     make -C "$src" PG_CONFIG="$PG_CONFIG" -s -j"$(nproc)" >/dev/null
     make -C "$src" PG_CONFIG="$PG_CONFIG" -s install >/dev/null
 fi
@@ -95,7 +104,7 @@ if [[ -f "$("$PG_CONFIG" --sharedir)/extension/pg_cron.control" ]]; then
     log "pg_cron already installed for PostgreSQL $N"
 else
     log "building pg_cron for PostgreSQL $N"
-    src="$(unpack "$(fetch "$PGCRON_SOURCE" "$PGCRON_SHA256")")"
+    source_tree "$PGCRON_SOURCE" "$PGCRON_SHA256"
     make -C "$src" PG_CONFIG="$PG_CONFIG" -s -j"$(nproc)" >/dev/null
     make -C "$src" PG_CONFIG="$PG_CONFIG" -s install >/dev/null
 fi

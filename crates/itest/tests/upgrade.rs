@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use doctrove_itest::cluster;
+use doctrove_itest::{cluster, record_attack};
 use postgres::{Client, NoTls};
 
 /// The extension's version: the root package's, which pgrx gives the install script.
@@ -42,7 +42,8 @@ fn prepare(client: &mut Client) {
              END $$;
              GRANT EXECUTE ON FUNCTION embed_pending(integer) TO upgrade_embedder;
              GRANT SELECT, INSERT, UPDATE, DELETE ON doctrove_embed.failures TO upgrade_embedder;
-             GRANT EXECUTE ON FUNCTION get_papers_needing_embeddings_count() TO upgrade_monitor;",
+             GRANT EXECUTE ON FUNCTION get_papers_needing_embeddings_count() TO upgrade_monitor;
+             GRANT SELECT (paper_id, attempts) ON doctrove_embed.failures TO upgrade_monitor;",
         )
         .unwrap();
 }
@@ -81,6 +82,11 @@ fn catalog(client: &mut Client) -> BTreeSet<String> {
         UNION ALL
         SELECT 'initial privileges ' || pg_describe_object(i.classoid, i.objoid, i.objsubid) || ' ' || i.privtype::text || ' ' || i.initprivs::text
         FROM pg_init_privs i JOIN members m ON m.classid = i.classoid AND m.objid = i.objoid
+        UNION ALL
+        SELECT 'role dependency ' || pg_describe_object(s.classid, s.objid, s.objsubid) || ' ' || s.deptype::text || ' '
+               || s.refobjid::regrole::text
+        FROM pg_shdepend s JOIN members m ON m.classid = s.classid AND m.objid = s.objid
+        WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
         UNION ALL
         SELECT 'extension version ' || e.extversion || ' config ' || coalesce(e.extconfig::regclass[]::text, '')
                || ' conditions ' || coalesce(e.extcondition::text, '')
@@ -135,7 +141,7 @@ fn an_upgraded_0_1_0_equals_a_fresh_install_and_keeps_failures_and_grants() {
     );
     assert_eq!(failure_rows(&mut old), failures);
     // The roles' grants came through (they are part of the compared ACLs; checked by name too).
-    assert_eq!(role_grants(&mut old), [true, true, true, false], "embedder, embedder, monitor keep their grants; PUBLIC loses failures");
+    assert_eq!(role_grants(&mut old), [true, true, true, false, true], "embedder, embedder, monitor keep their grants; PUBLIC loses failures");
 }
 
 /// Dumps `source` with pg_dump and restores it into a new database `target`.
@@ -165,11 +171,12 @@ fn role_grants(client: &mut Client) -> Vec<bool> {
             "SELECT has_function_privilege('upgrade_embedder', 'embed_pending(integer)', 'EXECUTE'),
                     has_table_privilege('upgrade_embedder', 'doctrove_embed.failures', 'INSERT'),
                     has_function_privilege('upgrade_monitor', 'get_papers_needing_embeddings_count()', 'EXECUTE'),
-                    has_table_privilege('public', 'doctrove_embed.failures', 'SELECT')",
+                    has_table_privilege('public', 'doctrove_embed.failures', 'SELECT'),
+                    has_column_privilege('upgrade_monitor', 'doctrove_embed.failures', 'attempts', 'SELECT')",
             &[],
         )
         .unwrap();
-    (0..4).map(|i| row.get(i)).collect()
+    (0..5).map(|i| row.get(i)).collect()
 }
 
 #[test]
@@ -198,6 +205,43 @@ fn pg_dump_and_pg_restore_keep_the_failure_rows_and_grants_of_a_fresh_and_an_upg
         dump_and_restore(source, &restored);
         let mut restored = connect(&restored);
         assert_eq!(failure_rows(&mut restored), failures, "{source}");
-        assert_eq!(role_grants(&mut restored), [true, true, true, false], "{source}: the roles' grants after a restore");
+        assert_eq!(role_grants(&mut restored), [true, true, true, false, true], "{source}: the roles' grants after a restore");
     }
+}
+
+#[test]
+fn the_update_script_runs_nothing_planted_and_leaves_roles_droppable() {
+    let mut db = fresh_database("it_upgrade_planted");
+    db.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION doctrove_embed VERSION '0.1.0'").unwrap();
+    // A role that may create objects in public (the default up to PostgreSQL 14) plants an
+    // exact-match operator for the comparisons a careless update script would write unqualified.
+    db.batch_execute(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'upgrade_planter') THEN CREATE ROLE upgrade_planter; END IF;
+             IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'upgrade_dropped') THEN CREATE ROLE upgrade_dropped; END IF;
+         END $$;
+         GRANT CREATE ON SCHEMA public TO upgrade_planter;
+         CREATE TABLE public.planted_calls (called_as text);
+         GRANT INSERT ON public.planted_calls TO upgrade_planter;
+         SET ROLE upgrade_planter;
+         CREATE FUNCTION public.planted_eq(oid, regclass) RETURNS boolean LANGUAGE sql AS
+             $f$ INSERT INTO public.planted_calls VALUES (current_user) RETURNING $1 OPERATOR(pg_catalog.=) $2::oid $f$;
+         CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = public.planted_eq);
+         CREATE FUNCTION public.planted_eq_char(\"char\", \"char\") RETURNS boolean LANGUAGE sql AS
+             $f$ INSERT INTO public.planted_calls VALUES (current_user) RETURNING $1 OPERATOR(pg_catalog.=) $2 $f$;
+         CREATE OPERATOR public.= (LEFTARG = \"char\", RIGHTARG = \"char\", FUNCTION = public.planted_eq_char);
+         RESET ROLE;
+         GRANT EXECUTE ON FUNCTION embed_pending(integer) TO upgrade_dropped;
+         GRANT SELECT, INSERT ON doctrove_embed.failures TO upgrade_dropped;",
+    )
+    .unwrap();
+    db.batch_execute("ALTER EXTENSION doctrove_embed UPDATE").unwrap();
+    let calls: i64 = db.query_one("SELECT count(*) FROM public.planted_calls", &[]).unwrap().get(0);
+    record_attack("operators planted in the extension's schema, run by ALTER EXTENSION UPDATE", calls > 0);
+    assert_eq!(calls, 0, "the update script ran a planted operator");
+    // A role granted rights before the update can still be dropped after it (on PostgreSQL 17
+    // and later, initial privileges naming a role hold a dependency on it).
+    db.batch_execute("DROP OWNED BY upgrade_dropped").unwrap();
+    let mut admin = Client::connect(&cluster(), NoTls).unwrap();
+    admin.batch_execute("DROP ROLE upgrade_dropped").unwrap();
 }

@@ -1,10 +1,13 @@
 //! A local OpenAI-compatible embeddings server for sentence-transformers/all-MiniLM-L6-v2: the
-//! BERT encoder run by candle on the CPU, mean pooling over the attention mask and L2
+//! BERT encoder written out over OpenBLAS matrix products on the CPU, mean pooling over the attention mask and L2
 //! normalisation, exactly as the sentence-transformers pipeline of that model does. The model
 //! folder (`model.safetensors`, `tokenizer.json`, `config.json`) comes from a package registry;
 //! nothing is fetched at run time.
 
 mod api;
+mod blas;
+mod encoder;
+mod fast_math;
 mod model;
 mod pooling;
 

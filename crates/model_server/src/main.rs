@@ -13,7 +13,7 @@ use http_endpoint::{Limits, Server};
 /// Requests the server holds per core, running or waiting; one more is answered 503.
 const QUEUE_PER_CORE: usize = 4;
 
-/// Serves sentence-transformers/all-MiniLM-L6-v2 (candle, CPU) as an OpenAI-compatible
+/// Serves sentence-transformers/all-MiniLM-L6-v2 (OpenBLAS, CPU) as an OpenAI-compatible
 /// embeddings API: POST /v1/embeddings, GET /v1/models, GET /health.
 #[derive(Parser)]
 #[command(name = "doctrove-model", version)]
@@ -47,12 +47,6 @@ struct Args {
 }
 
 fn main() {
-    // Parallel passes, one thread each (see SentenceModel::with_threads), unless the
-    // environment asks for threads inside each product.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // Before any other thread exists, so nothing reads the environment concurrently.
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
     let args = Args::parse();
     let api_key = args.api_key.filter(|key| !key.is_empty());
     if api_key.is_none() && !http_endpoint::is_loopback(&args.listen) {
@@ -91,12 +85,11 @@ fn main() {
         std::process::exit(1)
     }
     println!(
-        "doctrove-model serving {} ({} dimensions, up to {} tokens per input, {} passes at once x {} threads each) on {}/v1, loaded in {:.1}s",
+        "doctrove-model serving {} ({} dimensions, up to {} tokens per input, {} passes at once) on {}/v1, loaded in {:.1}s",
         state.name,
         state.model.dims(),
         state.model.max_tokens(),
         state.model.threads(),
-        candle_core::utils::get_num_threads(),
         server.url(),
         started.elapsed().as_secs_f64()
     );

@@ -1,30 +1,34 @@
 //! Loading all-MiniLM-L6-v2 from its folder and embedding texts: tokenise (truncating at the
-//! model's 256 tokens), run the BERT encoder in batches of similar length, pool, normalise.
+//! model's 256 tokens), run the BERT encoder in passes side by side, pool, normalise.
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
+use crate::blas;
+use crate::encoder::{Encoder, Shape};
 use crate::pooling::{l2_normalise, mean_pool};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Most inputs per encoder pass. Texts are sorted by length first, so a pass pads little;
-/// larger passes gain nothing on a CPU and hold more memory.
-const PASS_SIZE: usize = 32;
+/// Most tokens per encoder pass: enough rows for the matrix products to run near the cores'
+/// peak, few enough that a pass's buffers stay small (about 30 MB at 4,096 tokens).
+const PASS_TOKENS: usize = 4096;
 
 /// The model, ready to embed; shared by every connection's thread.
 pub struct SentenceModel {
-    bert: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     dims: usize,
     max_tokens: usize,
-    device: Device,
     threads: usize,
+    /// Passes running now, over all requests: at most `threads`, so concurrent requests share
+    /// the cores instead of each starting a thread per core.
+    running: Mutex<usize>,
+    pass_done: Condvar,
 }
 
 /// Vectors in input order, and the tokens the texts used (after truncation, with the two
@@ -45,29 +49,34 @@ impl SentenceModel {
     /// limit is `max_seq_length` of `sentence_bert_config.json` when the folder has one (256 for
     /// this model; the tokenizer file's own limit of 128 is not what sentence-transformers uses).
     pub fn load(dir: &Path) -> Result<SentenceModel, Error> {
-        let config: Config = serde_json::from_value(read_json(&dir.join("config.json"))?)?;
+        let shape = Shape::from_config(&read_json(&dir.join("config.json"))?)?;
         let max_tokens = match read_json(&dir.join("sentence_bert_config.json")) {
             Ok(st) => st["max_seq_length"].as_u64().unwrap_or(256) as usize,
             Err(_) => 256,
         }
-        .min(config.max_position_embeddings);
+        .min(shape.positions);
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| format!("cannot load {}: {e}", dir.join("tokenizer.json").display()))?;
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| format!("tokenizer truncation: {e}"))?;
         tokenizer.with_padding(None);
-        let device = Device::Cpu;
         let weights = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(format!("{} is missing", weights.display()).into());
         }
-        // SAFETY: the weights file is memory-mapped read-only and not changed while it is mapped.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device)? };
-        let dims = config.hidden_size;
-        let bert = BertModel::load(vb, &config)?;
+        let encoder = Encoder::load(&weights, shape)?;
+        blas::single_threaded();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(SentenceModel { bert, tokenizer, dims, max_tokens, device, threads })
+        Ok(SentenceModel {
+            encoder,
+            tokenizer,
+            dims: shape.hidden,
+            max_tokens,
+            threads,
+            running: Mutex::new(0),
+            pass_done: Condvar::new(),
+        })
     }
 
     /// Length of the vectors (384).
@@ -86,15 +95,14 @@ impl SentenceModel {
     }
 
     /// Embeds `texts`, returning vectors in the same order. The passes of one request run on
-    /// `threads` threads at once (see [`SentenceModel::with_threads`]).
+    /// up to `threads` threads at once, and all requests together run at most `threads` passes
+    /// at once (see [`SentenceModel::with_threads`]).
     pub fn embed(&self, texts: &[String]) -> Result<Embedded, Error> {
         let encodings = self.tokenizer.encode_batch(texts.to_vec(), true)?;
-        let tokens = encodings.iter().map(|e| e.get_ids().len()).sum();
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
-        order.sort_by_key(|&i| encodings[i].get_ids().len());
-        // Enough passes to give every thread one, each of at most PASS_SIZE texts.
-        let pass_size = encodings.len().div_ceil(self.threads).clamp(1, PASS_SIZE);
-        let passes: Vec<&[usize]> = order.chunks(pass_size).collect();
+        let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
+        // Enough passes to give every thread one, each of at most PASS_TOKENS tokens.
+        let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
+        let passes = split_into_passes(&lengths, tokens.div_ceil(self.threads).clamp(1, PASS_TOKENS));
         // Each thread takes the next pass not yet taken and returns (input index, vector) pairs.
         let next = AtomicUsize::new(0);
         let done: Vec<Result<Vec<(usize, Vec<f32>)>, Error>> = std::thread::scope(|scope| {
@@ -103,8 +111,9 @@ impl SentenceModel {
                     scope.spawn(|| {
                         let mut done = Vec::new();
                         while let Some(pass) = passes.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            let batch: Vec<&Encoding> = pass.iter().map(|&i| &encodings[i]).collect();
-                            done.extend(pass.iter().copied().zip(self.encode_pass(&batch)?));
+                            let batch: Vec<&Encoding> = encodings[pass.clone()].iter().collect();
+                            let vectors = self.while_a_core_is_free(|| self.encode_pass(&batch))?;
+                            done.extend(pass.clone().zip(vectors));
                         }
                         Ok(done)
                     })
@@ -121,10 +130,9 @@ impl SentenceModel {
         Ok(Embedded { vectors, tokens })
     }
 
-    /// Runs the passes of a request on `threads` threads (default: one per core). The server
-    /// pairs this with one thread per matrix product (`RAYON_NUM_THREADS=1`): whole passes side
-    /// by side keep every core busy, where splitting each of this small model's products across
-    /// cores does not (measured by `make bench`).
+    /// Runs `threads` passes at once (default: one per core), each on one thread with
+    /// single-threaded matrix products: whole passes side by side keep every core busy, where
+    /// splitting each of this small model's products across cores does not.
     pub fn with_threads(mut self, threads: usize) -> SentenceModel {
         self.threads = threads.max(1);
         self
@@ -135,33 +143,66 @@ impl SentenceModel {
         self.threads
     }
 
-    /// One encoder pass over texts padded to the longest of them.
-    fn encode_pass(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, Error> {
-        let width = batch.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
-        let mut ids = Vec::with_capacity(batch.len() * width);
-        let mut mask = Vec::with_capacity(batch.len() * width);
-        for encoding in batch {
-            let own = encoding.get_ids();
-            ids.extend_from_slice(own);
-            ids.extend(std::iter::repeat_n(0u32, width - own.len()));
-            mask.extend(std::iter::repeat_n(1u32, own.len()));
-            mask.extend(std::iter::repeat_n(0u32, width - own.len()));
+    /// Runs `pass` once fewer than `threads` passes are running, over all requests.
+    fn while_a_core_is_free<T>(&self, pass: impl FnOnce() -> T) -> T {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= self.threads {
+            running = self.pass_done.wait(running).unwrap_or_else(|e| e.into_inner());
         }
-        let shape = (batch.len(), width);
-        let input_ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let attention = Tensor::from_vec(mask.clone(), shape, &self.device)?;
-        let token_types = input_ids.zeros_like()?;
-        let hidden = self.bert.forward(&input_ids, &token_types, Some(&attention))?;
-        let hidden: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
-        let per_text = width * self.dims;
-        Ok(hidden
-            .chunks_exact(per_text)
-            .zip(mask.chunks_exact(width))
-            .map(|(tokens, mask)| {
-                let mut vector = mean_pool(tokens, self.dims, mask);
+        *running += 1;
+        drop(running);
+        let result = pass();
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.pass_done.notify_one();
+        result
+    }
+
+    /// One encoder pass over texts packed end to end (no padding), then each text's mean
+    /// token vector, normalised.
+    fn encode_pass(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, Error> {
+        let sequences: Vec<&[u32]> = batch.iter().map(|e| e.get_ids()).collect();
+        let hidden = self.encoder.forward(&sequences)?;
+        let mut start = 0;
+        Ok(sequences
+            .iter()
+            .map(|sequence| {
+                let rows = &hidden[start * self.dims..(start + sequence.len()) * self.dims];
+                start += sequence.len();
+                let mut vector = mean_pool(rows, self.dims, &vec![1; sequence.len()]);
                 l2_normalise(&mut vector);
                 vector
             })
             .collect())
+    }
+}
+
+/// Consecutive ranges of inputs of at most `pass_tokens` tokens each (an input longer than that
+/// is a pass of its own). Inputs are packed without padding, so their order does not matter.
+fn split_into_passes(lengths: &[usize], pass_tokens: usize) -> Vec<Range<usize>> {
+    let mut passes = Vec::new();
+    let (mut first, mut filled) = (0, 0);
+    for (at, &len) in lengths.iter().enumerate() {
+        if filled > 0 && filled + len > pass_tokens {
+            passes.push(first..at);
+            (first, filled) = (at, 0);
+        }
+        filled += len;
+    }
+    if first < lengths.len() {
+        passes.push(first..lengths.len());
+    }
+    passes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_into_passes;
+
+    #[test]
+    fn passes_cover_every_input_once_within_the_token_budget() {
+        assert_eq!(split_into_passes(&[3, 3, 3, 3], 6), vec![0..2, 2..4]);
+        assert_eq!(split_into_passes(&[10, 2, 2], 6), vec![0..1, 1..3]);
+        assert_eq!(split_into_passes(&[1], 6), vec![0..1]);
+        assert!(split_into_passes(&[], 6).is_empty());
     }
 }

@@ -95,3 +95,23 @@ fn passes_run_side_by_side_give_the_vectors_of_one_thread() {
         assert!(cosine(x, y) > 0.999_999, "text {i}");
     }
 }
+
+#[test]
+fn vectors_match_sentence_transformers_on_pytorch() {
+    // Made by bench/reference_st.py (sentence-transformers and torch from PyPI, the same model
+    // folder) over the reference fixture's texts and realistic abstracts; versions inside.
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/sentence_transformers.json"))
+        .expect("the sentence-transformers fixture is JSON");
+    let texts: Vec<String> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    assert!(texts.len() >= 9);
+    let embedded = model().embed(&texts).unwrap();
+    let mut worst = f64::MAX;
+    for (i, vector) in embedded.vectors.iter().enumerate() {
+        let reference: Vec<f32> =
+            fixture["vectors"][i].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let similarity = cosine(vector, &reference);
+        assert!(similarity >= 1.0 - 1e-4, "text {i}: cosine {similarity} with sentence-transformers");
+        worst = worst.min(similarity);
+    }
+    println!("lowest cosine with sentence-transformers {} over {} texts: {worst:.7}", fixture["versions"], texts.len());
+}

@@ -1,0 +1,291 @@
+//! all-MiniLM-L6-v2's BERT encoder, written out over OpenBLAS matrix products, on sequences
+//! packed end to end instead of padded to the longest: every row of every product is a real
+//! token, and attention runs per sequence, so no work is spent on padding and no mask is
+//! needed. (A general tensor library pads a pass to its longest input and pays per-operation
+//! overhead on this small model; written out, the forward pass is a dozen products per layer.)
+
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::blas::{gemm, Matrix};
+use crate::fast_math::{gelu_all, softmax};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The shape of the encoder, from the model's `config.json`.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub hidden: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub vocab: usize,
+    pub positions: usize,
+    pub eps: f32,
+}
+
+impl Shape {
+    pub fn from_config(config: &serde_json::Value) -> Result<Shape, Error> {
+        let int = |key: &str| -> Result<usize, Error> {
+            config[key].as_u64().map(|v| v as usize).ok_or_else(|| format!("config.json has no {key}").into())
+        };
+        let shape = Shape {
+            hidden: int("hidden_size")?,
+            heads: int("num_attention_heads")?,
+            intermediate: int("intermediate_size")?,
+            layers: int("num_hidden_layers")?,
+            vocab: int("vocab_size")?,
+            positions: int("max_position_embeddings")?,
+            eps: config["layer_norm_eps"].as_f64().unwrap_or(1e-12) as f32,
+        };
+        if shape.heads == 0 || shape.hidden % shape.heads != 0 {
+            return Err("config.json: hidden_size is not a multiple of num_attention_heads".into());
+        }
+        if config["hidden_act"].as_str().unwrap_or("gelu") != "gelu" {
+            return Err("config.json: only the exact gelu activation is supported".into());
+        }
+        Ok(shape)
+    }
+}
+
+/// `y = x w' + b`: `w` is outputs x inputs, as stored in the weights file.
+struct Linear {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Linear {
+    /// Applies the layer to `tokens` rows of `x`, into `y` (resized).
+    fn apply(&self, x: &[f32], tokens: usize, y: &mut Vec<f32>) {
+        y.clear();
+        for _ in 0..tokens {
+            y.extend_from_slice(&self.bias);
+        }
+        gemm(
+            1.0,
+            Matrix { data: x, rows: tokens, cols: self.inputs, stride: self.inputs },
+            Matrix { data: &self.weight, rows: self.outputs, cols: self.inputs, stride: self.inputs },
+            true,
+            1.0,
+            y,
+            self.outputs,
+        );
+    }
+}
+
+/// Layer normalisation over each row.
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Norm {
+    fn apply(&self, x: &mut [f32], eps: f32) {
+        let width = self.weight.len();
+        for row in x.chunks_exact_mut(width) {
+            let mean = row.iter().sum::<f32>() / width as f32;
+            let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+            let scale = 1.0 / (variance + eps).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
+                *v = (*v - mean) * scale * w + b;
+            }
+        }
+    }
+}
+
+struct Layer {
+    /// Query, key and value in one product: outputs are [q | k | v], each `hidden` wide.
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: Norm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: Norm,
+}
+
+/// The encoder's weights.
+pub struct Encoder {
+    shape: Shape,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    /// Token type 0's row: every input is a single segment.
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+/// The buffers of one pass, reused from layer to layer.
+#[derive(Default)]
+struct Scratch {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    projected: Vec<f32>,
+    intermediate: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+fn tensor(file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
+    let view = file.tensor(name).map_err(|e| format!("model.safetensors: {name}: {e}"))?;
+    if view.dtype() != Dtype::F32 || view.shape() != shape {
+        return Err(format!("model.safetensors: {name} is {:?} {:?}, expected F32 {shape:?}", view.dtype(), view.shape()).into());
+    }
+    Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+impl Encoder {
+    /// Reads the weights from `model.safetensors` (tensor names as BertModel saves them, with
+    /// or without a `bert.` prefix).
+    pub fn load(weights: &Path, shape: Shape) -> Result<Encoder, Error> {
+        let bytes = std::fs::read(weights).map_err(|e| format!("cannot read {}: {e}", weights.display()))?;
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", weights.display()))?;
+        let prefix = if file.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
+        let get = |name: &str, dims: &[usize]| tensor(&file, &format!("{prefix}{name}"), dims);
+        let (h, i) = (shape.hidden, shape.intermediate);
+        let linear = |name: &str, outputs: usize, inputs: usize| -> Result<Linear, Error> {
+            Ok(Linear { weight: get(&format!("{name}.weight"), &[outputs, inputs])?, bias: get(&format!("{name}.bias"), &[outputs])?, inputs, outputs })
+        };
+        let norm = |name: &str| -> Result<Norm, Error> {
+            Ok(Norm { weight: get(&format!("{name}.weight"), &[h])?, bias: get(&format!("{name}.bias"), &[h])? })
+        };
+        let mut layers = Vec::with_capacity(shape.layers);
+        for l in 0..shape.layers {
+            let at = |part: &str| format!("encoder.layer.{l}.{part}");
+            let (q, k, v) = (linear(&at("attention.self.query"), h, h)?, linear(&at("attention.self.key"), h, h)?, linear(&at("attention.self.value"), h, h)?);
+            let qkv = Linear {
+                weight: [q.weight, k.weight, v.weight].concat(),
+                bias: [q.bias, k.bias, v.bias].concat(),
+                inputs: h,
+                outputs: 3 * h,
+            };
+            layers.push(Layer {
+                qkv,
+                attention_out: linear(&at("attention.output.dense"), h, h)?,
+                attention_norm: norm(&at("attention.output.LayerNorm"))?,
+                intermediate: linear(&at("intermediate.dense"), i, h)?,
+                output: linear(&at("output.dense"), h, i)?,
+                output_norm: norm(&at("output.LayerNorm"))?,
+            });
+        }
+        let token_types = file.tensor(&format!("{prefix}embeddings.token_type_embeddings.weight"))?.shape()[0];
+        Ok(Encoder {
+            shape,
+            word: get("embeddings.word_embeddings.weight", &[shape.vocab, h])?,
+            position: get("embeddings.position_embeddings.weight", &[shape.positions, h])?,
+            token_type: get("embeddings.token_type_embeddings.weight", &[token_types, h])?[..h].to_vec(),
+            embedding_norm: norm("embeddings.LayerNorm")?,
+            layers,
+        })
+    }
+
+    /// The last hidden state of each sequence's tokens, packed: row `r` of the result is the
+    /// `r`-th token of the concatenated sequences, `hidden` wide. Sequences must be non-empty,
+    /// within `positions` tokens, with ids below `vocab`.
+    pub fn forward(&self, sequences: &[&[u32]]) -> Result<Vec<f32>, Error> {
+        let h = self.shape.hidden;
+        let tokens: usize = sequences.iter().map(|s| s.len()).sum();
+        let mut x = Vec::with_capacity(tokens * h);
+        for sequence in sequences {
+            if sequence.is_empty() || sequence.len() > self.shape.positions {
+                return Err(format!("a sequence of {} tokens (1 to {} allowed)", sequence.len(), self.shape.positions).into());
+            }
+            for (position, &id) in sequence.iter().enumerate() {
+                let id = id as usize;
+                if id >= self.shape.vocab {
+                    return Err(format!("token id {id} is outside the vocabulary").into());
+                }
+                let (word, pos) = (&self.word[id * h..(id + 1) * h], &self.position[position * h..(position + 1) * h]);
+                x.extend(word.iter().zip(pos).zip(&self.token_type).map(|((w, p), t)| w + p + t));
+            }
+        }
+        self.embedding_norm.apply(&mut x, self.shape.eps);
+        let mut scratch = Scratch::default();
+        for layer in &self.layers {
+            self.layer(layer, &mut x, sequences, &mut scratch);
+        }
+        Ok(x)
+    }
+
+    fn layer(&self, layer: &Layer, x: &mut Vec<f32>, sequences: &[&[u32]], s: &mut Scratch) {
+        let tokens = x.len() / self.shape.hidden;
+        layer.qkv.apply(x, tokens, &mut s.qkv);
+        self.attention(sequences, s);
+        layer.attention_out.apply(&s.context, tokens, &mut s.projected);
+        add_into(&mut s.projected, x);
+        layer.attention_norm.apply(&mut s.projected, self.shape.eps);
+        std::mem::swap(x, &mut s.projected);
+        layer.intermediate.apply(x, tokens, &mut s.intermediate);
+        gelu_all(&mut s.intermediate);
+        layer.output.apply(&s.intermediate, tokens, &mut s.projected);
+        add_into(&mut s.projected, x);
+        layer.output_norm.apply(&mut s.projected, self.shape.eps);
+        std::mem::swap(x, &mut s.projected);
+    }
+
+    /// Scaled dot-product attention of each sequence with itself, head by head, from the packed
+    /// [q | k | v] rows into `context`.
+    fn attention(&self, sequences: &[&[u32]], s: &mut Scratch) {
+        let (h, heads) = (self.shape.hidden, self.shape.heads);
+        let d = h / heads;
+        let stride = 3 * h;
+        let scale = 1.0 / (d as f32).sqrt();
+        let tokens = s.qkv.len() / stride;
+        s.context.resize(tokens * h, 0.0);
+        let mut start = 0;
+        for sequence in sequences {
+            let n = sequence.len();
+            s.scores.resize(n * n, 0.0);
+            for head in 0..heads {
+                let at = |offset: usize| &s.qkv[start * stride + offset + head * d..];
+                let (q, k, v) = (at(0), at(h), at(2 * h));
+                gemm(
+                    scale,
+                    Matrix { data: q, rows: n, cols: d, stride },
+                    Matrix { data: k, rows: n, cols: d, stride },
+                    true,
+                    0.0,
+                    &mut s.scores,
+                    n,
+                );
+                s.scores.chunks_exact_mut(n).for_each(softmax);
+                gemm(
+                    1.0,
+                    Matrix { data: &s.scores, rows: n, cols: n, stride: n },
+                    Matrix { data: v, rows: n, cols: d, stride },
+                    false,
+                    0.0,
+                    &mut s.context[start * h + head * d..],
+                    h,
+                );
+            }
+            start += n;
+        }
+    }
+}
+
+fn add_into(sum: &mut [f32], x: &[f32]) {
+    sum.iter_mut().zip(x).for_each(|(s, v)| *s += v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_matches_known_values() {
+        use crate::fast_math::gelu;
+        assert_eq!(gelu(0.0), 0.0);
+        assert!((gelu(1.0) - 0.841_344_7).abs() < 1e-6);
+        assert!((gelu(-1.0) + 0.158_655_3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales_each_row() {
+        let norm = Norm { weight: vec![1.0, 1.0], bias: vec![0.5, 0.5] };
+        let mut x = [1.0, 3.0, -2.0, 2.0];
+        norm.apply(&mut x, 0.0);
+        assert_eq!(x, [-0.5, 1.5, -0.5, 1.5]);
+    }
+}
