@@ -9,6 +9,9 @@
 set -euo pipefail
 shopt -s inherit_errexit
 source "$(dirname "$0")/lib.sh"
+# Run from `make deps` or `make test`, the environment says this is a sub-make; PostgreSQL's
+# build then assumes its generated headers exist and fails in parallel. Build as a top-level make.
+unset MAKEFLAGS MFLAGS MAKELEVEL
 
 N="${1:?PostgreSQL major version}"
 PREFIX="$(pg_prefix "$N")"

@@ -15,7 +15,7 @@ use crate::pooling::{l2_normalise, mean_pool};
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Most tokens per encoder pass: enough rows for the matrix products to run near the cores'
-/// peak, few enough that a pass's buffers stay small (about 30 MB at 4,096 tokens).
+/// peak, few enough that a pass's buffers stay small (about 60 MB at 4,096 tokens).
 const PASS_TOKENS: usize = 4096;
 
 /// The model, ready to embed; shared by every connection's thread.
@@ -112,8 +112,14 @@ impl SentenceModel {
                         let mut done = Vec::new();
                         while let Some(pass) = passes.get(next.fetch_add(1, Ordering::Relaxed)) {
                             let batch: Vec<&Encoding> = encodings[pass.clone()].iter().collect();
-                            let vectors = self.while_a_core_is_free(|| self.encode_pass(&batch))?;
-                            done.extend(pass.clone().zip(vectors));
+                            match self.while_a_core_is_free(|| self.encode_pass(&batch)) {
+                                Ok(vectors) => done.extend(pass.clone().zip(vectors)),
+                                Err(error) => {
+                                    // The request fails: the other threads take no further pass.
+                                    next.store(passes.len(), Ordering::Relaxed);
+                                    return Err(error);
+                                }
+                            }
                         }
                         Ok(done)
                     })
@@ -143,18 +149,24 @@ impl SentenceModel {
         self.threads
     }
 
-    /// Runs `pass` once fewer than `threads` passes are running, over all requests.
+    /// Runs `pass` once fewer than `threads` passes are running, over all requests. The place
+    /// is given back however `pass` ends (a panic included), so no place is ever lost.
     fn while_a_core_is_free<T>(&self, pass: impl FnOnce() -> T) -> T {
+        struct Place<'a>(&'a SentenceModel);
+        impl Drop for Place<'_> {
+            fn drop(&mut self) {
+                *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                self.0.pass_done.notify_one();
+            }
+        }
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         while *running >= self.threads {
             running = self.pass_done.wait(running).unwrap_or_else(|e| e.into_inner());
         }
         *running += 1;
         drop(running);
-        let result = pass();
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        self.pass_done.notify_one();
-        result
+        let _place = Place(self);
+        pass()
     }
 
     /// One encoder pass over texts packed end to end (no padding), then each text's mean
