@@ -91,14 +91,35 @@ impl SentenceModel {
 
     /// The token ids of `text` as the model sees them (after truncation).
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, Error> {
-        Ok(self.tokenizer.encode(text, true)?.get_ids().to_vec())
+        Ok(self.encode(text)?.get_ids().to_vec())
+    }
+
+    /// The tokens of `text` after truncation, tokenizing no more of it than needed: a prefix
+    /// cut at a word boundary after 4 KiB, doubled until it holds `max_tokens` tokens or is the
+    /// whole text. BERT's normaliser acts on each character and its pre-tokeniser splits words
+    /// at whitespace and punctuation, so the tokens of such a prefix are the first tokens of the
+    /// whole text; a 32 MiB input costs the tokenizer a few KiB, not gigabytes.
+    fn encode(&self, text: &str) -> Result<Encoding, Error> {
+        let mut bytes = 4096;
+        loop {
+            let Some(prefix) = prefix_at_word_boundary(text, bytes) else {
+                return Ok(self.tokenizer.encode(text, true)?);
+            };
+            let encoding = self.tokenizer.encode(prefix, true)?;
+            if encoding.get_ids().len() >= self.max_tokens {
+                return Ok(encoding);
+            }
+            bytes *= 2;
+        }
     }
 
     /// Embeds `texts`, returning vectors in the same order. The passes of one request run on
     /// up to `threads` threads at once, and all requests together run at most `threads` passes
     /// at once (see [`SentenceModel::with_threads`]).
     pub fn embed(&self, texts: &[String]) -> Result<Embedded, Error> {
-        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true)?;
+        // On the request's own thread: tokenizing is a small part of the work, and stays inside
+        // the server's limit on requests at once.
+        let encodings = texts.iter().map(|text| self.encode(text)).collect::<Result<Vec<_>, _>>()?;
         let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
         // Enough passes to give every thread one, each of at most PASS_TOKENS tokens.
         let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
@@ -188,6 +209,20 @@ impl SentenceModel {
     }
 }
 
+/// The longest prefix of `text` within `bytes` that ends at a word boundary (after whitespace or
+/// ASCII punctuation, where BERT's pre-tokeniser splits); `None` when the whole text fits.
+fn prefix_at_word_boundary(text: &str, bytes: usize) -> Option<&str> {
+    if text.len() <= bytes {
+        return None;
+    }
+    let mut end = bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text[..end].rfind(|c: char| c.is_whitespace() || c.is_ascii_punctuation()).map_or(0, |at| at + 1);
+    Some(&text[..cut])
+}
+
 /// Consecutive ranges of inputs of at most `pass_tokens` tokens each (an input longer than that
 /// is a pass of its own). Inputs are packed without padding, so their order does not matter.
 fn split_into_passes(lengths: &[usize], pass_tokens: usize) -> Vec<Range<usize>> {
@@ -208,7 +243,16 @@ fn split_into_passes(lengths: &[usize], pass_tokens: usize) -> Vec<Range<usize>>
 
 #[cfg(test)]
 mod tests {
-    use super::split_into_passes;
+    use super::{prefix_at_word_boundary, split_into_passes};
+
+    #[test]
+    fn prefixes_end_after_whitespace_or_punctuation_and_never_split_a_character() {
+        assert_eq!(prefix_at_word_boundary("short", 10), None);
+        assert_eq!(prefix_at_word_boundary("hello world again", 13), Some("hello world "));
+        assert_eq!(prefix_at_word_boundary("a!bcdef", 5), Some("a!"));
+        assert_eq!(prefix_at_word_boundary("abcdefgh", 4), Some(""));
+        assert_eq!(prefix_at_word_boundary("é é é", 4), Some("é "));
+    }
 
     #[test]
     fn passes_cover_every_input_once_within_the_token_budget() {

@@ -115,3 +115,25 @@ fn vectors_match_sentence_transformers_on_pytorch() {
     }
     println!("lowest cosine with sentence-transformers {} over {} texts: {worst:.7}", fixture["versions"], texts.len());
 }
+
+#[test]
+fn a_huge_input_is_tokenized_only_as_far_as_the_model_reads_it() {
+    // 1.2 MB of words and 1 MB of punctuation: the first 256 tokens, as for the whole text.
+    let words = "hello world ".repeat(100_000);
+    let mut want = vec![101];
+    want.extend([7592, 2088].repeat(127));
+    want.push(102);
+    assert_eq!(model().token_ids(&words).unwrap(), want);
+    let marks = "!".repeat(1 << 20);
+    let mut want = vec![101];
+    want.extend([999; 254]);
+    want.push(102);
+    assert_eq!(model().token_ids(&marks).unwrap(), want);
+    // The vector of the huge text is that of a short text with the same first 256 tokens.
+    let short = "hello world ".repeat(200);
+    let v = embed(&[&words, &short]);
+    assert!(cosine(&v[0], &v[1]) > 0.999_999, "cosine {}", cosine(&v[0], &v[1]));
+    // A word the vocabulary cannot split, longer than any prefix, then more words.
+    let giant = format!("{} {}", "x".repeat(10_000), "hello world ".repeat(300));
+    assert_eq!(model().token_ids(&giant).unwrap().len(), 256);
+}
