@@ -94,21 +94,18 @@ else
     echo "$PG_SOURCE $PG_SHA256" >"$BUILT"
 fi
 
-if [[ -f "$("$PG_CONFIG" --sharedir)/extension/vector.control" ]]; then
-    log "pgvector already installed for PostgreSQL $N"
-else
-    log "building pgvector for PostgreSQL $N"
-    source_tree "$PGVECTOR_SOURCE" "$PGVECTOR_SHA256"
+# pgxs_extension NAME SOURCE SHA256: builds and installs the PGXS extension NAME (its control
+# file) for this server, unless it is there.
+pgxs_extension() {
+    if [[ -f "$("$PG_CONFIG" --sharedir)/extension/$1.control" ]]; then
+        log "$1 already installed for PostgreSQL $N"
+        return
+    fi
+    log "building $1 for PostgreSQL $N"
+    source_tree "$2" "$3"
     make -C "$src" PG_CONFIG="$PG_CONFIG" -s -j"$(nproc)" >/dev/null
     make -C "$src" PG_CONFIG="$PG_CONFIG" -s install >/dev/null
-fi
-
-if [[ -f "$("$PG_CONFIG" --sharedir)/extension/pg_cron.control" ]]; then
-    log "pg_cron already installed for PostgreSQL $N"
-else
-    log "building pg_cron for PostgreSQL $N"
-    source_tree "$PGCRON_SOURCE" "$PGCRON_SHA256"
-    make -C "$src" PG_CONFIG="$PG_CONFIG" -s -j"$(nproc)" >/dev/null
-    make -C "$src" PG_CONFIG="$PG_CONFIG" -s install >/dev/null
-fi
+}
+pgxs_extension vector "$PGVECTOR_SOURCE" "$PGVECTOR_SHA256"
+pgxs_extension pg_cron "$PGCRON_SOURCE" "$PGCRON_SHA256"
 chmod -R a+rX "$PREFIX"
