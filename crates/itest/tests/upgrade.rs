@@ -30,16 +30,30 @@ fn connect(name: &str) -> Client {
     Client::connect(&format!("{} dbname={name}", cluster()), NoTls).unwrap()
 }
 
+/// Creates the cluster-wide roles the tests grant to, once per test binary: tests run side by
+/// side, and two sessions checking for a role and then creating it would race.
+fn create_roles() {
+    static ROLES: std::sync::Once = std::sync::Once::new();
+    ROLES.call_once(|| {
+        Client::connect(&cluster(), NoTls)
+            .unwrap()
+            .batch_execute(
+                "DO $$ BEGIN
+                     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'upgrade_embedder') THEN CREATE ROLE upgrade_embedder; END IF;
+                     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'upgrade_monitor') THEN CREATE ROLE upgrade_monitor; END IF;
+                 END $$;",
+            )
+            .unwrap();
+    });
+}
+
 /// A papers table, a role that embeds and one that monitors, with the grants README gives them.
 fn prepare(client: &mut Client) {
+    create_roles();
     client
         .batch_execute(
             "CREATE TABLE public.doctrove_papers (doctrove_paper_id text PRIMARY KEY, doctrove_title text,
                  doctrove_abstract text, doctrove_embedding vector(8));
-             DO $$ BEGIN
-                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'upgrade_embedder') THEN CREATE ROLE upgrade_embedder; END IF;
-                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'upgrade_monitor') THEN CREATE ROLE upgrade_monitor; END IF;
-             END $$;
              GRANT EXECUTE ON FUNCTION embed_pending(integer) TO upgrade_embedder;
              GRANT SELECT, INSERT, UPDATE, DELETE ON doctrove_embed.failures TO upgrade_embedder;
              GRANT EXECUTE ON FUNCTION get_papers_needing_embeddings_count() TO upgrade_monitor;
