@@ -68,6 +68,16 @@ wait_started() {
     return 1
 }
 
+# free_port START: the first TCP port from START on that nothing on 127.0.0.1 listens on, so
+# a second run on the same machine (or a cluster someone left running) does not collide.
+free_port() {
+    local port="$1"
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        port=$((port + 1))
+    done
+    echo "$port"
+}
+
 # mock_start PORT LOGFILE [more doctrove-mock arguments]: the release build of the mock.
 mock_start() {
     local port="$1" logfile="$2"; shift 2

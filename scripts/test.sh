@@ -16,8 +16,8 @@ else
     MAIN_PG=15; OTHER_PGS=(13 17 18)
 fi
 TEST_DIR="${TEST_DIR:-/tmp/doctrove_embed_test}"
-PG_PORT="${PG_PORT:-55432}"
-MOCK_PORT="${MOCK_PORT:-18089}"
+PG_PORT="${PG_PORT:-$(free_port 55432)}"
+MOCK_PORT="${MOCK_PORT:-$(free_port 18089)}"
 PGRX_DIR=/tmp/doctrove_embed_pgrx
 # Every attack of the security suite (crates/itest/tests/security.rs, the model server's
 # crates/model_server/tests/http_limits.rs) appends `attack NAME worked=0|1` here.
@@ -118,7 +118,7 @@ client_tests security robustness setup cron importer
 
 log "make run end to end on PostgreSQL $MAIN_PG: local model, generated sample, background workers, HNSW, three queries"
 run_log="$TEST_DIR/make_run.log"
-RUN_DIR=/tmp/doctrove_embed_run_ci RUN_PORT=55435 MODEL_PORT=18092 \
+RUN_DIR=/tmp/doctrove_embed_run_ci RUN_PORT=$(free_port 55435) MODEL_PORT=$(free_port 18092) \
     make -s run SAMPLE=400 2>&1 | tee "$run_log" | grep -E "^==>|on topic"
 [[ $(grep -c "on topic: 5/5" "$run_log") == 3 ]] || { echo "make run: a query's five nearest papers are not all on its topic" >&2; exit 1; }
 grep -q "all papers embedded" "$run_log" || { echo "make run did not embed every paper" >&2; exit 1; }
@@ -138,7 +138,7 @@ RUN_DIR=/tmp/doctrove_embed_run_ci bash scripts/run.sh --stop
 log "make run DATA=... with OPENAI_API_KEY (pointed at the mock): vector(1536), the key sent and never logged"
 run_key="sk-run-$(date +%s%N)"
 target/release/doctrove-sample --count 100 --seed 9 >"$TEST_DIR/snapshot.jsonl"
-RUN_DIR=/tmp/doctrove_embed_run_ci_openai RUN_PORT=55436 OPENAI_API_KEY="$run_key" \
+RUN_DIR=/tmp/doctrove_embed_run_ci_openai RUN_PORT=$(free_port 55436) OPENAI_API_KEY="$run_key" \
     OPENAI_BASE_URL="http://127.0.0.1:$MOCK_PORT/s=make-run/v1" \
     make -s run DATA="$TEST_DIR/snapshot.jsonl" >"$TEST_DIR/make_run_openai.log" 2>&1 \
     || { cat "$TEST_DIR/make_run_openai.log"; exit 1; }
