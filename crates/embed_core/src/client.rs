@@ -90,7 +90,7 @@ pub fn parse_retry_after(retry_after_ms: Option<&str>, retry_after: Option<&str>
 }
 
 /// One agent per timeout, kept so connections (and TLS sessions) are reused between batches.
-fn agent_for(timeout: Duration) -> ureq::Agent {
+pub(crate) fn agent_for(timeout: Duration) -> ureq::Agent {
     static AGENT: OnceLock<Mutex<Option<(Duration, ureq::Agent)>>> = OnceLock::new();
     let mut slot = AGENT.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
     if let Some((t, agent)) = slot.as_ref() {
@@ -110,7 +110,7 @@ fn agent_for(timeout: Duration) -> ureq::Agent {
     agent
 }
 
-fn transport_error(error: ureq::Error, config: &ApiConfig) -> ApiError {
+pub(crate) fn transport_error(error: ureq::Error, config: &ApiConfig) -> ApiError {
     let url = display_url(&config.base_url);
     let timeout_ms = config.timeout.as_millis() as u64;
     match error {
@@ -151,16 +151,21 @@ pub fn embed(config: &ApiConfig, inputs: &[String], expected_dims: Option<usize>
         answer.rate_limits = rate_limits;
         return Ok(answer);
     }
-    let (message, code) = api_error_message(&bytes);
+    Err(error_answer(config, status, &bytes, retry_ms.as_deref(), retry_s.as_deref()))
+}
+
+/// The error an answer of `status` (not 2xx, not 3xx) with `body` means.
+pub(crate) fn error_answer(config: &ApiConfig, status: u16, body: &[u8], retry_ms: Option<&str>, retry_s: Option<&str>) -> ApiError {
+    let (message, code) = api_error_message(body);
     let message = redact(&message, &config.api_key);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let retry_after = parse_retry_after(retry_ms.as_deref(), retry_s.as_deref(), now);
-    Err(match status {
+    let retry_after = parse_retry_after(retry_ms, retry_s, now);
+    match status {
         401 | 403 => ApiError::Unauthorized { status, message },
         429 => ApiError::RateLimited { message, code, retry_after },
         500..=599 => ApiError::ServerError { status, message, retry_after },
         _ => ApiError::Rejected { status, message, code },
-    })
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! tests with plain `cargo test`: the text sent for a paper, the request, the HTTP call, the
 //! decoding and checking of the answer, and the errors.
 
+pub mod batch_client;
+pub mod batch_file;
 pub mod bisect;
 pub mod bounds;
 pub mod client;

@@ -7,14 +7,18 @@ pub const MAX_INPUTS_PER_REQUEST: usize = 2048;
 
 /// `{base}/embeddings`, keeping a query string of the base (Azure's `?api-version=...`).
 pub fn endpoint_url(base_url: &str) -> String {
-    let (path, query) = match base_url.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (base_url, None),
-    };
-    let mut url = format!("{}/embeddings", path.trim_end_matches('/'));
-    if let Some(query) = query.filter(|q| !q.is_empty()) {
+    api_url(base_url, "embeddings")
+}
+
+/// `{base}/{path}`, keeping a query string of the base; a query in `path` joins it.
+pub fn api_url(base_url: &str, path: &str) -> String {
+    let (base, base_query) = base_url.split_once('?').unwrap_or((base_url, ""));
+    let (path, path_query) = path.split_once('?').unwrap_or((path, ""));
+    let query: Vec<&str> = [base_query, path_query].into_iter().filter(|q| !q.is_empty()).collect();
+    let mut url = format!("{}/{path}", base.trim_end_matches('/'));
+    if !query.is_empty() {
         url.push('?');
-        url.push_str(query);
+        url.push_str(&query.join("&"));
     }
     url
 }
@@ -64,6 +68,12 @@ mod tests {
             endpoint_url("https://x.openai.azure.com/openai/deployments/e?api-version=2024-02-01"),
             "https://x.openai.azure.com/openai/deployments/e/embeddings?api-version=2024-02-01"
         );
+    }
+
+    #[test]
+    fn a_path_with_a_query_joins_the_base_s_query() {
+        assert_eq!(api_url("https://h/v1?api-version=1", "batches?limit=100"), "https://h/v1/batches?api-version=1&limit=100");
+        assert_eq!(api_url("https://h/v1/", "batches?limit=100"), "https://h/v1/batches?limit=100");
     }
 
     #[test]

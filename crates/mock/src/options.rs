@@ -54,6 +54,14 @@ pub struct Options {
     /// Answer `302 Found` (which clients follow with a GET) to the embeddings of the mock at `127.0.0.1:PORT`, under
     /// the scope `<scope>-redirected`, without reading the body (`redirect=PORT`).
     pub redirect: Option<u16>,
+    /// Batch API: milliseconds from a batch's creation until it is finished (`batch_delay=MS`).
+    pub batch_delay_ms: u64,
+    /// Batch API: batches expire instead of completing, with half their requests done
+    /// (`batch_expire=1`).
+    pub batch_expire: bool,
+    /// Batch API: most tokens enqueued at once in open batches of the scope; a batch beyond it
+    /// fails validation with `token_limit_exceeded` (`batch_tokens=N`, 0 = no limit).
+    pub batch_enqueued_tokens: u64,
 }
 
 impl Default for Options {
@@ -81,6 +89,9 @@ impl Default for Options {
             tpm: 0,
             rpm: 0,
             redirect: None,
+            batch_delay_ms: 0,
+            batch_expire: false,
+            batch_enqueued_tokens: 0,
         }
     }
 }
@@ -115,6 +126,9 @@ pub fn parse_path(path: &str) -> Options {
             "tpm" => options.tpm = value.parse().unwrap_or(0),
             "rpm" => options.rpm = value.parse().unwrap_or(0),
             "redirect" => options.redirect = value.parse().ok(),
+            "batch_delay" => options.batch_delay_ms = value.parse().unwrap_or(0),
+            "batch_expire" => options.batch_expire = value == "1",
+            "batch_tokens" => options.batch_enqueued_tokens = value.parse().unwrap_or(0),
             _ => {}
         }
     }

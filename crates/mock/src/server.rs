@@ -32,6 +32,7 @@ impl Default for MockConfig {
 struct State {
     config: MockConfig,
     stats: Mutex<Stats>,
+    batches: Mutex<crate::batch_api::BatchStore>,
     limits: Mutex<std::collections::HashMap<String, Allowance>>,
 }
 
@@ -83,7 +84,7 @@ impl MockServer {
 
     /// Listens on `bind` and starts answering within `limits`.
     pub fn start_with(bind: &str, config: MockConfig, limits: Limits) -> io::Result<MockServer> {
-        let state = Arc::new(State { config, stats: Mutex::default(), limits: Mutex::default() });
+        let state = Arc::new(State { config, stats: Mutex::default(), batches: Mutex::default(), limits: Mutex::default() });
         let server = {
             let state = Arc::clone(&state);
             Server::start_with(bind, limits, move |request| handle(&state, request))?
@@ -132,7 +133,19 @@ fn handle(state: &State, request: &Request) -> Reply {
             Reply::json(200, &json!({"reset": true}))
         }
         ("GET", "/health") => Reply::json(200, &json!({"status": "ok"})),
-        _ => Reply::api_error(404, "not_found", &format!("no route for {path}")),
+        _ => {
+            let options = parse_path(&request.url);
+            if let Some(key) = &options.key {
+                let given = request.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
+                if given != key {
+                    return Reply::api_error(401, "invalid_api_key", "Incorrect API key provided.");
+                }
+            }
+            let mut store = state.batches.lock().unwrap();
+            let mut stats = state.stats.lock().unwrap();
+            crate::batch_api::handle(&mut store, &mut stats, &options, request)
+                .unwrap_or_else(|| Reply::api_error(404, "not_found", &format!("no route for {path}")))
+        }
     }
 }
 
@@ -291,27 +304,32 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
         _ => {}
     }
 
-    let mut order: Vec<usize> = (0..inputs.len()).collect();
-    if !options.ascending {
-        order.reverse();
-    }
-    if drop_one {
-        order.pop();
-    }
-    let data: Vec<Value> = order
-        .iter()
-        .map(|&i| {
-            let vector = vector_for(&inputs[i], answered_dims);
-            json!({"object": "embedding", "index": i, "embedding": embedding_value(&vector, encoding == "base64")})
-        })
-        .collect();
-    let mut reply = Reply::json(
-        200,
-        &json!({"object": "list", "data": data, "model": model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
-    );
+    let body = if drop_one {
+        let mut body = embeddings_body(&model, &inputs, answered_dims, encoding == "base64", options.ascending, tokens as u64);
+        if let Some(data) = body["data"].as_array_mut() {
+            data.pop();
+        }
+        body
+    } else {
+        embeddings_body(&model, &inputs, answered_dims, encoding == "base64", options.ascending, tokens as u64)
+    };
+    let mut reply = Reply::json(200, &body);
     for (name, value) in limit_headers {
         reply = reply.with_header(&name, &value);
     }
     reply
+}
+
+/// An embeddings answer: each input's vector of `dims` components, listed in input order when
+/// `ascending`, else reversed (clients must match by `index`).
+pub(crate) fn embeddings_body(model: &str, inputs: &[String], dims: usize, base64: bool, ascending: bool, tokens: u64) -> Value {
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    if !ascending {
+        order.reverse();
+    }
+    let data: Vec<Value> = order
+        .iter()
+        .map(|&i| json!({"object": "embedding", "index": i, "embedding": embedding_value(&vector_for(&inputs[i], dims), base64)}))
+        .collect();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 }

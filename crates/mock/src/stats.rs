@@ -33,12 +33,32 @@ pub struct ScopeStats {
     pub last_model: Option<String>,
     pub last_dimensions: Option<u64>,
     pub last_encoding_format: Option<String>,
+    /// Batch API: files uploaded and downloaded, batches created, failed validation, cancelled;
+    /// listings asked for.
+    pub batch_files_uploaded: u64,
+    pub batch_files_downloaded: u64,
+    pub batches_created: u64,
+    pub batches_failed: u64,
+    pub batches_cancelled: u64,
+    pub batch_lists: u64,
+    /// Inputs and tokens the Batch API answered (paid at the batch price).
+    pub batch_inputs: u64,
+    pub batch_tokens: u64,
+    /// How many batch requests answered each input text.
+    pub batch_per_text: HashMap<String, u32>,
 }
 
 impl ScopeStats {
     /// The counters as JSON, the shape `GET /stats/SCOPE` answers.
     pub fn to_json(&self) -> Value {
         let duplicates: u64 = self.per_text.values().filter(|n| **n > 1).map(|n| u64::from(*n - 1)).sum();
+        let batch_duplicates: u64 = self.batch_per_text.values().filter(|n| **n > 1).map(|n| u64::from(*n - 1)).sum();
+        // Texts paid for more than once in all: live and batch together.
+        let mut all = self.per_text.clone();
+        for (text, n) in &self.batch_per_text {
+            *all.entry(text.clone()).or_default() += n;
+        }
+        let paid_twice: u64 = all.values().filter(|n| **n > 1).map(|n| u64::from(*n - 1)).sum();
         json!({
             "requests": self.requests,
             "answered": self.answered,
@@ -55,6 +75,18 @@ impl ScopeStats {
             "last_model": self.last_model,
             "last_dimensions": self.last_dimensions,
             "last_encoding_format": self.last_encoding_format,
+            "batch_files_uploaded": self.batch_files_uploaded,
+            "batch_files_downloaded": self.batch_files_downloaded,
+            "batches_created": self.batches_created,
+            "batches_failed": self.batches_failed,
+            "batches_cancelled": self.batches_cancelled,
+            "batch_lists": self.batch_lists,
+            "batch_inputs": self.batch_inputs,
+            "batch_tokens": self.batch_tokens,
+            "batch_distinct_inputs": self.batch_per_text.len(),
+            "batch_duplicate_inputs": batch_duplicates,
+            "distinct_inputs_all": all.len(),
+            "paid_twice": paid_twice,
         })
     }
 }
