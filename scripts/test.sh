@@ -17,7 +17,7 @@ else
 fi
 TEST_DIR="${TEST_DIR:-/tmp/doctrove_embed_test}"
 PG_PORT="${PG_PORT:-$(free_port 55432)}"
-MOCK_PORT="${MOCK_PORT:-$(free_port 18089)}"
+MOCK_PORT="${MOCK_PORT:-18089}"  # the golden tests name this port
 PGRX_DIR=/tmp/doctrove_embed_pgrx
 # Every attack of the security suite (crates/itest/tests/security.rs, the model server's
 # crates/model_server/tests/http_limits.rs) appends `attack NAME worked=0|1` here.
@@ -114,7 +114,7 @@ for v in "${OTHER_PGS[@]}"; do version_suite "$v"; done
 version_suite "$MAIN_PG"
 
 log "PostgreSQL $MAIN_PG: security, robustness, setup, pg_cron and importer tests (worker tests start clusters of their own)"
-client_tests security robustness setup cron importer
+client_tests security robustness setup cron importer batch_api
 
 log "make run end to end on PostgreSQL $MAIN_PG: local model, generated sample, background workers, HNSW, three queries"
 run_log="$TEST_DIR/make_run.log"

@@ -9,9 +9,13 @@ REVOKE ALL ON ALL TABLES IN SCHEMA doctrove_embed FROM PUBLIC;
 GRANT USAGE ON SCHEMA doctrove_embed TO PUBLIC;
 GRANT SELECT ON doctrove_embed.status, doctrove_embed.workers TO PUBLIC;
 -- The functions behind the two views: a view's caller needs the right to run them.
-GRANT EXECUTE ON FUNCTION doctrove_embed.status_snapshot(), doctrove_embed.worker_snapshot() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.status_snapshot(), doctrove_embed.worker_snapshot(), doctrove_embed.batch_snapshot() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.input_text(text, text) TO PUBLIC;
 
 -- The trigger functions watch() installs run no statement of the caller's choosing; they
 -- still carry a search_path of their own.
 ALTER FUNCTION doctrove_embed.wake_workers() SET search_path = pg_catalog, pg_temp;
+
+-- The pending selection reads the claims of open batches with the caller's rights; the row
+-- policy on the table shows each role only the claims of tables it may read.
+GRANT SELECT ON doctrove_embed.batch_papers TO PUBLIC;

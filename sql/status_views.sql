@@ -12,8 +12,12 @@ SELECT pending,
        workers_running,
        workers_configured,
        enabled,
-       hnsw_index
-FROM doctrove_embed.status_snapshot();
+       hnsw_index,
+       b.papers_in_batches,
+       b.batch_tokens_used,
+       pg_catalog.round(b.live_cost_usd::pg_catalog.numeric, 4) AS live_cost_usd,
+       pg_catalog.round(b.batch_cost_usd::pg_catalog.numeric, 4) AS batch_cost_usd
+FROM doctrove_embed.status_snapshot() CROSS JOIN doctrove_embed.batch_snapshot() AS b;
 
 -- One row per background worker.
 CREATE VIEW doctrove_embed.workers AS

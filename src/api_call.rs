@@ -85,27 +85,53 @@ fn with_signals_blocked<R>(spawn: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Sends one request of `inputs` and waits for its answer, checking for interrupts.
-pub fn embed_interruptibly(config: &ApiConfig, inputs: Vec<String>, dims: Option<usize>) -> Result<Embeddings, ApiError> {
-    let (sender, receiver) = mpsc::channel();
-    let thread_config = config.clone();
+/// Runs `work` (which must not touch PostgreSQL) on a helper thread with every signal blocked
+/// and waits for its result, checking for interrupts.
+pub fn off_thread<T: Send + 'static>(url: &str, work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    let mut result = None;
+    streamed(url, move |send: &mut dyn FnMut(Result<T, ApiError>) -> bool| {
+        send(work());
+    }, &mut |item| {
+        result = Some(item);
+        true
+    })?;
+    result.unwrap_or_else(|| Err(ApiError::Malformed("the request thread stopped without an answer".into())))
+}
+
+/// Runs `work` on a helper thread (as [`off_thread`]); each item it sends is handed to
+/// `on_item` on this thread, which returns `false` to stop taking more. At most a few items
+/// wait between the two, so memory stays bounded however much the work produces.
+pub fn streamed<T: Send + 'static>(
+    url: &str,
+    work: impl FnOnce(&mut dyn FnMut(T) -> bool) + Send + 'static,
+    on_item: &mut dyn FnMut(T) -> bool,
+) -> Result<(), ApiError> {
+    let (sender, receiver) = mpsc::sync_channel::<T>(4);
     let spawned = with_signals_blocked(|| {
         std::thread::Builder::new().name("doctrove_embed http".into()).spawn(move || {
-            let _ = sender.send(embed(&thread_config, &inputs, dims));
+            work(&mut |item| sender.send(item).is_ok());
         })
     });
     if let Err(e) = spawned {
-        return Err(ApiError::Unreachable { url: config.base_url.clone(), reason: format!("could not start a thread: {e}") });
+        return Err(ApiError::Unreachable { url: url.to_string(), reason: format!("could not start a thread: {e}") });
     }
     loop {
         match receiver.try_recv() {
-            Ok(result) => return result,
-            Err(mpsc::TryRecvError::Empty) => wait_a_step(INTERRUPT_POLL),
-            Err(mpsc::TryRecvError::Disconnected) => {
-                return Err(ApiError::Malformed("the request thread stopped without an answer".into()))
+            Ok(item) => {
+                if !on_item(item) {
+                    return Ok(());
+                }
             }
+            Err(mpsc::TryRecvError::Empty) => wait_a_step(INTERRUPT_POLL),
+            Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
         }
     }
+}
+
+/// Sends one request of `inputs` and waits for its answer, checking for interrupts.
+pub fn embed_interruptibly(config: &ApiConfig, inputs: Vec<String>, dims: Option<usize>) -> Result<Embeddings, ApiError> {
+    let thread_config = config.clone();
+    off_thread(&config.base_url, move || embed(&thread_config, &inputs, dims))
 }
 
 /// Waits up to `step` on the process latch, then acts on interrupts: a cancel or SIGTERM ends

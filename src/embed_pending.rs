@@ -94,9 +94,9 @@ fn check_batch_fits(batch: i32, dims: Option<usize>, setting: &str) -> Result<()
 }
 
 /// A locked pending paper and the text sent for it.
-struct Pending {
-    id: String,
-    input: String,
+pub struct Pending {
+    pub id: String,
+    pub input: String,
 }
 
 /// What one batch did.
@@ -110,6 +110,8 @@ pub struct BatchOutcome {
     pub api_ms: f64,
     pub db_ms: f64,
     pub tokens: u64,
+    /// Tokens of vectors collected from the Batch API (paid at its price).
+    pub batch_tokens: u64,
     /// The table (oid) the batch worked on.
     pub relid: u32,
     /// The API error that stopped the batch after some of its requests were answered: what was
@@ -121,12 +123,27 @@ fn millis_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 
-fn fetch_pending(target: &Target, limit: i32, acting: Acting) -> Vec<Pending> {
-    let query = target.names.select_pending();
-    let args: Vec<DatumWithOid> = vec![limit.into(), failures::held_back(target).into()];
+/// Up to `limit` pending papers in no open batch, locked; `descending` as in
+/// `PapersTable::select_pending`.
+pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bool) -> Vec<Pending> {
+    let query = target.names.select_pending(descending);
+    let args: Vec<DatumWithOid> = vec![limit.into(), failures::held_back(target).into(), target.relid.into()];
+    let mut papers = read_papers(target, &query, &args, acting);
+    // A submission that committed while this statement ran released its locks with its claims
+    // visible, but not to this statement's snapshot: look again now that the rows are locked.
+    if !papers.is_empty() && crate::batch_store::has_open_claims(target) {
+        let ids: Vec<String> = papers.iter().map(|p| p.id.clone()).collect();
+        let claimed = crate::batch_store::claimed_among(target, &ids);
+        papers.retain(|p| !claimed.contains(&p.id));
+    }
+    papers
+}
+
+/// The papers `query` gives as (id, title, abstract), with the text sent for each.
+pub fn read_papers(target: &Target, query: &str, args: &[DatumWithOid], acting: Acting) -> Vec<Pending> {
     let rows: Vec<(Option<String>, Option<String>, Option<String>)> = acting.run(target, || {
         Spi::connect_mut(|client| {
-            let table = client.update(query.as_str(), None, &args)?;
+            let table = client.update(query, None, args)?;
             table
                 .map(|row| Ok((row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?)))
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -159,7 +176,8 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     let setting = if acting == Acting::Caller { "a batch" } else { "doctrove_embed.batch_size" };
     check_batch_fits(batch, dims, setting)?;
     let fetch_start = Instant::now();
-    let papers = pending_index::over_pending(&target, || fetch_pending(&target, batch, acting));
+    let descending = crate::batch_store::has_open_claims(&target);
+    let papers = pending_index::over_pending(&target, || fetch_pending(&target, batch, acting, descending));
     let mut outcome =
         BatchOutcome { fetch_ms: millis_since(fetch_start), relid: target.relid.to_u32(), ..Default::default() };
     if papers.is_empty() {
@@ -205,8 +223,9 @@ pub fn count_pending() -> Result<(u32, i64), UserError> {
     Ok((target.relid.to_u32(), count_pending_of(&target, Acting::Caller)?))
 }
 
-/// The one value of `query`, a statement over `target`'s pending papers whose only parameter is
-/// the held-back ids (see `PapersTable::pending_condition`), run through the partial index with
+/// The one value of `query`, a statement over `target`'s pending papers whose parameters are
+/// the held-back ids and, if it has a `$2`, the table's oid (see `PapersTable::pending_condition`
+/// and `unclaimed_condition`), run through the partial index with
 /// `acting`'s rights; `what` names it in an error.
 fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
     target: &Target,
@@ -214,7 +233,10 @@ fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
     query: &str,
     what: &str,
 ) -> Result<Option<T>, UserError> {
-    let args: Vec<DatumWithOid> = vec![failures::held_back(target).into()];
+    let mut args: Vec<DatumWithOid> = vec![failures::held_back(target).into()];
+    if query.contains("$2") {
+        args.push(target.relid.into());
+    }
     pending_index::over_pending(target, || acting.run(target, || Spi::get_one_with_args::<T>(query, &args)))
         .map_err(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not {what}: {e}")))
 }

@@ -68,6 +68,20 @@ pub static MAX_TOKENS_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Requests per minute all workers and sessions of the server may send together; 0 = unlimited.
 pub static MAX_REQUESTS_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(0);
 
+/// Whether the background workers also submit and collect Batch API batches.
+pub static BATCH_API: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// The workers submit batches while more papers than this are pending and in no batch.
+pub static BATCH_MIN_PAPERS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// Tokens the account may have enqueued in the Batch API for the model; 0 = not known.
+pub static BATCH_MAX_ENQUEUED_TOKENS: GucSetting<f64> = GucSetting::<f64>::new(0.0);
+/// How often the workers poll open batches.
+pub static BATCH_POLL_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+/// Papers per batch (the API takes at most 50,000 inputs per batch).
+pub static BATCH_MAX_PAPERS: GucSetting<i32> = GucSetting::<i32>::new(50_000);
+
+/// What the live endpoint charges per million tokens, in dollars; the Batch API charges half.
+pub static PRICE_PER_MILLION_TOKENS: GucSetting<f64> = GucSetting::<f64>::new(0.02);
+
 /// Most workers `doctrove_embed.workers` accepts (the size of the shared worker table).
 pub const MAX_WORKERS: i32 = 64;
 
@@ -246,5 +260,63 @@ pub fn register(preloading: bool) {
         3_600_000,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_bool_guc(
+        c"doctrove_embed.batch_api",
+        c"Whether the background workers submit the backlog through the Batch API (and collect it).",
+        c"",
+        &BATCH_API,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.batch_min_papers",
+        c"The background workers submit batches while more papers than this are pending and in no batch.",
+        c"",
+        &BATCH_MIN_PAPERS,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"doctrove_embed.batch_max_enqueued_tokens",
+        c"Tokens the account may have enqueued in the Batch API for the model (0 = not known).",
+        c"Submissions stop short of it; a batch the API refuses for it is released and sent again later.",
+        &BATCH_MAX_ENQUEUED_TOKENS,
+        0.0,
+        1e15,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.batch_poll_ms",
+        c"How often the background workers poll open batches.",
+        c"",
+        &BATCH_POLL_MS,
+        100,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.batch_max_papers",
+        c"Papers per Batch API batch.",
+        c"",
+        &BATCH_MAX_PAPERS,
+        1,
+        embed_core::batch_file::MAX_BATCH_INPUTS as i32,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"doctrove_embed.price_per_million_tokens",
+        c"What the live endpoint charges per million tokens, in dollars (the Batch API charges half); for the status view's costs.",
+        c"",
+        &PRICE_PER_MILLION_TOKENS,
+        0.0,
+        1e6,
+        GucContext::Userset,
+        GucFlags::default(),
     );
 }

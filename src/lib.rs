@@ -7,6 +7,10 @@ use pgrx::prelude::*;
 
 mod api_call;
 mod at_commit;
+mod batch_collect;
+mod batch_functions;
+mod batch_store;
+mod batch_submit;
 mod api_key_setting;
 mod batch_requests;
 mod batch_write;
@@ -35,10 +39,17 @@ mod tests;
 
 extension_sql_file!("../sql/reset_embedding.sql", name = "reset_embedding", requires = [doctrove_embed::input_text]);
 extension_sql_file!("../sql/failures.sql", name = "failures", requires = [doctrove_embed::input_text]);
+extension_sql_file!("../sql/batches.sql", name = "batches", requires = ["failures"]);
 extension_sql_file!(
     "../sql/status_views.sql",
     name = "status_views",
-    requires = [doctrove_embed::status_snapshot, doctrove_embed::worker_snapshot, "failures"]
+    requires = [
+        doctrove_embed::status_snapshot,
+        doctrove_embed::worker_snapshot,
+        doctrove_embed::batch_snapshot,
+        "failures",
+        "batches"
+    ]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
@@ -253,6 +264,20 @@ mod doctrove_embed {
             s.enabled,
             s.hnsw_index,
         ))
+    }
+
+    /// The Batch API figures of the `doctrove_embed.status` view.
+    #[pg_extern(parallel_unsafe)]
+    fn batch_snapshot() -> TableIterator<
+        'static,
+        (
+            name!(papers_in_batches, i64),
+            name!(batch_tokens_used, i64),
+            name!(live_cost_usd, f64),
+            name!(batch_cost_usd, f64),
+        ),
+    > {
+        TableIterator::once(crate::batch_functions::snapshot())
     }
 
     /// The figures behind the `doctrove_embed.workers` view.

@@ -106,6 +106,8 @@ pub struct Shared {
     pub embedded: u64,
     pub failed: u64,
     pub tokens: u64,
+    /// Tokens of vectors collected from the Batch API since the server started.
+    pub batch_tokens: u64,
     pub rate: RateRing,
     /// The last pending count, lowered by each batch since; `pending_counted_at` is in unix ms.
     pub pending: i64,
@@ -132,6 +134,7 @@ impl Default for Shared {
             embedded: 0,
             failed: 0,
             tokens: 0,
+            batch_tokens: 0,
             rate: RateRing::default(),
             pending: 0,
             pending_of: (0, 0),
@@ -213,6 +216,7 @@ pub fn record_batch(index: Option<usize>, outcome: &BatchOutcome) {
         s.embedded += embedded;
         s.failed += outcome.failed.max(0) as u64;
         s.tokens += outcome.tokens;
+        s.batch_tokens += outcome.batch_tokens;
         s.rate.add(unix_now(), embedded as u32);
         if s.pending_of == (current_database(), outcome.relid) {
             s.pending = (s.pending - embedded as i64).max(0);

@@ -35,6 +35,18 @@ pub fn request_line(custom_id: &str, model: &str, input: &str, dimensions: u32) 
     line
 }
 
+/// A fingerprint of the text sent for a paper (FNV-1a, 64 bits): a paper whose text changed
+/// while its batch was open gets no vector for the old text. Not a defence against anyone
+/// (whoever can change the text can change the paper), only against stale results.
+pub fn text_hash(text: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash as i64
+}
+
 /// What one line of an output or error file says about its paper.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineResult {

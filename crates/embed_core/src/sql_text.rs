@@ -77,28 +77,68 @@ impl PapersTable {
         format!("SELECT pg_catalog.count(*) FROM {} AS t WHERE {}", self.table, self.pending_condition(1))
     }
 
-    /// Whether any paper is pending (`$1` as in [`Self::pending_condition`]): one index probe.
-    pub fn any_pending(&self) -> String {
-        format!("SELECT EXISTS (SELECT FROM {} AS t WHERE {})", self.table, self.pending_condition(1))
+    /// The pending condition, less the papers in an open batch of the Batch API (`$relid` is
+    /// the table's oid; the claims table's row policy shows a role the claims of the tables it
+    /// may read).
+    pub fn unclaimed_condition(&self, held_back: usize, relid: usize) -> String {
+        format!(
+            "{} AND NOT EXISTS (SELECT FROM doctrove_embed.batch_papers AS c WHERE c.relid OPERATOR(pg_catalog.=) ${relid}::pg_catalog.oid \
+             AND c.paper_id OPERATOR(pg_catalog.=) t.{}::pg_catalog.text)",
+            self.pending_condition(held_back),
+            quote_ident(&self.id),
+        )
     }
 
-    /// Up to `$1` pending papers as (id text, title text, abstract text), each text cut to
-    /// [`MAX_TEXT_CHARS`], locked for this transaction (`FOR NO KEY UPDATE`, which does not
-    /// block inserts into tables that reference the papers); papers locked by another
-    /// transaction are skipped, not waited for. (`$2` as in [`Self::pending_condition`].)
-    pub fn select_pending(&self) -> String {
-        let text = |column: &str| format!("pg_catalog.substr(t.{}::pg_catalog.text, 1, {MAX_TEXT_CHARS})", quote_ident(column));
-        let abstract_expr = match &self.abstract_text {
-            Some(a) => text(a),
-            None => "NULL::pg_catalog.text".into(),
-        };
+    /// Whether any paper is pending and in no open batch (`$1` as in
+    /// [`Self::pending_condition`], `$2` the table's oid): one index probe.
+    pub fn any_pending(&self) -> String {
+        format!("SELECT EXISTS (SELECT FROM {} AS t WHERE {})", self.table, self.unclaimed_condition(1, 2))
+    }
+
+    /// `(id text, title text, abstract text)` of the papers with the ids `$1` (as `text[]`)
+    /// that are still pending, each text cut as in [`Self::select_pending`], locked for this
+    /// transaction.
+    pub fn select_claimed(&self) -> String {
         format!(
-            "SELECT t.{}::pg_catalog.text, {}, {} FROM {} AS t WHERE {} LIMIT $1 FOR NO KEY UPDATE OF t SKIP LOCKED",
-            quote_ident(&self.id),
-            text(&self.title),
-            abstract_expr,
+            "SELECT t.{id}::pg_catalog.text, {}, {} FROM {} AS t WHERE t.{id} {} ANY ($1::pg_catalog.text[]::{}[]) AND {} \
+             FOR NO KEY UPDATE OF t",
+            self.text_expr(&self.title),
+            self.abstract_expr(),
             self.table,
-            self.pending_condition(2)
+            self.id_eq,
+            self.id_type,
+            self.pending_predicate(),
+            id = quote_ident(&self.id),
+        )
+    }
+
+    fn text_expr(&self, column: &str) -> String {
+        format!("pg_catalog.substr(t.{}::pg_catalog.text, 1, {MAX_TEXT_CHARS})", quote_ident(column))
+    }
+
+    fn abstract_expr(&self) -> String {
+        match &self.abstract_text {
+            Some(a) => self.text_expr(a),
+            None => "NULL::pg_catalog.text".into(),
+        }
+    }
+
+    /// Up to `$1` pending papers in no open batch as (id text, title text, abstract text), each
+    /// text cut to [`MAX_TEXT_CHARS`], locked for this transaction (`FOR NO KEY UPDATE`, which
+    /// does not block inserts into tables that reference the papers); papers locked by another
+    /// transaction are skipped, not waited for. (`$2` as in [`Self::pending_condition`], `$3`
+    /// the table's oid.) `descending` takes them from the other end of the id order: the live
+    /// path does so while batches are open, since submissions claim from the low end and the
+    /// live path would otherwise step over every claimed paper on each fetch.
+    pub fn select_pending(&self, descending: bool) -> String {
+        let order = if descending { format!(" ORDER BY t.{} DESC", quote_ident(&self.id)) } else { String::new() };
+        format!(
+            "SELECT t.{}::pg_catalog.text, {}, {} FROM {} AS t WHERE {}{order} LIMIT $1 FOR NO KEY UPDATE OF t SKIP LOCKED",
+            quote_ident(&self.id),
+            self.text_expr(&self.title),
+            self.abstract_expr(),
+            self.table,
+            self.unclaimed_condition(2, 3)
         )
     }
 
@@ -312,7 +352,7 @@ mod tests {
         let mut t = papers();
         t.model_version = Some("m".into());
         t.updated_at = Some("u".into());
-        for sql in [t.select_pending(), t.count_pending(), t.any_pending(), t.update_embeddings(), t.similar_papers(), t.nearest_papers(), t.has_embedding()] {
+        for sql in [t.select_pending(false), t.select_pending(true), t.select_claimed(), t.count_pending(), t.any_pending(), t.update_embeddings(), t.similar_papers(), t.nearest_papers(), t.has_embedding()] {
             // An UPDATE's `SET column = value` list assigns; it names no operator.
             let checked = match (sql.find(" SET "), sql.find(" FROM ")) {
                 (Some(set), Some(from)) if sql.starts_with("UPDATE") => format!("{}{}", &sql[..set], &sql[from..]),
@@ -335,7 +375,7 @@ mod tests {
 
     #[test]
     fn the_pending_selection_reads_bounded_text_and_locks_without_blocking_references() {
-        let sql = papers().select_pending();
+        let sql = papers().select_pending(false);
         assert!(sql.starts_with(&format!(
             "SELECT t.\"doctrove_paper_id\"::pg_catalog.text, pg_catalog.substr(t.\"doctrove_title\"::pg_catalog.text, 1, {MAX_TEXT_CHARS}), \
              pg_catalog.substr(t.\"doctrove_abstract\"::pg_catalog.text, 1, {MAX_TEXT_CHARS}) \
@@ -357,7 +397,7 @@ mod tests {
     fn a_table_without_abstracts_selects_null() {
         let mut t = papers();
         t.abstract_text = None;
-        assert!(t.select_pending().contains(", NULL::pg_catalog.text FROM"));
+        assert!(t.select_pending(false).contains(", NULL::pg_catalog.text FROM"));
         assert!(t.count_pending().starts_with("SELECT pg_catalog.count(*) FROM \"public\".\"doctrove_papers\" AS t WHERE"));
     }
 

@@ -292,10 +292,13 @@ fn public_may_read_the_views_and_call_input_text_and_nothing_else() {
     let granted: Vec<(String, String)> =
         client.query(PUBLIC_GRANTS, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     let allowed = [
+        ("function doctrove_embed.batch_snapshot()", "EXECUTE"),
         ("function doctrove_embed.input_text(text,text)", "EXECUTE"),
         ("function doctrove_embed.status_snapshot()", "EXECUTE"),
         ("function doctrove_embed.worker_snapshot()", "EXECUTE"),
         ("schema doctrove_embed", "USAGE"),
+        // Row policy: each role sees the claims of the tables it may read (tests/batch_api.rs).
+        ("table doctrove_embed.batch_papers", "SELECT"),
         ("view doctrove_embed.status", "SELECT"),
         ("view doctrove_embed.workers", "SELECT"),
     ];

@@ -62,6 +62,10 @@ pub struct Options {
     /// Batch API: most tokens enqueued at once in open batches of the scope; a batch beyond it
     /// fails validation with `token_limit_exceeded` (`batch_tokens=N`, 0 = no limit).
     pub batch_enqueued_tokens: u64,
+    /// Batch API: hold the answer to a batch's creation and to a file's content this many
+    /// milliseconds, the batch already created (`batch_hold=MS`), so a test can kill the
+    /// caller at that point.
+    pub batch_hold_ms: u64,
 }
 
 impl Default for Options {
@@ -92,6 +96,7 @@ impl Default for Options {
             batch_delay_ms: 0,
             batch_expire: false,
             batch_enqueued_tokens: 0,
+            batch_hold_ms: 0,
         }
     }
 }
@@ -129,6 +134,7 @@ pub fn parse_path(path: &str) -> Options {
             "batch_delay" => options.batch_delay_ms = value.parse().unwrap_or(0),
             "batch_expire" => options.batch_expire = value == "1",
             "batch_tokens" => options.batch_enqueued_tokens = value.parse().unwrap_or(0),
+            "batch_hold" => options.batch_hold_ms = value.parse().unwrap_or(0),
             _ => {}
         }
     }

@@ -141,10 +141,17 @@ fn handle(state: &State, request: &Request) -> Reply {
                     return Reply::api_error(401, "invalid_api_key", "Incorrect API key provided.");
                 }
             }
-            let mut store = state.batches.lock().unwrap();
-            let mut stats = state.stats.lock().unwrap();
-            crate::batch_api::handle(&mut store, &mut stats, &options, request)
-                .unwrap_or_else(|| Reply::api_error(404, "not_found", &format!("no route for {path}")))
+            let reply = {
+                let mut store = state.batches.lock().unwrap();
+                let mut stats = state.stats.lock().unwrap();
+                crate::batch_api::handle(&mut store, &mut stats, &options, request)
+                    .unwrap_or_else(|| Reply::api_error(404, "not_found", &format!("no route for {path}")))
+            };
+            let held = (request.method == "POST" && path.ends_with("/batches")) || path.ends_with("/content");
+            if held && options.batch_hold_ms > 0 {
+                std::thread::sleep(Duration::from_millis(options.batch_hold_ms));
+            }
+            reply
         }
     }
 }

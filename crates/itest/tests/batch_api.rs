@@ -1,0 +1,235 @@
+//! The Batch API path against the mock's Batch API, on the installed extension: a backfill
+//! through batches while the live path runs, rejected texts, an expired batch, the enqueued-token
+//! limit, and `kill -9` during a submission and during a collection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use doctrove_itest::cluster::Cluster;
+use doctrove_itest::{
+    connect_as, create_logged_papers, embed_until_done, mock_root, mock_stats, record_attack, record_figure, tally, TestDb,
+};
+use postgres::Client;
+
+/// Collects until no batch is open; returns (batches collected, written, failed, released).
+fn collect_until_closed(client: &mut Client, limit: Duration) -> (i32, i64, i64, i64) {
+    let start = Instant::now();
+    let mut totals = (0, 0, 0, 0);
+    loop {
+        let row = client.query_one("SELECT * FROM doctrove_embed.collect_batches()", &[]).unwrap();
+        totals.0 += row.get::<_, i32>("batches_collected");
+        totals.1 += row.get::<_, i64>("papers_written");
+        totals.2 += row.get::<_, i64>("papers_failed");
+        totals.3 += row.get::<_, i64>("papers_released");
+        if row.get::<_, i32>("batches_open") == 0 {
+            return totals;
+        }
+        assert!(start.elapsed() < limit, "batches still open after {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn submit(client: &mut Client) -> (i32, i64, i32) {
+    let row = client.query_one("SELECT * FROM doctrove_embed.submit_batches()", &[]).unwrap();
+    (row.get("batches"), row.get("papers"), row.get("adopted"))
+}
+
+fn count(client: &mut Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn a_backfill_of_20000_papers_goes_through_batches_while_the_live_path_runs() {
+    let db = TestDb::new("batch_backfill");
+    let mut client = db.connect();
+    db.point_at_mock(&mut client, "dim=8/batch_delay=1500/");
+    create_logged_papers(&mut client, 20_000, 8);
+    client.batch_execute("SET doctrove_embed.batch_max_papers = 5000").unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let live = {
+        let (stop, mut live_client) = (Arc::clone(&stop), db.connect());
+        db.point_at_mock(&mut live_client, "dim=8/");
+        std::thread::spawn(move || {
+            let mut embedded = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let row = live_client.query_one("SELECT successful_embeddings FROM embed_pending(100)", &[]).unwrap();
+                embedded += row.get::<_, i32>(0);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            embedded
+        })
+    };
+    let (batches, papers, _) = submit(&mut client);
+    // New papers while the batches are open go through the live path.
+    client
+        .batch_execute("INSERT INTO doctrove_papers SELECT g, 'New paper ' || g, 'Fresh abstract ' || g, NULL FROM generate_series(20001, 20300) g")
+        .unwrap();
+    let in_batches = count(&mut client, "SELECT papers_in_batches FROM doctrove_embed.status");
+    assert_eq!(in_batches, papers, "the status view counts the papers in open batches");
+    let (collected, written, failed, released) = collect_until_closed(&mut client, Duration::from_secs(120));
+    stop.store(true, Ordering::SeqCst);
+    let live_embedded = live.join().unwrap();
+    embed_until_done(&mut client, 250);
+
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (20_300, 0, 0, 0), "{t:?}");
+    assert_eq!((collected, written, failed, released), (batches, papers, 0, 0));
+    let stats = db.stats();
+    assert_eq!(stats["paid_twice"], 0, "a text was paid for twice: {stats}");
+    assert_eq!(stats["batch_inputs"].as_i64(), Some(papers));
+    assert_eq!(stats["batch_inputs"].as_i64().unwrap() + stats["inputs"].as_i64().unwrap(), 20_300);
+    assert!(batches >= 4, "batches of at most 5,000 papers: {batches}");
+    record_figure(&format!(
+        "Batch API backfill: 20,300 papers, {papers} through {batches} batches and {} live ({live_embedded} while batches were open); none paid twice",
+        20_300 - papers
+    ));
+}
+
+#[test]
+fn rejected_texts_in_a_batch_are_recorded_and_the_rest_is_written() {
+    let db = TestDb::new("batch_poison");
+    let mut client = db.connect();
+    db.point_at_mock(&mut client, "dim=8/poison=POISON/");
+    create_logged_papers(&mut client, 1000, 8);
+    client.batch_execute("UPDATE doctrove_papers SET doctrove_title = 'POISON ' || doctrove_paper_id WHERE doctrove_paper_id % 100 = 0").unwrap();
+    assert_eq!(submit(&mut client).1, 1000);
+    let (_, written, failed, released) = collect_until_closed(&mut client, Duration::from_secs(30));
+    assert_eq!((written, failed, released), (990, 10, 0));
+    let recorded = count(&mut client, "SELECT count(*) FROM doctrove_embed.failures WHERE last_error LIKE '%rejected%' AND paper_id::bigint % 100 = 0");
+    assert_eq!(recorded, 10);
+    // The rejected papers are held back, not sent again live.
+    assert_eq!(embed_until_done(&mut client, 250), 1);
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (990, 10, 0, 0));
+    let stats = db.stats();
+    assert_eq!((stats["batch_inputs"].as_i64(), stats["inputs"].as_i64()), (Some(990), Some(0)));
+    record_figure("Batch API with 10 rejected texts in 1,000: 990 written from the batch (99%), 10 recorded in failures");
+}
+
+#[test]
+fn an_expired_batch_writes_what_was_done_and_the_rest_is_embedded_live() {
+    let db = TestDb::new("batch_expired");
+    let mut client = db.connect();
+    db.point_at_mock(&mut client, "dim=8/batch_expire=1/");
+    create_logged_papers(&mut client, 1000, 8);
+    assert_eq!(submit(&mut client), (1, 1000, 0));
+    // PUBLIC may read batch_papers, but a role sees only the claims of tables it may read.
+    client
+        .batch_execute("DO $$BEGIN CREATE ROLE batch_outsider LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$")
+        .unwrap();
+    let mut outsider = connect_as("batch_outsider", &db.name);
+    let seen = count(&mut outsider, "SELECT count(*) FROM doctrove_embed.batch_papers");
+    record_attack("read the paper ids of a table without SELECT on it through doctrove_embed.batch_papers", seen > 0);
+    assert_eq!(seen, 0);
+    client.batch_execute("GRANT SELECT ON doctrove_papers TO batch_outsider").unwrap();
+    assert_eq!(count(&mut outsider, "SELECT count(*) FROM doctrove_embed.batch_papers"), 1000);
+    drop(outsider);
+    let (_, written, failed, released) = collect_until_closed(&mut client, Duration::from_secs(30));
+    assert_eq!((written, failed, released), (500, 0, 500));
+    let status: String = client.query_one("SELECT status FROM doctrove_embed.batches", &[]).unwrap().get(0);
+    assert_eq!(status, "expired");
+    assert_eq!(count(&mut client, "SELECT get_papers_needing_embeddings_count()"), 500);
+    embed_until_done(&mut client, 250);
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (1000, 0, 0, 0));
+    let stats = db.stats();
+    assert_eq!((stats["batch_inputs"].as_i64(), stats["inputs"].as_i64(), stats["paid_twice"].as_i64()), (Some(500), Some(500), Some(0)));
+}
+
+#[test]
+fn a_batch_over_the_enqueued_token_limit_is_released_and_sent_again_later() {
+    let db = TestDb::new("batch_token_limit");
+    let mut client = db.connect();
+    // The mock counts a token per 4 bytes: 500 papers hold about 5,000; the limit lets one
+    // batch of them in at a time.
+    db.point_at_mock(&mut client, "dim=8/batch_delay=1500/batch_tokens=9000/");
+    create_logged_papers(&mut client, 1000, 8);
+    client.batch_execute("SET doctrove_embed.batch_max_papers = 500").unwrap();
+    assert_eq!(submit(&mut client).0, 2);
+    let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(30));
+    assert_eq!((written, released), (500, 500));
+    let error: String = client
+        .query_one("SELECT error FROM doctrove_embed.batches WHERE status = 'failed'", &[])
+        .unwrap()
+        .get(0);
+    assert!(error.starts_with("token_limit_exceeded"), "{error}");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM doctrove_embed.batch_papers"), 0);
+    // Sent again once the first batch is done.
+    assert_eq!(submit(&mut client).1, 500);
+    collect_until_closed(&mut client, Duration::from_secs(30));
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.written_twice), (1000, 0, 0));
+    // A known limit keeps a submission within it: one token of room takes no paper.
+    client.batch_execute("INSERT INTO doctrove_papers VALUES (5001, 'Late', 'Late abstract', NULL)").unwrap();
+    client.batch_execute("SET doctrove_embed.batch_max_enqueued_tokens = 1").unwrap();
+    assert_eq!(submit(&mut client).0, 0);
+    assert_eq!(db.stats()["paid_twice"], 0);
+}
+
+/// A cluster of its own (a `kill -9` restarts the whole server) with 500 papers.
+fn crash_cluster(name: &str, port: u16, switches: &str) -> (Cluster, Client) {
+    let cluster = Cluster::start(
+        name,
+        port,
+        &[
+            "shared_preload_libraries = 'doctrove_embed'".to_string(),
+            "doctrove_embed.workers = 0".to_string(),
+            format!("doctrove_embed.api_base_url = '{}/s={name}-{}/dim=8/{switches}v1'", mock_root(), std::process::id()),
+        ],
+    );
+    let mut client = cluster.connect();
+    client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
+    create_logged_papers(&mut client, 500, 8);
+    (cluster, client)
+}
+
+fn kill_9_during(client: Client, sql: &'static str, after: Duration) {
+    let mut client = client;
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let session = std::thread::spawn(move || client.batch_execute(sql));
+    std::thread::sleep(after);
+    assert!(std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap().success());
+    assert!(session.join().unwrap().is_err(), "the killed session's call cannot succeed");
+}
+
+#[test]
+fn kill_9_during_a_submission_loses_nothing_and_pays_nothing_twice() {
+    let (cluster, client) = crash_cluster("batchkill_submit", 55471, "batch_hold=2000/");
+    let scope = format!("batchkill_submit-{}", std::process::id());
+    // The batch exists on the API when the session dies, and was never recorded.
+    kill_9_during(client, "SELECT * FROM doctrove_embed.submit_batches()", Duration::from_millis(1000));
+    let mut client = cluster.reconnect_after_crash();
+    assert_eq!(mock_stats(&scope)["batches_created"], 1);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM doctrove_embed.batch_jobs"), 0);
+    // The next submission finds it and adopts it instead of sending its papers again.
+    assert_eq!(submit(&mut client), (0, 0, 1));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM doctrove_embed.batch_papers"), 500);
+    assert_eq!(embed_until_done(&mut client, 250), 1, "the live path skips the adopted papers");
+    let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(60));
+    assert_eq!((written, released), (500, 0));
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (500, 0, 0, 0));
+    let stats = mock_stats(&scope);
+    assert_eq!((stats["batches_created"].as_i64(), stats["paid_twice"].as_i64(), stats["inputs"].as_i64()), (Some(1), Some(0), Some(0)));
+    record_figure("kill -9 during a submission: the unrecorded batch adopted from its metadata; 500 of 500 written once, none paid twice");
+}
+
+#[test]
+fn kill_9_during_a_collection_loses_nothing_and_writes_nothing_twice() {
+    let (cluster, mut client) = crash_cluster("batchkill_collect", 55472, "batch_hold=2000/");
+    let scope = format!("batchkill_collect-{}", std::process::id());
+    assert_eq!(submit(&mut client).1, 500);
+    kill_9_during(client, "SELECT * FROM doctrove_embed.collect_batches()", Duration::from_millis(1000));
+    let mut client = cluster.reconnect_after_crash();
+    assert_eq!(count(&mut client, "SELECT count(*) FROM doctrove_embed.batch_papers"), 500, "the claims survive the crash");
+    let (collected, written, _, _) = collect_until_closed(&mut client, Duration::from_secs(60));
+    assert_eq!((collected, written), (1, 500));
+    assert_eq!(collect_until_closed(&mut client, Duration::from_secs(10)), (0, 0, 0, 0), "collecting again does nothing");
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (500, 0, 0, 0));
+    let stats = mock_stats(&scope);
+    assert_eq!((stats["batches_created"].as_i64(), stats["paid_twice"].as_i64()), (Some(1), Some(0)));
+    record_figure("kill -9 during a collection: the next collection wrote 500 of 500 once; collecting again wrote nothing");
+}

@@ -1,0 +1,222 @@
+//! `collect_batches()`: polls the open batches and, for each the API has finished, reads its
+//! output and error files a slice at a time, writes the vectors with the live path's
+//! set-based UPDATE, records the papers whose text the API rejected, and releases every other
+//! paper back to pending. A batch is marked collected in the same transaction as its writes,
+//! so collecting twice writes nothing twice, and a collection cut short is redone whole by the
+//! next one.
+
+use std::collections::HashSet;
+
+use embed_core::batch_client::{read_file_lines, retrieve_batch, BatchInfo};
+use embed_core::batch_file::{parse_result_line, text_hash, LineResult, MAX_RESULT_LINE_BYTES};
+use embed_core::ApiConfig;
+use pgrx::datum::DatumWithOid;
+
+use crate::api_call::{current_config, off_thread, streamed};
+use crate::batch_store::{self, Collected};
+use crate::batch_write::write_isolating;
+use crate::embed_pending::{read_papers, Acting, BatchOutcome};
+use crate::errors::{api_error, UserError};
+use crate::failures;
+use crate::target::{resolve, Target};
+
+/// Result lines handled at once: the vectors of one slice are written in one statement.
+const SLICE_LINES: usize = 1000;
+
+/// What a collection did.
+#[derive(Debug, Default)]
+pub struct CollectedAll {
+    pub batches: i32,
+    pub still_open: i32,
+    pub totals: Collected,
+}
+
+fn retrieve(config: &ApiConfig, id: &str) -> Result<BatchInfo, UserError> {
+    let (thread_config, id) = (config.clone(), id.to_string());
+    off_thread(&config.base_url, move || retrieve_batch(&thread_config, &id)).map_err(|e| api_error(&e))
+}
+
+/// Settles one slice of result lines of batch `batch_id`.
+struct Slicer<'a> {
+    target: &'a Target,
+    config: &'a ApiConfig,
+    batch_id: &'a str,
+    acting: Acting,
+    /// Whether the API answered any request of the batch: then a 4xx for a request holding a
+    /// single text is proof that text is rejected (as the live path proves it).
+    api_accepts: bool,
+    collected: Collected,
+    tokens: u64,
+    seen: HashSet<String>,
+}
+
+impl Slicer<'_> {
+    fn settle(&mut self, lines: Vec<LineResult>) {
+        let ids: Vec<String> = lines.iter().map(|l| l.custom_id().to_string()).filter(|id| self.seen.insert(id.clone())).collect();
+        // Only lines for papers this batch claims count; anything else in the file is ignored.
+        let claims = batch_store::claims_among(self.batch_id, &ids);
+        let (mut embedded, mut rejected) = (Vec::new(), Vec::new());
+        for line in lines {
+            match line {
+                LineResult::Embedded { custom_id, vector, tokens } if claims.contains_key(&custom_id) => {
+                    self.tokens += tokens;
+                    embedded.push((custom_id, vector));
+                }
+                LineResult::Rejected { custom_id, message } if self.api_accepts && claims.contains_key(&custom_id) => {
+                    rejected.push((custom_id, message));
+                }
+                _ => {}
+            }
+        }
+        // Write only papers still pending whose text is the one sent (or not known, for an
+        // adopted batch); the others are released.
+        let wanted: Vec<String> = embedded.iter().map(|(id, _)| id.clone()).collect();
+        let query = self.target.names.select_claimed();
+        let args: Vec<DatumWithOid> = vec![wanted.into()];
+        let current = read_papers(self.target, &query, &args, self.acting);
+        let unchanged: HashSet<String> = current
+            .into_iter()
+            .filter(|p| match claims.get(&p.id) {
+                Some(Some(hash)) => *hash == text_hash(&p.input),
+                Some(None) => true,
+                None => false,
+            })
+            .map(|p| p.id)
+            .collect();
+        let (ids, vectors): (Vec<String>, Vec<Vec<f32>>) = embedded.into_iter().filter(|(id, _)| unchanged.contains(id)).unzip();
+        let written = write_isolating(self.target, &ids, &vectors, &self.config.model, self.acting);
+        failures::forget(self.target, &written.ids);
+        self.collected.written += i64::from(written.rows);
+        let mut settled = written.ids.clone();
+        rejected.extend(written.refused);
+        self.collected.failed += rejected.len() as i64;
+        settled.extend(rejected.iter().map(|(id, _)| id.clone()));
+        let (rejected_ids, messages): (Vec<String>, Vec<String>) = rejected.into_iter().unzip();
+        failures::record(self.target, rejected_ids, messages);
+        batch_store::unclaim(self.batch_id, &settled);
+    }
+
+    /// Reads file `file` in slices and settles each.
+    fn read(&mut self, file: &str) -> Result<(), UserError> {
+        let (thread_config, file_id) = (self.config.clone(), file.to_string());
+        let dims = self.target.dims.or((self.config.dimensions > 0).then_some(self.config.dimensions as usize));
+        let mut problem = None;
+        let outcome = streamed(
+            &self.config.base_url,
+            move |send: &mut dyn FnMut(Result<Vec<LineResult>, String>) -> bool| {
+                let mut slice = Vec::with_capacity(SLICE_LINES);
+                let mut bad = None;
+                let read = read_file_lines(&thread_config, &file_id, MAX_RESULT_LINE_BYTES, &mut |line| {
+                    match parse_result_line(line, dims) {
+                        Ok(result) => slice.push(result),
+                        Err(e) => bad = Some(e),
+                    }
+                    if slice.len() >= SLICE_LINES {
+                        return send(Ok(std::mem::take(&mut slice)));
+                    }
+                    true
+                });
+                if !slice.is_empty() {
+                    send(Ok(slice));
+                }
+                match (read, bad) {
+                    (Err(e), _) => send(Err(e.to_string())),
+                    (Ok(()), Some(e)) => send(Err(e)),
+                    _ => true,
+                };
+            },
+            &mut |item| match item {
+                Ok(lines) => {
+                    self.settle(lines);
+                    true
+                }
+                Err(e) => {
+                    problem = Some(e);
+                    false
+                }
+            },
+        );
+        outcome.map_err(|e| api_error(&e))?;
+        match problem {
+            Some(e) => Err(UserError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                format!("could not read the results of batch {}: {e}", self.batch_id),
+            )
+            .hint("The batch stays open; the next collection reads it again.")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Collects batch `info` (finished): writes, records, releases, and marks it collected.
+fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Acting) -> Result<(Collected, u64), UserError> {
+    let mut slicer = Slicer {
+        target,
+        config,
+        batch_id: &info.id,
+        acting,
+        api_accepts: info.completed > 0,
+        collected: Collected::default(),
+        tokens: 0,
+        seen: HashSet::new(),
+    };
+    for file in [&info.output_file_id, &info.error_file_id].into_iter().flatten() {
+        slicer.read(file)?;
+    }
+    let mut collected = slicer.collected;
+    let error = (info.status == "failed").then(|| {
+        info.error.as_ref().map(|(code, message)| format!("{code}: {message}")).unwrap_or_else(|| "the batch failed".into())
+    });
+    collected.released = batch_store::close(&info.id, collected, error);
+    Ok((collected, slicer.tokens))
+}
+
+/// Polls every open batch of the table and collects the finished ones.
+pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
+    let target = resolve()?;
+    let config = current_config()?;
+    crate::batch_submit::adopt_unrecorded(&target, &config)?;
+    let mut all = CollectedAll::default();
+    for batch_id in batch_store::lock_open_batches(&target) {
+        let info = retrieve(&config, &batch_id)?;
+        batch_store::update_status(&info);
+        if !info.is_finished() {
+            all.still_open += 1;
+            continue;
+        }
+        let (collected, tokens) = collect_one(&target, &config, &info, acting)?;
+        all.batches += 1;
+        all.totals.written += collected.written;
+        all.totals.failed += collected.failed;
+        all.totals.released += collected.released;
+        crate::at_commit::record_batch(&BatchOutcome {
+            successful: collected.written as i32,
+            failed: collected.failed as i32,
+            batch_tokens: tokens,
+            relid: target.relid.to_u32(),
+            ..Default::default()
+        });
+    }
+    Ok(all)
+}
+
+/// Cancels the table's open batches and releases their papers (what a batch finished before
+/// the cancel took effect is written when the API reports it cancelled at once).
+pub fn cancel(acting: Acting) -> Result<i32, UserError> {
+    let target = resolve()?;
+    let config = current_config()?;
+    let mut cancelled = 0;
+    for batch_id in batch_store::lock_open_batches(&target) {
+        let (thread_config, id) = (config.clone(), batch_id.clone());
+        let info = off_thread(&config.base_url, move || embed_core::batch_client::cancel_batch(&thread_config, &id))
+            .map_err(|e| api_error(&e))?;
+        batch_store::update_status(&info);
+        if info.is_finished() {
+            collect_one(&target, &config, &info, acting)?;
+        } else {
+            batch_store::close(&info.id, Collected::default(), Some("cancelled; results after the cancel are not collected".into()));
+        }
+        cancelled += 1;
+    }
+    Ok(cancelled)
+}

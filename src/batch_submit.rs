@@ -1,0 +1,181 @@
+//! `submit_batches()`: pending papers in no open batch go to the Batch API, up to 50,000 a
+//! batch, within the enqueued-token limit, and are claimed so that nothing else sends them
+//! while their batch is open.
+//!
+//! Before it claims anything, a submission adopts the batches of this database and table that
+//! the API has but `batch_jobs` lacks (a session or worker died between creating one and
+//! committing): no paper goes into two batches.
+
+use std::collections::BTreeMap;
+
+use embed_core::batch_client::{create_batch, list_batches, read_file_lines, upload_batch_file, BatchInfo};
+use embed_core::batch_file::{request_line, text_hash, MAX_BATCH_FILE_BYTES, MAX_CUSTOM_ID_BYTES};
+use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
+use embed_core::ApiConfig;
+use pgrx::prelude::*;
+
+use crate::api_call::{current_config, off_thread};
+use crate::batch_store;
+use crate::embed_pending::{fetch_pending, Acting};
+use crate::errors::{api_error, UserError};
+use crate::gucs;
+use crate::pending_index;
+use crate::target::{resolve, Target};
+
+/// Metadata keys a batch carries, so it can be found again on the API.
+pub const META_DATABASE: &str = "doctrove_database";
+pub const META_TABLE: &str = "doctrove_table";
+pub const META_SUBMISSION: &str = "doctrove_submission";
+
+/// How many pages of the account's batch listing are read when looking for unrecorded batches
+/// (newest first: a batch left unrecorded by a crash is among the newest).
+const ADOPTION_PAGES: usize = 5;
+
+/// What a submission did.
+#[derive(Debug, Default)]
+pub struct Submitted {
+    pub batches: i32,
+    pub papers: i64,
+    pub tokens: i64,
+    pub adopted: i32,
+}
+
+/// The metadata that names this database and table.
+fn our_metadata(target: &Target) -> BTreeMap<String, String> {
+    let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text").ok().flatten().unwrap_or_default();
+    BTreeMap::from([(META_DATABASE.to_string(), database), (META_TABLE.to_string(), target.names.table.clone())])
+}
+
+fn call<T: Send + 'static>(config: &ApiConfig, work: impl FnOnce(&ApiConfig) -> Result<T, embed_core::ApiError> + Send + 'static) -> Result<T, UserError> {
+    let thread_config = config.clone();
+    off_thread(&config.base_url, move || work(&thread_config)).map_err(|e| api_error(&e))
+}
+
+/// Records the batches of this database and table the API has and `batch_jobs` lacks, with the
+/// papers their input files name; returns how many.
+pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, UserError> {
+    let ours = our_metadata(target);
+    let (mut after, mut adopted) = (None::<String>, 0);
+    for _ in 0..ADOPTION_PAGES {
+        let cursor = after.clone();
+        let (page, more) = call(config, move |c| list_batches(c, cursor.as_deref()))?;
+        after = page.last().map(|b| b.id.clone());
+        for info in page {
+            let mine = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));
+            if !mine || batch_store::is_known(&info.id) {
+                continue;
+            }
+            adopt(target, config, &info)?;
+            adopted += 1;
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(adopted)
+}
+
+/// Claims the papers of an unrecorded batch, read from its input file (each `custom_id` is a
+/// paper's id).
+fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), UserError> {
+    let mut ids = Vec::new();
+    if let Some(file) = info.input_file_id.clone() {
+        ids = call(config, move |c| {
+            let mut ids = Vec::new();
+            read_file_lines(c, &file, MAX_BATCH_FILE_BYTES, &mut |line| {
+                if let Some(id) = serde_json::from_slice::<serde_json::Value>(line).ok().and_then(|v| v["custom_id"].as_str().map(str::to_string)) {
+                    ids.push(id);
+                }
+                true
+            })?;
+            Ok(ids)
+        })?;
+    }
+    let submission = info.metadata.get(META_SUBMISSION).cloned().unwrap_or_default();
+    let hashes = vec![None; ids.len()];
+    batch_store::record(target, info, &submission, 0, ids, hashes, true);
+    batch_store::update_status(info);
+    pgrx::log!("doctrove_embed: adopted batch {} found on the API but not recorded", info.id);
+    Ok(())
+}
+
+/// The input file of one batch: lines for as many of `papers` as fit in the file, in the batch
+/// and under the enqueued-token limit. Returns the file, the ids and text hashes taken, the
+/// tokens, and whether a paper was left out for lack of room.
+struct BatchFile {
+    content: Vec<u8>,
+    ids: Vec<String>,
+    hashes: Vec<Option<i64>>,
+    tokens: i64,
+    full: bool,
+}
+
+fn build_file(papers: &[crate::embed_pending::Pending], config: &ApiConfig, token_room: Option<i64>) -> BatchFile {
+    let mut file = BatchFile { content: Vec::new(), ids: Vec::new(), hashes: Vec::new(), tokens: 0, full: false };
+    for paper in papers {
+        pg_sys::check_for_interrupts!();
+        if paper.id.len() > MAX_CUSTOM_ID_BYTES {
+            continue;
+        }
+        let (text, counted) = tokens::truncate(&paper.input, MAX_TOKENS_PER_INPUT);
+        let count = counted.unwrap_or_else(|| tokens::count(&text)) as i64;
+        let line = request_line(&paper.id, &config.model, &text, config.dimensions);
+        let over_tokens = token_room.is_some_and(|room| file.tokens + count > room);
+        if file.content.len() + line.len() > MAX_BATCH_FILE_BYTES || over_tokens {
+            file.full = true;
+            break;
+        }
+        file.content.extend_from_slice(line.as_bytes());
+        file.ids.push(paper.id.clone());
+        file.hashes.push(Some(text_hash(&paper.input)));
+        file.tokens += count;
+    }
+    file
+}
+
+/// Submits up to `max_papers` (all when `None`) pending papers in no open batch.
+pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
+    let target = resolve()?;
+    let config = current_config()?;
+    let mut done = Submitted { adopted: adopt_unrecorded(&target, &config)?, ..Default::default() };
+    let limit = gucs::BATCH_MAX_ENQUEUED_TOKENS.get();
+    let mut enqueued = batch_store::enqueued_tokens(&target);
+    let per_batch = i64::from(gucs::BATCH_MAX_PAPERS.get().max(1));
+    let mut left = max_papers.unwrap_or(i64::MAX).max(0);
+    let mut metadata = our_metadata(&target);
+    while left > 0 {
+        let want = left.min(per_batch) as i32;
+        let token_room = (limit > 0.0).then(|| limit as i64 - enqueued);
+        if token_room.is_some_and(|room| room <= 0) {
+            break;
+        }
+        let papers = pending_index::over_pending(&target, || fetch_pending(&target, want, acting, false));
+        if papers.is_empty() {
+            break;
+        }
+        let file = build_file(&papers, &config, token_room);
+        if file.ids.is_empty() {
+            break;
+        }
+        let submission = Spi::get_one::<String>("SELECT pg_catalog.gen_random_uuid()::pg_catalog.text").ok().flatten().unwrap_or_default();
+        metadata.insert(META_SUBMISSION.to_string(), submission.clone());
+        let (content, meta) = (file.content, metadata.clone());
+        let info = call(&config, move |c| {
+            let file_id = upload_batch_file(c, "doctrove_embed_batch.jsonl", &content)?;
+            create_batch(c, &file_id, &meta)
+        })?;
+        let papers_taken = file.ids.len() as i64;
+        batch_store::record(&target, &info, &submission, file.tokens, file.ids, file.hashes, false);
+        done.batches += 1;
+        done.papers += papers_taken;
+        done.tokens += file.tokens;
+        enqueued += file.tokens;
+        left -= papers_taken;
+        // Papers left out stay locked by this transaction, so the next fetch would return them
+        // again: the submission ends here.
+        if file.full || (papers.len() as i32) < want || papers_taken < papers.len() as i64 {
+            break;
+        }
+    }
+    Ok(done)
+}
