@@ -86,8 +86,18 @@ mock_start() {
     wait_started "$MOCK_PID" "$logfile" "listening" "the mock"
 }
 
+# mock_stop: SIGTERM, then wait until the mock has exited (it lets requests under way finish for
+# up to 10 s, holding its port meanwhile), so the next mock_start on the same port finds it free.
 mock_stop() {
-    [[ -n "${MOCK_PID:-}" ]] && kill "$MOCK_PID" 2>/dev/null
+    local pid="${MOCK_PID:-}"
     MOCK_PID=
+    [[ -n "$pid" ]] || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+        sleep 0.05
+    done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
     return 0
 }

@@ -88,11 +88,11 @@ CREATE TABLE doctrove_embed.batch_papers (
 CREATE INDEX batch_papers_batch_idx ON doctrove_embed.batch_papers (batch_id);
 COMMENT ON TABLE doctrove_embed.batch_papers IS 'Papers in open batches of the Batch API';
 
--- Every role that embeds reads the claims of the tables it may read (the pending selection
--- skips them), and nothing else: the ids of other tables' papers stay hidden.
+-- Every role that embeds reads the claims of the tables it may read (any column of), which the
+-- pending selection skips, and nothing else: the ids of other tables' papers stay hidden.
 ALTER TABLE doctrove_embed.batch_papers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY batch_papers_of_readable_tables ON doctrove_embed.batch_papers FOR SELECT
-    USING (pg_catalog.has_table_privilege(relid, 'SELECT'));
+    USING (pg_catalog.has_any_column_privilege(relid, 'SELECT'));
 
 SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.batch_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.batch_papers', '');

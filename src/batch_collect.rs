@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use embed_core::batch_client::{read_file_lines, retrieve_batch, BatchInfo};
-use embed_core::batch_file::{parse_result_line, text_hash, LineResult, MAX_RESULT_LINE_BYTES};
+use embed_core::batch_file::{parse_result_line, text_hash, LineResult, MAX_CUSTOM_ID_BYTES, MAX_RESULT_LINE_BYTES};
 use embed_core::ApiConfig;
 use pgrx::datum::DatumWithOid;
 
@@ -52,17 +52,22 @@ struct Slicer<'a> {
 
 impl Slicer<'_> {
     fn settle(&mut self, lines: Vec<LineResult>) {
-        let ids: Vec<String> = lines.iter().map(|l| l.custom_id().to_string()).filter(|id| self.seen.insert(id.clone())).collect();
-        // Only lines for papers this batch claims count; anything else in the file is ignored.
+        // Only the first line for a paper this batch claims counts; anything else in the file
+        // (ids never sent, repeats) is ignored, so what is kept stays bounded by the batch.
+        let ids: Vec<String> =
+            lines.iter().map(|l| l.custom_id()).filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES).map(str::to_string).collect();
         let claims = batch_store::claims_among(self.batch_id, &ids);
         let (mut embedded, mut rejected) = (Vec::new(), Vec::new());
         for line in lines {
+            if !claims.contains_key(line.custom_id()) || !self.seen.insert(line.custom_id().to_string()) {
+                continue;
+            }
             match line {
-                LineResult::Embedded { custom_id, vector, tokens } if claims.contains_key(&custom_id) => {
+                LineResult::Embedded { custom_id, vector, tokens } => {
                     self.tokens += tokens;
                     embedded.push((custom_id, vector));
                 }
-                LineResult::Rejected { custom_id, message } if self.api_accepts && claims.contains_key(&custom_id) => {
+                LineResult::Rejected { custom_id, message } if self.api_accepts => {
                     rejected.push((custom_id, message));
                 }
                 _ => {}

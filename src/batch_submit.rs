@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use embed_core::batch_client::{create_batch, list_batches, read_file_lines, upload_batch_file, BatchInfo};
-use embed_core::batch_file::{request_line, text_hash, MAX_BATCH_FILE_BYTES, MAX_CUSTOM_ID_BYTES};
+use embed_core::batch_file::{request_line, text_hash, MAX_BATCH_FILE_BYTES, MAX_BATCH_INPUTS, MAX_CUSTOM_ID_BYTES};
 use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
 use embed_core::ApiConfig;
 use pgrx::prelude::*;
@@ -30,6 +30,10 @@ pub const META_SUBMISSION: &str = "doctrove_submission";
 /// How many pages of the account's batch listing are read when looking for unrecorded batches
 /// (newest first: a batch left unrecorded by a crash is among the newest).
 const ADOPTION_PAGES: usize = 5;
+
+/// Longest line read from an input file when adopting its batch: one paper's text (cut to the
+/// model's input limit) and the request around it.
+const MAX_INPUT_LINE_BYTES: usize = 6 * embed_core::bounds::MAX_INPUT_BYTES + 64 * 1024;
 
 /// What a submission did.
 #[derive(Debug, Default)]
@@ -82,11 +86,12 @@ fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), Us
     if let Some(file) = info.input_file_id.clone() {
         ids = call(config, move |c| {
             let mut ids = Vec::new();
-            read_file_lines(c, &file, MAX_BATCH_FILE_BYTES, &mut |line| {
-                if let Some(id) = serde_json::from_slice::<serde_json::Value>(line).ok().and_then(|v| v["custom_id"].as_str().map(str::to_string)) {
+            read_file_lines(c, &file, MAX_INPUT_LINE_BYTES, &mut |line| {
+                let id = serde_json::from_slice::<serde_json::Value>(line).ok().and_then(|v| v["custom_id"].as_str().map(str::to_string));
+                if let Some(id) = id.filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES) {
                     ids.push(id);
                 }
-                true
+                ids.len() < MAX_BATCH_INPUTS
             })?;
             Ok(ids)
         })?;

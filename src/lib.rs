@@ -31,6 +31,8 @@ mod target;
 mod vector_datum;
 mod watch;
 mod worker;
+mod worker_batches;
+mod worker_transaction;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

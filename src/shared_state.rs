@@ -32,6 +32,7 @@ pub enum Phase {
     Paused,
     RateLimited,
     Retrying,
+    Batches,
 }
 
 impl Phase {
@@ -47,6 +48,7 @@ impl Phase {
             Phase::Paused => "paused after an error",
             Phase::RateLimited => "waiting for the rate limit",
             Phase::Retrying => "retrying",
+            Phase::Batches => "submitting and collecting batches",
         }
     }
 }
@@ -108,6 +110,10 @@ pub struct Shared {
     pub tokens: u64,
     /// Tokens of vectors collected from the Batch API since the server started.
     pub batch_tokens: u64,
+    /// Whether worker 0 has looked at the Batch API since the server (re)started: until then,
+    /// with `batch_api` on, the other workers send nothing live, so no paper of a batch left
+    /// unrecorded by a crash is embedded live before the batch is adopted.
+    pub batches_checked: bool,
     pub rate: RateRing,
     /// The last pending count, lowered by each batch since; `pending_counted_at` is in unix ms.
     pub pending: i64,
@@ -135,6 +141,7 @@ impl Default for Shared {
             failed: 0,
             tokens: 0,
             batch_tokens: 0,
+            batches_checked: false,
             rate: RateRing::default(),
             pending: 0,
             pending_of: (0, 0),

@@ -19,6 +19,7 @@ use crate::target::resolve;
 use crate::errors::UserError;
 use crate::gucs;
 use crate::shared_state::{self, Phase};
+use crate::worker_transaction::in_transaction;
 
 /// A LOG line in the server log, formatted like `format!`. Not pgrx's `log!`: on PostgreSQL 13
 /// it compares LOG with `log_min_messages` numerically and drops every LOG line at the default
@@ -94,53 +95,6 @@ fn sleep(timeout: Duration) {
     pg_sys::check_for_interrupts!();
 }
 
-/// Runs `f` in its own transaction: committed on `Ok`, rolled back on `Err`. An ERROR raised
-/// inside (a trigger or constraint of the table, a lock timeout, a cancel) is caught and comes
-/// back as `Err` after the rollback, so the worker carries on; the abort also restores the
-/// worker's own identity and settings. Only FATAL (SIGTERM, postmaster death) ends the worker.
-fn in_transaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, UserError> {
-    // SAFETY: the usual start of a background worker transaction with an active snapshot.
-    unsafe {
-        pg_sys::SetCurrentStatementStartTimestamp();
-        pg_sys::StartTransactionCommand();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-    }
-    /// How the transaction's work ended.
-    enum Ended<R> {
-        Done(R),
-        Failed(UserError),
-        Raised(UserError),
-    }
-    // The work's state is not looked at after an ERROR (the transaction is aborted), so
-    // unwinding through it is safe.
-    let ended = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| match f() {
-        Ok(value) => Ended::Done(value),
-        Err(error) => Ended::Failed(error),
-    }))
-    .catch_others(|caught| Ended::Raised(UserError::from_caught(caught)))
-    .execute();
-    // SAFETY: ends the transaction started above. After a raised ERROR the snapshot stack (and
-    // all else the failed statement left) is released by the abort itself.
-    unsafe {
-        match &ended {
-            Ended::Done(_) => {
-                pg_sys::PopActiveSnapshot();
-                pg_sys::CommitTransactionCommand();
-            }
-            Ended::Failed(_) => {
-                pg_sys::PopActiveSnapshot();
-                pg_sys::AbortCurrentTransaction();
-            }
-            Ended::Raised(_) => pg_sys::AbortCurrentTransaction(),
-        }
-        pg_sys::pgstat_report_stat(false);
-    }
-    match ended {
-        Ended::Done(value) => Ok(value),
-        Ended::Failed(error) | Ended::Raised(error) => Err(error),
-    }
-}
-
 /// A worker's own bookkeeping between batches.
 struct WorkerLoop {
     index: usize,
@@ -151,6 +105,7 @@ struct WorkerLoop {
     last_logged_processed: Option<u64>,
     failures_in_a_row: u32,
     last_error_logged: Option<(String, Instant)>,
+    batches: crate::worker_batches::BatchDuty,
 }
 
 impl WorkerLoop {
@@ -261,6 +216,41 @@ impl WorkerLoop {
             self.phase(Phase::Disabled, "");
             return naptime;
         }
+        if gucs::BATCH_API.get() && self.index != 0 && !shared_state::snapshot().is_some_and(|s| s.batches_checked) {
+            self.phase(Phase::Batches, "waiting for worker 0 to look for batches left unrecorded");
+            return Duration::from_millis(200);
+        }
+        if self.batches.due(self.index) {
+            self.phase(Phase::Batches, "");
+            let ran = self.batches.run();
+            shared_state::update(|s| s.batches_checked = true);
+            match ran {
+                Ok((collected, submitted)) => {
+                    if collected.batches > 0 || submitted.batches > 0 || submitted.adopted > 0 {
+                        server_log!(
+                            "doctrove_embed worker {}: Batch API: collected {} batches ({} papers written, {} failed, {} released), \
+                             submitted {} batches of {} papers, adopted {}, {} still open",
+                            self.index,
+                            collected.batches,
+                            collected.totals.written,
+                            collected.totals.failed,
+                            collected.totals.released,
+                            submitted.batches,
+                            submitted.papers,
+                            submitted.adopted,
+                            collected.still_open + submitted.batches
+                        );
+                    }
+                }
+                // The live path goes on whatever the Batch API does (an endpoint without one,
+                // such as the local model server, answers 404 here).
+                Err(error) => {
+                    self.on_error(&error);
+                }
+            }
+        }
+        // An idle worker 0 still wakes for its next poll of the batches.
+        let naptime = naptime.min(self.batches.next_in(self.index).unwrap_or(naptime));
         if !self.busy {
             match self.probe() {
                 Ok(false) => {
@@ -356,7 +346,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(index)) };
     server_log!("doctrove_embed worker {index} started in database \"{database}\"");
 
-    let mut worker = WorkerLoop { index, busy: false, announced: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None };
+    let mut worker = WorkerLoop { index, busy: false, announced: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None, batches: Default::default() };
     loop {
         pg_sys::check_for_interrupts!();
         // SAFETY: reads and clears the flag set by SignalHandlerForConfigReload.

@@ -321,3 +321,48 @@ fn the_shared_rate_limit_keeps_the_workers_under_the_apis_tokens_per_minute() {
     assert!(per_minute <= 60_000.0 * 1.15, "{per_minute:.0} tokens/min exceeds the limit");
     assert!(per_minute >= 60_000.0 * 0.8, "{per_minute:.0} tokens/min: the limit is not used");
 }
+
+#[test]
+fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_live_meanwhile() {
+    let scope = format!("worker-batches-{}", std::process::id());
+    let extra = [
+        "doctrove_embed.batch_api = on",
+        "doctrove_embed.batch_min_papers = 1000",
+        "doctrove_embed.batch_poll_ms = 300",
+        "doctrove_embed.batch_max_papers = 2000",
+    ];
+    let cluster = worker_cluster("batches", 55449, 2, &scope, "dim=8/batch_delay=4000/", &extra);
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    insert_papers(&mut client, 1, 5000);
+    enable(&mut client);
+    let in_batches = |client: &mut Client| -> i64 {
+        client.query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[]).unwrap().get(0)
+    };
+    wait_for("papers in open batches", Duration::from_secs(30), || (in_batches(&mut client) > 0).then_some(()));
+    // While the batches are open, a new paper is embedded live within seconds.
+    let inserted = Instant::now();
+    insert_papers(&mut client, 5001, 5001);
+    wait_for("the new paper's embedding", Duration::from_secs(5), || embedding_of(&mut client, 5001));
+    let latency = inserted.elapsed();
+    let still_in_batches = in_batches(&mut client);
+    assert!(still_in_batches > 0, "the batches closed before the new paper was embedded: the test proves nothing");
+    println!("new paper embedded live {latency:?} after its commit, with {still_in_batches} papers in open batches");
+
+    wait_until_all_embedded(&mut client, Duration::from_secs(90));
+    wait_for("the batches to be collected", Duration::from_secs(30), || (in_batches(&mut client) == 0).then_some(()));
+    assert_eq!(check_vectors(&mut client, 8), 5001);
+    let stats = mock_stats(&scope);
+    let (batch, live) = (stats["batch_inputs"].as_i64().unwrap(), stats["inputs"].as_i64().unwrap());
+    assert_eq!(batch + live, 5001, "{stats}");
+    assert_eq!(stats["paid_twice"], 0, "{stats}");
+    assert!(batch >= 2000, "at most the first 3,000 papers can have gone live before the first submission: {stats}");
+    let batch_tokens: i64 = client.query_one("SELECT batch_tokens_used FROM doctrove_embed.status", &[]).unwrap().get(0);
+    assert!(batch_tokens > 0);
+    let collected: i64 = client.query_one("SELECT count(*) FROM doctrove_embed.batches WHERE NOT open AND status = 'completed'", &[]).unwrap().get(0);
+    assert!(collected >= 1);
+    assert!(cluster.log().contains("Batch API: collected"), "no Batch API line in the log");
+    doctrove_itest::record_figure(&format!(
+        "workers with batch_api = on: 5,001 papers, {batch} through the Batch API and {live} live; a new paper embedded live {latency:.1?} after its commit while {still_in_batches} papers were in open batches"
+    ));
+}

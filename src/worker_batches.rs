@@ -1,0 +1,61 @@
+//! The workers' own use of the Batch API (`doctrove_embed.batch_api = on`): worker 0, every
+//! `batch_poll_ms`, collects the finished batches and then, while more than `batch_min_papers`
+//! pending papers are in no batch, submits them (within `batch_max_enqueued_tokens`). Each step
+//! runs in a transaction of its own, with the table owner's rights; every worker's live batches
+//! go on between, with the papers in no batch, so new papers are still embedded within seconds.
+
+use std::time::{Duration, Instant};
+
+use crate::batch_collect::{collect, CollectedAll};
+use crate::batch_store::papers_in_open_batches;
+use crate::batch_submit::{submit, Submitted};
+use crate::embed_pending::{count_pending_of, Acting};
+use crate::errors::UserError;
+use crate::gucs;
+use crate::target::{refuse_settings_from_catalogs, resolve};
+use crate::worker_transaction::in_transaction;
+
+/// When worker 0 last polled its batches.
+#[derive(Default)]
+pub struct BatchDuty {
+    last: Option<Instant>,
+}
+
+fn poll_interval() -> Duration {
+    Duration::from_millis(gucs::BATCH_POLL_MS.get().max(1) as u64)
+}
+
+impl BatchDuty {
+    fn mine(index: usize) -> bool {
+        index == 0 && gucs::BATCH_API.get()
+    }
+
+    /// Whether worker `index` should poll its batches now.
+    pub fn due(&self, index: usize) -> bool {
+        Self::mine(index) && self.last.is_none_or(|t| t.elapsed() >= poll_interval())
+    }
+
+    /// How long worker `index` may sleep before its next poll, if it polls.
+    pub fn next_in(&self, index: usize) -> Option<Duration> {
+        Self::mine(index).then(|| self.last.map_or(Duration::ZERO, |t| poll_interval().saturating_sub(t.elapsed())))
+    }
+
+    /// Collects, then submits when the backlog in no batch is large enough.
+    pub fn run(&mut self) -> Result<(CollectedAll, Submitted), UserError> {
+        self.last = Some(Instant::now());
+        let collected = in_transaction(|| {
+            refuse_settings_from_catalogs()?;
+            collect(Acting::TableOwner)
+        })?;
+        let submitted = in_transaction(|| {
+            refuse_settings_from_catalogs()?;
+            let target = resolve()?;
+            let unclaimed = count_pending_of(&target, Acting::TableOwner)? - papers_in_open_batches(&target);
+            if unclaimed <= i64::from(gucs::BATCH_MIN_PAPERS.get()) {
+                return Ok(Submitted::default());
+            }
+            submit(None, Acting::TableOwner)
+        })?;
+        Ok((collected, submitted))
+    }
+}
