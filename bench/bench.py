@@ -270,6 +270,8 @@ def main():
     results = []
     try:
         time.sleep(0.5)
+        if mock.poll() is not None:
+            sys.exit(f"the mock could not start on port {MOCK_PORT} (is another one running?)")
         start_cluster(0)
         print(f"loading {args.papers:,} papers", flush=True)
         load_papers(args.papers)
