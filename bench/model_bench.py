@@ -9,6 +9,8 @@ and 150 to 250 words, about 250 tokens). For each set:
   - sentence-transformers on PyTorch, in-process, all cores, batches of 64, the same model folder,
     in a throwaway virtualenv (bench/reference_st.py; installed from PyPI on first use into
     $ST_VENV); if it cannot be installed, the server's figures are printed alone.
+Then the server again with `--precision bf16` (AVX-512 BF16; skipped where the CPU lacks it),
+one client, with its lowest cosine to the f32 server's vectors and to sentence-transformers'.
 Prints texts and tokens per second, the ratio, and the lowest cosine between the two models'
 vectors; writes bench/results/model.json. Standard library only.
 """
@@ -107,6 +109,43 @@ def cosine(a, b):
     return dot / (na * nb)
 
 
+def start_server(port, precision):
+    return subprocess.Popen([f"{ROOT}/target/release/doctrove-model", "--model", MODEL_DIR, "--precision", precision,
+                             "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True)
+
+
+def bf16_runs(port, texts_by_kind, f32_vectors, st, per_request, results):
+    """The server with --precision bf16, one client: texts/s, against the f32 server and
+    sentence-transformers, and the lowest cosine to each one's vectors."""
+    server = start_server(port, "bf16")
+    banner = server.stdout.readline().strip()
+    if not banner:
+        server.wait()
+        print("local model, bf16: this CPU has no AVX-512 BF16; not measured")
+        return
+    url = f"http://127.0.0.1:{port}/v1/embeddings"
+    try:
+        post(url, ["warm up"] * 8)
+        for kind, texts in texts_by_kind.items():
+            entry = results["sets"][kind]
+            run, vectors = server_run(url, texts, 1, per_request)
+            f32 = entry["server, 1 clients"]["texts_per_s"]
+            worst_f32 = min(cosine(a, b) for a, b in zip(vectors, f32_vectors[kind]))
+            entry["server bf16, 1 client"] = run
+            entry["bf16_to_f32_speed"], entry["bf16_lowest_cosine_to_f32"] = round(run["texts_per_s"] / f32, 2), round(worst_f32, 6)
+            line = (f"local model, {kind:15} bf16: {run['texts_per_s']:6.1f} texts/s, {run['texts_per_s'] / f32:.2f}x the f32 server, "
+                    f"lowest cosine {worst_f32:.6f} to its vectors")
+            if kind in st:
+                ratio = run["texts_per_s"] / st[kind]["texts_per_s"]
+                worst_st = min(cosine(a, b) for a, b in zip(vectors, st[kind]["vectors"]))
+                entry["bf16_ratio"], entry["bf16_lowest_cosine"] = round(ratio, 2), round(worst_st, 6)
+                line += f"; {ratio:.2f}x sentence-transformers, lowest cosine {worst_st:.6f} to its vectors"
+            print(line)
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=512)
@@ -121,25 +160,27 @@ def main():
     os.makedirs(work, exist_ok=True)
     python = reference_python()
 
-    server = subprocess.Popen([f"{ROOT}/target/release/doctrove-model", "--model", MODEL_DIR,
-                               "--listen", f"127.0.0.1:{args.port}"], stdout=subprocess.PIPE, text=True)
+    texts_by_kind = {kind: texts_of(kind, sample, args.texts, rng) for kind in ("titles only", "short", "abstract-length")}
+    server = start_server(args.port, "f32")
     results = {"cores": os.cpu_count(), "banner": server.stdout.readline().strip(), "sets": {}}
     url = f"http://127.0.0.1:{args.port}/v1/embeddings"
+    f32_vectors, st = {}, {}
     try:
         post(url, ["warm up"] * 8)
-        for kind in ("titles only", "short", "abstract-length"):
-            texts = texts_of(kind, sample, args.texts, rng)
+        for kind, texts in texts_by_kind.items():
             entry = {"texts": len(texts)}
             vectors = None
             for clients in (1, 2, 4):
                 entry[f"server, {clients} clients"], got = server_run(url, texts, clients, args.per_request)
                 vectors = vectors or got
+            f32_vectors[kind] = vectors
             entry["tokens_per_text"] = round(entry["server, 1 clients"]["tokens"] / len(texts), 1)
             line = (f"local model, {kind:15} ({entry['tokens_per_text']:5.1f} tokens/text): server "
                     + ", ".join(f"{entry[f'server, {c} clients']['texts_per_s']:6.1f}" for c in (1, 2, 4))
                     + " texts/s (1, 2, 4 clients)")
             if python:
                 reference = reference_run(python, texts, work)
+                st[kind] = reference
                 entry["sentence-transformers"] = {k: reference[k] for k in ("texts_per_s", "tokens_per_s", "seconds", "versions")}
                 ratio = entry["server, 1 clients"]["texts_per_s"] / reference["texts_per_s"]
                 worst = min(cosine(a, b) for a, b in zip(vectors, reference["vectors"]))
@@ -151,6 +192,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
+    bf16_runs(args.port + 1, texts_by_kind, f32_vectors, st, args.per_request, results)
     with open(f"{ROOT}/bench/results/model.json", "w") as f:
         json.dump(results, f, indent=2)
 

@@ -12,7 +12,8 @@ CREATE FUNCTION doctrove_embed."submit_batches"(
 	"batches" INT,  /* i32 */
 	"papers" bigint,  /* i64 */
 	"tokens" bigint,  /* i64 */
-	"adopted" INT  /* i32 */
+	"adopted" INT,  /* i32 */
+	"collected" INT  /* i32 */
 )
 PARALLEL UNSAFE
 LANGUAGE c /* Rust */

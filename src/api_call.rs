@@ -89,7 +89,7 @@ fn with_signals_blocked<R>(spawn: impl FnOnce() -> R) -> R {
 /// and waits for its result, checking for interrupts.
 pub fn off_thread<T: Send + 'static>(url: &str, work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
     let mut result = None;
-    streamed(url, move |send: &mut dyn FnMut(Result<T, ApiError>) -> bool| {
+    streamed(url, 1, move |send: &mut dyn FnMut(Result<T, ApiError>) -> bool| {
         send(work());
     }, &mut |item| {
         result = Some(item);
@@ -99,14 +99,15 @@ pub fn off_thread<T: Send + 'static>(url: &str, work: impl FnOnce() -> Result<T,
 }
 
 /// Runs `work` on a helper thread (as [`off_thread`]); each item it sends is handed to
-/// `on_item` on this thread, which returns `false` to stop taking more. At most a few items
+/// `on_item` on this thread, which returns `false` to stop taking more. At most `queue` items
 /// wait between the two, so memory stays bounded however much the work produces.
 pub fn streamed<T: Send + 'static>(
     url: &str,
+    queue: usize,
     work: impl FnOnce(&mut dyn FnMut(T) -> bool) + Send + 'static,
     on_item: &mut dyn FnMut(T) -> bool,
 ) -> Result<(), ApiError> {
-    let (sender, receiver) = mpsc::sync_channel::<T>(4);
+    let (sender, receiver) = mpsc::sync_channel::<T>(queue);
     let spawned = with_signals_blocked(|| {
         std::thread::Builder::new().name("doctrove_embed http".into()).spawn(move || {
             work(&mut |item| sender.send(item).is_ok());
@@ -126,6 +127,16 @@ pub fn streamed<T: Send + 'static>(
             Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
         }
     }
+}
+
+/// Runs `work` with a copy of `config` off the main thread (as [`off_thread`]); an API error
+/// comes back as the user's error.
+pub fn call_api<T: Send + 'static>(
+    config: &ApiConfig,
+    work: impl FnOnce(&ApiConfig) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, UserError> {
+    let thread_config = config.clone();
+    off_thread(&config.base_url, move || work(&thread_config)).map_err(|e| crate::errors::api_error(&e))
 }
 
 /// Sends one request of `inputs` and waits for its answer, checking for interrupts.

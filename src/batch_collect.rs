@@ -11,8 +11,9 @@ use embed_core::batch_client::{read_file_lines, retrieve_batch, BatchInfo};
 use embed_core::batch_file::{parse_result_line, text_hash, LineResult, MAX_CUSTOM_ID_BYTES, MAX_RESULT_LINE_BYTES};
 use embed_core::ApiConfig;
 use pgrx::datum::DatumWithOid;
+use pgrx::PgMemoryContexts;
 
-use crate::api_call::{current_config, off_thread, streamed};
+use crate::api_call::{call_api, current_config, streamed};
 use crate::batch_store::{self, Collected};
 use crate::batch_write::write_isolating;
 use crate::embed_pending::{read_papers, Acting, BatchOutcome};
@@ -20,8 +21,10 @@ use crate::errors::{api_error, UserError};
 use crate::failures;
 use crate::target::{resolve, Target};
 
-/// Result lines handled at once: the vectors of one slice are written in one statement.
-const SLICE_LINES: usize = 1000;
+/// Result lines handled at once: the vectors of one slice are written in one statement. The
+/// reader works on the next slice meanwhile, and no more: about three slices of vectors are in
+/// memory at a time.
+const SLICE_LINES: usize = 500;
 
 /// What a collection did.
 #[derive(Debug, Default)]
@@ -32,8 +35,8 @@ pub struct CollectedAll {
 }
 
 fn retrieve(config: &ApiConfig, id: &str) -> Result<BatchInfo, UserError> {
-    let (thread_config, id) = (config.clone(), id.to_string());
-    off_thread(&config.base_url, move || retrieve_batch(&thread_config, &id)).map_err(|e| api_error(&e))
+    let id = id.to_string();
+    call_api(config, move |c| retrieve_batch(c, &id))
 }
 
 /// Settles one slice of result lines of batch `batch_id`.
@@ -108,6 +111,7 @@ impl Slicer<'_> {
         let mut problem = None;
         let outcome = streamed(
             &self.config.base_url,
+            1,
             move |send: &mut dyn FnMut(Result<Vec<LineResult>, String>) -> bool| {
                 let mut slice = Vec::with_capacity(SLICE_LINES);
                 let mut bad = None;
@@ -132,7 +136,13 @@ impl Slicer<'_> {
             },
             &mut |item| match item {
                 Ok(lines) => {
-                    self.settle(lines);
+                    // Each slice's datums (a `vector[]` of up to 1,000 vectors, the ids, the
+                    // rows read back) live in a memory context of their own, freed after the
+                    // slice: a 50,000-paper batch costs one slice of memory, not the whole file.
+                    let mut slice_memory = PgMemoryContexts::new("doctrove_embed batch slice");
+                    // SAFETY: the context is a child of the current one and is deleted when
+                    // `slice_memory` drops; nothing allocated in it is used after the slice.
+                    unsafe { slice_memory.switch_to(|_| self.settle(lines)) };
                     true
                 }
                 Err(e) => {
@@ -176,20 +186,26 @@ fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Ac
     Ok((collected, slicer.tokens))
 }
 
-/// Polls every open batch of the table and collects the finished ones.
+/// Adopts unrecorded batches, polls every open batch of the table and collects the finished
+/// ones.
 pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
     let target = resolve()?;
     let config = current_config()?;
-    crate::batch_submit::adopt_unrecorded(&target, &config)?;
+    crate::batch_adopt::adopt_unrecorded(&target, &config)?;
+    collect_finished(&target, &config, acting)
+}
+
+/// Polls every open batch of the table and collects the finished ones.
+pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> Result<CollectedAll, UserError> {
     let mut all = CollectedAll::default();
-    for batch_id in batch_store::lock_open_batches(&target) {
-        let info = retrieve(&config, &batch_id)?;
+    for batch_id in batch_store::lock_open_batches(target) {
+        let info = retrieve(config, &batch_id)?;
         batch_store::update_status(&info);
         if !info.is_finished() {
             all.still_open += 1;
             continue;
         }
-        let (collected, tokens) = collect_one(&target, &config, &info, acting)?;
+        let (collected, tokens) = collect_one(target, config, &info, acting)?;
         all.batches += 1;
         all.totals.written += collected.written;
         all.totals.failed += collected.failed;
@@ -212,9 +228,8 @@ pub fn cancel(acting: Acting) -> Result<i32, UserError> {
     let config = current_config()?;
     let mut cancelled = 0;
     for batch_id in batch_store::lock_open_batches(&target) {
-        let (thread_config, id) = (config.clone(), batch_id.clone());
-        let info = off_thread(&config.base_url, move || embed_core::batch_client::cancel_batch(&thread_config, &id))
-            .map_err(|e| api_error(&e))?;
+        let id = batch_id.clone();
+        let info = call_api(&config, move |c| embed_core::batch_client::cancel_batch(c, &id))?;
         batch_store::update_status(&info);
         if info.is_finished() {
             collect_one(&target, &config, &info, acting)?;

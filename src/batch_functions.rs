@@ -9,16 +9,20 @@ mod doctrove_embed {
 
     /// Sends up to `max_papers` pending papers that are in no open batch (all of them when NULL)
     /// through the Batch API; returns the batches created and the papers and tokens in them,
-    /// and how many unrecorded batches were found on the API and adopted first.
+    /// how many unrecorded batches were found on the API and adopted first, and how many
+    /// finished batches were collected first.
     #[pg_extern(parallel_unsafe)]
     fn submit_batches(
         max_papers: default!(Option<i64>, "NULL"),
-    ) -> TableIterator<'static, (name!(batches, i32), name!(papers, i64), name!(tokens, i64), name!(adopted, i32))> {
+    ) -> TableIterator<
+        'static,
+        (name!(batches, i32), name!(papers, i64), name!(tokens, i64), name!(adopted, i32), name!(collected, i32)),
+    > {
         if max_papers.is_some_and(|n| n < 0) {
             crate::errors::UserError::new(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "max_papers must not be negative").raise();
         }
         let done = crate::batch_submit::submit(max_papers, Acting::Caller).unwrap_or_else(|e| e.raise());
-        TableIterator::once((done.batches, done.papers, done.tokens, done.adopted))
+        TableIterator::once((done.batches, done.papers, done.tokens, done.adopted, done.collected))
     }
 
     /// Polls the open batches and collects the finished ones: vectors written, rejected papers

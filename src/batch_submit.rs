@@ -3,37 +3,25 @@
 //! while their batch is open.
 //!
 //! Before it claims anything, a submission adopts the batches of this database and table that
-//! the API has but `batch_jobs` lacks (a session or worker died between creating one and
-//! committing): no paper goes into two batches.
+//! the API has but `batch_jobs` lacks (see `batch_adopt`), so no paper goes into two batches,
+//! and collects the batches the API has finished (see `batch_collect`), which frees their
+//! enqueued tokens: one scheduled `submit_batches()` does a whole backfill.
 
-use std::collections::BTreeMap;
-
-use embed_core::batch_client::{create_batch, list_batches, read_file_lines, upload_batch_file, BatchInfo};
-use embed_core::batch_file::{request_line, text_hash, MAX_BATCH_FILE_BYTES, MAX_BATCH_INPUTS, MAX_CUSTOM_ID_BYTES};
+use embed_core::batch_client::{create_batch, upload_batch_file};
+use embed_core::batch_file::{request_line, text_hash, MAX_BATCH_FILE_BYTES, MAX_CUSTOM_ID_BYTES};
 use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
 use embed_core::ApiConfig;
 use pgrx::prelude::*;
 
-use crate::api_call::{current_config, off_thread};
+use crate::api_call::{call_api as call, current_config};
+use crate::batch_adopt::{adopt_unrecorded, our_metadata, META_SUBMISSION};
+use crate::batch_collect::collect_finished;
 use crate::batch_store;
 use crate::embed_pending::{fetch_pending, Acting};
-use crate::errors::{api_error, UserError};
+use crate::errors::UserError;
 use crate::gucs;
 use crate::pending_index;
-use crate::target::{resolve, Target};
-
-/// Metadata keys a batch carries, so it can be found again on the API.
-pub const META_DATABASE: &str = "doctrove_database";
-pub const META_TABLE: &str = "doctrove_table";
-pub const META_SUBMISSION: &str = "doctrove_submission";
-
-/// How many pages of the account's batch listing are read when looking for unrecorded batches
-/// (newest first: a batch left unrecorded by a crash is among the newest).
-const ADOPTION_PAGES: usize = 5;
-
-/// Longest line read from an input file when adopting its batch: one paper's text (cut to the
-/// model's input limit) and the request around it.
-const MAX_INPUT_LINE_BYTES: usize = 6 * embed_core::bounds::MAX_INPUT_BYTES + 64 * 1024;
+use crate::target::resolve;
 
 /// What a submission did.
 #[derive(Debug, Default)]
@@ -42,66 +30,8 @@ pub struct Submitted {
     pub papers: i64,
     pub tokens: i64,
     pub adopted: i32,
-}
-
-/// The metadata that names this database and table.
-fn our_metadata(target: &Target) -> BTreeMap<String, String> {
-    let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text").ok().flatten().unwrap_or_default();
-    BTreeMap::from([(META_DATABASE.to_string(), database), (META_TABLE.to_string(), target.names.table.clone())])
-}
-
-fn call<T: Send + 'static>(config: &ApiConfig, work: impl FnOnce(&ApiConfig) -> Result<T, embed_core::ApiError> + Send + 'static) -> Result<T, UserError> {
-    let thread_config = config.clone();
-    off_thread(&config.base_url, move || work(&thread_config)).map_err(|e| api_error(&e))
-}
-
-/// Records the batches of this database and table the API has and `batch_jobs` lacks, with the
-/// papers their input files name; returns how many.
-pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, UserError> {
-    let ours = our_metadata(target);
-    let (mut after, mut adopted) = (None::<String>, 0);
-    for _ in 0..ADOPTION_PAGES {
-        let cursor = after.clone();
-        let (page, more) = call(config, move |c| list_batches(c, cursor.as_deref()))?;
-        after = page.last().map(|b| b.id.clone());
-        for info in page {
-            let mine = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));
-            if !mine || batch_store::is_known(&info.id) {
-                continue;
-            }
-            adopt(target, config, &info)?;
-            adopted += 1;
-        }
-        if !more {
-            break;
-        }
-    }
-    Ok(adopted)
-}
-
-/// Claims the papers of an unrecorded batch, read from its input file (each `custom_id` is a
-/// paper's id).
-fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), UserError> {
-    let mut ids = Vec::new();
-    if let Some(file) = info.input_file_id.clone() {
-        ids = call(config, move |c| {
-            let mut ids = Vec::new();
-            read_file_lines(c, &file, MAX_INPUT_LINE_BYTES, &mut |line| {
-                let id = serde_json::from_slice::<serde_json::Value>(line).ok().and_then(|v| v["custom_id"].as_str().map(str::to_string));
-                if let Some(id) = id.filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES) {
-                    ids.push(id);
-                }
-                ids.len() < MAX_BATCH_INPUTS
-            })?;
-            Ok(ids)
-        })?;
-    }
-    let submission = info.metadata.get(META_SUBMISSION).cloned().unwrap_or_default();
-    let hashes = vec![None; ids.len()];
-    batch_store::record(target, info, &submission, 0, ids, hashes, true);
-    batch_store::update_status(info);
-    pgrx::log!("doctrove_embed: adopted batch {} found on the API but not recorded", info.id);
-    Ok(())
+    /// Finished batches collected first.
+    pub collected: i32,
 }
 
 /// The input file of one batch: lines for as many of `papers` as fit in the file, in the batch
@@ -143,6 +73,7 @@ pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, User
     let target = resolve()?;
     let config = current_config()?;
     let mut done = Submitted { adopted: adopt_unrecorded(&target, &config)?, ..Default::default() };
+    done.collected = collect_finished(&target, &config, acting)?.batches;
     let limit = gucs::BATCH_MAX_ENQUEUED_TOKENS.get();
     let mut enqueued = batch_store::enqueued_tokens(&target);
     let per_batch = i64::from(gucs::BATCH_MAX_PAPERS.get().max(1));

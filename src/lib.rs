@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 mod api_call;
 mod at_commit;
+mod batch_adopt;
 mod batch_collect;
 mod batch_functions;
 mod batch_store;

@@ -111,3 +111,15 @@ fn the_enqueued_token_limit_fails_validation_and_an_expired_batch_keeps_half() {
     let not_done = results(&expiring, batch.error_file_id.as_deref());
     assert!(not_done.iter().all(|l| matches!(l, LineResult::NotDone { reason, .. } if reason == "batch_expired")));
 }
+
+#[test]
+fn a_batch_of_more_than_50000_inputs_fails_validation() {
+    let mock = MockServer::start("127.0.0.1:0", MockConfig::default()).unwrap();
+    let config = config(&mock, "s=b5/");
+    let papers: Vec<(String, String)> = (0..50_001).map(|i| (i.to_string(), format!("T{i}"))).collect();
+    let refs: Vec<(&str, &str)> = papers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let file = upload_batch_file(&config, "b.jsonl", &file_of(&refs)).unwrap();
+    let batch = retrieve_batch(&config, &create_batch(&config, &file, &metadata("big")).unwrap().id).unwrap();
+    assert_eq!((batch.status.as_str(), batch.error.map(|e| e.0)), ("failed", Some("too_many_inputs".to_string())));
+    assert_eq!(mock.stats("b5")["batch_inputs"], 0);
+}

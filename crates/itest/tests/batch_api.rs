@@ -198,7 +198,7 @@ fn kill_9_during(client: Client, sql: &'static str, after: Duration) {
 
 #[test]
 fn kill_9_during_a_submission_loses_nothing_and_pays_nothing_twice() {
-    let (cluster, client) = crash_cluster("batchkill_submit", 55471, "batch_hold=2000/");
+    let (cluster, client) = crash_cluster("batchkill_submit", 55471, "batch_hold=2000/batch_delay=6000/");
     let scope = format!("batchkill_submit-{}", std::process::id());
     // The batch exists on the API when the session dies, and was never recorded.
     kill_9_during(client, "SELECT * FROM doctrove_embed.submit_batches()", Duration::from_millis(1000));
@@ -261,4 +261,49 @@ fn cancelling_releases_the_papers_and_keeps_what_the_api_had_done() {
     assert_eq!((stats["batch_inputs"].as_i64(), stats["inputs"].as_i64(), stats["paid_twice"].as_i64()), (Some(500), Some(500), Some(0)));
     let bad = client.query_one("SELECT * FROM doctrove_embed.submit_batches(-1)", &[]).unwrap_err();
     assert_eq!(bad.code().map(|c| c.code()), Some("22023"));
+}
+
+#[test]
+fn collecting_a_170_mb_output_file_keeps_the_backend_s_memory_bounded() {
+    let db = TestDb::new("batch_memory");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 20_000, 1536);
+    assert_eq!(submit(&mut client).1, 20_000);
+    drop(client);
+    // A fresh session, so its peak is this collection's.
+    let mut client = db.connect();
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    // The backend's private memory (RssAnon), sampled while it collects: VmHWM would also count
+    // the shared buffers the writes touch.
+    let anon_kb = move || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status.lines().find(|l| l.starts_with("RssAnon:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
+    };
+    let before_kb = anon_kb();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(Ordering::SeqCst) {
+                peak = peak.max(anon_kb());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let (_, written, _, _) = collect_until_closed(&mut client, Duration::from_secs(120));
+    stop.store(true, Ordering::SeqCst);
+    let peak_kb = sampler.join().unwrap();
+    assert_eq!(written, 20_000);
+    // Each output line carries 1,536 floats in base64 (8,192 bytes) and its envelope.
+    let output_mb = 20_000 * 8_500 / 1_000_000;
+    record_figure(&format!(
+        "collecting a batch of 20,000 vector(1536) papers (about {output_mb} MB of output): backend private memory {} MB before, {} MB at most while collecting",
+        before_kb / 1024,
+        peak_kb / 1024
+    ));
+    assert!(peak_kb < before_kb + 48 * 1024, "the backend's private memory grew from {before_kb} kB to {peak_kb} kB");
+    let t = tally(&mut client, 1536);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (20_000, 0, 0, 0));
 }

@@ -5,6 +5,7 @@
 //! nothing is fetched at run time.
 
 mod api;
+mod bf16_gemm;
 mod blas;
 mod encoder;
 mod fast_math;

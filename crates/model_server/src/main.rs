@@ -27,6 +27,10 @@ struct Args {
     /// The model name the server answers to and reports.
     #[arg(long, default_value = "all-MiniLM-L6-v2")]
     name: String,
+    /// Arithmetic of the linear layers: f32, or bf16 (AVX-512 BF16: faster, vectors within
+    /// 0.999 cosine of f32's; see the README).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    precision: String,
     /// Threads one request's encoder passes run on [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
@@ -68,6 +72,12 @@ fn main() {
         eprintln!("doctrove-model: cannot load the model from {}: {e}", args.model.display());
         std::process::exit(1)
     });
+    if args.precision == "bf16" {
+        model = model.with_bf16().unwrap_or_else(|e| {
+            eprintln!("doctrove-model: {e}");
+            std::process::exit(1)
+        });
+    }
     if let Some(threads) = args.threads {
         model = model.with_threads(threads);
     }
@@ -85,9 +95,10 @@ fn main() {
         std::process::exit(1)
     }
     println!(
-        "doctrove-model serving {} ({} dimensions, up to {} tokens per input, {} passes at once) on {}/v1, loaded in {:.1}s",
+        "doctrove-model serving {} ({} dimensions, {}, up to {} tokens per input, {} passes at once) on {}/v1, loaded in {:.1}s",
         state.name,
         state.model.dims(),
+        state.model.precision(),
         state.model.max_tokens(),
         state.model.threads(),
         server.url(),

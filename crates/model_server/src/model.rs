@@ -29,6 +29,8 @@ pub struct SentenceModel {
     /// the cores instead of each starting a thread per core.
     running: Mutex<usize>,
     pass_done: Condvar,
+    /// `f32`, or `bf16` after [`SentenceModel::with_bf16`].
+    precision: &'static str,
 }
 
 /// Vectors in input order, and the tokens the texts used (after truncation, with the two
@@ -76,7 +78,21 @@ impl SentenceModel {
             threads,
             running: Mutex::new(0),
             pass_done: Condvar::new(),
+            precision: "f32",
         })
+    }
+
+    /// Runs the encoder's linear layers in bfloat16 (AVX-512 BF16): faster, with vectors within
+    /// about 0.999 cosine of float32 ones (measured by `make test` and `make bench`).
+    pub fn with_bf16(mut self) -> Result<SentenceModel, Error> {
+        self.encoder.use_bf16()?;
+        self.precision = "bf16";
+        Ok(self)
+    }
+
+    /// `f32` or `bf16`.
+    pub fn precision(&self) -> &'static str {
+        self.precision
     }
 
     /// Length of the vectors (384).

@@ -137,3 +137,24 @@ fn a_huge_input_is_tokenized_only_as_far_as_the_model_reads_it() {
     let giant = format!("{} {}", "x".repeat(10_000), "hello world ".repeat(300));
     assert_eq!(model().token_ids(&giant).unwrap().len(), 256);
 }
+
+#[test]
+fn bf16_vectors_stay_within_0_999_cosine_of_f32_and_of_sentence_transformers() {
+    let dir = doctrove_model::model_dir_from_env();
+    let Ok(bf16) = doctrove_model::SentenceModel::load(&dir).unwrap().with_bf16() else {
+        println!("no AVX-512 BF16 on this CPU: --precision bf16 is refused, nothing to compare");
+        return;
+    };
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/sentence_transformers.json")).unwrap();
+    let texts: Vec<String> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let (low, full) = (bf16.embed(&texts).unwrap().vectors, model().embed(&texts).unwrap().vectors);
+    let (mut worst_f32, mut worst_st) = (f64::MAX, f64::MAX);
+    for (i, vector) in low.iter().enumerate() {
+        let reference: Vec<f32> = fixture["vectors"][i].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        worst_f32 = worst_f32.min(cosine(vector, &full[i]));
+        worst_st = worst_st.min(cosine(vector, &reference));
+    }
+    println!("bf16: lowest cosine {worst_f32:.6} with f32, {worst_st:.6} with sentence-transformers, over {} texts", texts.len());
+    assert!(worst_f32 >= 0.999 && worst_st >= 0.999, "bf16 vectors drift: {worst_f32} with f32, {worst_st} with sentence-transformers");
+    assert!(worst_f32 < 1.0 - 1e-7, "the bf16 path was not taken");
+}

@@ -1,0 +1,85 @@
+//! Batches the API has and `doctrove_embed.batch_jobs` lacks: a session or worker that died
+//! between creating a batch and committing left one. Each batch carries metadata naming its
+//! database, table and submission; the listing (newest first) finds those of this database and
+//! table, and each is recorded with the papers its input file names, so they are not sent in a
+//! second batch. Submissions and collections adopt before anything else.
+
+use std::collections::BTreeMap;
+
+use embed_core::batch_client::{list_batches, read_file_lines, BatchInfo};
+use embed_core::batch_file::{MAX_BATCH_INPUTS, MAX_CUSTOM_ID_BYTES};
+use embed_core::ApiConfig;
+use pgrx::prelude::*;
+
+use crate::api_call::call_api as call;
+use crate::batch_store;
+use crate::errors::UserError;
+use crate::target::Target;
+
+/// Metadata keys a batch carries, so it can be found again on the API.
+pub const META_DATABASE: &str = "doctrove_database";
+pub const META_TABLE: &str = "doctrove_table";
+pub const META_SUBMISSION: &str = "doctrove_submission";
+
+/// How many pages of the account's batch listing are read when looking for unrecorded batches
+/// (newest first: a batch left unrecorded by a crash is among the newest).
+const ADOPTION_PAGES: usize = 5;
+
+/// Longest line read from an input file when adopting its batch: one paper's text (cut to the
+/// model's input limit) and the request around it.
+const MAX_INPUT_LINE_BYTES: usize = 6 * embed_core::bounds::MAX_INPUT_BYTES + 64 * 1024;
+
+/// The metadata that names this database and table.
+pub fn our_metadata(target: &Target) -> BTreeMap<String, String> {
+    let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text").ok().flatten().unwrap_or_default();
+    BTreeMap::from([(META_DATABASE.to_string(), database), (META_TABLE.to_string(), target.names.table.clone())])
+}
+
+/// Records the batches of this database and table the API has and `batch_jobs` lacks, with the
+/// papers their input files name; returns how many.
+pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, UserError> {
+    let ours = our_metadata(target);
+    let (mut after, mut adopted) = (None::<String>, 0);
+    for _ in 0..ADOPTION_PAGES {
+        let cursor = after.clone();
+        let (page, more) = call(config, move |c| list_batches(c, cursor.as_deref()))?;
+        after = page.last().map(|b| b.id.clone());
+        for info in page {
+            let mine = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));
+            if !mine || batch_store::is_known(&info.id) {
+                continue;
+            }
+            adopt(target, config, &info)?;
+            adopted += 1;
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(adopted)
+}
+
+/// Claims the papers of an unrecorded batch, read from its input file (each `custom_id` is a
+/// paper's id).
+fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), UserError> {
+    let mut ids = Vec::new();
+    if let Some(file) = info.input_file_id.clone() {
+        ids = call(config, move |c| {
+            let mut ids = Vec::new();
+            read_file_lines(c, &file, MAX_INPUT_LINE_BYTES, &mut |line| {
+                let id = serde_json::from_slice::<serde_json::Value>(line).ok().and_then(|v| v["custom_id"].as_str().map(str::to_string));
+                if let Some(id) = id.filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES) {
+                    ids.push(id);
+                }
+                ids.len() < MAX_BATCH_INPUTS
+            })?;
+            Ok(ids)
+        })?;
+    }
+    let submission = info.metadata.get(META_SUBMISSION).cloned().unwrap_or_default();
+    let hashes = vec![None; ids.len()];
+    batch_store::record(target, info, &submission, 0, ids, hashes, true);
+    batch_store::update_status(info);
+    pgrx::log!("doctrove_embed: adopted batch {} found on the API but not recorded", info.id);
+    Ok(())
+}
