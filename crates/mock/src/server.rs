@@ -135,11 +135,8 @@ fn handle(state: &State, request: &Request) -> Reply {
         ("GET", "/health") => Reply::json(200, &json!({"status": "ok"})),
         _ => {
             let options = parse_path(&request.url);
-            if let Some(key) = &options.key {
-                let given = request.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
-                if given != key {
-                    return Reply::api_error(401, "invalid_api_key", "Incorrect API key provided.");
-                }
+            if let Some(refused) = key_refused(&options, auth_of(request).as_deref()) {
+                return refused;
             }
             let reply = {
                 let mut store = state.batches.lock().unwrap();
@@ -177,10 +174,7 @@ fn request_fraction(scope: &str, n: u64, salt: u64) -> f64 {
 fn embeddings(state: &State, request: &Request, url: &str) -> Reply {
     let options = parse_path(url);
     let raw = &request.body;
-    let auth = request
-        .header("authorization")
-        .map(|v| format!("Authorization: {v}"))
-        .or_else(|| request.header("api-key").map(|v| format!("api-key: {v}")));
+    let auth = auth_of(request);
     let n = {
         let mut stats = state.stats.lock().unwrap();
         let scope = stats.scope(&options.scope);
@@ -210,15 +204,25 @@ fn embeddings(state: &State, request: &Request, url: &str) -> Reply {
     reply
 }
 
+/// The request's key header as `name: value` (`Authorization` or `api-key`).
+fn auth_of(request: &Request) -> Option<String> {
+    request
+        .header("authorization")
+        .map(|v| format!("Authorization: {v}"))
+        .or_else(|| request.header("api-key").map(|v| format!("api-key: {v}")))
+}
+
+/// The 401 for a request without the key `key=` asks for, if it lacks it.
+fn key_refused(options: &Options, auth: Option<&str>) -> Option<Reply> {
+    let key = options.key.as_ref()?;
+    let given = auth.and_then(|a| a.strip_prefix("Authorization: Bearer ").or_else(|| a.strip_prefix("api-key: "))).unwrap_or("");
+    // Like the real API, the message quotes the key it was given.
+    (given != key).then(|| Reply::api_error(401, "invalid_api_key", &format!("Incorrect API key provided: {given}.")))
+}
+
 fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u64) -> Reply {
-    if let Some(key) = &options.key {
-        let given = auth
-            .and_then(|a| a.strip_prefix("Authorization: Bearer ").or_else(|| a.strip_prefix("api-key: ")))
-            .unwrap_or("");
-        if given != key {
-            // Like the real API, the message quotes the key it was given.
-            return Reply::api_error(401, "invalid_api_key", &format!("Incorrect API key provided: {given}."));
-        }
+    if let Some(refused) = key_refused(options, auth) {
+        return refused;
     }
     if options.no_quota {
         return Reply::api_error(429, "insufficient_quota", "You exceeded your current quota (mock).");
@@ -311,15 +315,10 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
         _ => {}
     }
 
-    let body = if drop_one {
-        let mut body = embeddings_body(&model, &inputs, answered_dims, encoding == "base64", options.ascending, tokens as u64);
-        if let Some(data) = body["data"].as_array_mut() {
-            data.pop();
-        }
-        body
-    } else {
-        embeddings_body(&model, &inputs, answered_dims, encoding == "base64", options.ascending, tokens as u64)
-    };
+    let mut body = embeddings_body(&model, &inputs, answered_dims, encoding == "base64", options.ascending, tokens as u64);
+    if let (true, Some(data)) = (drop_one, body["data"].as_array_mut()) {
+        data.pop();
+    }
     let mut reply = Reply::json(200, &body);
     for (name, value) in limit_headers {
         reply = reply.with_header(&name, &value);
