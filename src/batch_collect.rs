@@ -29,6 +29,8 @@ const SLICE_LINES: usize = 500;
 /// What a collection did.
 #[derive(Debug, Default)]
 pub struct CollectedAll {
+    /// Unrecorded batches found on the API and adopted first.
+    pub adopted: i32,
     pub batches: i32,
     pub still_open: i32,
     pub totals: Collected,
@@ -179,9 +181,9 @@ fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Ac
         slicer.read(file)?;
     }
     let mut collected = slicer.collected;
-    let error = (info.status == "failed").then(|| {
-        info.error.as_ref().map(|(code, message)| format!("{code}: {message}")).unwrap_or_else(|| "the batch failed".into())
-    });
+    // The API's own error is already stored (`update_status`); a failed batch without one still
+    // says so.
+    let error = (info.status == "failed" && info.error.is_none()).then(|| "the batch failed".to_string());
     collected.released = batch_store::close(&info.id, collected, error);
     Ok((collected, slicer.tokens))
 }
@@ -191,8 +193,8 @@ fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Ac
 pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
     let target = resolve()?;
     let config = current_config()?;
-    crate::batch_adopt::adopt_unrecorded(&target, &config)?;
-    collect_finished(&target, &config, acting)
+    let adopted = crate::batch_adopt::adopt_unrecorded(&target, &config)?;
+    Ok(CollectedAll { adopted, ..collect_finished(&target, &config, acting)? })
 }
 
 /// Polls every open batch of the table and collects the finished ones.
@@ -228,8 +230,7 @@ pub fn cancel(acting: Acting) -> Result<i32, UserError> {
     let config = current_config()?;
     let mut cancelled = 0;
     for batch_id in batch_store::lock_open_batches(&target) {
-        let id = batch_id.clone();
-        let info = call_api(&config, move |c| embed_core::batch_client::cancel_batch(c, &id))?;
+        let info = call_api(&config, move |c| embed_core::batch_client::cancel_batch(c, &batch_id))?;
         batch_store::update_status(&info);
         if info.is_finished() {
             collect_one(&target, &config, &info, acting)?;

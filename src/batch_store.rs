@@ -137,7 +137,7 @@ pub fn update_status(info: &BatchInfo) {
             (info.total as i32).into(),
             (info.completed as i32).into(),
             (info.failed as i32).into(),
-            info.error.as_ref().map(|(code, message)| format!("{code}: {message}")).into(),
+            info.error_text().into(),
             info.is_finished().into(),
         ],
     );

@@ -21,7 +21,7 @@ use crate::embed_pending::{fetch_pending, Acting};
 use crate::errors::UserError;
 use crate::gucs;
 use crate::pending_index;
-use crate::target::resolve;
+use crate::target::{resolve, Target};
 
 /// What a submission did.
 #[derive(Debug, Default)]
@@ -68,40 +68,48 @@ fn build_file(papers: &[crate::embed_pending::Pending], config: &ApiConfig, toke
     file
 }
 
-/// Submits up to `max_papers` (all when `None`) pending papers in no open batch.
+/// Adopts unrecorded batches, collects the finished ones, then submits up to `max_papers` (all
+/// when `None`) pending papers in no open batch.
 pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
     let target = resolve()?;
     let config = current_config()?;
-    let mut done = Submitted { adopted: adopt_unrecorded(&target, &config)?, ..Default::default() };
-    done.collected = collect_finished(&target, &config, acting)?.batches;
+    let adopted = adopt_unrecorded(&target, &config)?;
+    let collected = collect_finished(&target, &config, acting)?.batches;
+    Ok(Submitted { adopted, collected, ..submit_pending(&target, &config, max_papers, acting)? })
+}
+
+/// Submits up to `max_papers` (all when `None`) pending papers of `target` in no open batch;
+/// the caller has adopted unrecorded batches first.
+pub fn submit_pending(target: &Target, config: &ApiConfig, max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
+    let mut done = Submitted::default();
     let limit = gucs::BATCH_MAX_ENQUEUED_TOKENS.get();
-    let mut enqueued = batch_store::enqueued_tokens(&target);
+    let mut enqueued = batch_store::enqueued_tokens(target);
     let per_batch = i64::from(gucs::BATCH_MAX_PAPERS.get().max(1));
     let mut left = max_papers.unwrap_or(i64::MAX).max(0);
-    let mut metadata = our_metadata(&target);
+    let mut metadata = our_metadata(target);
     while left > 0 {
         let want = left.min(per_batch) as i32;
         let token_room = (limit > 0.0).then(|| limit as i64 - enqueued);
         if token_room.is_some_and(|room| room <= 0) {
             break;
         }
-        let papers = pending_index::over_pending(&target, || fetch_pending(&target, want, acting, false));
+        let papers = pending_index::over_pending(target, || fetch_pending(target, want, acting, false));
         if papers.is_empty() {
             break;
         }
-        let file = build_file(&papers, &config, token_room);
+        let file = build_file(&papers, config, token_room);
         if file.ids.is_empty() {
             break;
         }
         let submission = Spi::get_one::<String>("SELECT pg_catalog.gen_random_uuid()::pg_catalog.text").ok().flatten().unwrap_or_default();
         metadata.insert(META_SUBMISSION.to_string(), submission.clone());
         let (content, meta) = (file.content, metadata.clone());
-        let info = call(&config, move |c| {
+        let info = call(config, move |c| {
             let file_id = upload_batch_file(c, "doctrove_embed_batch.jsonl", &content)?;
             create_batch(c, &file_id, &meta)
         })?;
         let papers_taken = file.ids.len() as i64;
-        batch_store::record(&target, &info, &submission, file.tokens, file.ids, file.hashes, false);
+        batch_store::record(target, &info, &submission, file.tokens, file.ids, file.hashes, false);
         done.batches += 1;
         done.papers += papers_taken;
         done.tokens += file.tokens;

@@ -223,18 +223,27 @@ pub fn count_pending() -> Result<(u32, i64), UserError> {
     Ok((target.relid.to_u32(), count_pending_of(&target, Acting::Caller)?))
 }
 
-/// The one value of `query`, a statement over `target`'s pending papers whose parameters are
-/// the held-back ids and, if it has a `$2`, the table's oid (see `PapersTable::pending_condition`
-/// and `unclaimed_condition`), run through the partial index with
-/// `acting`'s rights; `what` names it in an error.
+/// Which papers a statement over the pending papers leaves out besides the held-back ones.
+#[derive(Clone, Copy, PartialEq)]
+enum Excluding {
+    /// Only the held-back papers (`$1`, see `PapersTable::pending_condition`).
+    HeldBack,
+    /// Also the papers in open batches (`$2` the table's oid, see `unclaimed_condition`).
+    HeldBackAndClaimed,
+}
+
+/// The one value of `query`, a statement over `target`'s pending papers taking the parameters
+/// `excluding` says, run through the partial index with `acting`'s rights; `what` names it in
+/// an error.
 fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
     target: &Target,
     acting: Acting,
     query: &str,
+    excluding: Excluding,
     what: &str,
 ) -> Result<Option<T>, UserError> {
     let mut args: Vec<DatumWithOid> = vec![failures::held_back(target).into()];
-    if query.contains("$2") {
+    if excluding == Excluding::HeldBackAndClaimed {
         args.push(target.relid.into());
     }
     pending_index::over_pending(target, || acting.run(target, || Spi::get_one_with_args::<T>(query, &args)))
@@ -243,10 +252,11 @@ fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
 
 /// The exact number of pending papers in `target`.
 pub fn count_pending_of(target: &Target, acting: Acting) -> Result<i64, UserError> {
-    Ok(over_pending_papers::<i64>(target, acting, &target.names.count_pending(), "count pending papers")?.unwrap_or(0))
+    Ok(over_pending_papers::<i64>(target, acting, &target.names.count_pending(), Excluding::HeldBack, "count pending papers")?.unwrap_or(0))
 }
 
-/// Whether `target` has any pending paper: one probe through the partial index.
+/// Whether `target` has any pending paper in no open batch: one probe through the partial index.
 pub fn any_pending_of(target: &Target, acting: Acting) -> Result<bool, UserError> {
-    Ok(over_pending_papers::<bool>(target, acting, &target.names.any_pending(), "look for pending papers")?.unwrap_or(false))
+    let query = target.names.any_pending();
+    Ok(over_pending_papers::<bool>(target, acting, &query, Excluding::HeldBackAndClaimed, "look for pending papers")?.unwrap_or(false))
 }

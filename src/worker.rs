@@ -226,7 +226,7 @@ impl WorkerLoop {
             shared_state::update(|s| s.batches_checked = true);
             match ran {
                 Ok((collected, submitted)) => {
-                    if collected.batches > 0 || submitted.batches > 0 || submitted.adopted > 0 {
+                    if collected.batches > 0 || submitted.batches > 0 || collected.adopted > 0 {
                         server_log!(
                             "doctrove_embed worker {}: Batch API: collected {} batches ({} papers written, {} failed, {} released), \
                              submitted {} batches of {} papers, adopted {}, {} still open",
@@ -237,7 +237,7 @@ impl WorkerLoop {
                             collected.totals.released,
                             submitted.batches,
                             submitted.papers,
-                            submitted.adopted,
+                            collected.adopted,
                             collected.still_open + submitted.batches
                         );
                     }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::batch_collect::{collect, CollectedAll};
 use crate::batch_store::papers_in_open_batches;
-use crate::batch_submit::{submit, Submitted};
+use crate::api_call::current_config;
+use crate::batch_submit::{submit_pending, Submitted};
 use crate::embed_pending::{count_pending_of, Acting};
 use crate::errors::UserError;
 use crate::gucs;
@@ -47,6 +48,7 @@ impl BatchDuty {
             refuse_settings_from_catalogs()?;
             collect(Acting::TableOwner)
         })?;
+        // The collection above has adopted and collected: the submission only submits.
         let submitted = in_transaction(|| {
             refuse_settings_from_catalogs()?;
             let target = resolve()?;
@@ -54,7 +56,7 @@ impl BatchDuty {
             if unclaimed <= i64::from(gucs::BATCH_MIN_PAPERS.get()) {
                 return Ok(Submitted::default());
             }
-            submit(None, Acting::TableOwner)
+            submit_pending(&target, &current_config()?, None, Acting::TableOwner)
         })?;
         Ok((collected, submitted))
     }

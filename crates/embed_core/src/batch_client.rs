@@ -45,6 +45,11 @@ impl BatchInfo {
     pub fn is_finished(&self) -> bool {
         matches!(self.status.as_str(), "completed" | "expired" | "failed" | "cancelled")
     }
+
+    /// `code: message` of the validation error, if the API gave one.
+    pub fn error_text(&self) -> Option<String> {
+        self.error.as_ref().map(|(code, message)| format!("{code}: {message}"))
+    }
 }
 
 /// Whether `id` may go into a URL path: 1 to 128 characters of `[A-Za-z0-9_-]`.
