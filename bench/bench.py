@@ -189,9 +189,30 @@ class RssSampler(threading.Thread):
             time.sleep(0.5)
 
 
-def run_workers(name, workers, seconds, switches="", settings=None, measure_tokens=False):
+def token_rate(before, after, elapsed):
+    """Tokens per minute the mock answered, and its 429s."""
+    tokens = after["tokens"] - before["tokens"]
+    requests = after["requests"] - before["requests"]
+    limited = after["rate_limited"] - before["rate_limited"]
+    return {"tokens_per_min": round(tokens / elapsed * 60), "requests": requests, "answered_429": limited,
+            "percent_429": round(100.0 * limited / max(requests, 1), 2)}
+
+
+def batch_costs(before, after, elapsed):
+    """Papers and tokens sent live and through the Batch API, and what they cost at $0.02 (live)
+    and $0.01 (batch) per million tokens."""
+    live = after["tokens"] - before["tokens"]
+    batch = after["batch_tokens"] - before["batch_tokens"]
+    return {"live_tokens": live, "batch_tokens": batch, "batch_papers": after["batch_inputs"] - before["batch_inputs"],
+            "live_papers": after["inputs"] - before["inputs"], "paid_twice": after["paid_twice"],
+            "dollars": round(live * 0.02 / 1e6 + batch * 0.01 / 1e6, 4)}
+
+
+def run_workers(name, workers, seconds, switches="", settings=None, measure=None):
+    """The workers on the whole backlog for at most `seconds`; `measure(before, after, elapsed)`
+    adds figures from the mock's counters to the row."""
     restart_with({"doctrove_embed.workers": workers, "doctrove_embed.batch_size": 250,
-                  "doctrove_embed.max_tokens_per_minute": 0, **(settings or {})})
+                  "doctrove_embed.max_tokens_per_minute": 0, "doctrove_embed.batch_api": "off", **(settings or {})})
     reset_papers()
     set_api(name.replace(" ", "_"), switches)
     scope = name.replace(" ", "_")
@@ -212,42 +233,8 @@ def run_workers(name, workers, seconds, switches="", settings=None, measure_toke
     sampler.stop.set()
     sql("ALTER SYSTEM SET doctrove_embed.enabled = off")
     sql("SELECT pg_reload_conf()")
-    more = {}
-    if measure_tokens:
-        tokens = after["tokens"] - before["tokens"]
-        requests = after["requests"] - before["requests"]
-        limited = after["rate_limited"] - before["rate_limited"]
-        more = {"tokens_per_min": round(tokens / elapsed * 60), "requests": requests, "answered_429": limited,
-                "percent_429": round(100.0 * limited / max(requests, 1), 2)}
+    more = measure(before, after, elapsed) if measure else {}
     return summary(name, done, elapsed, rss=sampler.max, **more)
-
-
-def run_batch_backfill(name, limit_seconds):
-    """The whole backlog with batch_api = on: 16 workers, the mock enforcing 1M live tokens a
-    minute and finishing each batch 5 s after it is created. Returns the row with what the
-    tokens cost at $0.02 (live) and $0.01 (batch) per million."""
-    scope = name.replace(" ", "_").replace(",", "")
-    restart_with({"doctrove_embed.workers": 16, "doctrove_embed.batch_size": 250,
-                  "doctrove_embed.max_tokens_per_minute": 1_000_000, "doctrove_embed.batch_api": "on",
-                  "doctrove_embed.batch_min_papers": 10_000, "doctrove_embed.batch_poll_ms": 1000})
-    reset_papers()
-    set_api(scope, "tpm=1000000/batch_delay=5000/")
-    sql("ALTER SYSTEM SET doctrove_embed.enabled = on")
-    sql("SELECT pg_reload_conf()")
-    started = time.monotonic()
-    total = sql("SELECT count(*) FROM doctrove_papers")[0][0]
-    while time.monotonic() - started < limit_seconds and embedded() < total:
-        time.sleep(0.5)
-    elapsed = time.monotonic() - started
-    done = embedded()
-    stats = mock_stats(scope)
-    sql("ALTER SYSTEM SET doctrove_embed.enabled = off")
-    sql("ALTER SYSTEM SET doctrove_embed.batch_api = off")
-    sql("SELECT pg_reload_conf()")
-    live, batch = stats["tokens"], stats["batch_tokens"]
-    return summary(name, done, elapsed, live_tokens=live, batch_tokens=batch, batch_papers=stats["batch_inputs"],
-                   live_papers=stats["inputs"], paid_twice=stats["paid_twice"],
-                   dollars=round(live * 0.02 / 1e6 + batch * 0.01 / 1e6, 4))
 
 
 def backlog_tokens():
@@ -291,10 +278,15 @@ def main():
         if "tpm" in groups:
             print("mock enforcing 1,000,000 tokens/min, for 2 minutes", flush=True)
             results.append(run_workers("workers 16, 1M tokens per min", 16, 120, "tpm=1000000/",
-                                       {"doctrove_embed.max_tokens_per_minute": 1_000_000}, measure_tokens=True))
+                                       {"doctrove_embed.max_tokens_per_minute": 1_000_000}, token_rate))
         if "batch" in groups:
             print("the Batch API beside the live path, live limited to 1,000,000 tokens/min, batches done in 5 s", flush=True)
-            results.append(run_batch_backfill("workers 16 + Batch API, 1M tokens per min", 1800))
+            # The whole backlog with batch_api = on: 16 workers, the mock enforcing 1M live tokens a
+            # minute and finishing each batch 5 s after it is created.
+            results.append(run_workers("workers 16 + Batch API, 1M tokens per min", 16, 1800, "tpm=1000000/batch_delay=5000/",
+                                       {"doctrove_embed.max_tokens_per_minute": 1_000_000, "doctrove_embed.batch_api": "on",
+                                        "doctrove_embed.batch_min_papers": 10_000, "doctrove_embed.batch_poll_ms": 1000},
+                                       batch_costs))
             results[-1]["backlog_tokens"] = backlog_tokens()
         if "memory" in groups:
             print("batch_size 2048: worker memory", flush=True)
