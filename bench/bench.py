@@ -285,7 +285,7 @@ def main():
             # minute and finishing each batch 5 s after it is created.
             results.append(run_workers("workers 16 + Batch API, 1M tokens per min", 16, 1800, "tpm=1000000/batch_delay=5000/",
                                        {"doctrove_embed.max_tokens_per_minute": 1_000_000, "doctrove_embed.batch_api": "on",
-                                        "doctrove_embed.batch_min_papers": 10_000, "doctrove_embed.batch_poll_ms": 1000},
+                                        "doctrove_embed.batch_api_min_papers": 10_000, "doctrove_embed.batch_api_poll_ms": 1000},
                                        batch_costs))
             results[-1]["backlog_tokens"] = backlog_tokens()
         if "memory" in groups:

@@ -1,6 +1,6 @@
 """sentence-transformers on PyTorch embedding texts with all-MiniLM-L6-v2 from a model folder,
 timed: the reference the local model server is compared with (bench/model_bench.py) and the
-source of the committed sentence-transformers fixture (crates/model_server/tests/fixtures).
+source of the committed sentence-transformers fixture (crates/doctrove_model/tests/fixtures).
 Runs in the bench's virtualenv. Usage: reference_st.py MODEL_DIR TEXTS.json OUT.json [--threads N]
 """
 

@@ -19,8 +19,8 @@ TEST_DIR="${TEST_DIR:-/tmp/doctrove_embed_test}"
 PG_PORT="${PG_PORT:-$(free_port 55432)}"
 MOCK_PORT="${MOCK_PORT:-18089}"  # the golden tests name this port
 PGRX_DIR=/tmp/doctrove_embed_pgrx
-# Every attack of the security suite (crates/itest/tests/security.rs, the model server's
-# crates/model_server/tests/http_limits.rs) appends `attack NAME worked=0|1` here.
+# Every attack of the security suite (crates/doctrove_itest/tests/security.rs, the model server's
+# crates/doctrove_model/tests/http_limits.rs) appends `attack NAME worked=0|1` here.
 export DOCTROVE_SECURITY_LOG="$TEST_DIR.security.log"
 rm -f "$DOCTROVE_SECURITY_LOG"
 started_at=$(date +%s)
@@ -44,9 +44,9 @@ log "unit tests: embed_core, the HTTP server, the mock and the importer"
 cargo test -p embed_core -p http_endpoint -p doctrove_mock -p doctrove_import
 
 log "the local model server against the reference (release build: the encoder is slow unoptimised)"
-"$REFERENCE_VENV/bin/python" crates/model_server/reference/reference_vectors.py \
+"$REFERENCE_VENV/bin/python" crates/doctrove_model/reference/reference_vectors.py \
     "$MODEL_DIR" "$TEST_DIR.reference.json" \
-    --check crates/model_server/tests/fixtures/reference.json
+    --check crates/doctrove_model/tests/fixtures/reference.json
 cargo test --release -p doctrove_model
 
 # version_suite N: the tests every supported PostgreSQL version gets, leaving the test cluster
@@ -96,7 +96,7 @@ version_suite() {
     summaries+=("PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'): $pg_tests #[pg_test]s, $(wc -w <<<"$tests") golden tests, $client client-side tests passed in $(( $(date +%s) - version_started )) s")
 }
 
-# client_tests NAME...: the named test files of crates/itest against the test cluster and mock.
+# client_tests NAME...: the named test files of crates/doctrove_itest against the test cluster and mock.
 figures="$TEST_DIR/fault_figures.txt"
 client_tests() {
     local args=()

@@ -1,7 +1,7 @@
 -- doctrove_embed 0.1.0 -> 0.2.0: the catalog changes of 0.2.0 (see CHANGELOG.md). The library
 -- is replaced by `make install` before this script runs; the C functions keep their names and
 -- signatures, so only SQL-level objects change here. A fresh 0.2.0 install and an upgraded 0.1.0
--- are checked to be the same (crates/itest/tests/upgrade.rs).
+-- are checked to be the same (crates/doctrove_itest/tests/upgrade.rs).
 \echo Use "ALTER EXTENSION doctrove_embed UPDATE TO '0.2.0'" to load this file. \quit
 
 -- Nothing a role planted in a schema on the update's search_path (the extension's schema comes

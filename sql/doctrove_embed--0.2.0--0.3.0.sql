@@ -1,7 +1,7 @@
 -- doctrove_embed 0.2.0 -> 0.3.0: the Batch API path (see CHANGELOG.md): submit_batches(),
 -- collect_batches(), cancel_batches(), the batch_jobs and batch_papers tables, the batches view,
 -- and the status view's batch columns. A fresh 0.3.0 install and an updated one are checked to
--- be the same (crates/itest/tests/upgrade.rs).
+-- be the same (crates/doctrove_itest/tests/upgrade.rs).
 \echo Use "ALTER EXTENSION doctrove_embed UPDATE TO '0.3.0'" to load this file. \quit
 
 SET LOCAL search_path = pg_catalog, pg_temp;

@@ -82,9 +82,9 @@ pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, User
 /// the caller has adopted unrecorded batches first.
 pub fn submit_pending(target: &Target, config: &ApiConfig, max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
     let mut done = Submitted::default();
-    let limit = gucs::BATCH_MAX_ENQUEUED_TOKENS.get();
+    let limit = gucs::BATCH_API_MAX_ENQUEUED_TOKENS.get();
     let mut enqueued = batch_store::enqueued_tokens(target);
-    let per_batch = i64::from(gucs::BATCH_MAX_PAPERS.get().max(1));
+    let per_batch = i64::from(gucs::BATCH_API_MAX_PAPERS.get().max(1));
     let mut left = max_papers.unwrap_or(i64::MAX).max(0);
     let mut metadata = our_metadata(target);
     while left > 0 {

@@ -71,13 +71,13 @@ pub static MAX_REQUESTS_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Whether the background workers also submit and collect Batch API batches.
 pub static BATCH_API: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// The workers submit batches while more papers than this are pending and in no batch.
-pub static BATCH_MIN_PAPERS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static BATCH_API_MIN_PAPERS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 /// Tokens the account may have enqueued in the Batch API for the model; 0 = not known.
-pub static BATCH_MAX_ENQUEUED_TOKENS: GucSetting<f64> = GucSetting::<f64>::new(0.0);
+pub static BATCH_API_MAX_ENQUEUED_TOKENS: GucSetting<f64> = GucSetting::<f64>::new(0.0);
 /// How often the workers poll open batches.
-pub static BATCH_POLL_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+pub static BATCH_API_POLL_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 /// Papers per batch (the API takes at most 50,000 inputs per batch).
-pub static BATCH_MAX_PAPERS: GucSetting<i32> = GucSetting::<i32>::new(50_000);
+pub static BATCH_API_MAX_PAPERS: GucSetting<i32> = GucSetting::<i32>::new(50_000);
 
 /// What the live endpoint charges per million tokens, in dollars; the Batch API charges half.
 pub static PRICE_PER_MILLION_TOKENS: GucSetting<f64> = GucSetting::<f64>::new(0.02);
@@ -270,40 +270,40 @@ pub fn register(preloading: bool) {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"doctrove_embed.batch_min_papers",
+        c"doctrove_embed.batch_api_min_papers",
         c"The background workers submit batches while more papers than this are pending and in no batch.",
         c"",
-        &BATCH_MIN_PAPERS,
+        &BATCH_API_MIN_PAPERS,
         0,
         i32::MAX,
         GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_float_guc(
-        c"doctrove_embed.batch_max_enqueued_tokens",
+        c"doctrove_embed.batch_api_max_enqueued_tokens",
         c"Tokens the account may have enqueued in the Batch API for the model (0 = not known).",
         c"Submissions stop short of it; a batch the API refuses for it is released and sent again later.",
-        &BATCH_MAX_ENQUEUED_TOKENS,
+        &BATCH_API_MAX_ENQUEUED_TOKENS,
         0.0,
         1e15,
         GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"doctrove_embed.batch_poll_ms",
+        c"doctrove_embed.batch_api_poll_ms",
         c"How often the background workers poll open batches.",
         c"",
-        &BATCH_POLL_MS,
+        &BATCH_API_POLL_MS,
         100,
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
-        c"doctrove_embed.batch_max_papers",
+        c"doctrove_embed.batch_api_max_papers",
         c"Papers per Batch API batch.",
         c"",
-        &BATCH_MAX_PAPERS,
+        &BATCH_API_MAX_PAPERS,
         1,
         embed_core::batch_file::MAX_BATCH_INPUTS as i32,
         GucContext::Suset,

@@ -1,6 +1,6 @@
 //! The workers' own use of the Batch API (`doctrove_embed.batch_api = on`): worker 0, every
-//! `batch_poll_ms`, collects the finished batches and then, while more than `batch_min_papers`
-//! pending papers are in no batch, submits them (within `batch_max_enqueued_tokens`). Each step
+//! `batch_api_poll_ms`, collects the finished batches and then, while more than `batch_api_min_papers`
+//! pending papers are in no batch, submits them (within `batch_api_max_enqueued_tokens`). Each step
 //! runs in a transaction of its own, with the table owner's rights; every worker's live batches
 //! go on between, with the papers in no batch, so new papers are still embedded within seconds.
 
@@ -23,7 +23,7 @@ pub struct BatchDuty {
 }
 
 fn poll_interval() -> Duration {
-    Duration::from_millis(gucs::BATCH_POLL_MS.get().max(1) as u64)
+    Duration::from_millis(gucs::BATCH_API_POLL_MS.get().max(1) as u64)
 }
 
 impl BatchDuty {
@@ -53,7 +53,7 @@ impl BatchDuty {
             refuse_settings_from_catalogs()?;
             let target = resolve()?;
             let unclaimed = count_pending_of(&target, Acting::TableOwner)? - papers_in_open_batches(&target);
-            if unclaimed <= i64::from(gucs::BATCH_MIN_PAPERS.get()) {
+            if unclaimed <= i64::from(gucs::BATCH_API_MIN_PAPERS.get()) {
                 return Ok(Submitted::default());
             }
             submit_pending(&target, &current_config()?, None, Acting::TableOwner)

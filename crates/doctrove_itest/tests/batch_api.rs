@@ -45,7 +45,7 @@ fn a_backfill_of_20000_papers_goes_through_batches_while_the_live_path_runs() {
     let mut client = db.connect();
     db.point_at_mock(&mut client, "dim=8/batch_delay=1500/");
     create_logged_papers(&mut client, 20_000, 8);
-    client.batch_execute("SET doctrove_embed.batch_max_papers = 5000").unwrap();
+    client.batch_execute("SET doctrove_embed.batch_api_max_papers = 5000").unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let live = {
@@ -148,7 +148,7 @@ fn a_batch_over_the_enqueued_token_limit_is_released_and_sent_again_later() {
     // batch of them in at a time.
     db.point_at_mock(&mut client, "dim=8/batch_delay=1500/batch_tokens=9000/");
     create_logged_papers(&mut client, 1000, 8);
-    client.batch_execute("SET doctrove_embed.batch_max_papers = 500").unwrap();
+    client.batch_execute("SET doctrove_embed.batch_api_max_papers = 500").unwrap();
     assert_eq!(submit(&mut client).0, 2);
     let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(30));
     assert_eq!((written, released), (500, 500));
@@ -165,7 +165,7 @@ fn a_batch_over_the_enqueued_token_limit_is_released_and_sent_again_later() {
     assert_eq!((t.correct, t.missing, t.written_twice), (1000, 0, 0));
     // A known limit keeps a submission within it: one token of room takes no paper.
     client.batch_execute("INSERT INTO doctrove_papers VALUES (5001, 'Late', 'Late abstract', NULL)").unwrap();
-    client.batch_execute("SET doctrove_embed.batch_max_enqueued_tokens = 1").unwrap();
+    client.batch_execute("SET doctrove_embed.batch_api_max_enqueued_tokens = 1").unwrap();
     assert_eq!(submit(&mut client).0, 0);
     assert_eq!(db.stats()["paid_twice"], 0);
 }

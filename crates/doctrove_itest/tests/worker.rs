@@ -327,9 +327,9 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
     let scope = format!("worker-batches-{}", std::process::id());
     let extra = [
         "doctrove_embed.batch_api = on",
-        "doctrove_embed.batch_min_papers = 1000",
-        "doctrove_embed.batch_poll_ms = 300",
-        "doctrove_embed.batch_max_papers = 2000",
+        "doctrove_embed.batch_api_min_papers = 1000",
+        "doctrove_embed.batch_api_poll_ms = 300",
+        "doctrove_embed.batch_api_max_papers = 2000",
     ];
     let cluster = worker_cluster("batches", 55449, 2, &scope, "dim=8/batch_delay=4000/", &extra);
     let mut client = cluster.connect();
