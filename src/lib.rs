@@ -5,35 +5,16 @@
 
 use pgrx::prelude::*;
 
-mod api_call;
-mod at_commit;
-mod batch_adopt;
-mod batch_collect;
-mod batch_functions;
-mod batch_store;
-mod batch_submit;
-mod api_key_setting;
-mod batch_requests;
-mod batch_write;
-mod embed_pending;
+// Layers, bottom to top: each module uses only those listed above it.
 mod errors;
-mod failures;
-mod guc_memory;
-mod gucs;
-mod identity;
-mod pending_index;
-mod rate_limiter;
-mod secret_guard;
-mod shared_state;
-mod similarity;
-mod status;
-mod subtransaction;
-mod target;
-mod vector_datum;
-mod watch;
-mod worker;
-mod worker_batches;
-mod worker_transaction;
+mod settings;
+mod pg;
+mod table;
+mod http;
+mod live;
+mod batch_api;
+mod workers;
+mod api;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -60,16 +41,16 @@ extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 pub extern "C-unwind" fn _PG_init() {
     // SAFETY: reads a flag PostgreSQL sets while it loads shared_preload_libraries.
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
-    gucs::register(preloading);
-    secret_guard::install();
+    settings::gucs::register(preloading);
+    settings::secret_guard::install();
     if preloading {
-        shared_state::init();
-        worker::register_workers();
+        pg::shared_state::init();
+        workers::worker::register_workers();
     }
     reserve_setting_prefix();
     // Until the library is loaded, a key set in postgresql.conf is an unchecked placeholder
     // that any role can read with SHOW; only preloading protects it in every session.
-    if !preloading && !api_key_setting::current().is_empty() {
+    if !preloading && !settings::api_key::current().is_empty() {
         errors::UserError::new(
             PgSqlErrorCode::ERRCODE_WARNING,
             "doctrove_embed.api_key is set but doctrove_embed is not in shared_preload_libraries",
@@ -109,8 +90,8 @@ fn embed_pending(
         name!(db_ms, f64),
     ),
 > {
-    let outcome = embed_pending::run_batch(batch, embed_pending::Acting::Caller, &mut |_, _| {}).unwrap_or_else(|e| e.raise());
-    at_commit::record_batch(&outcome);
+    let outcome = live::batch::run_batch(batch, live::batch::Acting::Caller, &mut |_, _| {}).unwrap_or_else(|e| e.raise());
+    pg::at_commit::record_batch(&outcome);
     if let Some(error) = &outcome.stopped_by {
         // What was answered is written; the caller learns why the rest is still pending.
         error.clone().warn();
@@ -122,9 +103,9 @@ fn embed_pending(
 #[pg_extern(parallel_unsafe)]
 fn get_papers_needing_embeddings_count() -> i64 {
     let start = std::time::Instant::now();
-    let (relid, pending) = embed_pending::count_pending().unwrap_or_else(|e| e.raise());
+    let (relid, pending) = live::batch::count_pending().unwrap_or_else(|e| e.raise());
     // The status view shows this figure until a newer count replaces it.
-    shared_state::store_pending_count(relid, pending, start.elapsed().as_secs_f64() * 1000.0);
+    pg::shared_state::store_pending_count(relid, pending, start.elapsed().as_secs_f64() * 1000.0);
     pending
 }
 
@@ -136,19 +117,19 @@ mod doctrove_embed {
     /// the table while it builds) and returns its name.
     #[pg_extern(parallel_unsafe)]
     fn create_pending_index() -> String {
-        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
-        if let Some(existing) = crate::pending_index::find(&target) {
+        let target = crate::table::target::resolve().unwrap_or_else(|e| e.raise());
+        if let Some(existing) = crate::table::pending_index::find(&target) {
             return existing;
         }
-        crate::watch::run_ddl(&target.names.create_pending_index(false), "create the index");
-        crate::pending_index::find(&target).unwrap_or_else(|| target.names.pending_index_name())
+        crate::table::watch::run_ddl(&target.names.create_pending_index(false), "create the index");
+        crate::table::pending_index::find(&target).unwrap_or_else(|| target.names.pending_index_name())
     }
 
     /// The `CREATE INDEX CONCURRENTLY` command for the partial index on pending papers, to run
     /// outside a transaction block (in psql: `SELECT doctrove_embed.pending_index_command() \gexec`).
     #[pg_extern(parallel_unsafe)]
     fn pending_index_command() -> String {
-        crate::target::resolve().unwrap_or_else(|e| e.raise()).names.create_pending_index(true)
+        crate::table::target::resolve().unwrap_or_else(|e| e.raise()).names.create_pending_index(true)
     }
 
     /// Installs the triggers that keep the configured table's embeddings current: new papers
@@ -156,10 +137,10 @@ mod doctrove_embed {
     /// abstract clears the embedding so the paper is embedded again. Idempotent.
     #[pg_extern(parallel_unsafe)]
     fn watch() -> String {
-        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        let target = crate::table::target::resolve().unwrap_or_else(|e| e.raise());
         for (name, create) in target.names.watch_triggers() {
-            crate::watch::drop_trigger_if_present(&target, name);
-            crate::watch::run_ddl(&create, "install the trigger");
+            crate::table::watch::drop_trigger_if_present(&target, name);
+            crate::table::watch::run_ddl(&create, "install the trigger");
         }
         format!("watching {}", target.names.table)
     }
@@ -167,9 +148,9 @@ mod doctrove_embed {
     /// Removes the triggers `watch()` installed.
     #[pg_extern(parallel_unsafe)]
     fn unwatch() -> String {
-        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
+        let target = crate::table::target::resolve().unwrap_or_else(|e| e.raise());
         for (name, _) in target.names.watch_triggers() {
-            crate::watch::drop_trigger_if_present(&target, name);
+            crate::table::watch::drop_trigger_if_present(&target, name);
         }
         format!("no longer watching {}", target.names.table)
     }
@@ -177,8 +158,8 @@ mod doctrove_embed {
     /// Forgets the configured table's rejected papers, so they are tried again; returns how many.
     #[pg_extern(parallel_unsafe)]
     fn retry_failed() -> i64 {
-        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
-        if !crate::identity::may_update(target.relid) {
+        let target = crate::table::target::resolve().unwrap_or_else(|e| e.raise());
+        if !crate::pg::identity::may_update(target.relid) {
             crate::errors::UserError::new(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!("permission denied for table {}", target.names.table),
@@ -186,7 +167,7 @@ mod doctrove_embed {
             .detail("Forgetting a table's rejected papers needs the right to update the table.")
             .raise();
         }
-        crate::failures::clear_all(&target)
+        crate::table::failures::clear_all(&target)
     }
 
     /// Builds an HNSW index for cosine distance on the embedding column (pgvector's default
@@ -194,12 +175,12 @@ mod doctrove_embed {
     /// build over all vectors is much faster than maintaining the graph on every write.
     #[pg_extern(parallel_unsafe)]
     fn create_hnsw_index() -> String {
-        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
-        if let Some(existing) = crate::similarity::hnsw_index(&target) {
+        let target = crate::table::target::resolve().unwrap_or_else(|e| e.raise());
+        if let Some(existing) = crate::table::similarity::hnsw_index(&target) {
             return existing;
         }
-        crate::watch::run_ddl(&target.names.create_hnsw_index(), "create the index");
-        crate::similarity::hnsw_index(&target).unwrap_or_else(|| target.names.hnsw_index_name())
+        crate::table::watch::run_ddl(&target.names.create_hnsw_index(), "create the index");
+        crate::table::similarity::hnsw_index(&target).unwrap_or_else(|| target.names.hnsw_index_name())
     }
 
     /// The `k` papers most similar to paper `paper_id` (cosine distance), itself left out.
@@ -208,8 +189,8 @@ mod doctrove_embed {
         paper_id: &str,
         k: default!(i32, 10),
     ) -> TableIterator<'static, (name!(paper_id, String), name!(title, Option<String>), name!(distance, f64))> {
-        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
-        TableIterator::new(crate::similarity::similar_papers(&target, paper_id, k))
+        let target = crate::table::target::resolve().unwrap_or_else(|e| e.raise());
+        TableIterator::new(crate::table::similarity::similar_papers(&target, paper_id, k))
     }
 
     /// The `k` papers most similar to `query`, embedded through the configured API.
@@ -218,10 +199,10 @@ mod doctrove_embed {
         query: &str,
         k: default!(i32, 10),
     ) -> TableIterator<'static, (name!(paper_id, String), name!(title, Option<String>), name!(distance, f64))> {
-        crate::similarity::check_k(k).unwrap_or_else(|e| e.raise());
-        let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
-        let vector = crate::similarity::search(&target, query).unwrap_or_else(|e| e.raise());
-        TableIterator::new(crate::similarity::nearest(&target, &vector, k))
+        crate::table::similarity::check_k(k).unwrap_or_else(|e| e.raise());
+        let target = crate::table::target::resolve().unwrap_or_else(|e| e.raise());
+        let vector = crate::table::similarity::search(&target, query).unwrap_or_else(|e| e.raise());
+        TableIterator::new(crate::table::similarity::nearest(&target, &vector, k))
     }
 
     /// Statement trigger: wake an idle background worker when this transaction commits.
@@ -229,7 +210,7 @@ mod doctrove_embed {
     fn wake_workers<'a>(
         _trigger: &'a pgrx::PgTrigger<'a>,
     ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
-        crate::at_commit::wake_a_worker();
+        crate::pg::at_commit::wake_a_worker();
         Ok(None)
     }
 
@@ -252,7 +233,7 @@ mod doctrove_embed {
             name!(hnsw_index, Option<String>),
         ),
     > {
-        let s = crate::status::status().unwrap_or_else(|e| e.raise());
+        let s = crate::api::status::status().unwrap_or_else(|e| e.raise());
         TableIterator::once((
             s.pending,
             s.pending_counted_at,
@@ -280,7 +261,7 @@ mod doctrove_embed {
             name!(batch_cost_usd, f64),
         ),
     > {
-        TableIterator::once(crate::batch_functions::snapshot())
+        TableIterator::once(crate::api::batch_api::snapshot())
     }
 
     /// The figures behind the `doctrove_embed.workers` view.
@@ -298,7 +279,7 @@ mod doctrove_embed {
             name!(last_batch_at, Option<f64>),
         ),
     > {
-        TableIterator::new(crate::status::workers().into_iter().map(|w| {
+        TableIterator::new(crate::api::status::workers().into_iter().map(|w| {
             (w.worker, w.pid, w.state, w.batches, w.embedded, w.failures, w.last_error, w.last_batch_at)
         }))
     }

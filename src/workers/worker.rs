@@ -14,12 +14,12 @@ use embed_core::progress::{batch_line, found_line, progress_line};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 
-use crate::embed_pending::{any_pending_of, count_pending_of, run_batch, Acting, BatchOutcome};
-use crate::target::resolve;
+use crate::live::batch::{any_pending_of, count_pending_of, run_batch, Acting, BatchOutcome};
+use crate::table::target::resolve;
 use crate::errors::UserError;
-use crate::gucs;
-use crate::shared_state::{self, Phase};
-use crate::worker_transaction::in_transaction;
+use crate::settings::gucs;
+use crate::pg::shared_state::{self, Phase};
+use crate::pg::transaction::in_transaction;
 
 /// A LOG line in the server log, formatted like `format!`. Not pgrx's `log!`: on PostgreSQL 13
 /// it compares LOG with `log_min_messages` numerically and drops every LOG line at the default
@@ -105,7 +105,7 @@ struct WorkerLoop {
     last_logged_processed: Option<u64>,
     failures_in_a_row: u32,
     last_error_logged: Option<(String, Instant)>,
-    batches: crate::worker_batches::BatchDuty,
+    batches: crate::workers::batch_api_duty::BatchDuty,
 }
 
 impl WorkerLoop {

@@ -11,10 +11,10 @@ use embed_core::batch_file::{MAX_BATCH_INPUTS, MAX_CUSTOM_ID_BYTES};
 use embed_core::ApiConfig;
 use pgrx::prelude::*;
 
-use crate::api_call::call_api as call;
-use crate::batch_store;
+use crate::http::api_call::call_api as call;
+use crate::batch_api::jobs_store as batch_store;
 use crate::errors::UserError;
-use crate::target::Target;
+use crate::table::target::Target;
 
 /// Metadata keys a batch carries, so it can be found again on the API.
 pub const META_DATABASE: &str = "doctrove_database";

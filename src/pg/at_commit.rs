@@ -7,8 +7,8 @@ use std::cell::{Cell, RefCell};
 
 use pgrx::prelude::*;
 
-use crate::embed_pending::BatchOutcome;
-use crate::shared_state;
+use crate::live::batch::BatchOutcome;
+use crate::pg::shared_state;
 
 thread_local! {
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };

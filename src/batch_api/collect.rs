@@ -13,13 +13,13 @@ use embed_core::ApiConfig;
 use pgrx::datum::DatumWithOid;
 use pgrx::PgMemoryContexts;
 
-use crate::api_call::{call_api, current_config, streamed};
-use crate::batch_store::{self, Collected};
-use crate::batch_write::write_isolating;
-use crate::embed_pending::{read_papers, Acting, BatchOutcome};
+use crate::http::api_call::{call_api, current_config, streamed};
+use crate::batch_api::jobs_store::{self as batch_store, Collected};
+use crate::table::write::write_isolating;
+use crate::live::batch::{read_papers, Acting, BatchOutcome};
 use crate::errors::{api_error, UserError};
-use crate::failures;
-use crate::target::{resolve, Target};
+use crate::table::failures;
+use crate::table::target::{resolve, Target};
 
 /// Result lines handled at once: the vectors of one slice are written in one statement. The
 /// reader works on the next slice meanwhile, and no more: about three slices of vectors are in
@@ -193,7 +193,7 @@ fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Ac
 pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
     let target = resolve()?;
     let config = current_config()?;
-    let adopted = crate::batch_adopt::adopt_unrecorded(&target, &config)?;
+    let adopted = crate::batch_api::adopt::adopt_unrecorded(&target, &config)?;
     Ok(CollectedAll { adopted, ..collect_finished(&target, &config, acting)? })
 }
 
@@ -212,7 +212,7 @@ pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> 
         all.totals.written += collected.written;
         all.totals.failed += collected.failed;
         all.totals.released += collected.released;
-        crate::at_commit::record_batch(&BatchOutcome {
+        crate::pg::at_commit::record_batch(&BatchOutcome {
             successful: collected.written as i32,
             failed: collected.failed as i32,
             batch_tokens: tokens,

@@ -5,7 +5,7 @@
 mod doctrove_embed {
     use pgrx::prelude::*;
 
-    use crate::embed_pending::Acting;
+    use crate::live::batch::Acting;
 
     /// Sends up to `max_papers` pending papers that are in no open batch (all of them when NULL)
     /// through the Batch API; returns the batches created and the papers and tokens in them,
@@ -21,7 +21,7 @@ mod doctrove_embed {
         if max_papers.is_some_and(|n| n < 0) {
             crate::errors::UserError::new(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "max_papers must not be negative").raise();
         }
-        let done = crate::batch_submit::submit(max_papers, Acting::Caller).unwrap_or_else(|e| e.raise());
+        let done = crate::batch_api::submit::submit(max_papers, Acting::Caller).unwrap_or_else(|e| e.raise());
         TableIterator::once((done.batches, done.papers, done.tokens, done.adopted, done.collected))
     }
 
@@ -38,23 +38,23 @@ mod doctrove_embed {
             name!(papers_released, i64),
         ),
     > {
-        let all = crate::batch_collect::collect(Acting::Caller).unwrap_or_else(|e| e.raise());
+        let all = crate::batch_api::collect::collect(Acting::Caller).unwrap_or_else(|e| e.raise());
         TableIterator::once((all.batches, all.still_open, all.totals.written, all.totals.failed, all.totals.released))
     }
 
     /// Cancels the open batches and releases their papers; returns how many were cancelled.
     #[pg_extern(parallel_unsafe)]
     fn cancel_batches() -> i32 {
-        crate::batch_collect::cancel(Acting::Caller).unwrap_or_else(|e| e.raise())
+        crate::batch_api::collect::cancel(Acting::Caller).unwrap_or_else(|e| e.raise())
     }
 }
 
 /// The Batch API figures of the status view: papers in open batches, the tokens collected from
 /// batches since the server started, and what the live and batch tokens cost.
 pub fn snapshot() -> (i64, i64, f64, f64) {
-    let target = crate::target::resolve().unwrap_or_else(|e| e.raise());
-    let in_batches = crate::batch_store::papers_in_open_batches(&target);
-    let (live, batch) = crate::shared_state::snapshot().map(|s| (s.tokens, s.batch_tokens)).unwrap_or((0, 0));
-    let price = crate::gucs::PRICE_PER_MILLION_TOKENS.get();
+    let target = crate::table::target::resolve().unwrap_or_else(|e| e.raise());
+    let in_batches = crate::batch_api::jobs_store::papers_in_open_batches(&target);
+    let (live, batch) = crate::pg::shared_state::snapshot().map(|s| (s.tokens, s.batch_tokens)).unwrap_or((0, 0));
+    let price = crate::settings::gucs::PRICE_PER_MILLION_TOKENS.get();
     (in_batches, batch as i64, live as f64 * price / 1e6, batch as f64 * price / 2.0 / 1e6)
 }

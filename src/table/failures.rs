@@ -8,9 +8,9 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
 
 use crate::errors::UserError;
-use crate::gucs;
-use crate::identity::as_extension;
-use crate::target::Target;
+use crate::settings::gucs;
+use crate::pg::identity::as_extension;
+use crate::table::target::Target;
 
 fn run(query: &str, args: &[DatumWithOid]) -> usize {
     as_extension(|| Spi::connect_mut(|client| client.update(query, None, args).map(|t| t.len()))).unwrap_or_else(|e| {

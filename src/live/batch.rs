@@ -16,15 +16,15 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
 
-use crate::api_call::{current_config, Wait};
-use crate::batch_requests::send_batch;
-use crate::batch_write::write_isolating;
+use crate::http::api_call::{current_config, Wait};
+use crate::live::requests::send_batch;
+use crate::table::write::write_isolating;
 use crate::errors::{api_error, UserError};
-use crate::failures;
-use crate::identity::{as_role, with_catalog_search_path};
-use crate::pending_index;
-use crate::shared_state::Phase;
-use crate::target::{resolve, Target};
+use crate::table::failures;
+use crate::pg::identity::{as_role, with_catalog_search_path};
+use crate::table::pending_index;
+use crate::pg::shared_state::Phase;
+use crate::table::target::{resolve, Target};
 
 /// Whose rights the statements on the papers table use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,9 +131,9 @@ pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bo
     let mut papers = read_papers(target, &query, &args, acting);
     // A submission that committed while this statement ran released its locks with its claims
     // visible, but not to this statement's snapshot: look again now that the rows are locked.
-    if !papers.is_empty() && crate::batch_store::has_open_claims(target) {
+    if !papers.is_empty() && crate::batch_api::jobs_store::has_open_claims(target) {
         let ids: Vec<String> = papers.iter().map(|p| p.id.clone()).collect();
-        let claimed = crate::batch_store::claimed_among(target, &ids);
+        let claimed = crate::batch_api::jobs_store::claimed_among(target, &ids);
         papers.retain(|p| !claimed.contains(&p.id));
     }
     papers
@@ -168,7 +168,7 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     check_batch_positive(batch)?;
     phase(Phase::Fetching, "");
     if acting == Acting::TableOwner {
-        crate::target::refuse_settings_from_catalogs()?;
+        crate::table::target::refuse_settings_from_catalogs()?;
     }
     let target = resolve()?;
     let config = current_config()?;
@@ -176,7 +176,7 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     let setting = if acting == Acting::Caller { "a batch" } else { "doctrove_embed.batch_size" };
     check_batch_fits(batch, dims, setting)?;
     let fetch_start = Instant::now();
-    let descending = crate::batch_store::has_open_claims(&target);
+    let descending = crate::batch_api::jobs_store::has_open_claims(&target);
     let papers = pending_index::over_pending(&target, || fetch_pending(&target, batch, acting, descending));
     let mut outcome =
         BatchOutcome { fetch_ms: millis_since(fetch_start), relid: target.relid.to_u32(), ..Default::default() };

@@ -6,15 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::batch_collect::{collect, CollectedAll};
-use crate::batch_store::papers_in_open_batches;
-use crate::api_call::current_config;
-use crate::batch_submit::{submit_pending, Submitted};
-use crate::embed_pending::{count_pending_of, Acting};
+use crate::batch_api::collect::{collect, CollectedAll};
+use crate::batch_api::jobs_store::papers_in_open_batches;
+use crate::http::api_call::current_config;
+use crate::batch_api::submit::{submit_pending, Submitted};
+use crate::live::batch::{count_pending_of, Acting};
 use crate::errors::UserError;
-use crate::gucs;
-use crate::target::{refuse_settings_from_catalogs, resolve};
-use crate::worker_transaction::in_transaction;
+use crate::settings::gucs;
+use crate::table::target::{refuse_settings_from_catalogs, resolve};
+use crate::pg::transaction::in_transaction;
 
 /// When worker 0 last polled its batches.
 #[derive(Default)]

@@ -13,7 +13,7 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::guc_memory;
+use crate::settings::guc_memory;
 
 /// What SHOW, `current_setting()` and `pg_settings` give for the key, set or not.
 pub const HIDDEN: &CStr = c"(hidden)";

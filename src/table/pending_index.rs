@@ -4,12 +4,12 @@
 use pgrx::prelude::*;
 
 use crate::errors::UserError;
-use crate::target::Target;
+use crate::table::target::Target;
 
 /// The name of a valid partial index on the table whose predicate holds
 /// `<embedding> IS NULL`, if there is one.
 pub fn find(target: &Target) -> Option<String> {
-    crate::identity::with_catalog_search_path(|| find_with_catalog_path(target))
+    crate::pg::identity::with_catalog_search_path(|| find_with_catalog_path(target))
 }
 
 fn find_with_catalog_path(target: &Target) -> Option<String> {
@@ -55,5 +55,5 @@ pub fn over_pending<R>(target: &Target, f: impl FnOnce() -> R) -> R {
 /// Runs `f` with sequential scans discouraged, so that the planner takes the partial index even
 /// while most of the table is pending; the previous setting is back afterwards.
 fn preferring_index<R>(f: impl FnOnce() -> R) -> R {
-    crate::identity::with_setting(c"enable_seqscan", c"off", f)
+    crate::pg::identity::with_setting(c"enable_seqscan", c"off", f)
 }

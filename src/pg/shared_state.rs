@@ -12,8 +12,8 @@ use embed_core::rate_limit::Bucket;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
-use crate::embed_pending::BatchOutcome;
-use crate::gucs::MAX_WORKERS;
+use crate::live::batch::BatchOutcome;
+use crate::settings::gucs::MAX_WORKERS;
 
 const SLOTS: usize = MAX_WORKERS as usize;
 const ERROR_BYTES: usize = 256;

@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::errors::UserError;
-use crate::gucs;
+use crate::settings::gucs;
 
 /// The papers table, checked, with what writing vectors to it needs.
 pub struct Target {
@@ -120,7 +120,7 @@ fn table_name_parts(setting: &str) -> Result<(String, String), UserError> {
         return Err(invalid());
     }
     // parse_ident raises an ERROR for a malformed name: in a subtransaction of its own.
-    let parts = crate::subtransaction::in_subtransaction(|| {
+    let parts = crate::pg::subtransaction::in_subtransaction(|| {
         Spi::get_one_with_args::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[setting.into()])
     })
     .ok()
@@ -159,7 +159,7 @@ fn id_type_and_equality(type_oid: pg_sys::Oid, table: &str, id_name: &str) -> Re
 /// must not choose which table (or which columns, sent to the API) that is. Workers take their
 /// settings from the server's configuration only.
 pub fn refuse_settings_from_catalogs() -> Result<(), UserError> {
-    let from_catalogs = crate::identity::with_catalog_search_path(|| {
+    let from_catalogs = crate::pg::identity::with_catalog_search_path(|| {
         Spi::get_one::<String>(
             "SELECT string_agg(name || ' (' || source || ')', ', ' ORDER BY name) FROM pg_settings \
              WHERE name LIKE 'doctrove\\_embed.%' AND source IN ('database', 'user', 'database user')",
@@ -181,7 +181,7 @@ pub fn refuse_settings_from_catalogs() -> Result<(), UserError> {
 /// Reads the settings and checks the table they name. Catalog lookups run with the extension's
 /// own search_path.
 pub fn resolve() -> Result<Target, UserError> {
-    crate::identity::with_catalog_search_path(resolve_with_catalog_path)
+    crate::pg::identity::with_catalog_search_path(resolve_with_catalog_path)
 }
 
 fn resolve_with_catalog_path() -> Result<Target, UserError> {

@@ -5,10 +5,10 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
-use crate::api_call::{current_config, embed_with_retries, retry_policy};
+use crate::http::api_call::{current_config, embed_with_retries, retry_policy};
 use crate::errors::{api_error, UserError};
-use crate::target::Target;
-use crate::vector_datum::vector_datum;
+use crate::table::target::Target;
+use crate::pg::vector_datum::vector_datum;
 
 /// (paper id, title, cosine distance), nearest first.
 pub type Neighbour = (String, Option<String>, f64);
@@ -80,7 +80,7 @@ pub fn nearest(target: &Target, vector: &[f32], k: i32) -> Vec<Neighbour> {
 
 /// The name of an HNSW index on the embedding column, if there is one.
 pub fn hnsw_index(target: &Target) -> Option<String> {
-    crate::identity::with_catalog_search_path(|| hnsw_index_with_catalog_path(target))
+    crate::pg::identity::with_catalog_search_path(|| hnsw_index_with_catalog_path(target))
 }
 
 fn hnsw_index_with_catalog_path(target: &Target) -> Option<String> {

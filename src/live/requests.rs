@@ -11,8 +11,8 @@ use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
 use embed_core::{ApiConfig, ApiError};
 use pgrx::pg_sys;
 
-use crate::api_call::{embed_with_retries, retry_policy, Wait};
-use crate::gucs;
+use crate::http::api_call::{embed_with_retries, retry_policy, Wait};
+use crate::settings::gucs;
 
 /// What the API made of a batch's texts, by their index in the batch.
 pub struct Answered {

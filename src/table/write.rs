@@ -9,11 +9,11 @@
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-use crate::embed_pending::Acting;
+use crate::live::batch::Acting;
 use crate::errors::UserError;
-use crate::subtransaction::in_subtransaction;
-use crate::target::Target;
-use crate::vector_datum::vector_array_datum;
+use crate::pg::subtransaction::in_subtransaction;
+use crate::table::target::Target;
+use crate::pg::vector_datum::vector_array_datum;
 
 /// What a write did.
 #[derive(Default)]

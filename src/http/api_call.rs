@@ -15,7 +15,7 @@ use embed_core::{embed, ApiConfig, ApiError, Embeddings};
 use pgrx::pg_sys;
 
 use crate::errors::UserError;
-use crate::gucs;
+use crate::settings::gucs;
 
 /// How often the waiting backend looks for a cancel.
 const INTERRUPT_POLL: Duration = Duration::from_millis(20);
@@ -55,7 +55,7 @@ fn key_from_file(path: &str) -> Result<String, UserError> {
 /// The API settings as they are now. The key comes from `doctrove_embed.api_key`, or else
 /// from the file named by `doctrove_embed.api_key_file`.
 pub fn current_config() -> Result<ApiConfig, UserError> {
-    let mut api_key = crate::api_key_setting::current();
+    let mut api_key = crate::settings::api_key::current();
     let key_file = gucs::text(&gucs::API_KEY_FILE);
     if api_key.is_empty() && !key_file.is_empty() {
         api_key = key_from_file(&key_file)?;
@@ -209,17 +209,17 @@ pub fn embed_with_retries(
 ) -> Result<Embeddings, ApiError> {
     let mut retry = 0;
     loop {
-        crate::rate_limiter::acquire(tokens as f64, &mut || on_wait(Wait::RateLimit));
+        crate::http::rate_limiter::acquire(tokens as f64, &mut || on_wait(Wait::RateLimit));
         let error = match embed_interruptibly(config, inputs.to_vec(), dims) {
             Ok(answer) => {
-                crate::rate_limiter::settle(tokens as f64, answer.total_tokens, &answer.rate_limits);
+                crate::http::rate_limiter::settle(tokens as f64, answer.total_tokens, &answer.rate_limits);
                 return Ok(answer);
             }
             Err(error) => error,
         };
         retry += 1;
         // SAFETY: reads this backend's pid.
-        let seed = unsafe { pg_sys::MyProcPid } as u64 ^ crate::shared_state::unix_now_ms() as u64 ^ u64::from(retry);
+        let seed = unsafe { pg_sys::MyProcPid } as u64 ^ crate::pg::shared_state::unix_now_ms() as u64 ^ u64::from(retry);
         match policy.delay(retry, &error, jitter_from(seed)) {
             Some(wait) => {
                 let text = format!(

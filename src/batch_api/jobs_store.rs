@@ -10,8 +10,8 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
 
 use crate::errors::UserError;
-use crate::identity::as_extension;
-use crate::target::Target;
+use crate::pg::identity::as_extension;
+use crate::table::target::Target;
 
 fn failed(e: pgrx::spi::Error) -> ! {
     UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not use doctrove_embed.batch_jobs: {e}")).raise()

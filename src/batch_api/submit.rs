@@ -13,15 +13,15 @@ use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
 use embed_core::ApiConfig;
 use pgrx::prelude::*;
 
-use crate::api_call::{call_api as call, current_config};
-use crate::batch_adopt::{adopt_unrecorded, our_metadata, META_SUBMISSION};
-use crate::batch_collect::collect_finished;
-use crate::batch_store;
-use crate::embed_pending::{fetch_pending, Acting};
+use crate::http::api_call::{call_api as call, current_config};
+use crate::batch_api::adopt::{adopt_unrecorded, our_metadata, META_SUBMISSION};
+use crate::batch_api::collect::collect_finished;
+use crate::batch_api::jobs_store as batch_store;
+use crate::live::batch::{fetch_pending, Acting};
 use crate::errors::UserError;
-use crate::gucs;
-use crate::pending_index;
-use crate::target::{resolve, Target};
+use crate::settings::gucs;
+use crate::table::pending_index;
+use crate::table::target::{resolve, Target};
 
 /// What a submission did.
 #[derive(Debug, Default)]
@@ -45,7 +45,7 @@ struct BatchFile {
     full: bool,
 }
 
-fn build_file(papers: &[crate::embed_pending::Pending], config: &ApiConfig, token_room: Option<i64>) -> BatchFile {
+fn build_file(papers: &[crate::live::batch::Pending], config: &ApiConfig, token_room: Option<i64>) -> BatchFile {
     let mut file = BatchFile { content: Vec::new(), ids: Vec::new(), hashes: Vec::new(), tokens: 0, full: false };
     for paper in papers {
         pg_sys::check_for_interrupts!();

@@ -5,8 +5,8 @@
 //! since; `pending_counted_at` says how old it is.
 
 use crate::errors::UserError;
-use crate::gucs;
-use crate::shared_state::{self, unix_now, Phase};
+use crate::settings::gucs;
+use crate::pg::shared_state::{self, unix_now, Phase};
 
 /// PostgreSQL timestamps count microseconds from 2000-01-01; unix time from 1970-01-01.
 const POSTGRES_EPOCH_IN_UNIX_SECONDS: f64 = 946_684_800.0;
@@ -42,8 +42,8 @@ pub struct WorkerRow {
 /// The status row. Without shared memory (library not preloaded) nothing but the settings is
 /// known.
 pub fn status() -> Result<Status, UserError> {
-    let target = crate::target::resolve()?;
-    let hnsw_index = crate::similarity::hnsw_index(&target);
+    let target = crate::table::target::resolve()?;
+    let hnsw_index = crate::table::similarity::hnsw_index(&target);
     let Some(s) = shared_state::snapshot() else {
         return Ok(Status {
             pending: None,

@@ -121,7 +121,7 @@ pub fn register(preloading: bool) {
         GucContext::Userset,
     );
     define_text(c"doctrove_embed.api_base_url", c"Base URL of the OpenAI-compatible embeddings API.", &API_BASE_URL, GucContext::Suset);
-    crate::api_key_setting::define(&API_KEY);
+    crate::settings::api_key::define(&API_KEY);
     GucRegistry::define_string_guc(
         c"doctrove_embed.api_key_file",
         c"File holding the API key, read when doctrove_embed.api_key is empty.",
