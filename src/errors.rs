@@ -89,6 +89,12 @@ impl UserError {
     }
 }
 
+/// The error for a statement of the extension's own that failed for a reason no user caused
+/// (`could not WHAT: ...`), as a function for `map_err`.
+pub fn internal(what: &'static str) -> impl Fn(pgrx::spi::Error) -> UserError {
+    move |e| UserError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("could not {what}: {e}"))
+}
+
 /// The error for a failed API request: SQLSTATE by kind, the API's own message as detail.
 pub fn api_error(error: &ApiError) -> UserError {
     use PgSqlErrorCode::*;

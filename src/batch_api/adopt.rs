@@ -11,9 +11,9 @@ use embed_core::batch_file::{MAX_BATCH_INPUTS, MAX_CUSTOM_ID_BYTES};
 use embed_core::ApiConfig;
 use pgrx::prelude::*;
 
-use crate::http::api_call::call_api as call;
-use crate::batch_api::jobs_store as batch_store;
-use crate::errors::UserError;
+use crate::batch_api::jobs_store;
+use crate::errors::{internal, UserError};
+use crate::http::off_thread::call_api as call;
 use crate::table::target::Target;
 
 /// Metadata keys a batch carries, so it can be found again on the API.
@@ -30,15 +30,17 @@ const ADOPTION_PAGES: usize = 5;
 const MAX_INPUT_LINE_BYTES: usize = 6 * embed_core::bounds::MAX_INPUT_BYTES + 64 * 1024;
 
 /// The metadata that names this database and table.
-pub fn our_metadata(target: &Target) -> BTreeMap<String, String> {
-    let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text").ok().flatten().unwrap_or_default();
-    BTreeMap::from([(META_DATABASE.to_string(), database), (META_TABLE.to_string(), target.names.table.clone())])
+pub fn our_metadata(target: &Target) -> Result<BTreeMap<String, String>, UserError> {
+    let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text")
+        .map_err(internal("read the database's name"))?
+        .unwrap_or_default();
+    Ok(BTreeMap::from([(META_DATABASE.to_string(), database), (META_TABLE.to_string(), target.names.table.clone())]))
 }
 
 /// Records the batches of this database and table the API has and `batch_jobs` lacks, with the
 /// papers their input files name; returns how many.
 pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, UserError> {
-    let ours = our_metadata(target);
+    let ours = our_metadata(target)?;
     let (mut after, mut adopted) = (None::<String>, 0);
     for _ in 0..ADOPTION_PAGES {
         let cursor = after.clone();
@@ -46,7 +48,7 @@ pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, User
         after = page.last().map(|b| b.id.clone());
         for info in page {
             let mine = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));
-            if !mine || batch_store::is_known(&info.id) {
+            if !mine || jobs_store::is_known(&info.id)? {
                 continue;
             }
             adopt(target, config, &info)?;
@@ -78,8 +80,8 @@ fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), Us
     }
     let submission = info.metadata.get(META_SUBMISSION).cloned().unwrap_or_default();
     let hashes = vec![None; ids.len()];
-    batch_store::record(target, info, &submission, 0, ids, hashes, true);
-    batch_store::update_status(info);
+    jobs_store::record(target, info, &submission, 0, ids, hashes, true)?;
+    jobs_store::update_status(info)?;
     pgrx::log!("doctrove_embed: adopted batch {} found on the API but not recorded", info.id);
     Ok(())
 }

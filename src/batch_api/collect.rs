@@ -13,13 +13,17 @@ use embed_core::ApiConfig;
 use pgrx::datum::DatumWithOid;
 use pgrx::PgMemoryContexts;
 
-use crate::http::api_call::{call_api, current_config, streamed};
-use crate::batch_api::jobs_store::{self as batch_store, Collected};
-use crate::table::write::write_isolating;
-use crate::live::batch::{read_papers, Acting, BatchOutcome};
+use crate::batch_api::adopt::adopt_unrecorded;
+use crate::batch_api::jobs_store::{self, Collected};
 use crate::errors::{api_error, UserError};
-use crate::table::failures;
+use crate::http::config::current_config;
+use crate::http::off_thread::{call_api, streamed};
+use crate::pg::at_commit;
+use crate::pg::identity::Acting;
+use crate::pg::shared_state::BatchFigures;
+use crate::table::pending::read_papers;
 use crate::table::target::{resolve, Target};
+use crate::table::write::write_and_record;
 
 /// Result lines handled at once: the vectors of one slice are written in one statement. The
 /// reader works on the next slice meanwhile, and no more: about three slices of vectors are in
@@ -56,12 +60,12 @@ struct Slicer<'a> {
 }
 
 impl Slicer<'_> {
-    fn settle(&mut self, lines: Vec<LineResult>) {
+    fn settle(&mut self, lines: Vec<LineResult>) -> Result<(), UserError> {
         // Only the first line for a paper this batch claims counts; anything else in the file
         // (ids never sent, repeats) is ignored, so what is kept stays bounded by the batch.
         let ids: Vec<String> =
             lines.iter().map(|l| l.custom_id()).filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES).map(str::to_string).collect();
-        let claims = batch_store::claims_among(self.batch_id, &ids);
+        let claims = jobs_store::claims_among(self.batch_id, &ids)?;
         let (mut embedded, mut rejected) = (Vec::new(), Vec::new());
         for line in lines {
             if !claims.contains_key(line.custom_id()) || !self.seen.insert(line.custom_id().to_string()) {
@@ -83,7 +87,7 @@ impl Slicer<'_> {
         let wanted: Vec<String> = embedded.iter().map(|(id, _)| id.clone()).collect();
         let query = self.target.names.select_claimed();
         let args: Vec<DatumWithOid> = vec![wanted.into()];
-        let current = read_papers(self.target, &query, &args, self.acting);
+        let current = read_papers(self.target, &query, &args, self.acting)?;
         let unchanged: HashSet<String> = current
             .into_iter()
             .filter(|p| match claims.get(&p.id) {
@@ -94,23 +98,20 @@ impl Slicer<'_> {
             .map(|p| p.id)
             .collect();
         let (ids, vectors): (Vec<String>, Vec<Vec<f32>>) = embedded.into_iter().filter(|(id, _)| unchanged.contains(id)).unzip();
-        let written = write_isolating(self.target, &ids, &vectors, &self.config.model, self.acting);
-        failures::forget(self.target, &written.ids);
-        self.collected.written += i64::from(written.rows);
-        let mut settled = written.ids.clone();
-        rejected.extend(written.refused);
-        self.collected.failed += rejected.len() as i64;
-        settled.extend(rejected.iter().map(|(id, _)| id.clone()));
-        let (rejected_ids, messages): (Vec<String>, Vec<String>) = rejected.into_iter().unzip();
-        failures::record(self.target, rejected_ids, messages);
-        batch_store::unclaim(self.batch_id, &settled);
+        let settled = write_and_record(self.target, &ids, &vectors, rejected, &self.config.model, self.acting)?;
+        self.collected.written += i64::from(settled.written_rows);
+        self.collected.failed += settled.failed.len() as i64;
+        let mut done = settled.written;
+        done.extend(settled.failed);
+        jobs_store::unclaim(self.batch_id, &done)
     }
 
     /// Reads file `file` in slices and settles each.
     fn read(&mut self, file: &str) -> Result<(), UserError> {
         let (thread_config, file_id) = (self.config.clone(), file.to_string());
-        let dims = self.target.dims.or((self.config.dimensions > 0).then_some(self.config.dimensions as usize));
+        let dims = self.target.expected_dims(self.config);
         let mut problem = None;
+        let mut failed = None;
         let outcome = streamed(
             &self.config.base_url,
             1,
@@ -144,8 +145,13 @@ impl Slicer<'_> {
                     let mut slice_memory = PgMemoryContexts::new("doctrove_embed batch slice");
                     // SAFETY: the context is a child of the current one and is deleted when
                     // `slice_memory` drops; nothing allocated in it is used after the slice.
-                    unsafe { slice_memory.switch_to(|_| self.settle(lines)) };
-                    true
+                    match unsafe { slice_memory.switch_to(|_| self.settle(lines)) } {
+                        Ok(()) => true,
+                        Err(error) => {
+                            failed = Some(error);
+                            false
+                        }
+                    }
                 }
                 Err(e) => {
                     problem = Some(e);
@@ -154,6 +160,9 @@ impl Slicer<'_> {
             },
         );
         outcome.map_err(|e| api_error(&e))?;
+        if let Some(error) = failed {
+            return Err(error);
+        }
         match problem {
             Some(e) => Err(UserError::new(
                 pgrx::PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
@@ -184,7 +193,7 @@ fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Ac
     // The API's own error is already stored (`update_status`); a failed batch without one still
     // says so.
     let error = (info.status == "failed" && info.error.is_none()).then(|| "the batch failed".to_string());
-    collected.released = batch_store::close(&info.id, collected, error);
+    collected.released = jobs_store::close(&info.id, collected, error)?;
     Ok((collected, slicer.tokens))
 }
 
@@ -193,16 +202,16 @@ fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Ac
 pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
     let target = resolve()?;
     let config = current_config()?;
-    let adopted = crate::batch_api::adopt::adopt_unrecorded(&target, &config)?;
+    let adopted = adopt_unrecorded(&target, &config)?;
     Ok(CollectedAll { adopted, ..collect_finished(&target, &config, acting)? })
 }
 
 /// Polls every open batch of the table and collects the finished ones.
 pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> Result<CollectedAll, UserError> {
     let mut all = CollectedAll::default();
-    for batch_id in batch_store::lock_open_batches(target) {
+    for batch_id in jobs_store::lock_open_jobs(target)? {
         let info = retrieve(config, &batch_id)?;
-        batch_store::update_status(&info);
+        jobs_store::update_status(&info)?;
         if !info.is_finished() {
             all.still_open += 1;
             continue;
@@ -212,9 +221,9 @@ pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> 
         all.totals.written += collected.written;
         all.totals.failed += collected.failed;
         all.totals.released += collected.released;
-        crate::pg::at_commit::record_batch(&BatchOutcome {
-            successful: collected.written as i32,
-            failed: collected.failed as i32,
+        at_commit::record_batch(BatchFigures {
+            embedded: collected.written.max(0) as u64,
+            failed: collected.failed.max(0) as u64,
             batch_tokens: tokens,
             relid: target.relid.to_u32(),
             ..Default::default()
@@ -229,13 +238,13 @@ pub fn cancel(acting: Acting) -> Result<i32, UserError> {
     let target = resolve()?;
     let config = current_config()?;
     let mut cancelled = 0;
-    for batch_id in batch_store::lock_open_batches(&target) {
+    for batch_id in jobs_store::lock_open_jobs(&target)? {
         let info = call_api(&config, move |c| embed_core::batch_client::cancel_batch(c, &batch_id))?;
-        batch_store::update_status(&info);
+        jobs_store::update_status(&info)?;
         if info.is_finished() {
             collect_one(&target, &config, &info, acting)?;
         } else {
-            batch_store::close(&info.id, Collected::default(), Some("cancelled; results after the cancel are not collected".into()));
+            jobs_store::close(&info.id, Collected::default(), Some("cancelled; results after the cancel are not collected".into()))?;
         }
         cancelled += 1;
     }

@@ -9,18 +9,19 @@
 
 use embed_core::batch_client::{create_batch, upload_batch_file};
 use embed_core::batch_file::{request_line, text_hash, MAX_BATCH_FILE_BYTES, MAX_CUSTOM_ID_BYTES};
-use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
+use embed_core::tokens;
 use embed_core::ApiConfig;
 use pgrx::prelude::*;
 
-use crate::http::api_call::{call_api as call, current_config};
 use crate::batch_api::adopt::{adopt_unrecorded, our_metadata, META_SUBMISSION};
 use crate::batch_api::collect::collect_finished;
-use crate::batch_api::jobs_store as batch_store;
-use crate::live::batch::{fetch_pending, Acting};
+use crate::batch_api::jobs_store;
 use crate::errors::UserError;
+use crate::http::config::current_config;
+use crate::http::off_thread::call_api as call;
+use crate::pg::identity::Acting;
 use crate::settings::gucs;
-use crate::table::pending_index;
+use crate::table::pending::{fetch_pending, Pending};
 use crate::table::target::{resolve, Target};
 
 /// What a submission did.
@@ -45,14 +46,14 @@ struct BatchFile {
     full: bool,
 }
 
-fn build_file(papers: &[crate::live::batch::Pending], config: &ApiConfig, token_room: Option<i64>) -> BatchFile {
+fn build_file(papers: &[Pending], config: &ApiConfig, token_room: Option<i64>) -> BatchFile {
     let mut file = BatchFile { content: Vec::new(), ids: Vec::new(), hashes: Vec::new(), tokens: 0, full: false };
     for paper in papers {
         pg_sys::check_for_interrupts!();
         if paper.id.len() > MAX_CUSTOM_ID_BYTES {
             continue;
         }
-        let (text, counted) = tokens::truncate(&paper.input, MAX_TOKENS_PER_INPUT);
+        let (text, counted) = tokens::cut_to_model_limit(&paper.input);
         let count = counted.unwrap_or_else(|| tokens::count(&text)) as i64;
         let line = request_line(&paper.id, &config.model, &text, config.dimensions);
         let over_tokens = token_room.is_some_and(|room| file.tokens + count > room);
@@ -83,17 +84,17 @@ pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, User
 pub fn submit_pending(target: &Target, config: &ApiConfig, max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
     let mut done = Submitted::default();
     let limit = gucs::BATCH_API_MAX_ENQUEUED_TOKENS.get();
-    let mut enqueued = batch_store::enqueued_tokens(target);
+    let mut enqueued = jobs_store::enqueued_tokens(target)?;
     let per_batch = i64::from(gucs::BATCH_API_MAX_PAPERS.get().max(1));
     let mut left = max_papers.unwrap_or(i64::MAX).max(0);
-    let mut metadata = our_metadata(target);
+    let mut metadata = our_metadata(target)?;
     while left > 0 {
         let want = left.min(per_batch) as i32;
         let token_room = (limit > 0.0).then(|| limit as i64 - enqueued);
         if token_room.is_some_and(|room| room <= 0) {
             break;
         }
-        let papers = pending_index::over_pending(target, || fetch_pending(target, want, acting, false));
+        let papers = fetch_pending(target, want, acting, false)?;
         if papers.is_empty() {
             break;
         }
@@ -109,7 +110,7 @@ pub fn submit_pending(target: &Target, config: &ApiConfig, max_papers: Option<i6
             create_batch(c, &file_id, &meta)
         })?;
         let papers_taken = file.ids.len() as i64;
-        batch_store::record(target, &info, &submission, file.tokens, file.ids, file.hashes, false);
+        jobs_store::record(target, &info, &submission, file.tokens, file.ids, file.hashes, false)?;
         done.batches += 1;
         done.papers += papers_taken;
         done.tokens += file.tokens;

@@ -1,5 +1,8 @@
 //! Calling the embeddings API from a backend: on a helper thread, cancellable, with retries,
 //! within the server-wide rate limit.
 
-pub mod api_call;
+pub mod config;
+pub mod off_thread;
+pub mod query;
 pub mod rate_limiter;
+pub mod retries;

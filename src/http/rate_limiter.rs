@@ -9,7 +9,8 @@ use std::time::Duration;
 use embed_core::rate_limit::RateLimitHeaders;
 
 use crate::settings::gucs;
-use crate::pg::shared_state::{self, unix_now_ms};
+use crate::pg::clock::unix_now_ms;
+use crate::pg::{latch, shared_state};
 
 /// Longest single sleep while waiting, so settings and cancels are seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(200);
@@ -40,7 +41,7 @@ pub fn acquire(tokens: f64, on_wait: &mut dyn FnMut()) {
             None => return,
             Some(wait) => {
                 on_wait();
-                crate::http::api_call::sleep_interruptibly(wait.min(MAX_SLEEP));
+                latch::sleep(wait.min(MAX_SLEEP));
             }
         }
     }

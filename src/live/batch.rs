@@ -1,57 +1,24 @@
-//! One batch, shared by `embed_pending()` and the background workers, and the pending count.
-//!
-//! A batch: lock up to `batch` pending rows (`FOR NO KEY UPDATE SKIP LOCKED`, so concurrent
-//! callers and workers take disjoint papers), send their texts (`batch_requests`: packing,
-//! retries, isolation of rejected inputs), write every vector in one UPDATE with the vectors as
-//! a binary `vector[]` (`batch_write`, which isolates rows the database refuses), and record the
-//! rejected and refused papers in `doctrove_embed.failures`.
+//! One live batch, shared by `embed_pending()` and the background workers: lock up to `batch`
+//! pending papers (`table::pending`), send their texts (`live::requests`: packing, retries,
+//! isolation of rejected inputs), then write every vector in one UPDATE and record the rejected
+//! and refused papers (`table::write`), all in the caller's transaction.
 //!
 //! Statements on the papers table run as [`Acting`] says: with the caller's rights in a
-//! session, as the table's owner in a background worker (see `identity`).
+//! session, as the table's owner in a background worker (see `pg::identity`).
 
 use std::time::Instant;
 
-use embed_core::paper_input;
-use pgrx::datum::DatumWithOid;
-use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
-
-use crate::http::api_call::{current_config, Wait};
-use crate::live::requests::send_batch;
-use crate::table::write::write_isolating;
 use crate::errors::{api_error, UserError};
-use crate::table::failures;
-use crate::pg::identity::{as_role, with_catalog_search_path};
-use crate::table::pending_index;
-use crate::pg::shared_state::Phase;
-use crate::table::target::{resolve, Target};
-
-/// Whose rights the statements on the papers table use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Acting {
-    /// The current user: `embed_pending()` and the other SQL functions.
-    Caller,
-    /// The table's owner, in security-restricted mode: the background workers.
-    TableOwner,
-}
-
-impl Acting {
-    /// Runs `f`, a statement on `target`'s table, with these rights. As the table's owner it
-    /// also runs with `search_path = pg_catalog, pg_temp` (as VACUUM does since PostgreSQL 17):
-    /// the worker's path is the database's, which its owner sets, and the table owner's
-    /// triggers must not resolve names through schemas someone else planted.
-    pub fn run<R>(self, target: &Target, f: impl FnOnce() -> R) -> R {
-        match self {
-            Acting::Caller => f(),
-            Acting::TableOwner => as_role(target.owner, || with_catalog_search_path(f)),
-        }
-    }
-}
-
-/// Bytes one `vector` value of `dims` dimensions takes (header, dim, unused, floats).
-fn vector_bytes(dims: usize) -> usize {
-    8 + 4 * dims
-}
+use crate::http::config::current_config;
+use crate::http::retries::Wait;
+use crate::live::requests::send_batch;
+use crate::pg::identity::Acting;
+use crate::pg::shared_state::{BatchFigures, Phase};
+use crate::pg::vector_datum::vector_bytes;
+use crate::table::claims::has_open_claims;
+use crate::table::pending::fetch_pending;
+use crate::table::target::{refuse_settings_from_catalogs, resolve};
+use crate::table::write::write_and_record;
 
 /// Most papers one batch may hold for vectors of `dims` dimensions (`None`: not yet known, so
 /// the largest pgvector allows): the `vector[]` written in one statement must stay under
@@ -93,12 +60,6 @@ fn check_batch_fits(batch: i32, dims: Option<usize>, setting: &str) -> Result<()
     Ok(())
 }
 
-/// A locked pending paper and the text sent for it.
-pub struct Pending {
-    pub id: String,
-    pub input: String,
-}
-
 /// What one batch did.
 #[derive(Default, Clone)]
 pub struct BatchOutcome {
@@ -110,8 +71,6 @@ pub struct BatchOutcome {
     pub api_ms: f64,
     pub db_ms: f64,
     pub tokens: u64,
-    /// Tokens of vectors collected from the Batch API (paid at its price).
-    pub batch_tokens: u64,
     /// The table (oid) the batch worked on.
     pub relid: u32,
     /// The API error that stopped the batch after some of its requests were answered: what was
@@ -119,45 +78,22 @@ pub struct BatchOutcome {
     pub stopped_by: Option<UserError>,
 }
 
+impl BatchOutcome {
+    /// What this batch adds to the server-wide figures.
+    pub fn figures(&self) -> BatchFigures {
+        BatchFigures {
+            embedded: self.successful.max(0) as u64,
+            failed: self.failed.max(0) as u64,
+            tokens: self.tokens,
+            batch_tokens: 0,
+            relid: self.relid,
+        }
+    }
+}
+
 fn millis_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
-
-/// Up to `limit` pending papers in no open batch, locked; `descending` as in
-/// `PapersTable::select_pending`.
-pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bool) -> Vec<Pending> {
-    let query = target.names.select_pending(descending);
-    let args: Vec<DatumWithOid> = vec![limit.into(), failures::held_back(target).into(), target.relid.into()];
-    let mut papers = read_papers(target, &query, &args, acting);
-    // A submission that committed while this statement ran released its locks with its claims
-    // visible, but not to this statement's snapshot: look again now that the rows are locked.
-    if !papers.is_empty() && crate::batch_api::jobs_store::has_open_claims(target) {
-        let ids: Vec<String> = papers.iter().map(|p| p.id.clone()).collect();
-        let claimed = crate::batch_api::jobs_store::claimed_among(target, &ids);
-        papers.retain(|p| !claimed.contains(&p.id));
-    }
-    papers
-}
-
-/// The papers `query` gives as (id, title, abstract), with the text sent for each.
-pub fn read_papers(target: &Target, query: &str, args: &[DatumWithOid], acting: Acting) -> Vec<Pending> {
-    let rows: Vec<(Option<String>, Option<String>, Option<String>)> = acting.run(target, || {
-        Spi::connect_mut(|client| {
-            let table = client.update(query, None, args)?;
-            table
-                .map(|row| Ok((row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?)))
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        })
-    })
-    .unwrap_or_else(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not read pending papers: {e}")).raise());
-    rows.into_iter()
-        .filter_map(|(id, title, abstract_text)| {
-            let input = paper_input(title.as_deref(), abstract_text.as_deref())?;
-            Some(Pending { id: id?, input })
-        })
-        .collect()
-}
-
 
 /// Embeds up to `batch` pending papers of the configured table in the current transaction,
 /// telling `phase` what it is doing. An error before anything was answered (configuration, the
@@ -168,16 +104,16 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     check_batch_positive(batch)?;
     phase(Phase::Fetching, "");
     if acting == Acting::TableOwner {
-        crate::table::target::refuse_settings_from_catalogs()?;
+        refuse_settings_from_catalogs()?;
     }
     let target = resolve()?;
     let config = current_config()?;
-    let dims = target.dims.or((config.dimensions > 0).then_some(config.dimensions as usize));
+    let dims = target.expected_dims(&config);
     let setting = if acting == Acting::Caller { "a batch" } else { "doctrove_embed.batch_size" };
     check_batch_fits(batch, dims, setting)?;
     let fetch_start = Instant::now();
-    let descending = crate::batch_api::jobs_store::has_open_claims(&target);
-    let papers = pending_index::over_pending(&target, || fetch_pending(&target, batch, acting, descending));
+    let descending = has_open_claims(&target)?;
+    let papers = fetch_pending(&target, batch, acting, descending)?;
     let mut outcome =
         BatchOutcome { fetch_ms: millis_since(fetch_start), relid: target.relid.to_u32(), ..Default::default() };
     if papers.is_empty() {
@@ -202,61 +138,12 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     let db_start = Instant::now();
     let (ids, vectors): (Vec<String>, Vec<Vec<f32>>) =
         papers.iter().zip(answered.vectors).filter_map(|(p, v)| v.map(|v| (p.id.clone(), v))).unzip();
-    let written = write_isolating(&target, &ids, &vectors, &config.model, acting);
-    outcome.successful = written.rows;
-    failures::forget(&target, &written.ids);
-    let mut rejected: Vec<(String, String)> =
+    let rejected: Vec<(String, String)> =
         answered.rejected.into_iter().map(|(i, message)| (papers[i].id.clone(), message)).collect();
-    rejected.extend(written.refused);
-    outcome.failed = rejected.len() as i32;
-    let (rejected_ids, messages): (Vec<String>, Vec<String>) = rejected.into_iter().unzip();
-    failures::record(&target, rejected_ids, messages);
+    let settled = write_and_record(&target, &ids, &vectors, rejected, &config.model, acting)?;
+    outcome.successful = settled.written_rows;
+    outcome.failed = settled.failed.len() as i32;
     outcome.db_ms = millis_since(db_start);
     outcome.stopped_by = answered.error.map(|e| api_error(&e));
     Ok(outcome)
-}
-
-/// The configured table's oid and the exact number of its pending papers, counted with the
-/// caller's rights.
-pub fn count_pending() -> Result<(u32, i64), UserError> {
-    let target = resolve()?;
-    Ok((target.relid.to_u32(), count_pending_of(&target, Acting::Caller)?))
-}
-
-/// Which papers a statement over the pending papers leaves out besides the held-back ones.
-#[derive(Clone, Copy, PartialEq)]
-enum Excluding {
-    /// Only the held-back papers (`$1`, see `PapersTable::pending_condition`).
-    HeldBack,
-    /// Also the papers in open batches (`$2` the table's oid, see `unclaimed_condition`).
-    HeldBackAndClaimed,
-}
-
-/// The one value of `query`, a statement over `target`'s pending papers taking the parameters
-/// `excluding` says, run through the partial index with `acting`'s rights; `what` names it in
-/// an error.
-fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
-    target: &Target,
-    acting: Acting,
-    query: &str,
-    excluding: Excluding,
-    what: &str,
-) -> Result<Option<T>, UserError> {
-    let mut args: Vec<DatumWithOid> = vec![failures::held_back(target).into()];
-    if excluding == Excluding::HeldBackAndClaimed {
-        args.push(target.relid.into());
-    }
-    pending_index::over_pending(target, || acting.run(target, || Spi::get_one_with_args::<T>(query, &args)))
-        .map_err(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not {what}: {e}")))
-}
-
-/// The exact number of pending papers in `target`.
-pub fn count_pending_of(target: &Target, acting: Acting) -> Result<i64, UserError> {
-    Ok(over_pending_papers::<i64>(target, acting, &target.names.count_pending(), Excluding::HeldBack, "count pending papers")?.unwrap_or(0))
-}
-
-/// Whether `target` has any pending paper in no open batch: one probe through the partial index.
-pub fn any_pending_of(target: &Target, acting: Acting) -> Result<bool, UserError> {
-    let query = target.names.any_pending();
-    Ok(over_pending_papers::<bool>(target, acting, &query, Excluding::HeldBackAndClaimed, "look for pending papers")?.unwrap_or(false))
 }

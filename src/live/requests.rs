@@ -7,11 +7,11 @@
 use embed_core::bisect::{isolate_rejected, CANARY_TEXT};
 use embed_core::packing::pack;
 use embed_core::rate_limit;
-use embed_core::tokens::{self, MAX_TOKENS_PER_INPUT};
+use embed_core::tokens;
 use embed_core::{ApiConfig, ApiError};
 use pgrx::pg_sys;
 
-use crate::http::api_call::{embed_with_retries, retry_policy, Wait};
+use crate::http::retries::{embed_with_retries, retry_policy, Wait};
 use crate::settings::gucs;
 
 /// What the API made of a batch's texts, by their index in the batch.
@@ -33,7 +33,7 @@ fn cut_texts(texts: &[String]) -> Vec<(String, Option<usize>)> {
         .iter()
         .map(|text| {
             pg_sys::check_for_interrupts!();
-            tokens::truncate(text, MAX_TOKENS_PER_INPUT)
+            tokens::cut_to_model_limit(text)
         })
         .collect()
 }

@@ -7,14 +7,13 @@ use std::cell::{Cell, RefCell};
 
 use pgrx::prelude::*;
 
-use crate::live::batch::BatchOutcome;
-use crate::pg::shared_state;
+use crate::pg::shared_state::{self, BatchFigures};
 
 thread_local! {
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static WAKE: Cell<bool> = const { Cell::new(false) };
     /// The session's batches, added to the server-wide figures when the transaction commits.
-    static BATCHES: RefCell<Vec<BatchOutcome>> = const { RefCell::new(Vec::new()) };
+    static BATCHES: RefCell<Vec<BatchFigures>> = const { RefCell::new(Vec::new()) };
 }
 
 #[pg_guard]
@@ -22,8 +21,8 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
-            for outcome in BATCHES.with(|b| std::mem::take(&mut *b.borrow_mut())) {
-                shared_state::record_batch(None, &outcome);
+            for figures in BATCHES.with(|b| std::mem::take(&mut *b.borrow_mut())) {
+                shared_state::record_batch(None, &figures);
             }
             if WAKE.with(|w| w.replace(false)) {
                 shared_state::wake_one_idle_worker();
@@ -54,10 +53,10 @@ pub fn wake_a_worker() {
 }
 
 /// Adds a session batch's figures to the server-wide ones when the transaction commits.
-pub fn record_batch(outcome: &BatchOutcome) {
+pub fn record_batch(figures: BatchFigures) {
     if !shared_state::available() {
         return;
     }
     register();
-    BATCHES.with(|b| b.borrow_mut().push(outcome.clone()));
+    BATCHES.with(|b| b.borrow_mut().push(figures));
 }

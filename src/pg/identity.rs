@@ -87,3 +87,25 @@ pub fn may_update(relid: pg_sys::Oid) -> bool {
     // SAFETY: a catalog privilege check for the current user.
     unsafe { pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_UPDATE as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK }
 }
+
+/// Whose rights the statements on a user's table use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acting {
+    /// The current user: `embed_pending()` and the other SQL functions.
+    Caller,
+    /// The table's owner, in security-restricted mode: the background workers.
+    TableOwner,
+}
+
+impl Acting {
+    /// Runs `f`, a statement on a table owned by `owner`, with these rights. As the table's
+    /// owner it also runs with `search_path = pg_catalog, pg_temp` (as VACUUM does since
+    /// PostgreSQL 17): the worker's path is the database's, which its owner sets, and the table
+    /// owner's triggers must not resolve names through schemas someone else planted.
+    pub fn run<R>(self, owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+        match self {
+            Acting::Caller => f(),
+            Acting::TableOwner => as_role(owner, || with_catalog_search_path(f)),
+        }
+    }
+}

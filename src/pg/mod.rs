@@ -1,9 +1,13 @@
-//! PostgreSQL plumbing: whose rights a statement runs with, transactions and subtransactions, the
-//! server-wide figures in shared memory, what happens at commit, and binary `vector` values.
+//! PostgreSQL plumbing that knows nothing of papers: whose rights a statement runs with,
+//! transactions and subtransactions, the one latch wait, the clock, DDL, the server-wide figures
+//! in shared memory, what happens at commit, and binary `vector` values.
 
-pub mod identity;
-pub mod transaction;
-pub mod subtransaction;
-pub mod vector_datum;
-pub mod shared_state;
 pub mod at_commit;
+pub mod clock;
+pub mod ddl;
+pub mod identity;
+pub mod latch;
+pub mod shared_state;
+pub mod subtransaction;
+pub mod transaction;
+pub mod vector_datum;

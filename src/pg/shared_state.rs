@@ -12,7 +12,7 @@ use embed_core::rate_limit::Bucket;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
-use crate::live::batch::BatchOutcome;
+use crate::pg::clock::{unix_now, unix_now_ms};
 use crate::settings::gucs::MAX_WORKERS;
 
 const SLOTS: usize = MAX_WORKERS as usize;
@@ -174,14 +174,6 @@ pub fn available() -> bool {
     AVAILABLE.load(Ordering::SeqCst)
 }
 
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
-pub fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 /// A copy of the whole state, taken under a share lock.
 pub fn snapshot() -> Option<Shared> {
     available().then(|| *SHARED.share())
@@ -215,24 +207,39 @@ pub fn set_phase(index: usize, phase: Phase) {
     update(|s| s.workers[index].phase = phase);
 }
 
+/// What one batch (live, or a collected Batch API job) adds to the figures.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchFigures {
+    pub embedded: u64,
+    /// Papers recorded in `doctrove_embed.failures`.
+    pub failed: u64,
+    /// Tokens paid at the live endpoint's price.
+    pub tokens: u64,
+    /// Tokens of vectors collected from the Batch API (paid at its price).
+    pub batch_tokens: u64,
+    /// The table (oid) the batch worked on.
+    pub relid: u32,
+}
+
 /// Adds a finished batch to the totals (and to worker `index`'s slot, for a worker).
-pub fn record_batch(index: Option<usize>, outcome: &BatchOutcome) {
+pub fn record_batch(index: Option<usize>, figures: &BatchFigures) {
+    // SAFETY: reads the current time.
     let now_ts = unsafe { pg_sys::GetCurrentTimestamp() };
     update(|s| {
-        let embedded = outcome.successful.max(0) as u64;
+        let embedded = figures.embedded;
         s.embedded += embedded;
-        s.failed += outcome.failed.max(0) as u64;
-        s.tokens += outcome.tokens;
-        s.batch_tokens += outcome.batch_tokens;
+        s.failed += figures.failed;
+        s.tokens += figures.tokens;
+        s.batch_tokens += figures.batch_tokens;
         s.rate.add(unix_now(), embedded as u32);
-        if s.pending_of == (current_database(), outcome.relid) {
+        if s.pending_of == (current_database(), figures.relid) {
             s.pending = (s.pending - embedded as i64).max(0);
         }
         if let Some(i) = index {
             let slot = &mut s.workers[i];
             slot.batches += 1;
             slot.embedded += embedded;
-            slot.failures += outcome.failed.max(0) as u64;
+            slot.failures += figures.failed;
             slot.last_batch_at = now_ts;
         }
     });

@@ -32,3 +32,8 @@ pub fn vector_array_datum(vector_type: pg_sys::Oid, vectors: &[Vec<f32>]) -> pg_
         pg_sys::Datum::from(array)
     }
 }
+
+/// Bytes one `vector` value of `dims` dimensions takes.
+pub fn vector_bytes(dims: usize) -> usize {
+    VECTOR_HEADER_BYTES + 4 * dims
+}

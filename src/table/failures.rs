@@ -5,22 +5,20 @@
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
 
-use crate::errors::UserError;
+use crate::errors::{internal, UserError};
 use crate::settings::gucs;
 use crate::pg::identity::as_extension;
 use crate::table::target::Target;
 
-fn run(query: &str, args: &[DatumWithOid]) -> usize {
-    as_extension(|| Spi::connect_mut(|client| client.update(query, None, args).map(|t| t.len()))).unwrap_or_else(|e| {
-        UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not update doctrove_embed.failures: {e}")).raise()
-    })
+fn run(query: &str, args: &[DatumWithOid]) -> Result<usize, UserError> {
+    as_extension(|| Spi::connect_mut(|client| client.update(query, None, args).map(|t| t.len())))
+        .map_err(internal("update doctrove_embed.failures"))
 }
 
 /// The ids (as text) of the table's papers the API rejected that are held back now: after
 /// `max_attempts` attempts, or for `failed_retry_delay_ms` after each.
-pub fn held_back(target: &Target) -> Vec<String> {
+pub fn held_back(target: &Target) -> Result<Vec<String>, UserError> {
     as_extension(|| {
         Spi::connect(|client| {
             client
@@ -35,13 +33,13 @@ pub fn held_back(target: &Target) -> Vec<String> {
                 .collect::<Result<Vec<String>, _>>()
         })
     })
-    .unwrap_or_else(|e| UserError::new(ERRCODE_INTERNAL_ERROR, format!("could not read doctrove_embed.failures: {e}")).raise())
+    .map_err(internal("read doctrove_embed.failures"))
 }
 
 /// Adds one attempt for each rejected paper, with the API's message.
-pub fn record(target: &Target, ids: Vec<String>, errors: Vec<String>) {
+pub fn record(target: &Target, ids: Vec<String>, errors: Vec<String>) -> Result<(), UserError> {
     if ids.is_empty() {
-        return;
+        return Ok(());
     }
     run(
         "INSERT INTO doctrove_embed.failures AS f (relid, paper_id, attempts, last_error, first_attempt_at, last_attempt_at) \
@@ -49,29 +47,30 @@ pub fn record(target: &Target, ids: Vec<String>, errors: Vec<String>) {
          ON CONFLICT (relid, paper_id) DO UPDATE SET attempts = f.attempts + 1, last_error = excluded.last_error, \
          last_attempt_at = now()",
         &[target.relid.into(), ids.into(), errors.into()],
-    );
+    )?;
+    Ok(())
 }
 
 /// Forgets the rows of papers that were just embedded (cheap when there are none).
-pub fn forget(target: &Target, ids: &[String]) {
+pub fn forget(target: &Target, ids: &[String]) -> Result<(), UserError> {
     let any = as_extension(|| {
         Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT 1 FROM doctrove_embed.failures WHERE relid = $1::oid::regclass)",
             &[target.relid.into()],
         )
     })
-    .ok()
-    .flatten()
+    .map_err(internal("read doctrove_embed.failures"))?
     .unwrap_or(false);
     if any {
         run(
             "DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass AND paper_id = ANY($2::text[])",
             &[target.relid.into(), ids.to_vec().into()],
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Forgets every rejected paper of the table; returns how many.
-pub fn clear_all(target: &Target) -> i64 {
-    run("DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass", &[target.relid.into()]) as i64
+pub fn clear_all(target: &Target) -> Result<i64, UserError> {
+    Ok(run("DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass", &[target.relid.into()])? as i64)
 }

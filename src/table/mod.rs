@@ -1,10 +1,14 @@
-//! The papers table: finding and checking it, the pending papers' partial index, the write of
-//! vectors with its isolation of refused rows, rejected papers, the watch triggers, and similarity
-//! search.
+//! The papers table: finding and checking it, the pending papers and their partial index, the
+//! claims of open Batch API jobs, the one write of vectors (shared by both paths) with its
+//! isolation of refused rows and the record of failures, the watch triggers, similarity search
+//! and the status figures.
 
-pub mod target;
-pub mod pending_index;
-pub mod write;
+pub mod claims;
 pub mod failures;
-pub mod watch;
+pub mod pending;
+pub mod pending_index;
 pub mod similarity;
+pub mod status;
+pub mod target;
+pub mod watch;
+pub mod write;

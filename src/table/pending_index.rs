@@ -57,3 +57,13 @@ pub fn over_pending<R>(target: &Target, f: impl FnOnce() -> R) -> R {
 fn preferring_index<R>(f: impl FnOnce() -> R) -> R {
     crate::pg::identity::with_setting(c"enable_seqscan", c"off", f)
 }
+
+/// Creates the partial index on pending papers (without CONCURRENTLY: it blocks writes to the
+/// table while it builds) unless one exists; returns its name.
+pub fn create(target: &Target) -> Result<String, UserError> {
+    if let Some(existing) = find(target) {
+        return Ok(existing);
+    }
+    crate::pg::ddl::run_ddl(&target.names.create_pending_index(false), "create the index")?;
+    Ok(find(target).unwrap_or_else(|| target.names.pending_index_name()))
+}

@@ -7,6 +7,7 @@
 //! comes earlier on some path (one named after the connecting user, say) is never taken.
 
 use embed_core::sql_text::{quote_ident, PapersTable};
+use embed_core::ApiConfig;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
@@ -24,6 +25,14 @@ pub struct Target {
     /// pgvector's `vector` type and its array type.
     pub vector_type: pg_sys::Oid,
     pub vector_array_type: pg_sys::Oid,
+}
+
+impl Target {
+    /// The length every vector written must have, when known: the column's declared length,
+    /// else the `dimensions` the API is asked for.
+    pub fn expected_dims(&self, config: &ApiConfig) -> Option<usize> {
+        self.dims.or((config.dimensions > 0).then_some(config.dimensions as usize))
+    }
 }
 
 struct Column {

@@ -1,19 +1,22 @@
-//! Writing a batch's vectors. All of them go in one set-based UPDATE with binary `vector`
-//! values, in a subtransaction. When the database refuses that statement (a trigger or a
-//! constraint of the table, a lock timeout, a serialization failure), the write is split in
-//! halves, each in a subtransaction of its own, down to single rows: every row the database
-//! accepts is written, and each refused row comes back with the database's SQLSTATE and message.
-//! So the cost stays one statement per batch when nothing is refused, and one refused row costs
-//! about 2 log2(n) more.
+//! The one write of vectors, shared by the live path and the collection of Batch API jobs. All
+//! of a batch's vectors go in one set-based UPDATE with binary `vector` values, in a
+//! subtransaction. When the database refuses that statement (a trigger or a constraint of the
+//! table, a lock timeout, a serialization failure), the write is split in halves, each in a
+//! subtransaction of its own, down to single rows: every row the database accepts is written,
+//! and each refused row comes back with the database's SQLSTATE and message. So the cost stays
+//! one statement per batch when nothing is refused, and one refused row costs about 2 log2(n)
+//! more. Then the papers the API rejected and the rows the database refused are recorded in
+//! `doctrove_embed.failures`, and the written ones forgotten there.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-use crate::live::batch::Acting;
-use crate::errors::UserError;
+use crate::errors::{internal, UserError};
+use crate::pg::identity::Acting;
 use crate::pg::subtransaction::in_subtransaction;
-use crate::table::target::Target;
 use crate::pg::vector_datum::vector_array_datum;
+use crate::table::failures;
+use crate::table::target::Target;
 
 /// What a write did.
 #[derive(Default)]
@@ -36,7 +39,7 @@ fn update(target: &Target, ids: &[String], vectors: &[Vec<f32>], model: &str, ac
     if target.names.model_version.is_some() {
         args.push(model.to_string().into());
     }
-    acting.run(target, || Spi::connect_mut(|client| client.update(query.as_str(), None, &args).map(|t| t.len() as i32)))
+    acting.run(target.owner, || Spi::connect_mut(|client| client.update(query.as_str(), None, &args).map(|t| t.len() as i32)))
 }
 
 struct Writer<'a> {
@@ -47,33 +50,65 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn write(&mut self, ids: &[String], vectors: &[Vec<f32>]) {
+    fn write(&mut self, ids: &[String], vectors: &[Vec<f32>]) -> Result<(), UserError> {
         let attempt = in_subtransaction(|| update(self.target, ids, vectors, self.model, self.acting));
         match attempt {
             Ok(Ok(rows)) => {
                 self.written.rows += rows;
                 self.written.ids.extend_from_slice(ids);
             }
-            Ok(Err(e)) => UserError::new(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("could not write embeddings: {e}")).raise(),
-            Err(error) if error.is_cancel() => error.raise(),
+            Ok(Err(e)) => return Err(internal("write embeddings")(e)),
+            // A cancel ends the statement: it is no row's fault.
+            Err(error) if error.is_cancel() => return Err(error),
             Err(error) if ids.len() == 1 => {
                 let why = format!("the database refused the write: {}: {}", error.sqlstate(), error.summary());
                 self.written.refused.push((ids[0].clone(), why));
             }
             Err(_) => {
                 let half = ids.len() / 2;
-                self.write(&ids[..half], &vectors[..half]);
-                self.write(&ids[half..], &vectors[half..]);
+                self.write(&ids[..half], &vectors[..half])?;
+                self.write(&ids[half..], &vectors[half..])?;
             }
         }
+        Ok(())
     }
 }
 
 /// Writes `vectors` to the papers `ids`, isolating the rows the database refuses.
-pub fn write_isolating(target: &Target, ids: &[String], vectors: &[Vec<f32>], model: &str, acting: Acting) -> Written {
+fn write_isolating(target: &Target, ids: &[String], vectors: &[Vec<f32>], model: &str, acting: Acting) -> Result<Written, UserError> {
     let mut writer = Writer { target, model, acting, written: Written::default() };
     if !ids.is_empty() {
-        writer.write(ids, vectors);
+        writer.write(ids, vectors)?;
     }
-    writer.written
+    Ok(writer.written)
+}
+
+/// What writing a batch's answers and recording its failures did.
+pub struct Settled {
+    /// Rows updated.
+    pub written_rows: i32,
+    /// The ids whose vectors were written.
+    pub written: Vec<String>,
+    /// The ids recorded in `doctrove_embed.failures`: rejected by the API or refused by the
+    /// database.
+    pub failed: Vec<String>,
+}
+
+/// Writes `vectors` to the papers `ids` (isolating refused rows), forgets the written papers'
+/// past failures, and records the papers the API `rejected` (id, message) and the rows the
+/// database refused.
+pub fn write_and_record(
+    target: &Target,
+    ids: &[String],
+    vectors: &[Vec<f32>],
+    mut rejected: Vec<(String, String)>,
+    model: &str,
+    acting: Acting,
+) -> Result<Settled, UserError> {
+    let written = write_isolating(target, ids, vectors, model, acting)?;
+    failures::forget(target, &written.ids)?;
+    rejected.extend(written.refused);
+    let (failed, messages): (Vec<String>, Vec<String>) = rejected.into_iter().unzip();
+    failures::record(target, failed.clone(), messages)?;
+    Ok(Settled { written_rows: written.rows, written: written.ids, failed })
 }

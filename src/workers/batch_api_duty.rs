@@ -7,18 +7,19 @@
 use std::time::{Duration, Instant};
 
 use crate::batch_api::collect::{collect, CollectedAll};
-use crate::batch_api::jobs_store::papers_in_open_batches;
-use crate::http::api_call::current_config;
+use crate::batch_api::jobs_store::papers_in_open_jobs;
 use crate::batch_api::submit::{submit_pending, Submitted};
-use crate::live::batch::{count_pending_of, Acting};
 use crate::errors::UserError;
-use crate::settings::gucs;
-use crate::table::target::{refuse_settings_from_catalogs, resolve};
+use crate::http::config::current_config;
+use crate::pg::identity::Acting;
 use crate::pg::transaction::in_transaction;
+use crate::settings::gucs;
+use crate::table::pending::count_pending;
+use crate::table::target::{refuse_settings_from_catalogs, resolve};
 
 /// When worker 0 last polled its batches.
 #[derive(Default)]
-pub struct BatchDuty {
+pub struct BatchApiDuty {
     last: Option<Instant>,
 }
 
@@ -26,7 +27,7 @@ fn poll_interval() -> Duration {
     Duration::from_millis(gucs::BATCH_API_POLL_MS.get().max(1) as u64)
 }
 
-impl BatchDuty {
+impl BatchApiDuty {
     fn mine(index: usize) -> bool {
         index == 0 && gucs::BATCH_API.get()
     }
@@ -52,7 +53,7 @@ impl BatchDuty {
         let submitted = in_transaction(|| {
             refuse_settings_from_catalogs()?;
             let target = resolve()?;
-            let unclaimed = count_pending_of(&target, Acting::TableOwner)? - papers_in_open_batches(&target);
+            let unclaimed = count_pending(&target, Acting::TableOwner)? - papers_in_open_jobs(&target)?;
             if unclaimed <= i64::from(gucs::BATCH_API_MIN_PAPERS.get()) {
                 return Ok(Submitted::default());
             }

@@ -14,12 +14,16 @@ use embed_core::progress::{batch_line, found_line, progress_line};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
 
-use crate::live::batch::{any_pending_of, count_pending_of, run_batch, Acting, BatchOutcome};
-use crate::table::target::resolve;
 use crate::errors::UserError;
-use crate::settings::gucs;
+use crate::live::batch::{run_batch, BatchOutcome};
+use crate::pg::identity::Acting;
+use crate::pg::latch;
 use crate::pg::shared_state::{self, Phase};
 use crate::pg::transaction::in_transaction;
+use crate::settings::gucs;
+use crate::table::pending::{any_pending, count_and_store};
+use crate::table::target::resolve;
+use crate::workers::batch_api_duty::BatchApiDuty;
 
 /// A LOG line in the server log, formatted like `format!`. Not pgrx's `log!`: on PostgreSQL 13
 /// it compares LOG with `log_min_messages` numerically and drops every LOG line at the default
@@ -80,21 +84,6 @@ fn report_activity(phase: Phase, detail: &str) {
     unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
 }
 
-/// Sleeps until woken, a signal arrives, or `timeout` passes.
-fn sleep(timeout: Duration) {
-    // SAFETY: standard latch wait of a background worker; exits if the postmaster dies.
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            timeout.as_millis().min(i32::MAX as u128) as std::ffi::c_long,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
-    pg_sys::check_for_interrupts!();
-}
-
 /// A worker's own bookkeeping between batches.
 struct WorkerLoop {
     index: usize,
@@ -105,7 +94,7 @@ struct WorkerLoop {
     last_logged_processed: Option<u64>,
     failures_in_a_row: u32,
     last_error_logged: Option<(String, Instant)>,
-    batches: crate::workers::batch_api_duty::BatchDuty,
+    batch_api: BatchApiDuty,
 }
 
 impl WorkerLoop {
@@ -115,20 +104,14 @@ impl WorkerLoop {
 
     /// Counts pending papers (in its own transaction) and stores the figure for the status view.
     fn recount(&self) -> Result<i64, UserError> {
-        let start = Instant::now();
-        let (relid, pending) = in_transaction(|| {
-            let target = resolve()?;
-            Ok((target.relid.to_u32(), count_pending_of(&target, Acting::TableOwner)?))
-        })?;
-        shared_state::store_pending_count(relid, pending, start.elapsed().as_secs_f64() * 1000.0);
-        Ok(pending)
+        in_transaction(|| count_and_store(&resolve()?, Acting::TableOwner))
     }
 
     /// Whether any paper is pending: one probe through the partial index, not a count.
     fn probe(&self) -> Result<bool, UserError> {
         in_transaction(|| {
             let target = resolve()?;
-            any_pending_of(&target, Acting::TableOwner)
+            any_pending(&target, Acting::TableOwner)
         })
     }
 
@@ -220,9 +203,9 @@ impl WorkerLoop {
             self.phase(Phase::Batches, "waiting for worker 0 to look for batches left unrecorded");
             return Duration::from_millis(200);
         }
-        if self.batches.due(self.index) {
+        if self.batch_api.due(self.index) {
             self.phase(Phase::Batches, "");
-            let ran = self.batches.run();
+            let ran = self.batch_api.run();
             shared_state::update(|s| s.batches_checked = true);
             match ran {
                 Ok((collected, submitted)) => {
@@ -250,7 +233,7 @@ impl WorkerLoop {
             }
         }
         // An idle worker 0 still wakes for its next poll of the batches.
-        let naptime = naptime.min(self.batches.next_in(self.index).unwrap_or(naptime));
+        let naptime = naptime.min(self.batch_api.next_in(self.index).unwrap_or(naptime));
         if !self.busy {
             match self.probe() {
                 Ok(false) => {
@@ -277,7 +260,7 @@ impl WorkerLoop {
         match result {
             Ok(mut outcome) if outcome.successful + outcome.failed > 0 => {
                 // Counted only now that the batch's transaction has committed.
-                shared_state::record_batch(Some(self.index), &outcome);
+                shared_state::record_batch(Some(self.index), &outcome.figures());
                 self.log_progress(Some(&outcome), false);
                 if shared_state::claim_recount() {
                     let _ = self.recount();
@@ -346,7 +329,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(index)) };
     server_log!("doctrove_embed worker {index} started in database \"{database}\"");
 
-    let mut worker = WorkerLoop { index, busy: false, announced: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None, batches: Default::default() };
+    let mut worker = WorkerLoop { index, busy: false, announced: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None, batch_api: Default::default() };
     loop {
         pg_sys::check_for_interrupts!();
         // SAFETY: reads and clears the flag set by SignalHandlerForConfigReload.
@@ -364,7 +347,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         }
         let pause = worker.step();
         if !pause.is_zero() {
-            sleep(pause);
+            latch::wait(pause);
         }
     }
 }

@@ -17,6 +17,7 @@ use http_endpoint::openai::{body_of, inputs_of};
 use http_endpoint::{Reply, Request};
 use serde_json::{json, Value};
 
+use crate::embeddings::embeddings_body;
 use crate::multipart;
 use crate::options::Options;
 use crate::stats::Stats;
@@ -192,7 +193,7 @@ impl BatchStore {
                     for text in &inputs {
                         *scope_stats.batch_per_text.entry(text.clone()).or_default() += 1;
                     }
-                    Ok(crate::server::embeddings_body(body["model"].as_str().unwrap_or(""), &inputs, dims, base64, false, tokens))
+                    Ok(embeddings_body(body["model"].as_str().unwrap_or(""), &inputs, dims, base64, false, tokens))
                 }
                 Err(reply) => Err(serde_json::from_slice(&reply.body).unwrap_or(Value::Null)),
             };

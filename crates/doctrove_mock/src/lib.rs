@@ -3,6 +3,7 @@
 //! faults. The extension knows nothing of it; it is just another embeddings endpoint.
 
 mod batch_api;
+mod embeddings;
 mod limits;
 mod multipart;
 mod options;

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_endpoint::openai::{body_of, embedding_value, inputs_of};
+use http_endpoint::openai::{body_of, inputs_of};
 use http_endpoint::{Limits, Reply, Request, Server};
 
 use serde_json::{json, Value};
 
+use crate::embeddings::embeddings_body;
 use crate::limits::default_limits;
 use crate::options::{parse_path, percent_encode, Options};
 use crate::stats::Stats;
@@ -324,18 +325,4 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
         reply = reply.with_header(&name, &value);
     }
     reply
-}
-
-/// An embeddings answer: each input's vector of `dims` components, listed in input order when
-/// `ascending`, else reversed (clients must match by `index`).
-pub(crate) fn embeddings_body(model: &str, inputs: &[String], dims: usize, base64: bool, ascending: bool, tokens: u64) -> Value {
-    let mut order: Vec<usize> = (0..inputs.len()).collect();
-    if !ascending {
-        order.reverse();
-    }
-    let data: Vec<Value> = order
-        .iter()
-        .map(|&i| json!({"object": "embedding", "index": i, "embedding": embedding_value(&vector_for(&inputs[i], dims), base64)}))
-        .collect();
-    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::bounds::{cut_message, MAX_MESSAGE_CHARS};
-use crate::client::{agent_for, error_answer, location_host, transport_error, ApiConfig};
+use crate::client::{agent_for, display_url, read_answer, transport_error, with_key, ApiConfig};
 use crate::error::ApiError;
-use crate::request::{api_url, auth_header};
+use crate::request::api_url;
 
 /// Longest an upload or a download may take in all.
 const FILE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -96,26 +96,9 @@ pub fn batch_info(value: &Value) -> Result<BatchInfo, ApiError> {
     })
 }
 
-fn with_key<B>(config: &ApiConfig, mut request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-    if let Some((name, value)) = auth_header(&config.api_key_header, &config.api_key) {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    request
-}
-
 /// The body of a 2xx answer, at most `limit` bytes; any other answer as its error.
-fn answer_body(config: &ApiConfig, mut response: ureq::http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>, ApiError> {
-    let status = response.status().as_u16();
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    if (300..400).contains(&status) {
-        return Err(ApiError::Redirected { status, location: location_host(header("location").as_deref()) });
-    }
-    let (retry_ms, retry_s) = (header("retry-after-ms"), header("retry-after"));
-    let bytes = response.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| transport_error(e, config))?;
-    if (200..300).contains(&status) {
-        return Ok(bytes);
-    }
-    Err(error_answer(config, status, &bytes, retry_ms.as_deref(), retry_s.as_deref()))
+fn answer_body(config: &ApiConfig, response: ureq::http::Response<ureq::Body>, limit: u64) -> Result<Vec<u8>, ApiError> {
+    read_answer(config, response, limit, |status| (200..300).contains(&status)).map(|(bytes, _)| bytes)
 }
 
 fn json_of(bytes: &[u8]) -> Result<Value, ApiError> {
@@ -222,7 +205,7 @@ pub fn read_file_lines(
     loop {
         line.clear();
         let read = (&mut reader).take(max_line as u64 + 1).read_until(b'\n', &mut line).map_err(|e| ApiError::Unreachable {
-            url: crate::client::display_url(&config.base_url),
+            url: display_url(&config.base_url),
             reason: format!("reading file {id}: {e}"),
         })?;
         if read == 0 {

@@ -7,8 +7,16 @@ pub const MAX_VECTOR_DIMS: usize = 16_000;
 /// Longest API message kept in an error, a log line or `doctrove_embed.failures`, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 500;
 
-/// Bytes of a text read for one paper: the most [`crate::tokens::truncate`] keeps of an input.
-pub const MAX_INPUT_BYTES: usize = crate::tokens::MAX_TOKENS_PER_INPUT * crate::tokens::MAX_BYTES_PER_TOKEN;
+/// Most tokens the embedding models take in one input.
+pub const MAX_TOKENS_PER_INPUT: usize = 8191;
+
+/// Bytes per token that no real text reaches on average (English prose takes about 4.5): a
+/// text is cut to `max_tokens` times this many bytes before it is tokenized, so tokenizing
+/// time and memory are bounded however long the text is, and nothing that fits is lost.
+pub const MAX_BYTES_PER_TOKEN: usize = 16;
+
+/// Bytes of a text read for one paper: the most `tokens::cut_to_model_limit` keeps of an input.
+pub const MAX_INPUT_BYTES: usize = MAX_TOKENS_PER_INPUT * MAX_BYTES_PER_TOKEN;
 
 /// Bytes of JSON per float an answer may spend: a float written out in full
 /// (`-1.2345678901234567e-10,`) takes 24; base64 takes under 6.

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::bounds::{cut_message, max_answer_bytes, MAX_MESSAGE_CHARS};
 use crate::error::ApiError;
+use crate::rate_limit::RateLimitHeaders;
 use crate::request::{auth_header, endpoint_url, request_body};
 use crate::response::{api_error_message, decode_embeddings, Embeddings};
-
 
 /// Where and how to call the API; a snapshot of the settings, taken before each request.
 #[derive(Clone, PartialEq)]
@@ -127,35 +127,48 @@ pub(crate) fn transport_error(error: ureq::Error, config: &ApiConfig) -> ApiErro
 pub fn embed(config: &ApiConfig, inputs: &[String], expected_dims: Option<usize>) -> Result<Embeddings, ApiError> {
     let url = endpoint_url(&config.base_url);
     let body = request_body(&config.model, inputs, config.dimensions);
-    let mut request = agent_for(config.timeout).post(&url).header("Content-Type", "application/json");
+    let request = with_key(config, agent_for(config.timeout).post(&url).header("Content-Type", "application/json"));
+    let response = request.send(&body[..]).map_err(|e| transport_error(e, config))?;
+    let limit = max_answer_bytes(inputs.len(), expected_dims);
+    let (bytes, rate_limits) = read_answer(config, response, limit, |status| status == 200)?;
+    let mut answer = decode_embeddings(&bytes, inputs.len(), expected_dims).map_err(ApiError::from)?;
+    answer.rate_limits = rate_limits;
+    Ok(answer)
+}
+
+/// `request` with the API key header of `config`, if a key is set.
+pub(crate) fn with_key<B>(config: &ApiConfig, mut request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
     if let Some((name, value)) = auth_header(&config.api_key_header, &config.api_key) {
         request = request.header(name.as_str(), value.as_str());
     }
-    let mut response = request.send(&body[..]).map_err(|e| transport_error(e, config))?;
+    request
+}
+
+/// Reads an HTTP answer, for every call the clients make: a 3xx is [`ApiError::Redirected`]
+/// (its body unread); otherwise the body is read, at most `limit` bytes, and returned with the
+/// `x-ratelimit-*` headers when `ok(status)`; any other status is the error it means.
+pub(crate) fn read_answer(
+    config: &ApiConfig,
+    mut response: ureq::http::Response<ureq::Body>,
+    limit: u64,
+    ok: impl Fn(u16) -> bool,
+) -> Result<(Vec<u8>, RateLimitHeaders), ApiError> {
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     if (300..400).contains(&status) {
         return Err(ApiError::Redirected { status, location: location_host(header("location").as_deref()) });
     }
     let (retry_ms, retry_s) = (header("retry-after-ms"), header("retry-after"));
-    let rate_limits = crate::rate_limit::RateLimitHeaders::read(header);
-    let bytes = response
-        .body_mut()
-        .with_config()
-        .limit(max_answer_bytes(inputs.len(), expected_dims))
-        .read_to_vec()
-        .map_err(|e| transport_error(e, config))?;
-
-    if status == 200 {
-        let mut answer = decode_embeddings(&bytes, inputs.len(), expected_dims).map_err(ApiError::from)?;
-        answer.rate_limits = rate_limits;
-        return Ok(answer);
+    let rate_limits = RateLimitHeaders::read(header);
+    let bytes = response.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| transport_error(e, config))?;
+    if ok(status) {
+        return Ok((bytes, rate_limits));
     }
     Err(error_answer(config, status, &bytes, retry_ms.as_deref(), retry_s.as_deref()))
 }
 
 /// The error an answer of `status` (not 2xx, not 3xx) with `body` means.
-pub(crate) fn error_answer(config: &ApiConfig, status: u16, body: &[u8], retry_ms: Option<&str>, retry_s: Option<&str>) -> ApiError {
+fn error_answer(config: &ApiConfig, status: u16, body: &[u8], retry_ms: Option<&str>, retry_s: Option<&str>) -> ApiError {
     let (message, code) = api_error_message(body);
     let message = redact(&message, &config.api_key);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

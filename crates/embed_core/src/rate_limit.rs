@@ -41,20 +41,6 @@ impl Bucket {
         self.updated_ms = now_ms;
     }
 
-    /// Takes `amount` when the level is not in debt; otherwise how long to wait.
-    pub fn take(&mut self, amount: f64, per_minute: f64, now_ms: i64) -> Result<(), Duration> {
-        if per_minute <= 0.0 {
-            return Ok(());
-        }
-        self.refill(per_minute, now_ms);
-        if self.level >= 0.0 {
-            self.level -= amount;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(-self.level / per_minute * 60.0))
-        }
-    }
-
     /// How long until the level is out of debt (`None`: no wait, or unlimited). Refills first.
     pub fn wait(&mut self, per_minute: f64, now_ms: i64) -> Option<Duration> {
         if per_minute <= 0.0 {
@@ -131,16 +117,19 @@ mod tests {
     #[test]
     fn an_unlimited_bucket_never_waits() {
         let mut b = Bucket::default();
-        assert_eq!(b.take(1e9, 0.0, 1000), Ok(()));
+        assert_eq!(b.wait(0.0, 1000), None);
+        b.spend(1e9);
+        assert_eq!(b.wait(0.0, 1000), None);
     }
 
     #[test]
     fn a_new_bucket_starts_empty_and_refills_at_the_limit() {
         let mut b = Bucket::default();
-        assert_eq!(b.take(100.0, 6000.0, 1_000), Ok(()), "level 0 is not debt");
+        assert_eq!(b.wait(6000.0, 1_000), None, "level 0 is not debt");
+        b.spend(100.0);
         // Level is now -100; at 100 a second it takes one second to repay.
-        assert_eq!(b.take(100.0, 6000.0, 1_000), Err(Duration::from_secs(1)));
-        assert_eq!(b.take(100.0, 6000.0, 2_000), Ok(()));
+        assert_eq!(b.wait(6000.0, 1_000), Some(Duration::from_secs(1)));
+        assert_eq!(b.wait(6000.0, 2_000), None);
     }
 
     #[test]
@@ -148,9 +137,12 @@ mod tests {
         let mut b = Bucket::default();
         let (per_minute, mut now, mut taken) = (60_000.0, 1_000i64, 0.0);
         while now < 1_000 + 120_000 {
-            match b.take(700.0, per_minute, now) {
-                Ok(()) => taken += 700.0,
-                Err(wait) => now += wait.as_millis().max(1) as i64,
+            match b.wait(per_minute, now) {
+                None => {
+                    b.spend(700.0);
+                    taken += 700.0;
+                }
+                Some(wait) => now += wait.as_millis().max(1) as i64,
             }
         }
         let rate = taken / 2.0;

@@ -119,7 +119,7 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
         return Err(Malformed("an embedding holds NaN or infinity".into()));
     }
     // No input counts more than the model's limit, so a larger figure is not believed.
-    let most_tokens = (expected_count * crate::tokens::MAX_TOKENS_PER_INPUT) as u64;
+    let most_tokens = (expected_count * crate::bounds::MAX_TOKENS_PER_INPUT) as u64;
     let total_tokens = json["usage"]["total_tokens"].as_u64().filter(|&n| n <= most_tokens).unwrap_or(0);
     Ok(Embeddings { vectors, total_tokens, rate_limits: Default::default() })
 }

@@ -7,8 +7,9 @@ use std::sync::OnceLock;
 
 use tiktoken_rs::CoreBPE;
 
-/// Most tokens the embedding models take in one input.
-pub const MAX_TOKENS_PER_INPUT: usize = 8191;
+use crate::bounds::{cut_bytes, MAX_BYTES_PER_TOKEN};
+// Also reachable here: crates/doctrove_itest names `embed_core::tokens::MAX_TOKENS_PER_INPUT`.
+pub use crate::bounds::MAX_TOKENS_PER_INPUT;
 
 fn bpe() -> &'static CoreBPE {
     static BPE: OnceLock<CoreBPE> = OnceLock::new();
@@ -20,15 +21,10 @@ pub fn count(text: &str) -> usize {
     bpe().encode_ordinary(text).len()
 }
 
-/// Bytes per token that no real text reaches on average (English prose takes about 4.5): a
-/// text is cut to `max_tokens` times this many bytes before it is tokenized, so tokenizing
-/// time and memory are bounded however long the text is, and nothing that fits is lost.
-pub const MAX_BYTES_PER_TOKEN: usize = 16;
-
 /// `text` cut to at most `max_tokens` tokens (unchanged when it fits), and its token count
 /// when it had to be tokenized (`None` for a text short enough not to need it).
 pub fn truncate(text: &str, max_tokens: usize) -> (String, Option<usize>) {
-    let text = crate::bounds::cut_bytes(text, max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
+    let text = cut_bytes(text, max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
     if text.len() <= max_tokens {
         return (text.to_string(), None);
     }
@@ -44,6 +40,13 @@ pub fn truncate(text: &str, max_tokens: usize) -> (String, Option<usize>) {
         }
         end -= 1;
     }
+}
+
+/// `text` cut to what the model takes in one input, [`MAX_TOKENS_PER_INPUT`] tokens (so at most
+/// [`crate::bounds::MAX_INPUT_BYTES`] bytes), as [`truncate`] returns it: the cut text, and its
+/// token count when it had to be tokenized. Every text sent to the API goes through this.
+pub fn cut_to_model_limit(text: &str) -> (String, Option<usize>) {
+    truncate(text, MAX_TOKENS_PER_INPUT)
 }
 
 /// An upper bound of the tokens of `text` that costs nothing: its byte length.
@@ -85,6 +88,17 @@ mod tests {
         // Not a timing assert on speed: a bound two orders of magnitude above the real cost,
         // which only an uncut 20 MB text reaches.
         assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_text_is_cut_to_the_models_limit() {
+        let long = "word ".repeat(20_000);
+        assert!(count(&long) > MAX_TOKENS_PER_INPUT);
+        let (cut, tokens) = cut_to_model_limit(&long);
+        assert_eq!(tokens, Some(MAX_TOKENS_PER_INPUT));
+        assert_eq!(count(&cut), MAX_TOKENS_PER_INPUT);
+        assert!(long.starts_with(&cut));
+        assert_eq!(cut_to_model_limit("Title: short"), ("Title: short".to_string(), None));
     }
 
     #[test]

@@ -1,0 +1,31 @@
+//! The indexes a papers table wants: the partial index on pending papers and the HNSW index for
+//! similarity search.
+
+use pgrx::prelude::*;
+
+use crate::table::target::resolve;
+use crate::table::{pending_index, similarity};
+
+/// Creates the partial index on pending papers (without CONCURRENTLY: it blocks writes to the
+/// table while it builds) and returns its name.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn create_pending_index() -> String {
+    let target = resolve().unwrap_or_else(|e| e.raise());
+    pending_index::create(&target).unwrap_or_else(|e| e.raise())
+}
+
+/// The `CREATE INDEX CONCURRENTLY` command for the partial index on pending papers, to run
+/// outside a transaction block (in psql: `SELECT doctrove_embed.pending_index_command() \gexec`).
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn pending_index_command() -> String {
+    resolve().unwrap_or_else(|e| e.raise()).names.create_pending_index(true)
+}
+
+/// Builds an HNSW index for cosine distance on the embedding column (pgvector's default
+/// m = 16, ef_construction = 64) and returns its name. Build it after the backfill: one
+/// build over all vectors is much faster than maintaining the graph on every write.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn create_hnsw_index() -> String {
+    let target = resolve().unwrap_or_else(|e| e.raise());
+    similarity::create_hnsw_index(&target).unwrap_or_else(|e| e.raise())
+}

@@ -1,0 +1,32 @@
+//! Similarity search: the papers nearest to a paper, or to a query text embedded through the
+//! configured API.
+
+use pgrx::prelude::*;
+
+use crate::http::config::current_config;
+use crate::http::query::embed_query;
+use crate::table::similarity::{check_k, nearest, similar_papers as nearest_to_paper};
+use crate::table::target::resolve;
+
+/// The `k` papers most similar to paper `paper_id` (cosine distance), itself left out.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn similar_papers(
+    paper_id: &str,
+    k: default!(i32, 10),
+) -> TableIterator<'static, (name!(paper_id, String), name!(title, Option<String>), name!(distance, f64))> {
+    let target = resolve().unwrap_or_else(|e| e.raise());
+    TableIterator::new(nearest_to_paper(&target, paper_id, k).unwrap_or_else(|e| e.raise()))
+}
+
+/// The `k` papers most similar to `query`, embedded through the configured API.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn search(
+    query: &str,
+    k: default!(i32, 10),
+) -> TableIterator<'static, (name!(paper_id, String), name!(title, Option<String>), name!(distance, f64))> {
+    check_k(k).unwrap_or_else(|e| e.raise());
+    let target = resolve().unwrap_or_else(|e| e.raise());
+    let config = current_config().unwrap_or_else(|e| e.raise());
+    let vector = embed_query(&config, query, target.expected_dims(&config)).unwrap_or_else(|e| e.raise());
+    TableIterator::new(nearest(&target, &vector, k).unwrap_or_else(|e| e.raise()))
+}

@@ -1,0 +1,39 @@
+//! `watch()` and `unwatch()`, and the statement trigger they install that wakes a worker.
+
+use pgrx::prelude::*;
+
+use crate::table::target::resolve;
+
+/// Installs the triggers that keep the configured table's embeddings current: new papers
+/// wake the background workers when their transaction commits, and an edit of the title or
+/// abstract clears the embedding so the paper is embedded again. Idempotent.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn watch() -> String {
+    let target = resolve().unwrap_or_else(|e| e.raise());
+    crate::table::watch::watch(&target).unwrap_or_else(|e| e.raise());
+    format!("watching {}", target.names.table)
+}
+
+/// Removes the triggers `watch()` installed.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn unwatch() -> String {
+    let target = resolve().unwrap_or_else(|e| e.raise());
+    crate::table::watch::unwatch(&target).unwrap_or_else(|e| e.raise());
+    format!("no longer watching {}", target.names.table)
+}
+
+/// The extension's one `#[pg_schema]` module: `#[pg_trigger]` takes its schema only from the
+/// module it is in (every `#[pg_extern]` names its schema itself).
+#[pg_schema]
+mod doctrove_embed {
+    use pgrx::prelude::*;
+
+    /// Statement trigger: wake an idle background worker when this transaction commits.
+    #[pg_trigger]
+    fn wake_workers<'a>(
+        _trigger: &'a pgrx::PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
+        crate::pg::at_commit::wake_a_worker();
+        Ok(None)
+    }
+}
