@@ -78,16 +78,21 @@ free_port() {
     echo "$port"
 }
 
-# mock_start PORT LOGFILE [more doctrove-mock arguments]: the release build of the mock.
+# mock_start LOGFILE [more doctrove-mock arguments]: the release build of the mock, listening
+# on a port the system picks (127.0.0.1:0), so it collides with nothing. Sets MOCK_PID, and
+# MOCK_URL (http://127.0.0.1:PORT) from the address the mock prints on its "listening on" line.
 mock_start() {
-    local port="$1" logfile="$2"; shift 2
-    "$ROOT/target/release/doctrove-mock" --listen "127.0.0.1:$port" "$@" >"$logfile" 2>&1 &
+    local logfile="$1"; shift
+    "$ROOT/target/release/doctrove-mock" --listen 127.0.0.1:0 "$@" >"$logfile" 2>&1 &
     MOCK_PID=$!
-    wait_started "$MOCK_PID" "$logfile" "listening" "the mock"
+    wait_started "$MOCK_PID" "$logfile" "^doctrove-mock listening on " "the mock" || return 1
+    MOCK_URL=$(sed -n 's/^doctrove-mock listening on //p' "$logfile")
+    [[ "$MOCK_URL" =~ ^http://127\.0\.0\.1:[0-9]+$ ]] \
+        || { echo "the mock's listening line names no address: '$MOCK_URL'" >&2; return 1; }
 }
 
 # mock_stop: SIGTERM, then wait until the mock has exited (it lets requests under way finish for
-# up to 10 s, holding its port meanwhile), so the next mock_start on the same port finds it free.
+# up to 10 s, holding its port meanwhile), so no mock outlives the script that started it.
 mock_stop() {
     local pid="${MOCK_PID:-}"
     MOCK_PID=

@@ -17,7 +17,8 @@ else
 fi
 TEST_DIR="${TEST_DIR:-/tmp/doctrove_embed_test}"
 PG_PORT="${PG_PORT:-$(free_port 55432)}"
-MOCK_PORT="${MOCK_PORT:-18089}"  # the golden tests name this port
+# The mock listens on a port the system picks (mock_start sets MOCK_URL); the golden tests and the
+# client-side tests find it in DOCTROVE_TEST_MOCK.
 PGRX_DIR=/tmp/doctrove_embed_pgrx
 # Every attack of the security suite (crates/doctrove_itest/tests/security.rs, the model server's
 # crates/doctrove_model/tests/http_limits.rs) appends `attack NAME worked=0|1` here.
@@ -29,10 +30,12 @@ summaries=()
 cleanup() {
     mock_stop
     cluster_stop "$TEST_DIR"
-    # The 0.1.0 install script each version suite put in place for the upgrade test.
+    # The released install scripts each version suite put in place for the upgrade tests.
     for v in "${OTHER_PGS[@]}" "$MAIN_PG"; do
-        rm -f "$(pg_prefix "$v")/share/postgresql/extension/doctrove_embed--0.1.0.sql" \
-              "/usr/share/postgresql/$v/extension/doctrove_embed--0.1.0.sql"
+        for old in 0.1.0 0.2.0; do
+            rm -f "$(pg_prefix "$v")/share/postgresql/extension/doctrove_embed--$old.sql" \
+                  "/usr/share/postgresql/$v/extension/doctrove_embed--$old.sql"
+        done
     done
 }
 trap cleanup EXIT
@@ -65,27 +68,29 @@ version_suite() {
 
     log "PostgreSQL $v: install the release build"
     make -s install PG="$v"
-    # The 0.1.0 install script as released, for the upgrade test to start from.
-    install -m 644 sql/released/doctrove_embed--0.1.0.sql "$("$PG_CONFIG" --sharedir)/extension/"
+    # The 0.1.0 and 0.2.0 install scripts as released, for the upgrade tests to start from.
+    install -m 644 sql/released/doctrove_embed--0.1.0.sql sql/released/doctrove_embed--0.2.0.sql \
+        "$("$PG_CONFIG" --sharedir)/extension/"
 
-    log "PostgreSQL $v: test cluster on port $PG_PORT, mock on port $MOCK_PORT"
     cargo build -q --release -p doctrove_mock
     mock_stop
-    mock_start "$MOCK_PORT" "$TEST_DIR.mock.log"
+    mock_start "$TEST_DIR.mock.log"
+    log "PostgreSQL $v: test cluster on port $PG_PORT, mock at $MOCK_URL"
     cluster_start "$TEST_DIR" "$PG_PORT" \
         "shared_preload_libraries = 'pg_cron,doctrove_embed'" \
         "cron.database_name = 'postgres'" \
         "doctrove_embed.workers = 0" \
-        "doctrove_embed.api_base_url = 'http://127.0.0.1:$MOCK_PORT/v1'" \
+        "doctrove_embed.api_base_url = '$MOCK_URL/v1'" \
         "doctrove_embed.api_key = 'sk-regress-0123456789'"
 
-    log "PostgreSQL $v: pg_regress golden tests (pg_test/)"
+    log "PostgreSQL $v: pg_regress golden tests (tests/pg_regress/)"
     local regress_out="$TEST_DIR/regress" tests
     mkdir -p "$regress_out"
-    tests=$(cd pg_test/sql && ls *.sql | sed 's/\.sql$//' | sort)
-    if ! "$("$PG_CONFIG" --pgxs | xargs dirname)/../test/regress/pg_regress" \
+    tests=$(cd tests/pg_regress/sql && ls *.sql | sed 's/\.sql$//' | sort)
+    # The SQL files read the mock's root URL from DOCTROVE_TEST_MOCK (psql's \set with backquotes).
+    if ! DOCTROVE_TEST_MOCK="$MOCK_URL" "$("$PG_CONFIG" --pgxs | xargs dirname)/../test/regress/pg_regress" \
             --bindir="$PG_BIN" --host="$TEST_DIR" --port="$PG_PORT" --user=postgres \
-            --inputdir=pg_test --outputdir="$regress_out" --dbname=doctrove_regress $tests; then
+            --inputdir=tests/pg_regress --outputdir="$regress_out" --dbname=doctrove_regress $tests; then
         cat "$regress_out/regression.diffs" 2>/dev/null || true
         exit 1
     fi
@@ -103,7 +108,7 @@ client_tests() {
     for t in "$@"; do args+=(--test "$t"); done
     DOCTROVE_TEST_FIGURES="$figures" \
     DOCTROVE_TEST_PG="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
-    DOCTROVE_TEST_MOCK="http://127.0.0.1:$MOCK_PORT" \
+    DOCTROVE_TEST_MOCK="$MOCK_URL" \
     DOCTROVE_TEST_PG_BIN="$PG_BIN" \
         cargo test -p doctrove_itest "${args[@]}" -- --test-threads=2 2>&1 | tee "$TEST_DIR.itest.log"
 }
@@ -118,35 +123,37 @@ client_tests security robustness setup cron importer batch_api
 
 log "make run end to end on PostgreSQL $MAIN_PG: local model, generated sample, background workers, HNSW, three queries"
 run_log="$TEST_DIR/make_run.log"
-RUN_DIR=/tmp/doctrove_embed_run_ci RUN_PORT=$(free_port 55435) MODEL_PORT=$(free_port 18092) \
+run_port=$(free_port 55435) model_port=$(free_port 18092)
+RUN_DIR=/tmp/doctrove_embed_run_ci RUN_PORT=$run_port MODEL_PORT=$model_port \
     make -s run SAMPLE=400 2>&1 | tee "$run_log" | grep -E "^==>|on topic"
 [[ $(grep -c "on topic: 5/5" "$run_log") == 3 ]] || { echo "make run: a query's five nearest papers are not all on its topic" >&2; exit 1; }
 grep -q "all papers embedded" "$run_log" || { echo "make run did not embed every paper" >&2; exit 1; }
 
 log "make run DATABASE_URL=... (a database of the cluster above, embedded with embed_pending)"
-sudo -u postgres "$PG_BIN/createdb" -h /tmp/doctrove_embed_run_ci -p 55435 via_url
-DATABASE_URL="host=/tmp/doctrove_embed_run_ci port=55435 user=postgres dbname=via_url" \
-    RUN_DIR=/tmp/doctrove_embed_run_ci MODEL_PORT=18092 \
+sudo -u postgres "$PG_BIN/createdb" -h /tmp/doctrove_embed_run_ci -p "$run_port" via_url
+DATABASE_URL="host=/tmp/doctrove_embed_run_ci port=$run_port user=postgres dbname=via_url" \
+    RUN_DIR=/tmp/doctrove_embed_run_ci MODEL_PORT=$model_port \
     make -s run SAMPLE=160 2>&1 | tee "$run_log" | grep -E "^==>|on topic"
-embedded_via_url=$(psql "host=/tmp/doctrove_embed_run_ci port=55435 user=postgres dbname=via_url" -XAt \
+embedded_via_url=$(psql "host=/tmp/doctrove_embed_run_ci port=$run_port user=postgres dbname=via_url" -XAt \
     -c "SELECT count(doctrove_embedding) FROM doctrove_papers")
 RUN_DIR=/tmp/doctrove_embed_run_ci bash scripts/run.sh --stop
 [[ "$embedded_via_url" == 160 && $(grep -c "on topic: 5/5" "$run_log") == 3 ]] \
     || { echo "make run with DATABASE_URL: $embedded_via_url of 160 embedded" >&2; exit 1; }
-! pgrep -f "doctrove-model .*127.0.0.1:18092" >/dev/null || { echo "make stop left the model server running" >&2; exit 1; }
+! pgrep -f "doctrove-model .*127.0.0.1:$model_port" >/dev/null || { echo "make stop left the model server running" >&2; exit 1; }
 
 log "make run DATA=... with OPENAI_API_KEY (pointed at the mock): vector(1536), the key sent and never logged"
 run_key="sk-run-$(date +%s%N)"
 target/release/doctrove-sample --count 100 --seed 9 >"$TEST_DIR/snapshot.jsonl"
-RUN_DIR=/tmp/doctrove_embed_run_ci_openai RUN_PORT=$(free_port 55436) OPENAI_API_KEY="$run_key" \
-    OPENAI_BASE_URL="http://127.0.0.1:$MOCK_PORT/s=make-run/v1" \
+run_port=$(free_port 55436)
+RUN_DIR=/tmp/doctrove_embed_run_ci_openai RUN_PORT=$run_port OPENAI_API_KEY="$run_key" \
+    OPENAI_BASE_URL="$MOCK_URL/s=make-run/v1" \
     make -s run DATA="$TEST_DIR/snapshot.jsonl" >"$TEST_DIR/make_run_openai.log" 2>&1 \
     || { cat "$TEST_DIR/make_run_openai.log"; exit 1; }
-dims=$(psql "host=/tmp/doctrove_embed_run_ci_openai port=55436 user=postgres dbname=doctrove" -XAt \
+dims=$(psql "host=/tmp/doctrove_embed_run_ci_openai port=$run_port user=postgres dbname=doctrove" -XAt \
     -c "SELECT count(*) FILTER (WHERE vector_dims(doctrove_embedding) = 1536) FROM doctrove_papers")
 leaks=$(cat /tmp/doctrove_embed_run_ci_openai/server.log "$TEST_DIR/make_run_openai.log" | grep -c "$run_key" || true)
 RUN_DIR=/tmp/doctrove_embed_run_ci_openai bash scripts/run.sh --stop
-sent=$(curl -s "http://127.0.0.1:$MOCK_PORT/stats/make-run" | grep -c "Bearer $run_key" || true)
+sent=$(curl -s "$MOCK_URL/stats/make-run" | grep -c "Bearer $run_key" || true)
 echo "papers with a 1536-dimension vector: $dims of 100; key sent to the API: $sent; log lines showing it: $leaks"
 [[ "$dims" == 100 && "$sent" == 1 && "$leaks" == 0 ]] || exit 1
 

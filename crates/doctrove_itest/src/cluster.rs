@@ -1,6 +1,7 @@
-//! A throwaway PostgreSQL cluster of a test's own (run as `postgres`, its own port and socket
-//! folder), started through `scripts/lib.sh` and stopped when dropped.
+//! A throwaway PostgreSQL cluster of a test's own (run as `postgres`, its own port, chosen free
+//! when it starts, and socket folder), started through `scripts/lib.sh` and stopped when dropped.
 
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,21 +18,34 @@ fn lib_sh() -> PathBuf {
 }
 
 impl Cluster {
-    /// Starts a new cluster with these `postgresql.conf` lines.
-    pub fn start(name: &str, port: u16, conf: &[String]) -> Cluster {
+    /// Starts a new cluster with these `postgresql.conf` lines, on a port free at the time: the
+    /// one the system gives a listener bound to `127.0.0.1:0`. Another process may take that port
+    /// before the server binds it; then the cluster is started again on a new one.
+    pub fn start(name: &str, conf: &[String]) -> Cluster {
+        const ATTEMPTS: usize = 5;
         let dir = PathBuf::from(format!("/tmp/doctrove_embed_it_{name}"));
-        let status = Command::new("bash")
-            .arg("-c")
-            .arg(r#"source "$1"; shift; cluster_start "$@""#)
-            .arg("bash")
-            .arg(lib_sh())
-            .arg(&dir)
-            .arg(port.to_string())
-            .args(conf)
-            .status()
-            .expect("run bash");
-        assert!(status.success(), "cluster {name} did not start");
-        Cluster { dir, port }
+        for attempt in 1..=ATTEMPTS {
+            let port = free_port();
+            let status = Command::new("bash")
+                .arg("-c")
+                .arg(r#"source "$1"; shift; cluster_start "$@""#)
+                .arg("bash")
+                .arg(lib_sh())
+                .arg(&dir)
+                .arg(port.to_string())
+                .args(conf)
+                .status()
+                .expect("run bash");
+            if status.success() {
+                return Cluster { dir, port };
+            }
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            let port_taken = log.contains("Address already in use");
+            assert!(port_taken, "cluster {name} did not start");
+            assert!(attempt < ATTEMPTS, "cluster {name} did not start: each of {ATTEMPTS} free ports was taken before the server bound it");
+            eprintln!("cluster {name}: port {port} was taken before the server bound it; starting on another");
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     pub fn connect(&self) -> Client {
@@ -73,6 +87,13 @@ impl Drop for Cluster {
             .arg(&self.dir)
             .status();
     }
+}
+
+/// A TCP port nothing listens on now: the one the system picks for a listener bound to
+/// `127.0.0.1:0`, closed again so the server can bind it.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a listener to 127.0.0.1:0");
+    listener.local_addr().expect("the listener's address").port()
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` naming `what`.

@@ -62,11 +62,6 @@ impl TestDb {
     }
 }
 
-/// Reads a `vector` column as `real[]`.
-pub fn vector_of(client: &mut Client, sql: &str) -> Option<Vec<f32>> {
-    client.query_one(sql, &[]).unwrap().get::<_, Option<Vec<f32>>>(0)
-}
-
 /// Appends a line to the fault suite's figures (`DOCTROVE_TEST_FIGURES`), printed at the end of
 /// `make test`, and to the test's own output.
 pub fn record_figure(line: &str) {

@@ -171,10 +171,9 @@ fn a_batch_over_the_enqueued_token_limit_is_released_and_sent_again_later() {
 }
 
 /// A cluster of its own (a `kill -9` restarts the whole server) with 500 papers.
-fn crash_cluster(name: &str, port: u16, switches: &str) -> (Cluster, Client) {
+fn crash_cluster(name: &str, switches: &str) -> (Cluster, Client) {
     let cluster = Cluster::start(
         name,
-        port,
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.workers = 0".to_string(),
@@ -198,7 +197,7 @@ fn kill_9_during(client: Client, sql: &'static str, after: Duration) {
 
 #[test]
 fn kill_9_during_a_submission_loses_nothing_and_pays_nothing_twice() {
-    let (cluster, client) = crash_cluster("batchkill_submit", 55471, "batch_hold=2000/batch_delay=6000/");
+    let (cluster, client) = crash_cluster("batchkill_submit", "batch_hold=2000/batch_delay=6000/");
     let scope = format!("batchkill_submit-{}", std::process::id());
     // The batch exists on the API when the session dies, and was never recorded.
     kill_9_during(client, "SELECT * FROM doctrove_embed.submit_batches()", Duration::from_millis(1000));
@@ -220,7 +219,7 @@ fn kill_9_during_a_submission_loses_nothing_and_pays_nothing_twice() {
 
 #[test]
 fn kill_9_during_a_collection_loses_nothing_and_writes_nothing_twice() {
-    let (cluster, mut client) = crash_cluster("batchkill_collect", 55472, "batch_hold=2000/");
+    let (cluster, mut client) = crash_cluster("batchkill_collect", "batch_hold=2000/");
     let scope = format!("batchkill_collect-{}", std::process::id());
     assert_eq!(submit(&mut client).1, 500);
     kill_9_during(client, "SELECT * FROM doctrove_embed.collect_batches()", Duration::from_millis(1000));

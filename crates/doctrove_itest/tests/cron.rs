@@ -7,10 +7,9 @@ use doctrove_itest::{create_logged_papers, mock_root, mock_stats, tally};
 use postgres::Client;
 
 /// A cluster with pg_cron and the extension, 300 papers, calling the mock under `scope`.
-fn cron_cluster(name: &str, port: u16, scope: &str, switches: &str) -> (Cluster, Client) {
+fn cron_cluster(name: &str, scope: &str, switches: &str) -> (Cluster, Client) {
     let cluster = Cluster::start(
         name,
-        port,
         &[
             "shared_preload_libraries = 'pg_cron,doctrove_embed'".to_string(),
             "cron.database_name = 'postgres'".to_string(),
@@ -44,7 +43,7 @@ fn run_on_schedule(client: &mut Client, command: &str) -> i64 {
 #[test]
 fn a_pg_cron_job_embeds_pending_papers() {
     let scope = format!("cron-{}", std::process::id());
-    let (_cluster, mut client) = cron_cluster("cron", 55448, &scope, "");
+    let (_cluster, mut client) = cron_cluster("cron", &scope, "");
     assert!(run_on_schedule(&mut client, "SELECT embed_pending(500)") >= 1);
     assert_eq!(mock_stats(&scope)["inputs"], 300);
 }
@@ -52,7 +51,7 @@ fn a_pg_cron_job_embeds_pending_papers() {
 #[test]
 fn one_scheduled_submit_batches_does_a_whole_backfill_through_the_batch_api() {
     let scope = format!("cron-batches-{}", std::process::id());
-    let (_cluster, mut client) = cron_cluster("cron_batches", 55473, &scope, "batch_delay=1000/");
+    let (_cluster, mut client) = cron_cluster("cron_batches", &scope, "batch_delay=1000/");
     // The first run submits; the next collects what the API finished (and submits what is left).
     let runs = run_on_schedule(&mut client, "SELECT doctrove_embed.submit_batches()");
     assert!(runs >= 2, "{runs} runs");

@@ -329,7 +329,6 @@ fn kill_9_of_a_worker_mid_batch_loses_nothing_and_writes_nothing_twice() {
     let scope = format!("faults-kill9-{}", std::process::id());
     let cluster = Cluster::start(
         "kill9",
-        55451,
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.database = 'postgres'".to_string(),
@@ -377,7 +376,6 @@ fn kill_9_of_a_worker_mid_batch_loses_nothing_and_writes_nothing_twice() {
 fn kill_9_of_a_session_mid_batch_loses_nothing() {
     let cluster = Cluster::start(
         "kill9s",
-        55452,
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.workers = 0".to_string(),
@@ -419,7 +417,6 @@ fn a_key_changed_by_reload_is_used_at_once_and_never_written_to_the_log() {
     let (first, second, third) = ("sk-first-key-0123456789", "sk-second-key-9876543210", "sk-third-key-5555555555");
     let cluster = Cluster::start(
         "keylog",
-        55453,
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.workers = 0".to_string(),

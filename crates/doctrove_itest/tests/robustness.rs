@@ -120,10 +120,9 @@ fn absurd_numbers_in_headers_change_nothing() {
 }
 
 /// A cluster with `workers` background workers on the mock, started disabled.
-fn worker_cluster(name: &str, port: u16, workers: u32, scope: &str) -> Cluster {
+fn worker_cluster(name: &str, workers: u32, scope: &str) -> Cluster {
     Cluster::start(
         name,
-        port,
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "max_worker_processes = 32".to_string(),
@@ -145,7 +144,7 @@ fn enable(client: &mut Client) {
 #[test]
 fn a_row_the_database_refuses_is_recorded_and_the_other_999_are_written() {
     let scope = format!("robust-refused-{}", std::process::id());
-    let cluster = worker_cluster("robust_refused", 55465, 1, &scope);
+    let cluster = worker_cluster("robust_refused", 1, &scope);
     let mut client = cluster.connect();
     client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
     papers(&mut client, 8, 1000);
@@ -183,7 +182,7 @@ fn a_row_the_database_refuses_is_recorded_and_the_other_999_are_written() {
 #[test]
 fn a_thousand_single_row_commits_wake_sixteen_workers_without_a_count_storm() {
     let scope = format!("robust-storm-{}", std::process::id());
-    let cluster = worker_cluster("robust_storm", 55466, 16, &scope);
+    let cluster = worker_cluster("robust_storm", 16, &scope);
     let mut client = cluster.connect();
     client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
     papers(&mut client, 8, 0);
@@ -222,7 +221,6 @@ fn a_worker_waiting_to_retry_says_so() {
     let scope = format!("robust-retrying-{}", std::process::id());
     let cluster = Cluster::start(
         "robust_retrying",
-        55467,
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.database = 'postgres'".to_string(),

@@ -72,7 +72,6 @@ const OWNER_TRAPS: &str = "
 fn a_table_owner_gains_nothing_through_the_worker() {
     let cluster = Cluster::start(
         "security_worker",
-        55461,
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.database = 'postgres'".to_string(),

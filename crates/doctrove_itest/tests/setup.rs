@@ -6,7 +6,7 @@ use doctrove_itest::{mock_root, mock_stats};
 
 #[test]
 fn without_the_preload_the_extension_works_and_the_session_survives() {
-    let cluster = Cluster::start("setup_no_preload", 55464, &[]);
+    let cluster = Cluster::start("setup_no_preload", &[]);
     let mut client = cluster.connect();
     client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").expect("CREATE EXTENSION without the preload");
     client.batch_execute("LOAD 'doctrove_embed'").expect("LOAD without the preload");

@@ -1,4 +1,4 @@
-//! Upgrades between releases: 0.1.0, installed from its script as released
+//! Upgrades between releases: 0.1.0 and 0.2.0, each installed from its script as released
 //! (`sql/released/`), updated with `ALTER EXTENSION doctrove_embed UPDATE`, must equal a fresh
 //! install of the current version, object for object, definition for definition, privilege for
 //! privilege, and keep its failure rows and the grants made to roles; `pg_dump`/`pg_restore`
@@ -123,10 +123,12 @@ fn server_program(name: &str) -> Command {
     Command::new(format!("{bin}/{name}"))
 }
 
-#[test]
-fn an_upgraded_0_1_0_equals_a_fresh_install_and_keeps_failures_and_grants() {
-    let mut old = fresh_database("it_upgrade_old");
-    old.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION doctrove_embed VERSION '0.1.0'").unwrap();
+/// Installs `from` from its released script, updates it to the current version (through every
+/// step between) and compares it with a fresh install: same catalog, failure rows and grants kept.
+fn assert_update_from_equals_a_fresh_install(from: &str) {
+    let tag = from.replace('.', "_");
+    let mut old = fresh_database(&format!("it_upgrade_from_{tag}"));
+    old.batch_execute(&format!("CREATE EXTENSION vector; CREATE EXTENSION doctrove_embed VERSION '{from}'")).unwrap();
     prepare(&mut old);
     old.batch_execute(
         "INSERT INTO doctrove_embed.failures (relid, paper_id, attempts, last_error)
@@ -134,28 +136,41 @@ fn an_upgraded_0_1_0_equals_a_fresh_install_and_keeps_failures_and_grants() {
     )
     .unwrap();
     let before = catalog(&mut old);
+    assert!(before.iter().any(|line| line.starts_with(&format!("extension version {from} "))), "{before:#?}");
     let failures = failure_rows(&mut old);
 
     old.batch_execute("ALTER EXTENSION doctrove_embed UPDATE").unwrap();
     let upgraded = catalog(&mut old);
 
-    let mut fresh = fresh_database("it_upgrade_new");
+    let mut fresh = fresh_database(&format!("it_upgrade_fresh_{tag}"));
     fresh.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
     prepare(&mut fresh);
     let installed = catalog(&mut fresh);
 
     let current = current_version();
     assert!(installed.iter().any(|line| line.starts_with(&format!("extension version {current} "))), "{installed:#?}");
-    assert_ne!(before, installed, "0.1.0 and {current} have the same catalog: this test would prove nothing");
+    assert_ne!(before, installed, "{from} and {current} have the same catalog: this test would prove nothing");
     let missing: Vec<_> = installed.difference(&upgraded).collect();
     let extra: Vec<_> = upgraded.difference(&installed).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "the upgraded extension differs from a fresh install\nonly in a fresh install:\n{missing:#?}\nonly after the upgrade:\n{extra:#?}"
+        "the extension updated from {from} differs from a fresh install\nonly in a fresh install:\n{missing:#?}\nonly after the upgrade:\n{extra:#?}"
     );
     assert_eq!(failure_rows(&mut old), failures);
     // The roles' grants came through (they are part of the compared ACLs; checked by name too).
-    assert_eq!(role_grants(&mut old), [true, true, true, false, true], "embedder, embedder, monitor keep their grants; PUBLIC loses failures");
+    assert_eq!(role_grants(&mut old), [true, true, true, false, true], "embedder, embedder, monitor keep their grants; PUBLIC has no right on failures");
+}
+
+/// The chain 0.1.0 -> 0.2.0 -> current.
+#[test]
+fn an_upgraded_0_1_0_equals_a_fresh_install_and_keeps_failures_and_grants() {
+    assert_update_from_equals_a_fresh_install("0.1.0");
+}
+
+/// 0.2.0 as released -> current.
+#[test]
+fn an_upgraded_0_2_0_equals_a_fresh_install_and_keeps_failures_and_grants() {
+    assert_update_from_equals_a_fresh_install("0.2.0");
 }
 
 /// Dumps `source` with pg_dump and restores it into a new database `target`.

@@ -9,7 +9,7 @@ use postgres::Client;
 
 /// A cluster whose workers call the mock under `scope` with `switches`, and start disabled so
 /// the test can set the table up first.
-fn worker_cluster(name: &str, port: u16, workers: u32, scope: &str, switches: &str, extra: &[&str]) -> Cluster {
+fn worker_cluster(name: &str, workers: u32, scope: &str, switches: &str, extra: &[&str]) -> Cluster {
     let mut conf = vec![
         "shared_preload_libraries = 'doctrove_embed'".to_string(),
         "doctrove_embed.database = 'postgres'".to_string(),
@@ -20,7 +20,7 @@ fn worker_cluster(name: &str, port: u16, workers: u32, scope: &str, switches: &s
         "doctrove_embed.api_key = 'sk-worker-test-key'".to_string(),
     ];
     conf.extend(extra.iter().map(|s| s.to_string()));
-    Cluster::start(name, port, &conf)
+    Cluster::start(name, &conf)
 }
 
 fn create_table(client: &mut Client, dims: u32) {
@@ -94,7 +94,7 @@ fn embedding_of(client: &mut Client, id: i64) -> Option<Vec<f32>> {
 #[test]
 fn a_watched_table_is_embedded_with_nobody_calling_anything() {
     let scope = format!("worker-basic-{}", std::process::id());
-    let cluster = worker_cluster("basic", 55441, 1, &scope, "", &[]);
+    let cluster = worker_cluster("basic", 1, &scope, "", &[]);
     let mut client = cluster.connect();
     create_table(&mut client, 1536);
     insert_papers(&mut client, 1, 10_000);
@@ -146,7 +146,7 @@ fn a_watched_table_is_embedded_with_nobody_calling_anything() {
 #[test]
 fn an_edited_title_is_embedded_again_and_other_updates_cost_nothing() {
     let scope = format!("worker-edit-{}", std::process::id());
-    let cluster = worker_cluster("edit", 55442, 1, &scope, "dim=8/", &[]);
+    let cluster = worker_cluster("edit", 1, &scope, "dim=8/", &[]);
     let mut client = cluster.connect();
     create_table(&mut client, 8);
     insert_papers(&mut client, 1, 3);
@@ -171,7 +171,7 @@ fn an_edited_title_is_embedded_again_and_other_updates_cost_nothing() {
 #[test]
 fn sigterm_mid_request_stops_the_worker_at_once_and_writes_nothing() {
     let scope = format!("worker-term-{}", std::process::id());
-    let cluster = worker_cluster("term", 55443, 1, &scope, "latency=30000/dim=8/", &[]);
+    let cluster = worker_cluster("term", 1, &scope, "latency=30000/dim=8/", &[]);
     let mut client = cluster.connect();
     create_table(&mut client, 8);
     insert_papers(&mut client, 1, 5);
@@ -206,7 +206,7 @@ fn sigterm_mid_request_stops_the_worker_at_once_and_writes_nothing() {
 #[test]
 fn a_reload_changes_the_next_batch_size() {
     let scope = format!("worker-reload-{}", std::process::id());
-    let cluster = worker_cluster("reload", 55444, 1, &scope, "dim=8/", &["doctrove_embed.batch_size = 5"]);
+    let cluster = worker_cluster("reload", 1, &scope, "dim=8/", &["doctrove_embed.batch_size = 5"]);
     let mut client = cluster.connect();
     create_table(&mut client, 8);
     insert_papers(&mut client, 1, 20);
@@ -228,7 +228,7 @@ fn a_reload_changes_the_next_batch_size() {
 #[test]
 fn four_workers_and_two_sessions_never_embed_a_paper_twice() {
     let scope = format!("worker-many-{}", std::process::id());
-    let cluster = worker_cluster("many", 55445, 4, &scope, "latency=20/dim=384/", &[]);
+    let cluster = worker_cluster("many", 4, &scope, "latency=20/dim=384/", &[]);
     let mut client = cluster.connect();
     create_table(&mut client, 384);
     insert_papers(&mut client, 1, 20_000);
@@ -265,7 +265,7 @@ fn four_workers_and_two_sessions_never_embed_a_paper_twice() {
 #[test]
 fn a_refused_key_pauses_the_worker_with_a_clear_line_and_never_logs_the_key() {
     let scope = format!("worker-key-{}", std::process::id());
-    let cluster = worker_cluster("key", 55446, 1, &scope, "key=another-key/dim=8/", &[]);
+    let cluster = worker_cluster("key", 1, &scope, "key=another-key/dim=8/", &[]);
     let mut client = cluster.connect();
     create_table(&mut client, 8);
     insert_papers(&mut client, 1, 5);
@@ -292,7 +292,6 @@ fn the_shared_rate_limit_keeps_the_workers_under_the_apis_tokens_per_minute() {
     let scope = format!("worker-tpm-{}", std::process::id());
     let cluster = worker_cluster(
         "tpm",
-        55447,
         4,
         &scope,
         "tpm=60000/dim=8/",
@@ -331,7 +330,7 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
         "doctrove_embed.batch_api_poll_ms = 300",
         "doctrove_embed.batch_api_max_papers = 2000",
     ];
-    let cluster = worker_cluster("batches", 55449, 2, &scope, "dim=8/batch_delay=4000/", &extra);
+    let cluster = worker_cluster("batches", 2, &scope, "dim=8/batch_delay=4000/", &extra);
     let mut client = cluster.connect();
     create_table(&mut client, 8);
     insert_papers(&mut client, 1, 5000);

@@ -11,7 +11,8 @@ use doctrove_mock::{default_limits, limits_for, MockConfig, MockServer, DEFAULT_
 #[derive(Parser)]
 #[command(name = "doctrove-mock", version)]
 struct Args {
-    /// Address to listen on. Only loopback addresses, unless --api-key is given.
+    /// Address to listen on. Only loopback addresses, unless --api-key is given. With port 0
+    /// the system picks a free port; the "listening on" line names the address taken.
     #[arg(long, default_value = "127.0.0.1:18089")]
     listen: String,
     /// Vector length when neither the request (`dimensions`) nor the path (`dim=`) sets one.

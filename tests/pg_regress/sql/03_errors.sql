@@ -1,6 +1,8 @@
 -- Every failure raises an ERROR with its SQLSTATE and leaves every row as it was.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
+-- The mock's root URL (http://127.0.0.1:PORT, the port chosen when the suite starts), from scripts/test.sh.
+\set mock `echo "$DOCTROVE_TEST_MOCK"`
 -- Retries are covered by the fault suite; here each failure shows at once.
 SET doctrove_embed.max_retries = 0;
 CREATE TABLE doctrove_papers (
@@ -47,7 +49,7 @@ SELECT * FROM embed_pending(0);
 \echo :LAST_ERROR_SQLSTATE
 
 -- The API answers with the wrong dimension for the column.
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/dim=3/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/dim=3/v1', false) IS NOT NULL AS pointed;
 SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
 
@@ -57,36 +59,46 @@ SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
 
 -- A wrong key: 401; the API quotes the key, the error does not.
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/key=another-key/dim=4/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/key=another-key/dim=4/v1', false) IS NOT NULL AS pointed;
 SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
 
 -- 4xx and 5xx carry the API's message.
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/status=400/dim=4/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/status=400/dim=4/v1', false) IS NOT NULL AS pointed;
 SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/status=503/dim=4/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/status=503/dim=4/v1', false) IS NOT NULL AS pointed;
 SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/status=429/dim=4/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/status=429/dim=4/v1', false) IS NOT NULL AS pointed;
 SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
 
 -- Too slow.
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/latency=3000/dim=4/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/latency=3000/dim=4/v1', false) IS NOT NULL AS pointed;
 SET doctrove_embed.request_timeout_ms = 300;
-SELECT * FROM embed_pending(10);
-\echo :LAST_ERROR_SQLSTATE
+-- The message names the URL, whose port changes from run to run: caught, and shown with the
+-- port replaced.
+DO $$
+DECLARE
+    error_hint text;
+BEGIN
+    PERFORM * FROM embed_pending(10);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_hint = PG_EXCEPTION_HINT;
+    RAISE NOTICE '%: %', SQLSTATE, regexp_replace(SQLERRM, '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT') USING HINT = error_hint;
+END
+$$;
 RESET doctrove_embed.request_timeout_ms;
 
 -- Answers that are not a valid embeddings response.
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/body=garbage/dim=4/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/body=garbage/dim=4/v1', false) IS NOT NULL AS pointed;
 SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/body=random/dim=4/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/body=random/dim=4/v1', false) IS NOT NULL AS pointed;
 SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
-SET doctrove_embed.api_base_url = 'http://127.0.0.1:18089/s=regress_errors/drop=1/dim=4/v1';
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_errors/drop=1/dim=4/v1', false) IS NOT NULL AS pointed;
 SELECT * FROM embed_pending(10);
 \echo :LAST_ERROR_SQLSTATE
 
