@@ -4,7 +4,11 @@
 # whole suite on 15 and the version suite on 13, 17 and 18.
 PG_CONFIG := $(if $(filter-out 15,$(or $(PG),15)),/opt/doctrove_embed/pg$(PG)/bin/pg_config,/usr/lib/postgresql/15/bin/pg_config)
 
-.PHONY: deps install test unit bench run stop clean
+.PHONY: help deps install lint test unit bench run stop clean
+
+## help: this list of commands
+help:
+	@sed -n 's/^## \([a-z]*\): /\1\t/p' $(MAKEFILE_LIST) | expand -t 10
 
 ## deps: set up a fresh Debian 12 machine (idempotent; PG=N also builds PostgreSQL N)
 deps:
@@ -14,8 +18,16 @@ deps:
 install:
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 
-## test: everything CI runs (sets up dependencies first); PG=N: the whole suite on N only
+## lint: formatting, clippy with warnings as errors, and no module cycles
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	python3 scripts/check_cycles.py --self-test
+	python3 scripts/check_cycles.py
+
+## test: everything CI runs (sets up dependencies first, then lint); PG=N: the whole suite on N only
 test: deps
+	$(MAKE) -s lint
 	PG_GIVEN=$(PG) bash scripts/test.sh
 
 ## bench: the throughput comparison with the current approach (prints a table, writes bench/results/latest.json)
@@ -35,5 +47,6 @@ unit:
 	cargo test -p embed_core -p http_endpoint -p doctrove_mock -p doctrove_import
 	cargo test --release -p doctrove_model
 
+## clean: remove build output
 clean:
 	cargo clean

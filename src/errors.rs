@@ -16,7 +16,12 @@ pub struct UserError {
 
 impl UserError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        UserError { code, message: message.into(), detail: None, hint: None }
+        UserError {
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -38,7 +43,9 @@ impl UserError {
     /// The five-character SQLSTATE, such as `23514`.
     pub fn sqlstate(&self) -> String {
         // SAFETY: unpack_sql_state writes the code into a static buffer of PostgreSQL's.
-        unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::unpack_sql_state(self.code as i32)) }.to_string_lossy().into_owned()
+        unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::unpack_sql_state(self.code as i32)) }
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// The message with its detail, on one line (for logs and the workers view).

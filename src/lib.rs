@@ -6,23 +6,31 @@
 use pgrx::prelude::*;
 
 // Layers, bottom to top: each module uses only those listed above it.
+mod api;
+mod batch_api;
 mod errors;
-mod settings;
-mod pg;
-mod table;
 mod http;
 mod live;
-mod batch_api;
+mod pg;
+mod settings;
+mod table;
 mod workers;
-mod api;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
 ::pgrx::pg_module_magic!(name, version);
 
-extension_sql_file!("../sql/reset_embedding.sql", name = "reset_embedding", requires = [api::input_text::input_text]);
-extension_sql_file!("../sql/failures.sql", name = "failures", requires = [api::input_text::input_text]);
+extension_sql_file!(
+    "../sql/reset_embedding.sql",
+    name = "reset_embedding",
+    requires = [api::input_text::input_text]
+);
+extension_sql_file!(
+    "../sql/failures.sql",
+    name = "failures",
+    requires = [api::input_text::input_text]
+);
 extension_sql_file!("../sql/batches.sql", name = "batches", requires = ["failures"]);
 extension_sql_file!(
     "../sql/status_views.sql",
@@ -87,9 +95,7 @@ pub mod pg_test {
 
     /// The mock embeddings server, started once in the test runner's process.
     fn mock() -> &'static MockServer {
-        MOCK.get_or_init(|| {
-            MockServer::start("127.0.0.1:0", MockConfig { default_dims: 1536 }).expect("start the mock")
-        })
+        MOCK.get_or_init(|| MockServer::start("127.0.0.1:0", MockConfig { default_dims: 1536 }).expect("start the mock"))
     }
 
     pub fn setup(_options: Vec<&str>) {
@@ -99,6 +105,11 @@ pub mod pg_test {
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         let url: &'static str = Box::leak(format!("doctrove_embed.api_base_url = '{}/v1'", mock().url()).into_boxed_str());
-        vec![url, "doctrove_embed.api_key = 'sk-test-0123456789'", "shared_preload_libraries = 'doctrove_embed'", "doctrove_embed.workers = 0"]
+        vec![
+            url,
+            "doctrove_embed.api_key = 'sk-test-0123456789'",
+            "shared_preload_libraries = 'doctrove_embed'",
+            "doctrove_embed.workers = 0",
+        ]
     }
 }

@@ -12,7 +12,9 @@ mod tests {
 
     /// `http://127.0.0.1:PORT` of the mock, from the cluster's configured base URL.
     fn mock_root() -> String {
-        let base = Spi::get_one::<String>("SELECT current_setting('doctrove_embed.api_base_url')").unwrap().unwrap();
+        let base = Spi::get_one::<String>("SELECT current_setting('doctrove_embed.api_base_url')")
+            .unwrap()
+            .unwrap();
         base.trim_end_matches("/v1").to_string()
     }
 
@@ -48,7 +50,9 @@ mod tests {
     }
 
     fn count() -> i64 {
-        Spi::get_one::<i64>("SELECT get_papers_needing_embeddings_count()").unwrap().unwrap()
+        Spi::get_one::<i64>("SELECT get_papers_needing_embeddings_count()")
+            .unwrap()
+            .unwrap()
     }
 
     fn stored_vector(id_sql: &str) -> Option<Vec<f32>> {
@@ -135,10 +139,7 @@ mod tests {
     fn uuid_ids_work() {
         use_mock("uuid", "dim=8/");
         create_papers("uuid", "(8)");
-        Spi::run(
-            "INSERT INTO doctrove_papers VALUES ('8c4c2d2e-0d4f-4d55-b4a5-2a4b7e0f1a11', 'U', 'uuid paper', NULL)",
-        )
-        .unwrap();
+        Spi::run("INSERT INTO doctrove_papers VALUES ('8c4c2d2e-0d4f-4d55-b4a5-2a4b7e0f1a11', 'U', 'uuid paper', NULL)").unwrap();
         assert_eq!(embed(10), (1, 0));
         assert_eq!(
             stored_vector("'8c4c2d2e-0d4f-4d55-b4a5-2a4b7e0f1a11'"),
@@ -260,7 +261,9 @@ mod tests {
         use_mock("index", "dim=8/");
         create_papers("bigint", "(8)");
         Spi::run("INSERT INTO doctrove_papers SELECT g, 'p' || g, NULL, NULL FROM generate_series(1, 500) g").unwrap();
-        let name = Spi::get_one::<String>("SELECT doctrove_embed.create_pending_index()").unwrap().unwrap();
+        let name = Spi::get_one::<String>("SELECT doctrove_embed.create_pending_index()")
+            .unwrap()
+            .unwrap();
         assert_eq!(name, "public.doctrove_papers_pending_embedding_idx");
         let scans = || {
             Spi::get_one::<i64>("SELECT pg_stat_get_xact_numscans('doctrove_papers_pending_embedding_idx'::regclass)")
@@ -287,7 +290,9 @@ mod tests {
     #[pg_test]
     fn the_index_command_is_concurrent() {
         create_papers("bigint", "(8)");
-        let command = Spi::get_one::<String>("SELECT doctrove_embed.pending_index_command()").unwrap().unwrap();
+        let command = Spi::get_one::<String>("SELECT doctrove_embed.pending_index_command()")
+            .unwrap()
+            .unwrap();
         assert!(command.starts_with("CREATE INDEX CONCURRENTLY IF NOT EXISTS \"doctrove_papers_pending_embedding_idx\""));
     }
 
@@ -347,7 +352,9 @@ mod tests {
         use_mock("similar", "dim=16/");
         create_papers("bigint", "(16)");
         let papers = embedded_papers(60);
-        let name = Spi::get_one::<String>("SELECT doctrove_embed.create_hnsw_index()").unwrap().unwrap();
+        let name = Spi::get_one::<String>("SELECT doctrove_embed.create_hnsw_index()")
+            .unwrap()
+            .unwrap();
         assert_eq!(name, "public.doctrove_papers_embedding_hnsw_idx");
         let status = Spi::get_one::<String>("SELECT hnsw_index FROM doctrove_embed.status").unwrap();
         assert_eq!(status.as_deref(), Some("public.doctrove_papers_embedding_hnsw_idx"));
@@ -363,7 +370,10 @@ mod tests {
         let papers = embedded_papers(40);
         let query = vector_for("graph neural networks", 16);
         let expected: Vec<String> = exact_order(&query, &papers).into_iter().take(3).collect();
-        assert_eq!(ids("SELECT paper_id FROM doctrove_embed.search('graph neural networks', 3)"), expected);
+        assert_eq!(
+            ids("SELECT paper_id FROM doctrove_embed.search('graph neural networks', 3)"),
+            expected
+        );
         assert_eq!(stats("search")["requests"], 2, "one batch and one query");
     }
 

@@ -14,10 +14,22 @@ use crate::pg::identity::Acting;
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn submit_batches(
     max_papers: default!(Option<i64>, "NULL"),
-) -> TableIterator<'static, (name!(batches, i32), name!(papers, i64), name!(tokens, i64), name!(adopted, i32), name!(collected, i32))>
-{
+) -> TableIterator<
+    'static,
+    (
+        name!(batches, i32),
+        name!(papers, i64),
+        name!(tokens, i64),
+        name!(adopted, i32),
+        name!(collected, i32),
+    ),
+> {
     if max_papers.is_some_and(|n| n < 0) {
-        UserError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "max_papers must not be negative").raise();
+        UserError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "max_papers must not be negative",
+        )
+        .raise();
     }
     let done = submit::submit(max_papers, Acting::Caller).unwrap_or_else(|e| e.raise());
     TableIterator::once((done.batches, done.papers, done.tokens, done.adopted, done.collected))
@@ -37,7 +49,13 @@ fn collect_batches() -> TableIterator<
     ),
 > {
     let all = collect::collect(Acting::Caller).unwrap_or_else(|e| e.raise());
-    TableIterator::once((all.batches, all.still_open, all.totals.written, all.totals.failed, all.totals.released))
+    TableIterator::once((
+        all.batches,
+        all.still_open,
+        all.totals.written,
+        all.totals.failed,
+        all.totals.released,
+    ))
 }
 
 /// Cancels the open batches and releases their papers; returns how many were cancelled.

@@ -29,7 +29,13 @@ fn embed_pending(
         // What was answered is written; the caller learns why the rest is still pending.
         error.clone().warn();
     }
-    TableIterator::once((outcome.successful, outcome.failed, outcome.fetch_ms, outcome.api_ms, outcome.db_ms))
+    TableIterator::once((
+        outcome.successful,
+        outcome.failed,
+        outcome.fetch_ms,
+        outcome.api_ms,
+        outcome.db_ms,
+    ))
 }
 
 /// The exact number of papers in the configured table still waiting for an embedding.

@@ -10,6 +10,8 @@ use crate::table::status::{status, workers};
 use crate::table::target::resolve;
 
 /// The figures behind the `doctrove_embed.status` view.
+// pgrx reads the result columns from the signature itself, so no type alias can shorten it.
+#[allow(clippy::type_complexity)]
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn status_snapshot() -> TableIterator<
     'static,
@@ -61,10 +63,17 @@ fn batch_snapshot() -> TableIterator<
     let in_batches = papers_in_open_jobs(&target).unwrap_or_else(|e| e.raise());
     let (live, batch) = shared_state::snapshot().map(|s| (s.tokens, s.batch_tokens)).unwrap_or((0, 0));
     let price = gucs::PRICE_PER_MILLION_TOKENS.get();
-    TableIterator::once((in_batches, batch as i64, live as f64 * price / 1e6, batch as f64 * price / 2.0 / 1e6))
+    TableIterator::once((
+        in_batches,
+        batch as i64,
+        live as f64 * price / 1e6,
+        batch as f64 * price / 2.0 / 1e6,
+    ))
 }
 
 /// The figures behind the `doctrove_embed.workers` view.
+// pgrx reads the result columns from the signature itself, so no type alias can shorten it.
+#[allow(clippy::type_complexity)]
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn worker_snapshot() -> TableIterator<
     'static,
@@ -79,9 +88,16 @@ fn worker_snapshot() -> TableIterator<
         name!(last_batch_at, Option<f64>),
     ),
 > {
-    TableIterator::new(
-        workers()
-            .into_iter()
-            .map(|w| (w.worker, w.pid, w.state, w.batches, w.embedded, w.failures, w.last_error, w.last_batch_at)),
-    )
+    TableIterator::new(workers().into_iter().map(|w| {
+        (
+            w.worker,
+            w.pid,
+            w.state,
+            w.batches,
+            w.embedded,
+            w.failures,
+            w.last_error,
+            w.last_batch_at,
+        )
+    }))
 }

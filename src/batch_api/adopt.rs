@@ -34,7 +34,10 @@ pub fn our_metadata(target: &Target) -> Result<BTreeMap<String, String>, UserErr
     let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text")
         .map_err(internal("read the database's name"))?
         .unwrap_or_default();
-    Ok(BTreeMap::from([(META_DATABASE.to_string(), database), (META_TABLE.to_string(), target.names.table.clone())]))
+    Ok(BTreeMap::from([
+        (META_DATABASE.to_string(), database),
+        (META_TABLE.to_string(), target.names.table.clone()),
+    ]))
 }
 
 /// Records the batches of this database and table the API has and `batch_jobs` lacks, with the
@@ -69,7 +72,9 @@ fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), Us
         ids = call(config, move |c| {
             let mut ids = Vec::new();
             read_file_lines(c, &file, MAX_INPUT_LINE_BYTES, &mut |line| {
-                let id = serde_json::from_slice::<serde_json::Value>(line).ok().and_then(|v| v["custom_id"].as_str().map(str::to_string));
+                let id = serde_json::from_slice::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v["custom_id"].as_str().map(str::to_string));
                 if let Some(id) = id.filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES) {
                     ids.push(id);
                 }

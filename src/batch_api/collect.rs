@@ -63,8 +63,12 @@ impl Slicer<'_> {
     fn settle(&mut self, lines: Vec<LineResult>) -> Result<(), UserError> {
         // Only the first line for a paper this batch claims counts; anything else in the file
         // (ids never sent, repeats) is ignored, so what is kept stays bounded by the batch.
-        let ids: Vec<String> =
-            lines.iter().map(|l| l.custom_id()).filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES).map(str::to_string).collect();
+        let ids: Vec<String> = lines
+            .iter()
+            .map(|l| l.custom_id())
+            .filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES)
+            .map(str::to_string)
+            .collect();
         let claims = jobs_store::claims_among(self.batch_id, &ids)?;
         let (mut embedded, mut rejected) = (Vec::new(), Vec::new());
         for line in lines {
@@ -72,7 +76,11 @@ impl Slicer<'_> {
                 continue;
             }
             match line {
-                LineResult::Embedded { custom_id, vector, tokens } => {
+                LineResult::Embedded {
+                    custom_id,
+                    vector,
+                    tokens,
+                } => {
                     self.tokens += tokens;
                     embedded.push((custom_id, vector));
                 }
@@ -203,7 +211,10 @@ pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
     let target = resolve()?;
     let config = current_config()?;
     let adopted = adopt_unrecorded(&target, &config)?;
-    Ok(CollectedAll { adopted, ..collect_finished(&target, &config, acting)? })
+    Ok(CollectedAll {
+        adopted,
+        ..collect_finished(&target, &config, acting)?
+    })
 }
 
 /// Polls every open batch of the table and collects the finished ones.
@@ -244,7 +255,11 @@ pub fn cancel(acting: Acting) -> Result<i32, UserError> {
         if info.is_finished() {
             collect_one(&target, &config, &info, acting)?;
         } else {
-            jobs_store::close(&info.id, Collected::default(), Some("cancelled; results after the cancel are not collected".into()))?;
+            jobs_store::close(
+                &info.id,
+                Collected::default(),
+                Some("cancelled; results after the cancel are not collected".into()),
+            )?;
         }
         cancelled += 1;
     }

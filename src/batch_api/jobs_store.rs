@@ -44,7 +44,11 @@ pub fn papers_in_open_jobs(target: &Target) -> Result<i64, UserError> {
 
 /// Whether the batch is recorded (open or collected).
 pub fn is_known(batch_id: &str) -> Result<bool, UserError> {
-    one::<bool>("SELECT EXISTS (SELECT FROM doctrove_embed.batch_jobs WHERE batch_id = $1)", &[batch_id.into()]).map(|b| b.unwrap_or(false))
+    one::<bool>(
+        "SELECT EXISTS (SELECT FROM doctrove_embed.batch_jobs WHERE batch_id = $1)",
+        &[batch_id.into()],
+    )
+    .map(|b| b.unwrap_or(false))
 }
 
 /// The table's open jobs (their batch ids), each locked for this transaction; jobs another
@@ -144,7 +148,10 @@ pub fn claims_among(batch_id: &str, ids: &[String]) -> Result<HashMap<String, Op
 /// Drops the claims on papers the collection has settled (written or recorded as failed).
 pub fn unclaim(batch_id: &str, ids: &[String]) -> Result<(), UserError> {
     if !ids.is_empty() {
-        run("DELETE FROM doctrove_embed.batch_papers WHERE batch_id = $1 AND paper_id = ANY($2::text[])", &[batch_id.into(), ids.to_vec().into()])?;
+        run(
+            "DELETE FROM doctrove_embed.batch_papers WHERE batch_id = $1 AND paper_id = ANY($2::text[])",
+            &[batch_id.into(), ids.to_vec().into()],
+        )?;
     }
     Ok(())
 }
@@ -160,7 +167,10 @@ pub struct Collected {
 /// Releases the papers the batch still claims and marks it collected with what it did; returns
 /// the papers released.
 pub fn close(batch_id: &str, collected: Collected, error: Option<String>) -> Result<i64, UserError> {
-    let released = run("DELETE FROM doctrove_embed.batch_papers WHERE batch_id = $1", &[batch_id.into()])? as i64;
+    let released = run(
+        "DELETE FROM doctrove_embed.batch_papers WHERE batch_id = $1",
+        &[batch_id.into()],
+    )? as i64;
     run(
         "UPDATE doctrove_embed.batch_jobs SET collected_at = now(), papers_written = $2, papers_failed = $3, \
          papers_released = $4, error = coalesce($5, error) WHERE batch_id = $1",

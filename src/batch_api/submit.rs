@@ -47,7 +47,13 @@ struct BatchFile {
 }
 
 fn build_file(papers: &[Pending], config: &ApiConfig, token_room: Option<i64>) -> BatchFile {
-    let mut file = BatchFile { content: Vec::new(), ids: Vec::new(), hashes: Vec::new(), tokens: 0, full: false };
+    let mut file = BatchFile {
+        content: Vec::new(),
+        ids: Vec::new(),
+        hashes: Vec::new(),
+        tokens: 0,
+        full: false,
+    };
     for paper in papers {
         pg_sys::check_for_interrupts!();
         if paper.id.len() > MAX_CUSTOM_ID_BYTES {
@@ -76,12 +82,21 @@ pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, User
     let config = current_config()?;
     let adopted = adopt_unrecorded(&target, &config)?;
     let collected = collect_finished(&target, &config, acting)?.batches;
-    Ok(Submitted { adopted, collected, ..submit_pending(&target, &config, max_papers, acting)? })
+    Ok(Submitted {
+        adopted,
+        collected,
+        ..submit_pending(&target, &config, max_papers, acting)?
+    })
 }
 
 /// Submits up to `max_papers` (all when `None`) pending papers of `target` in no open batch;
 /// the caller has adopted unrecorded batches first.
-pub fn submit_pending(target: &Target, config: &ApiConfig, max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
+pub fn submit_pending(
+    target: &Target,
+    config: &ApiConfig,
+    max_papers: Option<i64>,
+    acting: Acting,
+) -> Result<Submitted, UserError> {
     let mut done = Submitted::default();
     let limit = gucs::BATCH_API_MAX_ENQUEUED_TOKENS.get();
     let mut enqueued = jobs_store::enqueued_tokens(target)?;
@@ -102,7 +117,10 @@ pub fn submit_pending(target: &Target, config: &ApiConfig, max_papers: Option<i6
         if file.ids.is_empty() {
             break;
         }
-        let submission = Spi::get_one::<String>("SELECT pg_catalog.gen_random_uuid()::pg_catalog.text").ok().flatten().unwrap_or_default();
+        let submission = Spi::get_one::<String>("SELECT pg_catalog.gen_random_uuid()::pg_catalog.text")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         metadata.insert(META_SUBMISSION.to_string(), submission.clone());
         let (content, meta) = (file.content, metadata.clone());
         let info = call(config, move |c| {

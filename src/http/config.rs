@@ -18,12 +18,21 @@ fn key_from_file(path: &str) -> Result<String, UserError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let problem = |what: String, hint: &str| {
-        UserError::new(pgrx::PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR, format!("doctrove_embed.api_key_file \"{path}\" {what}"))
-            .hint(hint.to_string())
+        UserError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+            format!("doctrove_embed.api_key_file \"{path}\" {what}"),
+        )
+        .hint(hint.to_string())
     };
-    let file = std::fs::File::open(path)
-        .map_err(|e| problem(format!("cannot be read: {e}"), "The file must be readable by the PostgreSQL server's operating-system user."))?;
-    let meta = file.metadata().map_err(|e| problem(format!("cannot be read: {e}"), "Check the file."))?;
+    let file = std::fs::File::open(path).map_err(|e| {
+        problem(
+            format!("cannot be read: {e}"),
+            "The file must be readable by the PostgreSQL server's operating-system user.",
+        )
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| problem(format!("cannot be read: {e}"), "Check the file."))?;
     // SAFETY: reads this process's effective user id.
     let server_user = unsafe { libc::geteuid() };
     let fix = "Make the file belong to the server's operating-system user and readable by it alone: chown postgres FILE; chmod 600 FILE.";
@@ -31,7 +40,10 @@ fn key_from_file(path: &str) -> Result<String, UserError> {
         return Err(problem("does not belong to the server's operating-system user".into(), fix));
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(problem(format!("is readable by other users (mode {:04o})", meta.mode() & 0o7777), fix));
+        return Err(problem(
+            format!("is readable by other users (mode {:04o})", meta.mode() & 0o7777),
+            fix,
+        ));
     }
     let mut text = String::new();
     file.take(MAX_KEY_FILE_BYTES)
@@ -57,4 +69,3 @@ pub fn current_config() -> Result<ApiConfig, UserError> {
         timeout: Duration::from_millis(gucs::REQUEST_TIMEOUT_MS.get().max(1) as u64),
     })
 }
-

@@ -29,14 +29,22 @@ fn with_signals_blocked<R>(spawn: impl FnOnce() -> R) -> R {
 
 /// Runs `work` (which must not touch PostgreSQL) on a helper thread with every signal blocked
 /// and waits for its result, checking for interrupts.
-pub fn off_thread<T: Send + 'static>(url: &str, work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub fn off_thread<T: Send + 'static>(
+    url: &str,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let mut result = None;
-    streamed(url, 1, move |send: &mut dyn FnMut(Result<T, ApiError>) -> bool| {
-        send(work());
-    }, &mut |item| {
-        result = Some(item);
-        true
-    })?;
+    streamed(
+        url,
+        1,
+        move |send: &mut dyn FnMut(Result<T, ApiError>) -> bool| {
+            send(work());
+        },
+        &mut |item| {
+            result = Some(item);
+            true
+        },
+    )?;
     result.unwrap_or_else(|| Err(ApiError::Malformed("the request thread stopped without an answer".into())))
 }
 
@@ -56,7 +64,10 @@ pub fn streamed<T: Send + 'static>(
         })
     });
     if let Err(e) = spawned {
-        return Err(ApiError::Unreachable { url: url.to_string(), reason: format!("could not start a thread: {e}") });
+        return Err(ApiError::Unreachable {
+            url: url.to_string(),
+            reason: format!("could not start a thread: {e}"),
+        });
     }
     loop {
         match receiver.try_recv() {
@@ -80,4 +91,3 @@ pub fn call_api<T: Send + 'static>(
     let thread_config = config.clone();
     off_thread(&config.base_url, move || work(&thread_config)).map_err(|e| api_error(&e))
 }
-

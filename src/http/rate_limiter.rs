@@ -8,15 +8,18 @@ use std::time::Duration;
 
 use embed_core::rate_limit::RateLimitHeaders;
 
-use crate::settings::gucs;
 use crate::pg::clock::unix_now_ms;
 use crate::pg::{latch, shared_state};
+use crate::settings::gucs;
 
 /// Longest single sleep while waiting, so settings and cancels are seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(200);
 
 fn limits() -> (f64, f64) {
-    (f64::from(gucs::MAX_TOKENS_PER_MINUTE.get()), f64::from(gucs::MAX_REQUESTS_PER_MINUTE.get()))
+    (
+        f64::from(gucs::MAX_TOKENS_PER_MINUTE.get()),
+        f64::from(gucs::MAX_REQUESTS_PER_MINUTE.get()),
+    )
 }
 
 /// Waits until `tokens` and one request may be sent, then takes them. `on_wait` is told when

@@ -18,7 +18,10 @@ pub fn embed_interruptibly(config: &ApiConfig, inputs: Vec<String>, dims: Option
 
 /// The retry policy from the settings.
 pub fn retry_policy() -> RetryPolicy {
-    RetryPolicy { max_retries: gucs::MAX_RETRIES.get().max(0) as u32, ..RetryPolicy::default() }
+    RetryPolicy {
+        max_retries: gucs::MAX_RETRIES.get().max(0) as u32,
+        ..RetryPolicy::default()
+    }
 }
 
 /// A wait of a request, told to whoever shows the caller's state.
@@ -77,7 +80,10 @@ pub fn embed_with_retries(
                     wait.as_secs_f64()
                 );
                 pgrx::debug1!("doctrove_embed: {error}; {text}");
-                on_wait(Wait::Retry { error: embed_core::bounds::cut_message(&error.to_string(), 200), text });
+                on_wait(Wait::Retry {
+                    error: embed_core::bounds::cut_message(&error.to_string(), 200),
+                    text,
+                });
                 latch::sleep(wait);
             }
             None => return Err(error),

@@ -109,13 +109,20 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     let target = resolve()?;
     let config = current_config()?;
     let dims = target.expected_dims(&config);
-    let setting = if acting == Acting::Caller { "a batch" } else { "doctrove_embed.batch_size" };
+    let setting = if acting == Acting::Caller {
+        "a batch"
+    } else {
+        "doctrove_embed.batch_size"
+    };
     check_batch_fits(batch, dims, setting)?;
     let fetch_start = Instant::now();
     let descending = has_open_claims(&target)?;
     let papers = fetch_pending(&target, batch, acting, descending)?;
-    let mut outcome =
-        BatchOutcome { fetch_ms: millis_since(fetch_start), relid: target.relid.to_u32(), ..Default::default() };
+    let mut outcome = BatchOutcome {
+        fetch_ms: millis_since(fetch_start),
+        relid: target.relid.to_u32(),
+        ..Default::default()
+    };
     if papers.is_empty() {
         return Ok(outcome);
     }
@@ -136,10 +143,16 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
 
     phase(Phase::Writing, "");
     let db_start = Instant::now();
-    let (ids, vectors): (Vec<String>, Vec<Vec<f32>>) =
-        papers.iter().zip(answered.vectors).filter_map(|(p, v)| v.map(|v| (p.id.clone(), v))).unzip();
-    let rejected: Vec<(String, String)> =
-        answered.rejected.into_iter().map(|(i, message)| (papers[i].id.clone(), message)).collect();
+    let (ids, vectors): (Vec<String>, Vec<Vec<f32>>) = papers
+        .iter()
+        .zip(answered.vectors)
+        .filter_map(|(p, v)| v.map(|v| (p.id.clone(), v)))
+        .unzip();
+    let rejected: Vec<(String, String)> = answered
+        .rejected
+        .into_iter()
+        .map(|(i, message)| (papers[i].id.clone(), message))
+        .collect();
     let settled = write_and_record(&target, &ids, &vectors, rejected, &config.model, acting)?;
     outcome.successful = settled.written_rows;
     outcome.failed = settled.failed.len() as i32;

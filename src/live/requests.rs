@@ -41,7 +41,10 @@ fn cut_texts(texts: &[String]) -> Vec<(String, Option<usize>)> {
 /// Token counts for packing: byte lengths bound them from above, so texts are counted exactly
 /// only when the bounds do not fit in one request.
 fn packing_counts(inputs: &[(String, Option<usize>)], budget: usize) -> Vec<usize> {
-    let upper: Vec<usize> = inputs.iter().map(|(text, n)| n.unwrap_or_else(|| tokens::upper_bound(text))).collect();
+    let upper: Vec<usize> = inputs
+        .iter()
+        .map(|(text, n)| n.unwrap_or_else(|| tokens::upper_bound(text)))
+        .collect();
     if upper.iter().sum::<usize>() <= budget {
         return upper;
     }
@@ -61,10 +64,17 @@ pub fn send_batch(config: &ApiConfig, texts: &[String], dims: Option<usize>, on_
     let budget = gucs::MAX_TOKENS_PER_REQUEST.get().max(1) as usize;
     let counts = packing_counts(&inputs, budget);
     // Token estimates for the rate limit: exact where counted, else about four bytes a token.
-    let estimates: Vec<usize> =
-        inputs.iter().map(|(text, n)| n.unwrap_or_else(|| rate_limit::estimate_tokens(text))).collect();
+    let estimates: Vec<usize> = inputs
+        .iter()
+        .map(|(text, n)| n.unwrap_or_else(|| rate_limit::estimate_tokens(text)))
+        .collect();
     let policy = retry_policy();
-    let mut answered = Answered { vectors: vec![None; texts.len()], rejected: Vec::new(), tokens: 0, error: None };
+    let mut answered = Answered {
+        vectors: vec![None; texts.len()],
+        rejected: Vec::new(),
+        tokens: 0,
+        error: None,
+    };
     let mut expected = dims;
     let mut proven = false;
     for request in pack(&counts, budget) {

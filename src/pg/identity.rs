@@ -85,7 +85,10 @@ pub fn as_extension<R>(f: impl FnOnce() -> R) -> R {
 /// Whether the current user may UPDATE table `relid`.
 pub fn may_update(relid: pg_sys::Oid) -> bool {
     // SAFETY: a catalog privilege check for the current user.
-    unsafe { pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_UPDATE as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK }
+    unsafe {
+        pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_UPDATE as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    }
 }
 
 /// Whose rights the statements on a user's table use.

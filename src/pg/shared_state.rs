@@ -190,7 +190,12 @@ pub fn register_worker(index: usize) {
     let (pid, latch) = unsafe { (pg_sys::MyProcPid, pg_sys::MyLatch as usize) };
     update(|s| {
         let slot = &mut s.workers[index];
-        *slot = WorkerSlot { pid, latch, phase: Phase::Starting, ..*slot };
+        *slot = WorkerSlot {
+            pid,
+            latch,
+            phase: Phase::Starting,
+            ..*slot
+        };
     });
 }
 
@@ -269,7 +274,10 @@ pub fn record_error(index: usize, message: &str) {
 /// anyway. The worker is marked as fetching at once, so the next commit wakes another.
 pub fn wake_one_idle_worker() {
     let latch = update(|s| {
-        let worker = s.workers.iter_mut().find(|w| w.pid != 0 && w.latch != 0 && w.phase == Phase::Idle)?;
+        let worker = s
+            .workers
+            .iter_mut()
+            .find(|w| w.pid != 0 && w.latch != 0 && w.phase == Phase::Idle)?;
         worker.phase = Phase::Fetching;
         Some(worker.latch)
     })

@@ -15,7 +15,11 @@ pub fn vector_datum(values: &[f32]) -> pg_sys::Datum {
         let ptr = pg_sys::palloc0(size) as *mut u8;
         pgrx::set_varsize_4b(ptr as *mut pg_sys::varlena, size as i32);
         (ptr.add(4) as *mut i16).write_unaligned(values.len() as i16);
-        std::ptr::copy_nonoverlapping(values.as_ptr() as *const u8, ptr.add(VECTOR_HEADER_BYTES), size - VECTOR_HEADER_BYTES);
+        std::ptr::copy_nonoverlapping(
+            values.as_ptr() as *const u8,
+            ptr.add(VECTOR_HEADER_BYTES),
+            size - VECTOR_HEADER_BYTES,
+        );
         pg_sys::Datum::from(ptr)
     }
 }
@@ -28,7 +32,14 @@ pub fn vector_array_datum(vector_type: pg_sys::Oid, vectors: &[Vec<f32>]) -> pg_
     // new palloc'd array in the current memory context.
     unsafe {
         pg_sys::get_typlenbyvalalign(vector_type, &mut typlen, &mut typbyval, &mut typalign);
-        let array = pg_sys::construct_array(datums.as_mut_ptr(), datums.len() as i32, vector_type, typlen as i32, typbyval, typalign);
+        let array = pg_sys::construct_array(
+            datums.as_mut_ptr(),
+            datums.len() as i32,
+            vector_type,
+            typlen as i32,
+            typbyval,
+            typalign,
+        );
         pg_sys::Datum::from(array)
     }
 }

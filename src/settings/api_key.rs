@@ -33,7 +33,11 @@ unsafe fn guc_copy(text: &CStr) -> *mut c_char {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn check_api_key(newval: *mut *mut c_char, extra: *mut *mut c_void, _source: pg_sys::GucSource::Type) -> bool {
+unsafe extern "C-unwind" fn check_api_key(
+    newval: *mut *mut c_char,
+    extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
     let key = if (*newval).is_null() { c"" } else { CStr::from_ptr(*newval) };
     let (kept, hidden) = (guc_copy(key), guc_copy(HIDDEN));
     if kept.is_null() || hidden.is_null() {

@@ -16,11 +16,9 @@ pub static ID_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>
 /// The title column; papers with a NULL or empty title are never sent.
 pub static TITLE_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"doctrove_title"));
 /// The abstract column; empty means the table has none.
-pub static ABSTRACT_COLUMN: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"doctrove_abstract"));
+pub static ABSTRACT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"doctrove_abstract"));
 /// The pgvector column to fill.
-pub static EMBEDDING_COLUMN: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"doctrove_embedding"));
+pub static EMBEDDING_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"doctrove_embedding"));
 /// Set to the model name on each write, when the table has it; empty to skip.
 pub static MODEL_VERSION_COLUMN: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"embedding_model_version"));
@@ -28,8 +26,7 @@ pub static MODEL_VERSION_COLUMN: GucSetting<Option<CString>> =
 pub static UPDATED_AT_COLUMN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"updated_at"));
 
 /// OpenAI-compatible base URL; `/embeddings` is appended (a query string is kept).
-pub static API_BASE_URL: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"https://api.openai.com/v1"));
+pub static API_BASE_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"https://api.openai.com/v1"));
 /// The API key. Superuser-only, hidden from SHOW ALL and from non-superusers.
 pub static API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// A file holding the API key, read when `api_key` is empty.
@@ -103,11 +100,36 @@ fn define_text(name: &'static CStr, short: &'static CStr, setting: &'static GucS
 /// without the preload) with FATAL. Loaded late, it is defined as a reload setting, which has
 /// no effect: no worker starts without the preload.
 pub fn register(preloading: bool) {
-    define_text(c"doctrove_embed.table", c"Table whose embeddings are filled (may be schema-qualified).", &TABLE, GucContext::Userset);
-    define_text(c"doctrove_embed.id_column", c"Key column of the table; needs a unique index.", &ID_COLUMN, GucContext::Userset);
-    define_text(c"doctrove_embed.title_column", c"Title column; papers without a title are skipped.", &TITLE_COLUMN, GucContext::Userset);
-    define_text(c"doctrove_embed.abstract_column", c"Abstract column; empty if the table has none.", &ABSTRACT_COLUMN, GucContext::Userset);
-    define_text(c"doctrove_embed.embedding_column", c"pgvector column to fill.", &EMBEDDING_COLUMN, GucContext::Userset);
+    define_text(
+        c"doctrove_embed.table",
+        c"Table whose embeddings are filled (may be schema-qualified).",
+        &TABLE,
+        GucContext::Userset,
+    );
+    define_text(
+        c"doctrove_embed.id_column",
+        c"Key column of the table; needs a unique index.",
+        &ID_COLUMN,
+        GucContext::Userset,
+    );
+    define_text(
+        c"doctrove_embed.title_column",
+        c"Title column; papers without a title are skipped.",
+        &TITLE_COLUMN,
+        GucContext::Userset,
+    );
+    define_text(
+        c"doctrove_embed.abstract_column",
+        c"Abstract column; empty if the table has none.",
+        &ABSTRACT_COLUMN,
+        GucContext::Userset,
+    );
+    define_text(
+        c"doctrove_embed.embedding_column",
+        c"pgvector column to fill.",
+        &EMBEDDING_COLUMN,
+        GucContext::Userset,
+    );
     define_text(
         c"doctrove_embed.model_version_column",
         c"Column set to the model name on each write, if the table has it; empty to skip.",
@@ -120,7 +142,12 @@ pub fn register(preloading: bool) {
         &UPDATED_AT_COLUMN,
         GucContext::Userset,
     );
-    define_text(c"doctrove_embed.api_base_url", c"Base URL of the OpenAI-compatible embeddings API.", &API_BASE_URL, GucContext::Suset);
+    define_text(
+        c"doctrove_embed.api_base_url",
+        c"Base URL of the OpenAI-compatible embeddings API.",
+        &API_BASE_URL,
+        GucContext::Suset,
+    );
     crate::settings::api_key::define(&API_KEY);
     GucRegistry::define_string_guc(
         c"doctrove_embed.api_key_file",
@@ -136,7 +163,12 @@ pub fn register(preloading: bool) {
         &API_KEY_HEADER,
         GucContext::Suset,
     );
-    define_text(c"doctrove_embed.model", c"Embeddings model name.", &MODEL, GucContext::Userset);
+    define_text(
+        c"doctrove_embed.model",
+        c"Embeddings model name.",
+        &MODEL,
+        GucContext::Userset,
+    );
     GucRegistry::define_int_guc(
         c"doctrove_embed.dimensions",
         c"Vector length to ask the API for; 0 sends no 'dimensions' field.",
@@ -168,7 +200,11 @@ pub fn register(preloading: bool) {
         &WORKERS,
         0,
         MAX_WORKERS,
-        if preloading { GucContext::Postmaster } else { GucContext::Sighup },
+        if preloading {
+            GucContext::Postmaster
+        } else {
+            GucContext::Sighup
+        },
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

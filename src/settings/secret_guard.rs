@@ -49,7 +49,10 @@ unsafe fn assigns_the_key(set: *mut pg_sys::VariableSetStmt) -> bool {
         return false;
     }
     let name = CStr::from_ptr((*set).name).to_string_lossy();
-    let assigns = !matches!((*set).kind, pg_sys::VariableSetKind::VAR_RESET | pg_sys::VariableSetKind::VAR_RESET_ALL);
+    let assigns = !matches!(
+        (*set).kind,
+        pg_sys::VariableSetKind::VAR_RESET | pg_sys::VariableSetKind::VAR_RESET_ALL
+    );
     assigns && name.eq_ignore_ascii_case(GUARDED)
 }
 
@@ -58,16 +61,22 @@ unsafe fn refuse_key_in_catalogs(stmt: *mut pg_sys::Node) {
         return;
     }
     if per_role_or_database_setting(stmt).is_some_and(|set| assigns_the_key(set)) {
-        UserError::new(ERRCODE_INSUFFICIENT_PRIVILEGE, "doctrove_embed.api_key cannot be set per role or per database")
-            .detail("Per-role and per-database settings are stored in pg_db_role_setting, which every role can read.")
-            .hint("Put the key in a file named by doctrove_embed.api_key_file (or set it in postgresql.conf or with ALTER SYSTEM).")
-            .raise();
+        UserError::new(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "doctrove_embed.api_key cannot be set per role or per database",
+        )
+        .detail("Per-role and per-database settings are stored in pg_db_role_setting, which every role can read.")
+        .hint("Put the key in a file named by doctrove_embed.api_key_file (or set it in postgresql.conf or with ALTER SYSTEM).")
+        .raise();
     }
     if function_settings(stmt).into_iter().any(|set| assigns_the_key(set)) {
-        UserError::new(ERRCODE_INSUFFICIENT_PRIVILEGE, "doctrove_embed.api_key cannot be set for a function")
-            .detail("A function's settings are stored in pg_proc.proconfig, which every role can read.")
-            .hint("Put the key in a file named by doctrove_embed.api_key_file (or set it in postgresql.conf or with ALTER SYSTEM).")
-            .raise();
+        UserError::new(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "doctrove_embed.api_key cannot be set for a function",
+        )
+        .detail("A function's settings are stored in pg_proc.proconfig, which every role can read.")
+        .hint("Put the key in a file named by doctrove_embed.api_key_file (or set it in postgresql.conf or with ALTER SYSTEM).")
+        .raise();
     }
 }
 

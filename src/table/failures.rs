@@ -7,8 +7,8 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
 use crate::errors::{internal, UserError};
-use crate::settings::gucs;
 use crate::pg::identity::as_extension;
+use crate::settings::gucs;
 use crate::table::target::Target;
 
 fn run(query: &str, args: &[DatumWithOid]) -> Result<usize, UserError> {
@@ -26,7 +26,11 @@ pub fn held_back(target: &Target) -> Result<Vec<String>, UserError> {
                     "SELECT paper_id FROM doctrove_embed.failures WHERE relid = $1::oid::regclass \
                      AND (attempts >= $2 OR last_attempt_at > now() - $3 * interval '1 millisecond')",
                     None,
-                    &[target.relid.into(), gucs::MAX_ATTEMPTS.get().into(), i64::from(gucs::FAILED_RETRY_DELAY_MS.get()).into()],
+                    &[
+                        target.relid.into(),
+                        gucs::MAX_ATTEMPTS.get().into(),
+                        i64::from(gucs::FAILED_RETRY_DELAY_MS.get()).into(),
+                    ],
                 )?
                 .map(|row| row.get::<String>(1))
                 .filter_map(|id| id.transpose())
@@ -72,5 +76,8 @@ pub fn forget(target: &Target, ids: &[String]) -> Result<(), UserError> {
 
 /// Forgets every rejected paper of the table; returns how many.
 pub fn clear_all(target: &Target) -> Result<i64, UserError> {
-    Ok(run("DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass", &[target.relid.into()])? as i64)
+    Ok(run(
+        "DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass",
+        &[target.relid.into()],
+    )? as i64)
 }

@@ -83,8 +83,10 @@ fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
     if excluding == Excluding::HeldBackAndClaimed {
         args.push(target.relid.into());
     }
-    pending_index::over_pending(target, || acting.run(target.owner, || Spi::get_one_with_args::<T>(query, &args)))
-        .map_err(internal(what))
+    pending_index::over_pending(target, || {
+        acting.run(target.owner, || Spi::get_one_with_args::<T>(query, &args))
+    })
+    .map_err(internal(what))
 }
 
 /// The exact number of pending papers in `target`.
@@ -105,6 +107,12 @@ pub fn count_and_store(target: &Target, acting: Acting) -> Result<i64, UserError
 /// Whether `target` has any pending paper in no open job: one probe through the partial index.
 pub fn any_pending(target: &Target, acting: Acting) -> Result<bool, UserError> {
     let query = target.names.any_pending();
-    Ok(over_pending_papers::<bool>(target, acting, &query, Excluding::HeldBackAndClaimed, "look for pending papers")?
-        .unwrap_or(false))
+    Ok(over_pending_papers::<bool>(
+        target,
+        acting,
+        &query,
+        Excluding::HeldBackAndClaimed,
+        "look for pending papers",
+    )?
+    .unwrap_or(false))
 }

@@ -7,8 +7,8 @@ use pgrx::PgSqlErrorCode::*;
 
 use crate::errors::{internal, UserError};
 use crate::pg::identity::with_catalog_search_path;
-use crate::table::target::Target;
 use crate::pg::vector_datum::vector_datum;
+use crate::table::target::Target;
 
 /// (paper id, title, cosine distance), nearest first.
 pub type Neighbour = (String, Option<String>, f64);
@@ -17,7 +17,13 @@ fn rows(query: &str, args: &[DatumWithOid]) -> Result<Vec<Neighbour>, UserError>
     Spi::connect(|client| {
         let table = client.select(query, None, args)?;
         table
-            .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<String>(2)?, row.get::<f64>(3)?.unwrap_or(f64::NAN))))
+            .map(|row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?,
+                    row.get::<f64>(3)?.unwrap_or(f64::NAN),
+                ))
+            })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
     .map_err(internal("search"))
@@ -31,18 +37,29 @@ pub fn check_k(k: i32) -> Result<(), UserError> {
     if (1..=MAX_K).contains(&k) {
         return Ok(());
     }
-    Err(UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("k must be between 1 and {MAX_K}, not {k}"))
-        .hint("Ask for fewer neighbours; page through more with your own query on the table."))
+    Err(UserError::new(
+        ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("k must be between 1 and {MAX_K}, not {k}"),
+    )
+    .hint("Ask for fewer neighbours; page through more with your own query on the table."))
 }
 
 /// The `k` papers nearest to paper `paper_id`.
 pub fn similar_papers(target: &Target, paper_id: &str, k: i32) -> Result<Vec<Neighbour>, UserError> {
     check_k(k)?;
-    let has_vector = Spi::get_one_with_args::<bool>(&target.names.has_embedding(), &[paper_id.into()]).ok().flatten();
+    let has_vector = Spi::get_one_with_args::<bool>(&target.names.has_embedding(), &[paper_id.into()])
+        .ok()
+        .flatten();
     match has_vector {
-        None => Err(UserError::new(ERRCODE_NO_DATA_FOUND, format!("no paper with id {paper_id} in {}", target.names.table))),
-        Some(false) => Err(UserError::new(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("paper {paper_id} has no embedding yet"))
-            .hint("Embed it first: SELECT embed_pending();")),
+        None => Err(UserError::new(
+            ERRCODE_NO_DATA_FOUND,
+            format!("no paper with id {paper_id} in {}", target.names.table),
+        )),
+        Some(false) => Err(UserError::new(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("paper {paper_id} has no embedding yet"),
+        )
+        .hint("Embed it first: SELECT embed_pending();")),
         Some(true) => rows(&target.names.similar_papers(), &[paper_id.into(), k.into()]),
     }
 }

@@ -4,9 +4,9 @@
 //! taken, by a worker or by `get_papers_needing_embeddings_count()`, lowered by each batch
 //! since; `pending_counted_at` says how old it is.
 
-use crate::settings::gucs;
 use crate::pg::clock::unix_now;
 use crate::pg::shared_state::{self, Phase};
+use crate::settings::gucs;
 use crate::table::similarity::hnsw_index;
 use crate::table::target::Target;
 
@@ -76,7 +76,9 @@ pub fn status(target: &Target) -> Status {
         failed: s.failed as i64,
         per_minute_1m,
         per_minute_10m,
-        eta_seconds: pending.and_then(|p| embed_core::progress::eta_for(p.max(0) as u64, rate)).map(|d| d.as_secs_f64()),
+        eta_seconds: pending
+            .and_then(|p| embed_core::progress::eta_for(p.max(0) as u64, rate))
+            .map(|d| d.as_secs_f64()),
         tokens: s.tokens as i64,
         workers_running: workers_running as i32,
         workers_configured: gucs::WORKERS.get(),
@@ -87,7 +89,9 @@ pub fn status(target: &Target) -> Status {
 
 /// One row per configured worker.
 pub fn workers() -> Vec<WorkerRow> {
-    let Some(s) = shared_state::snapshot() else { return Vec::new() };
+    let Some(s) = shared_state::snapshot() else {
+        return Vec::new();
+    };
     s.workers
         .iter()
         .take(gucs::WORKERS.get().max(0) as usize)
@@ -98,7 +102,10 @@ pub fn workers() -> Vec<WorkerRow> {
             state: match (w.pid, w.phase) {
                 (0, _) => Phase::Stopped.label().to_string(),
                 // While retrying, the last error holds what is retried and when.
-                (_, Phase::Retrying) => w.last_error().map(|e| e.split(" (").next().unwrap_or("").to_string()).unwrap_or_default(),
+                (_, Phase::Retrying) => w
+                    .last_error()
+                    .map(|e| e.split(" (").next().unwrap_or("").to_string())
+                    .unwrap_or_default(),
                 (_, phase) => phase.label().to_string(),
             },
             batches: w.batches as i64,

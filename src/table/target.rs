@@ -63,14 +63,19 @@ fn column(relid: pg_sys::Oid, name: &str) -> Option<Column> {
 }
 
 fn missing_column(table: &str, setting: &str, name: &str) -> UserError {
-    UserError::new(ERRCODE_UNDEFINED_COLUMN, format!("column \"{name}\" of table {table} does not exist"))
-        .hint(format!("Set doctrove_embed.{setting} to the name of an existing column."))
+    UserError::new(
+        ERRCODE_UNDEFINED_COLUMN,
+        format!("column \"{name}\" of table {table} does not exist"),
+    )
+    .hint(format!("Set doctrove_embed.{setting} to the name of an existing column."))
 }
 
 fn required_column(relid: pg_sys::Oid, table: &str, setting: &str, name: &str) -> Result<Column, UserError> {
     if name.is_empty() {
-        return Err(UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("doctrove_embed.{setting} is empty"))
-            .hint(format!("Set doctrove_embed.{setting} to a column of {table}.")));
+        return Err(
+            UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("doctrove_embed.{setting} is empty"))
+                .hint(format!("Set doctrove_embed.{setting} to a column of {table}.")),
+        );
     }
     column(relid, name).ok_or_else(|| missing_column(table, setting, name))
 }
@@ -114,16 +119,21 @@ fn vector_types() -> Result<(pg_sys::Oid, pg_sys::Oid, String), UserError> {
     );
     match found {
         Ok((Some(vector), Some(array), Some(schema))) => Ok((vector, array, schema)),
-        _ => Err(UserError::new(ERRCODE_UNDEFINED_OBJECT, "the extension \"vector\" is not installed")
-            .hint("CREATE EXTENSION vector; (or CREATE EXTENSION doctrove_embed CASCADE)")),
+        _ => Err(
+            UserError::new(ERRCODE_UNDEFINED_OBJECT, "the extension \"vector\" is not installed")
+                .hint("CREATE EXTENSION vector; (or CREATE EXTENSION doctrove_embed CASCADE)"),
+        ),
     }
 }
 
 /// The schema and name `doctrove_embed.table` gives: `name` means `public.name`.
 fn table_name_parts(setting: &str) -> Result<(String, String), UserError> {
     let invalid = || {
-        UserError::new(ERRCODE_INVALID_NAME, format!("doctrove_embed.table \"{setting}\" is not a valid table name"))
-            .hint("Write it as table or schema.table, with double quotes around names that need them.")
+        UserError::new(
+            ERRCODE_INVALID_NAME,
+            format!("doctrove_embed.table \"{setting}\" is not a valid table name"),
+        )
+        .hint("Write it as table or schema.table, with double quotes around names that need them.")
     };
     if setting.trim().is_empty() {
         return Err(invalid());
@@ -218,9 +228,14 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
     let (relid, table, relname, relkind, owner) = match found {
         Some((Some(relid), Some(table), Some(relname), Some(relkind), Some(owner))) => (relid, table, relname, relkind, owner),
         _ => {
-            return Err(UserError::new(ERRCODE_UNDEFINED_TABLE, format!("relation \"{schema}.{name}\" does not exist"))
-                .detail("doctrove_embed.table names the table whose embeddings are filled; a name without a schema means schema public.")
-                .hint("Set doctrove_embed.table to an existing table, as schema.table if it is not in schema public."))
+            return Err(UserError::new(
+                ERRCODE_UNDEFINED_TABLE,
+                format!("relation \"{schema}.{name}\" does not exist"),
+            )
+            .detail(
+                "doctrove_embed.table names the table whose embeddings are filled; a name without a schema means schema public.",
+            )
+            .hint("Set doctrove_embed.table to an existing table, as schema.table if it is not in schema public."))
         }
     };
     if relkind != "r" && relkind != "p" {
@@ -254,7 +269,10 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
     if embedding.type_oid != vector_type {
         return Err(UserError::new(
             ERRCODE_DATATYPE_MISMATCH,
-            format!("column \"{embedding_name}\" of table {table} is of type {}, not vector", embedding.type_name),
+            format!(
+                "column \"{embedding_name}\" of table {table} is of type {}, not vector",
+                embedding.type_name
+            ),
         )
         .hint("doctrove_embed.embedding_column must name a pgvector column, such as vector(1536)."));
     }
@@ -266,7 +284,9 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
                 ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("doctrove_embed.dimensions is {requested}, but column \"{embedding_name}\" holds vector({dims})"),
             )
-            .hint(format!("Set doctrove_embed.dimensions to {dims}, or to 0 to use the model's own length.")));
+            .hint(format!(
+                "Set doctrove_embed.dimensions to {dims}, or to 0 to use the model's own length."
+            )));
         }
     }
 

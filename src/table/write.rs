@@ -39,7 +39,9 @@ fn update(target: &Target, ids: &[String], vectors: &[Vec<f32>], model: &str, ac
     if target.names.model_version.is_some() {
         args.push(model.to_string().into());
     }
-    acting.run(target.owner, || Spi::connect_mut(|client| client.update(query.as_str(), None, &args).map(|t| t.len() as i32)))
+    acting.run(target.owner, || {
+        Spi::connect_mut(|client| client.update(query.as_str(), None, &args).map(|t| t.len() as i32))
+    })
 }
 
 struct Writer<'a> {
@@ -75,8 +77,19 @@ impl Writer<'_> {
 }
 
 /// Writes `vectors` to the papers `ids`, isolating the rows the database refuses.
-fn write_isolating(target: &Target, ids: &[String], vectors: &[Vec<f32>], model: &str, acting: Acting) -> Result<Written, UserError> {
-    let mut writer = Writer { target, model, acting, written: Written::default() };
+fn write_isolating(
+    target: &Target,
+    ids: &[String],
+    vectors: &[Vec<f32>],
+    model: &str,
+    acting: Acting,
+) -> Result<Written, UserError> {
+    let mut writer = Writer {
+        target,
+        model,
+        acting,
+        written: Written::default(),
+    };
     if !ids.is_empty() {
         writer.write(ids, vectors)?;
     }
@@ -110,5 +123,9 @@ pub fn write_and_record(
     rejected.extend(written.refused);
     let (failed, messages): (Vec<String>, Vec<String>) = rejected.into_iter().unzip();
     failures::record(target, failed.clone(), messages)?;
-    Ok(Settled { written_rows: written.rows, written: written.ids, failed })
+    Ok(Settled {
+        written_rows: written.rows,
+        written: written.ids,
+        failed,
+    })
 }

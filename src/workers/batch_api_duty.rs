@@ -39,7 +39,10 @@ impl BatchApiDuty {
 
     /// How long worker `index` may sleep before its next poll, if it polls.
     pub fn next_in(&self, index: usize) -> Option<Duration> {
-        Self::mine(index).then(|| self.last.map_or(Duration::ZERO, |t| poll_interval().saturating_sub(t.elapsed())))
+        Self::mine(index).then(|| {
+            self.last
+                .map_or(Duration::ZERO, |t| poll_interval().saturating_sub(t.elapsed()))
+        })
     }
 
     /// Collects, then submits when the backlog in no batch is large enough.

@@ -77,9 +77,17 @@ fn show_phase(index: usize, phase: Phase, detail: &str) {
 }
 
 fn report_activity(phase: Phase, detail: &str) {
-    let text = std::ffi::CString::new(if detail.is_empty() { phase.label().to_string() } else { format!("{}: {detail}", phase.label()) })
-        .unwrap_or_default();
-    let state = if phase == Phase::Idle { pg_sys::BackendState::STATE_IDLE } else { pg_sys::BackendState::STATE_RUNNING };
+    let text = std::ffi::CString::new(if detail.is_empty() {
+        phase.label().to_string()
+    } else {
+        format!("{}: {detail}", phase.label())
+    })
+    .unwrap_or_default();
+    let state = if phase == Phase::Idle {
+        pg_sys::BackendState::STATE_IDLE
+    } else {
+        pg_sys::BackendState::STATE_RUNNING
+    };
     // SAFETY: copies the text into this backend's status entry.
     unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
 }
@@ -125,7 +133,11 @@ impl WorkerLoop {
         if !shared_state::claim_announcement() {
             return;
         }
-        let counted = if shared_state::claim_recount() { self.recount().ok() } else { None };
+        let counted = if shared_state::claim_recount() {
+            self.recount().ok()
+        } else {
+            None
+        };
         let pending = counted.or_else(|| shared_state::snapshot().map(|s| s.pending)).unwrap_or(0);
         shared_state::update(|s| {
             s.found = pending.max(0) as u64;
@@ -168,14 +180,21 @@ impl WorkerLoop {
         }
         self.last_logged_processed = Some(processed);
         let total = s.found.max(processed);
-        server_log!("doctrove_embed worker {}: {}", self.index, progress_line(processed, total, s.progress_rate()));
+        server_log!(
+            "doctrove_embed worker {}: {}",
+            self.index,
+            progress_line(processed, total, s.progress_rate())
+        );
     }
 
     fn on_error(&mut self, error: &UserError) -> Duration {
         self.failures_in_a_row += 1;
         let text = error.summary();
         shared_state::record_error(self.index, &text);
-        let repeated = self.last_error_logged.as_ref().is_some_and(|(m, t)| *m == text && t.elapsed() < Duration::from_secs(60));
+        let repeated = self
+            .last_error_logged
+            .as_ref()
+            .is_some_and(|(m, t)| *m == text && t.elapsed() < Duration::from_secs(60));
         if !repeated {
             warning!("doctrove_embed worker {}: batch failed, nothing written: {text}", self.index);
             self.last_error_logged = Some((text, Instant::now()));
@@ -329,7 +348,16 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(index)) };
     server_log!("doctrove_embed worker {index} started in database \"{database}\"");
 
-    let mut worker = WorkerLoop { index, busy: false, announced: false, last_log: None, last_logged_processed: None, failures_in_a_row: 0, last_error_logged: None, batch_api: Default::default() };
+    let mut worker = WorkerLoop {
+        index,
+        busy: false,
+        announced: false,
+        last_log: None,
+        last_logged_processed: None,
+        failures_in_a_row: 0,
+        last_error_logged: None,
+        batch_api: Default::default(),
+    };
     loop {
         pg_sys::check_for_interrupts!();
         // SAFETY: reads and clears the flag set by SignalHandlerForConfigReload.

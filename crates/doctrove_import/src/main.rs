@@ -27,7 +27,9 @@ struct Args {
 
 /// The database's own words for an error: message, SQLSTATE, detail and hint.
 fn describe(error: &postgres::Error) -> String {
-    let Some(db) = error.as_db_error() else { return error.to_string() };
+    let Some(db) = error.as_db_error() else {
+        return error.to_string();
+    };
     let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
     if let Some(detail) = db.detail() {
         text.push_str(&format!("\nDETAIL: {detail}"));
@@ -48,7 +50,8 @@ fn main() {
     if !args.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
         fail("--table", "takes a plain (optionally schema-qualified) name");
     }
-    let mut client = postgres::Client::connect(&args.dsn, postgres::NoTls).unwrap_or_else(|e| fail("cannot connect", &describe(&e)));
+    let mut client =
+        postgres::Client::connect(&args.dsn, postgres::NoTls).unwrap_or_else(|e| fail("cannot connect", &describe(&e)));
     if let Some(dims) = args.create_dims {
         doctrove_import::create_table(&mut client, &args.table, dims)
             .unwrap_or_else(|e| fail(&format!("cannot create {}", args.table), &describe(&e)));
@@ -60,7 +63,10 @@ fn main() {
             c.lines, c.written, c.unchanged, c.skipped
         ),
         Err(e) => {
-            let text = e.downcast_ref::<postgres::Error>().map(describe).unwrap_or_else(|| e.to_string());
+            let text = e
+                .downcast_ref::<postgres::Error>()
+                .map(describe)
+                .unwrap_or_else(|| e.to_string());
             fail("import failed", &text)
         }
     }

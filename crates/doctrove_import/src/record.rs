@@ -69,7 +69,10 @@ mod tests {
         let line = r#"{"id":"0704.0001","submitter":"Pavel Nadolsky","authors":"C. Bal\\'azs, E. L. Berger","title":"Calculation of prompt diphoton production cross sections at Tevatron and\n  LHC energies","comments":"37 pages","journal-ref":"Phys.Rev.D76:013009,2007","doi":"10.1103/PhysRevD.76.013009","report-no":"ANL-HEP-PR-07-12","categories":"hep-ph","license":null,"abstract":"  A fully differential calculation in perturbative quantum chromodynamics is\npresented for the production of massive photon pairs at hadron colliders.\n","versions":[{"version":"v1","created":"Mon, 2 Apr 2007 19:18:42 GMT"}],"update_date":"2008-11-13","authors_parsed":[["Bal\u00e1zs","C.",""]]}"#;
         let paper = parse_line(line).unwrap();
         assert_eq!(paper.source_id, "0704.0001");
-        assert_eq!(paper.title.as_deref(), Some("Calculation of prompt diphoton production cross sections at Tevatron and LHC energies"));
+        assert_eq!(
+            paper.title.as_deref(),
+            Some("Calculation of prompt diphoton production cross sections at Tevatron and LHC energies")
+        );
         assert_eq!(
             paper.abstract_text.as_deref(),
             Some("A fully differential calculation in perturbative quantum chromodynamics is presented for the production of massive photon pairs at hadron colliders.")
@@ -93,7 +96,12 @@ mod tests {
 
     #[test]
     fn a_blank_abstract_is_none() {
-        assert_eq!(parse_line(r#"{"id":"1","title":"T","abstract":"  \n "}"#).unwrap().abstract_text, None);
+        assert_eq!(
+            parse_line(r#"{"id":"1","title":"T","abstract":"  \n "}"#)
+                .unwrap()
+                .abstract_text,
+            None
+        );
     }
 
     #[test]

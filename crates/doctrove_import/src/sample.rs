@@ -16,91 +16,203 @@ struct Field {
 const FIELDS: &[Field] = &[
     Field {
         category: "astro-ph.GA",
-        subjects: &["dark matter halos", "spiral galaxy rotation curves", "galaxy cluster mergers", "supermassive black holes",
-                    "the intergalactic medium", "dwarf galaxy satellites", "stellar populations in the Milky Way bulge"],
-        methods: &["cosmological N-body simulations", "deep imaging with the Hubble Space Telescope", "radio interferometry",
-                   "weak gravitational lensing maps", "integral field spectroscopy"],
-        findings: &["the inner density profile is flatter than cold dark matter predicts",
-                    "star formation is quenched earlier in massive galaxies",
-                    "the halo mass function agrees with the standard cosmological model",
-                    "black hole accretion heats the surrounding gas"],
+        subjects: &[
+            "dark matter halos",
+            "spiral galaxy rotation curves",
+            "galaxy cluster mergers",
+            "supermassive black holes",
+            "the intergalactic medium",
+            "dwarf galaxy satellites",
+            "stellar populations in the Milky Way bulge",
+        ],
+        methods: &[
+            "cosmological N-body simulations",
+            "deep imaging with the Hubble Space Telescope",
+            "radio interferometry",
+            "weak gravitational lensing maps",
+            "integral field spectroscopy",
+        ],
+        findings: &[
+            "the inner density profile is flatter than cold dark matter predicts",
+            "star formation is quenched earlier in massive galaxies",
+            "the halo mass function agrees with the standard cosmological model",
+            "black hole accretion heats the surrounding gas",
+        ],
     },
     Field {
         category: "q-bio.BM",
-        subjects: &["protein folding pathways", "enzyme active sites", "membrane transporter proteins", "antibody binding affinity",
-                    "intrinsically disordered proteins", "ribosome assembly", "DNA repair enzymes"],
-        methods: &["cryo-electron microscopy", "molecular dynamics simulations of solvated proteins", "X-ray crystallography",
-                   "single-molecule fluorescence", "mutational scanning of amino acid residues"],
-        findings: &["a folding intermediate stabilises the native structure",
-                    "a single residue controls substrate specificity",
-                    "conformational changes gate ion transport across the membrane",
-                    "hydrogen bonds in the binding pocket determine affinity"],
+        subjects: &[
+            "protein folding pathways",
+            "enzyme active sites",
+            "membrane transporter proteins",
+            "antibody binding affinity",
+            "intrinsically disordered proteins",
+            "ribosome assembly",
+            "DNA repair enzymes",
+        ],
+        methods: &[
+            "cryo-electron microscopy",
+            "molecular dynamics simulations of solvated proteins",
+            "X-ray crystallography",
+            "single-molecule fluorescence",
+            "mutational scanning of amino acid residues",
+        ],
+        findings: &[
+            "a folding intermediate stabilises the native structure",
+            "a single residue controls substrate specificity",
+            "conformational changes gate ion transport across the membrane",
+            "hydrogen bonds in the binding pocket determine affinity",
+        ],
     },
     Field {
         category: "cs.LG",
-        subjects: &["deep neural networks for image classification", "transformer language models", "reinforcement learning agents",
-                    "graph neural networks", "adversarial robustness of classifiers", "few-shot learning", "generative diffusion models"],
-        methods: &["stochastic gradient descent with adaptive learning rates", "self-supervised pretraining on unlabeled data",
-                   "attention mechanisms", "knowledge distillation", "large-scale benchmarks on ImageNet"],
-        findings: &["accuracy improves with model size and training data",
-                    "the learned representations transfer to new tasks",
-                    "regularisation reduces overfitting on small datasets",
-                    "training converges faster with warm-up schedules"],
+        subjects: &[
+            "deep neural networks for image classification",
+            "transformer language models",
+            "reinforcement learning agents",
+            "graph neural networks",
+            "adversarial robustness of classifiers",
+            "few-shot learning",
+            "generative diffusion models",
+        ],
+        methods: &[
+            "stochastic gradient descent with adaptive learning rates",
+            "self-supervised pretraining on unlabeled data",
+            "attention mechanisms",
+            "knowledge distillation",
+            "large-scale benchmarks on ImageNet",
+        ],
+        findings: &[
+            "accuracy improves with model size and training data",
+            "the learned representations transfer to new tasks",
+            "regularisation reduces overfitting on small datasets",
+            "training converges faster with warm-up schedules",
+        ],
     },
     Field {
         category: "econ.GN",
-        subjects: &["minimum wage policy", "household consumption and savings", "central bank interest rates", "labor market participation",
-                    "international trade tariffs", "housing prices and mortgage credit", "income inequality across regions"],
-        methods: &["difference-in-differences estimation", "panel data from household surveys", "structural macroeconomic models",
-                   "natural experiments in policy changes", "instrumental variable regressions"],
-        findings: &["higher wages did not reduce employment in small firms",
-                    "monetary tightening lowers inflation expectations",
-                    "tariffs raised consumer prices more than expected",
-                    "credit supply drives house price cycles"],
+        subjects: &[
+            "minimum wage policy",
+            "household consumption and savings",
+            "central bank interest rates",
+            "labor market participation",
+            "international trade tariffs",
+            "housing prices and mortgage credit",
+            "income inequality across regions",
+        ],
+        methods: &[
+            "difference-in-differences estimation",
+            "panel data from household surveys",
+            "structural macroeconomic models",
+            "natural experiments in policy changes",
+            "instrumental variable regressions",
+        ],
+        findings: &[
+            "higher wages did not reduce employment in small firms",
+            "monetary tightening lowers inflation expectations",
+            "tariffs raised consumer prices more than expected",
+            "credit supply drives house price cycles",
+        ],
     },
     Field {
         category: "cond-mat.mtrl-sci",
-        subjects: &["lithium-ion battery cathodes", "perovskite solar cells", "high-entropy alloys", "two-dimensional semiconductors",
-                    "thermoelectric materials", "corrosion of steel surfaces", "polymer electrolytes"],
-        methods: &["density functional theory calculations", "in situ X-ray diffraction", "transmission electron microscopy of grain boundaries",
-                   "high-throughput materials screening", "thin film deposition"],
-        findings: &["doping increases the ionic conductivity",
-                    "grain boundaries limit the charge carrier lifetime",
-                    "the alloy keeps its strength at high temperature",
-                    "surface defects accelerate degradation during cycling"],
+        subjects: &[
+            "lithium-ion battery cathodes",
+            "perovskite solar cells",
+            "high-entropy alloys",
+            "two-dimensional semiconductors",
+            "thermoelectric materials",
+            "corrosion of steel surfaces",
+            "polymer electrolytes",
+        ],
+        methods: &[
+            "density functional theory calculations",
+            "in situ X-ray diffraction",
+            "transmission electron microscopy of grain boundaries",
+            "high-throughput materials screening",
+            "thin film deposition",
+        ],
+        findings: &[
+            "doping increases the ionic conductivity",
+            "grain boundaries limit the charge carrier lifetime",
+            "the alloy keeps its strength at high temperature",
+            "surface defects accelerate degradation during cycling",
+        ],
     },
     Field {
         category: "physics.ao-ph",
-        subjects: &["Arctic sea ice decline", "tropical cyclone intensity", "monsoon rainfall variability", "ocean heat uptake",
-                    "atmospheric aerosols and clouds", "extreme heatwaves", "the El Nino Southern Oscillation"],
-        methods: &["coupled climate model ensembles", "satellite observations of the atmosphere", "reanalysis data since 1950",
-                   "regional downscaling of climate projections", "Argo float measurements"],
-        findings: &["warming amplifies extreme precipitation events",
-                    "aerosol cooling masks part of the greenhouse warming",
-                    "the ocean absorbs most of the excess heat",
-                    "sea ice loss strengthens Arctic amplification"],
+        subjects: &[
+            "Arctic sea ice decline",
+            "tropical cyclone intensity",
+            "monsoon rainfall variability",
+            "ocean heat uptake",
+            "atmospheric aerosols and clouds",
+            "extreme heatwaves",
+            "the El Nino Southern Oscillation",
+        ],
+        methods: &[
+            "coupled climate model ensembles",
+            "satellite observations of the atmosphere",
+            "reanalysis data since 1950",
+            "regional downscaling of climate projections",
+            "Argo float measurements",
+        ],
+        findings: &[
+            "warming amplifies extreme precipitation events",
+            "aerosol cooling masks part of the greenhouse warming",
+            "the ocean absorbs most of the excess heat",
+            "sea ice loss strengthens Arctic amplification",
+        ],
     },
     Field {
         category: "math.NT",
-        subjects: &["prime numbers in arithmetic progressions", "elliptic curves over the rationals", "modular forms",
-                    "the Riemann zeta function", "Diophantine equations", "class groups of number fields", "L-functions"],
-        methods: &["analytic methods and sieve bounds", "the circle method", "Galois representations",
-                   "p-adic analysis", "explicit computations of rational points"],
-        findings: &["the conjectured asymptotic formula holds on average",
-                    "the rank is bounded for a positive proportion of curves",
-                    "the zeros lie on the critical line up to a new height",
-                    "there are only finitely many integer solutions"],
+        subjects: &[
+            "prime numbers in arithmetic progressions",
+            "elliptic curves over the rationals",
+            "modular forms",
+            "the Riemann zeta function",
+            "Diophantine equations",
+            "class groups of number fields",
+            "L-functions",
+        ],
+        methods: &[
+            "analytic methods and sieve bounds",
+            "the circle method",
+            "Galois representations",
+            "p-adic analysis",
+            "explicit computations of rational points",
+        ],
+        findings: &[
+            "the conjectured asymptotic formula holds on average",
+            "the rank is bounded for a positive proportion of curves",
+            "the zeros lie on the critical line up to a new height",
+            "there are only finitely many integer solutions",
+        ],
     },
     Field {
         category: "q-bio.NC",
-        subjects: &["hippocampal place cells", "working memory in prefrontal cortex", "synaptic plasticity", "visual cortex responses",
-                    "neural oscillations during sleep", "motor learning in the cerebellum", "dopamine reward signals"],
-        methods: &["two-photon calcium imaging in mice", "electrophysiological recordings of neurons", "functional MRI in human subjects",
-                   "optogenetic stimulation", "spiking network models"],
-        findings: &["neurons encode the position of the animal",
-                    "memory consolidation depends on replay during sleep",
-                    "inhibitory interneurons synchronise cortical activity",
-                    "reward prediction errors drive learning"],
+        subjects: &[
+            "hippocampal place cells",
+            "working memory in prefrontal cortex",
+            "synaptic plasticity",
+            "visual cortex responses",
+            "neural oscillations during sleep",
+            "motor learning in the cerebellum",
+            "dopamine reward signals",
+        ],
+        methods: &[
+            "two-photon calcium imaging in mice",
+            "electrophysiological recordings of neurons",
+            "functional MRI in human subjects",
+            "optogenetic stimulation",
+            "spiking network models",
+        ],
+        findings: &[
+            "neurons encode the position of the animal",
+            "memory consolidation depends on replay during sleep",
+            "inhibitory interneurons synchronise cortical activity",
+            "reward prediction errors drive learning",
+        ],
     },
 ];
 
@@ -163,7 +275,10 @@ pub fn sample_lines(count: usize, seed: u64) -> impl Iterator<Item = String> {
 
 fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -195,7 +310,13 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_sample() {
-        assert_eq!(sample_lines(20, 3).collect::<Vec<_>>(), sample_lines(20, 3).collect::<Vec<_>>());
-        assert_ne!(sample_lines(20, 3).collect::<Vec<_>>(), sample_lines(20, 4).collect::<Vec<_>>());
+        assert_eq!(
+            sample_lines(20, 3).collect::<Vec<_>>(),
+            sample_lines(20, 3).collect::<Vec<_>>()
+        );
+        assert_ne!(
+            sample_lines(20, 3).collect::<Vec<_>>(),
+            sample_lines(20, 4).collect::<Vec<_>>()
+        );
     }
 }

@@ -42,7 +42,10 @@ impl Cluster {
             let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
             let port_taken = log.contains("Address already in use");
             assert!(port_taken, "cluster {name} did not start");
-            assert!(attempt < ATTEMPTS, "cluster {name} did not start: each of {ATTEMPTS} free ports was taken before the server bound it");
+            assert!(
+                attempt < ATTEMPTS,
+                "cluster {name} did not start: each of {ATTEMPTS} free ports was taken before the server bound it"
+            );
             eprintln!("cluster {name}: port {port} was taken before the server bound it; starting on another");
         }
         unreachable!("the last attempt returns or panics")
@@ -54,7 +57,11 @@ impl Cluster {
 
     /// A session, or `None` while the server is not accepting connections (after a crash).
     pub fn try_connect(&self) -> Option<Client> {
-        Client::connect(&format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port), NoTls).ok()
+        Client::connect(
+            &format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port),
+            NoTls,
+        )
+        .ok()
     }
 
     /// A session opened after the postmaster has restarted from a crash. A connection made
@@ -64,7 +71,9 @@ impl Cluster {
         wait_for("the server to come back after the crash", Duration::from_secs(30), || {
             let log = self.log();
             let crash = log.find("all server processes terminated; reinitializing")?;
-            log[crash..].contains("database system is ready to accept connections").then_some(())?;
+            log[crash..]
+                .contains("database system is ready to accept connections")
+                .then_some(())?;
             let mut client = self.try_connect()?;
             client.simple_query("SELECT 1").ok()?;
             Some(client)

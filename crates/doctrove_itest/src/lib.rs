@@ -36,7 +36,9 @@ impl TestDb {
     pub fn new(test: &str) -> TestDb {
         let name = format!("it_{test}");
         let mut admin = Client::connect(&cluster(), NoTls).expect("connect to the test cluster");
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
         admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         let scope = format!("{test}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         let db = TestDb { name, scope };
@@ -54,7 +56,9 @@ impl TestDb {
     /// Sets this session's base URL to the mock with extra switches (`latency=50/`).
     pub fn point_at_mock(&self, client: &mut Client, switches: &str) {
         let url = format!("{}/s={}/{}v1", mock_root(), self.scope, switches);
-        client.execute("SELECT set_config('doctrove_embed.api_base_url', $1, false)", &[&url]).unwrap();
+        client
+            .execute("SELECT set_config('doctrove_embed.api_base_url', $1, false)", &[&url])
+            .unwrap();
     }
 
     pub fn stats(&self) -> Value {
@@ -114,7 +118,12 @@ pub fn tally(client: &mut Client, dims: usize) -> Tally {
             &[],
         )
         .unwrap();
-    let mut t = Tally { correct: 0, missing: 0, wrong: 0, written_twice: 0 };
+    let mut t = Tally {
+        correct: 0,
+        missing: 0,
+        wrong: 0,
+        written_twice: 0,
+    };
     for row in rows {
         let text: String = row.get(0);
         match row.get::<_, Option<Vec<f32>>>(1) {
@@ -124,7 +133,10 @@ pub fn tally(client: &mut Client, dims: usize) -> Tally {
         }
     }
     t.written_twice = client
-        .query_one("SELECT count(*) FROM (SELECT paper_id FROM embedding_writes GROUP BY 1 HAVING count(*) > 1) d", &[])
+        .query_one(
+            "SELECT count(*) FROM (SELECT paper_id FROM embedding_writes GROUP BY 1 HAVING count(*) > 1) d",
+            &[],
+        )
         .unwrap()
         .get(0);
     t
@@ -135,7 +147,12 @@ pub fn embed_until_done(client: &mut Client, batch: i32) -> usize {
     let mut calls = 0;
     loop {
         calls += 1;
-        let row = client.query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending($1)", &[&batch]).unwrap();
+        let row = client
+            .query_one(
+                "SELECT successful_embeddings, failed_embeddings FROM embed_pending($1)",
+                &[&batch],
+            )
+            .unwrap();
         if row.get::<_, i32>(0) == 0 && row.get::<_, i32>(1) == 0 {
             return calls;
         }

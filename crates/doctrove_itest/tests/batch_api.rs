@@ -17,7 +17,9 @@ fn collect_until_closed(client: &mut Client, limit: Duration) -> (i32, i64, i64,
     let start = Instant::now();
     let mut totals = (0, 0, 0, 0);
     loop {
-        let row = client.query_one("SELECT * FROM doctrove_embed.collect_batches()", &[]).unwrap();
+        let row = client
+            .query_one("SELECT * FROM doctrove_embed.collect_batches()", &[])
+            .unwrap();
         totals.0 += row.get::<_, i32>("batches_collected");
         totals.1 += row.get::<_, i64>("papers_written");
         totals.2 += row.get::<_, i64>("papers_failed");
@@ -31,7 +33,9 @@ fn collect_until_closed(client: &mut Client, limit: Duration) -> (i32, i64, i64,
 }
 
 fn submit(client: &mut Client) -> (i32, i64, i32) {
-    let row = client.query_one("SELECT * FROM doctrove_embed.submit_batches()", &[]).unwrap();
+    let row = client
+        .query_one("SELECT * FROM doctrove_embed.submit_batches()", &[])
+        .unwrap();
     (row.get("batches"), row.get("papers"), row.get("adopted"))
 }
 
@@ -45,7 +49,9 @@ fn a_backfill_of_20000_papers_goes_through_batches_while_the_live_path_runs() {
     let mut client = db.connect();
     db.point_at_mock(&mut client, "dim=8/batch_delay=1500/");
     create_logged_papers(&mut client, 20_000, 8);
-    client.batch_execute("SET doctrove_embed.batch_api_max_papers = 5000").unwrap();
+    client
+        .batch_execute("SET doctrove_embed.batch_api_max_papers = 5000")
+        .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let live = {
@@ -54,7 +60,9 @@ fn a_backfill_of_20000_papers_goes_through_batches_while_the_live_path_runs() {
         std::thread::spawn(move || {
             let mut embedded = 0;
             while !stop.load(Ordering::SeqCst) {
-                let row = live_client.query_one("SELECT successful_embeddings FROM embed_pending(100)", &[]).unwrap();
+                let row = live_client
+                    .query_one("SELECT successful_embeddings FROM embed_pending(100)", &[])
+                    .unwrap();
                 embedded += row.get::<_, i32>(0);
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -79,7 +87,10 @@ fn a_backfill_of_20000_papers_goes_through_batches_while_the_live_path_runs() {
     let stats = db.stats();
     assert_eq!(stats["paid_twice"], 0, "a text was paid for twice: {stats}");
     assert_eq!(stats["batch_inputs"].as_i64(), Some(papers));
-    assert_eq!(stats["batch_inputs"].as_i64().unwrap() + stats["inputs"].as_i64().unwrap(), 20_300);
+    assert_eq!(
+        stats["batch_inputs"].as_i64().unwrap() + stats["inputs"].as_i64().unwrap(),
+        20_300
+    );
     assert!(batches >= 4, "batches of at most 5,000 papers: {batches}");
     record_figure(&format!(
         "Batch API backfill: 20,300 papers, {papers} through {batches} batches and {} live ({live_embedded} while batches were open); none paid twice",
@@ -93,18 +104,28 @@ fn rejected_texts_in_a_batch_are_recorded_and_the_rest_is_written() {
     let mut client = db.connect();
     db.point_at_mock(&mut client, "dim=8/poison=POISON/");
     create_logged_papers(&mut client, 1000, 8);
-    client.batch_execute("UPDATE doctrove_papers SET doctrove_title = 'POISON ' || doctrove_paper_id WHERE doctrove_paper_id % 100 = 0").unwrap();
+    client
+        .batch_execute(
+            "UPDATE doctrove_papers SET doctrove_title = 'POISON ' || doctrove_paper_id WHERE doctrove_paper_id % 100 = 0",
+        )
+        .unwrap();
     assert_eq!(submit(&mut client).1, 1000);
     let (_, written, failed, released) = collect_until_closed(&mut client, Duration::from_secs(30));
     assert_eq!((written, failed, released), (990, 10, 0));
-    let recorded = count(&mut client, "SELECT count(*) FROM doctrove_embed.failures WHERE last_error LIKE '%rejected%' AND paper_id::bigint % 100 = 0");
+    let recorded = count(
+        &mut client,
+        "SELECT count(*) FROM doctrove_embed.failures WHERE last_error LIKE '%rejected%' AND paper_id::bigint % 100 = 0",
+    );
     assert_eq!(recorded, 10);
     // The rejected papers are held back, not sent again live.
     assert_eq!(embed_until_done(&mut client, 250), 1);
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (990, 10, 0, 0));
     let stats = db.stats();
-    assert_eq!((stats["batch_inputs"].as_i64(), stats["inputs"].as_i64()), (Some(990), Some(0)));
+    assert_eq!(
+        (stats["batch_inputs"].as_i64(), stats["inputs"].as_i64()),
+        (Some(990), Some(0))
+    );
     record_figure("Batch API with 10 rejected texts in 1,000: 990 written from the batch (99%), 10 recorded in failures");
 }
 
@@ -121,23 +142,38 @@ fn an_expired_batch_writes_what_was_done_and_the_rest_is_embedded_live() {
         .unwrap();
     let mut outsider = connect_as("batch_outsider", &db.name);
     let seen = count(&mut outsider, "SELECT count(*) FROM doctrove_embed.batch_papers");
-    record_attack("read the paper ids of a table without SELECT on it through doctrove_embed.batch_papers", seen > 0);
+    record_attack(
+        "read the paper ids of a table without SELECT on it through doctrove_embed.batch_papers",
+        seen > 0,
+    );
     assert_eq!(seen, 0);
     // A role that may read a column of the table (as a least-privilege embedding role does)
     // sees its claims, so its embed_pending() skips them.
-    client.batch_execute("GRANT SELECT (doctrove_title) ON doctrove_papers TO batch_outsider").unwrap();
+    client
+        .batch_execute("GRANT SELECT (doctrove_title) ON doctrove_papers TO batch_outsider")
+        .unwrap();
     assert_eq!(count(&mut outsider, "SELECT count(*) FROM doctrove_embed.batch_papers"), 1000);
     drop(outsider);
     let (_, written, failed, released) = collect_until_closed(&mut client, Duration::from_secs(30));
     assert_eq!((written, failed, released), (500, 0, 500));
-    let status: String = client.query_one("SELECT status FROM doctrove_embed.batches", &[]).unwrap().get(0);
+    let status: String = client
+        .query_one("SELECT status FROM doctrove_embed.batches", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(status, "expired");
     assert_eq!(count(&mut client, "SELECT get_papers_needing_embeddings_count()"), 500);
     embed_until_done(&mut client, 250);
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (1000, 0, 0, 0));
     let stats = db.stats();
-    assert_eq!((stats["batch_inputs"].as_i64(), stats["inputs"].as_i64(), stats["paid_twice"].as_i64()), (Some(500), Some(500), Some(0)));
+    assert_eq!(
+        (
+            stats["batch_inputs"].as_i64(),
+            stats["inputs"].as_i64(),
+            stats["paid_twice"].as_i64()
+        ),
+        (Some(500), Some(500), Some(0))
+    );
 }
 
 #[test]
@@ -164,8 +200,12 @@ fn a_batch_over_the_enqueued_token_limit_is_released_and_sent_again_later() {
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.written_twice), (1000, 0, 0));
     // A known limit keeps a submission within it: one token of room takes no paper.
-    client.batch_execute("INSERT INTO doctrove_papers VALUES (5001, 'Late', 'Late abstract', NULL)").unwrap();
-    client.batch_execute("SET doctrove_embed.batch_api_max_enqueued_tokens = 1").unwrap();
+    client
+        .batch_execute("INSERT INTO doctrove_papers VALUES (5001, 'Late', 'Late abstract', NULL)")
+        .unwrap();
+    client
+        .batch_execute("SET doctrove_embed.batch_api_max_enqueued_tokens = 1")
+        .unwrap();
     assert_eq!(submit(&mut client).0, 0);
     assert_eq!(db.stats()["paid_twice"], 0);
 }
@@ -177,7 +217,11 @@ fn crash_cluster(name: &str, switches: &str) -> (Cluster, Client) {
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.workers = 0".to_string(),
-            format!("doctrove_embed.api_base_url = '{}/s={name}-{}/dim=8/{switches}v1'", mock_root(), std::process::id()),
+            format!(
+                "doctrove_embed.api_base_url = '{}/s={name}-{}/dim=8/{switches}v1'",
+                mock_root(),
+                std::process::id()
+            ),
         ],
     );
     let mut client = cluster.connect();
@@ -191,7 +235,12 @@ fn kill_9_during(client: Client, sql: &'static str, after: Duration) {
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let session = std::thread::spawn(move || client.batch_execute(sql));
     std::thread::sleep(after);
-    assert!(std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
     assert!(session.join().unwrap().is_err(), "the killed session's call cannot succeed");
 }
 
@@ -200,21 +249,38 @@ fn kill_9_during_a_submission_loses_nothing_and_pays_nothing_twice() {
     let (cluster, client) = crash_cluster("batchkill_submit", "batch_hold=2000/batch_delay=6000/");
     let scope = format!("batchkill_submit-{}", std::process::id());
     // The batch exists on the API when the session dies, and was never recorded.
-    kill_9_during(client, "SELECT * FROM doctrove_embed.submit_batches()", Duration::from_millis(1000));
+    kill_9_during(
+        client,
+        "SELECT * FROM doctrove_embed.submit_batches()",
+        Duration::from_millis(1000),
+    );
     let mut client = cluster.reconnect_after_crash();
     assert_eq!(mock_stats(&scope)["batches_created"], 1);
     assert_eq!(count(&mut client, "SELECT count(*) FROM doctrove_embed.batch_jobs"), 0);
     // The next submission finds it and adopts it instead of sending its papers again.
     assert_eq!(submit(&mut client), (0, 0, 1));
     assert_eq!(count(&mut client, "SELECT count(*) FROM doctrove_embed.batch_papers"), 500);
-    assert_eq!(embed_until_done(&mut client, 250), 1, "the live path skips the adopted papers");
+    assert_eq!(
+        embed_until_done(&mut client, 250),
+        1,
+        "the live path skips the adopted papers"
+    );
     let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(60));
     assert_eq!((written, released), (500, 0));
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (500, 0, 0, 0));
     let stats = mock_stats(&scope);
-    assert_eq!((stats["batches_created"].as_i64(), stats["paid_twice"].as_i64(), stats["inputs"].as_i64()), (Some(1), Some(0), Some(0)));
-    record_figure("kill -9 during a submission: the unrecorded batch adopted from its metadata; 500 of 500 written once, none paid twice");
+    assert_eq!(
+        (
+            stats["batches_created"].as_i64(),
+            stats["paid_twice"].as_i64(),
+            stats["inputs"].as_i64()
+        ),
+        (Some(1), Some(0), Some(0))
+    );
+    record_figure(
+        "kill -9 during a submission: the unrecorded batch adopted from its metadata; 500 of 500 written once, none paid twice",
+    );
 }
 
 #[test]
@@ -222,16 +288,31 @@ fn kill_9_during_a_collection_loses_nothing_and_writes_nothing_twice() {
     let (cluster, mut client) = crash_cluster("batchkill_collect", "batch_hold=2000/");
     let scope = format!("batchkill_collect-{}", std::process::id());
     assert_eq!(submit(&mut client).1, 500);
-    kill_9_during(client, "SELECT * FROM doctrove_embed.collect_batches()", Duration::from_millis(1000));
+    kill_9_during(
+        client,
+        "SELECT * FROM doctrove_embed.collect_batches()",
+        Duration::from_millis(1000),
+    );
     let mut client = cluster.reconnect_after_crash();
-    assert_eq!(count(&mut client, "SELECT count(*) FROM doctrove_embed.batch_papers"), 500, "the claims survive the crash");
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM doctrove_embed.batch_papers"),
+        500,
+        "the claims survive the crash"
+    );
     let (collected, written, _, _) = collect_until_closed(&mut client, Duration::from_secs(60));
     assert_eq!((collected, written), (1, 500));
-    assert_eq!(collect_until_closed(&mut client, Duration::from_secs(10)), (0, 0, 0, 0), "collecting again does nothing");
+    assert_eq!(
+        collect_until_closed(&mut client, Duration::from_secs(10)),
+        (0, 0, 0, 0),
+        "collecting again does nothing"
+    );
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (500, 0, 0, 0));
     let stats = mock_stats(&scope);
-    assert_eq!((stats["batches_created"].as_i64(), stats["paid_twice"].as_i64()), (Some(1), Some(0)));
+    assert_eq!(
+        (stats["batches_created"].as_i64(), stats["paid_twice"].as_i64()),
+        (Some(1), Some(0))
+    );
     record_figure("kill -9 during a collection: the next collection wrote 500 of 500 once; collecting again wrote nothing");
 }
 
@@ -241,24 +322,54 @@ fn cancelling_releases_the_papers_and_keeps_what_the_api_had_done() {
     let mut client = db.connect();
     db.point_at_mock(&mut client, "dim=8/batch_delay=60000/");
     create_logged_papers(&mut client, 1000, 8);
-    let first: i64 = client.query_one("SELECT papers FROM doctrove_embed.submit_batches(300)", &[]).unwrap().get(0);
+    let first: i64 = client
+        .query_one("SELECT papers FROM doctrove_embed.submit_batches(300)", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(first, 300);
     assert_eq!(submit(&mut client).1, 700);
-    assert_eq!(embed_until_done(&mut client, 250), 1, "papers in open batches are not embedded live");
-    let cancelled: i32 = client.query_one("SELECT doctrove_embed.cancel_batches()", &[]).unwrap().get(0);
+    assert_eq!(
+        embed_until_done(&mut client, 250),
+        1,
+        "papers in open batches are not embedded live"
+    );
+    let cancelled: i32 = client
+        .query_one("SELECT doctrove_embed.cancel_batches()", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(cancelled, 2);
     // The mock cancels at once and keeps the half of each batch it had done: that half is
     // written, the rest released.
     let row = client
-        .query_one("SELECT sum(papers_written)::int, sum(papers_released)::int, bool_or(open), min(status) FROM doctrove_embed.batches", &[])
+        .query_one(
+            "SELECT sum(papers_written)::int, sum(papers_released)::int, bool_or(open), min(status) FROM doctrove_embed.batches",
+            &[],
+        )
         .unwrap();
-    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1), row.get::<_, bool>(2), row.get::<_, String>(3)), (500, 500, false, "cancelled".into()));
+    assert_eq!(
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, bool>(2),
+            row.get::<_, String>(3)
+        ),
+        (500, 500, false, "cancelled".into())
+    );
     embed_until_done(&mut client, 250);
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (1000, 0, 0, 0));
     let stats = db.stats();
-    assert_eq!((stats["batch_inputs"].as_i64(), stats["inputs"].as_i64(), stats["paid_twice"].as_i64()), (Some(500), Some(500), Some(0)));
-    let bad = client.query_one("SELECT * FROM doctrove_embed.submit_batches(-1)", &[]).unwrap_err();
+    assert_eq!(
+        (
+            stats["batch_inputs"].as_i64(),
+            stats["inputs"].as_i64(),
+            stats["paid_twice"].as_i64()
+        ),
+        (Some(500), Some(500), Some(0))
+    );
+    let bad = client
+        .query_one("SELECT * FROM doctrove_embed.submit_batches(-1)", &[])
+        .unwrap_err();
     assert_eq!(bad.code().map(|c| c.code()), Some("22023"));
 }
 
@@ -276,7 +387,11 @@ fn collecting_a_170_mb_output_file_keeps_the_backend_s_memory_bounded() {
     // the shared buffers the writes touch.
     let anon_kb = move || -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status.lines().find(|l| l.starts_with("RssAnon:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
+        status
+            .lines()
+            .find(|l| l.starts_with("RssAnon:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
     };
     let before_kb = anon_kb();
     let stop = Arc::new(AtomicBool::new(false));
@@ -302,7 +417,10 @@ fn collecting_a_170_mb_output_file_keeps_the_backend_s_memory_bounded() {
         before_kb / 1024,
         peak_kb / 1024
     ));
-    assert!(peak_kb < before_kb + 48 * 1024, "the backend's private memory grew from {before_kb} kB to {peak_kb} kB");
+    assert!(
+        peak_kb < before_kb + 48 * 1024,
+        "the backend's private memory grew from {before_kb} kB to {peak_kb} kB"
+    );
     let t = tally(&mut client, 1536);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (20_000, 0, 0, 0));
 }

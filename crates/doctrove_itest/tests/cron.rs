@@ -18,7 +18,9 @@ fn cron_cluster(name: &str, scope: &str, switches: &str) -> (Cluster, Client) {
         ],
     );
     let mut client = cluster.connect();
-    client.batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION doctrove_embed CASCADE").unwrap();
+    client
+        .batch_execute("CREATE EXTENSION pg_cron; CREATE EXTENSION doctrove_embed CASCADE")
+        .unwrap();
     create_logged_papers(&mut client, 300, 8);
     (cluster, client)
 }
@@ -26,16 +28,23 @@ fn cron_cluster(name: &str, scope: &str, switches: &str) -> (Cluster, Client) {
 /// Schedules `command` every minute (pg_cron 1.4 runs jobs on the minute), waits until every
 /// paper is embedded, checks each vector, and returns how many runs of it succeeded.
 fn run_on_schedule(client: &mut Client, command: &str) -> i64 {
-    client.execute("SELECT cron.schedule('job', '* * * * *', $1)", &[&command]).unwrap();
+    client
+        .execute("SELECT cron.schedule('job', '* * * * *', $1)", &[&command])
+        .unwrap();
     wait_for("the scheduled job to embed every paper", Duration::from_secs(200), || {
-        let pending: i64 =
-            client.query_one("SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NULL", &[]).unwrap().get(0);
+        let pending: i64 = client
+            .query_one("SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NULL", &[])
+            .unwrap()
+            .get(0);
         (pending == 0).then_some(())
     });
     let t = tally(client, 8);
     assert_eq!((t.correct, t.missing, t.written_twice), (300, 0, 0));
     client
-        .query_one("SELECT count(*) FROM cron.job_run_details WHERE status = 'succeeded' AND command = $1", &[&command])
+        .query_one(
+            "SELECT count(*) FROM cron.job_run_details WHERE status = 'succeeded' AND command = $1",
+            &[&command],
+        )
         .unwrap()
         .get(0)
 }
@@ -56,5 +65,12 @@ fn one_scheduled_submit_batches_does_a_whole_backfill_through_the_batch_api() {
     let runs = run_on_schedule(&mut client, "SELECT doctrove_embed.submit_batches()");
     assert!(runs >= 2, "{runs} runs");
     let stats = mock_stats(&scope);
-    assert_eq!((stats["batch_inputs"].as_i64(), stats["inputs"].as_i64(), stats["paid_twice"].as_i64()), (Some(300), Some(0), Some(0)));
+    assert_eq!(
+        (
+            stats["batch_inputs"].as_i64(),
+            stats["inputs"].as_i64(),
+            stats["paid_twice"].as_i64()
+        ),
+        (Some(300), Some(0), Some(0))
+    );
 }

@@ -50,10 +50,16 @@ fn one_call_embeds_250_papers_with_the_exact_vectors_of_their_texts() {
     assert_eq!(row.get::<_, i32>("failed_embeddings"), 0);
     assert!(row.get::<_, f64>("api_ms") > 0.0);
     assert_eq!(check_vectors(&mut client), 250);
-    let remaining: i64 = client.query_one("SELECT get_papers_needing_embeddings_count()", &[]).unwrap().get(0);
+    let remaining: i64 = client
+        .query_one("SELECT get_papers_needing_embeddings_count()", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(remaining, 50);
     let versions: i64 = client
-        .query_one("SELECT count(*) FROM doctrove_papers WHERE embedding_model_version = 'text-embedding-3-small'", &[])
+        .query_one(
+            "SELECT count(*) FROM doctrove_papers WHERE embedding_model_version = 'text-embedding-3-small'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(versions, 250);
@@ -76,7 +82,10 @@ fn concurrent_sessions_take_disjoint_papers() {
                 let mut embedded = 0;
                 let mut calls = 0;
                 loop {
-                    let n: i32 = client.query_one("SELECT successful_embeddings FROM embed_pending(100)", &[]).unwrap().get(0);
+                    let n: i32 = client
+                        .query_one("SELECT successful_embeddings FROM embed_pending(100)", &[])
+                        .unwrap()
+                        .get(0);
                     calls += 1;
                     if n == 0 {
                         return (embedded, calls);
@@ -89,7 +98,10 @@ fn concurrent_sessions_take_disjoint_papers() {
     let results: Vec<(i32, i32)> = sessions.into_iter().map(|s| s.join().unwrap()).collect();
     let total: i32 = results.iter().map(|r| r.0).sum();
     assert_eq!(total, 2000);
-    assert!(results.iter().all(|r| r.0 > 0), "both sessions should have embedded papers: {results:?}");
+    assert!(
+        results.iter().all(|r| r.0 > 0),
+        "both sessions should have embedded papers: {results:?}"
+    );
     let stats = db.stats();
     assert_eq!(stats["inputs"], 2000);
     assert_eq!(stats["distinct_inputs"], 2000);
@@ -107,8 +119,17 @@ fn a_failed_call_leaves_every_row_unchanged() {
     let db_error = error.as_db_error().expect("a server error");
     assert_eq!(db_error.code().code(), "38000");
     assert_eq!(db_error.message(), "the embeddings API failed (HTTP 500)");
-    let embedded: i64 = client.query_one("SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NOT NULL", &[]).unwrap().get(0);
+    let embedded: i64 = client
+        .query_one(
+            "SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     assert_eq!(embedded, 0);
-    let pending: i64 = client.query_one("SELECT get_papers_needing_embeddings_count()", &[]).unwrap().get(0);
+    let pending: i64 = client
+        .query_one("SELECT get_papers_needing_embeddings_count()", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(pending, 20);
 }

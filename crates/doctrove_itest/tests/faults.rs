@@ -32,7 +32,10 @@ fn rate_limits_and_server_errors_are_retried_until_every_paper_is_embedded_once(
         t.correct, t.missing, t.wrong, t.written_twice, stats["requests"], stats["failed"]
     ));
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (20_000, 0, 0, 0));
-    assert!(stats["failed"].as_u64().unwrap() > 0, "the mock should have failed some requests");
+    assert!(
+        stats["failed"].as_u64().unwrap() > 0,
+        "the mock should have failed some requests"
+    );
 }
 
 #[test]
@@ -44,7 +47,10 @@ fn poison_texts_are_isolated_and_the_rest_embedded_within_the_call_budget() {
         create_logged_papers(&mut client, 2000, 8);
         for id in poisoned {
             client
-                .execute("UPDATE doctrove_papers SET doctrove_abstract = 'POISON text' WHERE doctrove_paper_id = $1", &[&id])
+                .execute(
+                    "UPDATE doctrove_papers SET doctrove_abstract = 'POISON text' WHERE doctrove_paper_id = $1",
+                    &[&id],
+                )
                 .unwrap();
         }
         (db, client)
@@ -61,7 +67,10 @@ fn poison_texts_are_isolated_and_the_rest_embedded_within_the_call_budget() {
     let budget = 3 + 8 * poisoned.len() as u64; // 3 + ceil(log2 250) x 5
     let t = tally(&mut client, 8);
     let failures: Vec<(String, i32)> = client
-        .query("SELECT paper_id, attempts FROM doctrove_embed.failures ORDER BY paper_id::bigint", &[])
+        .query(
+            "SELECT paper_id, attempts FROM doctrove_embed.failures ORDER BY paper_id::bigint",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -82,14 +91,23 @@ fn poison_texts_are_isolated_and_the_rest_embedded_within_the_call_budget() {
     assert!(extra <= budget, "{extra} extra calls, budget {budget}");
 
     // Held back: neither counted nor selected; the status view shows them.
-    let pending: i64 = client.query_one("SELECT get_papers_needing_embeddings_count()", &[]).unwrap().get(0);
+    let pending: i64 = client
+        .query_one("SELECT get_papers_needing_embeddings_count()", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(pending, 0);
-    let failed: i64 = client.query_one("SELECT failed FROM doctrove_embed.status", &[]).unwrap().get(0);
+    let failed: i64 = client
+        .query_one("SELECT failed FROM doctrove_embed.status", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(failed, 5);
     // retry_failed() lets them be tried again.
     let cleared: i64 = client.query_one("SELECT doctrove_embed.retry_failed()", &[]).unwrap().get(0);
     assert_eq!(cleared, 5);
-    let pending: i64 = client.query_one("SELECT get_papers_needing_embeddings_count()", &[]).unwrap().get(0);
+    let pending: i64 = client
+        .query_one("SELECT get_papers_needing_embeddings_count()", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(pending, 5);
 }
 
@@ -98,13 +116,20 @@ fn after_max_attempts_a_rejected_paper_is_no_longer_selected() {
     let db = TestDb::new("faults_attempts");
     let mut client = db.connect();
     create_logged_papers(&mut client, 3, 8);
-    client.execute("UPDATE doctrove_papers SET doctrove_abstract = 'POISON' WHERE doctrove_paper_id = 2", &[]).unwrap();
+    client
+        .execute(
+            "UPDATE doctrove_papers SET doctrove_abstract = 'POISON' WHERE doctrove_paper_id = 2",
+            &[],
+        )
+        .unwrap();
     db.point_at_mock(&mut client, "poison=POISON/dim=8/");
     set(&mut client, "doctrove_embed.failed_retry_delay_ms", "0");
     // With no wait between attempts, each call tries the rejected paper again, up to 3 times.
     let mut rejections = 0;
     loop {
-        let row = client.query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending(10)", &[]).unwrap();
+        let row = client
+            .query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending(10)", &[])
+            .unwrap();
         let (done, failed) = (row.get::<_, i32>(0), row.get::<_, i32>(1));
         rejections += failed;
         if done == 0 && failed == 0 {
@@ -114,9 +139,15 @@ fn after_max_attempts_a_rejected_paper_is_no_longer_selected() {
     assert_eq!(rejections, 3);
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing), (2, 1));
-    let attempts: i32 = client.query_one("SELECT attempts FROM doctrove_embed.failures", &[]).unwrap().get(0);
+    let attempts: i32 = client
+        .query_one("SELECT attempts FROM doctrove_embed.failures", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(attempts, 3);
-    let error: String = client.query_one("SELECT last_error FROM doctrove_embed.failures", &[]).unwrap().get(0);
+    let error: String = client
+        .query_one("SELECT last_error FROM doctrove_embed.failures", &[])
+        .unwrap()
+        .get(0);
     assert!(error.starts_with("HTTP 400: "), "{error}");
 }
 
@@ -233,7 +264,9 @@ fn a_cancel_ends_a_slow_call_within_a_second_and_writes_nothing() {
     let error = client.query_one("SELECT * FROM embed_pending(250)", &[]).unwrap_err();
     let cancelled_after = canceller.join().unwrap().elapsed();
     assert_eq!(error.as_db_error().unwrap().code().code(), "57014");
-    record_figure(&format!("pg_cancel_backend during a 60 s API call: ended after {cancelled_after:?}, nothing written"));
+    record_figure(&format!(
+        "pg_cancel_backend during a 60 s API call: ended after {cancelled_after:?}, nothing written"
+    ));
     assert!(cancelled_after < Duration::from_secs(1), "{cancelled_after:?}");
 
     set(&mut client, "statement_timeout", "500");
@@ -242,7 +275,9 @@ fn a_cancel_ends_a_slow_call_within_a_second_and_writes_nothing() {
     let took = started.elapsed();
     set(&mut client, "statement_timeout", "0");
     assert_eq!(error.as_db_error().unwrap().code().code(), "57014");
-    record_figure(&format!("statement_timeout 500 ms during a 60 s API call: ended after {took:?}, nothing written"));
+    record_figure(&format!(
+        "statement_timeout 500 ms during a 60 s API call: ended after {took:?}, nothing written"
+    ));
     assert!(took < Duration::from_millis(1500), "{took:?}");
     let t = tally(&mut client, 8);
     assert_eq!(t.missing, 20);
@@ -270,17 +305,26 @@ fn a_text_over_the_model_limit_is_cut_not_rejected() {
     let mut client = db.connect();
     create_logged_papers(&mut client, 1, 8);
     client
-        .execute("UPDATE doctrove_papers SET doctrove_abstract = repeat('word ', 20000) WHERE doctrove_paper_id = 1", &[])
+        .execute(
+            "UPDATE doctrove_papers SET doctrove_abstract = repeat('word ', 20000) WHERE doctrove_paper_id = 1",
+            &[],
+        )
         .unwrap();
     db.point_at_mock(&mut client, "dim=8/");
     embed_until_done(&mut client, 250);
     let full: String = client
-        .query_one("SELECT doctrove_embed.input_text(doctrove_title, doctrove_abstract) FROM doctrove_papers", &[])
+        .query_one(
+            "SELECT doctrove_embed.input_text(doctrove_title, doctrove_abstract) FROM doctrove_papers",
+            &[],
+        )
         .unwrap()
         .get(0);
     let (cut, tokens) = embed_core::tokens::truncate(&full, embed_core::tokens::MAX_TOKENS_PER_INPUT);
     assert_eq!(tokens, Some(8191));
-    let stored: Vec<f32> = client.query_one("SELECT doctrove_embedding::real[] FROM doctrove_papers", &[]).unwrap().get(0);
+    let stored: Vec<f32> = client
+        .query_one("SELECT doctrove_embedding::real[] FROM doctrove_papers", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(stored, doctrove_mock::vector_for(&cut, 8));
 }
 
@@ -288,7 +332,9 @@ fn a_text_over_the_model_limit_is_cut_not_rejected() {
 fn the_key_is_hidden_from_other_roles_every_way() {
     let db = TestDb::new("faults_secret");
     let mut admin = db.connect();
-    admin.batch_execute("DROP ROLE IF EXISTS secret_reader; CREATE ROLE secret_reader LOGIN").unwrap();
+    admin
+        .batch_execute("DROP ROLE IF EXISTS secret_reader; CREATE ROLE secret_reader LOGIN")
+        .unwrap();
     let key = "sk-regress-0123456789";
     // Per-role and per-database settings would land in pg_db_role_setting: refused.
     for statement in [
@@ -299,11 +345,18 @@ fn the_key_is_hidden_from_other_roles_every_way() {
         assert_eq!(error.as_db_error().unwrap().code().code(), "42501", "{statement}");
     }
     let mut reader = postgres::Client::connect(
-        &format!("{} dbname={} user=secret_reader", doctrove_itest::cluster().replace("user=postgres", ""), db.name),
+        &format!(
+            "{} dbname={} user=secret_reader",
+            doctrove_itest::cluster().replace("user=postgres", ""),
+            db.name
+        ),
         postgres::NoTls,
     )
     .unwrap();
-    for query in ["SHOW doctrove_embed.api_key", "SELECT current_setting('doctrove_embed.api_key')"] {
+    for query in [
+        "SHOW doctrove_embed.api_key",
+        "SELECT current_setting('doctrove_embed.api_key')",
+    ] {
         let error = reader.simple_query(query).unwrap_err();
         assert_eq!(error.as_db_error().unwrap().code().code(), "42501", "{query}");
     }
@@ -313,7 +366,10 @@ fn the_key_is_hidden_from_other_roles_every_way() {
         .get(0);
     assert_eq!(visible, 0);
     let stored: i64 = reader
-        .query_one("SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%' || $1 || '%'", &[&key])
+        .query_one(
+            "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%' || $1 || '%'",
+            &[&key],
+        )
         .unwrap()
         .get(0);
     assert_eq!(stored, 0);
@@ -321,7 +377,9 @@ fn the_key_is_hidden_from_other_roles_every_way() {
     assert_eq!(error.as_db_error().unwrap().code().code(), "42501");
     drop(reader);
     admin.batch_execute("DROP ROLE secret_reader").unwrap();
-    record_figure("API key: refused per role and per database; hidden from SHOW, current_setting, pg_settings, pg_db_role_setting");
+    record_figure(
+        "API key: refused per role and per database; hidden from SHOW, current_setting, pg_settings, pg_db_role_setting",
+    );
 }
 
 #[test]
@@ -336,7 +394,10 @@ fn kill_9_of_a_worker_mid_batch_loses_nothing_and_writes_nothing_twice() {
             "doctrove_embed.enabled = off".to_string(),
             "doctrove_embed.batch_size = 100".to_string(),
             "restart_after_crash = on".to_string(),
-            format!("doctrove_embed.api_base_url = '{}/s={scope}/latency=300/dim=8/v1'", mock_root()),
+            format!(
+                "doctrove_embed.api_base_url = '{}/s={scope}/latency=300/dim=8/v1'",
+                mock_root()
+            ),
         ],
     );
     let mut client = cluster.connect();
@@ -346,13 +407,21 @@ fn kill_9_of_a_worker_mid_batch_loses_nothing_and_writes_nothing_twice() {
     client.batch_execute("SELECT pg_reload_conf()").unwrap();
     let pid: i32 = wait_for("a worker in the middle of a batch", Duration::from_secs(20), || {
         client
-            .query_opt("SELECT pid FROM doctrove_embed.workers WHERE state = 'calling API' AND batches > 2 LIMIT 1", &[])
+            .query_opt(
+                "SELECT pid FROM doctrove_embed.workers WHERE state = 'calling API' AND batches > 2 LIMIT 1",
+                &[],
+            )
             .unwrap()
             .map(|r| r.get(0))
     });
     let done_before: i64 = client.query_one("SELECT count(*) FROM embedding_writes", &[]).unwrap().get(0);
     // SAFETY of the test: SIGKILL to one server process; the postmaster restarts the server.
-    assert!(std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
     drop(client);
     let mut client = cluster.reconnect_after_crash();
     wait_for("every paper embedded after the crash", Duration::from_secs(120), || {
@@ -379,7 +448,11 @@ fn kill_9_of_a_session_mid_batch_loses_nothing() {
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.workers = 0".to_string(),
-            format!("doctrove_embed.api_base_url = '{}/s=kill9s-{}/latency=2000/dim=8/v1'", mock_root(), std::process::id()),
+            format!(
+                "doctrove_embed.api_base_url = '{}/s=kill9s-{}/latency=2000/dim=8/v1'",
+                mock_root(),
+                std::process::id()
+            ),
         ],
     );
     let mut client = cluster.connect();
@@ -388,12 +461,24 @@ fn kill_9_of_a_session_mid_batch_loses_nothing() {
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let session = std::thread::spawn(move || client.query_one("SELECT * FROM embed_pending(250)", &[]).map(|_| ()));
     std::thread::sleep(Duration::from_millis(800));
-    assert!(std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
     assert!(session.join().unwrap().is_err(), "the killed session's call cannot succeed");
     let mut client = cluster.reconnect_after_crash();
     let t = tally(&mut client, 8);
-    assert_eq!((t.correct, t.missing, t.written_twice), (0, 500, 0), "a partial batch was written");
-    let pending: i64 = client.query_one("SELECT get_papers_needing_embeddings_count()", &[]).unwrap().get(0);
+    assert_eq!(
+        (t.correct, t.missing, t.written_twice),
+        (0, 500, 0),
+        "a partial batch was written"
+    );
+    let pending: i64 = client
+        .query_one("SELECT get_papers_needing_embeddings_count()", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(pending, 500);
     record_figure("kill -9 of a session mid-batch: 0 papers written, 500 pending again, none lost");
 }
@@ -409,43 +494,65 @@ fn embedded_by(client: &mut Client, batch: i32) -> Result<i32, String> {
     client
         .query_one("SELECT successful_embeddings FROM embed_pending($1)", &[&batch])
         .map(|row| row.get(0))
-        .map_err(|e| e.as_db_error().map(|d| format!("{}: {}", d.code().code(), d.message())).unwrap_or(e.to_string()))
+        .map_err(|e| {
+            e.as_db_error()
+                .map(|d| format!("{}: {}", d.code().code(), d.message()))
+                .unwrap_or(e.to_string())
+        })
 }
 
 #[test]
 fn a_key_changed_by_reload_is_used_at_once_and_never_written_to_the_log() {
-    let (first, second, third) = ("sk-first-key-0123456789", "sk-second-key-9876543210", "sk-third-key-5555555555");
+    let (first, second, third) = (
+        "sk-first-key-0123456789",
+        "sk-second-key-9876543210",
+        "sk-third-key-5555555555",
+    );
     let cluster = Cluster::start(
         "keylog",
         &[
             "shared_preload_libraries = 'doctrove_embed'".to_string(),
             "doctrove_embed.workers = 0".to_string(),
             // The mock answers 401 unless it is given the second key.
-            format!("doctrove_embed.api_base_url = '{}/s=keylog-{}/key={second}/dim=8/v1'", mock_root(), std::process::id()),
+            format!(
+                "doctrove_embed.api_base_url = '{}/s=keylog-{}/key={second}/dim=8/v1'",
+                mock_root(),
+                std::process::id()
+            ),
         ],
     );
     let mut admin = cluster.connect();
     admin.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
     create_logged_papers(&mut admin, 30, 8);
 
-    admin.batch_execute(&format!("ALTER SYSTEM SET doctrove_embed.api_key = '{first}'")).unwrap();
+    admin
+        .batch_execute(&format!("ALTER SYSTEM SET doctrove_embed.api_key = '{first}'"))
+        .unwrap();
     let mut session = session_after_reload(&cluster, &mut admin);
     let error = embedded_by(&mut session, 10).unwrap_err();
     assert!(error.starts_with("28000"), "{error}");
 
-    admin.batch_execute(&format!("ALTER SYSTEM SET doctrove_embed.api_key = '{second}'")).unwrap();
+    admin
+        .batch_execute(&format!("ALTER SYSTEM SET doctrove_embed.api_key = '{second}'"))
+        .unwrap();
     let mut session = session_after_reload(&cluster, &mut admin);
     let shown: String = session.query_one("SHOW doctrove_embed.api_key", &[]).unwrap().get(0);
     assert_eq!(shown, "(hidden)", "a superuser's SHOW");
     assert_eq!(embedded_by(&mut session, 10), Ok(10));
 
     // A session SET that is rolled back leaves the key in force as it was.
-    session.batch_execute(&format!("BEGIN; SET LOCAL doctrove_embed.api_key = '{third}'")).unwrap();
+    session
+        .batch_execute(&format!("BEGIN; SET LOCAL doctrove_embed.api_key = '{third}'"))
+        .unwrap();
     let error = embedded_by(&mut session, 10).unwrap_err();
     assert!(error.starts_with("28000"), "{error}");
     session.batch_execute("ROLLBACK").unwrap();
     assert_eq!(embedded_by(&mut session, 10), Ok(10));
-    session.batch_execute(&format!("SET doctrove_embed.api_key = '{third}'; RESET doctrove_embed.api_key")).unwrap();
+    session
+        .batch_execute(&format!(
+            "SET doctrove_embed.api_key = '{third}'; RESET doctrove_embed.api_key"
+        ))
+        .unwrap();
     assert_eq!(embedded_by(&mut session, 10), Ok(10));
 
     let t = tally(&mut session, 8);
@@ -455,5 +562,7 @@ fn a_key_changed_by_reload_is_used_at_once_and_never_written_to_the_log() {
     for key in [first, second, third] {
         assert!(!log.contains(key), "the server log shows a key");
     }
-    record_figure("API key: changed twice by ALTER SYSTEM and reload, used at once, never in the server log, SHOW gives (hidden)");
+    record_figure(
+        "API key: changed twice by ALTER SYSTEM and reload, used at once, never in the server log, SHOW gives (hidden)",
+    );
 }

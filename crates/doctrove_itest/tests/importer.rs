@@ -42,21 +42,33 @@ fn the_snapshot_loads_once_whatever_its_quirks_and_then_embeds() {
     assert_eq!(row.get::<_, Vec<String>>(2), vec!["hep-th", "nucl-th"]);
     assert_eq!(row.get::<_, String>(3), "1999-01-04");
     let later: String = client
-        .query_one("SELECT doctrove_title FROM doctrove_papers WHERE doctrove_source_id = '0704.0003'", &[])
+        .query_one(
+            "SELECT doctrove_title FROM doctrove_papers WHERE doctrove_source_id = '0704.0003'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(later, "Second version", "the later line of a repeated id wins");
     let no_abstract: Option<String> = client
-        .query_one("SELECT doctrove_abstract FROM doctrove_papers WHERE doctrove_source_id = '0704.0002'", &[])
+        .query_one(
+            "SELECT doctrove_abstract FROM doctrove_papers WHERE doctrove_source_id = '0704.0002'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(no_abstract, None);
 
     db.point_at_mock(&mut client, "dim=8/");
-    let done: i32 = client.query_one("SELECT successful_embeddings FROM embed_pending(250)", &[]).unwrap().get(0);
+    let done: i32 = client
+        .query_one("SELECT successful_embeddings FROM embed_pending(250)", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(done, 4);
     let stored: Vec<f32> = client
-        .query_one("SELECT doctrove_embedding::real[] FROM doctrove_papers WHERE doctrove_source_id = '0704.0002'", &[])
+        .query_one(
+            "SELECT doctrove_embedding::real[] FROM doctrove_papers WHERE doctrove_source_id = '0704.0002'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(stored, vector_for("Title: A paper without an abstract", 8));

@@ -15,7 +15,11 @@ fn connect_keeping_notices(db: &TestDb) -> (Client, Arc<Mutex<Vec<String>>>) {
     let notices = Arc::new(Mutex::new(Vec::new()));
     let mut config: postgres::Config = format!("{} dbname={}", cluster(), db.name).parse().unwrap();
     let kept = Arc::clone(&notices);
-    config.notice_callback(move |notice| kept.lock().unwrap().push(format!("{}: {}", notice.code().code(), notice.message())));
+    config.notice_callback(move |notice| {
+        kept.lock()
+            .unwrap()
+            .push(format!("{}: {}", notice.code().code(), notice.message()))
+    });
     let mut client = config.connect(NoTls).unwrap();
     db.point_at_mock(&mut client, "");
     (client, notices)
@@ -48,7 +52,10 @@ fn a_dimension_mismatch_costs_two_requests_and_names_the_setting() {
     db.point_at_mock(&mut client, "dim=16/");
     let outcome = client.query("SELECT * FROM embed_pending(10)", &[]);
     let requests = db.stats()["requests"].as_u64().unwrap();
-    record_figure(&format!("vector(8) column, API answering 16 dimensions: {requests} requests, then {:?}", sqlstate(&outcome)));
+    record_figure(&format!(
+        "vector(8) column, API answering 16 dimensions: {requests} requests, then {:?}",
+        sqlstate(&outcome)
+    ));
     assert_eq!(sqlstate(&outcome).as_deref(), Some("22023"), "{outcome:?}");
     let error = outcome.unwrap_err();
     let hint = error.as_db_error().unwrap().hint().unwrap_or("").to_string();
@@ -69,7 +76,9 @@ fn an_api_that_refuses_everything_blames_no_paper_even_in_batches_of_one() {
     }
     let blamed = count(&mut client, "SELECT count(*) FROM doctrove_embed.failures");
     let pending = count(&mut client, "SELECT get_papers_needing_embeddings_count()");
-    record_figure(&format!("an API refusing every request, 5 batches of 1: {blamed} papers blamed, {pending} still pending"));
+    record_figure(&format!(
+        "an API refusing every request, 5 batches of 1: {blamed} papers blamed, {pending} still pending"
+    ));
     assert!(codes.iter().all(|c| c.as_deref() == Some("22023")), "{codes:?}");
     assert_eq!(blamed, 0);
     assert_eq!(pending, 5);
@@ -83,7 +92,9 @@ fn a_later_request_that_fails_keeps_the_vectors_already_paid_for() {
     // One input a request, so the batch of two is two requests; the second is answered 401.
     client.batch_execute("SET doctrove_embed.max_tokens_per_request = 1").unwrap();
     db.point_at_mock(&mut client, "status=401/from=1/dim=8/");
-    let row = client.query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending(10)", &[]).unwrap();
+    let row = client
+        .query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending(10)", &[])
+        .unwrap();
     let (written, failed): (i32, i32) = (row.get(0), row.get(1));
     let pending = count(&mut client, "SELECT get_papers_needing_embeddings_count()");
     let warnings = notices.lock().unwrap().clone();
@@ -92,8 +103,16 @@ fn a_later_request_that_fails_keeps_the_vectors_already_paid_for() {
         warnings.iter().find(|w| w.starts_with("28000"))
     ));
     assert_eq!((written, failed, pending), (1, 0, 1));
-    assert!(warnings.iter().any(|w| w.starts_with("28000: the embeddings API refused the API key")), "{warnings:?}");
-    let stored = count(&mut client, "SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NOT NULL");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("28000: the embeddings API refused the API key")),
+        "{warnings:?}"
+    );
+    let stored = count(
+        &mut client,
+        "SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NOT NULL",
+    );
     assert_eq!(stored, 1);
 }
 
@@ -167,15 +186,23 @@ fn a_row_the_database_refuses_is_recorded_and_the_other_999_are_written() {
         (written == 999 && failed == 1).then_some(())
     });
     let (paper, error): (String, String) = {
-        let row = client.query_one("SELECT paper_id, last_error FROM doctrove_embed.failures", &[]).unwrap();
+        let row = client
+            .query_one("SELECT paper_id, last_error FROM doctrove_embed.failures", &[])
+            .unwrap();
         (row.get(0), row.get(1))
     };
-    let pid_after: i32 = client.query_one("SELECT pid FROM doctrove_embed.workers", &[]).unwrap().get(0);
+    let pid_after: i32 = client
+        .query_one("SELECT pid FROM doctrove_embed.workers", &[])
+        .unwrap()
+        .get(0);
     record_figure(&format!(
         "a refused row among 1,000: 999 written, paper {paper} in failures ({error}), worker pid {pid_before} -> {pid_after}"
     ));
     assert_eq!(paper, "500");
-    assert!(error.contains("23514") && error.contains("paper 500 may not be embedded"), "{error}");
+    assert!(
+        error.contains("23514") && error.contains("paper 500 may not be embedded"),
+        "{error}"
+    );
     assert_eq!(pid_before, pid_after, "the worker never exited");
 }
 
@@ -189,7 +216,11 @@ fn a_thousand_single_row_commits_wake_sixteen_workers_without_a_count_storm() {
     client.batch_execute("SELECT doctrove_embed.watch()").unwrap();
     enable(&mut client);
     wait_for("16 idle workers", Duration::from_secs(30), || {
-        (count(&mut client, "SELECT count(*) FROM doctrove_embed.workers WHERE state = 'idle'") == 16).then_some(())
+        (count(
+            &mut client,
+            "SELECT count(*) FROM doctrove_embed.workers WHERE state = 'idle'",
+        ) == 16)
+            .then_some(())
     });
     let log_before = cluster.log().len();
     let start = Instant::now();
@@ -226,14 +257,19 @@ fn a_worker_waiting_to_retry_says_so() {
             "doctrove_embed.database = 'postgres'".to_string(),
             "doctrove_embed.workers = 1".to_string(),
             "doctrove_embed.naptime_ms = 600000".to_string(),
-            format!("doctrove_embed.api_base_url = '{}/s={scope}/status=503/dim=8/v1'", mock_root()),
+            format!(
+                "doctrove_embed.api_base_url = '{}/s={scope}/status=503/dim=8/v1'",
+                mock_root()
+            ),
             "doctrove_embed.api_key = 'sk-robustness'".to_string(),
         ],
     );
     let mut client = cluster.connect();
     client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").unwrap();
     papers(&mut client, 8, 5);
-    client.batch_execute("SELECT doctrove_embed.watch(); INSERT INTO doctrove_papers VALUES (6, 'Wake', NULL, NULL)").unwrap();
+    client
+        .batch_execute("SELECT doctrove_embed.watch(); INSERT INTO doctrove_papers VALUES (6, 'Wake', NULL, NULL)")
+        .unwrap();
     let (state, last_error, activity): (String, String, String) = wait_for("a retrying worker", Duration::from_secs(30), || {
         let row = client
             .query_one(
@@ -242,7 +278,9 @@ fn a_worker_waiting_to_retry_says_so() {
             )
             .ok()?;
         let state: String = row.get(0);
-        state.starts_with("retrying after HTTP 503, attempt 3 of 7").then(|| (state, row.get(1), row.get(2)))
+        state
+            .starts_with("retrying after HTTP 503, attempt 3 of 7")
+            .then(|| (state, row.get(1), row.get(2)))
     });
     record_figure(&format!("a worker waiting to retry: state {state:?}"));
     assert!(state.contains(", next in ") && state.ends_with(" s"), "{state}");

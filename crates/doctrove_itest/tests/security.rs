@@ -10,7 +10,9 @@ use postgres::Client;
 
 /// The objects planted under built-in names (see the file), for role `planter`.
 fn plant(client: &mut Client, planter: &str) {
-    client.batch_execute(&include_str!("security/plants.sql").replace("@PLANTER@", planter)).unwrap();
+    client
+        .batch_execute(&include_str!("security/plants.sql").replace("@PLANTER@", planter))
+        .unwrap();
 }
 
 /// `public.doctrove_papers` with an embedding column of `vector_type`, and `rows` (SQL values
@@ -26,7 +28,13 @@ fn create_papers(client: &mut Client, vector_type: &str, rows: &str) {
 }
 
 fn is_superuser(client: &mut Client, role: &str) -> bool {
-    client.query_one("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1", &[&role]).unwrap().get(0)
+    client
+        .query_one(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1",
+            &[&role],
+        )
+        .unwrap()
+        .get(0)
 }
 
 /// Planted objects that ran with another role's rights than the planter's: (kind, role).
@@ -91,8 +99,11 @@ fn a_table_owner_gains_nothing_through_the_worker() {
         )
         .unwrap();
     let connect_mallory = || {
-        postgres::Client::connect(&format!("host=127.0.0.1 port={} user=mallory dbname=postgres", cluster.port), postgres::NoTls)
-            .unwrap()
+        postgres::Client::connect(
+            &format!("host=127.0.0.1 port={} user=mallory dbname=postgres", cluster.port),
+            postgres::NoTls,
+        )
+        .unwrap()
     };
     let mut mallory = connect_mallory();
     mallory.batch_execute(OWNER_TRAPS).unwrap();
@@ -112,8 +123,12 @@ fn a_table_owner_gains_nothing_through_the_worker() {
     plant(&mut mallory, "mallory");
     // The database's owner puts the planted objects in front of pg_catalog for every session,
     // the workers' included.
-    mallory.batch_execute("ALTER DATABASE postgres SET search_path = public, pg_catalog").unwrap();
-    admin.batch_execute("SET search_path = pg_catalog; SELECT doctrove_embed.create_pending_index();").unwrap();
+    mallory
+        .batch_execute("ALTER DATABASE postgres SET search_path = public, pg_catalog")
+        .unwrap();
+    admin
+        .batch_execute("SET search_path = pg_catalog; SELECT doctrove_embed.create_pending_index();")
+        .unwrap();
     // The workers pick the database's settings up when they connect: restart them.
     // (ALTER SYSTEM cannot share a transaction with anything, so one statement per call.)
     for statement in [
@@ -126,11 +141,17 @@ fn a_table_owner_gains_nothing_through_the_worker() {
 
     let mut check = cluster.connect();
     check.batch_execute("SET search_path = pg_catalog").unwrap();
-    wait_for("the worker to embed every paper of public.doctrove_papers", Duration::from_secs(90), || {
-        let embedded: i64 =
-            check.query_one("SELECT count(doctrove_embedding) FROM public.doctrove_papers", &[]).ok()?.get(0);
-        (embedded == 40).then_some(())
-    });
+    wait_for(
+        "the worker to embed every paper of public.doctrove_papers",
+        Duration::from_secs(90),
+        || {
+            let embedded: i64 = check
+                .query_one("SELECT count(doctrove_embedding) FROM public.doctrove_papers", &[])
+                .ok()?
+                .get(0);
+            (embedded == 40).then_some(())
+        },
+    );
     let superuser = is_superuser(&mut check, "mallory");
     let attempts: Vec<(String, String, bool)> = check
         .query("SELECT kind, run_as, superuser_after FROM public.attempts ORDER BY 1", &[])
@@ -140,17 +161,29 @@ fn a_table_owner_gains_nothing_through_the_worker() {
         .collect();
     for kind in ["check constraint", "index expression", "trigger"] {
         let fired: Vec<_> = attempts.iter().filter(|(k, _, _)| k == kind).collect();
-        assert!(!fired.is_empty(), "the table's {kind} never ran in the worker: the test proves nothing");
+        assert!(
+            !fired.is_empty(),
+            "the table's {kind} never ran in the worker: the test proves nothing"
+        );
         let worked = superuser || fired.iter().any(|(_, run_as, after)| run_as != "mallory" || *after);
         record_attack(&format!("worker runs the table owner's {kind}"), worked);
         assert!(!worked, "{kind}: {fired:?}");
     }
-    let decoy_written: i64 = check.query_one("SELECT count(doctrove_embedding) FROM postgres.doctrove_papers", &[]).unwrap().get(0);
+    let decoy_written: i64 = check
+        .query_one("SELECT count(doctrove_embedding) FROM postgres.doctrove_papers", &[])
+        .unwrap()
+        .get(0);
     let decoy_fired = attempts.iter().any(|(k, _, _)| k == "decoy table");
-    record_attack("a decoy table in a schema named after the worker's user", decoy_written > 0 || decoy_fired);
+    record_attack(
+        "a decoy table in a schema named after the worker's user",
+        decoy_written > 0 || decoy_fired,
+    );
     assert_eq!((decoy_written, decoy_fired), (0, false));
     let planted = calls_by_others(&mut check, "mallory");
-    record_attack("objects planted in public in front of pg_catalog, run by the worker", !planted.is_empty() || superuser);
+    record_attack(
+        "objects planted in public in front of pg_catalog, run by the worker",
+        !planted.is_empty() || superuser,
+    );
     assert!(planted.is_empty(), "planted objects ran with other rights: {planted:?}");
     assert!(!superuser);
 
@@ -178,13 +211,28 @@ fn a_table_owner_gains_nothing_through_the_worker() {
     admin
         .batch_execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'doctrove_embed worker'")
         .unwrap();
-    let error: String = wait_for("the worker to refuse the database's settings", Duration::from_secs(60), || {
-        let row = check.query_opt("SELECT last_error FROM doctrove_embed.workers WHERE last_error LIKE '%ALTER DATABASE%'", &[]).ok()??;
-        Some(row.get(0))
-    });
-    let written: i64 = check.query_one("SELECT count(embedding) FROM public.secrets", &[]).unwrap().get(0);
+    let error: String = wait_for(
+        "the worker to refuse the database's settings",
+        Duration::from_secs(60),
+        || {
+            let row = check
+                .query_opt(
+                    "SELECT last_error FROM doctrove_embed.workers WHERE last_error LIKE '%ALTER DATABASE%'",
+                    &[],
+                )
+                .ok()??;
+            Some(row.get(0))
+        },
+    );
+    let written: i64 = check
+        .query_one("SELECT count(embedding) FROM public.secrets", &[])
+        .unwrap()
+        .get(0);
     let sent = mock_stats("security-worker")["inputs"].as_u64().unwrap() != inputs_before;
-    record_attack("a database owner points the workers at another role's table", written > 0 || sent);
+    record_attack(
+        "a database owner points the workers at another role's table",
+        written > 0 || sent,
+    );
     assert_eq!(written, 0, "{error}");
     assert!(!sent);
 }
@@ -200,10 +248,16 @@ fn planted_database(test: &str, planter: &str) -> TestDb {
             db.name
         ))
         .unwrap();
-    create_papers(&mut admin, "vector(8)", "SELECT g, 'Paper ' || g, 'Abstract ' || g FROM generate_series(1, 30) g");
+    create_papers(
+        &mut admin,
+        "vector(8)",
+        "SELECT g, 'Paper ' || g, 'Abstract ' || g FROM generate_series(1, 30) g",
+    );
     let mut owner = connect_as(planter, &db.name);
     plant(&mut owner, planter);
-    owner.batch_execute(&format!("ALTER DATABASE {} SET search_path = public, pg_catalog", db.name)).unwrap();
+    owner
+        .batch_execute(&format!("ALTER DATABASE {} SET search_path = public, pg_catalog", db.name))
+        .unwrap();
     db
 }
 
@@ -214,7 +268,11 @@ fn objects_planted_in_front_of_pg_catalog_never_run_for_a_superuser() {
     // A superuser's new session: the database's search_path puts the planted objects first.
     let mut su = connect_as("postgres", &db.name);
     let url = format!("{}/s={}/dim=8/v1", mock_root(), db.scope);
-    su.execute("SELECT pg_catalog.set_config('doctrove_embed.api_base_url', $1, false)", &[&url]).unwrap();
+    su.execute(
+        "SELECT pg_catalog.set_config('doctrove_embed.api_base_url', $1, false)",
+        &[&url],
+    )
+    .unwrap();
     let path: String = su.query_one("SHOW search_path", &[]).unwrap().get(0);
     assert_eq!(path, "public, pg_catalog");
     let steps = [
@@ -238,11 +296,17 @@ fn objects_planted_in_front_of_pg_catalog_never_run_for_a_superuser() {
     }
     let mut check = connect_as("postgres", &db.name);
     check.batch_execute("SET search_path = pg_catalog").unwrap();
-    let embedded: i64 = check.query_one("SELECT count(doctrove_embedding) FROM public.doctrove_papers", &[]).unwrap().get(0);
+    let embedded: i64 = check
+        .query_one("SELECT count(doctrove_embedding) FROM public.doctrove_papers", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(embedded, 29, "30 papers embedded, then one edit cleared its embedding");
     let planted = calls_by_others(&mut check, planter);
     let superuser = is_superuser(&mut check, planter);
-    record_attack("functions, operators and types planted in public before pg_catalog, run by a superuser", !planted.is_empty() || superuser);
+    record_attack(
+        "functions, operators and types planted in public before pg_catalog, run by a superuser",
+        !planted.is_empty() || superuser,
+    );
     assert!(planted.is_empty(), "planted objects ran as a superuser: {planted:?}");
     assert!(!superuser);
 }
@@ -254,18 +318,24 @@ fn the_key_never_follows_a_redirect() {
     create_papers(&mut client, "vector(8)", "VALUES (1, 'Redirected', NULL, NULL)");
     let port = mock_root().rsplit(':').next().unwrap().to_string();
     for header in ["Authorization", "api-key"] {
-        client.execute("SELECT set_config('doctrove_embed.api_key_header', $1, false)", &[&header]).unwrap();
+        client
+            .execute("SELECT set_config('doctrove_embed.api_key_header', $1, false)", &[&header])
+            .unwrap();
         db.point_at_mock(&mut client, &format!("redirect={port}/dim=8/"));
         let outcome = client.query("SELECT * FROM embed_pending(5)", &[]);
         let redirected = mock_stats(&format!("{}-redirected", db.scope));
-        let leaked = redirected["requests"].as_u64().unwrap_or(0) > 0 || redirected["requests_with_key"].as_u64().unwrap_or(0) > 0;
+        let leaked =
+            redirected["requests"].as_u64().unwrap_or(0) > 0 || redirected["requests_with_key"].as_u64().unwrap_or(0) > 0;
         record_attack(&format!("a redirecting API, key in {header}"), leaked || outcome.is_ok());
         assert!(!leaked, "the key followed the redirect: {redirected}");
         let error = outcome.expect_err("a redirect is an error");
         let db_error = error.as_db_error().expect("an ERROR from the server");
         assert_eq!(db_error.code().code(), "08000", "{db_error:?}");
         assert!(db_error.message().contains("redirect"), "{}", db_error.message());
-        assert!(db_error.detail().unwrap_or("").contains(&format!("http://127.0.0.1:{port}")), "{db_error:?}");
+        assert!(
+            db_error.detail().unwrap_or("").contains(&format!("http://127.0.0.1:{port}")),
+            "{db_error:?}"
+        );
     }
     assert!(db.stats()["requests"].as_u64().unwrap() >= 2, "the API itself was asked");
 }
@@ -288,8 +358,12 @@ const PUBLIC_GRANTS: &str = "
 fn public_may_read_the_views_and_call_input_text_and_nothing_else() {
     let db = TestDb::new("sec_public");
     let mut client = db.connect();
-    let granted: Vec<(String, String)> =
-        client.query(PUBLIC_GRANTS, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let granted: Vec<(String, String)> = client
+        .query(PUBLIC_GRANTS, &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     let allowed = [
         ("function doctrove_embed.batch_snapshot()", "EXECUTE"),
         ("function doctrove_embed.input_text(text,text)", "EXECUTE"),
@@ -313,8 +387,10 @@ fn public_may_read_the_views_and_call_input_text_and_nothing_else() {
         .collect();
     assert!(objects.len() >= 15, "{objects:?}");
     for object in &objects {
-        let extra: Vec<&(String, String)> =
-            granted.iter().filter(|(o, p)| o == object && !allowed.contains(&(o.as_str(), p.as_str()))).collect();
+        let extra: Vec<&(String, String)> = granted
+            .iter()
+            .filter(|(o, p)| o == object && !allowed.contains(&(o.as_str(), p.as_str())))
+            .collect();
         record_attack(&format!("PUBLIC on {object}"), !extra.is_empty());
     }
     let expected: Vec<(String, String)> = allowed.iter().map(|(o, p)| (o.to_string(), p.to_string())).collect();
@@ -325,7 +401,11 @@ fn public_may_read_the_views_and_call_input_text_and_nothing_else() {
 fn a_100_mb_single_token_text_costs_bounded_time_and_memory() {
     let db = TestDb::new("sec_huge_text");
     let mut writer = db.connect();
-    create_papers(&mut writer, "vector(8)", "VALUES (1, 'One long word', repeat('x', 100000000), NULL)");
+    create_papers(
+        &mut writer,
+        "vector(8)",
+        "VALUES (1, 'One long word', repeat('x', 100000000), NULL)",
+    );
     drop(writer);
     let mut client = db.connect();
     db.point_at_mock(&mut client, "dim=8/");
@@ -337,17 +417,24 @@ fn a_100_mb_single_token_text_costs_bounded_time_and_memory() {
     };
     let before_kb = peak_kb();
     let start = Instant::now();
-    let done: i32 = client.query_one("SELECT successful_embeddings FROM embed_pending(10)", &[]).unwrap().get(0);
+    let done: i32 = client
+        .query_one("SELECT successful_embeddings FROM embed_pending(10)", &[])
+        .unwrap()
+        .get(0);
     let took = start.elapsed();
     let after_kb = peak_kb();
     let sent_tokens = db.stats()["tokens"].as_u64().unwrap();
     println!("100 MB text: embedded in {took:?}, backend peak {before_kb} kB before, {after_kb} kB after, {sent_tokens} mock tokens sent");
     // The text read is at most 8,191 x 16 bytes; the mock counts a token per 4 bytes.
-    let worked = done != 1 || took > Duration::from_secs(10) || after_kb > before_kb + 128 * 1024 || sent_tokens > 131_056 / 4 + 8;
+    let worked =
+        done != 1 || took > Duration::from_secs(10) || after_kb > before_kb + 128 * 1024 || sent_tokens > 131_056 / 4 + 8;
     record_attack("a 100 MB single-token text", worked);
     assert_eq!(done, 1);
     assert!(took < Duration::from_secs(10), "{took:?}");
-    assert!(after_kb <= before_kb + 128 * 1024, "the backend's peak grew from {before_kb} kB to {after_kb} kB");
+    assert!(
+        after_kb <= before_kb + 128 * 1024,
+        "the backend's peak grew from {before_kb} kB to {after_kb} kB"
+    );
     assert!(sent_tokens <= 131_056 / 4 + 8, "{sent_tokens}");
 }
 
@@ -364,15 +451,33 @@ fn oversized_batches_and_neighbour_counts_are_refused_before_any_request() {
         )
         .unwrap();
     let attempts = [
-        ("embed_pending(200000) into vector(1536)", "SELECT * FROM embed_pending(200000)", ""),
-        ("embed_pending(20000) into a vector of any length", "SELECT * FROM embed_pending(20000)", "loose"),
-        ("similar_papers with k = 1000000", "SELECT * FROM doctrove_embed.similar_papers('1', 1000000)", ""),
-        ("search with k = 1000000", "SELECT * FROM doctrove_embed.search('a query', 1000000)", ""),
+        (
+            "embed_pending(200000) into vector(1536)",
+            "SELECT * FROM embed_pending(200000)",
+            "",
+        ),
+        (
+            "embed_pending(20000) into a vector of any length",
+            "SELECT * FROM embed_pending(20000)",
+            "loose",
+        ),
+        (
+            "similar_papers with k = 1000000",
+            "SELECT * FROM doctrove_embed.similar_papers('1', 1000000)",
+            "",
+        ),
+        (
+            "search with k = 1000000",
+            "SELECT * FROM doctrove_embed.search('a query', 1000000)",
+            "",
+        ),
         ("search with k = 0", "SELECT * FROM doctrove_embed.search('a query', 0)", ""),
     ];
     for (name, sql, table) in attempts {
         let table = if table.is_empty() { "doctrove_papers" } else { table };
-        client.execute("SELECT set_config('doctrove_embed.table', $1, false)", &[&table]).unwrap();
+        client
+            .execute("SELECT set_config('doctrove_embed.table', $1, false)", &[&table])
+            .unwrap();
         let outcome = client.query(sql, &[]);
         let code = outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());
         let worked = code.as_deref() != Some("22023");
@@ -393,7 +498,11 @@ fn nobody_but_the_server_s_user_reads_the_key_file() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     db.point_at_mock(&mut client, "dim=8/");
-    client.batch_execute(&format!("SET doctrove_embed.api_key = ''; SET doctrove_embed.api_key_file = '{path}'")).unwrap();
+    client
+        .batch_execute(&format!(
+            "SET doctrove_embed.api_key = ''; SET doctrove_embed.api_key_file = '{path}'"
+        ))
+        .unwrap();
     let outcome = client.query("SELECT * FROM embed_pending(5)", &[]);
     std::fs::remove_file(&path).unwrap();
     let code = outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());

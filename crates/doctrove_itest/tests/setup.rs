@@ -8,8 +8,12 @@ use doctrove_itest::{mock_root, mock_stats};
 fn without_the_preload_the_extension_works_and_the_session_survives() {
     let cluster = Cluster::start("setup_no_preload", &[]);
     let mut client = cluster.connect();
-    client.batch_execute("CREATE EXTENSION doctrove_embed CASCADE").expect("CREATE EXTENSION without the preload");
-    client.batch_execute("LOAD 'doctrove_embed'").expect("LOAD without the preload");
+    client
+        .batch_execute("CREATE EXTENSION doctrove_embed CASCADE")
+        .expect("CREATE EXTENSION without the preload");
+    client
+        .batch_execute("LOAD 'doctrove_embed'")
+        .expect("LOAD without the preload");
     let alive: i32 = client.query_one("SELECT 1", &[]).unwrap().get(0);
     assert_eq!(alive, 1, "the session survived");
     let scope = format!("setup-{}", std::process::id());
@@ -23,10 +27,15 @@ fn without_the_preload_the_extension_works_and_the_session_survives() {
             mock_root()
         ))
         .unwrap();
-    let done: i32 = client.query_one("SELECT successful_embeddings FROM embed_pending(10)", &[]).unwrap().get(0);
+    let done: i32 = client
+        .query_one("SELECT successful_embeddings FROM embed_pending(10)", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(done, 1);
-    let stored: Vec<f32> =
-        client.query_one("SELECT doctrove_embedding::real[] FROM doctrove_papers", &[]).unwrap().get(0);
+    let stored: Vec<f32> = client
+        .query_one("SELECT doctrove_embedding::real[] FROM doctrove_papers", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(stored, doctrove_mock::vector_for("Title: Not preloaded", 8));
     assert_eq!(mock_stats(&scope)["requests"], 1);
     let workers: String = client.query_one("SHOW doctrove_embed.workers", &[]).unwrap().get(0);

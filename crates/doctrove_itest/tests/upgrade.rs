@@ -21,7 +21,9 @@ fn current_version() -> &'static str {
 
 fn fresh_database(name: &str) -> Client {
     let mut admin = Client::connect(&cluster(), NoTls).unwrap();
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
     admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     connect(name)
 }
@@ -105,12 +107,20 @@ fn catalog(client: &mut Client) -> BTreeSet<String> {
         SELECT 'extension version ' || e.extversion || ' config ' || coalesce(e.extconfig::regclass[]::text, '')
                || ' conditions ' || coalesce(e.extcondition::text, '')
         FROM pg_extension e WHERE e.extname = 'doctrove_embed'";
-    client.query(sql, &[]).unwrap().iter().map(|row| row.get::<_, String>(0)).collect()
+    client
+        .query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect()
 }
 
 fn failure_rows(client: &mut Client) -> Vec<(String, i32, String)> {
     client
-        .query("SELECT paper_id, attempts, last_error FROM doctrove_embed.failures ORDER BY paper_id", &[])
+        .query(
+            "SELECT paper_id, attempts, last_error FROM doctrove_embed.failures ORDER BY paper_id",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
@@ -119,7 +129,8 @@ fn failure_rows(client: &mut Client) -> Vec<(String, i32, String)> {
 
 /// A program of the server's own version (pg_dump refuses a newer server).
 fn server_program(name: &str) -> Command {
-    let bin = std::env::var("DOCTROVE_TEST_PG_BIN").expect("DOCTROVE_TEST_PG_BIN is not set: run these tests through `make test`");
+    let bin =
+        std::env::var("DOCTROVE_TEST_PG_BIN").expect("DOCTROVE_TEST_PG_BIN is not set: run these tests through `make test`");
     Command::new(format!("{bin}/{name}"))
 }
 
@@ -128,7 +139,10 @@ fn server_program(name: &str) -> Command {
 fn assert_update_from_equals_a_fresh_install(from: &str) {
     let tag = from.replace('.', "_");
     let mut old = fresh_database(&format!("it_upgrade_from_{tag}"));
-    old.batch_execute(&format!("CREATE EXTENSION vector; CREATE EXTENSION doctrove_embed VERSION '{from}'")).unwrap();
+    old.batch_execute(&format!(
+        "CREATE EXTENSION vector; CREATE EXTENSION doctrove_embed VERSION '{from}'"
+    ))
+    .unwrap();
     prepare(&mut old);
     old.batch_execute(
         "INSERT INTO doctrove_embed.failures (relid, paper_id, attempts, last_error)
@@ -136,7 +150,12 @@ fn assert_update_from_equals_a_fresh_install(from: &str) {
     )
     .unwrap();
     let before = catalog(&mut old);
-    assert!(before.iter().any(|line| line.starts_with(&format!("extension version {from} "))), "{before:#?}");
+    assert!(
+        before
+            .iter()
+            .any(|line| line.starts_with(&format!("extension version {from} "))),
+        "{before:#?}"
+    );
     let failures = failure_rows(&mut old);
 
     old.batch_execute("ALTER EXTENSION doctrove_embed UPDATE").unwrap();
@@ -148,8 +167,16 @@ fn assert_update_from_equals_a_fresh_install(from: &str) {
     let installed = catalog(&mut fresh);
 
     let current = current_version();
-    assert!(installed.iter().any(|line| line.starts_with(&format!("extension version {current} "))), "{installed:#?}");
-    assert_ne!(before, installed, "{from} and {current} have the same catalog: this test would prove nothing");
+    assert!(
+        installed
+            .iter()
+            .any(|line| line.starts_with(&format!("extension version {current} "))),
+        "{installed:#?}"
+    );
+    assert_ne!(
+        before, installed,
+        "{from} and {current} have the same catalog: this test would prove nothing"
+    );
     let missing: Vec<_> = installed.difference(&upgraded).collect();
     let extra: Vec<_> = upgraded.difference(&installed).collect();
     assert!(
@@ -158,7 +185,11 @@ fn assert_update_from_equals_a_fresh_install(from: &str) {
     );
     assert_eq!(failure_rows(&mut old), failures);
     // The roles' grants came through (they are part of the compared ACLs; checked by name too).
-    assert_eq!(role_grants(&mut old), [true, true, true, false, true], "embedder, embedder, monitor keep their grants; PUBLIC has no right on failures");
+    assert_eq!(
+        role_grants(&mut old),
+        [true, true, true, false, true],
+        "embedder, embedder, monitor keep their grants; PUBLIC has no right on failures"
+    );
 }
 
 /// The chain 0.1.0 -> 0.2.0 -> current.
@@ -214,7 +245,9 @@ fn pg_dump_and_pg_restore_keep_the_failure_rows_and_grants_of_a_fresh_and_an_upg
         let mut client = fresh_database(source);
         client.batch_execute("CREATE EXTENSION vector").unwrap();
         match version {
-            Some(v) => client.batch_execute(&format!("CREATE EXTENSION doctrove_embed VERSION '{v}'")).unwrap(),
+            Some(v) => client
+                .batch_execute(&format!("CREATE EXTENSION doctrove_embed VERSION '{v}'"))
+                .unwrap(),
             None => client.batch_execute("CREATE EXTENSION doctrove_embed").unwrap(),
         }
         prepare(&mut client);
@@ -234,14 +267,19 @@ fn pg_dump_and_pg_restore_keep_the_failure_rows_and_grants_of_a_fresh_and_an_upg
         dump_and_restore(source, &restored);
         let mut restored = connect(&restored);
         assert_eq!(failure_rows(&mut restored), failures, "{source}");
-        assert_eq!(role_grants(&mut restored), [true, true, true, false, true], "{source}: the roles' grants after a restore");
+        assert_eq!(
+            role_grants(&mut restored),
+            [true, true, true, false, true],
+            "{source}: the roles' grants after a restore"
+        );
     }
 }
 
 #[test]
 fn the_update_script_runs_nothing_planted_and_leaves_roles_droppable() {
     let mut db = fresh_database("it_upgrade_planted");
-    db.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION doctrove_embed VERSION '0.1.0'").unwrap();
+    db.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION doctrove_embed VERSION '0.1.0'")
+        .unwrap();
     // A role that may create objects in public (the default up to PostgreSQL 14) plants an
     // exact-match operator for the comparisons a careless update script would write unqualified.
     db.batch_execute(
@@ -266,7 +304,10 @@ fn the_update_script_runs_nothing_planted_and_leaves_roles_droppable() {
     .unwrap();
     db.batch_execute("ALTER EXTENSION doctrove_embed UPDATE").unwrap();
     let calls: i64 = db.query_one("SELECT count(*) FROM public.planted_calls", &[]).unwrap().get(0);
-    record_attack("operators planted in the extension's schema, run by ALTER EXTENSION UPDATE", calls > 0);
+    record_attack(
+        "operators planted in the extension's schema, run by ALTER EXTENSION UPDATE",
+        calls > 0,
+    );
     assert_eq!(calls, 0, "the update script ran a planted operator");
     // A role granted rights before the update can still be dropped after it (on PostgreSQL 17
     // and later, initial privileges naming a role hold a dependency on it).

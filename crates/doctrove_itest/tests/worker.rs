@@ -51,7 +51,9 @@ fn insert_papers(client: &mut Client, from: i64, to: i64) {
 
 /// ALTER SYSTEM (which cannot share a transaction with anything) and a reload.
 fn alter_system(client: &mut Client, setting: &str, value: &str) {
-    client.batch_execute(&format!("ALTER SYSTEM SET {setting} = {value}")).unwrap();
+    client
+        .batch_execute(&format!("ALTER SYSTEM SET {setting} = {value}"))
+        .unwrap();
     client.batch_execute("SELECT pg_reload_conf()").unwrap();
 }
 
@@ -60,7 +62,10 @@ fn enable(client: &mut Client) {
 }
 
 fn pending(client: &mut Client) -> i64 {
-    client.query_one("SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NULL", &[]).unwrap().get(0)
+    client
+        .query_one("SELECT count(*) FROM doctrove_papers WHERE doctrove_embedding IS NULL", &[])
+        .unwrap()
+        .get(0)
 }
 
 fn wait_until_all_embedded(client: &mut Client, limit: Duration) {
@@ -86,7 +91,10 @@ fn check_vectors(client: &mut Client, dims: usize) -> usize {
 
 fn embedding_of(client: &mut Client, id: i64) -> Option<Vec<f32>> {
     client
-        .query_one("SELECT doctrove_embedding::real[] FROM doctrove_papers WHERE doctrove_paper_id = $1", &[&id])
+        .query_one(
+            "SELECT doctrove_embedding::real[] FROM doctrove_papers WHERE doctrove_paper_id = $1",
+            &[&id],
+        )
         .unwrap()
         .get(0)
 }
@@ -108,28 +116,39 @@ fn a_watched_table_is_embedded_with_nobody_calling_anything() {
     // The worker now sleeps for up to 10 minutes; a committed insert wakes it at once.
     let inserted = Instant::now();
     insert_papers(&mut client, 10_001, 10_001);
-    wait_for("the new paper's embedding", Duration::from_secs(5), || embedding_of(&mut client, 10_001));
+    wait_for("the new paper's embedding", Duration::from_secs(5), || {
+        embedding_of(&mut client, 10_001)
+    });
     let latency = inserted.elapsed();
     println!("new paper embedded {latency:?} after its commit (naptime 600 s)");
     assert!(latency < Duration::from_secs(2), "the new paper waited {latency:?}");
 
     // The operators' log lines.
     let log = cluster.log();
-    assert!(log.contains("Found 10,000 papers needing embeddings"), "no Found line in:\n{log}");
+    assert!(
+        log.contains("Found 10,000 papers needing embeddings"),
+        "no Found line in:\n{log}"
+    );
     assert!(log.contains("Batch completed in "), "no batch line");
     assert!(log.contains(" papers updated, "), "no batch line");
     assert!(log.contains("Processed 10,000/10,000 (100.00%)"), "no final progress line");
 
     // Status in SQL.
     let status = client
-        .query_one("SELECT pending, embedded, workers_running, tokens_used FROM doctrove_embed.status", &[])
+        .query_one(
+            "SELECT pending, embedded, workers_running, tokens_used FROM doctrove_embed.status",
+            &[],
+        )
         .unwrap();
     assert_eq!(status.get::<_, i64>("pending"), 0);
     assert_eq!(status.get::<_, i64>("embedded"), 10_001);
     assert_eq!(status.get::<_, i32>("workers_running"), 1);
     assert!(status.get::<_, i64>("tokens_used") > 0);
     let worker = client
-        .query_one("SELECT pid, state, batches, papers_embedded, failures FROM doctrove_embed.workers", &[])
+        .query_one(
+            "SELECT pid, state, batches, papers_embedded, failures FROM doctrove_embed.workers",
+            &[],
+        )
         .unwrap();
     assert_eq!(worker.get::<_, String>("state"), "idle");
     assert_eq!(worker.get::<_, i64>("papers_embedded"), 10_001);
@@ -155,12 +174,30 @@ fn an_edited_title_is_embedded_again_and_other_updates_cost_nothing() {
     let before = embedding_of(&mut client, 2).unwrap();
     let requests_before = mock_stats(&scope)["requests"].as_u64().unwrap();
 
-    client.execute("UPDATE doctrove_papers SET doctrove_source = 'other' WHERE doctrove_paper_id = 2", &[]).unwrap();
+    client
+        .execute(
+            "UPDATE doctrove_papers SET doctrove_source = 'other' WHERE doctrove_paper_id = 2",
+            &[],
+        )
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(embedding_of(&mut client, 2), Some(before.clone()), "an unrelated update changed the embedding");
-    assert_eq!(mock_stats(&scope)["requests"].as_u64().unwrap(), requests_before, "an unrelated update called the API");
+    assert_eq!(
+        embedding_of(&mut client, 2),
+        Some(before.clone()),
+        "an unrelated update changed the embedding"
+    );
+    assert_eq!(
+        mock_stats(&scope)["requests"].as_u64().unwrap(),
+        requests_before,
+        "an unrelated update called the API"
+    );
 
-    client.execute("UPDATE doctrove_papers SET doctrove_title = 'Renamed' WHERE doctrove_paper_id = 2", &[]).unwrap();
+    client
+        .execute(
+            "UPDATE doctrove_papers SET doctrove_title = 'Renamed' WHERE doctrove_paper_id = 2",
+            &[],
+        )
+        .unwrap();
     let expected = vector_for("Title: Renamed Abstract: Abstract of paper 2", 8);
     wait_for("the edited paper's new embedding", Duration::from_secs(5), || {
         (embedding_of(&mut client, 2).as_ref() == Some(&expected)).then_some(())
@@ -185,7 +222,10 @@ fn sigterm_mid_request_stops_the_worker_at_once_and_writes_nothing() {
     let sent = Instant::now();
     client.execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
     wait_for("the worker to exit", Duration::from_secs(5), || {
-        let alive: i64 = client.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid]).unwrap().get(0);
+        let alive: i64 = client
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .unwrap()
+            .get(0);
         (alive == 0).then_some(())
     });
     let stopped = sent.elapsed();
@@ -196,7 +236,10 @@ fn sigterm_mid_request_stops_the_worker_at_once_and_writes_nothing() {
     // The postmaster starts it again.
     let new_pid: i32 = wait_for("the worker to be restarted", Duration::from_secs(15), || {
         client
-            .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = 'doctrove_embed worker'", &[])
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'doctrove_embed worker'",
+                &[],
+            )
             .unwrap()
             .map(|r| r.get(0))
     });
@@ -239,7 +282,10 @@ fn four_workers_and_two_sessions_never_embed_a_paper_twice() {
             std::thread::spawn(move || {
                 let mut embedded = 0i64;
                 loop {
-                    let n: i32 = session.query_one("SELECT successful_embeddings FROM embed_pending(100)", &[]).unwrap().get(0);
+                    let n: i32 = session
+                        .query_one("SELECT successful_embeddings FROM embed_pending(100)", &[])
+                        .unwrap()
+                        .get(0);
                     if n == 0 {
                         return embedded;
                     }
@@ -255,10 +301,16 @@ fn four_workers_and_two_sessions_never_embed_a_paper_twice() {
     assert_eq!(stats["inputs"], 20_000);
     assert_eq!(stats["distinct_inputs"], 20_000);
     assert_eq!(stats["duplicate_inputs"], 0);
-    let by_workers: i64 = client.query_one("SELECT sum(papers_embedded)::bigint FROM doctrove_embed.workers", &[]).unwrap().get(0);
+    let by_workers: i64 = client
+        .query_one("SELECT sum(papers_embedded)::bigint FROM doctrove_embed.workers", &[])
+        .unwrap()
+        .get(0);
     println!("papers embedded by the 4 workers: {by_workers}, by the 2 sessions: {by_sessions}");
     assert_eq!(by_workers + by_sessions, 20_000);
-    let running: i64 = client.query_one("SELECT count(*) FROM doctrove_embed.workers WHERE pid <> 0", &[]).unwrap().get(0);
+    let running: i64 = client
+        .query_one("SELECT count(*) FROM doctrove_embed.workers WHERE pid <> 0", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(running, 4);
 }
 
@@ -272,18 +324,27 @@ fn a_refused_key_pauses_the_worker_with_a_clear_line_and_never_logs_the_key() {
     enable(&mut client);
     let (state, error): (String, String) = wait_for("the worker to pause", Duration::from_secs(10), || {
         client
-            .query_opt("SELECT state, last_error FROM doctrove_embed.workers WHERE last_error IS NOT NULL", &[])
+            .query_opt(
+                "SELECT state, last_error FROM doctrove_embed.workers WHERE last_error IS NOT NULL",
+                &[],
+            )
             .unwrap()
             .map(|r| (r.get(0), r.get(1)))
     });
     assert_eq!(state, "paused after an error");
-    assert!(error.starts_with("the embeddings API refused the API key (HTTP 401)"), "{error}");
+    assert!(
+        error.starts_with("the embeddings API refused the API key (HTTP 401)"),
+        "{error}"
+    );
     assert!(error.contains("[redacted]"), "{error}");
     assert_eq!(pending(&mut client), 5);
     // One request: a refused key is not retried.
     assert_eq!(mock_stats(&scope)["requests"], 1);
     let log = cluster.log();
-    assert!(log.contains("batch failed, nothing written: the embeddings API refused the API key"), "{log}");
+    assert!(
+        log.contains("batch failed, nothing written: the embeddings API refused the API key"),
+        "{log}"
+    );
     assert!(!log.contains("sk-worker-test-key"), "the key is in the server log");
 }
 
@@ -295,7 +356,10 @@ fn the_shared_rate_limit_keeps_the_workers_under_the_apis_tokens_per_minute() {
         4,
         &scope,
         "tpm=60000/dim=8/",
-        &["doctrove_embed.max_tokens_per_minute = 60000", "doctrove_embed.batch_size = 50"],
+        &[
+            "doctrove_embed.max_tokens_per_minute = 60000",
+            "doctrove_embed.batch_size = 50",
+        ],
     );
     let mut client = cluster.connect();
     create_table(&mut client, 8);
@@ -312,13 +376,24 @@ fn the_shared_rate_limit_keeps_the_workers_under_the_apis_tokens_per_minute() {
     let elapsed = started.elapsed();
     assert_eq!(check_vectors(&mut client, 8), 700);
     let stats = mock_stats(&scope);
-    let (requests, limited, tokens) =
-        (stats["requests"].as_u64().unwrap(), stats["rate_limited"].as_u64().unwrap(), stats["tokens"].as_u64().unwrap());
+    let (requests, limited, tokens) = (
+        stats["requests"].as_u64().unwrap(),
+        stats["rate_limited"].as_u64().unwrap(),
+        stats["tokens"].as_u64().unwrap(),
+    );
     let per_minute = tokens as f64 / elapsed.as_secs_f64() * 60.0;
-    println!("{tokens} tokens in {elapsed:?} = {per_minute:.0}/min against 60,000; {limited} of {requests} requests answered 429");
-    assert!((limited as f64) < 0.01 * requests as f64, "{limited} of {requests} requests were answered 429");
+    println!(
+        "{tokens} tokens in {elapsed:?} = {per_minute:.0}/min against 60,000; {limited} of {requests} requests answered 429"
+    );
+    assert!(
+        (limited as f64) < 0.01 * requests as f64,
+        "{limited} of {requests} requests were answered 429"
+    );
     assert!(per_minute <= 60_000.0 * 1.15, "{per_minute:.0} tokens/min exceeds the limit");
-    assert!(per_minute >= 60_000.0 * 0.8, "{per_minute:.0} tokens/min: the limit is not used");
+    assert!(
+        per_minute >= 60_000.0 * 0.8,
+        "{per_minute:.0} tokens/min: the limit is not used"
+    );
 }
 
 #[test]
@@ -336,29 +411,53 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
     insert_papers(&mut client, 1, 5000);
     enable(&mut client);
     let in_batches = |client: &mut Client| -> i64 {
-        client.query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[]).unwrap().get(0)
+        client
+            .query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[])
+            .unwrap()
+            .get(0)
     };
-    wait_for("papers in open batches", Duration::from_secs(30), || (in_batches(&mut client) > 0).then_some(()));
+    wait_for("papers in open batches", Duration::from_secs(30), || {
+        (in_batches(&mut client) > 0).then_some(())
+    });
     // While the batches are open, a new paper is embedded live within seconds.
     let inserted = Instant::now();
     insert_papers(&mut client, 5001, 5001);
-    wait_for("the new paper's embedding", Duration::from_secs(5), || embedding_of(&mut client, 5001));
+    wait_for("the new paper's embedding", Duration::from_secs(5), || {
+        embedding_of(&mut client, 5001)
+    });
     let latency = inserted.elapsed();
     let still_in_batches = in_batches(&mut client);
-    assert!(still_in_batches > 0, "the batches closed before the new paper was embedded: the test proves nothing");
+    assert!(
+        still_in_batches > 0,
+        "the batches closed before the new paper was embedded: the test proves nothing"
+    );
     println!("new paper embedded live {latency:?} after its commit, with {still_in_batches} papers in open batches");
 
     wait_until_all_embedded(&mut client, Duration::from_secs(90));
-    wait_for("the batches to be collected", Duration::from_secs(30), || (in_batches(&mut client) == 0).then_some(()));
+    wait_for("the batches to be collected", Duration::from_secs(30), || {
+        (in_batches(&mut client) == 0).then_some(())
+    });
     assert_eq!(check_vectors(&mut client, 8), 5001);
     let stats = mock_stats(&scope);
     let (batch, live) = (stats["batch_inputs"].as_i64().unwrap(), stats["inputs"].as_i64().unwrap());
     assert_eq!(batch + live, 5001, "{stats}");
     assert_eq!(stats["paid_twice"], 0, "{stats}");
-    assert!(batch >= 2000, "at most the first 3,000 papers can have gone live before the first submission: {stats}");
-    let batch_tokens: i64 = client.query_one("SELECT batch_tokens_used FROM doctrove_embed.status", &[]).unwrap().get(0);
+    assert!(
+        batch >= 2000,
+        "at most the first 3,000 papers can have gone live before the first submission: {stats}"
+    );
+    let batch_tokens: i64 = client
+        .query_one("SELECT batch_tokens_used FROM doctrove_embed.status", &[])
+        .unwrap()
+        .get(0);
     assert!(batch_tokens > 0);
-    let collected: i64 = client.query_one("SELECT count(*) FROM doctrove_embed.batches WHERE NOT open AND status = 'completed'", &[]).unwrap().get(0);
+    let collected: i64 = client
+        .query_one(
+            "SELECT count(*) FROM doctrove_embed.batches WHERE NOT open AND status = 'completed'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     assert!(collected >= 1);
     assert!(cluster.log().contains("Batch API: collected"), "no Batch API line in the log");
     doctrove_itest::record_figure(&format!(

@@ -92,7 +92,10 @@ pub struct BatchStore {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The mock's token count: one per four bytes, as for live requests.
@@ -113,7 +116,9 @@ fn requests_of(bytes: &[u8]) -> Result<Vec<(String, Value)>, String> {
         .enumerate()
         .map(|(n, line)| {
             let request: Value = serde_json::from_str(line).map_err(|e| format!("line {} is not JSON: {e}", n + 1))?;
-            let custom_id = request["custom_id"].as_str().ok_or(format!("line {} has no custom_id", n + 1))?;
+            let custom_id = request["custom_id"]
+                .as_str()
+                .ok_or(format!("line {} has no custom_id", n + 1))?;
             if request["url"] != "/v1/embeddings" || request["method"] != "POST" {
                 return Err(format!("line {} is not a POST to /v1/embeddings", n + 1));
             }
@@ -130,7 +135,13 @@ impl BatchStore {
 
     fn add_file(&mut self, scope: &str, purpose: &str, filename: &str, bytes: Vec<u8>) -> String {
         let id = self.new_id("file-mock");
-        let file = StoredFile { scope: scope.into(), purpose: purpose.into(), filename: filename.into(), bytes, created_at: unix_now() };
+        let file = StoredFile {
+            scope: scope.into(),
+            purpose: purpose.into(),
+            filename: filename.into(),
+            bytes,
+            created_at: unix_now(),
+        };
         self.files.insert(id.clone(), file);
         id
     }
@@ -142,7 +153,11 @@ impl BatchStore {
     }
 
     fn enqueued_tokens(&self, scope: &str) -> u64 {
-        self.batches.iter().filter(|b| b.scope == scope && b.is_open() && b.invalid.is_none()).map(|b| b.tokens).sum()
+        self.batches
+            .iter()
+            .filter(|b| b.scope == scope && b.is_open() && b.invalid.is_none())
+            .map(|b| b.tokens)
+            .sum()
     }
 
     /// Moves a batch on as time has passed: validation, then the end of its work.
@@ -169,23 +184,42 @@ impl BatchStore {
             (b.scope.clone(), b.options.clone(), b.input_file_id.clone())
         };
         let requests = requests_of(&self.files[&input].bytes).unwrap_or_default();
-        let done = if status == "completed" { requests.len() } else { requests.len().div_ceil(2) };
+        let done = if status == "completed" {
+            requests.len()
+        } else {
+            requests.len().div_ceil(2)
+        };
         let (mut output, mut errors) = (Vec::new(), Vec::new());
         let scope_stats = stats.scope(&scope);
         for (n, (custom_id, body)) in requests.iter().enumerate() {
             let line_id = format!("batch_req_{}_{n}", self.batches[index].id);
             if n >= done {
-                let code = if status == "expired" { "batch_expired" } else { "batch_cancelled" };
+                let code = if status == "expired" {
+                    "batch_expired"
+                } else {
+                    "batch_cancelled"
+                };
                 errors.push(json!({"id": line_id, "custom_id": custom_id, "response": null,
                                    "error": {"code": code, "message": "This request could not be executed before the batch ended."}}));
                 continue;
             }
             let answer = match inputs_of(body) {
-                Ok(inputs) if options.poison.as_ref().is_some_and(|p| inputs.iter().any(|s| s.contains(p.as_str()))) => {
-                    Err(json!({"error": {"message": "Invalid 'input': the text was rejected.", "type": "invalid_request_error", "param": null, "code": "invalid_input"}}))
+                Ok(inputs)
+                    if options
+                        .poison
+                        .as_ref()
+                        .is_some_and(|p| inputs.iter().any(|s| s.contains(p.as_str()))) =>
+                {
+                    Err(
+                        json!({"error": {"message": "Invalid 'input': the text was rejected.", "type": "invalid_request_error", "param": null, "code": "invalid_input"}}),
+                    )
                 }
                 Ok(inputs) => {
-                    let dims = body["dimensions"].as_u64().map(|d| d as usize).or(options.dims).unwrap_or(1536);
+                    let dims = body["dimensions"]
+                        .as_u64()
+                        .map(|d| d as usize)
+                        .or(options.dims)
+                        .unwrap_or(1536);
                     let base64 = body["encoding_format"] == "base64";
                     let tokens: u64 = inputs.iter().map(|s| tokens_of(s)).sum();
                     scope_stats.batch_inputs += inputs.len() as u64;
@@ -193,7 +227,14 @@ impl BatchStore {
                     for text in &inputs {
                         *scope_stats.batch_per_text.entry(text.clone()).or_default() += 1;
                     }
-                    Ok(embeddings_body(body["model"].as_str().unwrap_or(""), &inputs, dims, base64, false, tokens))
+                    Ok(embeddings_body(
+                        body["model"].as_str().unwrap_or(""),
+                        &inputs,
+                        dims,
+                        base64,
+                        false,
+                        tokens,
+                    ))
                 }
                 Err(reply) => Err(serde_json::from_slice(&reply.body).unwrap_or(Value::Null)),
             };
@@ -207,8 +248,10 @@ impl BatchStore {
         output.sort_by_key(|line| shuffle_key(line["custom_id"].as_str().unwrap_or("")));
         let to_file = |lines: &[Value]| lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
         let (completed, failed) = (output.len() as u64, errors.len() as u64);
-        let output_id = (!output.is_empty()).then(|| self.add_file(&scope, "batch_output", "batch_output.jsonl", to_file(&output)));
-        let error_id = (!errors.is_empty()).then(|| self.add_file(&scope, "batch_output", "batch_errors.jsonl", to_file(&errors)));
+        let output_id =
+            (!output.is_empty()).then(|| self.add_file(&scope, "batch_output", "batch_output.jsonl", to_file(&output)));
+        let error_id =
+            (!errors.is_empty()).then(|| self.add_file(&scope, "batch_output", "batch_errors.jsonl", to_file(&errors)));
         let batch = &mut self.batches[index];
         batch.status = status;
         batch.output_file_id = output_id;
@@ -234,11 +277,15 @@ fn upload(store: &mut BatchStore, stats: &mut Stats, options: &Options, request:
         Err(problem) => return Reply::api_error(400, "invalid_request", &problem),
     };
     let field = |name: &str| parts.iter().find(|p| p.name == name);
-    let purpose = field("purpose").map(|p| String::from_utf8_lossy(&p.data).to_string()).unwrap_or_default();
+    let purpose = field("purpose")
+        .map(|p| String::from_utf8_lossy(&p.data).to_string())
+        .unwrap_or_default();
     if purpose != "batch" {
         return Reply::api_error(400, "invalid_request", "'purpose' must be 'batch' here.");
     }
-    let Some(file) = field("file") else { return Reply::api_error(400, "invalid_request", "No 'file' field.") };
+    let Some(file) = field("file") else {
+        return Reply::api_error(400, "invalid_request", "No 'file' field.");
+    };
     let filename = file.filename.clone().unwrap_or_else(|| "upload.jsonl".into());
     let id = store.add_file(&options.scope, &purpose, &filename, file.data.clone());
     stats.scope(&options.scope).batch_files_uploaded += 1;
@@ -252,7 +299,11 @@ fn create(store: &mut BatchStore, stats: &mut Stats, options: &Options, raw: &[u
         Err(reply) => return reply,
     };
     if body["endpoint"] != "/v1/embeddings" || body["completion_window"] != "24h" {
-        return Reply::api_error(400, "invalid_request", "Only endpoint /v1/embeddings with completion_window 24h is served here.");
+        return Reply::api_error(
+            400,
+            "invalid_request",
+            "Only endpoint /v1/embeddings with completion_window 24h is served here.",
+        );
     }
     let Some(input_file_id) = body["input_file_id"].as_str() else {
         return Reply::api_error(400, "invalid_request", "Missing 'input_file_id'.");
@@ -264,23 +315,35 @@ fn create(store: &mut BatchStore, stats: &mut Stats, options: &Options, raw: &[u
         Ok(requests) => (requests, None),
         Err(problem) => (Vec::new(), Some(("invalid_json_line", problem))),
     };
-    let inputs: Vec<String> = requests.iter().flat_map(|(_, body)| inputs_of(body).unwrap_or_default()).collect();
+    let inputs: Vec<String> = requests
+        .iter()
+        .flat_map(|(_, body)| inputs_of(body).unwrap_or_default())
+        .collect();
     let tokens: u64 = inputs.iter().map(|s| tokens_of(s)).sum();
     let enqueued = store.enqueued_tokens(&options.scope);
     let invalid = invalid
         .or_else(|| {
             (inputs.len() > MAX_BATCH_INPUTS).then(|| {
-                ("too_many_inputs", format!("The batch holds {} embedding inputs; at most {MAX_BATCH_INPUTS} are allowed.", inputs.len()))
+                (
+                    "too_many_inputs",
+                    format!(
+                        "The batch holds {} embedding inputs; at most {MAX_BATCH_INPUTS} are allowed.",
+                        inputs.len()
+                    ),
+                )
             })
         })
         .or_else(|| {
             let limit = options.batch_enqueued_tokens;
             (limit > 0 && enqueued + tokens > limit).then(|| {
-                ("token_limit_exceeded", format!(
-                    "Enqueued token limit reached for {} in organization org-mock. Limit: {limit} enqueued tokens. \
+                (
+                    "token_limit_exceeded",
+                    format!(
+                        "Enqueued token limit reached for {} in organization org-mock. Limit: {limit} enqueued tokens. \
                      Please try again once some in_progress batches have been completed.",
-                    requests.first().and_then(|(_, b)| b["model"].as_str()).unwrap_or("the model")
-                ))
+                        requests.first().and_then(|(_, b)| b["model"].as_str()).unwrap_or("the model")
+                    ),
+                )
             })
         });
     let id = store.new_id("batch_mock");
@@ -289,7 +352,11 @@ fn create(store: &mut BatchStore, stats: &mut Stats, options: &Options, raw: &[u
         scope: options.scope.clone(),
         options: options.clone(),
         input_file_id: input_file_id.to_string(),
-        metadata: if body["metadata"].is_object() { body["metadata"].clone() } else { Value::Null },
+        metadata: if body["metadata"].is_object() {
+            body["metadata"].clone()
+        } else {
+            Value::Null
+        },
         created_at: unix_now(),
         started: Instant::now(),
         status: "validating",
@@ -310,11 +377,25 @@ fn create(store: &mut BatchStore, stats: &mut Stats, options: &Options, raw: &[u
 
 /// `GET /batches`: newest first, `limit` (1 to 100, default 20) after the id `after`.
 fn list(store: &mut BatchStore, stats: &mut Stats, options: &Options, query: &str) -> Reply {
-    let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')).map(str::to_string);
-    let limit = param("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(20).clamp(1, 100);
-    let ours: Vec<usize> = (0..store.batches.len()).rev().filter(|&i| store.batches[i].scope == options.scope).collect();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    let limit = param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    let ours: Vec<usize> = (0..store.batches.len())
+        .rev()
+        .filter(|&i| store.batches[i].scope == options.scope)
+        .collect();
     let start = match param("after") {
-        Some(after) => ours.iter().position(|&i| store.batches[i].id == after).map_or(ours.len(), |p| p + 1),
+        Some(after) => ours
+            .iter()
+            .position(|&i| store.batches[i].id == after)
+            .map_or(ours.len(), |p| p + 1),
         None => 0,
     };
     let page: Vec<usize> = ours.iter().skip(start).take(limit).copied().collect();
@@ -323,12 +404,15 @@ fn list(store: &mut BatchStore, stats: &mut Stats, options: &Options, query: &st
     }
     stats.scope(&options.scope).batch_lists += 1;
     let data: Vec<Value> = page.iter().map(|&i| store.batches[i].to_json()).collect();
-    Reply::json(200, &json!({
-        "object": "list", "data": data,
-        "first_id": page.first().map(|&i| store.batches[i].id.clone()),
-        "last_id": page.last().map(|&i| store.batches[i].id.clone()),
-        "has_more": start + page.len() < ours.len(),
-    }))
+    Reply::json(
+        200,
+        &json!({
+            "object": "list", "data": data,
+            "first_id": page.first().map(|&i| store.batches[i].id.clone()),
+            "last_id": page.last().map(|&i| store.batches[i].id.clone()),
+            "has_more": start + page.len() < ours.len(),
+        }),
+    )
 }
 
 /// Answers a request under `.../files` or `.../batches`, or `None` when it is not one.
@@ -363,7 +447,9 @@ pub fn handle(store: &mut BatchStore, stats: &mut Stats, options: &Options, requ
                 Some(_) => return Some(Reply::api_error(404, "not_found", &format!("no route for {path}"))),
                 None => (t.trim_start_matches('/'), false),
             };
-            let Some(index) = store.find(&options.scope, id) else { return Some(not_found("batch", id)) };
+            let Some(index) = store.find(&options.scope, id) else {
+                return Some(not_found("batch", id));
+            };
             store.refresh(index, stats);
             match (method, cancel) {
                 ("POST", true) => {

@@ -13,7 +13,13 @@ pub const DEFAULT_MAX_QUEUE: usize = 256;
 /// for a thread), on at most `max_connections` connections.
 pub fn limits_for(max_connections: usize, max_queue: usize) -> Limits {
     // Batch input files reach 200 MB, as the real API takes.
-    Limits { max_connections, max_queue, handler_threads: max_queue, max_body_bytes: 256 << 20, ..Limits::default() }
+    Limits {
+        max_connections,
+        max_queue,
+        handler_threads: max_queue,
+        max_body_bytes: 256 << 20,
+        ..Limits::default()
+    }
 }
 
 /// The limits of [`crate::MockServer::start`] and of `doctrove-mock` without options.

@@ -19,12 +19,18 @@ fn boundary_of(content_type: &str) -> Option<String> {
     }
     params.split(';').find_map(|p| {
         let (name, value) = p.trim().split_once('=')?;
-        name.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_string())
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_string())
     })
 }
 
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    haystack.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|i| i + from)
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
 }
 
 /// `name="x"` out of a `Content-Disposition` header's value.
@@ -54,7 +60,11 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Vec<Part>, String> {
         let data_end = find(body, &closing, data_start).ok_or("a part has no closing boundary")?;
         let disposition = headers
             .lines()
-            .find_map(|l| l.split_once(':').filter(|(n, _)| n.trim().eq_ignore_ascii_case("content-disposition")).map(|(_, v)| v.to_string()))
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(n, _)| n.trim().eq_ignore_ascii_case("content-disposition"))
+                    .map(|(_, v)| v.to_string())
+            })
             .ok_or("a part has no Content-Disposition")?;
         parts.push(Part {
             name: disposition_param(&disposition, "name").ok_or("a part has no name")?,
@@ -74,7 +84,14 @@ mod tests {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\n\
 Content-Disposition: form-data; name=\"file\"; filename=\"b.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{\"a\":1}\n{\"b\":2}\n\r\n--XyZ--\r\n";
         let parts = parse("multipart/form-data; boundary=XyZ", body).unwrap();
-        assert_eq!(parts[0], Part { name: "purpose".into(), filename: None, data: b"batch".to_vec() });
+        assert_eq!(
+            parts[0],
+            Part {
+                name: "purpose".into(),
+                filename: None,
+                data: b"batch".to_vec()
+            }
+        );
         assert_eq!(parts[1].filename.as_deref(), Some("b.jsonl"));
         assert_eq!(parts[1].data, b"{\"a\":1}\n{\"b\":2}\n");
     }

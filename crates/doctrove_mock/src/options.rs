@@ -106,7 +106,9 @@ pub fn parse_path(path: &str) -> Options {
     let path = path.split('?').next().unwrap_or("");
     let mut options = Options::default();
     for segment in path.split('/') {
-        let Some((name, value)) = segment.split_once('=') else { continue };
+        let Some((name, value)) = segment.split_once('=') else {
+            continue;
+        };
         let value = percent_decode(value);
         match name {
             "s" => options.scope = value,
@@ -165,7 +167,13 @@ fn percent_decode(value: &str) -> String {
 pub fn percent_encode(value: &str) -> String {
     value
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 

@@ -58,8 +58,16 @@ impl Allowance {
         if rpm > 0.0 {
             self.requests = (self.requests + minutes * rpm).min(rpm);
         }
-        let short_tokens = if tpm > 0.0 && self.tokens < tokens { (tokens - self.tokens) / tpm } else { 0.0 };
-        let short_requests = if rpm > 0.0 && self.requests < 1.0 { (1.0 - self.requests) / rpm } else { 0.0 };
+        let short_tokens = if tpm > 0.0 && self.tokens < tokens {
+            (tokens - self.tokens) / tpm
+        } else {
+            0.0
+        };
+        let short_requests = if rpm > 0.0 && self.requests < 1.0 {
+            (1.0 - self.requests) / rpm
+        } else {
+            0.0
+        };
         let wait = short_tokens.max(short_requests);
         if wait > 0.0 {
             return (Err(Duration::from_secs_f64(wait * 60.0)), self.tokens, self.requests);
@@ -85,7 +93,12 @@ impl MockServer {
 
     /// Listens on `bind` and starts answering within `limits`.
     pub fn start_with(bind: &str, config: MockConfig, limits: Limits) -> io::Result<MockServer> {
-        let state = Arc::new(State { config, stats: Mutex::default(), batches: Mutex::default(), limits: Mutex::default() });
+        let state = Arc::new(State {
+            config,
+            stats: Mutex::default(),
+            batches: Mutex::default(),
+            limits: Mutex::default(),
+        });
         let server = {
             let state = Arc::clone(&state);
             Server::start_with(bind, limits, move |request| handle(&state, request))?
@@ -156,7 +169,9 @@ fn handle(state: &State, request: &Request) -> Reply {
 
 /// `reply` with the numbers no real API sends in its headers (replacing any wait it carries).
 fn with_absurd_headers(mut reply: Reply) -> Reply {
-    reply.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("retry-after-ms") && !name.starts_with("x-ratelimit"));
+    reply
+        .headers
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("retry-after-ms") && !name.starts_with("x-ratelimit"));
     reply
         .with_header("retry-after", "1e400")
         .with_header("retry-after-ms", "NaN")
@@ -186,7 +201,10 @@ fn embeddings(state: &State, request: &Request, url: &str) -> Reply {
         scope.requests
     };
     if let Some(port) = options.redirect {
-        let location = format!("http://127.0.0.1:{port}/s={}-redirected/v1/embeddings", percent_encode(&options.scope));
+        let location = format!(
+            "http://127.0.0.1:{port}/s={}-redirected/v1/embeddings",
+            percent_encode(&options.scope)
+        );
         return Reply::new(302, Vec::new()).with_header("Location", &location);
     }
     if options.latency_ms > 0 {
@@ -216,7 +234,12 @@ fn auth_of(request: &Request) -> Option<String> {
 /// The 401 for a request without the key `key=` asks for, if it lacks it.
 fn key_refused(options: &Options, auth: Option<&str>) -> Option<Reply> {
     let key = options.key.as_ref()?;
-    let given = auth.and_then(|a| a.strip_prefix("Authorization: Bearer ").or_else(|| a.strip_prefix("api-key: "))).unwrap_or("");
+    let given = auth
+        .and_then(|a| {
+            a.strip_prefix("Authorization: Bearer ")
+                .or_else(|| a.strip_prefix("api-key: "))
+        })
+        .unwrap_or("");
     // Like the real API, the message quotes the key it was given.
     (given != key).then(|| Reply::api_error(401, "invalid_api_key", &format!("Incorrect API key provided: {given}.")))
 }
@@ -230,11 +253,14 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     }
     if let Some(status) = options.status.filter(|_| n > options.status_from) {
         let reply = Reply::api_error(status, "mock_status", &format!("The mock was told to answer {status}."));
-        return if status == 429 { reply.with_header("retry-after-ms", "20") } else { reply };
+        return if status == 429 {
+            reply.with_header("retry-after-ms", "20")
+        } else {
+            reply
+        };
     }
     if options.p429 > 0.0 && request_fraction(&options.scope, n, 429) < options.p429 {
-        return Reply::api_error(429, "rate_limit_exceeded", "Rate limit reached (mock).")
-            .with_header("retry-after-ms", "20");
+        return Reply::api_error(429, "rate_limit_exceeded", "Rate limit reached (mock).").with_header("retry-after-ms", "20");
     }
     if options.p500 > 0.0 && request_fraction(&options.scope, n, 500) < options.p500 {
         return Reply::api_error(500, "server_error", "The server had an error (mock).");
@@ -266,11 +292,17 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
         };
         if options.tpm > 0 {
             limit_headers.push(("x-ratelimit-limit-tokens".to_string(), options.tpm.to_string()));
-            limit_headers.push(("x-ratelimit-remaining-tokens".to_string(), (tokens_left.max(0.0) as u64).to_string()));
+            limit_headers.push((
+                "x-ratelimit-remaining-tokens".to_string(),
+                (tokens_left.max(0.0) as u64).to_string(),
+            ));
         }
         if options.rpm > 0 {
             limit_headers.push(("x-ratelimit-limit-requests".to_string(), options.rpm.to_string()));
-            limit_headers.push(("x-ratelimit-remaining-requests".to_string(), (requests_left.max(0.0) as u64).to_string()));
+            limit_headers.push((
+                "x-ratelimit-remaining-requests".to_string(),
+                (requests_left.max(0.0) as u64).to_string(),
+            ));
         }
         if let Err(wait) = taken {
             state.stats.lock().unwrap().scope(&options.scope).rate_limited += 1;
@@ -285,7 +317,10 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
     let model = body["model"].as_str().unwrap_or("").to_string();
     let dimensions = body["dimensions"].as_u64();
     let encoding = body["encoding_format"].as_str().unwrap_or("float").to_string();
-    let dims = dimensions.map(|d| d as usize).or(options.dims).unwrap_or(state.config.default_dims);
+    let dims = dimensions
+        .map(|d| d as usize)
+        .or(options.dims)
+        .unwrap_or(state.config.default_dims);
     let wrong_dims = options.wrong_dims || (options.pdimoff > 0.0 && request_fraction(&options.scope, n, 11) < options.pdimoff);
     let drop_one = options.drop_one || (options.pdrop > 0.0 && request_fraction(&options.scope, n, 13) < options.pdrop);
     let answered_dims = if wrong_dims { dims + 1 } else { dims };
@@ -316,7 +351,14 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
         _ => {}
     }
 
-    let mut body = embeddings_body(&model, &inputs, answered_dims, encoding == "base64", options.ascending, tokens as u64);
+    let mut body = embeddings_body(
+        &model,
+        &inputs,
+        answered_dims,
+        encoding == "base64",
+        options.ascending,
+        tokens as u64,
+    );
     if let (true, Some(data)) = (drop_one, body["data"].as_array_mut()) {
         data.pop();
     }

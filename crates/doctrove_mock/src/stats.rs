@@ -52,7 +52,12 @@ impl ScopeStats {
     /// The counters as JSON, the shape `GET /stats/SCOPE` answers.
     pub fn to_json(&self) -> Value {
         let duplicates: u64 = self.per_text.values().filter(|n| **n > 1).map(|n| u64::from(*n - 1)).sum();
-        let batch_duplicates: u64 = self.batch_per_text.values().filter(|n| **n > 1).map(|n| u64::from(*n - 1)).sum();
+        let batch_duplicates: u64 = self
+            .batch_per_text
+            .values()
+            .filter(|n| **n > 1)
+            .map(|n| u64::from(*n - 1))
+            .sum();
         // Texts paid for more than once in all: live and batch together.
         let mut all = self.per_text.clone();
         for (text, n) in &self.batch_per_text {
@@ -103,7 +108,10 @@ impl Stats {
     }
 
     pub fn json_of(&self, name: &str) -> Value {
-        self.scopes.get(name).map(ScopeStats::to_json).unwrap_or_else(|| ScopeStats::default().to_json())
+        self.scopes
+            .get(name)
+            .map(ScopeStats::to_json)
+            .unwrap_or_else(|| ScopeStats::default().to_json())
     }
 
     pub fn reset(&mut self, name: &str) {

@@ -18,7 +18,10 @@ pub fn fetch_stats(root: &str, scope: &str) -> Result<Value, String> {
     write!(stream, "GET /stats/{scope} HTTP/1.0\r\nHost: {authority}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).ok_or("no body in the answer")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .ok_or("no body in the answer")?;
     serde_json::from_str(body).map_err(|e| format!("stats are not JSON: {e}"))
 }
 

@@ -10,10 +10,21 @@ use common::{embed, request, MockProcess};
 
 #[test]
 fn help_lists_every_option() {
-    let output = Command::new(env!("CARGO_BIN_EXE_doctrove-mock")).arg("--help").output().expect("run --help");
+    let output = Command::new(env!("CARGO_BIN_EXE_doctrove-mock"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in ["--listen", "--dims", "--api-key", "--max-body-bytes", "--max-connections", "--max-queue", "DOCTROVE_MOCK_API_KEY"] {
+    for flag in [
+        "--listen",
+        "--dims",
+        "--api-key",
+        "--max-body-bytes",
+        "--max-connections",
+        "--max-queue",
+        "DOCTROVE_MOCK_API_KEY",
+    ] {
         assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }
 }
@@ -31,7 +42,10 @@ fn a_non_loopback_address_needs_an_api_key() {
 
 #[test]
 fn with_a_key_from_the_environment_the_mock_listens_beyond_loopback_and_requires_it() {
-    let mock = MockProcess::start(&["--listen", "0.0.0.0:0", "--dims", "3"], &[("DOCTROVE_MOCK_API_KEY", "env-key")]);
+    let mock = MockProcess::start(
+        &["--listen", "0.0.0.0:0", "--dims", "3"],
+        &[("DOCTROVE_MOCK_API_KEY", "env-key")],
+    );
     assert_eq!(embed(mock.addr, "/v1/embeddings", "").status, 401);
     let served = embed(mock.addr, "/v1/embeddings", "Authorization: Bearer env-key\r\n");
     assert_eq!(served.status, 200);
@@ -44,5 +58,8 @@ fn the_body_limit_flag_is_enforced() {
     let mock = MockProcess::start(&["--listen", "127.0.0.1:0", "--max-body-bytes", "100"], &[]);
     let big = format!(r#"{{"model": "m", "input": "{}"}}"#, "x".repeat(200));
     let answer = request(mock.addr, "POST", "/v1/embeddings", "", &big);
-    assert_eq!((answer.status, answer.body["error"]["code"].as_str()), (413, Some("request_too_large")));
+    assert_eq!(
+        (answer.status, answer.body["error"]["code"].as_str()),
+        (413, Some("request_too_large"))
+    );
 }

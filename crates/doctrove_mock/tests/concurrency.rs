@@ -12,9 +12,15 @@ fn sixty_four_slow_requests_are_answered_side_by_side() {
     let mock = MockServer::start("127.0.0.1:0", MockConfig { default_dims: 4 }).expect("start the mock");
     let addr = mock.addr();
     let started = Instant::now();
-    let calls: Vec<_> = (0..64).map(|_| std::thread::spawn(move || embed(addr, "/s=wide/latency=600/v1/embeddings", "").status)).collect();
+    let calls: Vec<_> = (0..64)
+        .map(|_| std::thread::spawn(move || embed(addr, "/s=wide/latency=600/v1/embeddings", "").status))
+        .collect();
     let statuses: Vec<u16> = calls.into_iter().map(|c| c.join().expect("a call")).collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert!(started.elapsed() < Duration::from_secs(4), "64 calls of 600 ms took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "64 calls of 600 ms took {:?}",
+        started.elapsed()
+    );
     assert_eq!(mock.stats("wide")["answered"], 64);
 }

@@ -29,7 +29,10 @@ pub fn handle(state: &ServerState, request: &Request) -> Reply {
             200,
             &json!({"object": "list", "data": [{"id": state.name, "object": "model", "owned_by": "local"}]}),
         ),
-        ("GET", "/health") => Reply::json(200, &json!({"status": "ok", "model": state.name, "dimensions": state.model.dims()})),
+        ("GET", "/health") => Reply::json(
+            200,
+            &json!({"status": "ok", "model": state.name, "dimensions": state.model.dims()}),
+        ),
         (_, path) => Reply::api_error(404, "not_found", &format!("no route for {} {path}", request.method)),
     }
 }
@@ -44,7 +47,10 @@ fn embeddings(state: &ServerState, raw: &[u8]) -> Reply {
         return Reply::api_error(
             404,
             "model_not_found",
-            &format!("The model '{model}' does not exist here; this server serves '{}'.", state.name),
+            &format!(
+                "The model '{model}' does not exist here; this server serves '{}'.",
+                state.name
+            ),
         );
     }
     let inputs = match inputs_of(&body) {
@@ -55,7 +61,11 @@ fn embeddings(state: &ServerState, raw: &[u8]) -> Reply {
         "float" => false,
         "base64" => true,
         other => {
-            return Reply::api_error(400, "invalid_value", &format!("'encoding_format' must be float or base64, not '{other}'."))
+            return Reply::api_error(
+                400,
+                "invalid_value",
+                &format!("'encoding_format' must be float or base64, not '{other}'."),
+            )
         }
     };
     if let Some(asked) = body.get("dimensions").filter(|d| !d.is_null()) {
@@ -63,7 +73,10 @@ fn embeddings(state: &ServerState, raw: &[u8]) -> Reply {
             return Reply::api_error(
                 400,
                 "invalid_value",
-                &format!("This model makes {}-dimensional vectors only; 'dimensions' was {asked}.", state.model.dims()),
+                &format!(
+                    "This model makes {}-dimensional vectors only; 'dimensions' was {asked}.",
+                    state.model.dims()
+                ),
             );
         }
     }

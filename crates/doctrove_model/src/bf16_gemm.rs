@@ -59,7 +59,13 @@ impl PackedWeights {
     pub fn pack(weight: &[f32], outputs: usize, inputs: usize) -> PackedWeights {
         assert_eq!(weight.len(), outputs * inputs, "the weights do not fit their shape");
         let (blocks, pairs) = (outputs.div_ceil(16), inputs.div_ceil(2));
-        let at = |o: usize, i: usize| if o < outputs && i < inputs { weight[o * inputs + i] } else { 0.0 };
+        let at = |o: usize, i: usize| {
+            if o < outputs && i < inputs {
+                weight[o * inputs + i]
+            } else {
+                0.0
+            }
+        };
         let mut lanes = Vec::with_capacity(blocks * pairs * 16);
         for block in 0..blocks {
             for p in 0..pairs {
@@ -69,7 +75,13 @@ impl PackedWeights {
                 }
             }
         }
-        PackedWeights { lanes, outputs, inputs, blocks, pairs }
+        PackedWeights {
+            lanes,
+            outputs,
+            inputs,
+            blocks,
+            pairs,
+        }
     }
 }
 
@@ -89,7 +101,10 @@ fn pack_rows(x: &[f32], rows: usize, inputs: usize, pairs: usize) -> Vec<u32> {
 /// `y += x w'` for `rows` rows of `x` (`w.inputs` wide) into `y` (`w.outputs` wide).
 pub fn gemm_bf16(x: &[f32], rows: usize, w: &PackedWeights, y: &mut [f32]) {
     assert!(available(), "this CPU has no AVX-512 BF16");
-    assert!(x.len() >= rows * w.inputs && y.len() >= rows * w.outputs, "the product does not fit its operands");
+    assert!(
+        x.len() >= rows * w.inputs && y.len() >= rows * w.outputs,
+        "the product does not fit its operands"
+    );
     if rows == 0 {
         return;
     }
@@ -144,7 +159,16 @@ fn column_mask(w: &PackedWeights, block: usize) -> __mmask16 {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn tile<const V: usize>(xp: &[u32], rows: usize, r0: usize, block: usize, p0: usize, kc: usize, w: &PackedWeights, y: &mut [f32]) {
+unsafe fn tile<const V: usize>(
+    xp: &[u32],
+    rows: usize,
+    r0: usize,
+    block: usize,
+    p0: usize,
+    kc: usize,
+    w: &PackedWeights,
+    y: &mut [f32],
+) {
     let n = w.outputs;
     let live = (rows - r0).min(MR);
     let mut acc = [[_mm512_setzero_ps(); V]; MR];
@@ -164,7 +188,11 @@ unsafe fn tile<const V: usize>(xp: &[u32], rows: usize, r0: usize, block: usize,
         for (r, row) in acc.iter_mut().enumerate() {
             let a = _mm512_set1_epi32(*xrow(r).add(p) as i32);
             for (v, av) in row.iter_mut().enumerate() {
-                *av = _mm512_dpbf16_ps(*av, std::mem::transmute::<__m512i, __m512bh>(a), std::mem::transmute::<__m512i, __m512bh>(b[v]));
+                *av = _mm512_dpbf16_ps(
+                    *av,
+                    std::mem::transmute::<__m512i, __m512bh>(a),
+                    std::mem::transmute::<__m512i, __m512bh>(b[v]),
+                );
             }
         }
     }
@@ -184,7 +212,9 @@ mod tests {
         for r in 0..rows {
             for o in 0..outputs {
                 let round = |v: f32| f32::from_bits(u32::from(to_bf16(v)) << 16);
-                y[r * outputs + o] += (0..inputs).map(|i| round(x[r * inputs + i]) * round(w[o * inputs + i])).sum::<f32>();
+                y[r * outputs + o] += (0..inputs)
+                    .map(|i| round(x[r * inputs + i]) * round(w[o * inputs + i]))
+                    .sum::<f32>();
             }
         }
     }
@@ -206,14 +236,19 @@ mod tests {
         }
         for &(rows, outputs, inputs) in &[(1, 16, 2), (7, 33, 5), (13, 70, 300), (6, 64, 256), (20, 384, 384)] {
             let x: Vec<f32> = (0..rows * inputs).map(|i| ((i * 7919 % 113) as f32 - 56.0) / 37.0).collect();
-            let w: Vec<f32> = (0..outputs * inputs).map(|i| ((i * 104_729 % 97) as f32 - 48.0) / 51.0).collect();
+            let w: Vec<f32> = (0..outputs * inputs)
+                .map(|i| ((i * 104_729 % 97) as f32 - 48.0) / 51.0)
+                .collect();
             let bias: Vec<f32> = (0..rows * outputs).map(|i| (i % 5) as f32).collect();
             let mut want = bias.clone();
             reference(&x, rows, &w, outputs, inputs, &mut want);
             let mut got = bias.clone();
             gemm_bf16(&x, rows, &PackedWeights::pack(&w, outputs, inputs), &mut got);
             for (g, e) in got.iter().zip(&want) {
-                assert!((g - e).abs() <= 1e-3 * e.abs().max(1.0), "{rows}x{outputs}x{inputs}: {g} against {e}");
+                assert!(
+                    (g - e).abs() <= 1e-3 * e.abs().max(1.0),
+                    "{rows}x{outputs}x{inputs}: {g} against {e}"
+                );
             }
         }
     }

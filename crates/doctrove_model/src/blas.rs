@@ -51,7 +51,10 @@ pub fn gemm(alpha: f32, a: Matrix, b: Matrix, transpose_b: bool, beta: f32, c: &
     let (m, k) = (a.rows, a.cols);
     let (b_k, n) = if transpose_b { (b.cols, b.rows) } else { (b.rows, b.cols) };
     assert!(a.fits() && b.fits() && b_k == k, "matrix shapes do not agree");
-    assert!(n <= ldc && c.len() >= (m - 1) * ldc + n, "the product does not fit its output");
+    assert!(
+        n <= ldc && c.len() >= (m - 1) * ldc + n,
+        "the product does not fit its output"
+    );
     let int = |v: usize| c_int::try_from(v).expect("matrix dimension beyond c_int");
     // SAFETY: the asserts above keep every element OpenBLAS reads or writes inside the slices.
     unsafe {
@@ -90,8 +93,18 @@ mod tests {
         // a = [[1,2],[3,4]] inside rows of 3; b = [[5,6],[7,8]].
         let a = [1.0, 2.0, 0.0, 3.0, 4.0, 0.0];
         let b = [5.0, 6.0, 7.0, 8.0];
-        let am = Matrix { data: &a, rows: 2, cols: 2, stride: 3 };
-        let bm = Matrix { data: &b, rows: 2, cols: 2, stride: 2 };
+        let am = Matrix {
+            data: &a,
+            rows: 2,
+            cols: 2,
+            stride: 3,
+        };
+        let bm = Matrix {
+            data: &b,
+            rows: 2,
+            cols: 2,
+            stride: 2,
+        };
         let mut c = [1.0; 4];
         gemm(1.0, am, bm, false, 0.0, &mut c, 2);
         assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
@@ -105,6 +118,24 @@ mod tests {
     fn a_short_slice_is_refused_before_the_call() {
         let a = [1.0; 3];
         let mut c = [0.0; 4];
-        gemm(1.0, Matrix { data: &a, rows: 2, cols: 2, stride: 2 }, Matrix { data: &a, rows: 1, cols: 2, stride: 2 }, true, 0.0, &mut c, 2);
+        gemm(
+            1.0,
+            Matrix {
+                data: &a,
+                rows: 2,
+                cols: 2,
+                stride: 2,
+            },
+            Matrix {
+                data: &a,
+                rows: 1,
+                cols: 2,
+                stride: 2,
+            },
+            true,
+            0.0,
+            &mut c,
+            2,
+        );
     }
 }

@@ -29,7 +29,10 @@ pub struct Shape {
 impl Shape {
     pub fn from_config(config: &serde_json::Value) -> Result<Shape, Error> {
         let int = |key: &str| -> Result<usize, Error> {
-            config[key].as_u64().map(|v| v as usize).ok_or_else(|| format!("config.json has no {key}").into())
+            config[key]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| format!("config.json has no {key}").into())
         };
         let shape = Shape {
             hidden: int("hidden_size")?,
@@ -40,7 +43,7 @@ impl Shape {
             positions: int("max_position_embeddings")?,
             eps: config["layer_norm_eps"].as_f64().unwrap_or(1e-12) as f32,
         };
-        if shape.heads == 0 || shape.hidden % shape.heads != 0 {
+        if shape.heads == 0 || !shape.hidden.is_multiple_of(shape.heads) {
             return Err("config.json: hidden_size is not a multiple of num_attention_heads".into());
         }
         if config["hidden_act"].as_str().unwrap_or("gelu") != "gelu" {
@@ -73,8 +76,18 @@ impl Linear {
         }
         gemm(
             1.0,
-            Matrix { data: x, rows: tokens, cols: self.inputs, stride: self.inputs },
-            Matrix { data: &self.weight, rows: self.outputs, cols: self.inputs, stride: self.inputs },
+            Matrix {
+                data: x,
+                rows: tokens,
+                cols: self.inputs,
+                stride: self.inputs,
+            },
+            Matrix {
+                data: &self.weight,
+                rows: self.outputs,
+                cols: self.inputs,
+                stride: self.inputs,
+            },
             true,
             1.0,
             y,
@@ -137,9 +150,18 @@ struct Scratch {
 fn tensor(file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
     let view = file.tensor(name).map_err(|e| format!("model.safetensors: {name}: {e}"))?;
     if view.dtype() != Dtype::F32 || view.shape() != shape {
-        return Err(format!("model.safetensors: {name} is {:?} {:?}, expected F32 {shape:?}", view.dtype(), view.shape()).into());
+        return Err(format!(
+            "model.safetensors: {name} is {:?} {:?}, expected F32 {shape:?}",
+            view.dtype(),
+            view.shape()
+        )
+        .into());
     }
-    Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    Ok(view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 impl Encoder {
@@ -148,7 +170,11 @@ impl Encoder {
     pub fn load(weights: &Path, shape: Shape) -> Result<Encoder, Error> {
         let bytes = std::fs::read(weights).map_err(|e| format!("cannot read {}: {e}", weights.display()))?;
         let file = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", weights.display()))?;
-        let prefix = if file.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
+        let prefix = if file.names().iter().any(|n| n.starts_with("bert.")) {
+            "bert."
+        } else {
+            ""
+        };
         let get = |name: &str, dims: &[usize]| tensor(&file, &format!("{prefix}{name}"), dims);
         let (h, i) = (shape.hidden, shape.intermediate);
         let linear = |name: &str, outputs: usize, inputs: usize| -> Result<Linear, Error> {
@@ -161,12 +187,19 @@ impl Encoder {
             })
         };
         let norm = |name: &str| -> Result<Norm, Error> {
-            Ok(Norm { weight: get(&format!("{name}.weight"), &[h])?, bias: get(&format!("{name}.bias"), &[h])? })
+            Ok(Norm {
+                weight: get(&format!("{name}.weight"), &[h])?,
+                bias: get(&format!("{name}.bias"), &[h])?,
+            })
         };
         let mut layers = Vec::with_capacity(shape.layers);
         for l in 0..shape.layers {
             let at = |part: &str| format!("encoder.layer.{l}.{part}");
-            let (q, k, v) = (linear(&at("attention.self.query"), h, h)?, linear(&at("attention.self.key"), h, h)?, linear(&at("attention.self.value"), h, h)?);
+            let (q, k, v) = (
+                linear(&at("attention.self.query"), h, h)?,
+                linear(&at("attention.self.key"), h, h)?,
+                linear(&at("attention.self.value"), h, h)?,
+            );
             let qkv = Linear {
                 weight: [q.weight, k.weight, v.weight].concat(),
                 bias: [q.bias, k.bias, v.bias].concat(),
@@ -183,7 +216,9 @@ impl Encoder {
                 output_norm: norm(&at("output.LayerNorm"))?,
             });
         }
-        let token_types = file.tensor(&format!("{prefix}embeddings.token_type_embeddings.weight"))?.shape()[0];
+        let token_types = file
+            .tensor(&format!("{prefix}embeddings.token_type_embeddings.weight"))?
+            .shape()[0];
         Ok(Encoder {
             shape,
             word: get("embeddings.word_embeddings.weight", &[shape.vocab, h])?,
@@ -201,7 +236,12 @@ impl Encoder {
             return Err("this CPU has no AVX-512 BF16 instructions: --precision bf16 needs them".into());
         }
         for layer in &mut self.layers {
-            for linear in [&mut layer.qkv, &mut layer.attention_out, &mut layer.intermediate, &mut layer.output] {
+            for linear in [
+                &mut layer.qkv,
+                &mut layer.attention_out,
+                &mut layer.intermediate,
+                &mut layer.output,
+            ] {
                 linear.bf16 = Some(PackedWeights::pack(&linear.weight, linear.outputs, linear.inputs));
             }
         }
@@ -217,14 +257,22 @@ impl Encoder {
         let mut x = Vec::with_capacity(tokens * h);
         for sequence in sequences {
             if sequence.is_empty() || sequence.len() > self.shape.positions {
-                return Err(format!("a sequence of {} tokens (1 to {} allowed)", sequence.len(), self.shape.positions).into());
+                return Err(format!(
+                    "a sequence of {} tokens (1 to {} allowed)",
+                    sequence.len(),
+                    self.shape.positions
+                )
+                .into());
             }
             for (position, &id) in sequence.iter().enumerate() {
                 let id = id as usize;
                 if id >= self.shape.vocab {
                     return Err(format!("token id {id} is outside the vocabulary").into());
                 }
-                let (word, pos) = (&self.word[id * h..(id + 1) * h], &self.position[position * h..(position + 1) * h]);
+                let (word, pos) = (
+                    &self.word[id * h..(id + 1) * h],
+                    &self.position[position * h..(position + 1) * h],
+                );
                 x.extend(word.iter().zip(pos).zip(&self.token_type).map(|((w, p), t)| w + p + t));
             }
         }
@@ -270,8 +318,18 @@ impl Encoder {
                 let (q, k, v) = (at(0), at(h), at(2 * h));
                 gemm(
                     scale,
-                    Matrix { data: q, rows: n, cols: d, stride },
-                    Matrix { data: k, rows: n, cols: d, stride },
+                    Matrix {
+                        data: q,
+                        rows: n,
+                        cols: d,
+                        stride,
+                    },
+                    Matrix {
+                        data: k,
+                        rows: n,
+                        cols: d,
+                        stride,
+                    },
                     true,
                     0.0,
                     &mut s.scores,
@@ -280,8 +338,18 @@ impl Encoder {
                 s.scores.chunks_exact_mut(n).for_each(softmax);
                 gemm(
                     1.0,
-                    Matrix { data: &s.scores, rows: n, cols: n, stride: n },
-                    Matrix { data: v, rows: n, cols: d, stride },
+                    Matrix {
+                        data: &s.scores,
+                        rows: n,
+                        cols: n,
+                        stride: n,
+                    },
+                    Matrix {
+                        data: v,
+                        rows: n,
+                        cols: d,
+                        stride,
+                    },
                     false,
                     0.0,
                     &mut s.context[start * h + head * d..],
@@ -311,7 +379,10 @@ mod tests {
 
     #[test]
     fn layer_norm_centres_and_scales_each_row() {
-        let norm = Norm { weight: vec![1.0, 1.0], bias: vec![0.5, 0.5] };
+        let norm = Norm {
+            weight: vec![1.0, 1.0],
+            bias: vec![0.5, 0.5],
+        };
         let mut x = [1.0, 3.0, -2.0, 2.0];
         norm.apply(&mut x, 0.0);
         assert_eq!(x, [-0.5, 1.5, -0.5, 1.5]);

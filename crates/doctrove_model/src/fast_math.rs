@@ -4,7 +4,7 @@
 //! units in the last place of an f32 for `exp`, and to 2e-7 absolute for GELU's `Phi`; the
 //! tests compare both with the standard library and libm over their whole useful range.
 
-use std::f32::consts::{FRAC_1_SQRT_2, LN_2, LOG2_E};
+use std::f32::consts::{FRAC_1_SQRT_2, LOG2_E};
 
 /// `e^x`, with x clamped to [-87, 88] (so about 1.6e-38 below, and finite above).
 #[inline(always)]
@@ -15,14 +15,17 @@ pub fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     let k = (x * LOG2_E + ROUND) - ROUND;
     // r = x - k ln 2 in two parts (Cody and Waite), so r keeps its precision.
-    let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
+    let r = x - k * LN_2_HIGH - k * LN_2_LOW;
     // e^r on [-ln2/2, ln2/2] (the Cephes expf polynomial).
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_2e-3;
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    // Cephes' coefficient as published; f32 rounds it to 0.5.
+    #[allow(clippy::excessive_precision)]
+    const HALF: f32 = 5.000_000_1e-1;
+    p = p * r + HALF;
     let e_r = p * r * r + r + 1.0;
     // 2^k from its exponent bits.
     e_r * f32::from_bits(((k as i32 + 127) as u32) << 23)
@@ -92,12 +95,19 @@ unsafe fn softmax_avx2(row: &mut [f32]) {
     softmax_portable(row)
 }
 
-/// Keeps the `ln 2` split honest: the two parts add up to it.
-const _: () = assert!((0.693_359_4_f32 - 2.121_944_4e-4 - LN_2) < 1e-7 && (0.693_359_4_f32 - 2.121_944_4e-4 - LN_2) > -1e-7);
+/// `ln 2` in two parts (Cody and Waite): the high part has few enough bits that `k * LN_2_HIGH`
+/// is exact for the `k` an `f32` exponent takes.
+const LN_2_HIGH: f32 = 0.693_359_4;
+const LN_2_LOW: f32 = -2.121_944_4e-4;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_two_parts_of_ln_2_add_up_to_it() {
+        assert!((f64::from(LN_2_HIGH) + f64::from(LN_2_LOW) - std::f64::consts::LN_2).abs() < 1e-7);
+    }
 
     #[test]
     fn exp_agrees_with_the_standard_library() {

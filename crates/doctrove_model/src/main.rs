@@ -55,7 +55,10 @@ fn main() {
     let api_key = args.api_key.filter(|key| !key.is_empty());
     if api_key.is_none() && !http_endpoint::is_loopback(&args.listen) {
         Args::command()
-            .error(clap::error::ErrorKind::InvalidValue, "without --api-key the model server listens on loopback addresses only")
+            .error(
+                clap::error::ErrorKind::InvalidValue,
+                "without --api-key the model server listens on loopback addresses only",
+            )
             .exit();
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

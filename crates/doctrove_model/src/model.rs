@@ -14,6 +14,9 @@ use crate::pooling::{l2_normalise, mean_pool};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// Vectors by the index of their input.
+type Vectors = Vec<(usize, Vec<f32>)>;
+
 /// Most tokens per encoder pass: enough rows for the matrix products to run near the cores'
 /// peak, few enough that a pass's buffers stay small (about 60 MB at 4,096 tokens).
 const PASS_TOKENS: usize = 4096;
@@ -60,7 +63,10 @@ impl SentenceModel {
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| format!("cannot load {}: {e}", dir.join("tokenizer.json").display()))?;
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
             .map_err(|e| format!("tokenizer truncation: {e}"))?;
         tokenizer.with_padding(None);
         let weights = dir.join("model.safetensors");
@@ -119,7 +125,7 @@ impl SentenceModel {
         let mut bytes = 4096;
         loop {
             let Some(prefix) = prefix_at_word_boundary(text, bytes) else {
-                return Ok(self.tokenizer.encode(text, true)?);
+                return self.tokenizer.encode(text, true);
             };
             let encoding = self.tokenizer.encode(prefix, true)?;
             if encoding.get_ids().len() >= self.max_tokens {
@@ -142,7 +148,7 @@ impl SentenceModel {
         let passes = split_into_passes(&lengths, tokens.div_ceil(self.threads).clamp(1, PASS_TOKENS));
         // Each thread takes the next pass not yet taken and returns (input index, vector) pairs.
         let next = AtomicUsize::new(0);
-        let done: Vec<Result<Vec<(usize, Vec<f32>)>, Error>> = std::thread::scope(|scope| {
+        let done: Vec<Result<Vectors, Error>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..self.threads.min(passes.len()))
                 .map(|_| {
                     scope.spawn(|| {
@@ -162,7 +168,10 @@ impl SentenceModel {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|t| t.join().expect("an encoder thread panicked")).collect()
+            handles
+                .into_iter()
+                .map(|t| t.join().expect("an encoder thread panicked"))
+                .collect()
         });
         let mut vectors = vec![Vec::new(); encodings.len()];
         for pairs in done {
@@ -235,7 +244,9 @@ fn prefix_at_word_boundary(text: &str, bytes: usize) -> Option<&str> {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let cut = text[..end].rfind(|c: char| c.is_whitespace() || c.is_ascii_punctuation()).map_or(0, |at| at + 1);
+    let cut = text[..end]
+        .rfind(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
+        .map_or(0, |at| at + 1);
     Some(&text[..cut])
 }
 

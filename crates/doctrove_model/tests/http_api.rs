@@ -34,8 +34,12 @@ fn post(path: &str, body: &Value) -> (u16, Value) {
     let address = server_url().trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).unwrap();
     let body = body.to_string();
-    write!(stream, "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let (head, json) = answer.split_once("\r\n\r\n").unwrap();
@@ -44,8 +48,13 @@ fn post(path: &str, body: &Value) -> (u16, Value) {
 }
 
 fn decode_base64(value: &Value) -> Vec<f32> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(value.as_str().unwrap()).unwrap();
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.as_str().unwrap())
+        .unwrap();
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 #[test]
@@ -56,7 +65,12 @@ fn float_answers_carry_each_vector_at_its_index_with_usage() {
     let direct = model().embed(&texts.map(String::from)).unwrap();
     for (i, item) in answer["data"].as_array().unwrap().iter().enumerate() {
         assert_eq!(item["index"], i);
-        let got: Vec<f32> = item["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let got: Vec<f32> = item["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         assert_eq!(got, direct.vectors[i]);
     }
     assert_eq!(answer["usage"]["prompt_tokens"], direct.tokens);
@@ -66,15 +80,22 @@ fn float_answers_carry_each_vector_at_its_index_with_usage() {
 
 #[test]
 fn base64_answers_decode_to_the_same_vectors() {
-    let (_, float) = post("/v1/embeddings", &json!({"model": "all-MiniLM-L6-v2", "input": "Topological insulators."}));
+    let (_, float) = post(
+        "/v1/embeddings",
+        &json!({"model": "all-MiniLM-L6-v2", "input": "Topological insulators."}),
+    );
     let (status, b64) = post(
         "/v1/embeddings",
         &json!({"model": "sentence-transformers/all-MiniLM-L6-v2", "input": ["Topological insulators."],
                 "encoding_format": "base64", "dimensions": 384}),
     );
     assert_eq!(status, 200, "{b64}");
-    let from_float: Vec<f32> =
-        float["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let from_float: Vec<f32> = float["data"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
     let from_base64 = decode_base64(&b64["data"][0]["embedding"]);
     assert_eq!(from_base64, from_float);
     assert!(cosine(&from_base64, &from_float) > 0.999_999);
@@ -83,12 +104,28 @@ fn base64_answers_decode_to_the_same_vectors() {
 #[test]
 fn requests_the_model_cannot_serve_get_openai_style_errors() {
     let cases = [
-        (json!({"model": "text-embedding-3-small", "input": "x"}), 404, "model_not_found"),
-        (json!({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 1536}), 400, "invalid_value"),
+        (
+            json!({"model": "text-embedding-3-small", "input": "x"}),
+            404,
+            "model_not_found",
+        ),
+        (
+            json!({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 1536}),
+            400,
+            "invalid_value",
+        ),
         (json!({"model": "all-MiniLM-L6-v2", "input": ["x", ""]}), 400, "invalid_input"),
-        (json!({"model": "all-MiniLM-L6-v2", "input": [[1, 2, 3]]}), 400, "invalid_input"),
+        (
+            json!({"model": "all-MiniLM-L6-v2", "input": [[1, 2, 3]]}),
+            400,
+            "invalid_input",
+        ),
         (json!({"model": "all-MiniLM-L6-v2", "input": []}), 400, "invalid_input"),
-        (json!({"model": "all-MiniLM-L6-v2", "input": "x", "encoding_format": "int8"}), 400, "invalid_value"),
+        (
+            json!({"model": "all-MiniLM-L6-v2", "input": "x", "encoding_format": "int8"}),
+            400,
+            "invalid_value",
+        ),
     ];
     for (body, status, code) in cases {
         let (got, answer) = post("/v1/embeddings", &body);

@@ -27,7 +27,11 @@ fn server_addr() -> SocketAddr {
             model: doctrove_model::SentenceModel::load(&dir).expect("load the model"),
             name: "all-MiniLM-L6-v2".into(),
         });
-        let limits = Limits { header_read_timeout: HEADER_TIMEOUT, max_body_bytes: MAX_BODY_BYTES, ..Limits::default() };
+        let limits = Limits {
+            header_read_timeout: HEADER_TIMEOUT,
+            max_body_bytes: MAX_BODY_BYTES,
+            ..Limits::default()
+        };
         let server = Server::start_with("127.0.0.1:0", limits, move |request| handle(&state, request)).expect("start");
         let addr = server.addr();
         std::mem::forget(server); // serves until the test binary ends
@@ -39,7 +43,11 @@ fn server_addr() -> SocketAddr {
 fn report(attack: &str, outcome: Result<(), String>) {
     if let Some(path) = std::env::var_os("DOCTROVE_SECURITY_LOG") {
         let line = format!("attack {attack} worked={}\n", u8::from(outcome.is_err()));
-        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the security log");
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open the security log");
         log.write_all(line.as_bytes()).expect("write the security log");
     }
     if let Err(how) = outcome {
@@ -50,7 +58,9 @@ fn report(attack: &str, outcome: Result<(), String>) {
 /// Sends `raw` on a new connection and reads until the server closes it (within 30 s).
 fn exchange(raw: &[u8]) -> Result<String, String> {
     let mut stream = TcpStream::connect(server_addr()).map_err(|e| format!("connect: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
     let _ = stream.write_all(raw);
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -66,21 +76,41 @@ fn status(answer: &str) -> u16 {
 fn normal_request_is_answered_correctly() -> Result<(), String> {
     let fixture: Value = serde_json::from_str(include_str!("fixtures/reference.json")).map_err(|e| e.to_string())?;
     let text = fixture["texts"][0].as_str().ok_or("no text in the fixture")?;
-    let reference: Vec<f32> =
-        fixture["vectors"][0].as_array().ok_or("no vector in the fixture")?.iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
+    let reference: Vec<f32> = fixture["vectors"][0]
+        .as_array()
+        .ok_or("no vector in the fixture")?
+        .iter()
+        .filter_map(Value::as_f64)
+        .map(|x| x as f32)
+        .collect();
     let body = json!({"model": "all-MiniLM-L6-v2", "input": [text]}).to_string();
     let answer = exchange(
-        format!("POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-            .as_bytes(),
+        format!(
+            "POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
     )?;
     if status(&answer) != 200 {
         return Err(format!("the normal request was answered {answer:.300}"));
     }
-    let json: Value = answer.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).ok_or("no JSON body")?;
-    let vector: Vec<f32> = json["data"][0]["embedding"].as_array().ok_or("no embedding")?.iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
+    let json: Value = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .ok_or("no JSON body")?;
+    let vector: Vec<f32> = json["data"][0]["embedding"]
+        .as_array()
+        .ok_or("no embedding")?
+        .iter()
+        .filter_map(Value::as_f64)
+        .map(|x| x as f32)
+        .collect();
     let similarity = cosine(&vector, &reference);
     if vector.len() != 384 || similarity < 0.999 {
-        return Err(format!("the normal request got a wrong vector ({} components, cosine {similarity})", vector.len()));
+        return Err(format!(
+            "the normal request got a wrong vector ({} components, cosine {similarity})",
+            vector.len()
+        ));
     }
     let direct = model().embed(&[text.to_string()]).map_err(|e| e.to_string())?;
     if vector != direct.vectors[0] {
@@ -95,14 +125,19 @@ fn slowloris() -> std::thread::JoinHandle<Result<Duration, String>> {
     std::thread::spawn(|| {
         let mut stream = TcpStream::connect(server_addr()).map_err(|e| format!("connect: {e}"))?;
         let started = Instant::now();
-        let head = b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a'));
+        let head = b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nX-Slow: "
+            .iter()
+            .chain(std::iter::repeat(&b'a'));
         for byte in head.take(100) {
             if stream.write_all(&[*byte]).is_err() {
                 return Ok(started.elapsed());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("the server kept a connection sending its head byte by byte for {:?}", started.elapsed()))
+        Err(format!(
+            "the server kept a connection sending its head byte by byte for {:?}",
+            started.elapsed()
+        ))
     })
 }
 
@@ -129,7 +164,10 @@ fn oversized_bodies_are_refused_and_do_not_stop_a_normal_request() {
         let started = Instant::now();
         let declared = exchange(b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000000\r\n\r\n")?;
         if status(&declared) != 413 || started.elapsed() > Duration::from_secs(5) {
-            return Err(format!("a declared 10 GB body was answered {declared:.200} after {:?}", started.elapsed()));
+            return Err(format!(
+                "a declared 10 GB body was answered {declared:.200} after {:?}",
+                started.elapsed()
+            ));
         }
         let mut chunked = b"POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         let chunk = format!("{:x}\r\n{}\r\n", 4096, "z".repeat(4096));

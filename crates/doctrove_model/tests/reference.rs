@@ -17,11 +17,18 @@ fn embed(texts: &[&str]) -> Vec<Vec<f32>> {
 fn the_similarities_sentence_transformers_publishes_for_this_model_are_reproduced() {
     // sentence-transformers' usage documentation, for all-MiniLM-L6-v2:
     // tensor([[1.0000, 0.6660, 0.1046], [0.6660, 1.0000, 0.1411], [0.1046, 0.1411, 1.0000]])
-    let v = embed(&["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]);
+    let v = embed(&[
+        "The weather is lovely today.",
+        "It's so sunny outside!",
+        "He drove to the stadium.",
+    ]);
     let published = [(0, 1, 0.6660), (0, 2, 0.1046), (1, 2, 0.1411)];
     for (a, b, expected) in published {
         let got = cosine(&v[a], &v[b]);
-        assert!((got - expected).abs() < 0.0001, "similarity of {a} and {b}: {got:.5}, published {expected}");
+        assert!(
+            (got - expected).abs() < 0.0001,
+            "similarity of {a} and {b}: {got:.5}, published {expected}"
+        );
     }
 }
 
@@ -42,22 +49,39 @@ fn bert_uncased_token_ids_of_a_known_text() {
 
 #[test]
 fn vectors_match_the_independent_reference_implementation() {
-    let fixture: Value =
-        serde_json::from_str(include_str!("fixtures/reference.json")).expect("the reference fixture is JSON");
-    let texts: Vec<String> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/reference.json")).expect("the reference fixture is JSON");
+    let texts: Vec<String> = fixture["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
     let embedded = model().embed(&texts).unwrap();
     let mut worst = f64::MAX;
     for (i, text) in texts.iter().enumerate() {
-        let ids: Vec<u32> =
-            fixture["token_ids"][i].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let ids: Vec<u32> = fixture["token_ids"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(model().token_ids(text).unwrap(), ids, "token ids of text {i}");
-        let reference: Vec<f32> =
-            fixture["vectors"][i].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let reference: Vec<f32> = fixture["vectors"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         let similarity = cosine(&embedded.vectors[i], &reference);
         assert!(similarity >= 0.999, "text {i}: cosine {similarity} with the reference");
         worst = worst.min(similarity);
     }
-    let reference_tokens: usize = fixture["token_ids"].as_array().unwrap().iter().map(|t| t.as_array().unwrap().len()).sum();
+    let reference_tokens: usize = fixture["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_array().unwrap().len())
+        .sum();
     assert_eq!(embedded.tokens, reference_tokens);
     println!("lowest cosine with the reference over {} texts: {worst:.7}", texts.len());
 }
@@ -85,7 +109,9 @@ fn a_vector_does_not_depend_on_its_batch_or_its_padding() {
 
 #[test]
 fn passes_run_side_by_side_give_the_vectors_of_one_thread() {
-    let texts: Vec<String> = (0..40).map(|i| format!("Paper {i} on topic {} with {} words.", i % 7, "many ".repeat(i))).collect();
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("Paper {i} on topic {} with {} words.", i % 7, "many ".repeat(i)))
+        .collect();
     let dir = doctrove_model::model_dir_from_env();
     let single = doctrove_model::SentenceModel::load(&dir).unwrap().with_threads(1);
     let parallel = doctrove_model::SentenceModel::load(&dir).unwrap().with_threads(3);
@@ -102,18 +128,34 @@ fn vectors_match_sentence_transformers_on_pytorch() {
     // folder) over the reference fixture's texts and realistic abstracts; versions inside.
     let fixture: Value = serde_json::from_str(include_str!("fixtures/sentence_transformers.json"))
         .expect("the sentence-transformers fixture is JSON");
-    let texts: Vec<String> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = fixture["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
     assert!(texts.len() >= 9);
     let embedded = model().embed(&texts).unwrap();
     let mut worst = f64::MAX;
     for (i, vector) in embedded.vectors.iter().enumerate() {
-        let reference: Vec<f32> =
-            fixture["vectors"][i].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let reference: Vec<f32> = fixture["vectors"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         let similarity = cosine(vector, &reference);
-        assert!(similarity >= 1.0 - 1e-4, "text {i}: cosine {similarity} with sentence-transformers");
+        assert!(
+            similarity >= 1.0 - 1e-4,
+            "text {i}: cosine {similarity} with sentence-transformers"
+        );
         worst = worst.min(similarity);
     }
-    println!("lowest cosine with sentence-transformers {} over {} texts: {worst:.7}", fixture["versions"], texts.len());
+    println!(
+        "lowest cosine with sentence-transformers {} over {} texts: {worst:.7}",
+        fixture["versions"],
+        texts.len()
+    );
 }
 
 #[test]
@@ -146,15 +188,31 @@ fn bf16_vectors_stay_within_0_999_cosine_of_f32_and_of_sentence_transformers() {
         return;
     };
     let fixture: Value = serde_json::from_str(include_str!("fixtures/sentence_transformers.json")).unwrap();
-    let texts: Vec<String> = fixture["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = fixture["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
     let (low, full) = (bf16.embed(&texts).unwrap().vectors, model().embed(&texts).unwrap().vectors);
     let (mut worst_f32, mut worst_st) = (f64::MAX, f64::MAX);
     for (i, vector) in low.iter().enumerate() {
-        let reference: Vec<f32> = fixture["vectors"][i].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let reference: Vec<f32> = fixture["vectors"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         worst_f32 = worst_f32.min(cosine(vector, &full[i]));
         worst_st = worst_st.min(cosine(vector, &reference));
     }
-    println!("bf16: lowest cosine {worst_f32:.6} with f32, {worst_st:.6} with sentence-transformers, over {} texts", texts.len());
-    assert!(worst_f32 >= 0.999 && worst_st >= 0.999, "bf16 vectors drift: {worst_f32} with f32, {worst_st} with sentence-transformers");
+    println!(
+        "bf16: lowest cosine {worst_f32:.6} with f32, {worst_st:.6} with sentence-transformers, over {} texts",
+        texts.len()
+    );
+    assert!(
+        worst_f32 >= 0.999 && worst_st >= 0.999,
+        "bf16 vectors drift: {worst_f32} with f32, {worst_st} with sentence-transformers"
+    );
     assert!(worst_f32 < 1.0 - 1e-7, "the bf16 path was not taken");
 }

@@ -65,22 +65,40 @@ fn plain_id(value: &Value, what: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
-const STATUSES: [&str; 8] = ["validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"];
+const STATUSES: [&str; 8] = [
+    "validating",
+    "failed",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "expired",
+    "cancelling",
+    "cancelled",
+];
 
 /// Reads a batch object.
 pub fn batch_info(value: &Value) -> Result<BatchInfo, ApiError> {
     let id = plain_id(&value["id"], "batch id")?.ok_or_else(|| ApiError::Malformed("a batch has no id".into()))?;
-    let status = value["status"].as_str().filter(|s| STATUSES.contains(s)).ok_or_else(|| {
-        ApiError::Malformed(format!("batch {id} has an unknown status"))
-    })?;
+    let status = value["status"]
+        .as_str()
+        .filter(|s| STATUSES.contains(s))
+        .ok_or_else(|| ApiError::Malformed(format!("batch {id} has an unknown status")))?;
     let counts = &value["request_counts"];
     let count = |name: &str| counts[name].as_i64().unwrap_or(0).clamp(0, i64::from(i32::MAX));
     let error = value["errors"]["data"].as_array().and_then(|errors| errors.first()).map(|e| {
-        (cut_message(e["code"].as_str().unwrap_or("error"), 100), cut_message(e["message"].as_str().unwrap_or(""), MAX_MESSAGE_CHARS))
+        (
+            cut_message(e["code"].as_str().unwrap_or("error"), 100),
+            cut_message(e["message"].as_str().unwrap_or(""), MAX_MESSAGE_CHARS),
+        )
     });
     let metadata = value["metadata"]
         .as_object()
-        .map(|m| m.iter().take(16).filter_map(|(k, v)| Some((cut_message(k, 64), cut_message(v.as_str()?, 512)))).collect())
+        .map(|m| {
+            m.iter()
+                .take(16)
+                .filter_map(|(k, v)| Some((cut_message(k, 64), cut_message(v.as_str()?, 512))))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(BatchInfo {
         id,
@@ -114,7 +132,9 @@ fn get_json(config: &ApiConfig, path: &str) -> Result<Value, ApiError> {
 fn post_json(config: &ApiConfig, path: &str, body: &Value) -> Result<Value, ApiError> {
     let request = with_key(config, agent_for(config.timeout).post(api_url(&config.base_url, path)))
         .header("Content-Type", "application/json");
-    let response = request.send(body.to_string().as_bytes()).map_err(|e| transport_error(e, config))?;
+    let response = request
+        .send(body.to_string().as_bytes())
+        .map_err(|e| transport_error(e, config))?;
     json_of(&answer_body(config, response, MAX_ANSWER_BYTES)?)
 }
 
@@ -131,7 +151,10 @@ fn boundary_for(content: &[u8]) -> String {
 /// out here.
 pub fn upload_batch_file(config: &ApiConfig, filename: &str, content: &[u8]) -> Result<String, ApiError> {
     let boundary = boundary_for(content);
-    let filename: String = filename.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).collect();
+    let filename: String = filename
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .collect();
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{boundary}\r\n\
          Content-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/jsonl\r\n\r\n"
@@ -139,8 +162,11 @@ pub fn upload_batch_file(config: &ApiConfig, filename: &str, content: &[u8]) -> 
     .into_bytes();
     body.extend_from_slice(content);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let request = with_key(config, agent_for(config.timeout.max(FILE_TIMEOUT)).post(api_url(&config.base_url, "files")))
-        .header("Content-Type", &format!("multipart/form-data; boundary={boundary}"));
+    let request = with_key(
+        config,
+        agent_for(config.timeout.max(FILE_TIMEOUT)).post(api_url(&config.base_url, "files")),
+    )
+    .header("Content-Type", &format!("multipart/form-data; boundary={boundary}"));
     let response = request.send(&body[..]).map_err(|e| transport_error(e, config))?;
     let answer = json_of(&answer_body(config, response, MAX_ANSWER_BYTES)?)?;
     plain_id(&answer["id"], "file id")?.ok_or_else(|| ApiError::Malformed("the uploaded file has no id".into()))
@@ -148,7 +174,8 @@ pub fn upload_batch_file(config: &ApiConfig, filename: &str, content: &[u8]) -> 
 
 /// Creates a batch of the embeddings requests in `input_file_id` (`POST /batches`).
 pub fn create_batch(config: &ApiConfig, input_file_id: &str, metadata: &BTreeMap<String, String>) -> Result<BatchInfo, ApiError> {
-    let body = json!({"input_file_id": input_file_id, "endpoint": "/v1/embeddings", "completion_window": "24h", "metadata": metadata});
+    let body =
+        json!({"input_file_id": input_file_id, "endpoint": "/v1/embeddings", "completion_window": "24h", "metadata": metadata});
     batch_info(&post_json(config, "batches", &body)?)
 }
 
@@ -176,7 +203,9 @@ pub fn list_batches(config: &ApiConfig, after: Option<&str>) -> Result<(Vec<Batc
         path.push_str(&format!("&after={after}"));
     }
     let answer = get_json(config, &path)?;
-    let data = answer["data"].as_array().ok_or_else(|| ApiError::Malformed("a batch listing has no data".into()))?;
+    let data = answer["data"]
+        .as_array()
+        .ok_or_else(|| ApiError::Malformed("a batch listing has no data".into()))?;
     let batches = data.iter().take(100).map(batch_info).collect::<Result<Vec<_>, _>>()?;
     let more = answer["has_more"].as_bool().unwrap_or(false) && !batches.is_empty();
     Ok((batches, more))
@@ -204,15 +233,20 @@ pub fn read_file_lines(
     let mut line = Vec::with_capacity(64 * 1024);
     loop {
         line.clear();
-        let read = (&mut reader).take(max_line as u64 + 1).read_until(b'\n', &mut line).map_err(|e| ApiError::Unreachable {
-            url: display_url(&config.base_url),
-            reason: format!("reading file {id}: {e}"),
-        })?;
+        let read = (&mut reader)
+            .take(max_line as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| ApiError::Unreachable {
+                url: display_url(&config.base_url),
+                reason: format!("reading file {id}: {e}"),
+            })?;
         if read == 0 {
             return Ok(());
         }
         if line.len() > max_line {
-            return Err(ApiError::Malformed(format!("file {id} has a line longer than {max_line} bytes")));
+            return Err(ApiError::Malformed(format!(
+                "file {id} has a line longer than {max_line} bytes"
+            )));
         }
         let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
         if trimmed.iter().all(u8::is_ascii_whitespace) {
@@ -241,7 +275,8 @@ mod tests {
         let info = batch_info(&json!({"id": "batch_1", "status": "failed", "input_file_id": "file-1",
             "output_file_id": null, "request_counts": {"total": 3, "completed": 0, "failed": 0},
             "errors": {"data": [{"code": "token_limit_exceeded", "message": "Enqueued token limit reached"}]},
-            "metadata": {"doctrove_db": "d"}})).unwrap();
+            "metadata": {"doctrove_db": "d"}}))
+        .unwrap();
         assert_eq!(info.error.as_ref().map(|e| e.0.as_str()), Some("token_limit_exceeded"));
         assert_eq!(info.metadata["doctrove_db"], "d");
         assert!(info.is_finished());

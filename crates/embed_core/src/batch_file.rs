@@ -29,7 +29,8 @@ pub const MAX_RESULT_LINE_BYTES: usize = 16_000 * 6 + 64 * 1024;
 /// The input file's line for one paper: a POST to `/v1/embeddings` with the body a live
 /// request would carry for this one text, and a newline.
 pub fn request_line(custom_id: &str, model: &str, input: &str, dimensions: u32) -> String {
-    let body: Value = serde_json::from_slice(&request_body(model, &[input.to_string()], dimensions)).expect("request_body is JSON");
+    let body: Value =
+        serde_json::from_slice(&request_body(model, &[input.to_string()], dimensions)).expect("request_body is JSON");
     let mut line = json!({"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body}).to_string();
     line.push('\n');
     line
@@ -51,7 +52,11 @@ pub fn text_hash(text: &str) -> i64 {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineResult {
     /// The paper's vector, and the tokens the API counted for it.
-    Embedded { custom_id: String, vector: Vec<f32>, tokens: u64 },
+    Embedded {
+        custom_id: String,
+        vector: Vec<f32>,
+        tokens: u64,
+    },
     /// The API refused the paper's text (a 4xx other than 408, 409 and 429).
     Rejected { custom_id: String, message: String },
     /// The request was not done (expired, cancelled, a server error or rate limit inside the
@@ -62,9 +67,9 @@ pub enum LineResult {
 impl LineResult {
     pub fn custom_id(&self) -> &str {
         match self {
-            LineResult::Embedded { custom_id, .. } | LineResult::Rejected { custom_id, .. } | LineResult::NotDone { custom_id, .. } => {
-                custom_id
-            }
+            LineResult::Embedded { custom_id, .. }
+            | LineResult::Rejected { custom_id, .. }
+            | LineResult::NotDone { custom_id, .. } => custom_id,
         }
     }
 }
@@ -73,23 +78,43 @@ impl LineResult {
 /// must have. `Err` when the line is not a result line at all.
 pub fn parse_result_line(line: &[u8], dims: Option<usize>) -> Result<LineResult, String> {
     let value: Value = serde_json::from_slice(line).map_err(|e| format!("a result line is not JSON ({e})"))?;
-    let custom_id = value["custom_id"].as_str().ok_or("a result line has no custom_id")?.to_string();
+    let custom_id = value["custom_id"]
+        .as_str()
+        .ok_or("a result line has no custom_id")?
+        .to_string();
     let response = &value["response"];
     if response.is_null() || !response.is_object() {
-        let reason = value["error"]["code"].as_str().or(value["error"]["message"].as_str()).unwrap_or("no response");
-        return Ok(LineResult::NotDone { custom_id, reason: cut_message(reason, MAX_MESSAGE_CHARS) });
+        let reason = value["error"]["code"]
+            .as_str()
+            .or(value["error"]["message"].as_str())
+            .unwrap_or("no response");
+        return Ok(LineResult::NotDone {
+            custom_id,
+            reason: cut_message(reason, MAX_MESSAGE_CHARS),
+        });
     }
     let status = response["status_code"].as_u64().unwrap_or(0);
     let body = serde_json::to_vec(&response["body"]).unwrap_or_default();
     match status {
         200 => match decode_embeddings(&body, 1, dims) {
-            Ok(mut answer) => Ok(LineResult::Embedded { custom_id, vector: answer.vectors.remove(0), tokens: answer.total_tokens }),
-            Err(e) => Ok(LineResult::NotDone { custom_id, reason: format!("the answer does not fit: {}", e.problem()) }),
+            Ok(mut answer) => Ok(LineResult::Embedded {
+                custom_id,
+                vector: answer.vectors.remove(0),
+                tokens: answer.total_tokens,
+            }),
+            Err(e) => Ok(LineResult::NotDone {
+                custom_id,
+                reason: format!("the answer does not fit: {}", e.problem()),
+            }),
         },
-        400..=499 if ![408, 409, 429].contains(&status) => {
-            Ok(LineResult::Rejected { custom_id, message: format!("HTTP {status}: {}", api_error_message(&body).0) })
-        }
-        _ => Ok(LineResult::NotDone { custom_id, reason: format!("HTTP {status}: {}", api_error_message(&body).0) }),
+        400..=499 if ![408, 409, 429].contains(&status) => Ok(LineResult::Rejected {
+            custom_id,
+            message: format!("HTTP {status}: {}", api_error_message(&body).0),
+        }),
+        _ => Ok(LineResult::NotDone {
+            custom_id,
+            reason: format!("HTTP {status}: {}", api_error_message(&body).0),
+        }),
     }
 }
 
@@ -104,7 +129,10 @@ mod tests {
         let value: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["custom_id"], "42");
         assert_eq!(value["url"], "/v1/embeddings");
-        assert_eq!(value["body"], json!({"model": "m", "input": ["Title: A"], "encoding_format": "base64", "dimensions": 8}));
+        assert_eq!(
+            value["body"],
+            json!({"model": "m", "input": ["Title: A"], "encoding_format": "base64", "dimensions": 8})
+        );
     }
 
     #[test]
@@ -112,24 +140,43 @@ mod tests {
         let line = br#"{"id":"r","custom_id":"7","response":{"status_code":200,"body":{"data":[{"index":0,"embedding":[0.5,-0.25]}],"usage":{"total_tokens":3}}},"error":null}"#;
         assert_eq!(
             parse_result_line(line, Some(2)).unwrap(),
-            LineResult::Embedded { custom_id: "7".into(), vector: vec![0.5, -0.25], tokens: 3 }
+            LineResult::Embedded {
+                custom_id: "7".into(),
+                vector: vec![0.5, -0.25],
+                tokens: 3
+            }
         );
     }
 
     #[test]
     fn a_400_is_a_rejection_and_a_429_or_an_expiry_is_not_done() {
-        let rejected = br#"{"custom_id":"1","response":{"status_code":400,"body":{"error":{"message":"bad text","code":"invalid_input"}}}}"#;
-        assert!(matches!(parse_result_line(rejected, None).unwrap(), LineResult::Rejected { message, .. } if message.contains("bad text")));
+        let rejected =
+            br#"{"custom_id":"1","response":{"status_code":400,"body":{"error":{"message":"bad text","code":"invalid_input"}}}}"#;
+        assert!(
+            matches!(parse_result_line(rejected, None).unwrap(), LineResult::Rejected { message, .. } if message.contains("bad text"))
+        );
         let limited = br#"{"custom_id":"2","response":{"status_code":429,"body":{"error":{"message":"slow down"}}}}"#;
-        assert!(matches!(parse_result_line(limited, None).unwrap(), LineResult::NotDone { .. }));
+        assert!(matches!(
+            parse_result_line(limited, None).unwrap(),
+            LineResult::NotDone { .. }
+        ));
         let expired = br#"{"custom_id":"3","response":null,"error":{"code":"batch_expired","message":"x"}}"#;
-        assert_eq!(parse_result_line(expired, None).unwrap(), LineResult::NotDone { custom_id: "3".into(), reason: "batch_expired".into() });
+        assert_eq!(
+            parse_result_line(expired, None).unwrap(),
+            LineResult::NotDone {
+                custom_id: "3".into(),
+                reason: "batch_expired".into()
+            }
+        );
     }
 
     #[test]
     fn a_vector_of_the_wrong_length_is_not_written() {
         let line = br#"{"custom_id":"7","response":{"status_code":200,"body":{"data":[{"index":0,"embedding":[0.5]}]}}}"#;
-        assert!(matches!(parse_result_line(line, Some(2)).unwrap(), LineResult::NotDone { .. }));
+        assert!(matches!(
+            parse_result_line(line, Some(2)).unwrap(),
+            LineResult::NotDone { .. }
+        ));
     }
 
     #[test]

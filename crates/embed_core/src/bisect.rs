@@ -38,13 +38,22 @@ pub struct Isolated {
 }
 
 /// Error codes with which APIs refuse a request for its size rather than its content.
-const SIZE_CODES: [&str; 4] = ["context_length_exceeded", "max_tokens_exceeded", "request_too_large", "payload_too_large"];
+const SIZE_CODES: [&str; 4] = [
+    "context_length_exceeded",
+    "max_tokens_exceeded",
+    "request_too_large",
+    "payload_too_large",
+];
 
 /// Whether the API refused the request for its size: split it, blame no input.
 pub fn is_size_rejection(error: &ApiError) -> bool {
     match error {
         ApiError::Rejected { status: 413, .. } => true,
-        ApiError::Rejected { status: 400, code: Some(code), .. } => SIZE_CODES.contains(&code.as_str()),
+        ApiError::Rejected {
+            status: 400,
+            code: Some(code),
+            ..
+        } => SIZE_CODES.contains(&code.as_str()),
         _ => false,
     }
 }
@@ -136,13 +145,23 @@ pub fn isolate_rejected(
     canary: &mut dyn FnMut() -> Result<(), ApiError>,
     proven: &mut bool,
 ) -> Isolated {
-    let mut search = Search { send, out: Isolated::default(), proven, suspects: Vec::new() };
+    let mut search = Search {
+        send,
+        out: Isolated::default(),
+        proven,
+        suspects: Vec::new(),
+    };
     if !items.is_empty() {
         if let Err(error) = search.search(items, None) {
             search.out.error = Some(error);
         }
     }
-    let Search { mut out, proven, suspects, .. } = search;
+    let Search {
+        mut out,
+        proven,
+        suspects,
+        ..
+    } = search;
     if suspects.is_empty() {
         return out;
     }
@@ -169,7 +188,11 @@ mod tests {
     use super::*;
 
     fn rejected() -> ApiError {
-        ApiError::Rejected { status: 400, message: "bad input".into(), code: None }
+        ApiError::Rejected {
+            status: 400,
+            message: "bad input".into(),
+            code: None,
+        }
     }
 
     /// A fake API: rejects any request holding a poisoned index, counts requests.
@@ -238,7 +261,10 @@ mod tests {
         let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
         let deferred: Vec<usize> = out.deferred.iter().flatten().copied().collect();
         for poison in [3, 40, 41] {
-            assert!(rejected.contains(&poison) || deferred.contains(&poison), "{poison} was embedded");
+            assert!(
+                rejected.contains(&poison) || deferred.contains(&poison),
+                "{poison} was embedded"
+            );
         }
         assert!(out.vectors.iter().all(|(i, _)| ![3, 40, 41].contains(i)));
     }
@@ -248,7 +274,13 @@ mod tests {
         for size in [1usize, 10] {
             let items: Vec<usize> = (0..size).collect();
             let mut calls = 0;
-            let mut canary = || Err(ApiError::Rejected { status: 400, message: "no such model".into(), code: None });
+            let mut canary = || {
+                Err(ApiError::Rejected {
+                    status: 400,
+                    message: "no such model".into(),
+                    code: None,
+                })
+            };
             let out = isolate_rejected(&items, &mut fake(&items, &mut calls), &mut canary, &mut false);
             assert!(out.rejected.is_empty(), "batch of {size}: {out:?}");
             assert!(matches!(out.error, Some(ApiError::RefusesEverything { .. })), "{out:?}");
@@ -284,7 +316,11 @@ mod tests {
         let mut send = |items: &[usize]| {
             calls += 1;
             if items.len() > 3 {
-                Err(ApiError::Rejected { status: 413, message: "too large".into(), code: None })
+                Err(ApiError::Rejected {
+                    status: 413,
+                    message: "too large".into(),
+                    code: None,
+                })
             } else {
                 Ok(items.iter().map(|&i| vec![i as f32]).collect())
             }
@@ -299,7 +335,13 @@ mod tests {
 
     #[test]
     fn one_input_too_large_alone_is_an_error_not_a_rejection() {
-        let mut send = |_: &[usize]| Err(ApiError::Rejected { status: 413, message: "too large".into(), code: None });
+        let mut send = |_: &[usize]| {
+            Err(ApiError::Rejected {
+                status: 413,
+                message: "too large".into(),
+                code: None,
+            })
+        };
         let out = isolate_rejected(&[1], &mut send, &mut canary_ok(), &mut false);
         assert!(out.rejected.is_empty());
         assert!(matches!(out.error, Some(ApiError::Rejected { status: 413, .. })));
@@ -315,11 +357,19 @@ mod tests {
             match calls {
                 1 => Err(rejected()),
                 2 => Ok(items.iter().map(|&i| vec![i as f32]).collect()),
-                _ => Err(ApiError::ServerError { status: 500, message: "down".into(), retry_after: None }),
+                _ => Err(ApiError::ServerError {
+                    status: 500,
+                    message: "down".into(),
+                    retry_after: None,
+                }),
             }
         };
         let out = isolate_rejected(&[1, 2, 3, 4], &mut send, &mut canary_ok(), &mut false);
-        assert_eq!(out.vectors.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2], "paid for, kept");
+        assert_eq!(
+            out.vectors.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1, 2],
+            "paid for, kept"
+        );
         assert!(out.rejected.is_empty(), "nothing proven");
         assert!(matches!(out.error, Some(ApiError::ServerError { .. })));
     }

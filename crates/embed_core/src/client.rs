@@ -39,7 +39,9 @@ impl std::fmt::Debug for ApiConfig {
 
 /// The URL without any `user:password@` part, for messages.
 pub fn display_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
@@ -51,15 +53,23 @@ pub fn display_url(url: &str) -> String {
 /// cuts it to [`MAX_MESSAGE_CHARS`].
 pub fn redact(text: &str, api_key: &str) -> String {
     let text = cut_message(text, MAX_MESSAGE_CHARS + api_key.len());
-    let text = if api_key.len() < 4 { text } else { text.replace(api_key, "[redacted]") };
+    let text = if api_key.len() < 4 {
+        text
+    } else {
+        text.replace(api_key, "[redacted]")
+    };
     cut_message(&text, MAX_MESSAGE_CHARS)
 }
 
 /// The scheme, host and port of a `Location` header, for a message (never its path or query,
 /// which could hold anything).
 pub fn location_host(location: Option<&str>) -> String {
-    let Some(location) = location else { return "(no Location header)".into() };
-    let Some((scheme, rest)) = location.split_once("://") else { return "a relative location".into() };
+    let Some(location) = location else {
+        return "(no Location header)".into();
+    };
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return "a relative location".into();
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or("");
     cut_message(&format!("{scheme}://{host}"), 200)
@@ -77,7 +87,10 @@ fn bounded_seconds(seconds: f64) -> Option<Duration> {
 /// How long the API asks to wait: `retry-after-ms` (milliseconds) or `retry-after`
 /// (seconds, or an HTTP date, read relative to `now_unix`), at most [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(retry_after_ms: Option<&str>, retry_after: Option<&str>, now_unix: u64) -> Option<Duration> {
-    if let Some(wait) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()).and_then(|ms| bounded_seconds(ms / 1000.0)) {
+    if let Some(wait) = retry_after_ms
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|ms| bounded_seconds(ms / 1000.0))
+    {
         return Some(wait);
     }
     let value = retry_after?.trim();
@@ -116,9 +129,18 @@ pub(crate) fn transport_error(error: ureq::Error, config: &ApiConfig) -> ApiErro
     match error {
         ureq::Error::Timeout(_) => ApiError::Timeout { url, timeout_ms },
         ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::Timeout { url, timeout_ms },
-        ureq::Error::HostNotFound => ApiError::Unreachable { url, reason: "the host name was not found".into() },
-        ureq::Error::BadUri(_) => ApiError::Unreachable { url, reason: "the URL is not valid".into() },
-        other => ApiError::Unreachable { url, reason: redact(&other.to_string(), &config.api_key) },
+        ureq::Error::HostNotFound => ApiError::Unreachable {
+            url,
+            reason: "the host name was not found".into(),
+        },
+        ureq::Error::BadUri(_) => ApiError::Unreachable {
+            url,
+            reason: "the URL is not valid".into(),
+        },
+        other => ApiError::Unreachable {
+            url,
+            reason: redact(&other.to_string(), &config.api_key),
+        },
     }
 }
 
@@ -127,7 +149,12 @@ pub(crate) fn transport_error(error: ureq::Error, config: &ApiConfig) -> ApiErro
 pub fn embed(config: &ApiConfig, inputs: &[String], expected_dims: Option<usize>) -> Result<Embeddings, ApiError> {
     let url = endpoint_url(&config.base_url);
     let body = request_body(&config.model, inputs, config.dimensions);
-    let request = with_key(config, agent_for(config.timeout).post(&url).header("Content-Type", "application/json"));
+    let request = with_key(
+        config,
+        agent_for(config.timeout)
+            .post(&url)
+            .header("Content-Type", "application/json"),
+    );
     let response = request.send(&body[..]).map_err(|e| transport_error(e, config))?;
     let limit = max_answer_bytes(inputs.len(), expected_dims);
     let (bytes, rate_limits) = read_answer(config, response, limit, |status| status == 200)?;
@@ -156,11 +183,19 @@ pub(crate) fn read_answer(
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     if (300..400).contains(&status) {
-        return Err(ApiError::Redirected { status, location: location_host(header("location").as_deref()) });
+        return Err(ApiError::Redirected {
+            status,
+            location: location_host(header("location").as_deref()),
+        });
     }
     let (retry_ms, retry_s) = (header("retry-after-ms"), header("retry-after"));
     let rate_limits = RateLimitHeaders::read(header);
-    let bytes = response.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| transport_error(e, config))?;
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| transport_error(e, config))?;
     if ok(status) {
         return Ok((bytes, rate_limits));
     }
@@ -171,12 +206,23 @@ pub(crate) fn read_answer(
 fn error_answer(config: &ApiConfig, status: u16, body: &[u8], retry_ms: Option<&str>, retry_s: Option<&str>) -> ApiError {
     let (message, code) = api_error_message(body);
     let message = redact(&message, &config.api_key);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let retry_after = parse_retry_after(retry_ms, retry_s, now);
     match status {
         401 | 403 => ApiError::Unauthorized { status, message },
-        429 => ApiError::RateLimited { message, code, retry_after },
-        500..=599 => ApiError::ServerError { status, message, retry_after },
+        429 => ApiError::RateLimited {
+            message,
+            code,
+            retry_after,
+        },
+        500..=599 => ApiError::ServerError {
+            status,
+            message,
+            retry_after,
+        },
         _ => ApiError::Rejected { status, message, code },
     }
 }
@@ -193,7 +239,10 @@ mod tests {
 
     #[test]
     fn the_key_is_removed_from_echoed_messages() {
-        assert_eq!(redact("Incorrect API key provided: sk-secret.", "sk-secret"), "Incorrect API key provided: [redacted].");
+        assert_eq!(
+            redact("Incorrect API key provided: sk-secret.", "sk-secret"),
+            "Incorrect API key provided: [redacted]."
+        );
     }
 
     #[test]
@@ -233,12 +282,18 @@ mod tests {
         assert_eq!(parse_retry_after(None, Some("-3"), 0), None);
         assert_eq!(parse_retry_after(None, Some("1e300"), 0), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after(Some("99999999999"), None, 0), Some(MAX_RETRY_AFTER));
-        assert_eq!(parse_retry_after(None, Some("Fri, 31 Dec 9999 23:59:59 GMT"), 0), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after(None, Some("Fri, 31 Dec 9999 23:59:59 GMT"), 0),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]
     fn a_redirect_location_is_shown_by_host_only() {
-        assert_eq!(location_host(Some("https://u:p@evil.example:8443/steal?key=1")), "https://evil.example:8443");
+        assert_eq!(
+            location_host(Some("https://u:p@evil.example:8443/steal?key=1")),
+            "https://evil.example:8443"
+        );
         assert_eq!(location_host(None), "(no Location header)");
         assert_eq!(location_host(Some("/relative")), "a relative location");
     }

@@ -20,15 +20,27 @@ pub enum ApiError {
 
     /// 429: too many requests or tokens, or (code `insufficient_quota`) no quota left.
     #[error("the embeddings API is rate limiting (HTTP 429): {message}")]
-    RateLimited { message: String, code: Option<String>, retry_after: Option<Duration> },
+    RateLimited {
+        message: String,
+        code: Option<String>,
+        retry_after: Option<Duration>,
+    },
 
     /// Any other 4xx: the API refused this request, typically for its input.
     #[error("the embeddings API rejected the request (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String, code: Option<String> },
+    Rejected {
+        status: u16,
+        message: String,
+        code: Option<String>,
+    },
 
     /// 5xx: the API failed.
     #[error("the embeddings API failed (HTTP {status}): {message}")]
-    ServerError { status: u16, message: String, retry_after: Option<Duration> },
+    ServerError {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
 
     /// The API rejects every request, a one-word canary too: a setting is wrong (model,
     /// dimensions, endpoint), not a text.
@@ -71,7 +83,11 @@ mod tests {
 
     #[test]
     fn rate_limits_are_transient_but_an_exhausted_quota_is_not() {
-        let limited = ApiError::RateLimited { message: "slow down".into(), code: None, retry_after: None };
+        let limited = ApiError::RateLimited {
+            message: "slow down".into(),
+            code: None,
+            retry_after: None,
+        };
         let quota = ApiError::RateLimited {
             message: "no quota".into(),
             code: Some("insufficient_quota".into()),
@@ -83,8 +99,15 @@ mod tests {
 
     #[test]
     fn bad_input_and_bad_keys_are_not_transient() {
-        let rejected = ApiError::Rejected { status: 400, message: "bad".into(), code: None };
-        let unauthorized = ApiError::Unauthorized { status: 401, message: "key".into() };
+        let rejected = ApiError::Rejected {
+            status: 400,
+            message: "bad".into(),
+            code: None,
+        };
+        let unauthorized = ApiError::Unauthorized {
+            status: 401,
+            message: "key".into(),
+        };
         assert!(!rejected.is_transient());
         assert!(!unauthorized.is_transient());
     }

@@ -8,7 +8,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -61,7 +61,11 @@ pub fn batch_line(total: Duration, api: Duration, db: Duration, updated: u64, su
 
 /// `Processed 1,500/13,332,459 (0.01%) - 2,480 papers/min, ETA 3d 17h`
 pub fn progress_line(processed: u64, total: u64, per_minute: f64) -> String {
-    let percent = if total == 0 { 100.0 } else { processed as f64 * 100.0 / total as f64 };
+    let percent = if total == 0 {
+        100.0
+    } else {
+        processed as f64 * 100.0 / total as f64
+    };
     let remaining = total.saturating_sub(processed);
     let eta_text = eta_for(remaining, per_minute).map(eta).unwrap_or_else(|| "unknown".into());
     format!(
@@ -82,7 +86,10 @@ pub struct RateRing {
 
 impl Default for RateRing {
     fn default() -> Self {
-        RateRing { seconds: [i64::MIN; RateRing::SLOTS], counts: [0; RateRing::SLOTS] }
+        RateRing {
+            seconds: [i64::MIN; RateRing::SLOTS],
+            counts: [0; RateRing::SLOTS],
+        }
     }
 }
 
@@ -127,7 +134,14 @@ mod tests {
     fn the_lines_have_the_operators_shape() {
         assert_eq!(found_line(13_332_459), "Found 13,332,459 papers needing embeddings");
         assert_eq!(
-            batch_line(Duration::from_millis(7200), Duration::from_millis(4400), Duration::from_millis(2800), 250, 250, 0),
+            batch_line(
+                Duration::from_millis(7200),
+                Duration::from_millis(4400),
+                Duration::from_millis(2800),
+                250,
+                250,
+                0
+            ),
             "Batch completed in 7.2s (API: 4.4s, DB: 2.8s) - 250 papers updated, 250 successful, 0 failed"
         );
         assert_eq!(

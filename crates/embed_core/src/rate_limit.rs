@@ -94,7 +94,9 @@ impl RateLimitHeaders {
     pub fn read(get: impl Fn(&str) -> Option<String>) -> Self {
         // Counts from the network: finite, not negative, and below any real account's limit.
         let number = |name: &str| {
-            get(name).and_then(|v| v.trim().parse::<f64>().ok()).filter(|n| n.is_finite() && (0.0..=MAX_HEADER_COUNT).contains(n))
+            get(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite() && (0.0..=MAX_HEADER_COUNT).contains(n))
         };
         RateLimitHeaders {
             limit_tokens: number("x-ratelimit-limit-tokens"),
@@ -159,14 +161,22 @@ mod tests {
 
     #[test]
     fn settling_corrects_an_estimate() {
-        let mut b = Bucket { per_minute: 60.0, level: 0.0, updated_ms: 1 };
+        let mut b = Bucket {
+            per_minute: 60.0,
+            level: 0.0,
+            updated_ms: 1,
+        };
         b.settle(100.0, 130.0);
         assert_eq!(b.level, -30.0);
     }
 
     #[test]
     fn few_remaining_tokens_lower_the_level() {
-        let mut b = Bucket { per_minute: 1000.0, level: 100.0, updated_ms: 1 };
+        let mut b = Bucket {
+            per_minute: 1000.0,
+            level: 100.0,
+            updated_ms: 1,
+        };
         b.observe_remaining(60.0, 1000.0);
         assert_eq!(b.level, 10.0);
     }
@@ -185,7 +195,11 @@ mod tests {
 
     #[test]
     fn a_huge_limit_with_nothing_remaining_costs_at_most_a_minute() {
-        let mut b = Bucket { per_minute: 1000.0, level: 100.0, updated_ms: 1 };
+        let mut b = Bucket {
+            per_minute: 1000.0,
+            level: 100.0,
+            updated_ms: 1,
+        };
         b.observe_remaining(0.0, 1e12);
         assert_eq!(b.level, -50.0, "5% of the configured limit held back, not 5% of 1e12");
         b.observe_remaining(-1e12, 1000.0);

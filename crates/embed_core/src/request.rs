@@ -43,7 +43,11 @@ pub fn auth_header(header_name: &str, api_key: &str) -> Option<(String, String)>
     if api_key.is_empty() {
         return None;
     }
-    let name = if header_name.trim().is_empty() { "Authorization" } else { header_name.trim() };
+    let name = if header_name.trim().is_empty() {
+        "Authorization"
+    } else {
+        header_name.trim()
+    };
     let value = if name.eq_ignore_ascii_case("authorization") {
         format!("Bearer {api_key}")
     } else {
@@ -58,8 +62,14 @@ mod tests {
 
     #[test]
     fn the_endpoint_is_appended_to_the_base() {
-        assert_eq!(endpoint_url("https://api.openai.com/v1"), "https://api.openai.com/v1/embeddings");
-        assert_eq!(endpoint_url("https://api.openai.com/v1/"), "https://api.openai.com/v1/embeddings");
+        assert_eq!(
+            endpoint_url("https://api.openai.com/v1"),
+            "https://api.openai.com/v1/embeddings"
+        );
+        assert_eq!(
+            endpoint_url("https://api.openai.com/v1/"),
+            "https://api.openai.com/v1/embeddings"
+        );
     }
 
     #[test]
@@ -72,8 +82,14 @@ mod tests {
 
     #[test]
     fn a_path_with_a_query_joins_the_base_s_query() {
-        assert_eq!(api_url("https://h/v1?api-version=1", "batches?limit=100"), "https://h/v1/batches?api-version=1&limit=100");
-        assert_eq!(api_url("https://h/v1/", "batches?limit=100"), "https://h/v1/batches?limit=100");
+        assert_eq!(
+            api_url("https://h/v1?api-version=1", "batches?limit=100"),
+            "https://h/v1/batches?api-version=1&limit=100"
+        );
+        assert_eq!(
+            api_url("https://h/v1/", "batches?limit=100"),
+            "https://h/v1/batches?limit=100"
+        );
     }
 
     #[test]
@@ -90,7 +106,10 @@ mod tests {
 
     #[test]
     fn the_authorization_header_carries_a_bearer_token() {
-        assert_eq!(auth_header("Authorization", "sk-1"), Some(("Authorization".into(), "Bearer sk-1".into())));
+        assert_eq!(
+            auth_header("Authorization", "sk-1"),
+            Some(("Authorization".into(), "Bearer sk-1".into()))
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub fn decode_base64_f32(text: &str) -> Result<Vec<f32>, String> {
     if bytes.len() % 4 != 0 {
         return Err(format!("an embedding has {} bytes, not a multiple of 4", bytes.len()));
     }
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// One vector of at most `max_dims` values, refused before it is decoded when longer
@@ -39,7 +42,11 @@ fn decode_embedding(value: &Value, max_dims: usize) -> Result<Vec<f32>, String> 
         Value::Array(items) if items.len() > max_dims => Err(format!("an embedding has more than {max_dims} dimensions")),
         Value::Array(items) => items
             .iter()
-            .map(|v| v.as_f64().map(|f| f as f32).ok_or_else(|| "an embedding holds a non-number".to_string()))
+            .map(|v| {
+                v.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| "an embedding holds a non-number".to_string())
+            })
             .collect(),
         _ => Err("an embedding is neither base64 text nor a list of numbers".into()),
     }
@@ -70,8 +77,14 @@ impl From<DecodeError> for crate::ApiError {
     fn from(error: DecodeError) -> Self {
         match error {
             DecodeError::Malformed(problem) => crate::ApiError::Malformed(problem),
-            DecodeError::WrongCount(problem) => crate::ApiError::WrongShape { problem, dimensions: false },
-            DecodeError::WrongDimensions(problem) => crate::ApiError::WrongShape { problem, dimensions: true },
+            DecodeError::WrongCount(problem) => crate::ApiError::WrongShape {
+                problem,
+                dimensions: false,
+            },
+            DecodeError::WrongDimensions(problem) => crate::ApiError::WrongShape {
+                problem,
+                dimensions: true,
+            },
         }
     }
 }
@@ -87,7 +100,11 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
         .and_then(Value::as_array)
         .ok_or_else(|| Malformed("the body has no \"data\" list".to_string()))?;
     if data.len() != expected_count {
-        return Err(WrongCount(format!("{} inputs were sent but {} embeddings came back", expected_count, data.len())));
+        return Err(WrongCount(format!(
+            "{} inputs were sent but {} embeddings came back",
+            expected_count,
+            data.len()
+        )));
     }
     let mut slots: Vec<Option<Vec<f32>>> = vec![None; expected_count];
     for item in data {
@@ -95,9 +112,11 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
             .get("index")
             .and_then(Value::as_u64)
             .ok_or_else(|| Malformed("an embedding has no \"index\"".to_string()))? as usize;
-        let slot = slots
-            .get_mut(index)
-            .ok_or_else(|| Malformed(format!("an embedding has index {index}, but only {expected_count} inputs were sent")))?;
+        let slot = slots.get_mut(index).ok_or_else(|| {
+            Malformed(format!(
+                "an embedding has index {index}, but only {expected_count} inputs were sent"
+            ))
+        })?;
         if slot.is_some() {
             return Err(Malformed(format!("index {index} appears twice")));
         }
@@ -112,7 +131,11 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
     if let Some(dims) = dims {
         if let Some(bad) = vectors.iter().position(|v| v.len() != dims) {
             let problem = format!("embedding {bad} has {} dimensions, expected {dims}", vectors[bad].len());
-            return Err(if expected_dims.is_some() { WrongDimensions(problem) } else { Malformed(problem) });
+            return Err(if expected_dims.is_some() {
+                WrongDimensions(problem)
+            } else {
+                Malformed(problem)
+            });
         }
     }
     if vectors.iter().flatten().any(|f| !f.is_finite()) {
@@ -120,8 +143,15 @@ pub fn decode_embeddings(body: &[u8], expected_count: usize, expected_dims: Opti
     }
     // No input counts more than the model's limit, so a larger figure is not believed.
     let most_tokens = (expected_count * crate::bounds::MAX_TOKENS_PER_INPUT) as u64;
-    let total_tokens = json["usage"]["total_tokens"].as_u64().filter(|&n| n <= most_tokens).unwrap_or(0);
-    Ok(Embeddings { vectors, total_tokens, rate_limits: Default::default() })
+    let total_tokens = json["usage"]["total_tokens"]
+        .as_u64()
+        .filter(|&n| n <= most_tokens)
+        .unwrap_or(0);
+    Ok(Embeddings {
+        vectors,
+        total_tokens,
+        rate_limits: Default::default(),
+    })
 }
 
 /// The `error.message` and `error.code` of an OpenAI-style error body; the raw text (cut to
@@ -178,32 +208,51 @@ mod tests {
     #[test]
     fn float_lists_are_accepted_too() {
         let body = json!({"data": [{"index": 0, "embedding": [0.5, 1.0]}]});
-        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap().vectors, vec![vec![0.5, 1.0]]);
+        assert_eq!(
+            decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap().vectors,
+            vec![vec![0.5, 1.0]]
+        );
     }
 
     #[test]
     fn a_missing_vector_is_refused() {
         let body = json!({"data": [{"index": 0, "embedding": b64(&[1.0])}]});
-        let err = decode_embeddings(body.to_string().as_bytes(), 2, None).unwrap_err().problem().to_string();
+        let err = decode_embeddings(body.to_string().as_bytes(), 2, None)
+            .unwrap_err()
+            .problem()
+            .to_string();
         assert_eq!(err, "2 inputs were sent but 1 embeddings came back");
     }
 
     #[test]
     fn a_repeated_index_is_refused() {
         let body = json!({"data": [{"index": 0, "embedding": [1.0]}, {"index": 0, "embedding": [1.0]}]});
-        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 2, None).unwrap_err().problem().to_string(), "index 0 appears twice");
+        assert_eq!(
+            decode_embeddings(body.to_string().as_bytes(), 2, None)
+                .unwrap_err()
+                .problem()
+                .to_string(),
+            "index 0 appears twice"
+        );
     }
 
     #[test]
     fn an_index_past_the_inputs_is_refused() {
         let body = json!({"data": [{"index": 5, "embedding": [1.0]}]});
-        assert!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err().problem().to_string().contains("index 5"));
+        assert!(decode_embeddings(body.to_string().as_bytes(), 1, None)
+            .unwrap_err()
+            .problem()
+            .to_string()
+            .contains("index 5"));
     }
 
     #[test]
     fn a_wrong_dimension_is_refused() {
         let body = json!({"data": [{"index": 0, "embedding": [1.0, 2.0, 3.0]}]});
-        let err = decode_embeddings(body.to_string().as_bytes(), 1, Some(2)).unwrap_err().problem().to_string();
+        let err = decode_embeddings(body.to_string().as_bytes(), 1, Some(2))
+            .unwrap_err()
+            .problem()
+            .to_string();
         assert_eq!(err, "embedding 0 has 3 dimensions, expected 2");
     }
 
@@ -218,7 +267,10 @@ mod tests {
         let long = vec![0.5f32; MAX_VECTOR_DIMS + 1];
         for embedding in [json!(b64(&long)), json!(long)] {
             let body = json!({"data": [{"index": 0, "embedding": embedding}]});
-            let err = decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err().problem().to_string();
+            let err = decode_embeddings(body.to_string().as_bytes(), 1, None)
+                .unwrap_err()
+                .problem()
+                .to_string();
             assert!(err.contains("more than 16000 dimensions"), "{err}");
         }
     }
@@ -226,13 +278,22 @@ mod tests {
     #[test]
     fn an_empty_vector_is_refused() {
         let body = json!({"data": [{"index": 0, "embedding": ""}]});
-        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap_err().problem().to_string(), "an embedding is empty");
+        assert_eq!(
+            decode_embeddings(body.to_string().as_bytes(), 1, None)
+                .unwrap_err()
+                .problem()
+                .to_string(),
+            "an embedding is empty"
+        );
     }
 
     #[test]
     fn an_absurd_token_count_is_not_believed() {
         let body = json!({"data": [{"index": 0, "embedding": b64(&[1.0])}], "usage": {"total_tokens": u64::MAX}});
-        assert_eq!(decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap().total_tokens, 0);
+        assert_eq!(
+            decode_embeddings(body.to_string().as_bytes(), 1, None).unwrap().total_tokens,
+            0
+        );
     }
 
     #[test]
@@ -245,13 +306,20 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_json_is_refused() {
-        assert!(decode_embeddings(b"<html>", 1, None).unwrap_err().problem().to_string().starts_with("the body is not JSON"));
+        assert!(decode_embeddings(b"<html>", 1, None)
+            .unwrap_err()
+            .problem()
+            .to_string()
+            .starts_with("the body is not JSON"));
     }
 
     #[test]
     fn the_api_error_message_and_code_are_read() {
         let body = json!({"error": {"message": "Too long", "type": "invalid_request_error", "code": "context_length"}});
-        assert_eq!(api_error_message(body.to_string().as_bytes()), ("Too long".into(), Some("context_length".into())));
+        assert_eq!(
+            api_error_message(body.to_string().as_bytes()),
+            ("Too long".into(), Some("context_length".into()))
+        );
     }
 
     #[test]

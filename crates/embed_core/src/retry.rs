@@ -18,7 +18,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 6, base: Duration::from_millis(500), max_delay: Duration::from_secs(60) }
+        RetryPolicy {
+            max_retries: 6,
+            base: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
     }
 }
 
@@ -64,7 +68,11 @@ mod tests {
     use super::*;
 
     fn server_error() -> ApiError {
-        ApiError::ServerError { status: 500, message: "boom".into(), retry_after: None }
+        ApiError::ServerError {
+            status: 500,
+            message: "boom".into(),
+            retry_after: None,
+        }
     }
 
     #[test]
@@ -81,28 +89,49 @@ mod tests {
 
     #[test]
     fn the_back_off_never_exceeds_the_maximum() {
-        let policy = RetryPolicy { max_retries: 30, ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            max_retries: 30,
+            ..RetryPolicy::default()
+        };
         assert!(policy.delay(30, &server_error(), 0.999).unwrap() <= Duration::from_secs(60));
     }
 
     #[test]
     fn a_wait_the_api_asks_for_is_honoured() {
-        let error = ApiError::RateLimited { message: "x".into(), code: None, retry_after: Some(Duration::from_secs(3)) };
+        let error = ApiError::RateLimited {
+            message: "x".into(),
+            code: None,
+            retry_after: Some(Duration::from_secs(3)),
+        };
         assert_eq!(RetryPolicy::default().delay(1, &error, 0.0), Some(Duration::from_secs(3)));
     }
 
     #[test]
     fn retries_stop_after_the_maximum() {
-        let policy = RetryPolicy { max_retries: 2, ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            max_retries: 2,
+            ..RetryPolicy::default()
+        };
         assert!(policy.delay(2, &server_error(), 0.5).is_some());
         assert_eq!(policy.delay(3, &server_error(), 0.5), None);
     }
 
     #[test]
     fn final_errors_are_not_retried() {
-        let quota = ApiError::RateLimited { message: "x".into(), code: Some("insufficient_quota".into()), retry_after: None };
-        let unauthorized = ApiError::Unauthorized { status: 401, message: "x".into() };
-        let bad_input = ApiError::Rejected { status: 400, message: "x".into(), code: None };
+        let quota = ApiError::RateLimited {
+            message: "x".into(),
+            code: Some("insufficient_quota".into()),
+            retry_after: None,
+        };
+        let unauthorized = ApiError::Unauthorized {
+            status: 401,
+            message: "x".into(),
+        };
+        let bad_input = ApiError::Rejected {
+            status: 400,
+            message: "x".into(),
+            code: None,
+        };
         for error in [quota, unauthorized, bad_input] {
             assert_eq!(RetryPolicy::default().delay(1, &error, 0.5), None, "{error:?}");
         }
@@ -111,8 +140,15 @@ mod tests {
     #[test]
     fn timeouts_conflicts_and_malformed_answers_are_retried() {
         let policy = RetryPolicy::default();
-        let timeout = ApiError::Timeout { url: "u".into(), timeout_ms: 1 };
-        let conflict = ApiError::Rejected { status: 409, message: "x".into(), code: None };
+        let timeout = ApiError::Timeout {
+            url: "u".into(),
+            timeout_ms: 1,
+        };
+        let conflict = ApiError::Rejected {
+            status: 409,
+            message: "x".into(),
+            code: None,
+        };
         let malformed = ApiError::Malformed("x".into());
         for error in [timeout, conflict, malformed] {
             assert!(policy.delay(1, &error, 0.5).is_some(), "{error:?}");
@@ -122,10 +158,20 @@ mod tests {
     #[test]
     fn an_answer_that_does_not_fit_is_retried_once_only() {
         let policy = RetryPolicy::default();
-        let wrong = ApiError::WrongShape { problem: "embedding 0 has 3 dimensions, expected 4".into(), dimensions: true };
+        let wrong = ApiError::WrongShape {
+            problem: "embedding 0 has 3 dimensions, expected 4".into(),
+            dimensions: true,
+        };
         assert!(policy.delay(1, &wrong, 0.5).is_some());
         assert_eq!(policy.delay(2, &wrong, 0.5), None);
-        assert_eq!(RetryPolicy { max_retries: 0, ..policy }.delay(1, &wrong, 0.5), None);
+        assert_eq!(
+            RetryPolicy {
+                max_retries: 0,
+                ..policy
+            }
+            .delay(1, &wrong, 0.5),
+            None
+        );
     }
 
     #[test]

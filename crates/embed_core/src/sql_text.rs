@@ -74,7 +74,11 @@ impl PapersTable {
 
     /// `SELECT count(*)` of pending papers (`$1` as in [`Self::pending_condition`]).
     pub fn count_pending(&self) -> String {
-        format!("SELECT pg_catalog.count(*) FROM {} AS t WHERE {}", self.table, self.pending_condition(1))
+        format!(
+            "SELECT pg_catalog.count(*) FROM {} AS t WHERE {}",
+            self.table,
+            self.pending_condition(1)
+        )
     }
 
     /// The pending condition, less the papers in an open batch of the Batch API (`$relid` is
@@ -92,7 +96,11 @@ impl PapersTable {
     /// Whether any paper is pending and in no open batch (`$1` as in
     /// [`Self::pending_condition`], `$2` the table's oid): one index probe.
     pub fn any_pending(&self) -> String {
-        format!("SELECT EXISTS (SELECT FROM {} AS t WHERE {})", self.table, self.unclaimed_condition(1, 2))
+        format!(
+            "SELECT EXISTS (SELECT FROM {} AS t WHERE {})",
+            self.table,
+            self.unclaimed_condition(1, 2)
+        )
     }
 
     /// `(id text, title text, abstract text)` of the papers with the ids `$1` (as `text[]`)
@@ -113,7 +121,10 @@ impl PapersTable {
     }
 
     fn text_expr(&self, column: &str) -> String {
-        format!("pg_catalog.substr(t.{}::pg_catalog.text, 1, {MAX_TEXT_CHARS})", quote_ident(column))
+        format!(
+            "pg_catalog.substr(t.{}::pg_catalog.text, 1, {MAX_TEXT_CHARS})",
+            quote_ident(column)
+        )
     }
 
     fn abstract_expr(&self) -> String {
@@ -131,7 +142,11 @@ impl PapersTable {
     /// path does so while batches are open, since submissions claim from the low end and the
     /// live path would otherwise step over every claimed paper on each fetch.
     pub fn select_pending(&self, descending: bool) -> String {
-        let order = if descending { format!(" ORDER BY t.{} DESC", quote_ident(&self.id)) } else { String::new() };
+        let order = if descending {
+            format!(" ORDER BY t.{} DESC", quote_ident(&self.id))
+        } else {
+            String::new()
+        };
         format!(
             "SELECT t.{}::pg_catalog.text, {}, {} FROM {} AS t WHERE {}{order} LIMIT $1 FOR NO KEY UPDATE OF t SKIP LOCKED",
             quote_ident(&self.id),
@@ -164,7 +179,10 @@ impl PapersTable {
 
     /// The text columns whose change makes a paper pending again, quoted and comma-separated.
     fn text_columns(&self) -> Vec<String> {
-        std::iter::once(&self.title).chain(self.abstract_text.as_ref()).map(|c| quote_ident(c)).collect()
+        std::iter::once(&self.title)
+            .chain(self.abstract_text.as_ref())
+            .map(|c| quote_ident(c))
+            .collect()
     }
 
     /// The triggers `doctrove_embed.watch()` installs, as (name, CREATE statement): a statement
@@ -219,9 +237,17 @@ impl PapersTable {
     /// The `$2` nearest papers to the paper whose id is `$1` (as text), by cosine distance,
     /// the paper itself left out: (id text, title text, distance).
     pub fn similar_papers(&self) -> String {
-        let (id, emb, eq, ty) = (quote_ident(&self.id), quote_ident(&self.embedding), &self.id_eq, &self.id_type);
+        let (id, emb, eq, ty) = (
+            quote_ident(&self.id),
+            quote_ident(&self.embedding),
+            &self.id_eq,
+            &self.id_type,
+        );
         let distance = format!("OPERATOR({}.<=>)", self.vector_schema);
-        let query = format!("(SELECT q.{emb} FROM {table} q WHERE q.{id} {eq} $1::{ty})", table = self.table);
+        let query = format!(
+            "(SELECT q.{emb} FROM {table} q WHERE q.{id} {eq} $1::{ty})",
+            table = self.table
+        );
         format!(
             "SELECT t.{id}::pg_catalog.text, t.{}::pg_catalog.text, t.{emb} {distance} {query} \
              FROM {table} t WHERE t.{emb} IS NOT NULL AND NOT (t.{id} {eq} $1::{ty}) \
@@ -324,8 +350,12 @@ mod tests {
              OR OLD.\"doctrove_abstract\" IS DISTINCT FROM NEW.\"doctrove_abstract\") \
              EXECUTE FUNCTION doctrove_embed.reset_embedding('doctrove_embedding')"
         );
-        assert!(triggers[0].1.starts_with("CREATE TRIGGER doctrove_embed_wake AFTER INSERT OR UPDATE OF"));
-        assert!(triggers[0].1.ends_with("FOR EACH STATEMENT EXECUTE FUNCTION doctrove_embed.wake_workers()"));
+        assert!(triggers[0]
+            .1
+            .starts_with("CREATE TRIGGER doctrove_embed_wake AFTER INSERT OR UPDATE OF"));
+        assert!(triggers[0]
+            .1
+            .ends_with("FOR EACH STATEMENT EXECUTE FUNCTION doctrove_embed.wake_workers()"));
     }
 
     #[test]
@@ -342,7 +372,9 @@ mod tests {
         assert!(papers()
             .similar_papers()
             .contains("ORDER BY t.\"doctrove_embedding\" OPERATOR(\"public\".<=>) (SELECT q.\"doctrove_embedding\""));
-        assert!(papers().nearest_papers().ends_with("ORDER BY t.\"doctrove_embedding\" OPERATOR(\"public\".<=>) $1 LIMIT $2"));
+        assert!(papers()
+            .nearest_papers()
+            .ends_with("ORDER BY t.\"doctrove_embedding\" OPERATOR(\"public\".<=>) $1 LIMIT $2"));
     }
 
     /// Every operator and function the statements on the user's table name is qualified: a
@@ -352,7 +384,17 @@ mod tests {
         let mut t = papers();
         t.model_version = Some("m".into());
         t.updated_at = Some("u".into());
-        for sql in [t.select_pending(false), t.select_pending(true), t.select_claimed(), t.count_pending(), t.any_pending(), t.update_embeddings(), t.similar_papers(), t.nearest_papers(), t.has_embedding()] {
+        for sql in [
+            t.select_pending(false),
+            t.select_pending(true),
+            t.select_claimed(),
+            t.count_pending(),
+            t.any_pending(),
+            t.update_embeddings(),
+            t.similar_papers(),
+            t.nearest_papers(),
+            t.has_embedding(),
+        ] {
             // An UPDATE's `SET column = value` list assigns; it names no operator.
             let checked = match (sql.find(" SET "), sql.find(" FROM ")) {
                 (Some(set), Some(from)) if sql.starts_with("UPDATE") => format!("{}{}", &sql[..set], &sql[from..]),
@@ -364,7 +406,10 @@ mod tests {
                 let qualified = at.is_some_and(|i| unquoted[..i].ends_with("pg_catalog."));
                 assert!(at.is_none() || qualified, "{bare:?} unqualified in {sql}");
             }
-            assert!(!unquoted.contains("::text") && !unquoted.contains("::oid"), "unqualified type in {sql}");
+            assert!(
+                !unquoted.contains("::text") && !unquoted.contains("::oid"),
+                "unqualified type in {sql}"
+            );
         }
     }
 
@@ -398,7 +443,9 @@ mod tests {
         let mut t = papers();
         t.abstract_text = None;
         assert!(t.select_pending(false).contains(", NULL::pg_catalog.text FROM"));
-        assert!(t.count_pending().starts_with("SELECT pg_catalog.count(*) FROM \"public\".\"doctrove_papers\" AS t WHERE"));
+        assert!(t
+            .count_pending()
+            .starts_with("SELECT pg_catalog.count(*) FROM \"public\".\"doctrove_papers\" AS t WHERE"));
     }
 
     #[test]

@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn a_short_text_is_left_alone() {
-        assert_eq!(truncate("Title: short", MAX_TOKENS_PER_INPUT), ("Title: short".to_string(), None));
+        assert_eq!(
+            truncate("Title: short", MAX_TOKENS_PER_INPUT),
+            ("Title: short".to_string(), None)
+        );
     }
 
     #[test]

@@ -22,7 +22,11 @@ fn config(mock: &MockServer, path: &str) -> ApiConfig {
 }
 
 fn file_of(papers: &[(&str, &str)]) -> Vec<u8> {
-    papers.iter().map(|(id, text)| request_line(id, "text-embedding-3-small", text, 4)).collect::<String>().into_bytes()
+    papers
+        .iter()
+        .map(|(id, text)| request_line(id, "text-embedding-3-small", text, 4))
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn results(config: &ApiConfig, file: Option<&str>) -> Vec<LineResult> {
@@ -52,18 +56,33 @@ fn a_batch_runs_and_its_files_give_each_paper_its_vector_or_its_rejection() {
     let created = create_batch(&config, &file, &metadata("sub-1")).unwrap();
     assert_eq!(created.status, "validating");
     let done = retrieve_batch(&config, &created.id).unwrap();
-    assert_eq!((done.status.as_str(), done.total, done.completed, done.failed), ("completed", 41, 40, 1));
+    assert_eq!(
+        (done.status.as_str(), done.total, done.completed, done.failed),
+        ("completed", 41, 40, 1)
+    );
     let output = results(&config, done.output_file_id.as_deref());
     let ids: Vec<&str> = output.iter().map(LineResult::custom_id).collect();
-    assert_ne!(ids, papers.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), "output order is shuffled");
+    assert_ne!(
+        ids,
+        papers.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+        "output order is shuffled"
+    );
     for line in &output {
-        let LineResult::Embedded { custom_id, vector, .. } = line else { panic!("{line:?}") };
+        let LineResult::Embedded { custom_id, vector, .. } = line else {
+            panic!("{line:?}")
+        };
         assert_eq!(vector, &vector_for(&format!("Title: paper {custom_id}"), 4));
     }
     let errors = results(&config, done.error_file_id.as_deref());
-    assert!(matches!(&errors[..], [LineResult::Rejected { custom_id, .. }] if custom_id == "bad"), "{errors:?}");
+    assert!(
+        matches!(&errors[..], [LineResult::Rejected { custom_id, .. }] if custom_id == "bad"),
+        "{errors:?}"
+    );
     let stats = mock.stats("b1");
-    assert_eq!((stats["batch_inputs"].as_u64(), stats["inputs"].as_u64()), (Some(40), Some(0)));
+    assert_eq!(
+        (stats["batch_inputs"].as_u64(), stats["inputs"].as_u64()),
+        (Some(40), Some(0))
+    );
 }
 
 #[test]
@@ -95,7 +114,12 @@ fn a_listing_finds_batches_by_metadata_across_pages() {
 fn the_enqueued_token_limit_fails_validation_and_an_expired_batch_keeps_half() {
     let mock = MockServer::start("127.0.0.1:0", MockConfig::default()).unwrap();
     let limited = config(&mock, "s=b3/batch_delay=60000/batch_tokens=10/");
-    let file = upload_batch_file(&limited, "b.jsonl", &file_of(&[("1", "Title: twelve chars"), ("2", "Title: more")])).unwrap();
+    let file = upload_batch_file(
+        &limited,
+        "b.jsonl",
+        &file_of(&[("1", "Title: twelve chars"), ("2", "Title: more")]),
+    )
+    .unwrap();
     let first = create_batch(&limited, &file, &metadata("a")).unwrap();
     assert_eq!(retrieve_batch(&limited, &first.id).unwrap().status, "in_progress");
     let second = retrieve_batch(&limited, &create_batch(&limited, &file, &metadata("b")).unwrap().id).unwrap();
@@ -109,7 +133,9 @@ fn the_enqueued_token_limit_fails_validation_and_an_expired_batch_keeps_half() {
     let batch = retrieve_batch(&expiring, &create_batch(&expiring, &file, &metadata("c")).unwrap().id).unwrap();
     assert_eq!((batch.status.as_str(), batch.completed, batch.failed), ("expired", 5, 5));
     let not_done = results(&expiring, batch.error_file_id.as_deref());
-    assert!(not_done.iter().all(|l| matches!(l, LineResult::NotDone { reason, .. } if reason == "batch_expired")));
+    assert!(not_done
+        .iter()
+        .all(|l| matches!(l, LineResult::NotDone { reason, .. } if reason == "batch_expired")));
 }
 
 #[test]
@@ -120,6 +146,9 @@ fn a_batch_of_more_than_50000_inputs_fails_validation() {
     let refs: Vec<(&str, &str)> = papers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let file = upload_batch_file(&config, "b.jsonl", &file_of(&refs)).unwrap();
     let batch = retrieve_batch(&config, &create_batch(&config, &file, &metadata("big")).unwrap().id).unwrap();
-    assert_eq!((batch.status.as_str(), batch.error.map(|e| e.0)), ("failed", Some("too_many_inputs".to_string())));
+    assert_eq!(
+        (batch.status.as_str(), batch.error.map(|e| e.0)),
+        ("failed", Some("too_many_inputs".to_string()))
+    );
     assert_eq!(mock.stats("b5")["batch_inputs"], 0);
 }

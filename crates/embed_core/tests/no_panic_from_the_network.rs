@@ -26,16 +26,28 @@ fn header_value() -> impl Strategy<Value = String> {
 
 /// JSON bodies shaped like an embeddings answer, with hostile values in every field.
 fn answer_body() -> impl Strategy<Value = Vec<u8>> {
-    let number = prop_oneof![any::<f64>().prop_map(serde_json::Value::from), any::<i64>().prop_map(serde_json::Value::from)];
+    let number = prop_oneof![
+        any::<f64>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from)
+    ];
     let embedding = prop_oneof![
         "[A-Za-z0-9+/=]{0,64}".prop_map(serde_json::Value::from),
         proptest::collection::vec(number.clone(), 0..8).prop_map(serde_json::Value::from),
         Just(serde_json::Value::Null),
     ];
-    let item = (prop_oneof![any::<u64>().prop_map(serde_json::Value::from), number.clone(), Just(serde_json::Value::Null)], embedding)
+    let item = (
+        prop_oneof![
+            any::<u64>().prop_map(serde_json::Value::from),
+            number.clone(),
+            Just(serde_json::Value::Null)
+        ],
+        embedding,
+    )
         .prop_map(|(index, embedding)| serde_json::json!({"index": index, "embedding": embedding}));
     (proptest::collection::vec(item, 0..6), number).prop_map(|(data, tokens)| {
-        serde_json::json!({"data": data, "usage": {"total_tokens": tokens}}).to_string().into_bytes()
+        serde_json::json!({"data": data, "usage": {"total_tokens": tokens}})
+            .to_string()
+            .into_bytes()
     })
 }
 

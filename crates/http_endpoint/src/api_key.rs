@@ -11,7 +11,10 @@ pub fn admits(parts: &Parts, key: &str) -> bool {
     if parts.method == Method::GET && parts.uri.path() == "/health" {
         return true;
     }
-    let bearer = parts.headers.get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let bearer = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
     let plain = parts.headers.get("api-key").map(|v| v.as_bytes());
     bearer.or(plain).is_some_and(|given| bool::from(given.ct_eq(key.as_bytes())))
 }
@@ -30,15 +33,29 @@ mod tests {
 
     #[test]
     fn bearer_or_api_key_header_with_the_key_is_admitted() {
-        assert!(admits(&parts(Method::POST, "/v1/embeddings", &[("authorization", "Bearer s3cret")]), "s3cret"));
-        assert!(admits(&parts(Method::POST, "/v1/embeddings", &[("api-key", "s3cret")]), "s3cret"));
+        assert!(admits(
+            &parts(Method::POST, "/v1/embeddings", &[("authorization", "Bearer s3cret")]),
+            "s3cret"
+        ));
+        assert!(admits(
+            &parts(Method::POST, "/v1/embeddings", &[("api-key", "s3cret")]),
+            "s3cret"
+        ));
     }
 
     #[test]
     fn a_missing_wrong_or_partial_key_is_refused() {
-        for headers in [&[][..], &[("authorization", "Bearer s3cre")], &[("authorization", "Bearer s3cretx")],
-                        &[("authorization", "s3cret")], &[("api-key", "")]] {
-            assert!(!admits(&parts(Method::POST, "/v1/embeddings", headers), "s3cret"), "{headers:?}");
+        for headers in [
+            &[][..],
+            &[("authorization", "Bearer s3cre")],
+            &[("authorization", "Bearer s3cretx")],
+            &[("authorization", "s3cret")],
+            &[("api-key", "")],
+        ] {
+            assert!(
+                !admits(&parts(Method::POST, "/v1/embeddings", headers), "s3cret"),
+                "{headers:?}"
+            );
         }
     }
 

@@ -56,7 +56,15 @@ impl DeadlineStream {
     pub fn new(stream: TcpStream, phase: Arc<RequestPhase>, header_timeout: Duration, send_timeout: Duration) -> Self {
         let head_phase = phase.current();
         let head_deadline = Some(Box::pin(tokio::time::sleep(header_timeout)));
-        DeadlineStream { stream, phase, header_timeout, send_timeout, head_phase, head_deadline, send_deadline: None }
+        DeadlineStream {
+            stream,
+            phase,
+            header_timeout,
+            send_timeout,
+            head_phase,
+            head_deadline,
+            send_deadline: None,
+        }
     }
 
     /// Turns a pending write into an error once it has waited longer than the send timeout.
@@ -66,9 +74,14 @@ impl DeadlineStream {
             return write;
         }
         let timeout = self.send_timeout;
-        let deadline = self.send_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        let deadline = self
+            .send_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped taking the answer")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped taking the answer",
+            )));
         }
         Poll::Pending
     }
@@ -95,7 +108,10 @@ impl AsyncRead for DeadlineStream {
             Poll::Pending => {
                 if let Some(deadline) = this.head_deadline.as_mut() {
                     if deadline.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the request head came too slowly")));
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the request head came too slowly",
+                        )));
                     }
                 }
             }

@@ -29,7 +29,12 @@ impl Shared {
     pub fn new(limits: Limits, handler: Arc<Handler>) -> Shared {
         let queue = Arc::new(Semaphore::new(limits.max_queue.max(1)));
         let threads = Arc::new(Semaphore::new(limits.handler_threads.max(1)));
-        Shared { limits, handler, queue, threads }
+        Shared {
+            limits,
+            handler,
+            queue,
+            threads,
+        }
     }
 }
 
@@ -50,8 +55,10 @@ async fn run(shared: &Shared, request: hyper::Request<Incoming>) -> Result<Respo
         return Err(too_large(limits.max_body_bytes));
     }
     let Ok(place) = Arc::clone(&shared.queue).try_acquire_owned() else {
-        return Err(Reply::api_error(503, "server_busy", "The server is busy with other requests; retry shortly.")
-            .with_header("Retry-After", "1"));
+        return Err(
+            Reply::api_error(503, "server_busy", "The server is busy with other requests; retry shortly.")
+                .with_header("Retry-After", "1"),
+        );
     };
     let body = read_body(body, limits).await?;
     let request = Request::from_parts(&parts, body);
@@ -75,13 +82,25 @@ async fn run(shared: &Shared, request: hyper::Request<Incoming>) -> Result<Respo
 async fn read_body(body: Incoming, limits: &Limits) -> Result<Vec<u8>, Reply> {
     let collect = Limited::new(body, limits.max_body_bytes).collect();
     match tokio::time::timeout(limits.body_read_timeout, collect).await {
-        Err(_) => Err(Reply::api_error(408, "request_timeout", "The request body did not arrive in time.")),
+        Err(_) => Err(Reply::api_error(
+            408,
+            "request_timeout",
+            "The request body did not arrive in time.",
+        )),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(limits.max_body_bytes)),
-        Ok(Err(e)) => Err(Reply::api_error(400, "invalid_body", &format!("The request body could not be read: {e}"))),
+        Ok(Err(e)) => Err(Reply::api_error(
+            400,
+            "invalid_body",
+            &format!("The request body could not be read: {e}"),
+        )),
         Ok(Ok(collected)) => Ok(Vec::from(collected.to_bytes())),
     }
 }
 
 fn too_large(max: usize) -> Reply {
-    Reply::api_error(413, "request_too_large", &format!("The request body is larger than this server accepts ({max} bytes)."))
+    Reply::api_error(
+        413,
+        "request_too_large",
+        &format!("The request body is larger than this server accepts ({max} bytes)."),
+    )
 }

@@ -24,15 +24,33 @@ pub fn inputs_of(body: &Value) -> Result<Vec<String>, Reply> {
             items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
         }
         Value::Array(_) => {
-            return Err(Reply::api_error(400, "invalid_input", "'input' must be strings: token arrays are not supported here."))
+            return Err(Reply::api_error(
+                400,
+                "invalid_input",
+                "'input' must be strings: token arrays are not supported here.",
+            ))
         }
-        _ => return Err(Reply::api_error(400, "invalid_input", "'input' must be a string or an array of strings.")),
+        _ => {
+            return Err(Reply::api_error(
+                400,
+                "invalid_input",
+                "'input' must be a string or an array of strings.",
+            ))
+        }
     };
     if inputs.is_empty() || inputs.len() > MAX_INPUTS {
-        return Err(Reply::api_error(400, "invalid_input", &format!("'input' must hold 1 to {MAX_INPUTS} items.")));
+        return Err(Reply::api_error(
+            400,
+            "invalid_input",
+            &format!("'input' must hold 1 to {MAX_INPUTS} items."),
+        ));
     }
     if let Some(i) = inputs.iter().position(String::is_empty) {
-        return Err(Reply::api_error(400, "invalid_input", &format!("'$.input[{i}]' is invalid: empty string.")));
+        return Err(Reply::api_error(
+            400,
+            "invalid_input",
+            &format!("'$.input[{i}]' is invalid: empty string."),
+        ));
     }
     Ok(inputs)
 }
@@ -66,20 +84,30 @@ mod tests {
     #[test]
     fn a_string_or_an_array_of_strings_is_taken_in_order() {
         assert_eq!(inputs_of(&json!({"input": "a"})).ok(), Some(vec!["a".to_string()]));
-        assert_eq!(inputs_of(&json!({"input": ["b", "a"]})).ok(), Some(vec!["b".to_string(), "a".to_string()]));
+        assert_eq!(
+            inputs_of(&json!({"input": ["b", "a"]})).ok(),
+            Some(vec!["b".to_string(), "a".to_string()])
+        );
     }
 
     #[test]
     fn empty_missing_token_and_oversized_inputs_are_refused() {
-        for body in [json!({}), json!({"input": []}), json!({"input": ["x", ""]}), json!({"input": [[1, 2]]}),
-                     json!({"input": vec!["x"; MAX_INPUTS + 1]})] {
+        for body in [
+            json!({}),
+            json!({"input": []}),
+            json!({"input": ["x", ""]}),
+            json!({"input": [[1, 2]]}),
+            json!({"input": vec!["x"; MAX_INPUTS + 1]}),
+        ] {
             assert_eq!(code_of(body.clone()), "400 invalid_input", "{body}");
         }
     }
 
     #[test]
     fn base64_holds_little_endian_float32() {
-        let Value::String(text) = embedding_value(&[1.0, -2.5], true) else { panic!("not a string") };
+        let Value::String(text) = embedding_value(&[1.0, -2.5], true) else {
+            panic!("not a string")
+        };
         let bytes = base64::engine::general_purpose::STANDARD.decode(text).unwrap();
         assert_eq!(bytes, [1.0f32.to_le_bytes(), (-2.5f32).to_le_bytes()].concat());
     }

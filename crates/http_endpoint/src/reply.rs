@@ -16,7 +16,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, body: Vec<u8>) -> Reply {
-        Reply { status, headers: Vec::new(), body }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
@@ -36,7 +40,10 @@ impl Reply {
             s if s >= 500 => "server_error",
             _ => "invalid_request_error",
         };
-        Reply::json(status, &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
+        Reply::json(
+            status,
+            &json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+        )
     }
 
     /// The answer as hyper sends it. A status outside 100-999 becomes 500; a header that is not
@@ -77,6 +84,9 @@ mod tests {
         assert_eq!(response.headers()["retry-after"], "1");
         assert_eq!(response.headers()["content-type"], "application/json");
         assert_eq!(response.headers().len(), 2);
-        assert_eq!(Reply::new(42, Vec::new()).into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            Reply::new(42, Vec::new()).into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -19,18 +19,34 @@ impl Request {
 
     /// The first header of that name (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The request as hyper parsed it, with its collected body.
     pub(crate) fn from_parts(parts: &hyper::http::request::Parts, body: Vec<u8>) -> Request {
-        let url = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string());
+        let url = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_string(), |pq| pq.as_str().to_string());
         let headers = parts
             .headers
             .iter()
-            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect();
-        Request { method: parts.method.as_str().to_string(), url, headers, body }
+        Request {
+            method: parts.method.as_str().to_string(),
+            url,
+            headers,
+            body,
+        }
     }
 }
 
@@ -46,7 +62,10 @@ mod tests {
             .expect("a valid request")
             .into_parts();
         let request = Request::from_parts(&parts, b"{}".to_vec());
-        assert_eq!((request.method.as_str(), request.path(), request.url.as_str()), ("POST", "/v1/embeddings", "/v1/embeddings?x=1"));
+        assert_eq!(
+            (request.method.as_str(), request.path(), request.url.as_str()),
+            ("POST", "/v1/embeddings", "/v1/embeddings?x=1")
+        );
         assert_eq!(request.header("AUTHORIZATION"), Some("Bearer k"));
         assert_eq!(request.body, b"{}");
     }

@@ -68,7 +68,12 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("http-endpoint-accept".into())
             .spawn(move || run(runtime, listener, shared, stopped))?;
-        Ok(Server { addr, stop: Arc::new(stop), runtime: handle, thread: Some(thread) })
+        Ok(Server {
+            addr,
+            stop: Arc::new(stop),
+            runtime: handle,
+            thread: Some(thread),
+        })
     }
 
     /// `http://HOST:PORT`, without a trailing slash.

@@ -11,7 +11,9 @@ use common::{body, connect, echo_server, exchange, read_one, status};
 use http_endpoint::Limits;
 
 fn ask(stream: &mut TcpStream, path: &str) -> String {
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).expect("write");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .expect("write");
     read_one(stream)
 }
 
@@ -19,7 +21,10 @@ const CLOSE: &[u8] = b"GET /new HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n
 
 #[test]
 fn a_connection_beyond_the_limit_is_refused_while_the_open_ones_are_served() {
-    let server = echo_server(Limits { max_connections: 2, ..Limits::default() });
+    let server = echo_server(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    });
     let mut first = connect(server.addr());
     let mut second = connect(server.addr());
     assert_eq!(body(&ask(&mut first, "/a"))["url"], "/a");
@@ -29,7 +34,11 @@ fn a_connection_beyond_the_limit_is_refused_while_the_open_ones_are_served() {
     let refused = exchange(server.addr(), CLOSE);
     assert!(status(&refused) == 503 || refused.is_empty(), "{refused}");
     assert!(!refused.contains("/new"), "{refused}");
-    assert!(asked.elapsed() < Duration::from_secs(2), "refusing took {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "refusing took {:?}",
+        asked.elapsed()
+    );
     if status(&refused) == 503 {
         assert_eq!(body(&refused)["error"]["code"], "server_busy");
         assert!(refused.to_ascii_lowercase().contains("retry-after: 1"), "{refused}");
@@ -45,7 +54,10 @@ fn a_connection_beyond_the_limit_is_refused_while_the_open_ones_are_served() {
         if body(&answer)["url"] == "/new" {
             break;
         }
-        assert!(Instant::now() < deadline, "a freed place was not given to a new connection: {answer}");
+        assert!(
+            Instant::now() < deadline,
+            "a freed place was not given to a new connection: {answer}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -12,11 +12,20 @@ use http_endpoint::{Limits, Reply, Server};
 #[test]
 fn a_request_reaches_the_handler_with_its_target_headers_and_body() {
     let server = echo_server(Limits::default());
-    let answer = exchange(server.addr(), &post("/v1/embeddings?x=1", "Authorization: Bearer k\r\n", "{}"));
+    let answer = exchange(
+        server.addr(),
+        &post("/v1/embeddings?x=1", "Authorization: Bearer k\r\n", "{}"),
+    );
     assert_eq!(status(&answer), 200, "{answer}");
     let echoed = body(&answer);
-    assert_eq!((echoed["method"].as_str(), echoed["url"].as_str()), (Some("POST"), Some("/v1/embeddings?x=1")));
-    assert_eq!((echoed["auth"].as_str(), echoed["body"].as_str()), (Some("Bearer k"), Some("{}")));
+    assert_eq!(
+        (echoed["method"].as_str(), echoed["url"].as_str()),
+        (Some("POST"), Some("/v1/embeddings?x=1"))
+    );
+    assert_eq!(
+        (echoed["auth"].as_str(), echoed["body"].as_str()),
+        (Some("Bearer k"), Some("{}"))
+    );
 }
 
 #[test]
@@ -27,7 +36,10 @@ fn an_answer_carries_its_status_headers_and_length() {
     .expect("start");
     let answer = exchange(server.addr(), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{answer}");
-    assert!(answer.contains("retry-after: 1\r\n") && answer.contains("content-length: "), "{answer}");
+    assert!(
+        answer.contains("retry-after: 1\r\n") && answer.contains("content-length: "),
+        "{answer}"
+    );
     assert_eq!(body(&answer)["error"]["code"], "rate_limit_exceeded");
 }
 

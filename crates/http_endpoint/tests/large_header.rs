@@ -24,7 +24,13 @@ fn a_one_megabyte_header_is_refused_without_growing_memory() {
     let mut raw = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
     raw.resize(raw.len() + (1 << 20), b'a');
     raw.extend_from_slice(b"\r\n\r\n");
-    assert_eq!(status(&exchange(server.addr(), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")), 200);
+    assert_eq!(
+        status(&exchange(
+            server.addr(),
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )),
+        200
+    );
     let before = resident_kib();
     let mut stream = connect(server.addr());
     let mut writer = stream.try_clone().expect("clone the stream");
@@ -40,8 +46,14 @@ fn a_one_megabyte_header_is_refused_without_growing_memory() {
 
 #[test]
 fn too_many_headers_are_refused() {
-    let server = echo_server(Limits { max_headers: 8, ..Limits::default() });
+    let server = echo_server(Limits {
+        max_headers: 8,
+        ..Limits::default()
+    });
     let headers: String = (0..20).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let answer = exchange(server.addr(), format!("GET / HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes());
+    let answer = exchange(
+        server.addr(),
+        format!("GET / HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes(),
+    );
     assert!(status(&answer) == 431 || answer.is_empty(), "{answer}");
 }

@@ -19,7 +19,9 @@ pub struct Answer {
 /// Sends one request with `Connection: close` and reads the answer (giving up after 10 s).
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> Answer {
     let mut stream = TcpStream::connect(addr).expect("connect to the mock");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set a read timeout");
     let raw = format!(
         "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
@@ -58,16 +60,22 @@ impl MockProcess {
             .expect("start doctrove-mock");
         let stdout = child.stdout.take().expect("the mock's stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the mock's first line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the mock's first line");
         let url = line.trim().rsplit(' ').next().unwrap_or_default();
         let addr = url.trim_start_matches("http://").replace("0.0.0.0", "127.0.0.1");
-        let addr = addr.parse().unwrap_or_else(|_| panic!("no address in the mock's first line: {line:?}"));
+        let addr = addr
+            .parse()
+            .unwrap_or_else(|_| panic!("no address in the mock's first line: {line:?}"));
         MockProcess { child, addr }
     }
 
     /// Sends a signal to the process (`TERM`, `INT`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
         assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
     }
 }
