@@ -444,4 +444,79 @@ mod tests {
         create_papers("bigint", "(8)");
         Spi::run("SELECT * FROM doctrove_embed.similar_papers('1', 5000)").unwrap();
     }
+
+    /// Runs `submit_batches()` and returns (batches, papers, tokens, adopted, collected).
+    fn submit_batches() -> (i32, i64, i64, i32, i32) {
+        Spi::connect(|client| {
+            let row = client
+                .select("SELECT * FROM doctrove_embed.submit_batches()", None, &[])?
+                .first();
+            Ok::<_, pgrx::spi::Error>((
+                row.get::<i32>(1)?.unwrap(),
+                row.get::<i64>(2)?.unwrap(),
+                row.get::<i64>(3)?.unwrap(),
+                row.get::<i32>(4)?.unwrap(),
+                row.get::<i32>(5)?.unwrap(),
+            ))
+        })
+        .unwrap()
+    }
+
+    #[pg_test(error = "max_papers must not be negative")]
+    fn a_negative_max_papers_is_refused() {
+        create_papers("bigint", "(8)");
+        Spi::run("SELECT * FROM doctrove_embed.submit_batches(-1)").unwrap();
+    }
+
+    #[pg_test]
+    fn nothing_open_is_nothing_to_cancel_or_collect() {
+        use_mock("batch_none", "dim=8/");
+        create_papers("bigint", "(8)");
+        let cancelled = Spi::get_one::<i32>("SELECT doctrove_embed.cancel_batches()").unwrap();
+        assert_eq!(cancelled, Some(0));
+        let collected = Spi::get_one::<String>("SELECT row(c.*)::text FROM doctrove_embed.collect_batches() c").unwrap();
+        assert_eq!(collected.as_deref(), Some("(0,0,0,0,0)"));
+        let mock = stats("batch_none");
+        assert_eq!(mock["batches_cancelled"], 0);
+        assert_eq!(mock["batch_files_uploaded"], 0);
+        assert_eq!(mock["requests"], 0, "no embeddings request is sent");
+        assert_eq!(mock["batch_lists"], 1, "the collection looks once for batches to adopt");
+    }
+
+    #[pg_test]
+    fn submitted_papers_are_claimed_and_left_alone_by_the_live_path() {
+        use_mock("batch_submit", "dim=8/batch_delay=60000/");
+        create_papers("bigint", "(8)");
+        for id in 1..=3 {
+            insert(id, Some(&format!("Batch paper {id}")), None);
+        }
+        let (batches, papers, tokens, adopted, collected) = submit_batches();
+        assert_eq!((batches, papers, adopted, collected), (1, 3, 0, 0));
+        assert!(tokens > 0);
+        let open = Spi::get_two::<i32, bool>("SELECT papers, open FROM doctrove_embed.batches").unwrap();
+        assert_eq!(open, (Some(3), Some(true)));
+        // The live path skips papers in an open batch: nothing is sent twice.
+        assert_eq!(embed(10), (0, 0));
+        let mock = stats("batch_submit");
+        assert_eq!(mock["batches_created"], 1);
+        assert_eq!(mock["batch_inputs"], 3);
+        assert_eq!(mock["inputs"], 0);
+        assert_eq!(mock["paid_twice"], 0);
+    }
+
+    #[pg_test]
+    fn the_batches_view_has_the_documented_columns() {
+        let columns = Spi::get_one::<String>(
+            "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute \
+             WHERE attrelid = 'doctrove_embed.batches'::regclass AND attnum > 0",
+        )
+        .unwrap();
+        assert_eq!(
+            columns.as_deref(),
+            Some(
+                "batch_id,table_name,status,requests_total,requests_completed,requests_failed,papers,tokens,\
+                 papers_written,papers_failed,papers_released,open,adopted,age,submitted_at,finished_at,collected_at,error"
+            )
+        );
+    }
 }
