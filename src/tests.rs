@@ -484,8 +484,8 @@ mod tests {
     }
 
     #[pg_test]
-    fn submitted_papers_are_claimed_and_left_alone_by_the_live_path() {
-        use_mock("batch_submit", "dim=8/batch_delay=60000/");
+    fn submitted_papers_are_claimed_then_collected_with_the_mock_vectors() {
+        use_mock("batch_submit", "dim=8/");
         create_papers("bigint", "(8)");
         for id in 1..=3 {
             insert(id, Some(&format!("Batch paper {id}")), None);
@@ -499,9 +499,22 @@ mod tests {
         assert_eq!(embed(10), (0, 0));
         let mock = stats("batch_submit");
         assert_eq!(mock["batches_created"], 1);
-        assert_eq!(mock["batch_inputs"], 3);
+        assert_eq!(mock["batch_files_uploaded"], 1);
         assert_eq!(mock["inputs"], 0);
-        assert_eq!(mock["paid_twice"], 0);
+        // The mock finishes a batch at once: the collection writes each paper's vector.
+        let collected = Spi::get_one::<String>("SELECT row(c.*)::text FROM doctrove_embed.collect_batches() c").unwrap();
+        assert_eq!(collected.as_deref(), Some("(1,0,3,0,0)"));
+        for id in 1..=3 {
+            assert_eq!(
+                stored_vector(&id.to_string()),
+                Some(vector_for(&format!("Title: Batch paper {id}"), 8))
+            );
+        }
+        let mock = stats("batch_submit");
+        assert_eq!(
+            (mock["batch_inputs"].as_u64(), mock["paid_twice"].as_u64()),
+            (Some(3), Some(0))
+        );
     }
 
     #[pg_test]
