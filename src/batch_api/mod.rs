@@ -1,4 +1,7 @@
-//! The Batch API path: a job is a file of pending papers uploaded, created as a batch, polled, and collected within 24 hours; jobs left unrecorded by a crash are adopted.
+//! The Batch API path. Inside it the unit is a *job*: a file of pending papers uploaded,
+//! created as a batch on the API, polled, and collected within 24 hours (`submit`, `collect`);
+//! the jobs and the papers each claims are kept in `jobs_store`; jobs a crash left unrecorded
+//! are found on the API and adopted (`adopt`).
 
 pub mod adopt;
 pub mod collect;
