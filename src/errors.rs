@@ -34,10 +34,14 @@ impl UserError {
         self
     }
 
-    /// Whether this is a cancel (`pg_cancel_backend`, `statement_timeout`), which must end the
-    /// statement rather than be handled.
-    pub fn is_cancel(&self) -> bool {
-        self.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+    /// Whether a row caused this error when it comes from writing that row: an integrity
+    /// violation (class 23: a constraint, a unique key), a data exception (class 22: a value the
+    /// row's columns or its triggers refuse), or an exception the table's own triggers raise
+    /// (P0001). Privileges, resources (disk, memory), locks, deadlocks, serialization failures
+    /// and system errors belong to the statement or the server, never to one paper.
+    pub fn is_caused_by_a_row(&self) -> bool {
+        let state = self.sqlstate();
+        state.starts_with("22") || state.starts_with("23") || state == "P0001"
     }
 
     /// The five-character SQLSTATE, such as `23514`.

@@ -532,4 +532,44 @@ mod tests {
             )
         );
     }
+
+    #[pg_test(
+        error = "column \"doctrove_paper_id\" of table public.doctrove_papers is of type double precision, whose text form depends on session settings"
+    )]
+    fn an_id_whose_text_depends_on_the_session_is_refused() {
+        create_papers("double precision", "(8)");
+        count();
+    }
+
+    #[pg_test]
+    fn the_status_view_answers_when_the_settings_name_no_table() {
+        set("doctrove_embed.table", "no_such_table");
+        let row = Spi::get_two::<i64, String>("SELECT pending, hnsw_index FROM doctrove_embed.status").unwrap();
+        assert_eq!(row, (None, None));
+    }
+
+    #[pg_test]
+    fn an_endpoint_without_a_batch_api_says_so() {
+        use_mock("batch_absent", "dim=8/no_batch_api=1/");
+        create_papers("bigint", "(8)");
+        insert(1, Some("Live only"), None);
+        Spi::run(
+            "CREATE TEMP TABLE caught (state text, message text, hint text); \
+             DO $$DECLARE h text; BEGIN PERFORM * FROM doctrove_embed.submit_batches(); \
+             EXCEPTION WHEN OTHERS THEN GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT; \
+             INSERT INTO caught VALUES (SQLSTATE, SQLERRM, h); END$$",
+        )
+        .unwrap();
+        let (state, message) = Spi::get_two::<String, String>("SELECT state, message FROM caught").unwrap();
+        assert_eq!(state.as_deref(), Some("0A000"));
+        let message = message.unwrap();
+        assert!(
+            message.starts_with("the embeddings API at http://127.0.0.1:") && message.ends_with("has no Batch API"),
+            "{message}"
+        );
+        let hint = Spi::get_one::<String>("SELECT hint FROM caught").unwrap().unwrap();
+        assert!(hint.contains("embed_pending()"), "{hint}");
+        // The live path still embeds the paper.
+        assert_eq!(embed(10), (1, 0));
+    }
 }

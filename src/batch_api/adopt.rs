@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 
 use embed_core::batch_client::{list_batches, read_file_lines, BatchInfo};
 use embed_core::batch_file::{MAX_BATCH_INPUTS, MAX_CUSTOM_ID_BYTES};
-use embed_core::ApiConfig;
+use embed_core::{ApiConfig, ApiError};
 use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED;
 
 use crate::batch_api::jobs_store;
-use crate::errors::{internal, UserError};
-use crate::http::off_thread::call_api as call;
+use crate::errors::{api_error, internal, UserError};
+use crate::http::off_thread::{call_api as call, off_thread};
 use crate::table::target::Target;
 
 /// Metadata keys a batch carries, so it can be found again on the API.
@@ -40,6 +41,20 @@ pub fn our_metadata(target: &Target) -> Result<BTreeMap<String, String>, UserErr
     ]))
 }
 
+/// The error for a failed listing of the account's batches: a 404 there means the endpoint has
+/// no Batch API at all (the local model server, a self-hosted model), not a wrong model.
+fn listing_error(error: &ApiError, base_url: &str) -> UserError {
+    match error {
+        ApiError::Rejected { status: 404, .. } => UserError::new(
+            ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("the embeddings API at {base_url} has no Batch API"),
+        )
+        .detail("It answered HTTP 404 to the listing of batches (GET /batches).")
+        .hint("Embed through the live path (embed_pending(), or the workers with doctrove_embed.batch_api = off), or point doctrove_embed.api_base_url at an API with a Batch API."),
+        other => api_error(other),
+    }
+}
+
 /// Records the batches of this database and table the API has and `batch_jobs` lacks, with the
 /// papers their input files name; returns how many.
 pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, UserError> {
@@ -47,7 +62,9 @@ pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, User
     let (mut after, mut adopted) = (None::<String>, 0);
     for _ in 0..ADOPTION_PAGES {
         let cursor = after.clone();
-        let (page, more) = call(config, move |c| list_batches(c, cursor.as_deref()))?;
+        let thread_config = config.clone();
+        let (page, more) = off_thread(&config.base_url, move || list_batches(&thread_config, cursor.as_deref()))
+            .map_err(|e| listing_error(&e, &config.base_url))?;
         after = page.last().map(|b| b.id.clone());
         for info in page {
             let mine = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));

@@ -21,7 +21,9 @@ use crate::http::off_thread::{call_api, streamed};
 use crate::pg::at_commit;
 use crate::pg::identity::Acting;
 use crate::pg::shared_state::BatchFigures;
+use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::table::pending::read_papers;
+use crate::table::rights::check_may_write;
 use crate::table::target::{resolve, Target};
 use crate::table::write::write_and_record;
 
@@ -208,7 +210,9 @@ fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Ac
 /// Adopts unrecorded batches, polls every open batch of the table and collects the finished
 /// ones.
 pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
+    refuse_snapshot_isolation("collect_batches()")?;
     let target = resolve()?;
+    check_may_write(&target, acting)?;
     let config = current_config()?;
     let adopted = adopt_unrecorded(&target, &config)?;
     Ok(CollectedAll {
@@ -246,7 +250,9 @@ pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> 
 /// Cancels the table's open batches and releases their papers (what a batch finished before
 /// the cancel took effect is written when the API reports it cancelled at once).
 pub fn cancel(acting: Acting) -> Result<i32, UserError> {
+    refuse_snapshot_isolation("cancel_batches()")?;
     let target = resolve()?;
+    check_may_write(&target, acting)?;
     let config = current_config()?;
     let mut cancelled = 0;
     for batch_id in jobs_store::lock_open_jobs(&target)? {

@@ -20,8 +20,10 @@ use crate::errors::UserError;
 use crate::http::config::current_config;
 use crate::http::off_thread::call_api as call;
 use crate::pg::identity::Acting;
+use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::settings::gucs;
 use crate::table::pending::{fetch_pending, Pending};
+use crate::table::rights::check_may_write;
 use crate::table::target::{resolve, Target};
 
 /// What a submission did.
@@ -78,7 +80,9 @@ fn build_file(papers: &[Pending], config: &ApiConfig, token_room: Option<i64>) -
 /// Adopts unrecorded batches, collects the finished ones, then submits up to `max_papers` (all
 /// when `None`) pending papers in no open batch.
 pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
+    refuse_snapshot_isolation("submit_batches()")?;
     let target = resolve()?;
+    check_may_write(&target, acting)?;
     let config = current_config()?;
     let adopted = adopt_unrecorded(&target, &config)?;
     let collected = collect_finished(&target, &config, acting)?.batches;

@@ -14,9 +14,11 @@ use crate::http::retries::Wait;
 use crate::live::requests::send_batch;
 use crate::pg::identity::Acting;
 use crate::pg::shared_state::{BatchFigures, Phase};
+use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::pg::vector_datum::vector_bytes;
 use crate::table::claims::has_open_claims;
 use crate::table::pending::fetch_pending;
+use crate::table::rights::check_may_write;
 use crate::table::target::{refuse_settings_from_catalogs, resolve};
 use crate::table::write::write_and_record;
 
@@ -102,11 +104,13 @@ fn millis_since(start: Instant) -> f64 {
 /// [`BatchOutcome::stopped_by`], with the answered vectors written.
 pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str)) -> Result<BatchOutcome, UserError> {
     check_batch_positive(batch)?;
+    refuse_snapshot_isolation("embed_pending()")?;
     phase(Phase::Fetching, "");
     if acting == Acting::TableOwner {
         refuse_settings_from_catalogs()?;
     }
     let target = resolve()?;
+    check_may_write(&target, acting)?;
     let config = current_config()?;
     let dims = target.expected_dims(&config);
     let setting = if acting == Acting::Caller {

@@ -82,15 +82,6 @@ pub fn as_extension<R>(f: impl FnOnce() -> R) -> R {
     as_role(owner, || with_catalog_search_path(f))
 }
 
-/// Whether the current user may UPDATE table `relid`.
-pub fn may_update(relid: pg_sys::Oid) -> bool {
-    // SAFETY: a catalog privilege check for the current user.
-    unsafe {
-        pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_UPDATE as pg_sys::AclMode)
-            == pg_sys::AclResult::ACLCHECK_OK
-    }
-}
-
 /// Whose rights the statements on a user's table use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acting {
@@ -101,6 +92,15 @@ pub enum Acting {
 }
 
 impl Acting {
+    /// The role whose rights these are, for a table owned by `owner`.
+    pub fn role(self, owner: pg_sys::Oid) -> pg_sys::Oid {
+        match self {
+            // SAFETY: reads this backend's current user.
+            Acting::Caller => unsafe { pg_sys::GetUserId() },
+            Acting::TableOwner => owner,
+        }
+    }
+
     /// Runs `f`, a statement on a table owned by `owner`, with these rights. As the table's
     /// owner it also runs with `search_path = pg_catalog, pg_temp` (as VACUUM does since
     /// PostgreSQL 17): the worker's path is the database's, which its owner sets, and the table

@@ -51,3 +51,25 @@ pub fn in_transaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, 
         Ended::Failed(error) | Ended::Raised(error) => Err(error),
     }
 }
+
+/// Refuses to run `what` in a REPEATABLE READ or SERIALIZABLE transaction: those keep one
+/// snapshot, so papers another session locked, wrote or claimed for a batch since the transaction
+/// began would look pending still and be paid for twice.
+pub fn refuse_snapshot_isolation(what: &str) -> Result<(), UserError> {
+    // SAFETY: reads this backend's transaction isolation level.
+    let level = unsafe { pg_sys::XactIsoLevel };
+    if level < pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Ok(());
+    }
+    let name = if level == pg_sys::XACT_SERIALIZABLE as i32 {
+        "SERIALIZABLE"
+    } else {
+        "REPEATABLE READ"
+    };
+    Err(UserError::new(
+        pgrx::PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+        format!("{what} cannot run in a {name} transaction"),
+    )
+    .detail("Its snapshot would not see papers other sessions embed or claim meanwhile, which would then be paid for twice.")
+    .hint("Call it in a READ COMMITTED transaction (the default), for example outside BEGIN ... COMMIT."))
+}

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod failures;
 pub mod pending;
 pub mod pending_index;
+pub mod rights;
 pub mod similarity;
 pub mod status;
 pub mod target;

@@ -43,8 +43,10 @@ pub struct WorkerRow {
 
 /// The status row. Without shared memory (library not preloaded) nothing but the settings is
 /// known.
-pub fn status(target: &Target) -> Status {
-    let hnsw_index = hnsw_index(target);
+/// `target` is `None` when the session's settings name no usable table: the figures that do not
+/// depend on it are still shown, so the view never fails.
+pub fn status(target: Option<&Target>) -> Status {
+    let hnsw_index = target.and_then(hnsw_index);
     let Some(s) = shared_state::snapshot() else {
         return Status {
             pending: None,
@@ -62,8 +64,8 @@ pub fn status(target: &Target) -> Status {
         };
     };
     let workers_running = s.workers.iter().filter(|w| w.pid != 0).count();
-    let this_table = (shared_state::current_database(), target.relid.to_u32());
-    let known = s.pending_known && s.pending_of == this_table;
+    let this_table = target.map(|t| (shared_state::current_database(), t.relid.to_u32()));
+    let known = s.pending_known && Some(s.pending_of) == this_table;
     let pending = known.then_some(s.pending);
     let now = unix_now();
     let per_minute_1m = s.rate.per_minute(now, 60);

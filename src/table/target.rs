@@ -126,6 +126,41 @@ fn vector_types() -> Result<(pg_sys::Oid, pg_sys::Oid, String), UserError> {
     }
 }
 
+/// Types whose text form depends on session settings (`extra_float_digits`, `DateStyle`,
+/// `TimeZone`, `IntervalStyle`, `lc_monetary`). Ids travel as text between the statements of a
+/// batch and across transactions (claims, failures), so such an id could miss its own row.
+const SESSION_DEPENDENT_TYPES: [pg_sys::Oid; 9] = [
+    pg_sys::FLOAT4OID,
+    pg_sys::FLOAT8OID,
+    pg_sys::DATEOID,
+    pg_sys::TIMEOID,
+    pg_sys::TIMETZOID,
+    pg_sys::TIMESTAMPOID,
+    pg_sys::TIMESTAMPTZOID,
+    pg_sys::INTERVALOID,
+    // money (MONEYOID from PostgreSQL 15 on, CASHOID before).
+    pg_sys::Oid::from_u32(790),
+];
+
+/// Refuses an id column whose type (or a domain over it) writes itself differently in
+/// different sessions.
+fn refuse_session_dependent_id(id: &Column, table: &str, id_name: &str) -> Result<(), UserError> {
+    // SAFETY: a catalog lookup of an existing type (the column's).
+    let base = unsafe { pg_sys::getBaseType(id.type_oid) };
+    if !SESSION_DEPENDENT_TYPES.contains(&base) {
+        return Ok(());
+    }
+    Err(UserError::new(
+        ERRCODE_DATATYPE_MISMATCH,
+        format!(
+            "column \"{id_name}\" of table {table} is of type {}, whose text form depends on session settings",
+            id.type_name
+        ),
+    )
+    .detail("Papers are found again by the text form of their id, in other sessions and transactions.")
+    .hint("Set doctrove_embed.id_column to a key of a type such as bigint, uuid or text."))
+}
+
 /// The schema and name `doctrove_embed.table` gives: `name` means `public.name`.
 fn table_name_parts(setting: &str) -> Result<(String, String), UserError> {
     let invalid = || {
@@ -173,20 +208,27 @@ fn id_type_and_equality(type_oid: pg_sys::Oid, table: &str, id_name: &str) -> Re
     }
 }
 
+/// The `doctrove_embed.*` settings (those named in `only`, when given) whose value comes from
+/// `ALTER DATABASE` or `ALTER ROLE ... SET`, as `name (source)`, if any.
+fn settings_from_catalogs(only: Option<Vec<String>>) -> Option<String> {
+    crate::pg::identity::with_catalog_search_path(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT string_agg(name || ' (' || source || ')', ', ' ORDER BY name) FROM pg_settings \
+             WHERE name LIKE 'doctrove\\_embed.%' AND ($1::text[] IS NULL OR name = ANY($1)) \
+             AND source IN ('database', 'user', 'database user')",
+            &[only.into()],
+        )
+    })
+    .ok()
+    .flatten()
+}
+
 /// Refuses, in a background worker, `doctrove_embed.*` values that come from `ALTER DATABASE` or
 /// `ALTER ROLE ... SET`: the workers act as the table's owner, so whoever owns the database
 /// must not choose which table (or which columns, sent to the API) that is. Workers take their
 /// settings from the server's configuration only.
 pub fn refuse_settings_from_catalogs() -> Result<(), UserError> {
-    let from_catalogs = crate::pg::identity::with_catalog_search_path(|| {
-        Spi::get_one::<String>(
-            "SELECT string_agg(name || ' (' || source || ')', ', ' ORDER BY name) FROM pg_settings \
-             WHERE name LIKE 'doctrove\\_embed.%' AND source IN ('database', 'user', 'database user')",
-        )
-    })
-    .ok()
-    .flatten();
-    match from_catalogs {
+    match settings_from_catalogs(None) {
         None => Ok(()),
         Some(names) => Err(UserError::new(
             ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -197,9 +239,38 @@ pub fn refuse_settings_from_catalogs() -> Result<(), UserError> {
     }
 }
 
+/// The settings that choose the table and the columns a write reads and sets.
+const TABLE_SETTINGS: [&str; 7] = [
+    "table",
+    "id_column",
+    "title_column",
+    "abstract_column",
+    "embedding_column",
+    "model_version_column",
+    "updated_at_column",
+];
+
+/// Refuses, in any session, a table or column setting that comes from `ALTER DATABASE` or
+/// `ALTER ROLE ... SET`: whoever owns a database (or set a role's defaults) must not choose the
+/// table another role's `embed_pending()` writes to, whose triggers would run with that role's
+/// rights. A session's own `SET` and the server's configuration choose it.
+fn refuse_table_settings_from_catalogs() -> Result<(), UserError> {
+    let names = TABLE_SETTINGS.iter().map(|name| format!("doctrove_embed.{name}")).collect();
+    let Some(chosen) = settings_from_catalogs(Some(names)) else {
+        return Ok(());
+    };
+    Err(UserError::new(
+        ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "doctrove_embed takes no table or column setting from ALTER DATABASE or ALTER ROLE",
+    )
+    .detail(format!("Set per database or per role: {chosen}."))
+    .hint("SET them in the session (or in postgresql.conf), and RESET the per-database or per-role values."))
+}
+
 /// Reads the settings and checks the table they name. Catalog lookups run with the extension's
 /// own search_path.
 pub fn resolve() -> Result<Target, UserError> {
+    refuse_table_settings_from_catalogs()?;
     crate::pg::identity::with_catalog_search_path(resolve_with_catalog_path)
 }
 
@@ -245,6 +316,7 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
 
     let id_name = gucs::text(&gucs::ID_COLUMN);
     let id = required_column(relid, &table, "id_column", &id_name)?;
+    refuse_session_dependent_id(&id, &table, &id_name)?;
     if !has_single_column_unique_index(relid, id.attnum) {
         return Err(UserError::new(
             ERRCODE_INVALID_COLUMN_REFERENCE,

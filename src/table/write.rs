@@ -1,11 +1,13 @@
 //! The one write of vectors, shared by the live path and the collection of Batch API jobs. All
 //! of a batch's vectors go in one set-based UPDATE with binary `vector` values, in a
-//! subtransaction. When the database refuses that statement (a trigger or a constraint of the
-//! table, a lock timeout, a serialization failure), the write is split in halves, each in a
-//! subtransaction of its own, down to single rows: every row the database accepts is written,
-//! and each refused row comes back with the database's SQLSTATE and message. So the cost stays
-//! one statement per batch when nothing is refused, and one refused row costs about 2 log2(n)
-//! more. Then the papers the API rejected and the rows the database refused are recorded in
+//! subtransaction. When the database refuses that statement for a reason a row causes (a
+//! constraint, a value, the table's own trigger: see `UserError::is_caused_by_a_row`), the write
+//! is split in halves, each in a subtransaction of its own, down to single rows: every row the
+//! database accepts is written, and each refused row comes back with the database's SQLSTATE and
+//! message. So the cost stays one statement per batch when nothing is refused, and one refused
+//! row costs about 2 log2(n) more. Any other error (a privilege, a full disk, a lock timeout, a
+//! deadlock, a serialization failure, a cancel) ends the write with that error and blames no
+//! paper. Then the papers the API rejected and the rows the database refused are recorded in
 //! `doctrove_embed.failures`, and the written ones forgotten there.
 
 use pgrx::datum::DatumWithOid;
@@ -60,8 +62,8 @@ impl Writer<'_> {
                 self.written.ids.extend_from_slice(ids);
             }
             Ok(Err(e)) => return Err(internal("write embeddings")(e)),
-            // A cancel ends the statement: it is no row's fault.
-            Err(error) if error.is_cancel() => return Err(error),
+            // A cancel, a privilege, the disk, a lock: the statement's or the server's fault.
+            Err(error) if !error.is_caused_by_a_row() => return Err(error),
             Err(error) if ids.len() == 1 => {
                 let why = format!("the database refused the write: {}: {}", error.sqlstate(), error.summary());
                 self.written.refused.push((ids[0].clone(), why));

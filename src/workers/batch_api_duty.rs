@@ -15,6 +15,7 @@ use crate::pg::identity::Acting;
 use crate::pg::transaction::in_transaction;
 use crate::settings::gucs;
 use crate::table::pending::count_pending;
+use crate::table::rights::check_may_write;
 use crate::table::target::{refuse_settings_from_catalogs, resolve};
 
 /// When worker 0 last polled its batches.
@@ -60,6 +61,7 @@ impl BatchApiDuty {
             if unclaimed <= i64::from(gucs::BATCH_API_MIN_PAPERS.get()) {
                 return Ok(Submitted::default());
             }
+            check_may_write(&target, Acting::TableOwner)?;
             submit_pending(&target, &current_config()?, None, Acting::TableOwner)
         })?;
         Ok((collected, submitted))

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use doctrove_itest::cluster::{wait_for, Cluster};
-use doctrove_itest::{cluster, mock_root, record_figure, TestDb};
+use doctrove_itest::{cluster, connect_as, mock_root, record_figure, TestDb};
 use postgres::{Client, NoTls};
 
 /// A session on the test database that keeps the notices (WARNINGs) it receives.
@@ -286,4 +286,158 @@ fn a_worker_waiting_to_retry_says_so() {
     assert!(state.contains(", next in ") && state.ends_with(" s"), "{state}");
     assert!(last_error.contains("HTTP 503"), "{last_error}");
     assert!(activity.contains("retrying after HTTP 503, attempt 3 of 7"), "{activity}");
+}
+
+/// A role of the test cluster, created afresh, that logs in and whose sessions use the mock
+/// under `scope` with 8 dimensions (set by the superuser: the base URL is superuser-only).
+fn embedding_role(admin: &mut Client, role: &str, scope: &str) {
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+             ALTER ROLE {role} SET doctrove_embed.api_base_url = '{}/s={scope}/dim=8/v1';",
+            mock_root()
+        ))
+        .unwrap();
+}
+
+#[test]
+fn a_role_that_may_not_write_every_column_pays_nothing_and_blames_no_paper() {
+    let db = TestDb::new("robust_least_privilege");
+    let mut admin = connect_as("postgres", &db.name);
+    embedding_role(&mut admin, "lp_embedder", &db.scope);
+    admin
+        .batch_execute(
+            "CREATE TABLE doctrove_papers (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
+                 doctrove_abstract text, doctrove_embedding vector(8), updated_at timestamptz,
+                 embedding_model_version text);
+             INSERT INTO doctrove_papers SELECT g, 'Paper ' || g, NULL, NULL FROM generate_series(1, 10) g;
+             SELECT doctrove_embed.create_pending_index();
+             GRANT SELECT, UPDATE (doctrove_embedding) ON doctrove_papers TO lp_embedder;",
+        )
+        .unwrap();
+    let mut embedder = connect_as("lp_embedder", &db.name);
+    for _ in 0..3 {
+        let outcome = embedder.query("SELECT * FROM embed_pending(10)", &[]);
+        assert_eq!(sqlstate(&outcome).as_deref(), Some("42501"), "{outcome:?}");
+        let message = outcome.unwrap_err().as_db_error().unwrap().message().to_string();
+        assert!(
+            message.contains("updated_at, embedding_model_version") || message.contains("embedding_model_version, updated_at"),
+            "{message}"
+        );
+    }
+    for call in [
+        "SELECT * FROM doctrove_embed.submit_batches()",
+        "SELECT * FROM doctrove_embed.collect_batches()",
+    ] {
+        assert_eq!(sqlstate(&embedder.query(call, &[])).as_deref(), Some("42501"), "{call}");
+    }
+    let stats = db.stats();
+    let blamed = count(&mut admin, "SELECT count(*) FROM doctrove_embed.failures");
+    record_figure(&format!(
+        "a role allowed to update the embedding but not updated_at nor the model column: 42501 before any request, {} inputs paid, {blamed} papers blamed",
+        stats["inputs"]
+    ));
+    assert_eq!(
+        (stats["requests"].as_u64(), stats["batch_files_uploaded"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(blamed, 0);
+    // With the two columns granted, the same role embeds all ten.
+    admin
+        .batch_execute("GRANT UPDATE (updated_at, embedding_model_version) ON doctrove_papers TO lp_embedder")
+        .unwrap();
+    let done: i32 = embedder
+        .query_one("SELECT successful_embeddings FROM embed_pending(10)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(done, 10);
+    let first: Vec<f32> = admin
+        .query_one(
+            "SELECT doctrove_embedding::real[] FROM doctrove_papers WHERE doctrove_paper_id = 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(first, doctrove_mock::vector_for("Title: Paper 1", 8));
+    assert_eq!(count(&mut admin, "SELECT count(doctrove_embedding) FROM doctrove_papers"), 10);
+}
+
+#[test]
+fn a_fault_of_the_database_ends_the_batch_and_blames_no_paper() {
+    let db = TestDb::new("robust_db_fault");
+    let mut client = db.connect();
+    papers(&mut client, 8, 20);
+    db.point_at_mock(&mut client, "dim=8/");
+    // One row's update meets what the database, not the paper, causes: a lock not available,
+    // then a full disk (raised by a trigger with those SQLSTATEs, as the server would).
+    for (code, what) in [("55P03", "lock_not_available"), ("53100", "disk_full")] {
+        client
+            .batch_execute(&format!(
+                "CREATE OR REPLACE FUNCTION fault() RETURNS trigger LANGUAGE plpgsql AS
+                     $$BEGIN RAISE EXCEPTION 'simulated {what}' USING ERRCODE = '{code}'; END$$;
+                 DROP TRIGGER IF EXISTS fault ON doctrove_papers;
+                 CREATE TRIGGER fault BEFORE UPDATE ON doctrove_papers FOR EACH ROW
+                     WHEN (NEW.doctrove_paper_id = 7) EXECUTE FUNCTION fault();"
+            ))
+            .unwrap();
+        let outcome = client.query("SELECT * FROM embed_pending(20)", &[]);
+        assert_eq!(sqlstate(&outcome).as_deref(), Some(code), "{outcome:?}");
+        assert_eq!(
+            count(&mut client, "SELECT count(*) FROM doctrove_embed.failures"),
+            0,
+            "{code} blamed a paper"
+        );
+        assert_eq!(count(&mut client, "SELECT count(doctrove_embedding) FROM doctrove_papers"), 0);
+    }
+    // A row the table's own constraint refuses is still that row's: recorded, the others written.
+    client
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION fault() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN RAISE EXCEPTION 'paper 7 may not be embedded' USING ERRCODE = 'check_violation'; END$$;",
+        )
+        .unwrap();
+    let (written, failed): (i32, i32) = {
+        let row = client
+            .query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending(20)", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((written, failed), (19, 1));
+    let blamed: String = client
+        .query_one("SELECT paper_id FROM doctrove_embed.failures", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(blamed, "7");
+    record_figure("a lock timeout or a full disk while writing: the batch ends with its SQLSTATE, 0 papers blamed; a check violation: 1 blamed, 19 written");
+}
+
+#[test]
+fn a_snapshot_transaction_is_refused_before_anything_is_paid() {
+    let db = TestDb::new("robust_isolation");
+    let mut client = db.connect();
+    papers(&mut client, 8, 5);
+    db.point_at_mock(&mut client, "dim=8/");
+    for level in ["REPEATABLE READ", "SERIALIZABLE"] {
+        for call in [
+            "SELECT * FROM embed_pending(10)",
+            "SELECT * FROM doctrove_embed.submit_batches()",
+            "SELECT * FROM doctrove_embed.collect_batches()",
+        ] {
+            client.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}")).unwrap();
+            let outcome = client.query(call, &[]);
+            client.batch_execute("ROLLBACK").unwrap();
+            assert_eq!(sqlstate(&outcome).as_deref(), Some("25000"), "{level}: {call}: {outcome:?}");
+        }
+    }
+    let stats = db.stats();
+    assert_eq!(
+        (stats["requests"].as_u64(), stats["batch_lists"].as_u64()),
+        (Some(0), Some(0))
+    );
+    // READ COMMITTED, the default, embeds them.
+    let done: i32 = client
+        .query_one("SELECT successful_embeddings FROM embed_pending(10)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(done, 5);
 }

@@ -511,3 +511,119 @@ fn nobody_but_the_server_s_user_reads_the_key_file() {
     assert_eq!(code.as_deref(), Some("F0000"), "{outcome:?}");
     assert_eq!(db.stats()["requests"], 0);
 }
+
+#[test]
+fn a_database_owner_cannot_steer_a_superuser_s_embed_pending_into_a_trap_table() {
+    let db = TestDb::new("sec_db_setting");
+    let owner_role = "sec_db_owner";
+    let mut admin = connect_as("postgres", &db.name);
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {owner_role}; CREATE ROLE {owner_role} LOGIN;
+             ALTER DATABASE {} OWNER TO {owner_role}; GRANT CREATE ON SCHEMA public TO {owner_role};",
+            db.name
+        ))
+        .unwrap();
+    let mut owner = connect_as(owner_role, &db.name);
+    owner
+        .batch_execute(&format!(
+            "CREATE TABLE public.trap (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
+                 doctrove_abstract text, doctrove_embedding vector(8));
+             INSERT INTO public.trap SELECT g, 'Trap ' || g, NULL, NULL FROM generate_series(1, 5) g;
+             CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN BEGIN EXECUTE 'ALTER ROLE {owner_role} SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END; RETURN NEW; END$$;
+             CREATE TRIGGER escalate BEFORE UPDATE ON public.trap FOR EACH ROW EXECUTE FUNCTION public.escalate();
+             ALTER DATABASE {} SET doctrove_embed.table = 'public.trap';",
+            db.name
+        ))
+        .unwrap();
+    // The superuser's next session (a pg_cron job's, say) starts with the database's settings.
+    let mut su = connect_as("postgres", &db.name);
+    let url = format!("{}/s={}/dim=8/v1", mock_root(), db.scope);
+    su.execute(
+        "SELECT pg_catalog.set_config('doctrove_embed.api_base_url', $1, false)",
+        &[&url],
+    )
+    .unwrap();
+    let outcome = su.query("SELECT * FROM embed_pending(10)", &[]);
+    let code = outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());
+    let escalated = is_superuser(&mut admin, owner_role);
+    let requests = mock_stats(&db.scope)["requests"].as_u64().unwrap_or(0);
+    record_attack(
+        "choose a superuser's table through ALTER DATABASE ... SET doctrove_embed.table, run its trigger as superuser",
+        escalated || requests > 0,
+    );
+    assert_eq!(code.as_deref(), Some("42501"), "{outcome:?}");
+    assert!(!escalated);
+    assert_eq!(requests, 0);
+    let written: i64 = admin
+        .query_one("SELECT count(doctrove_embedding) FROM public.trap", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0);
+}
+
+#[test]
+fn a_role_without_rights_on_a_table_cannot_cancel_or_collect_its_batches() {
+    let db = TestDb::new("sec_cancel");
+    let mut owner = db.connect();
+    db.point_at_mock(&mut owner, "dim=8/batch_delay=60000/");
+    create_papers(
+        &mut owner,
+        "vector(8)",
+        "SELECT g, 'Paper ' || g, NULL FROM generate_series(1, 20) g",
+    );
+    let batches: i32 = owner
+        .query_one("SELECT batches FROM doctrove_embed.submit_batches()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(batches, 1);
+    let eve = "sec_eve";
+    owner
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {eve}; CREATE ROLE {eve} LOGIN;
+             GRANT USAGE ON SCHEMA doctrove_embed TO {eve};
+             GRANT EXECUTE ON FUNCTION doctrove_embed.cancel_batches(), doctrove_embed.collect_batches(),
+                 doctrove_embed.submit_batches(bigint), doctrove_embed.retry_failed() TO {eve};
+             ALTER ROLE {eve} SET doctrove_embed.api_base_url = '{}/s={}/dim=8/batch_delay=60000/v1';",
+            mock_root(),
+            db.scope
+        ))
+        .unwrap();
+    let mut attacker = connect_as(eve, &db.name);
+    attacker
+        .batch_execute("SET doctrove_embed.\"table\" = 'public.doctrove_papers'")
+        .unwrap();
+    let mut codes = Vec::new();
+    for call in [
+        "SELECT doctrove_embed.cancel_batches()",
+        "SELECT * FROM doctrove_embed.collect_batches()",
+        "SELECT * FROM doctrove_embed.submit_batches()",
+        "SELECT doctrove_embed.retry_failed()",
+    ] {
+        let outcome = attacker.query(call, &[]);
+        codes.push(outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string()));
+    }
+    let stats = mock_stats(&db.scope);
+    let cancelled = stats["batches_cancelled"].as_u64().unwrap_or(0);
+    let open: i64 = owner
+        .query_one("SELECT count(*) FROM doctrove_embed.batches WHERE open", &[])
+        .unwrap()
+        .get(0);
+    record_attack(
+        "cancel (or collect, submit, forget the failures of) another role's table through the Batch API functions",
+        cancelled > 0 || open != 1,
+    );
+    assert!(codes.iter().all(|c| c.as_deref() == Some("42501")), "{codes:?}");
+    assert_eq!((cancelled, open), (0, 1));
+    assert_eq!(stats["batches_created"].as_u64(), Some(1));
+    // The owner still may: one batch cancelled on the API.
+    assert_eq!(
+        owner
+            .query_one("SELECT doctrove_embed.cancel_batches()", &[])
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    assert_eq!(mock_stats(&db.scope)["batches_cancelled"].as_u64(), Some(1));
+}

@@ -421,6 +421,9 @@ pub fn handle(store: &mut BatchStore, stats: &mut Stats, options: &Options, requ
     let method = request.method.as_str();
     let query = request.url.split_once('?').map(|(_, q)| q).unwrap_or("");
     let tail_after = |marker: &str| path.rfind(marker).map(|at| &path[at + marker.len()..]);
+    if options.no_batch_api && (tail_after("/files").is_some() || tail_after("/batches").is_some()) {
+        return Some(Reply::api_error(404, "not_found", &format!("no route for {path}")));
+    }
     if let Some(tail) = tail_after("/files") {
         return Some(match (method, tail) {
             ("POST", "") => upload(store, stats, options, request),

@@ -66,6 +66,9 @@ pub struct Options {
     /// milliseconds, the batch already created (`batch_hold=MS`), so a test can kill the
     /// caller at that point.
     pub batch_hold_ms: u64,
+    /// Batch API: answer every `/files` and `/batches` route with 404, as an endpoint without a
+    /// Batch API does (`no_batch_api=1`).
+    pub no_batch_api: bool,
 }
 
 impl Default for Options {
@@ -97,6 +100,7 @@ impl Default for Options {
             batch_expire: false,
             batch_enqueued_tokens: 0,
             batch_hold_ms: 0,
+            no_batch_api: false,
         }
     }
 }
@@ -137,6 +141,7 @@ pub fn parse_path(path: &str) -> Options {
             "batch_expire" => options.batch_expire = value == "1",
             "batch_tokens" => options.batch_enqueued_tokens = value.parse().unwrap_or(0),
             "batch_hold" => options.batch_hold_ms = value.parse().unwrap_or(0),
+            "no_batch_api" => options.no_batch_api = value == "1",
             _ => {}
         }
     }

@@ -138,12 +138,17 @@ fn post_json(config: &ApiConfig, path: &str, body: &Value) -> Result<Value, ApiE
     json_of(&answer_body(config, response, MAX_ANSWER_BYTES)?)
 }
 
-/// A boundary that cannot occur in `content`.
+/// A boundary that does not occur in `content`: 128 random bits, so no text a writer plants
+/// can predict it, checked with one linear search (a collision, about 2^-128, draws again).
 fn boundary_for(content: &[u8]) -> String {
-    (0u64..)
-        .map(|n| format!("doctrove-embed-{n:016x}"))
-        .find(|b| !content.windows(b.len()).any(|w| w == b.as_bytes()))
-        .expect("some boundary is free")
+    loop {
+        let mut bits = [0u8; 16];
+        getrandom::fill(&mut bits).expect("the operating system's random source");
+        let boundary = format!("doctrove-embed-{:032x}", u128::from_le_bytes(bits));
+        if memchr::memmem::find(content, boundary.as_bytes()).is_none() {
+            return boundary;
+        }
+    }
 }
 
 /// Uploads `content` as a batch input file (`POST /files`, multipart, `purpose=batch`); returns
@@ -286,8 +291,13 @@ mod tests {
     }
 
     #[test]
-    fn the_boundary_never_occurs_in_the_file() {
-        let content = b"--doctrove-embed-0000000000000000 and more";
-        assert_eq!(boundary_for(content), "doctrove-embed-0000000000000001");
+    fn the_boundary_is_random_and_never_occurs_in_the_file() {
+        let first = boundary_for(b"");
+        // A file holding the last boundary (as a writer who saw it could plant) gets another.
+        let content = format!("{{\"input\": \"--{first}\"}}");
+        let second = boundary_for(content.as_bytes());
+        assert_ne!(first, second);
+        assert!(!content.contains(&second));
+        assert_eq!(second.len(), "doctrove-embed-".len() + 32);
     }
 }

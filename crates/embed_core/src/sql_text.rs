@@ -159,6 +159,15 @@ impl PapersTable {
 
     /// One UPDATE for a whole batch: `$1` ids as `text[]`, `$2` the vectors as `vector[]`,
     /// `$3` the model name (used only when the table has a model-version column).
+    /// The columns each write sets: the embedding, and the model and updated-at columns when
+    /// the table has them.
+    pub fn written_columns(&self) -> Vec<&str> {
+        std::iter::once(self.embedding.as_str())
+            .chain(self.model_version.as_deref())
+            .chain(self.updated_at.as_deref())
+            .collect()
+    }
+
     pub fn update_embeddings(&self) -> String {
         let mut sets = vec![format!("{} = v.embedding", quote_ident(&self.embedding))];
         if let Some(column) = &self.model_version {

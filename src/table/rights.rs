@@ -1,0 +1,48 @@
+//! Whether a role may write what each write sets, checked before any request is paid for: a
+//! write the database would refuse for lack of a privilege is the statement's fault, not a
+//! paper's, and must cost nothing.
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE;
+
+use crate::errors::{internal, UserError};
+use crate::pg::identity::{with_catalog_search_path, Acting};
+use crate::table::target::Target;
+
+/// Refuses (42501) when the role `acting` stands for may not UPDATE every column a write of
+/// `target` sets: the embedding, and the model and updated-at columns when the table has them.
+pub fn check_may_write(target: &Target, acting: Acting) -> Result<(), UserError> {
+    let columns: Vec<String> = target.names.written_columns().into_iter().map(str::to_string).collect();
+    let role = acting.role(target.owner);
+    let missing = with_catalog_search_path(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ' ORDER BY o) \
+             FROM pg_catalog.unnest($3::pg_catalog.text[]) WITH ORDINALITY AS w(c, o) \
+             WHERE NOT pg_catalog.has_column_privilege($1::pg_catalog.oid, $2::pg_catalog.oid, c, 'UPDATE')",
+            &[role.into(), target.relid.into(), columns.into()],
+        )
+    })
+    .map_err(internal("check the rights on the table"))?;
+    let Some(missing) = missing else { return Ok(()) };
+    let role_name = with_catalog_search_path(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid = $1",
+            &[role.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    Err(UserError::new(
+        ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied to write column {missing} of table {}", target.names.table),
+    )
+    .detail(format!(
+        "Each write sets {}; role {role_name} may not update {missing}. Nothing was sent to the API.",
+        target.names.written_columns().join(", ")
+    ))
+    .hint(format!(
+        "GRANT UPDATE ({missing}) ON {} TO {role_name}; or set doctrove_embed.model_version_column or doctrove_embed.updated_at_column to '' to skip a column.",
+        target.names.table
+    )))
+}
