@@ -7,6 +7,7 @@
 use embed_core::bisect::{isolate_rejected, CANARY_TEXT};
 use embed_core::packing::pack;
 use embed_core::rate_limit;
+use embed_core::retry::RetryPolicy;
 use embed_core::tokens;
 use embed_core::{ApiConfig, ApiError};
 use pgrx::pg_sys;
@@ -69,6 +70,10 @@ pub fn send_batch(config: &ApiConfig, texts: &[String], dims: Option<usize>, on_
         .map(|(text, n)| n.unwrap_or_else(|| rate_limit::estimate_tokens(text)))
         .collect();
     let policy = retry_policy();
+    let halves_policy = RetryPolicy {
+        max_retries: policy.max_retries.min(1),
+        ..policy
+    };
     let mut answered = Answered {
         vectors: vec![None; texts.len()],
         rejected: Vec::new(),
@@ -80,11 +85,15 @@ pub fn send_batch(config: &ApiConfig, texts: &[String], dims: Option<usize>, on_
     for request in pack(&counts, budget) {
         let indices: Vec<usize> = request.collect();
         let mut tokens_used = 0;
+        let mut first = true;
         let mut send = |items: &[usize]| {
             let texts: Vec<String> = items.iter().map(|&i| inputs[i].0.clone()).collect();
             let tokens = items.iter().map(|&i| estimates[i]).sum();
+            // The request itself gets every retry; the halves of a search after it failed get
+            // one: its retries already showed the failure is not transient.
+            let policy = if std::mem::take(&mut first) { &policy } else { &halves_policy };
             // Without a declared length, every request of the batch must agree with the first.
-            let answer = embed_with_retries(config, &texts, tokens, expected, &policy, on_wait)?;
+            let answer = embed_with_retries(config, &texts, tokens, expected, policy, on_wait)?;
             expected = expected.or(answer.vectors.first().map(Vec::len));
             tokens_used += answer.total_tokens;
             Ok(answer.vectors)

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use doctrove_itest::cluster::{wait_for, Cluster};
-use doctrove_itest::{cluster, connect_as, mock_root, record_figure, TestDb};
+use doctrove_itest::{cluster, connect_as, embed_until_done, mock_root, record_figure, TestDb};
 use postgres::{Client, NoTls};
 
 /// A session on the test database that keeps the notices (WARNINGs) it receives.
@@ -440,4 +440,49 @@ fn a_snapshot_transaction_is_refused_before_anything_is_paid() {
         .unwrap()
         .get(0);
     assert_eq!(done, 5);
+}
+
+#[test]
+fn an_input_the_api_fails_on_is_blamed_alone_and_its_neighbours_embedded() {
+    let db = TestDb::new("robust_fails_alone");
+    let mut client = db.connect();
+    client
+        .batch_execute(
+            "CREATE TABLE doctrove_papers (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
+                 doctrove_abstract text, doctrove_embedding vector(8));
+             INSERT INTO doctrove_papers SELECT g, CASE WHEN g = 617 THEN 'CRASHES-THE-MODEL' ELSE 'Paper ' || g END,
+                 NULL, NULL FROM generate_series(1, 999) g;
+             SELECT doctrove_embed.create_pending_index();
+             SET doctrove_embed.max_retries = 1;",
+        )
+        .unwrap();
+    db.point_at_mock(&mut client, "dim=8/fail=CRASHES-THE-MODEL/");
+    let calls = embed_until_done(&mut client, 250);
+    let embedded = count(&mut client, "SELECT count(doctrove_embedding) FROM doctrove_papers");
+    let blamed: Vec<(String, String)> = client
+        .query("SELECT paper_id, last_error FROM doctrove_embed.failures", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let stats = db.stats();
+    record_figure(&format!(
+        "one input the API answers with 500 among 999: {embedded} embedded in {calls} calls, {} blamed, {} requests, paid twice {}",
+        blamed.len(),
+        stats["requests"],
+        stats["paid_twice"]
+    ));
+    assert_eq!(embedded, 998);
+    assert_eq!(blamed.len(), 1, "{blamed:?}");
+    assert_eq!(blamed[0].0, "617");
+    assert!(blamed[0].1.contains("500"), "{blamed:?}");
+    assert_eq!(stats["paid_twice"].as_u64(), Some(0));
+    let one: Vec<f32> = client
+        .query_one(
+            "SELECT doctrove_embedding::real[] FROM doctrove_papers WHERE doctrove_paper_id = 618",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(one, doctrove_mock::vector_for("Title: Paper 618", 8));
 }

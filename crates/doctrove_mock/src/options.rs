@@ -33,6 +33,9 @@ pub struct Options {
     pub ascending: bool,
     /// Reject with 400 any request holding an input that contains this text (`poison=TEXT`).
     pub poison: Option<String>,
+    /// Fail with 500 any request holding an input that contains this text, every time, as a
+    /// self-hosted model that crashes on one odd input does (`fail=TEXT`).
+    pub fail: Option<String>,
     /// Fraction of requests answered 429 with `retry-after-ms` (`p429=0.2`).
     pub p429: f64,
     /// Fraction of requests answered 500 (`p500=0.1`).
@@ -86,6 +89,7 @@ impl Default for Options {
             wrong_dims: false,
             ascending: false,
             poison: None,
+            fail: None,
             p429: 0.0,
             p500: 0.0,
             pslow: 0.0,
@@ -127,6 +131,7 @@ pub fn parse_path(path: &str) -> Options {
             "dimoff" => options.wrong_dims = value == "1",
             "order" => options.ascending = value == "asc",
             "poison" => options.poison = Some(value),
+            "fail" => options.fail = Some(value),
             "p429" => options.p429 = value.parse().unwrap_or(0.0),
             "p500" => options.p500 = value.parse().unwrap_or(0.0),
             "pslow" => options.pslow = value.parse().unwrap_or(0.0),

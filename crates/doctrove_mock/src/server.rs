@@ -278,6 +278,11 @@ fn answer(state: &State, options: &Options, raw: &[u8], auth: Option<&str>, n: u
             return Reply::api_error(400, "invalid_input", "Invalid 'input': the text was rejected.");
         }
     }
+    if let Some(fail) = &options.fail {
+        if inputs.iter().any(|s| s.contains(fail.as_str())) {
+            return Reply::api_error(500, "server_error", "The model failed on this request (mock).");
+        }
+    }
     let tokens: usize = inputs.iter().map(|s| s.len().div_ceil(4)).sum();
     let mut limit_headers = Vec::new();
     if options.tpm > 0 || options.rpm > 0 {

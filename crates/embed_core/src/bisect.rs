@@ -18,6 +18,12 @@
 //! about any one input: the request is split and both halves are sent, and no input is blamed;
 //! one input refused for its size alone ends the search with that error.
 //!
+//! A request that still fails after its retries with a 500 or with an answer that is not a valid
+//! embeddings response (a self-hosted model that fails on one odd input does the first; a NaN
+//! in one vector the second) may be one input's doing too: it is bisected the same way. Such an
+//! input is blamed only when, after it failed alone, a canary request is answered: the API works
+//! and fails on that input, so a transient outage never blames anyone.
+//!
 //! A request that fails for another reason ends the search: what was answered before it is
 //! kept ([`Isolated::vectors`], already paid for), the rest stays pending, and the error comes
 //! back in [`Isolated::error`].
@@ -63,6 +69,12 @@ pub fn is_input_rejection(error: &ApiError) -> bool {
     matches!(error, ApiError::Rejected { status: 400 | 422, .. }) && !is_size_rejection(error)
 }
 
+/// Whether a request that failed this way after its retries may have failed for one input: a
+/// 500, or an answer that is not a valid embeddings response.
+pub fn may_follow_an_input(error: &ApiError) -> bool {
+    matches!(error, ApiError::ServerError { status: 500, .. } | ApiError::Malformed(_))
+}
+
 fn rejection_message(error: &ApiError) -> String {
     match error {
         ApiError::Rejected { status, message, .. } => format!("HTTP {status}: {message}"),
@@ -78,8 +90,11 @@ struct Search<'s, 'a> {
     out: Isolated,
     /// Whether an accepted request of this batch shows that the API accepts requests at all.
     proven: &'s mut bool,
-    /// Inputs rejected alone, not yet proven to be at fault.
+    /// Inputs rejected alone (4xx), not yet proven to be at fault.
     suspects: Vec<(usize, String)>,
+    /// Inputs whose request failed alone (500, an invalid answer), to be blamed only when a
+    /// canary sent afterwards is answered.
+    failed_alone: Vec<(usize, ApiError)>,
 }
 
 impl Search<'_, '_> {
@@ -111,11 +126,16 @@ impl Search<'_, '_> {
             self.search(left, None)?;
             return self.search(right, None);
         }
-        if !is_input_rejection(&error) {
+        let failure = may_follow_an_input(&error);
+        if !is_input_rejection(&error) && !failure {
             return Err(error);
         }
         if items.len() == 1 {
-            self.suspects.push((items[0], rejection_message(&error)));
+            if failure {
+                self.failed_alone.push((items[0], error));
+            } else {
+                self.suspects.push((items[0], rejection_message(&error)));
+            }
             return Ok(());
         }
         let (left, right) = items.split_at(items.len() / 2);
@@ -150,6 +170,7 @@ pub fn isolate_rejected(
         out: Isolated::default(),
         proven,
         suspects: Vec::new(),
+        failed_alone: Vec::new(),
     };
     if !items.is_empty() {
         if let Err(error) = search.search(items, None) {
@@ -160,8 +181,30 @@ pub fn isolate_rejected(
         mut out,
         proven,
         suspects,
+        failed_alone,
         ..
     } = search;
+    if !failed_alone.is_empty() {
+        // A 500 or an invalid answer for one input alone: blamed only if the API answers a
+        // canary now. Otherwise the API is failing, not the input: nothing is blamed, the inputs
+        // stay pending, and the failure is the batch's error.
+        match canary() {
+            Ok(()) => {
+                *proven = true;
+                out.rejected.extend(
+                    failed_alone
+                        .into_iter()
+                        .map(|(i, error)| (i, format!("failed alone: {error}"))),
+                );
+            }
+            Err(error) => {
+                out.deferred.extend(failed_alone.into_iter().map(|(i, _)| vec![i]));
+                out.error.get_or_insert(error);
+                out.deferred.extend(suspects.into_iter().map(|(i, _)| vec![i]));
+                return out;
+            }
+        }
+    }
     if suspects.is_empty() {
         return out;
     }
@@ -179,7 +222,7 @@ pub fn isolate_rejected(
             }
         }
     }
-    out.rejected = suspects;
+    out.rejected.extend(suspects);
     out
 }
 
@@ -308,6 +351,84 @@ mod tests {
         assert_eq!(out.rejected.len(), 1);
     }
 
+    /// A fake API that fails with 500 (after its retries) any request holding a poisoned index.
+    fn failing<'a>(poisoned: &[usize], calls: &'a mut usize) -> impl FnMut(&[usize]) -> Result<Vec<Vec<f32>>, ApiError> + 'a {
+        let poisoned = poisoned.to_vec();
+        move |items: &[usize]| {
+            *calls += 1;
+            if items.iter().any(|i| poisoned.contains(i)) {
+                Err(ApiError::ServerError {
+                    status: 500,
+                    message: "model crashed".into(),
+                    retry_after: None,
+                })
+            } else {
+                Ok(items.iter().map(|&i| vec![i as f32]).collect())
+            }
+        }
+    }
+
+    #[test]
+    fn an_input_that_makes_the_api_fail_is_found_and_its_neighbours_embedded() {
+        let items: Vec<usize> = (0..250).collect();
+        for poison in [0, 1, 124, 125, 249] {
+            let mut calls = 0;
+            let mut canaries = 0;
+            let mut canary = || {
+                canaries += 1;
+                Ok(())
+            };
+            let out = isolate_rejected(&items, &mut failing(&[poison], &mut calls), &mut canary, &mut false);
+            let blamed: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
+            assert_eq!(blamed, vec![poison], "{out:?}");
+            assert!(out.rejected[0].1.contains("500"), "{:?}", out.rejected);
+            assert_eq!(all_indices(&out), items);
+            assert!(out.vectors.iter().all(|(i, v)| *i != poison && v == &vec![*i as f32]));
+            assert_eq!(out.error, None);
+            assert!(calls <= 1 + 8, "poison {poison}: {calls} requests");
+            assert_eq!(canaries, 1, "a failure alone is confirmed by a canary, even when proven");
+        }
+    }
+
+    #[test]
+    fn an_api_that_fails_everything_blames_no_input() {
+        let items: Vec<usize> = (0..16).collect();
+        let mut calls = 0;
+        let mut canary = || {
+            Err(ApiError::ServerError {
+                status: 500,
+                message: "down".into(),
+                retry_after: None,
+            })
+        };
+        let out = isolate_rejected(&items, &mut failing(&items, &mut calls), &mut canary, &mut false);
+        assert!(out.rejected.is_empty(), "{out:?}");
+        assert!(
+            matches!(out.error, Some(ApiError::ServerError { status: 500, .. })),
+            "{out:?}"
+        );
+        assert!(out.vectors.is_empty());
+        assert_eq!(all_indices(&out), items, "every input stays pending");
+    }
+
+    #[test]
+    fn a_503_still_ends_the_search_without_bisecting() {
+        let items: Vec<usize> = (0..16).collect();
+        let mut calls = 0;
+        let mut send = |_: &[usize]| -> Result<Vec<Vec<f32>>, ApiError> {
+            calls += 1;
+            Err(ApiError::ServerError {
+                status: 503,
+                message: "busy".into(),
+                retry_after: None,
+            })
+        };
+        let out = isolate_rejected(&items, &mut send, &mut canary_ok(), &mut false);
+        assert_eq!(calls, 1);
+        assert!(out.rejected.is_empty() && out.deferred.is_empty());
+        assert!(matches!(out.error, Some(ApiError::ServerError { status: 503, .. })));
+    }
+
     #[test]
     fn a_size_refusal_splits_without_blaming() {
         let items: Vec<usize> = (0..8).collect();
@@ -358,7 +479,7 @@ mod tests {
                 1 => Err(rejected()),
                 2 => Ok(items.iter().map(|&i| vec![i as f32]).collect()),
                 _ => Err(ApiError::ServerError {
-                    status: 500,
+                    status: 503,
                     message: "down".into(),
                     retry_after: None,
                 }),
