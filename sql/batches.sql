@@ -22,6 +22,9 @@ CREATE TABLE doctrove_embed.batch_jobs (
     papers_released integer NOT NULL DEFAULT 0,
     -- Whether it was found on the API after a crash instead of recorded when it was created.
     adopted boolean NOT NULL DEFAULT false,
+    -- Collections of this batch that failed in a row (its files unreadable, the API not knowing
+    -- it); after a bound it is closed and its papers released.
+    collect_failures integer NOT NULL DEFAULT 0,
     error text,
     submitted_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,

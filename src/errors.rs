@@ -34,6 +34,17 @@ impl UserError {
         self
     }
 
+    /// The SQLSTATE.
+    pub fn code(&self) -> PgSqlErrorCode {
+        self.code
+    }
+
+    /// Whether this is a cancel (`pg_cancel_backend`, `statement_timeout`), which must end the
+    /// statement rather than be handled.
+    pub fn is_cancel(&self) -> bool {
+        self.code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+    }
+
     /// Whether a row caused this error when it comes from writing that row: an integrity
     /// violation (class 23: a constraint, a unique key), a data exception (class 22: a value the
     /// row's columns or its triggers refuse), or an exception the table's own triggers raise

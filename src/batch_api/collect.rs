@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use embed_core::batch_client::{read_file_lines, retrieve_batch, BatchInfo};
 use embed_core::batch_file::{parse_result_line, text_hash, LineResult, MAX_CUSTOM_ID_BYTES, MAX_RESULT_LINE_BYTES};
-use embed_core::ApiConfig;
+use embed_core::{ApiConfig, ApiError};
 use pgrx::datum::DatumWithOid;
 use pgrx::PgMemoryContexts;
 
@@ -17,10 +17,12 @@ use crate::batch_api::adopt::adopt_unrecorded;
 use crate::batch_api::jobs_store::{self, Collected};
 use crate::errors::{api_error, UserError};
 use crate::http::config::current_config;
-use crate::http::off_thread::{call_api, streamed};
+use crate::http::off_thread::{off_thread, streamed};
+use crate::http::retries::get_with_retries;
 use crate::pg::at_commit;
 use crate::pg::identity::Acting;
 use crate::pg::shared_state::BatchFigures;
+use crate::pg::subtransaction::try_in_subtransaction;
 use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::table::pending::read_papers;
 use crate::table::rights::check_may_write;
@@ -42,9 +44,60 @@ pub struct CollectedAll {
     pub totals: Collected,
 }
 
+/// Failed collections of one batch (an output file gone, the API no longer knowing it, its
+/// files unreadable) after which it is closed and its papers released: they were paid for, but
+/// nothing can be collected, and holding them would keep them from the live path for good.
+/// Connection errors, timeouts and 5xx are retried within each collection and not counted.
+const MAX_COLLECT_FAILURES: i32 = 5;
+
+/// The batch as the API has it now; transient failures are retried.
 fn retrieve(config: &ApiConfig, id: &str) -> Result<BatchInfo, UserError> {
     let id = id.to_string();
-    call_api(config, move |c| retrieve_batch(c, &id))
+    get_with_retries(config, move |c| retrieve_batch(c, &id)).map_err(|e| api_error(&e))
+}
+
+/// Polls open batch `batch_id` and collects it when finished: `None` while it is still open.
+fn poll_and_collect(
+    target: &Target,
+    config: &ApiConfig,
+    batch_id: &str,
+    acting: Acting,
+) -> Result<Option<(Collected, u64)>, UserError> {
+    let info = retrieve(config, batch_id)?;
+    jobs_store::update_status(&info)?;
+    if !info.is_finished() {
+        return Ok(None);
+    }
+    collect_one(target, config, &info, acting).map(Some)
+}
+
+/// Whether a failed collection says something about the batch rather than about the API's
+/// state now (connection errors, timeouts, 5xx, rate limits, a refused key are the API's).
+fn is_the_batch_s_fault(error: &UserError) -> bool {
+    let state = error.sqlstate();
+    !["08", "38", "53", "28"].iter().any(|class| state.starts_with(class))
+}
+
+/// Notes that collecting batch `batch_id` failed with `error` (its work rolled back): a WARNING,
+/// the error on the batch, and after [`MAX_COLLECT_FAILURES`] failures that are the batch's own,
+/// the batch closed and its papers released. Returns the papers released.
+fn note_failure(batch_id: &str, error: &UserError) -> Result<i64, UserError> {
+    let text = embed_core::bounds::cut_message(&error.summary(), embed_core::bounds::MAX_MESSAGE_CHARS);
+    UserError::new(
+        pgrx::PgSqlErrorCode::ERRCODE_WARNING,
+        format!("batch {batch_id} was not collected: {text}"),
+    )
+    .hint("It stays open and the next collection tries again; the other batches are collected meanwhile.")
+    .warn();
+    if !is_the_batch_s_fault(error) {
+        return Ok(0);
+    }
+    let failures = jobs_store::note_collect_failure(batch_id, &text)?;
+    if failures < MAX_COLLECT_FAILURES {
+        return Ok(0);
+    }
+    let why = format!("released after {failures} failed collections: {text}");
+    jobs_store::close(batch_id, Collected::default(), Some(why))
 }
 
 /// Settles one slice of result lines of batch `batch_id`.
@@ -59,6 +112,9 @@ struct Slicer<'a> {
     collected: Collected,
     tokens: u64,
     seen: HashSet<String>,
+    /// Lines of the result files that were not results, and what was wrong with the first.
+    bad_lines: i64,
+    first_bad_line: Option<String>,
 }
 
 impl Slicer<'_> {
@@ -116,39 +172,44 @@ impl Slicer<'_> {
         jobs_store::unclaim(self.batch_id, &done)
     }
 
-    /// Reads file `file` in slices and settles each.
+    /// Reads file `file` in slices and settles each. Lines that are not results are counted and
+    /// skipped (the papers they should have named are released when the batch closes); a file
+    /// that cannot be read fails the collection of this batch alone.
     fn read(&mut self, file: &str) -> Result<(), UserError> {
         let (thread_config, file_id) = (self.config.clone(), file.to_string());
         let dims = self.target.expected_dims(self.config);
-        let mut problem = None;
         let mut failed = None;
         let outcome = streamed(
             &self.config.base_url,
             1,
-            move |send: &mut dyn FnMut(Result<Vec<LineResult>, String>) -> bool| {
+            move |send: &mut dyn FnMut(FileItem) -> bool| {
                 let mut slice = Vec::with_capacity(SLICE_LINES);
-                let mut bad = None;
+                let mut bad = (0, None);
                 let read = read_file_lines(&thread_config, &file_id, MAX_RESULT_LINE_BYTES, &mut |line| {
                     match parse_result_line(line, dims) {
                         Ok(result) => slice.push(result),
-                        Err(e) => bad = Some(e),
+                        Err(e) => {
+                            bad.0 += 1;
+                            bad.1.get_or_insert(e);
+                        }
                     }
                     if slice.len() >= SLICE_LINES {
-                        return send(Ok(std::mem::take(&mut slice)));
+                        return send(FileItem::Lines(std::mem::take(&mut slice)));
                     }
                     true
                 });
                 if !slice.is_empty() {
-                    send(Ok(slice));
+                    send(FileItem::Lines(slice));
                 }
-                match (read, bad) {
-                    (Err(e), _) => send(Err(e.to_string())),
-                    (Ok(()), Some(e)) => send(Err(e)),
-                    _ => true,
-                };
+                if let (count, Some(first)) = bad {
+                    send(FileItem::BadLines { count, first });
+                }
+                if let Err(e) = read {
+                    send(FileItem::Unreadable(e));
+                }
             },
             &mut |item| match item {
-                Ok(lines) => {
+                FileItem::Lines(lines) => {
                     // Each slice's datums (a `vector[]` of up to 1,000 vectors, the ids, the
                     // rows read back) live in a memory context of their own, freed after the
                     // slice: a 50,000-paper batch costs one slice of memory, not the whole file.
@@ -163,25 +224,46 @@ impl Slicer<'_> {
                         }
                     }
                 }
-                Err(e) => {
-                    problem = Some(e);
+                FileItem::BadLines { count, first } => {
+                    self.bad_lines += count;
+                    self.first_bad_line.get_or_insert(first);
+                    true
+                }
+                FileItem::Unreadable(e) => {
+                    failed = Some(unreadable(self.batch_id, &e));
                     false
                 }
             },
         );
         outcome.map_err(|e| api_error(&e))?;
-        if let Some(error) = failed {
-            return Err(error);
-        }
-        match problem {
-            Some(e) => Err(UserError::new(
-                pgrx::PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
-                format!("could not read the results of batch {}: {e}", self.batch_id),
-            )
-            .hint("The batch stays open; the next collection reads it again.")),
-            None => Ok(()),
-        }
+        failed.map_or(Ok(()), Err)
     }
+}
+
+/// Runs `work` with a copy of `config` off the main thread, the API's error as it is.
+fn call_raw<T: Send + 'static>(
+    config: &ApiConfig,
+    work: impl FnOnce(&ApiConfig) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let thread_config = config.clone();
+    off_thread(&config.base_url, move || work(&thread_config))
+}
+
+/// What the thread reading a result file hands over.
+enum FileItem {
+    /// A slice of result lines.
+    Lines(Vec<LineResult>),
+    /// Lines that are not results: how many, and what was wrong with the first.
+    BadLines { count: i64, first: String },
+    /// The file could not be read (whatever was read before it is settled).
+    Unreadable(ApiError),
+}
+
+/// The error for a result file that could not be read.
+fn unreadable(batch_id: &str, error: &ApiError) -> UserError {
+    let api = api_error(error);
+    UserError::new(api.code(), format!("could not read the results of batch {batch_id}: {error}"))
+        .hint("The batch stays open and the next collection reads it again; after repeated failures its papers are released.")
 }
 
 /// Collects batch `info` (finished): writes, records, releases, and marks it collected.
@@ -195,16 +277,39 @@ fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Ac
         collected: Collected::default(),
         tokens: 0,
         seen: HashSet::new(),
+        bad_lines: 0,
+        first_bad_line: None,
     };
     for file in [&info.output_file_id, &info.error_file_id].into_iter().flatten() {
         slicer.read(file)?;
     }
     let mut collected = slicer.collected;
     // The API's own error is already stored (`update_status`); a failed batch without one still
-    // says so.
-    let error = (info.status == "failed" && info.error.is_none()).then(|| "the batch failed".to_string());
+    // says so, and so do lines of its files that were not results.
+    let mut error = (info.status == "failed" && info.error.is_none()).then(|| "the batch failed".to_string());
+    if let Some(first) = &slicer.first_bad_line {
+        let bad = format!(
+            "{} lines of its result files were not results (the first: {first}); their papers were released",
+            slicer.bad_lines
+        );
+        error = Some(match error {
+            Some(e) => format!("{e}; {bad}"),
+            None => bad,
+        });
+    }
     collected.released = jobs_store::close(&info.id, collected, error)?;
     Ok((collected, slicer.tokens))
+}
+
+/// What a collected batch adds to the server-wide figures.
+fn collected_figures(target: &Target, collected: Collected, tokens: u64) -> BatchFigures {
+    BatchFigures {
+        embedded: collected.written.max(0) as u64,
+        failed: collected.failed.max(0) as u64,
+        batch_tokens: tokens,
+        relid: target.relid.to_u32(),
+        ..Default::default()
+    }
 }
 
 /// Adopts unrecorded batches, polls every open batch of the table and collects the finished
@@ -225,30 +330,35 @@ pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
 pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> Result<CollectedAll, UserError> {
     let mut all = CollectedAll::default();
     for batch_id in jobs_store::lock_open_jobs(target)? {
-        let info = retrieve(config, &batch_id)?;
-        jobs_store::update_status(&info)?;
-        if !info.is_finished() {
-            all.still_open += 1;
-            continue;
-        }
-        let (collected, tokens) = collect_one(target, config, &info, acting)?;
+        // Each batch in a subtransaction of its own: one that cannot be collected now is rolled
+        // back alone and never holds the others up.
+        let (collected, tokens) = match try_in_subtransaction(|| poll_and_collect(target, config, &batch_id, acting)) {
+            Ok(Some(done)) => done,
+            Ok(None) => {
+                all.still_open += 1;
+                continue;
+            }
+            Err(error) if error.is_cancel() => return Err(error),
+            Err(error) => {
+                let released = note_failure(&batch_id, &error)?;
+                all.totals.released += released;
+                all.still_open += i32::from(released == 0);
+                continue;
+            }
+        };
         all.batches += 1;
         all.totals.written += collected.written;
         all.totals.failed += collected.failed;
         all.totals.released += collected.released;
-        at_commit::record_batch(BatchFigures {
-            embedded: collected.written.max(0) as u64,
-            failed: collected.failed.max(0) as u64,
-            batch_tokens: tokens,
-            relid: target.relid.to_u32(),
-            ..Default::default()
-        });
+        at_commit::record_batch(collected_figures(target, collected, tokens));
     }
     Ok(all)
 }
 
-/// Cancels the table's open batches and releases their papers (what a batch finished before
-/// the cancel took effect is written when the API reports it cancelled at once).
+/// Asks the API to cancel the table's open batches. A batch the API reports cancelled at once is
+/// collected now (what it finished is written); one still `cancelling` stays open, and the next
+/// collection collects what it finished once it is cancelled. A batch the API no longer knows
+/// (404) is closed and its papers released. Returns how many batches were cancelled.
 pub fn cancel(acting: Acting) -> Result<i32, UserError> {
     refuse_snapshot_isolation("cancel_batches()")?;
     let target = resolve()?;
@@ -256,16 +366,23 @@ pub fn cancel(acting: Acting) -> Result<i32, UserError> {
     let config = current_config()?;
     let mut cancelled = 0;
     for batch_id in jobs_store::lock_open_jobs(&target)? {
-        let info = call_api(&config, move |c| embed_core::batch_client::cancel_batch(c, &batch_id))?;
-        jobs_store::update_status(&info)?;
-        if info.is_finished() {
-            collect_one(&target, &config, &info, acting)?;
-        } else {
-            jobs_store::close(
-                &info.id,
-                Collected::default(),
-                Some("cancelled; results after the cancel are not collected".into()),
-            )?;
+        let id = batch_id.clone();
+        match call_raw(&config, move |c| embed_core::batch_client::cancel_batch(c, &id)) {
+            Ok(info) => {
+                jobs_store::update_status(&info)?;
+                if info.is_finished() {
+                    let (collected, tokens) = collect_one(&target, &config, &info, acting)?;
+                    at_commit::record_batch(collected_figures(&target, collected, tokens));
+                }
+            }
+            Err(ApiError::Rejected { status: 404, .. }) => {
+                jobs_store::close(
+                    &batch_id,
+                    Collected::default(),
+                    Some("the API no longer knows this batch; its papers were released".into()),
+                )?;
+            }
+            Err(error) => return Err(api_error(&error)),
         }
         cancelled += 1;
     }

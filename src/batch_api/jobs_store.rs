@@ -184,3 +184,14 @@ pub fn close(batch_id: &str, collected: Collected, error: Option<String>) -> Res
     )?;
     Ok(released)
 }
+
+/// Notes a failed collection of batch `batch_id` with its error; returns how many of its
+/// collections have failed so far.
+pub fn note_collect_failure(batch_id: &str, error: &str) -> Result<i32, UserError> {
+    one::<i32>(
+        "UPDATE doctrove_embed.batch_jobs SET collect_failures = collect_failures + 1, error = $2 \
+         WHERE batch_id = $1 RETURNING collect_failures",
+        &[batch_id.into(), error.into()],
+    )
+    .map(|n| n.unwrap_or(0))
+}

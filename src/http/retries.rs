@@ -47,6 +47,35 @@ fn what_failed(error: &ApiError) -> String {
     }
 }
 
+/// A seed for the jitter of retry `retry`, different in each process and at each moment.
+fn jitter_seed(retry: u32) -> u64 {
+    // SAFETY: reads this backend's pid.
+    (unsafe { pg_sys::MyProcPid }) as u64 ^ clock::unix_now_ms() as u64 ^ u64::from(retry)
+}
+
+/// Runs `work`, a request that changes nothing on the API (a GET), on a helper thread (see
+/// `off_thread`), retrying transient failures as the retry policy from the settings says.
+pub fn get_with_retries<T: Send + 'static>(
+    config: &ApiConfig,
+    work: impl Fn(&ApiConfig) -> Result<T, ApiError> + Send + Sync + 'static,
+) -> Result<T, ApiError> {
+    let policy = retry_policy();
+    let work = std::sync::Arc::new(work);
+    let mut retry = 0;
+    loop {
+        let (thread_config, thread_work) = (config.clone(), std::sync::Arc::clone(&work));
+        let error = match off_thread(&config.base_url, move || thread_work(&thread_config)) {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        retry += 1;
+        match policy.delay(retry, &error, jitter_from(jitter_seed(retry))) {
+            Some(wait) => latch::sleep(wait),
+            None => return Err(error),
+        }
+    }
+}
+
 /// Sends one request of about `tokens` tokens within the shared rate limit, retrying transient
 /// failures as `policy` says (all waits are cancellable). `on_wait` is told about each wait.
 pub fn embed_with_retries(
@@ -68,9 +97,7 @@ pub fn embed_with_retries(
             Err(error) => error,
         };
         retry += 1;
-        // SAFETY: reads this backend's pid.
-        let seed = unsafe { pg_sys::MyProcPid } as u64 ^ clock::unix_now_ms() as u64 ^ u64::from(retry);
-        match policy.delay(retry, &error, jitter_from(seed)) {
+        match policy.delay(retry, &error, jitter_from(jitter_seed(retry))) {
             Some(wait) => {
                 let text = format!(
                     "retrying after {}, attempt {} of {}, next in {:.1} s",

@@ -1,5 +1,5 @@
-//! Running a statement in a subtransaction of its own, so an ERROR it raises (a trigger, a
-//! constraint, a lock timeout) rolls back that statement alone and comes back as a value.
+//! Running work in a subtransaction of its own, so an ERROR it raises (a trigger, a constraint,
+//! a lock timeout) rolls back that work alone and comes back as a value.
 
 use std::panic::AssertUnwindSafe;
 
@@ -12,6 +12,12 @@ use crate::errors::UserError;
 /// ERROR, which is returned. The memory context and resource owner are the caller's again
 /// afterwards, as PL/Python and PL/Perl do around their subtransactions.
 pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, UserError> {
+    try_in_subtransaction(|| Ok(f()))
+}
+
+/// Runs `f` in a new subtransaction that is kept only when `f` returns `Ok`: an `Err` it returns
+/// and an ERROR it raises both roll back all it did, and come back as `Err`.
+pub fn try_in_subtransaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, UserError> {
     // SAFETY: the standard internal-subtransaction sequence; the saved context and owner
     // belong to the enclosing transaction, which outlives the subtransaction.
     let (context, owner) = unsafe {
@@ -21,7 +27,7 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, UserError> {
         saved
     };
     // After an ERROR nothing `f` built is used again: the subtransaction's abort releases it.
-    let result = PgTryBuilder::new(AssertUnwindSafe(|| Ok(f())))
+    let result = PgTryBuilder::new(AssertUnwindSafe(f))
         .catch_others(|caught| Err(UserError::from_caught(caught)))
         .execute();
     // SAFETY: ends the subtransaction begun above.

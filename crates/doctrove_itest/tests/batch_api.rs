@@ -424,3 +424,108 @@ fn collecting_a_170_mb_output_file_keeps_the_backend_s_memory_bounded() {
     let t = tally(&mut client, 1536);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (20_000, 0, 0, 0));
 }
+
+#[test]
+fn a_batch_with_a_bad_line_or_one_the_api_forgot_holds_up_no_other() {
+    let db = TestDb::new("batch_never_blocks");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 600, 8);
+    // Batch 1's output file ends with a line that is not a result; batch 2's is clean.
+    db.point_at_mock(&mut client, "dim=8/bad_line=1/");
+    let first: i32 = client
+        .query_one("SELECT batches FROM doctrove_embed.submit_batches(250)", &[])
+        .unwrap()
+        .get(0);
+    db.point_at_mock(&mut client, "dim=8/");
+    let second: i32 = client
+        .query_one("SELECT batches FROM doctrove_embed.submit_batches(250)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!((first, second), (1, 1));
+    let (collected, written, failed, released) = collect_until_closed(&mut client, Duration::from_secs(30));
+    assert_eq!((collected, written, failed, released), (2, 500, 0, 0));
+    let error: String = client
+        .query_one("SELECT error FROM doctrove_embed.batches WHERE error IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        error.starts_with("lines of its result files that were not results: 1 ("),
+        "{error}"
+    );
+    // Batch 3 is one the API no longer knows (another scope: 404 for it): each collection warns
+    // and leaves it open, the others go on; after five failed collections its papers are
+    // released and the live path embeds them.
+    db.point_at_mock(&mut client, "dim=8/batch_delay=600000/");
+    assert_eq!(submit(&mut client), (1, 100, 0));
+    let stranger = format!("{}/s={}-elsewhere/dim=8/v1", mock_root(), db.scope);
+    client
+        .execute("SELECT set_config('doctrove_embed.api_base_url', $1, false)", &[&stranger])
+        .unwrap();
+    let mut released = 0;
+    for attempt in 1..=5 {
+        let row = client
+            .query_one("SELECT * FROM doctrove_embed.collect_batches()", &[])
+            .unwrap();
+        released += row.get::<_, i64>("papers_released");
+        let open = row.get::<_, i32>("batches_open");
+        assert_eq!(open, i32::from(attempt < 5), "attempt {attempt}");
+    }
+    assert_eq!(released, 100);
+    let error: String = client
+        .query_one("SELECT error FROM doctrove_embed.batches WHERE papers = 100", &[])
+        .unwrap()
+        .get(0);
+    assert!(error.starts_with("released after 5 failed collections"), "{error}");
+    db.point_at_mock(&mut client, "dim=8/");
+    embed_until_done(&mut client, 250);
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (600, 0, 0, 0));
+    let stats = db.stats();
+    record_figure(&format!(
+        "a batch with a bad output line, a clean one, one the API forgot: {written} written by collection, 100 released after 5 failed collections, {} live, paid twice {}",
+        stats["inputs"], stats["paid_twice"]
+    ));
+    assert_eq!(stats["paid_twice"].as_u64(), Some(0));
+}
+
+#[test]
+fn a_cancel_waits_for_the_api_and_collects_what_it_finished() {
+    let db = TestDb::new("batch_cancel_wait");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 100, 8);
+    db.point_at_mock(&mut client, "dim=8/batch_delay=600000/cancel_delay=1500/");
+    assert_eq!(submit(&mut client), (1, 100, 0));
+    let cancelled: i32 = client
+        .query_one("SELECT doctrove_embed.cancel_batches()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(cancelled, 1);
+    let (status, open): (String, bool) = {
+        let row = client
+            .query_one("SELECT status, open FROM doctrove_embed.batches", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((status.as_str(), open), ("cancelling", true));
+    // While the API is cancelling, the papers stay claimed: nothing is sent live.
+    let live: i32 = client
+        .query_one("SELECT successful_embeddings FROM embed_pending(100)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(live, 0);
+    let (collected, written, failed, released) = collect_until_closed(&mut client, Duration::from_secs(30));
+    assert_eq!((collected, written, failed, released), (1, 50, 0, 50));
+    embed_until_done(&mut client, 250);
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (100, 0, 0, 0));
+    let stats = db.stats();
+    assert_eq!(
+        (
+            stats["batches_cancelled"].as_u64(),
+            stats["batch_inputs"].as_u64(),
+            stats["inputs"].as_u64(),
+            stats["paid_twice"].as_u64()
+        ),
+        (Some(1), Some(50), Some(50), Some(0))
+    );
+}

@@ -53,6 +53,8 @@ struct MockBatch {
     /// Tokens the batch holds, counted against the enqueued limit while it is open.
     tokens: u64,
     finished_at: Option<u64>,
+    /// When a batch being cancelled (`cancelling`) becomes `cancelled`.
+    cancel_at: Option<Instant>,
 }
 
 impl MockBatch {
@@ -169,6 +171,12 @@ impl BatchStore {
                 stats.scope(&batch.scope).batches_failed += 1;
             }
         }
+        if batch.status == "cancelling" {
+            if batch.cancel_at.is_some_and(|at| Instant::now() >= at) {
+                self.finish(index, "cancelled", stats);
+            }
+            return;
+        }
         let due = batch.started.elapsed() >= Duration::from_millis(batch.options.batch_delay_ms);
         if batch.status == "in_progress" && due {
             let expire = batch.options.batch_expire;
@@ -247,9 +255,12 @@ impl BatchStore {
         }
         output.sort_by_key(|line| shuffle_key(line["custom_id"].as_str().unwrap_or("")));
         let to_file = |lines: &[Value]| lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+        let mut output_bytes = to_file(&output);
+        if options.batch_bad_line && !output.is_empty() {
+            output_bytes.extend_from_slice(b"this line is not a result\n");
+        }
         let (completed, failed) = (output.len() as u64, errors.len() as u64);
-        let output_id =
-            (!output.is_empty()).then(|| self.add_file(&scope, "batch_output", "batch_output.jsonl", to_file(&output)));
+        let output_id = (!output.is_empty()).then(|| self.add_file(&scope, "batch_output", "batch_output.jsonl", output_bytes));
         let error_id =
             (!errors.is_empty()).then(|| self.add_file(&scope, "batch_output", "batch_errors.jsonl", to_file(&errors)));
         let batch = &mut self.batches[index];
@@ -368,6 +379,7 @@ fn create(store: &mut BatchStore, stats: &mut Stats, options: &Options, raw: &[u
         failed: 0,
         tokens,
         finished_at: None,
+        cancel_at: None,
     };
     let answer = batch.to_json();
     store.batches.push(batch);
@@ -456,8 +468,14 @@ pub fn handle(store: &mut BatchStore, stats: &mut Stats, options: &Options, requ
             store.refresh(index, stats);
             match (method, cancel) {
                 ("POST", true) => {
-                    if store.batches[index].is_open() {
-                        store.finish(index, "cancelled", stats);
+                    if store.batches[index].is_open() && store.batches[index].status != "cancelling" {
+                        if options.cancel_delay_ms > 0 {
+                            let batch = &mut store.batches[index];
+                            batch.status = "cancelling";
+                            batch.cancel_at = Some(Instant::now() + Duration::from_millis(options.cancel_delay_ms));
+                        } else {
+                            store.finish(index, "cancelled", stats);
+                        }
                         stats.scope(&options.scope).batches_cancelled += 1;
                     }
                     Reply::json(200, &store.batches[index].to_json())

@@ -72,6 +72,11 @@ pub struct Options {
     /// Batch API: answer every `/files` and `/batches` route with 404, as an endpoint without a
     /// Batch API does (`no_batch_api=1`).
     pub no_batch_api: bool,
+    /// Batch API: a cancelled batch stays `cancelling` this many milliseconds, then is
+    /// `cancelled` with half its requests done, as the real API takes minutes (`cancel_delay=MS`).
+    pub cancel_delay_ms: u64,
+    /// Batch API: a batch's output file ends with a line that is not a result (`bad_line=1`).
+    pub batch_bad_line: bool,
 }
 
 impl Default for Options {
@@ -105,6 +110,8 @@ impl Default for Options {
             batch_enqueued_tokens: 0,
             batch_hold_ms: 0,
             no_batch_api: false,
+            cancel_delay_ms: 0,
+            batch_bad_line: false,
         }
     }
 }
@@ -147,6 +154,8 @@ pub fn parse_path(path: &str) -> Options {
             "batch_tokens" => options.batch_enqueued_tokens = value.parse().unwrap_or(0),
             "batch_hold" => options.batch_hold_ms = value.parse().unwrap_or(0),
             "no_batch_api" => options.no_batch_api = value == "1",
+            "cancel_delay" => options.cancel_delay_ms = value.parse().unwrap_or(0),
+            "bad_line" => options.batch_bad_line = value == "1",
             _ => {}
         }
     }
