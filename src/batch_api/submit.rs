@@ -113,7 +113,8 @@ pub fn submit_pending(
         if token_room.is_some_and(|room| room <= 0) {
             break;
         }
-        let papers = fetch_pending(target, want, acting, false)?;
+        let fetched = fetch_pending(target, want, acting, false)?;
+        let papers = fetched.papers;
         if papers.is_empty() {
             break;
         }
@@ -140,7 +141,9 @@ pub fn submit_pending(
         left -= papers_taken;
         // Papers left out stay locked by this transaction, so the next fetch would return them
         // again: the submission ends here.
-        if file.full || (papers.len() as i32) < want || papers_taken < papers.len() as i64 {
+        // A fetch stopped by the text budget leaves more pending: the next batch takes them.
+        let no_more = (papers.len() as i32) < want && !fetched.stopped_by_budget;
+        if file.full || no_more || papers_taken < papers.len() as i64 {
             break;
         }
     }

@@ -121,7 +121,7 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     check_batch_fits(batch, dims, setting)?;
     let fetch_start = Instant::now();
     let descending = has_open_claims(&target)?;
-    let papers = fetch_pending(&target, batch, acting, descending)?;
+    let papers = fetch_pending(&target, batch, acting, descending)?.papers;
     let mut outcome = BatchOutcome {
         fetch_ms: millis_since(fetch_start),
         relid: target.relid.to_u32(),

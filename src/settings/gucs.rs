@@ -76,6 +76,11 @@ pub static BATCH_API_POLL_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 /// Papers per batch (the API takes at most 50,000 inputs per batch).
 pub static BATCH_API_MAX_PAPERS: GucSetting<i32> = GucSetting::<i32>::new(50_000);
 
+/// Most kilobytes of paper text (titles and abstracts) one fetch of pending papers reads: a
+/// live batch, or the papers of one Batch API file. The fetch stops taking papers there, so a
+/// call's memory is bounded however long the texts are.
+pub static FETCH_TEXT_BUDGET_KB: GucSetting<i32> = GucSetting::<i32>::new(8 * 1024);
+
 /// What the live endpoint charges per million tokens, in dollars; the Batch API charges half.
 pub static PRICE_PER_MILLION_TOKENS: GucSetting<f64> = GucSetting::<f64>::new(0.02);
 
@@ -344,6 +349,16 @@ pub fn register(preloading: bool) {
         embed_core::batch_file::MAX_BATCH_INPUTS as i32,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.fetch_text_budget",
+        c"Most paper text one fetch of pending papers reads (a live batch, or one Batch API file); the fetch stops taking papers there.",
+        c"Bounds the memory of each call however long the texts are.",
+        &FETCH_TEXT_BUDGET_KB,
+        64,
+        1024 * 1024,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_float_guc(
         c"doctrove_embed.price_per_million_tokens",

@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 use crate::errors::{internal, UserError};
 use crate::pg::identity::Acting;
 use crate::pg::shared_state;
+use crate::settings::gucs;
 use crate::table::target::Target;
 use crate::table::{claims, failures, pending_index};
 
@@ -22,13 +23,26 @@ pub struct Pending {
     pub input: String,
 }
 
+/// Rows read from the cursor at a time: the budget is checked between them.
+const FETCH_ROWS: i64 = 16;
+
+/// What one fetch took.
+pub struct Fetched {
+    pub papers: Vec<Pending>,
+    /// Whether the fetch stopped at `doctrove_embed.fetch_text_budget` (more may be pending).
+    pub stopped_by_budget: bool,
+}
+
 /// Up to `limit` pending papers in no open job, locked; `descending` as in
 /// `PapersTable::select_pending` (the live path takes the high end of the id order while jobs
-/// are open, submissions the low end).
-pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bool) -> Result<Vec<Pending>, UserError> {
+/// are open, submissions the low end). Rows are read (and locked) a few at a time, and the fetch
+/// stops once their texts reach `doctrove_embed.fetch_text_budget`.
+pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bool) -> Result<Fetched, UserError> {
     let query = target.names.select_pending(descending);
     let args: Vec<DatumWithOid> = vec![limit.into(), failures::held_back(target)?.into(), target.relid.into()];
-    let mut papers = pending_index::over_pending(target, || read_papers(target, &query, &args, acting))?;
+    let budget = gucs::FETCH_TEXT_BUDGET_KB.get().max(1) as usize * 1024;
+    let (mut papers, stopped_by_budget) =
+        pending_index::over_pending(target, || read_within_budget(target, &query, &args, acting, budget))?;
     // A submission that committed while this statement ran released its locks with its claims
     // visible, but not to this statement's snapshot: look again now that the rows are locked.
     if !papers.is_empty() && claims::has_open_claims(target)? {
@@ -36,7 +50,45 @@ pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bo
         let claimed = claims::claimed_among(target, &ids)?;
         papers.retain(|p| !claimed.contains(&p.id));
     }
-    Ok(papers)
+    Ok(Fetched {
+        papers,
+        stopped_by_budget,
+    })
+}
+
+/// The papers `query` (a locking selection) gives as (id, title, abstract), read through a
+/// cursor until their texts reach `budget` bytes; and whether the budget stopped it.
+fn read_within_budget(
+    target: &Target,
+    query: &str,
+    args: &[DatumWithOid],
+    acting: Acting,
+    budget: usize,
+) -> Result<(Vec<Pending>, bool), UserError> {
+    acting
+        .run(target.owner, || {
+            Spi::connect_mut(|client| {
+                let mut cursor = client.try_open_cursor_mut(query, args)?;
+                let (mut papers, mut bytes) = (Vec::new(), 0usize);
+                loop {
+                    let rows = cursor.fetch(FETCH_ROWS)?;
+                    if rows.is_empty() {
+                        return Ok((papers, false));
+                    }
+                    for row in rows {
+                        let (id, title, abstract_text) = (row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?);
+                        bytes += title.as_ref().map_or(0, String::len) + abstract_text.as_ref().map_or(0, String::len);
+                        if let (Some(id), Some(input)) = (id, paper_input(title.as_deref(), abstract_text.as_deref())) {
+                            papers.push(Pending { id, input });
+                        }
+                    }
+                    if bytes >= budget {
+                        return Ok((papers, true));
+                    }
+                }
+            })
+        })
+        .map_err(internal("read pending papers"))
 }
 
 /// The papers `query` gives as (id, title, abstract), with the text sent for each.

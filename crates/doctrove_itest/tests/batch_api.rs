@@ -39,6 +39,37 @@ fn submit(client: &mut Client) -> (i32, i64, i32) {
     (row.get("batches"), row.get("papers"), row.get("adopted"))
 }
 
+/// Runs `work` on `client` while sampling its backend's private memory (RssAnon: VmHWM would
+/// also count the shared buffers it touches); returns what `work` returned, the memory before
+/// and the most seen during, in kB.
+fn with_peak_private_memory<T>(client: &mut Client, work: impl FnOnce(&mut Client) -> T) -> (T, u64, u64) {
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let anon_kb = move || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("RssAnon:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before_kb = anon_kb();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(Ordering::SeqCst) {
+                peak = peak.max(anon_kb());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let result = work(client);
+    stop.store(true, Ordering::SeqCst);
+    (result, before_kb, sampler.join().unwrap())
+}
+
 fn count(client: &mut Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).unwrap().get(0)
 }
@@ -382,33 +413,8 @@ fn collecting_a_170_mb_output_file_keeps_the_backend_s_memory_bounded() {
     drop(client);
     // A fresh session, so its peak is this collection's.
     let mut client = db.connect();
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    // The backend's private memory (RssAnon), sampled while it collects: VmHWM would also count
-    // the shared buffers the writes touch.
-    let anon_kb = move || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("RssAnon:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    let before_kb = anon_kb();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while !stop.load(Ordering::SeqCst) {
-                peak = peak.max(anon_kb());
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        })
-    };
-    let (_, written, _, _) = collect_until_closed(&mut client, Duration::from_secs(120));
-    stop.store(true, Ordering::SeqCst);
-    let peak_kb = sampler.join().unwrap();
+    let ((_, written, _, _), before_kb, peak_kb) =
+        with_peak_private_memory(&mut client, |client| collect_until_closed(client, Duration::from_secs(120)));
     assert_eq!(written, 20_000);
     // Each output line carries 1,536 floats in base64 (8,192 bytes) and its envelope.
     let output_mb = 20_000 * 8_500 / 1_000_000;
@@ -528,4 +534,69 @@ fn a_cancel_waits_for_the_api_and_collects_what_it_finished() {
         ),
         (Some(1), Some(50), Some(50), Some(0))
     );
+}
+
+#[test]
+fn embedding_papers_with_huge_texts_keeps_the_backend_s_memory_bounded() {
+    let db = TestDb::new("memory_huge_texts");
+    let mut client = db.connect();
+    // 1,000 papers whose title and abstract are each 131,056 bytes (the most of a text one input
+    // can use), 262 MB of text read back in full.
+    client
+        .batch_execute(
+            "CREATE TABLE doctrove_papers (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
+                 doctrove_abstract text, doctrove_embedding vector(8));
+             INSERT INTO doctrove_papers SELECT g, g || repeat(' lorem', 21842) || 'ips', repeat('ipsum ', 21842) || 'dolo', NULL
+                 FROM generate_series(1, 1000) g;
+             SELECT doctrove_embed.create_pending_index();",
+        )
+        .unwrap();
+    drop(client);
+    let mut client = db.connect();
+    db.point_at_mock(&mut client, "dim=8/");
+    let (done, before_kb, peak_kb) = with_peak_private_memory(&mut client, |client| {
+        client
+            .query_one("SELECT successful_embeddings FROM embed_pending(1000)", &[])
+            .unwrap()
+            .get::<_, i32>(0)
+    });
+    record_figure(&format!(
+        "embed_pending(1000) over papers with 131,056-byte titles and abstracts: {done} papers in the call (fetch_text_budget 8 MB), backend private memory {} MB before, {} MB at most",
+        before_kb / 1024,
+        peak_kb / 1024
+    ));
+    record_attack(
+        "take the server's memory with embed_pending(1000) over huge texts (128 MB or more of backend growth)",
+        peak_kb >= before_kb + 128 * 1024,
+    );
+    assert!(peak_kb < before_kb + 128 * 1024, "grew from {before_kb} kB to {peak_kb} kB");
+    assert!(done > 0 && done < 1000, "{done}");
+    assert_eq!(db.stats()["inputs"].as_i64(), Some(i64::from(done)));
+    assert_eq!(
+        count(&mut client, "SELECT count(doctrove_embedding) FROM doctrove_papers"),
+        i64::from(done)
+    );
+}
+
+#[test]
+fn submitting_50000_papers_keeps_the_backend_s_memory_bounded() {
+    let db = TestDb::new("memory_submission");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 50_000, 8);
+    client
+        .batch_execute("UPDATE doctrove_papers SET doctrove_abstract = repeat('An abstract of about the usual length. ', 40)")
+        .unwrap();
+    drop(client);
+    let mut client = db.connect();
+    db.point_at_mock(&mut client, "dim=8/batch_delay=600000/");
+    let ((batches, papers, _), before_kb, peak_kb) = with_peak_private_memory(&mut client, submit);
+    record_figure(&format!(
+        "submitting 50,000 papers of 1.6 kB: {batches} batches, backend private memory {} MB before, {} MB at most",
+        before_kb / 1024,
+        peak_kb / 1024
+    ));
+    assert_eq!(papers, 50_000);
+    assert!(batches > 1, "{batches}");
+    assert!(peak_kb < before_kb + 128 * 1024, "grew from {before_kb} kB to {peak_kb} kB");
+    assert_eq!(db.stats()["batches_created"].as_i64(), Some(i64::from(batches)));
 }
