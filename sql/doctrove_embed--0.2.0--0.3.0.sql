@@ -72,6 +72,8 @@ CREATE TABLE doctrove_embed.batch_jobs (
     -- Collections of this batch that failed in a row (its files unreadable, the API not knowing
     -- it); after a bound it is closed and its papers released.
     collect_failures integer NOT NULL DEFAULT 0,
+    -- Whether its files were deleted from the API (after the collection committed).
+    files_deleted boolean NOT NULL DEFAULT false,
     error text,
     submitted_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use embed_core::batch_client::{list_batches, read_file_lines, BatchInfo};
-use embed_core::batch_file::{MAX_BATCH_INPUTS, MAX_CUSTOM_ID_BYTES};
+use embed_core::batch_file::{request_of_line, text_hash, MAX_BATCH_INPUTS, MAX_CUSTOM_ID_BYTES};
 use embed_core::{ApiConfig, ApiError};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED;
@@ -84,24 +84,24 @@ pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, User
 /// Claims the papers of an unrecorded batch, read from its input file (each `custom_id` is a
 /// paper's id).
 fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), UserError> {
-    let mut ids = Vec::new();
+    // Each input line names a paper and carries the text sent for it: the fingerprint of that
+    // text is what a collection compares with the paper's own, so a batch whose lines carry other
+    // texts than the papers' (made by anyone else holding the key) writes nothing.
+    let mut claims: Vec<(String, i64)> = Vec::new();
     if let Some(file) = info.input_file_id.clone() {
-        ids = call(config, move |c| {
-            let mut ids = Vec::new();
+        claims = call(config, move |c| {
+            let mut claims = Vec::new();
             read_file_lines(c, &file, MAX_INPUT_LINE_BYTES, &mut |line| {
-                let id = serde_json::from_slice::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| v["custom_id"].as_str().map(str::to_string));
-                if let Some(id) = id.filter(|id| id.len() <= MAX_CUSTOM_ID_BYTES) {
-                    ids.push(id);
+                if let Some((id, input)) = request_of_line(line).filter(|(id, _)| id.len() <= MAX_CUSTOM_ID_BYTES) {
+                    claims.push((id, text_hash(&input)));
                 }
-                ids.len() < MAX_BATCH_INPUTS
+                claims.len() < MAX_BATCH_INPUTS
             })?;
-            Ok(ids)
+            Ok(claims)
         })?;
     }
     let submission = info.metadata.get(META_SUBMISSION).cloned().unwrap_or_default();
-    let hashes = vec![None; ids.len()];
+    let (ids, hashes): (Vec<String>, Vec<Option<i64>>) = claims.into_iter().map(|(id, hash)| (id, Some(hash))).unzip();
     jobs_store::record(target, info, &submission, 0, ids, hashes, true)?;
     jobs_store::update_status(info)?;
     pgrx::log!("doctrove_embed: adopted batch {} found on the API but not recorded", info.id);

@@ -7,8 +7,8 @@
 
 use std::collections::HashSet;
 
-use embed_core::batch_client::{read_file_lines, retrieve_batch, BatchInfo};
-use embed_core::batch_file::{parse_result_line, text_hash, LineResult, MAX_CUSTOM_ID_BYTES, MAX_RESULT_LINE_BYTES};
+use embed_core::batch_client::{delete_file, read_file_lines, retrieve_batch, BatchInfo};
+use embed_core::batch_file::{parse_result_line, sent_text_hash, LineResult, MAX_CUSTOM_ID_BYTES, MAX_RESULT_LINE_BYTES};
 use embed_core::{ApiConfig, ApiError};
 use pgrx::datum::DatumWithOid;
 use pgrx::PgMemoryContexts;
@@ -148,8 +148,9 @@ impl Slicer<'_> {
                 _ => {}
             }
         }
-        // Write only papers still pending whose text is the one sent (or not known, for an
-        // adopted batch); the others are released.
+        // Write only papers still pending whose text is the one sent; the others (a text edited
+        // meanwhile, an adopted batch whose input carried other texts or could not be read) are
+        // released.
         let wanted: Vec<String> = embedded.iter().map(|(id, _)| id.clone()).collect();
         let query = self.target.names.select_claimed();
         let args: Vec<DatumWithOid> = vec![wanted.into()];
@@ -157,9 +158,8 @@ impl Slicer<'_> {
         let unchanged: HashSet<String> = current
             .into_iter()
             .filter(|p| match claims.get(&p.id) {
-                Some(Some(hash)) => *hash == text_hash(&p.input),
-                Some(None) => true,
-                None => false,
+                Some(Some(hash)) => *hash == sent_text_hash(&p.input),
+                Some(None) | None => false,
             })
             .map(|p| p.id)
             .collect();
@@ -326,8 +326,31 @@ pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
     })
 }
 
+/// Deletes from the API the files of batches collected by earlier transactions: the input the
+/// API keeps, and the results, once written, are of no more use there. A file the API no longer
+/// has counts as deleted; another failure leaves it for the next collection.
+fn delete_collected_files(target: &Target, config: &ApiConfig) -> Result<(), UserError> {
+    for (batch_id, files) in jobs_store::collected_with_files(target)? {
+        let deleted = call_raw(config, move |c| {
+            for file in &files {
+                match delete_file(c, file) {
+                    Ok(()) | Err(ApiError::Rejected { status: 404, .. }) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok(())
+        });
+        match deleted {
+            Ok(()) => jobs_store::files_deleted(&batch_id)?,
+            Err(error) => pgrx::debug1!("doctrove_embed: the files of batch {batch_id} stay on the API for now: {error}"),
+        }
+    }
+    Ok(())
+}
+
 /// Polls every open batch of the table and collects the finished ones.
 pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> Result<CollectedAll, UserError> {
+    delete_collected_files(target, config)?;
     let mut all = CollectedAll::default();
     for batch_id in jobs_store::lock_open_jobs(target)? {
         // Each batch in a subtransaction of its own: one that cannot be collected now is rolled

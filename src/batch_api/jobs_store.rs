@@ -195,3 +195,38 @@ pub fn note_collect_failure(batch_id: &str, error: &str) -> Result<i32, UserErro
     )
     .map(|n| n.unwrap_or(0))
 }
+
+/// Up to 20 of the table's collected jobs whose files are still on the API, each with its file
+/// ids, locked; only jobs collected by an earlier transaction (one that committed), so no file a
+/// rolled-back collection still needs is deleted.
+pub fn collected_with_files(target: &Target) -> Result<Vec<(String, Vec<String>)>, UserError> {
+    as_extension(|| {
+        Spi::connect_mut(|client| {
+            client
+                .update(
+                    "SELECT batch_id, array_remove(ARRAY[input_file_id, output_file_id, error_file_id], NULL) \
+                     FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass AND collected_at < now() \
+                     AND NOT files_deleted ORDER BY collected_at LIMIT 20 FOR UPDATE SKIP LOCKED",
+                    None,
+                    &[target.relid.into()],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<Vec<String>>(2)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+    })
+    .map_err(internal(WHAT))
+}
+
+/// Notes that the files of job `batch_id` are gone from the API.
+pub fn files_deleted(batch_id: &str) -> Result<(), UserError> {
+    run(
+        "UPDATE doctrove_embed.batch_jobs SET files_deleted = true WHERE batch_id = $1",
+        &[batch_id.into()],
+    )
+    .map(|_| ())
+}

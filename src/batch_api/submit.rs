@@ -7,10 +7,12 @@
 //! and collects the batches the API has finished (see `batch_collect`), which frees their
 //! enqueued tokens: one scheduled `submit_batches()` does a whole backfill.
 
-use embed_core::batch_client::{create_batch, upload_batch_file};
+use std::sync::atomic::Ordering;
+
+use embed_core::batch_client::{create_batch, delete_file, upload_batch_file};
 use embed_core::batch_file::{request_line, text_hash, MAX_BATCH_FILE_BYTES, MAX_CUSTOM_ID_BYTES};
 use embed_core::tokens;
-use embed_core::ApiConfig;
+use embed_core::{ApiConfig, ApiError};
 use pgrx::prelude::*;
 
 use crate::batch_api::adopt::{adopt_unrecorded, our_metadata, META_SUBMISSION};
@@ -18,7 +20,7 @@ use crate::batch_api::collect::collect_finished;
 use crate::batch_api::jobs_store;
 use crate::errors::UserError;
 use crate::http::config::current_config;
-use crate::http::off_thread::call_api as call;
+use crate::http::off_thread::call_api_abandonable;
 use crate::pg::identity::Acting;
 use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::settings::gucs;
@@ -71,7 +73,7 @@ fn build_file(papers: &[Pending], config: &ApiConfig, token_room: Option<i64>) -
         }
         file.content.extend_from_slice(line.as_bytes());
         file.ids.push(paper.id.clone());
-        file.hashes.push(Some(text_hash(&paper.input)));
+        file.hashes.push(Some(text_hash(&text)));
         file.tokens += count;
     }
     file
@@ -128,8 +130,17 @@ pub fn submit_pending(
             .unwrap_or_default();
         metadata.insert(META_SUBMISSION.to_string(), submission.clone());
         let (content, meta) = (file.content, metadata.clone());
-        let info = call(config, move |c| {
+        let info = call_api_abandonable(config, move |c, abandoned| {
             let file_id = upload_batch_file(c, "doctrove_embed_batch.jsonl", &content)?;
+            // The statement was cancelled (or failed) while the file went up: it has rolled back,
+            // so a batch created now would hold papers nothing records, and they would be sent
+            // again. The file goes too.
+            if abandoned.load(Ordering::SeqCst) {
+                let _ = delete_file(c, &file_id);
+                return Err(ApiError::Malformed(
+                    "the submission ended before its batch was created".into(),
+                ));
+            }
             create_batch(c, &file_id, &meta)
         })?;
         let papers_taken = file.ids.len() as i64;

@@ -6,7 +6,8 @@
 //! (`pg::latch`), so `pg_cancel_backend()` and `statement_timeout` end the call at once, and the
 //! postmaster's death ends the process; the abandoned request finishes or times out on its own.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use embed_core::{ApiConfig, ApiError};
 
@@ -90,4 +91,35 @@ pub fn call_api<T: Send + 'static>(
 ) -> Result<T, UserError> {
     let thread_config = config.clone();
     off_thread(&config.base_url, move || work(&thread_config)).map_err(|e| api_error(&e))
+}
+
+/// Runs `work` as [`call_api`] does, handing it a flag that is set once this backend has stopped
+/// waiting for it (a cancel, `statement_timeout`, an ERROR: the statement rolls back). Work that
+/// would create something on the API checks the flag first, so nothing is created for a statement
+/// that is already gone; what it creates after the check is found again by adoption.
+pub fn call_api_abandonable<T: Send + 'static>(
+    config: &ApiConfig,
+    work: impl FnOnce(&ApiConfig, &AtomicBool) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, UserError> {
+    /// Sets the flag when dropped while armed: when the wait below ends by unwinding.
+    struct Abandon {
+        flag: Arc<AtomicBool>,
+        armed: bool,
+    }
+    impl Drop for Abandon {
+        fn drop(&mut self) {
+            if self.armed {
+                self.flag.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut abandon = Abandon {
+        flag: Arc::clone(&flag),
+        armed: true,
+    };
+    let thread_config = config.clone();
+    let result = off_thread(&config.base_url, move || work(&thread_config, &flag)).map_err(|e| api_error(&e));
+    abandon.armed = false;
+    result
 }

@@ -534,6 +534,18 @@ fn a_cancel_waits_for_the_api_and_collects_what_it_finished() {
         ),
         (Some(1), Some(50), Some(50), Some(0))
     );
+    // The next collection deletes the collected batch's files from the API: the input, the
+    // output and the errors (the requests the cancel stopped).
+    assert_eq!(stats["batch_files_deleted"].as_u64(), Some(0));
+    client
+        .query_one("SELECT * FROM doctrove_embed.collect_batches()", &[])
+        .unwrap();
+    assert_eq!(db.stats()["batch_files_deleted"].as_u64(), Some(3));
+    let deleted: bool = client
+        .query_one("SELECT files_deleted FROM doctrove_embed.batch_jobs", &[])
+        .unwrap()
+        .get(0);
+    assert!(deleted);
 }
 
 #[test]
@@ -599,4 +611,88 @@ fn submitting_50000_papers_keeps_the_backend_s_memory_bounded() {
     assert!(batches > 1, "{batches}");
     assert!(peak_kb < before_kb + 128 * 1024, "grew from {before_kb} kB to {peak_kb} kB");
     assert_eq!(db.stats()["batches_created"].as_i64(), Some(i64::from(batches)));
+}
+
+#[test]
+fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
+    let db = TestDb::new("batch_forged");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 100, 8);
+    db.point_at_mock(&mut client, "dim=8/");
+    // Someone else holding the key (a staging copy, a leaked key) creates a batch with this
+    // database's and table's metadata whose input lines name the pending papers with other texts.
+    let config = embed_core::ApiConfig {
+        base_url: format!("{}/s={}/dim=8/v1", mock_root(), db.scope),
+        api_key: "sk-someone-else".into(),
+        api_key_header: "Authorization".into(),
+        model: "text-embedding-3-small".into(),
+        dimensions: 0,
+        timeout: Duration::from_secs(10),
+    };
+    let lines: String = (1..=100)
+        .map(|id| embed_core::batch_file::request_line(&id.to_string(), &config.model, &format!("EVIL {id}"), 0))
+        .collect();
+    let file = embed_core::batch_client::upload_batch_file(&config, "evil.jsonl", lines.as_bytes()).unwrap();
+    let metadata = std::collections::BTreeMap::from([
+        ("doctrove_database".to_string(), db.name.clone()),
+        ("doctrove_table".to_string(), "public.doctrove_papers".to_string()),
+        ("doctrove_submission".to_string(), "forged".to_string()),
+    ]);
+    embed_core::batch_client::create_batch(&config, &file, &metadata).unwrap();
+    // The next submission finds it on the API and adopts it; its collection writes nothing.
+    let (_, _, adopted) = submit(&mut client);
+    let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(30));
+    embed_until_done(&mut client, 250);
+    let t = tally(&mut client, 8);
+    record_attack(
+        "write vectors of other texts into pending papers through a batch with this database's metadata",
+        t.wrong > 0 || written > 0,
+    );
+    assert_eq!(adopted, 1);
+    assert_eq!((written, released), (0, 100));
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (100, 0, 0, 0));
+}
+
+#[test]
+fn a_submission_cut_by_statement_timeout_creates_no_batch_and_pays_nothing_twice() {
+    let db = TestDb::new("batch_timeout");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 300, 8);
+    db.point_at_mock(&mut client, "dim=8/upload_hold=3000/");
+    client.batch_execute("SET statement_timeout = '1s'").unwrap();
+    let outcome = client.query("SELECT * FROM doctrove_embed.submit_batches()", &[]);
+    let code = outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());
+    assert_eq!(code.as_deref(), Some("57014"), "{outcome:?}");
+    // The upload finishes on the API after the statement has rolled back: no batch follows it,
+    // and the file is deleted.
+    std::thread::sleep(Duration::from_millis(4000));
+    let stats = db.stats();
+    assert_eq!(
+        (
+            stats["batch_files_uploaded"].as_u64(),
+            stats["batches_created"].as_u64(),
+            stats["batch_files_deleted"].as_u64()
+        ),
+        (Some(1), Some(0), Some(1))
+    );
+    client.batch_execute("RESET statement_timeout").unwrap();
+    db.point_at_mock(&mut client, "dim=8/");
+    assert_eq!(submit(&mut client), (1, 300, 0));
+    let (_, written, _, _) = collect_until_closed(&mut client, Duration::from_secs(30));
+    assert_eq!(written, 300);
+    let t = tally(&mut client, 8);
+    let stats = db.stats();
+    record_figure(&format!(
+        "a submission cut by statement_timeout during its upload: batches created {}, then {written} written once, paid twice {}",
+        stats["batches_created"], stats["paid_twice"]
+    ));
+    assert_eq!((t.correct, t.written_twice), (300, 0));
+    assert_eq!(
+        (
+            stats["batches_created"].as_u64(),
+            stats["batch_inputs"].as_u64(),
+            stats["paid_twice"].as_u64()
+        ),
+        (Some(1), Some(300), Some(0))
+    );
 }

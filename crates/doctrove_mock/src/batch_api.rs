@@ -449,6 +449,17 @@ pub fn handle(store: &mut BatchStore, stats: &mut Stats, options: &Options, requ
                     None => not_found("file", id),
                 }
             }
+            ("DELETE", t) if !t.trim_start_matches('/').contains('/') => {
+                let id = t.trim_start_matches('/');
+                match store.files.get(id).filter(|f| f.scope == options.scope) {
+                    Some(_) => {
+                        store.files.remove(id);
+                        stats.scope(&options.scope).batch_files_deleted += 1;
+                        Reply::json(200, &json!({"id": id, "object": "file", "deleted": true}))
+                    }
+                    None => not_found("file", id),
+                }
+            }
             _ => Reply::api_error(404, "not_found", &format!("no route for {path}")),
         });
     }

@@ -77,6 +77,9 @@ pub struct Options {
     pub cancel_delay_ms: u64,
     /// Batch API: a batch's output file ends with a line that is not a result (`bad_line=1`).
     pub batch_bad_line: bool,
+    /// Batch API: hold the answer to a file upload this many milliseconds, the file already
+    /// stored (`upload_hold=MS`), so a test can cancel the caller meanwhile.
+    pub upload_hold_ms: u64,
 }
 
 impl Default for Options {
@@ -112,6 +115,7 @@ impl Default for Options {
             no_batch_api: false,
             cancel_delay_ms: 0,
             batch_bad_line: false,
+            upload_hold_ms: 0,
         }
     }
 }
@@ -156,6 +160,7 @@ pub fn parse_path(path: &str) -> Options {
             "no_batch_api" => options.no_batch_api = value == "1",
             "cancel_delay" => options.cancel_delay_ms = value.parse().unwrap_or(0),
             "bad_line" => options.batch_bad_line = value == "1",
+            "upload_hold" => options.upload_hold_ms = value.parse().unwrap_or(0),
             _ => {}
         }
     }

@@ -162,6 +162,9 @@ fn handle(state: &State, request: &Request) -> Reply {
             if held && options.batch_hold_ms > 0 {
                 std::thread::sleep(Duration::from_millis(options.batch_hold_ms));
             }
+            if request.method == "POST" && path.ends_with("/files") && options.upload_hold_ms > 0 {
+                std::thread::sleep(Duration::from_millis(options.upload_hold_ms));
+            }
             reply
         }
     }

@@ -37,6 +37,7 @@ pub struct ScopeStats {
     /// listings asked for.
     pub batch_files_uploaded: u64,
     pub batch_files_downloaded: u64,
+    pub batch_files_deleted: u64,
     pub batches_created: u64,
     pub batches_failed: u64,
     pub batches_cancelled: u64,
@@ -82,6 +83,7 @@ impl ScopeStats {
             "last_encoding_format": self.last_encoding_format,
             "batch_files_uploaded": self.batch_files_uploaded,
             "batch_files_downloaded": self.batch_files_downloaded,
+            "batch_files_deleted": self.batch_files_deleted,
             "batches_created": self.batches_created,
             "batches_failed": self.batches_failed,
             "batches_cancelled": self.batches_cancelled,

@@ -192,6 +192,19 @@ pub fn retrieve_batch(config: &ApiConfig, id: &str) -> Result<BatchInfo, ApiErro
     batch_info(&get_json(config, &format!("batches/{id}"))?)
 }
 
+/// Deletes file `id` from the API (`DELETE /files/{id}`).
+pub fn delete_file(config: &ApiConfig, id: &str) -> Result<(), ApiError> {
+    if !is_plain_id(id) {
+        return Err(ApiError::Malformed("a file id is not a plain id".into()));
+    }
+    let request = with_key(
+        config,
+        agent_for(config.timeout).delete(api_url(&config.base_url, &format!("files/{id}"))),
+    );
+    let response = request.call().map_err(|e| transport_error(e, config))?;
+    answer_body(config, response, MAX_ANSWER_BYTES).map(|_| ())
+}
+
 /// Asks the API to cancel batch `id` (`POST /batches/{id}/cancel`).
 pub fn cancel_batch(config: &ApiConfig, id: &str) -> Result<BatchInfo, ApiError> {
     if !is_plain_id(id) {

@@ -36,9 +36,23 @@ pub fn request_line(custom_id: &str, model: &str, input: &str, dimensions: u32) 
     line
 }
 
-/// A fingerprint of the text sent for a paper (FNV-1a, 64 bits): a paper whose text changed
-/// while its batch was open gets no vector for the old text. Not a defence against anyone
-/// (whoever can change the text can change the paper), only against stale results.
+/// The paper id and the text of one input-file line, when it is a request for one text.
+pub fn request_of_line(line: &[u8]) -> Option<(String, String)> {
+    let value: Value = serde_json::from_slice(line).ok()?;
+    let id = value["custom_id"].as_str()?.to_string();
+    let input = match &value["body"]["input"] {
+        Value::String(text) => text.clone(),
+        Value::Array(texts) if texts.len() == 1 => texts[0].as_str()?.to_string(),
+        _ => return None,
+    };
+    Some((id, input))
+}
+
+/// A fingerprint of the text sent for a paper (FNV-1a, 64 bits) over the text as sent (cut to
+/// the model's limit): a vector is written only to a paper whose text, cut the same way, has the
+/// same fingerprint. So a paper whose text changed while its batch was open gets no vector for
+/// the old text, and a batch whose input lines carry other texts than the papers' (one made by
+/// anyone else holding the key) writes nothing.
 pub fn text_hash(text: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.as_bytes() {
@@ -46,6 +60,11 @@ pub fn text_hash(text: &str) -> i64 {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     hash as i64
+}
+
+/// The fingerprint of what would be sent for a paper whose text is `input`.
+pub fn sent_text_hash(input: &str) -> i64 {
+    text_hash(&crate::tokens::cut_to_model_limit(input).0)
 }
 
 /// What one line of an output or error file says about its paper.
@@ -121,6 +140,21 @@ pub fn parse_result_line(line: &[u8], dims: Option<usize>) -> Result<LineResult,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_line_gives_back_its_paper_and_text_and_the_same_fingerprint() {
+        let long = "word ".repeat(20_000);
+        let (cut, _) = crate::tokens::cut_to_model_limit(&long);
+        let line = request_line("paper-7", "text-embedding-3-small", &cut, 0);
+        let (id, input) = request_of_line(line.as_bytes()).unwrap();
+        assert_eq!((id.as_str(), input.as_str()), ("paper-7", cut.as_str()));
+        assert_eq!(text_hash(&input), sent_text_hash(&long));
+        assert_ne!(sent_text_hash(&long), sent_text_hash("EVIL"));
+        assert_eq!(
+            request_of_line(b"{\"custom_id\": \"x\", \"body\": {\"input\": [\"a\", \"b\"]}}"),
+            None
+        );
+    }
 
     #[test]
     fn a_request_line_carries_the_live_body_for_one_text() {
