@@ -13,6 +13,8 @@ CREATE TABLE doctrove_embed.batch_jobs (
     status text NOT NULL,
     papers integer NOT NULL,
     tokens bigint NOT NULL,
+    -- The model that makes its vectors (the one asked for in its requests); its writes name it.
+    model text,
     requests_total integer NOT NULL DEFAULT 0,
     requests_completed integer NOT NULL DEFAULT 0,
     requests_failed integer NOT NULL DEFAULT 0,

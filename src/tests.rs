@@ -572,4 +572,24 @@ mod tests {
         // The live path still embeds the paper.
         assert_eq!(embed(10), (1, 0));
     }
+
+    #[pg_test]
+    fn a_batch_s_vectors_are_labelled_with_the_model_that_made_them() {
+        use_mock("batch_model", "dim=8/");
+        Spi::run(
+            "CREATE TABLE doctrove_papers (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text, \
+             doctrove_abstract text, doctrove_embedding vector(8), embedding_model_version text)",
+        )
+        .unwrap();
+        insert(1, Some("Model label"), None);
+        set("doctrove_embed.model", "model-a");
+        assert_eq!(submit_batches().0, 1);
+        // The setting changes while the batch is open: its vectors are still model-a's.
+        set("doctrove_embed.model", "model-b");
+        let collected = Spi::get_one::<String>("SELECT row(c.*)::text FROM doctrove_embed.collect_batches() c").unwrap();
+        assert_eq!(collected.as_deref(), Some("(1,0,1,0,0)"));
+        let label = Spi::get_one::<String>("SELECT embedding_model_version FROM doctrove_papers").unwrap();
+        assert_eq!(label.as_deref(), Some("model-a"));
+        assert_eq!(stored_vector("1"), Some(vector_for("Title: Model label", 8)));
+    }
 }

@@ -12,7 +12,7 @@ use embed_core::{ApiConfig, ApiError};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED;
 
-use crate::batch_api::jobs_store;
+use crate::batch_api::jobs_store::{self, NewJob};
 use crate::errors::{api_error, internal, UserError};
 use crate::http::off_thread::{call_api as call, off_thread};
 use crate::table::target::Target;
@@ -87,22 +87,31 @@ fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), Us
     // Each input line names a paper and carries the text sent for it: the fingerprint of that
     // text is what a collection compares with the paper's own, so a batch whose lines carry other
     // texts than the papers' (made by anyone else holding the key) writes nothing.
-    let mut claims: Vec<(String, i64)> = Vec::new();
+    let (mut claims, mut model): (Vec<(String, i64)>, Option<String>) = (Vec::new(), None);
     if let Some(file) = info.input_file_id.clone() {
-        claims = call(config, move |c| {
-            let mut claims = Vec::new();
+        (claims, model) = call(config, move |c| {
+            let (mut claims, mut model) = (Vec::new(), None);
             read_file_lines(c, &file, MAX_INPUT_LINE_BYTES, &mut |line| {
-                if let Some((id, input)) = request_of_line(line).filter(|(id, _)| id.len() <= MAX_CUSTOM_ID_BYTES) {
-                    claims.push((id, text_hash(&input)));
+                if let Some(request) = request_of_line(line).filter(|r| r.custom_id.len() <= MAX_CUSTOM_ID_BYTES) {
+                    model = model.take().or(request.model);
+                    claims.push((request.custom_id, text_hash(&request.input)));
                 }
                 claims.len() < MAX_BATCH_INPUTS
             })?;
-            Ok(claims)
+            Ok((claims, model))
         })?;
     }
     let submission = info.metadata.get(META_SUBMISSION).cloned().unwrap_or_default();
     let (ids, hashes): (Vec<String>, Vec<Option<i64>>) = claims.into_iter().map(|(id, hash)| (id, Some(hash))).unzip();
-    jobs_store::record(target, info, &submission, 0, ids, hashes, true)?;
+    let job = NewJob {
+        submission: &submission,
+        model: model.as_deref(),
+        tokens: 0,
+        ids,
+        hashes,
+        adopted: true,
+    };
+    jobs_store::record(target, info, job)?;
     jobs_store::update_status(info)?;
     pgrx::log!("doctrove_embed: adopted batch {} found on the API but not recorded", info.id);
     Ok(())

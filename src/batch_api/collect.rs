@@ -14,7 +14,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::PgMemoryContexts;
 
 use crate::batch_api::adopt::adopt_unrecorded;
-use crate::batch_api::jobs_store::{self, Collected};
+use crate::batch_api::jobs_store::{self, Collected, OpenJob};
 use crate::errors::{api_error, UserError};
 use crate::http::config::current_config;
 use crate::http::off_thread::{off_thread, streamed};
@@ -60,15 +60,15 @@ fn retrieve(config: &ApiConfig, id: &str) -> Result<BatchInfo, UserError> {
 fn poll_and_collect(
     target: &Target,
     config: &ApiConfig,
-    batch_id: &str,
+    job: &OpenJob,
     acting: Acting,
 ) -> Result<Option<(Collected, u64)>, UserError> {
-    let info = retrieve(config, batch_id)?;
+    let info = retrieve(config, &job.batch_id)?;
     jobs_store::update_status(&info)?;
     if !info.is_finished() {
         return Ok(None);
     }
-    collect_one(target, config, &info, acting).map(Some)
+    collect_one(target, config, &info, job.model.as_deref().unwrap_or(&config.model), acting).map(Some)
 }
 
 /// Whether a failed collection says something about the batch rather than about the API's
@@ -105,6 +105,8 @@ struct Slicer<'a> {
     target: &'a Target,
     config: &'a ApiConfig,
     batch_id: &'a str,
+    /// The model that made the batch's vectors, which its writes name.
+    model: &'a str,
     acting: Acting,
     /// Whether the API answered any request of the batch: then a 4xx for a request holding a
     /// single text is proof that text is rejected (as the live path proves it).
@@ -164,7 +166,7 @@ impl Slicer<'_> {
             .map(|p| p.id)
             .collect();
         let (ids, vectors): (Vec<String>, Vec<Vec<f32>>) = embedded.into_iter().filter(|(id, _)| unchanged.contains(id)).unzip();
-        let settled = write_and_record(self.target, &ids, &vectors, rejected, &self.config.model, self.acting)?;
+        let settled = write_and_record(self.target, &ids, &vectors, rejected, self.model, self.acting)?;
         self.collected.written += i64::from(settled.written_rows);
         self.collected.failed += settled.failed.len() as i64;
         let mut done = settled.written;
@@ -267,11 +269,18 @@ fn unreadable(batch_id: &str, error: &ApiError) -> UserError {
 }
 
 /// Collects batch `info` (finished): writes, records, releases, and marks it collected.
-fn collect_one(target: &Target, config: &ApiConfig, info: &BatchInfo, acting: Acting) -> Result<(Collected, u64), UserError> {
+fn collect_one(
+    target: &Target,
+    config: &ApiConfig,
+    info: &BatchInfo,
+    model: &str,
+    acting: Acting,
+) -> Result<(Collected, u64), UserError> {
     let mut slicer = Slicer {
         target,
         config,
         batch_id: &info.id,
+        model,
         acting,
         api_accepts: info.completed > 0,
         collected: Collected::default(),
@@ -352,10 +361,11 @@ fn delete_collected_files(target: &Target, config: &ApiConfig) -> Result<(), Use
 pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> Result<CollectedAll, UserError> {
     delete_collected_files(target, config)?;
     let mut all = CollectedAll::default();
-    for batch_id in jobs_store::lock_open_jobs(target)? {
+    for job in jobs_store::lock_open_jobs(target)? {
+        let batch_id = job.batch_id.clone();
         // Each batch in a subtransaction of its own: one that cannot be collected now is rolled
         // back alone and never holds the others up.
-        let (collected, tokens) = match try_in_subtransaction(|| poll_and_collect(target, config, &batch_id, acting)) {
+        let (collected, tokens) = match try_in_subtransaction(|| poll_and_collect(target, config, &job, acting)) {
             Ok(Some(done)) => done,
             Ok(None) => {
                 all.still_open += 1;
@@ -388,13 +398,14 @@ pub fn cancel(acting: Acting) -> Result<i32, UserError> {
     check_may_write(&target, acting)?;
     let config = current_config()?;
     let mut cancelled = 0;
-    for batch_id in jobs_store::lock_open_jobs(&target)? {
-        let id = batch_id.clone();
+    for job in jobs_store::lock_open_jobs(&target)? {
+        let (batch_id, id) = (job.batch_id.clone(), job.batch_id.clone());
         match call_raw(&config, move |c| embed_core::batch_client::cancel_batch(c, &id)) {
             Ok(info) => {
                 jobs_store::update_status(&info)?;
                 if info.is_finished() {
-                    let (collected, tokens) = collect_one(&target, &config, &info, acting)?;
+                    let model = job.model.as_deref().unwrap_or(&config.model);
+                    let (collected, tokens) = collect_one(&target, &config, &info, model, acting)?;
                     at_commit::record_batch(collected_figures(&target, collected, tokens));
                 }
             }

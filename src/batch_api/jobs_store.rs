@@ -51,40 +51,58 @@ pub fn is_known(batch_id: &str) -> Result<bool, UserError> {
     .map(|b| b.unwrap_or(false))
 }
 
-/// The table's open jobs (their batch ids), each locked for this transaction; jobs another
-/// session is collecting are skipped.
-pub fn lock_open_jobs(target: &Target) -> Result<Vec<String>, UserError> {
+/// An open job: its batch id and the model its requests asked for (unknown for some adopted
+/// ones).
+pub struct OpenJob {
+    pub batch_id: String,
+    pub model: Option<String>,
+}
+
+/// The table's open jobs, each locked for this transaction; jobs another session is collecting
+/// are skipped.
+pub fn lock_open_jobs(target: &Target) -> Result<Vec<OpenJob>, UserError> {
     as_extension(|| {
         Spi::connect_mut(|client| {
             client
                 .update(
-                    "SELECT batch_id FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass AND collected_at IS NULL \
+                    "SELECT batch_id, model FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass AND collected_at IS NULL \
                      ORDER BY submitted_at FOR UPDATE SKIP LOCKED",
                     None,
                     &[target.relid.into()],
                 )?
-                .map(|row| row.get::<String>(1))
-                .filter_map(|id| id.transpose())
-                .collect::<Result<Vec<String>, _>>()
+                .map(|row| Ok(OpenJob { batch_id: row.get::<String>(1)?.unwrap_or_default(), model: row.get::<String>(2)? }))
+                .collect::<Result<Vec<OpenJob>, pgrx::spi::Error>>()
         })
     })
     .map_err(internal(WHAT))
 }
 
-/// Records a batch the API accepted and claims its papers (`ids`, with the hash of each text
-/// sent, or `None` when not known).
-pub fn record(
-    target: &Target,
-    info: &BatchInfo,
-    submission: &str,
-    tokens: i64,
-    ids: Vec<String>,
-    hashes: Vec<Option<i64>>,
-    adopted: bool,
-) -> Result<(), UserError> {
+/// What is recorded of a job besides what the API says of its batch.
+pub struct NewJob<'a> {
+    pub submission: &'a str,
+    /// The model its requests ask for, when known.
+    pub model: Option<&'a str>,
+    pub tokens: i64,
+    /// The papers it claims, with the fingerprint of each text sent (`None`: not known).
+    pub ids: Vec<String>,
+    pub hashes: Vec<Option<i64>>,
+    /// Found on the API after a crash rather than recorded when it was created.
+    pub adopted: bool,
+}
+
+/// Records a batch the API accepted and claims its papers.
+pub fn record(target: &Target, info: &BatchInfo, job: NewJob) -> Result<(), UserError> {
+    let NewJob {
+        submission,
+        model,
+        tokens,
+        ids,
+        hashes,
+        adopted,
+    } = job;
     run(
         "INSERT INTO doctrove_embed.batch_jobs (batch_id, relid, submission_id, input_file_id, status, papers, tokens, \
-         requests_total, adopted) VALUES ($1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9)",
+         requests_total, adopted, model) VALUES ($1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10)",
         &[
             info.id.clone().into(),
             target.relid.into(),
@@ -95,6 +113,7 @@ pub fn record(
             tokens.into(),
             (info.total as i32).into(),
             adopted.into(),
+            model.into(),
         ],
     )?;
     run(

@@ -17,7 +17,7 @@ use pgrx::prelude::*;
 
 use crate::batch_api::adopt::{adopt_unrecorded, our_metadata, META_SUBMISSION};
 use crate::batch_api::collect::collect_finished;
-use crate::batch_api::jobs_store;
+use crate::batch_api::jobs_store::{self, NewJob};
 use crate::errors::UserError;
 use crate::http::config::current_config;
 use crate::http::off_thread::call_api_abandonable;
@@ -144,7 +144,15 @@ pub fn submit_pending(
             create_batch(c, &file_id, &meta)
         })?;
         let papers_taken = file.ids.len() as i64;
-        jobs_store::record(target, &info, &submission, file.tokens, file.ids, file.hashes, false)?;
+        let job = NewJob {
+            submission: &submission,
+            model: Some(&config.model),
+            tokens: file.tokens,
+            ids: file.ids,
+            hashes: file.hashes,
+            adopted: false,
+        };
+        jobs_store::record(target, &info, job)?;
         done.batches += 1;
         done.papers += papers_taken;
         done.tokens += file.tokens;

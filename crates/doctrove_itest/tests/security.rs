@@ -57,6 +57,9 @@ const OWNER_TRAPS: &str = "
     CREATE FUNCTION public.try_escalate(kind text) RETURNS boolean LANGUAGE plpgsql AS $$
     BEGIN
         BEGIN EXECUTE 'ALTER ROLE mallory SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+        -- The worker's session user is the bootstrap superuser: outside security-restricted mode
+        -- this would succeed, and the row below would say who it became.
+        BEGIN EXECUTE 'SET ROLE ' || pg_catalog.quote_ident(session_user); EXCEPTION WHEN OTHERS THEN NULL; END;
         INSERT INTO public.attempts SELECT kind, current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'mallory';
         RETURN true;
     END $$;

@@ -36,16 +36,26 @@ pub fn request_line(custom_id: &str, model: &str, input: &str, dimensions: u32) 
     line
 }
 
-/// The paper id and the text of one input-file line, when it is a request for one text.
-pub fn request_of_line(line: &[u8]) -> Option<(String, String)> {
+/// One request of an input file, as a line of it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRequest {
+    pub custom_id: String,
+    /// The one text sent.
+    pub input: String,
+    pub model: Option<String>,
+}
+
+/// The request of one input-file line, when it is a request for one text.
+pub fn request_of_line(line: &[u8]) -> Option<InputRequest> {
     let value: Value = serde_json::from_slice(line).ok()?;
-    let id = value["custom_id"].as_str()?.to_string();
+    let custom_id = value["custom_id"].as_str()?.to_string();
     let input = match &value["body"]["input"] {
         Value::String(text) => text.clone(),
         Value::Array(texts) if texts.len() == 1 => texts[0].as_str()?.to_string(),
         _ => return None,
     };
-    Some((id, input))
+    let model = value["body"]["model"].as_str().map(str::to_string);
+    Some(InputRequest { custom_id, input, model })
 }
 
 /// A fingerprint of the text sent for a paper (FNV-1a, 64 bits) over the text as sent (cut to
@@ -146,9 +156,13 @@ mod tests {
         let long = "word ".repeat(20_000);
         let (cut, _) = crate::tokens::cut_to_model_limit(&long);
         let line = request_line("paper-7", "text-embedding-3-small", &cut, 0);
-        let (id, input) = request_of_line(line.as_bytes()).unwrap();
-        assert_eq!((id.as_str(), input.as_str()), ("paper-7", cut.as_str()));
-        assert_eq!(text_hash(&input), sent_text_hash(&long));
+        let request = request_of_line(line.as_bytes()).unwrap();
+        assert_eq!(
+            (request.custom_id.as_str(), request.input.as_str()),
+            ("paper-7", cut.as_str())
+        );
+        assert_eq!(request.model.as_deref(), Some("text-embedding-3-small"));
+        assert_eq!(text_hash(&request.input), sent_text_hash(&long));
         assert_ne!(sent_text_hash(&long), sent_text_hash("EVIL"));
         assert_eq!(
             request_of_line(b"{\"custom_id\": \"x\", \"body\": {\"input\": [\"a\", \"b\"]}}"),
