@@ -12,6 +12,7 @@ use crate::batch_api::submit::{submit_pending, Submitted};
 use crate::errors::UserError;
 use crate::http::config::current_config;
 use crate::pg::identity::Acting;
+use crate::pg::shared_state;
 use crate::pg::transaction::in_transaction;
 use crate::settings::gucs;
 use crate::table::pending::count_pending;
@@ -52,7 +53,11 @@ impl BatchApiDuty {
         let collected = in_transaction(|| {
             refuse_settings_from_catalogs()?;
             collect(Acting::TableOwner)
-        })?;
+        });
+        // The collection has adopted whatever a crash left unrecorded: the other workers may
+        // embed live from now on, while this one submits (an upload can take minutes).
+        shared_state::update(|s| s.batches_checked = true);
+        let collected = collected?;
         // The collection above has adopted and collected: the submission only submits.
         let submitted = in_transaction(|| {
             refuse_settings_from_catalogs()?;

@@ -225,7 +225,6 @@ impl WorkerLoop {
         if self.batch_api.due(self.index) {
             self.phase(Phase::Batches, "");
             let ran = self.batch_api.run();
-            shared_state::update(|s| s.batches_checked = true);
             match ran {
                 Ok((collected, submitted)) => {
                     if collected.batches > 0 || submitted.batches > 0 || collected.adopted > 0 {

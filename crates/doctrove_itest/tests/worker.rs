@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use doctrove_itest::cluster::{wait_for, Cluster};
-use doctrove_itest::{mock_root, mock_stats};
+use doctrove_itest::{mock_root, mock_stats, record_figure};
 use doctrove_mock::vector_for;
 use postgres::Client;
 
@@ -463,4 +463,33 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
     doctrove_itest::record_figure(&format!(
         "workers with batch_api = on: 5,001 papers, {batch} through the Batch API and {live} live; a new paper embedded live {latency:.1?} after its commit while {still_in_batches} papers were in open batches"
     ));
+}
+
+#[test]
+fn live_workers_do_not_wait_for_worker_0_s_submission() {
+    let scope = format!("worker-no-wait-{}", std::process::id());
+    let extra = [
+        "doctrove_embed.batch_api = on",
+        "doctrove_embed.batch_api_min_papers = 100",
+        "doctrove_embed.batch_api_poll_ms = 60000",
+        "doctrove_embed.batch_api_max_papers = 1000",
+    ];
+    // Worker 0's upload is held 8 s by the API; worker 1 embeds live meanwhile.
+    let cluster = worker_cluster("no_wait", 2, &scope, "dim=8/upload_hold=8000/batch_delay=600000/", &extra);
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    insert_papers(&mut client, 1, 3000);
+    enable(&mut client);
+    let live = wait_for("a paper embedded live", Duration::from_secs(20), || {
+        let embedded: i64 = client
+            .query_one("SELECT count(doctrove_embedding) FROM doctrove_papers", &[])
+            .ok()?
+            .get(0);
+        (embedded > 0).then_some(embedded)
+    });
+    let created = mock_stats(&scope)["batches_created"].as_i64().unwrap_or(0);
+    record_figure(&format!(
+        "worker 1 embedded {live} papers live while worker 0's first upload was held (batches created meanwhile: {created})"
+    ));
+    assert_eq!(created, 0, "the live worker waited for worker 0's submission");
 }
