@@ -34,6 +34,11 @@ impl UserError {
         self
     }
 
+    /// The message alone, without detail or hint (a detail can quote a row's contents).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The SQLSTATE.
     pub fn code(&self) -> PgSqlErrorCode {
         self.code

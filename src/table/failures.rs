@@ -45,6 +45,8 @@ pub fn record(target: &Target, ids: Vec<String>, errors: Vec<String>) -> Result<
     if ids.is_empty() {
         return Ok(());
     }
+    let limit = embed_core::bounds::MAX_MESSAGE_CHARS;
+    let errors: Vec<String> = errors.iter().map(|e| embed_core::bounds::cut_message(e, limit)).collect();
     run(
         "INSERT INTO doctrove_embed.failures AS f (relid, paper_id, attempts, last_error, first_attempt_at, last_attempt_at) \
          SELECT $1::oid::regclass, r.id, 1, r.error, now(), now() FROM unnest($2::text[], $3::text[]) AS r(id, error) \

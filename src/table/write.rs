@@ -65,7 +65,8 @@ impl Writer<'_> {
             // A cancel, a privilege, the disk, a lock: the statement's or the server's fault.
             Err(error) if !error.is_caused_by_a_row() => return Err(error),
             Err(error) if ids.len() == 1 => {
-                let why = format!("the database refused the write: {}: {}", error.sqlstate(), error.summary());
+                // The message alone: a constraint's DETAIL quotes the whole row.
+                let why = format!("the database refused the write: {}: {}", error.sqlstate(), error.message());
                 self.written.refused.push((ids[0].clone(), why));
             }
             Err(_) => {

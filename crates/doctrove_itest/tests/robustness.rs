@@ -408,6 +408,31 @@ fn a_fault_of_the_database_ends_the_batch_and_blames_no_paper() {
         .unwrap()
         .get(0);
     assert_eq!(blamed, "7");
+    // A table's CHECK constraint refuses paper 25: recorded without the row's contents (the
+    // server's DETAIL quotes the whole failing row).
+    client
+        .batch_execute(
+            "DROP TRIGGER fault ON doctrove_papers;
+             ALTER TABLE doctrove_papers ADD CONSTRAINT no_embedding_for_25 CHECK (doctrove_paper_id <> 25 OR doctrove_embedding IS NULL);
+             INSERT INTO doctrove_papers SELECT g, 'Paper ' || g, 'Secret abstract ' || g, NULL FROM generate_series(21, 30) g;",
+        )
+        .unwrap();
+    let row = client
+        .query_one("SELECT successful_embeddings, failed_embeddings FROM embed_pending(20)", &[])
+        .unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (9, 1));
+    let recorded: String = client
+        .query_one("SELECT last_error FROM doctrove_embed.failures WHERE paper_id = '25'", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        recorded.contains("23514") && recorded.contains("no_embedding_for_25"),
+        "{recorded}"
+    );
+    assert!(
+        !recorded.contains("Secret abstract"),
+        "the row's contents were recorded: {recorded}"
+    );
     record_figure("a lock timeout or a full disk while writing: the batch ends with its SQLSTATE, 0 papers blamed; a check violation: 1 blamed, 19 written");
 }
 
