@@ -19,6 +19,10 @@ use crate::table::pending::count_pending;
 use crate::table::rights::check_may_write;
 use crate::table::target::{refuse_settings_from_catalogs, resolve};
 
+/// Most batches worker 0 submits in one poll (each in its own transaction); the rest wait for
+/// the next poll, so the live path and the collection get their turn.
+const MAX_BATCHES_PER_POLL: usize = 20;
+
 /// When worker 0 last polled its batches.
 #[derive(Default)]
 pub struct BatchApiDuty {
@@ -58,17 +62,29 @@ impl BatchApiDuty {
         // embed live from now on, while this one submits (an upload can take minutes).
         shared_state::update(|s| s.batches_checked = true);
         let collected = collected?;
-        // The collection above has adopted and collected: the submission only submits.
-        let submitted = in_transaction(|| {
-            refuse_settings_from_catalogs()?;
-            let target = resolve()?;
-            let unclaimed = count_pending(&target, Acting::TableOwner)? - papers_in_open_jobs(&target)?;
-            if unclaimed <= i64::from(gucs::BATCH_API_MIN_PAPERS.get()) {
-                return Ok(Submitted::default());
+        // The collection above has adopted and collected: the submission only submits, one batch
+        // per transaction, so each batch's claims commit as soon as it exists and no paper stays
+        // locked while the other batches' files go up.
+        let mut submitted = Submitted::default();
+        for _ in 0..MAX_BATCHES_PER_POLL {
+            let one = in_transaction(|| {
+                refuse_settings_from_catalogs()?;
+                let target = resolve()?;
+                let unclaimed = count_pending(&target, Acting::TableOwner)? - papers_in_open_jobs(&target)?;
+                if unclaimed <= i64::from(gucs::BATCH_API_MIN_PAPERS.get()) {
+                    return Ok(Submitted::default());
+                }
+                check_may_write(&target, Acting::TableOwner)?;
+                let one_batch = i64::from(gucs::BATCH_API_MAX_PAPERS.get().max(1));
+                submit_pending(&target, &current_config()?, Some(one_batch), Acting::TableOwner)
+            })?;
+            if one.batches == 0 {
+                break;
             }
-            check_may_write(&target, Acting::TableOwner)?;
-            submit_pending(&target, &current_config()?, None, Acting::TableOwner)
-        })?;
+            submitted.batches += one.batches;
+            submitted.papers += one.papers;
+            submitted.tokens += one.tokens;
+        }
         Ok((collected, submitted))
     }
 }
