@@ -33,6 +33,20 @@ pub fn enqueued_tokens(target: &Target) -> Result<i64, UserError> {
     .map(|n| n.unwrap_or(0))
 }
 
+/// Whether the table's latest closed job failed for the account's enqueued-token limit while
+/// others are still under way: with the limit unknown, a submission now would be refused the
+/// same way (and its file uploaded for nothing), so it waits for them.
+pub fn waiting_for_enqueued_room(target: &Target) -> Result<bool, UserError> {
+    one::<bool>(
+        "SELECT EXISTS (SELECT FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass AND collected_at IS NULL \
+                        AND status IN ('validating', 'in_progress', 'finalizing')) \
+         AND coalesce((SELECT error LIKE 'token\\_limit\\_exceeded%' FROM doctrove_embed.batch_jobs \
+                       WHERE relid = $1::oid::regclass AND collected_at IS NOT NULL ORDER BY collected_at DESC LIMIT 1), false)",
+        &[target.relid.into()],
+    )
+    .map(|b| b.unwrap_or(false))
+}
+
 /// Papers in the table's open batches.
 pub fn papers_in_open_jobs(target: &Target) -> Result<i64, UserError> {
     one::<i64>(

@@ -105,6 +105,9 @@ pub fn submit_pending(
 ) -> Result<Submitted, UserError> {
     let mut done = Submitted::default();
     let limit = gucs::BATCH_API_MAX_ENQUEUED_TOKENS.get();
+    if limit <= 0.0 && jobs_store::waiting_for_enqueued_room(target)? {
+        return Ok(done);
+    }
     let mut enqueued = jobs_store::enqueued_tokens(target)?;
     let per_batch = i64::from(gucs::BATCH_API_MAX_PAPERS.get().max(1));
     let mut left = max_papers.unwrap_or(i64::MAX).max(0);

@@ -213,12 +213,23 @@ fn a_batch_over_the_enqueued_token_limit_is_released_and_sent_again_later() {
     let mut client = db.connect();
     // The mock counts a token per 4 bytes: 500 papers hold about 5,000; the limit lets one
     // batch of them in at a time.
-    db.point_at_mock(&mut client, "dim=8/batch_delay=1500/batch_tokens=9000/");
+    db.point_at_mock(&mut client, "dim=8/batch_delay=5000/batch_tokens=9000/");
     create_logged_papers(&mut client, 1000, 8);
     client.batch_execute("SET doctrove_embed.batch_api_max_papers = 500").unwrap();
     assert_eq!(submit(&mut client).0, 2);
+    // The refused batch is collected (its papers released) while the other is under way: with the
+    // limit unknown, a submission now waits instead of uploading them to be refused again.
+    let row = client
+        .query_one("SELECT * FROM doctrove_embed.collect_batches()", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i32>("batches_collected"), row.get::<_, i64>("papers_released")),
+        (1, 500)
+    );
+    assert_eq!(submit(&mut client).0, 0);
+    assert_eq!(db.stats()["batch_files_uploaded"].as_u64(), Some(2));
     let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(30));
-    assert_eq!((written, released), (500, 500));
+    assert_eq!((written, released), (500, 0));
     let error: String = client
         .query_one("SELECT error FROM doctrove_embed.batches WHERE status = 'failed'", &[])
         .unwrap()
