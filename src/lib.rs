@@ -43,7 +43,11 @@ extension_sql_file!(
         "batches"
     ]
 );
-extension_sql_file!("../sql/submit_backfill.sql", name = "submit_backfill", requires = [api::batch_api::submit_batches]);
+extension_sql_file!(
+    "../sql/submit_backfill.sql",
+    name = "submit_backfill",
+    requires = [api::batch_api::submit_batches]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]

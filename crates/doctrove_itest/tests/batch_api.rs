@@ -707,3 +707,29 @@ fn a_submission_cut_by_statement_timeout_creates_no_batch_and_pays_nothing_twice
         (Some(1), Some(300), Some(0))
     );
 }
+
+#[test]
+fn the_backfill_procedure_commits_each_batch_as_it_goes() {
+    let db = TestDb::new("batch_backfill_procedure");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 1200, 8);
+    db.point_at_mock(&mut client, "dim=8/");
+    client
+        .batch_execute("SET doctrove_embed.batch_api_max_papers = 500; CALL doctrove_embed.submit_backfill();")
+        .unwrap();
+    let (batches, transactions): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT count(*), count(DISTINCT xmin::text) FROM doctrove_embed.batch_jobs",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((batches, transactions), (3, 3), "one batch per transaction");
+    let (_, written, _, _) = collect_until_closed(&mut client, Duration::from_secs(30));
+    assert_eq!(written, 1200);
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.written_twice), (1200, 0, 0));
+    assert_eq!(db.stats()["paid_twice"].as_u64(), Some(0));
+}
