@@ -630,3 +630,76 @@ fn a_role_without_rights_on_a_table_cannot_cancel_or_collect_its_batches() {
     );
     assert_eq!(mock_stats(&db.scope)["batches_cancelled"].as_u64(), Some(1));
 }
+
+#[test]
+fn a_table_owner_gains_nothing_through_worker_0_s_batches() {
+    let scope = format!("security-batches-{}", std::process::id());
+    let cluster = Cluster::start(
+        "security_batches",
+        &[
+            "shared_preload_libraries = 'doctrove_embed'".to_string(),
+            "doctrove_embed.database = 'postgres'".to_string(),
+            "doctrove_embed.workers = 1".to_string(),
+            "doctrove_embed.enabled = off".to_string(),
+            "doctrove_embed.naptime_ms = 500".to_string(),
+            "doctrove_embed.batch_api = on".to_string(),
+            "doctrove_embed.batch_api_min_papers = 0".to_string(),
+            "doctrove_embed.batch_api_poll_ms = 300".to_string(),
+            format!("doctrove_embed.api_base_url = '{}/s={scope}/dim=8/v1'", mock_root()),
+            "doctrove_embed.api_key = 'sk-security-batches'".to_string(),
+        ],
+    );
+    let mut admin = cluster.connect();
+    admin
+        .batch_execute(
+            "CREATE EXTENSION doctrove_embed CASCADE; CREATE ROLE mallory LOGIN; ALTER DATABASE postgres OWNER TO mallory;",
+        )
+        .unwrap();
+    let mut mallory = postgres::Client::connect(
+        &format!("host=127.0.0.1 port={} user=mallory dbname=postgres", cluster.port),
+        postgres::NoTls,
+    )
+    .unwrap();
+    mallory.batch_execute(OWNER_TRAPS).unwrap();
+    for statement in [
+        "SELECT doctrove_embed.create_pending_index()",
+        "ALTER SYSTEM SET doctrove_embed.enabled = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(statement).unwrap();
+    }
+    wait_for(
+        "worker 0 to collect every paper of its batches",
+        Duration::from_secs(90),
+        || {
+            let embedded: i64 = admin
+                .query_one("SELECT count(doctrove_embedding) FROM public.doctrove_papers", &[])
+                .ok()?
+                .get(0);
+            (embedded == 40).then_some(())
+        },
+    );
+    let stats = mock_stats(&scope);
+    assert_eq!(
+        (stats["batch_inputs"].as_u64(), stats["inputs"].as_u64()),
+        (Some(40), Some(0)),
+        "every paper went through the Batch API: {stats}"
+    );
+    let attempts: Vec<(String, String, bool)> = admin
+        .query("SELECT kind, run_as, superuser_after FROM public.attempts ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let fired: Vec<_> = attempts.iter().filter(|(kind, _, _)| kind == "trigger").collect();
+    assert!(
+        !fired.is_empty(),
+        "the table's trigger never ran in the collection: the test proves nothing"
+    );
+    let worked = is_superuser(&mut admin, "mallory") || attempts.iter().any(|(_, run_as, after)| run_as != "mallory" || *after);
+    record_attack(
+        "worker 0's Batch API collection runs the table owner's trigger, check and index expression",
+        worked,
+    );
+    assert!(!worked, "{attempts:?}");
+}
