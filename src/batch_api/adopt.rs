@@ -15,12 +15,16 @@ use pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED;
 use crate::batch_api::jobs_store::{self, NewJob};
 use crate::errors::{api_error, internal, UserError};
 use crate::http::off_thread::{call_api as call, off_thread};
+use crate::pg::identity::as_extension;
 use crate::table::target::Target;
 
 /// Metadata keys a batch carries, so it can be found again on the API.
 pub const META_DATABASE: &str = "doctrove_database";
 pub const META_TABLE: &str = "doctrove_table";
 pub const META_SUBMISSION: &str = "doctrove_submission";
+/// The cluster (its system identifier) and the database (its oid): a copy restored elsewhere
+/// (a staging server sharing the key) has other ones, so it never adopts this one's batches.
+pub const META_CLUSTER: &str = "doctrove_cluster";
 
 /// How many pages of the account's batch listing are read when looking for unrecorded batches
 /// (newest first: a batch left unrecorded by a crash is among the newest).
@@ -30,13 +34,19 @@ const ADOPTION_PAGES: usize = 5;
 /// model's input limit) and the request around it.
 const MAX_INPUT_LINE_BYTES: usize = 6 * embed_core::bounds::MAX_INPUT_BYTES + 64 * 1024;
 
-/// The metadata that names this database and table.
+/// The metadata that names this cluster, database and table.
 pub fn our_metadata(target: &Target) -> Result<BTreeMap<String, String>, UserError> {
-    let database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::pg_catalog.text")
-        .map_err(internal("read the database's name"))?
-        .unwrap_or_default();
+    let (database, cluster) = as_extension(|| {
+        Spi::get_two::<String, String>(
+            "SELECT d.datname::pg_catalog.text, c.system_identifier::pg_catalog.text OPERATOR(pg_catalog.||) '/' \
+             OPERATOR(pg_catalog.||) d.oid::pg_catalog.text FROM pg_catalog.pg_control_system() c, pg_catalog.pg_database d \
+             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()",
+        )
+    })
+    .map_err(internal("read the database's name and the cluster's identifier"))?;
     Ok(BTreeMap::from([
-        (META_DATABASE.to_string(), database),
+        (META_DATABASE.to_string(), database.unwrap_or_default()),
+        (META_CLUSTER.to_string(), cluster.unwrap_or_default()),
         (META_TABLE.to_string(), target.names.table.clone()),
     ]))
 }
@@ -87,25 +97,28 @@ fn adopt(target: &Target, config: &ApiConfig, info: &BatchInfo) -> Result<(), Us
     // Each input line names a paper and carries the text sent for it: the fingerprint of that
     // text is what a collection compares with the paper's own, so a batch whose lines carry other
     // texts than the papers' (made by anyone else holding the key) writes nothing.
-    let (mut claims, mut model): (Vec<(String, i64)>, Option<String>) = (Vec::new(), None);
+    // A line that asked for another model than the one configured now gets no fingerprint: its
+    // vector is never written, and the batch's writes name the configured model.
+    let mut claims: Vec<(String, Option<i64>)> = Vec::new();
     if let Some(file) = info.input_file_id.clone() {
-        (claims, model) = call(config, move |c| {
-            let (mut claims, mut model) = (Vec::new(), None);
+        claims = call(config, move |c| {
+            let mut claims = Vec::new();
             read_file_lines(c, &file, MAX_INPUT_LINE_BYTES, &mut |line| {
                 if let Some(request) = request_of_line(line).filter(|r| r.custom_id.len() <= MAX_CUSTOM_ID_BYTES) {
-                    model = model.take().or(request.model);
-                    claims.push((request.custom_id, text_hash(&request.input)));
+                    let same_model = request.model.as_deref() == Some(c.model.as_str());
+                    claims.push((request.custom_id, same_model.then(|| text_hash(&request.input))));
                 }
                 claims.len() < MAX_BATCH_INPUTS
             })?;
-            Ok((claims, model))
+            Ok(claims)
         })?;
     }
+    let model = Some(config.model.as_str());
     let submission = info.metadata.get(META_SUBMISSION).cloned().unwrap_or_default();
-    let (ids, hashes): (Vec<String>, Vec<Option<i64>>) = claims.into_iter().map(|(id, hash)| (id, Some(hash))).unzip();
+    let (ids, hashes): (Vec<String>, Vec<Option<i64>>) = claims.into_iter().unzip();
     let job = NewJob {
         submission: &submission,
-        model: model.as_deref(),
+        model,
         tokens: 0,
         ids,
         hashes,

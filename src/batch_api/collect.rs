@@ -25,7 +25,7 @@ use crate::pg::shared_state::BatchFigures;
 use crate::pg::subtransaction::try_in_subtransaction;
 use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::table::pending::read_papers;
-use crate::table::rights::check_may_write;
+use crate::table::rights::{check_may_write, refuse_row_security};
 use crate::table::target::{resolve, Target};
 use crate::table::write::write_and_record;
 
@@ -33,6 +33,10 @@ use crate::table::write::write_and_record;
 /// reader works on the next slice meanwhile, and no more: about three slices of vectors are in
 /// memory at a time.
 const SLICE_LINES: usize = 500;
+
+/// Claimed papers whose texts are read back at once to check them against their fingerprints:
+/// each text can hold up to two 131,056-character columns.
+const CLAIMED_TEXTS_AT_ONCE: usize = 32;
 
 /// What a collection did.
 #[derive(Debug, Default)]
@@ -53,7 +57,18 @@ const MAX_COLLECT_FAILURES: i32 = 5;
 /// The batch as the API has it now; transient failures are retried.
 fn retrieve(config: &ApiConfig, id: &str) -> Result<BatchInfo, UserError> {
     let id = id.to_string();
-    get_with_retries(config, move |c| retrieve_batch(c, &id)).map_err(|e| api_error(&e))
+    let batch_id = id.clone();
+    get_with_retries(config, move |c| retrieve_batch(c, &id)).map_err(|e| match e {
+        ApiError::Rejected { status: 404, .. } => gone(format!("the API no longer knows batch {batch_id} (HTTP 404)")),
+        other => api_error(&other),
+    })
+}
+
+/// The error for a batch, or its results, that the API says it does not have (404): the one
+/// failure of a collection that is the batch's own (see [`is_the_batch_s_fault`]).
+fn gone(message: String) -> UserError {
+    UserError::new(pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, message)
+        .hint("Its endpoint or key may have changed, or its files been deleted; after repeated failures its papers are released.")
 }
 
 /// Polls open batch `batch_id` and collects it when finished: `None` while it is still open.
@@ -71,11 +86,12 @@ fn poll_and_collect(
     collect_one(target, config, &info, job.model.as_deref().unwrap_or(&config.model), acting).map(Some)
 }
 
-/// Whether a failed collection says something about the batch rather than about the API's
-/// state now (connection errors, timeouts, 5xx, rate limits, a refused key are the API's).
+/// Whether a failed collection says something about the batch itself: the API answered that it
+/// does not have the batch or its results (404). Everything else (connection errors, timeouts,
+/// 5xx, rate limits, a refused key, the database's own errors, a caller's missing rights) says
+/// nothing about the batch and never counts towards releasing it.
 fn is_the_batch_s_fault(error: &UserError) -> bool {
-    let state = error.sqlstate();
-    !["08", "38", "53", "28"].iter().any(|class| state.starts_with(class))
+    error.code() == pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT
 }
 
 /// Notes that collecting batch `batch_id` failed with `error` (its work rolled back): a WARNING,
@@ -153,18 +169,19 @@ impl Slicer<'_> {
         // Write only papers still pending whose text is the one sent; the others (a text edited
         // meanwhile, an adopted batch whose input carried other texts or could not be read) are
         // released.
-        let wanted: Vec<String> = embedded.iter().map(|(id, _)| id.clone()).collect();
+        // The texts are read a few papers at a time (each can be long) and only their
+        // fingerprints kept.
         let query = self.target.names.select_claimed();
-        let args: Vec<DatumWithOid> = vec![wanted.into()];
-        let current = read_papers(self.target, &query, &args, self.acting)?;
-        let unchanged: HashSet<String> = current
-            .into_iter()
-            .filter(|p| match claims.get(&p.id) {
-                Some(Some(hash)) => *hash == sent_text_hash(&p.input),
-                Some(None) | None => false,
-            })
-            .map(|p| p.id)
-            .collect();
+        let mut unchanged: HashSet<String> = HashSet::new();
+        for wanted in embedded.chunks(CLAIMED_TEXTS_AT_ONCE) {
+            let ids: Vec<String> = wanted.iter().map(|(id, _)| id.clone()).collect();
+            let args: Vec<DatumWithOid> = vec![ids.into()];
+            for paper in read_papers(self.target, &query, &args, self.acting)? {
+                if claims.get(&paper.id) == Some(&Some(sent_text_hash(&paper.input))) {
+                    unchanged.insert(paper.id);
+                }
+            }
+        }
         let (ids, vectors): (Vec<String>, Vec<Vec<f32>>) = embedded.into_iter().filter(|(id, _)| unchanged.contains(id)).unzip();
         let settled = write_and_record(self.target, &ids, &vectors, rejected, self.model, self.acting)?;
         self.collected.written += i64::from(settled.written_rows);
@@ -263,6 +280,9 @@ enum FileItem {
 
 /// The error for a result file that could not be read.
 fn unreadable(batch_id: &str, error: &ApiError) -> UserError {
+    if let ApiError::Rejected { status: 404, .. } = error {
+        return gone(format!("the API no longer has the results of batch {batch_id} (HTTP 404)"));
+    }
     let api = api_error(error);
     UserError::new(api.code(), format!("could not read the results of batch {batch_id}: {error}"))
         .hint("The batch stays open and the next collection reads it again; after repeated failures its papers are released.")
@@ -310,6 +330,28 @@ fn collect_one(
     Ok((collected, slicer.tokens))
 }
 
+/// Cancels open batch `job` on the API and collects it when the API reports it cancelled at once;
+/// closes it when the API no longer knows it.
+fn cancel_one(target: &Target, config: &ApiConfig, job: &OpenJob, acting: Acting) -> Result<(), UserError> {
+    let id = job.batch_id.clone();
+    match call_raw(config, move |c| embed_core::batch_client::cancel_batch(c, &id)) {
+        Ok(info) => {
+            jobs_store::update_status(&info)?;
+            if info.is_finished() {
+                let model = job.model.as_deref().unwrap_or(&config.model);
+                let (collected, tokens) = collect_one(target, config, &info, model, acting)?;
+                at_commit::record_batch(collected_figures(target, collected, tokens));
+            }
+        }
+        Err(ApiError::Rejected { status: 404, .. }) => {
+            let why = "the API no longer knows this batch; its papers were released".to_string();
+            jobs_store::close(&job.batch_id, Collected::default(), Some(why))?;
+        }
+        Err(error) => return Err(api_error(&error)),
+    }
+    Ok(())
+}
+
 /// What a collected batch adds to the server-wide figures.
 fn collected_figures(target: &Target, collected: Collected, tokens: u64) -> BatchFigures {
     BatchFigures {
@@ -327,6 +369,7 @@ pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
     refuse_snapshot_isolation("collect_batches()")?;
     let target = resolve()?;
     check_may_write(&target, acting)?;
+    refuse_row_security(&target, acting)?;
     let config = current_config()?;
     let adopted = adopt_unrecorded(&target, &config)?;
     Ok(CollectedAll {
@@ -396,29 +439,19 @@ pub fn cancel(acting: Acting) -> Result<i32, UserError> {
     refuse_snapshot_isolation("cancel_batches()")?;
     let target = resolve()?;
     check_may_write(&target, acting)?;
+    refuse_row_security(&target, acting)?;
     let config = current_config()?;
     let mut cancelled = 0;
     for job in jobs_store::lock_open_jobs(&target)? {
-        let (batch_id, id) = (job.batch_id.clone(), job.batch_id.clone());
-        match call_raw(&config, move |c| embed_core::batch_client::cancel_batch(c, &id)) {
-            Ok(info) => {
-                jobs_store::update_status(&info)?;
-                if info.is_finished() {
-                    let model = job.model.as_deref().unwrap_or(&config.model);
-                    let (collected, tokens) = collect_one(&target, &config, &info, model, acting)?;
-                    at_commit::record_batch(collected_figures(&target, collected, tokens));
-                }
+        // Each batch in a subtransaction of its own: one that cannot be cancelled or collected
+        // now is left as it was, and the others are cancelled.
+        match try_in_subtransaction(|| cancel_one(&target, &config, &job, acting)) {
+            Ok(()) => cancelled += 1,
+            Err(error) if error.is_cancel() => return Err(error),
+            Err(error) => {
+                note_failure(&job.batch_id, &error)?;
             }
-            Err(ApiError::Rejected { status: 404, .. }) => {
-                jobs_store::close(
-                    &batch_id,
-                    Collected::default(),
-                    Some("the API no longer knows this batch; its papers were released".into()),
-                )?;
-            }
-            Err(error) => return Err(api_error(&error)),
         }
-        cancelled += 1;
     }
     Ok(cancelled)
 }

@@ -27,6 +27,7 @@ use crate::settings::gucs;
 use crate::table::pending::{fetch_pending, Pending};
 use crate::table::rights::check_may_write;
 use crate::table::target::{resolve, Target};
+use crate::table::write::try_write;
 
 /// What a submission did.
 #[derive(Debug, Default)]
@@ -95,8 +96,10 @@ pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, User
     })
 }
 
-/// Submits up to `max_papers` (all when `None`) pending papers of `target` in no open batch;
-/// the caller has adopted unrecorded batches first.
+/// Submits up to `max_papers` pending papers of `target` in no open batch, in one batch; with
+/// `None`, all of them, in as many batches as they take (all created in the caller's
+/// transaction: `submit_backfill()` and worker 0 pass a number, and commit each batch). The
+/// caller has adopted unrecorded batches first.
 pub fn submit_pending(
     target: &Target,
     config: &ApiConfig,
@@ -127,6 +130,8 @@ pub fn submit_pending(
         if file.ids.is_empty() {
             break;
         }
+        // Nothing is paid for a batch whose collection the database would refuse as a whole.
+        try_write(target, &file.ids, target.expected_dims(config), &config.model, acting)?;
         let submission = Spi::get_one::<String>("SELECT pg_catalog.gen_random_uuid()::pg_catalog.text")
             .ok()
             .flatten()
@@ -165,7 +170,7 @@ pub fn submit_pending(
         // again: the submission ends here.
         // A fetch stopped by the text budget leaves more pending: the next batch takes them.
         let no_more = (papers.len() as i32) < want && !fetched.stopped_by_budget;
-        if file.full || no_more || papers_taken < papers.len() as i64 {
+        if max_papers.is_some() || file.full || no_more || papers_taken < papers.len() as i64 {
             break;
         }
     }

@@ -20,7 +20,7 @@ use crate::table::claims::has_open_claims;
 use crate::table::pending::fetch_pending;
 use crate::table::rights::check_may_write;
 use crate::table::target::{refuse_settings_from_catalogs, resolve};
-use crate::table::write::write_and_record;
+use crate::table::write::{try_write, write_and_record};
 
 /// Most papers one batch may hold for vectors of `dims` dimensions (`None`: not yet known, so
 /// the largest pgvector allows): the `vector[]` written in one statement must stay under
@@ -130,6 +130,10 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     if papers.is_empty() {
         return Ok(outcome);
     }
+
+    // Nothing is paid for a write the database would refuse as a whole.
+    let ids: Vec<String> = papers.iter().map(|p| p.id.clone()).collect();
+    try_write(&target, &ids, dims, &config.model, acting)?;
 
     phase(Phase::CallingApi, "");
     let api_start = Instant::now();

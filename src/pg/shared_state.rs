@@ -196,6 +196,11 @@ pub fn register_worker(index: usize) {
             phase: Phase::Starting,
             ..*slot
         };
+        if index == 0 {
+            // Worker 0 (re)starts: until it has looked for batches a crash left unrecorded, the
+            // other workers send nothing live while the Batch API is on.
+            s.batches_checked = false;
+        }
     });
 }
 

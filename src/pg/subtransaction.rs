@@ -18,6 +18,17 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, UserError> {
 /// Runs `f` in a new subtransaction that is kept only when `f` returns `Ok`: an `Err` it returns
 /// and an ERROR it raises both roll back all it did, and come back as `Err`.
 pub fn try_in_subtransaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, UserError> {
+    subtransaction(true, f)
+}
+
+/// Runs `f` in a new subtransaction that is always rolled back, whatever it did: a trial of a
+/// statement whose effects must not stay. Returns what `f` returned, or the ERROR it raised.
+pub fn rolled_back<R>(f: impl FnOnce() -> Result<R, UserError>) -> Result<R, UserError> {
+    subtransaction(false, f)
+}
+
+/// Runs `f` in a new subtransaction, released when `keep` and `f` succeeded, else rolled back.
+fn subtransaction<R>(keep: bool, f: impl FnOnce() -> Result<R, UserError>) -> Result<R, UserError> {
     // SAFETY: the standard internal-subtransaction sequence; the saved context and owner
     // belong to the enclosing transaction, which outlives the subtransaction.
     let (context, owner) = unsafe {
@@ -32,7 +43,7 @@ pub fn try_in_subtransaction<R>(f: impl FnOnce() -> Result<R, UserError>) -> Res
         .execute();
     // SAFETY: ends the subtransaction begun above.
     unsafe {
-        if result.is_ok() {
+        if keep && result.is_ok() {
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();

@@ -46,3 +46,26 @@ pub fn check_may_write(target: &Target, acting: Acting) -> Result<(), UserError>
         target.names.table
     )))
 }
+
+/// Refuses (42501) a caller on whom row-level security acts on `target`: collecting or
+/// cancelling a batch settles all its papers, and a caller who sees only some of them would
+/// release the others unwritten, paid for.
+pub fn refuse_row_security(target: &Target, acting: Acting) -> Result<(), UserError> {
+    if acting == Acting::TableOwner {
+        return Ok(());
+    }
+    let limited = with_catalog_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.row_security_active($1::pg_catalog.oid)",
+            &[target.relid.into()],
+        )
+    })
+    .map_err(internal("check the row security of the table"))?
+    .unwrap_or(true);
+    if !limited {
+        return Ok(());
+    }
+    Err(UserError::new(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("row-level security limits what this role sees of {}", target.names.table))
+        .detail("Collecting or cancelling a batch settles every paper in it; papers this role cannot see would be released unwritten.")
+        .hint("Collect as the table's owner or a role that bypasses row-level security (or let worker 0 collect with doctrove_embed.batch_api = on)."))
+}

@@ -126,28 +126,30 @@ fn vector_types() -> Result<(pg_sys::Oid, pg_sys::Oid, String), UserError> {
     }
 }
 
-/// Types whose text form depends on session settings (`extra_float_digits`, `DateStyle`,
-/// `TimeZone`, `IntervalStyle`, `lc_monetary`). Ids travel as text between the statements of a
-/// batch and across transactions (claims, failures), so such an id could miss its own row.
-const SESSION_DEPENDENT_TYPES: [pg_sys::Oid; 9] = [
-    pg_sys::FLOAT4OID,
-    pg_sys::FLOAT8OID,
-    pg_sys::DATEOID,
-    pg_sys::TIMEOID,
-    pg_sys::TIMETZOID,
-    pg_sys::TIMESTAMPOID,
-    pg_sys::TIMESTAMPTZOID,
-    pg_sys::INTERVALOID,
-    // money (MONEYOID from PostgreSQL 15 on, CASHOID before).
-    pg_sys::Oid::from_u32(790),
+/// The id types whose text form is the same in every session. Ids travel as text between the
+/// statements of a batch and across transactions (claims, failures), so an id whose text depends
+/// on `extra_float_digits`, `DateStyle`, `TimeZone`, `IntervalStyle`, `bytea_output`,
+/// `lc_monetary` or the `search_path` (the `reg*` types) could miss its own row; such types (and
+/// arrays, ranges and the like) are refused.
+const STABLE_TEXT_ID_TYPES: [pg_sys::Oid; 10] = [
+    pg_sys::INT2OID,
+    pg_sys::INT4OID,
+    pg_sys::INT8OID,
+    pg_sys::NUMERICOID,
+    pg_sys::TEXTOID,
+    pg_sys::VARCHAROID,
+    pg_sys::BPCHAROID,
+    pg_sys::NAMEOID,
+    pg_sys::UUIDOID,
+    pg_sys::OIDOID,
 ];
 
-/// Refuses an id column whose type (or a domain over it) writes itself differently in
-/// different sessions.
+/// Refuses an id column whose type (or the type under its domain) is not one whose text form is
+/// the same in every session.
 fn refuse_session_dependent_id(id: &Column, table: &str, id_name: &str) -> Result<(), UserError> {
     // SAFETY: a catalog lookup of an existing type (the column's).
     let base = unsafe { pg_sys::getBaseType(id.type_oid) };
-    if !SESSION_DEPENDENT_TYPES.contains(&base) {
+    if STABLE_TEXT_ID_TYPES.contains(&base) {
         return Ok(());
     }
     Err(UserError::new(
@@ -158,7 +160,7 @@ fn refuse_session_dependent_id(id: &Column, table: &str, id_name: &str) -> Resul
         ),
     )
     .detail("Papers are found again by the text form of their id, in other sessions and transactions.")
-    .hint("Set doctrove_embed.id_column to a key of a type such as bigint, uuid or text."))
+    .hint("Set doctrove_embed.id_column to a key of type bigint, integer, numeric, text, varchar or uuid."))
 }
 
 /// The schema and name `doctrove_embed.table` gives: `name` means `public.name`.
@@ -209,8 +211,9 @@ fn id_type_and_equality(type_oid: pg_sys::Oid, table: &str, id_name: &str) -> Re
 }
 
 /// The `doctrove_embed.*` settings (those named in `only`, when given) whose value comes from
-/// `ALTER DATABASE` or `ALTER ROLE ... SET`, as `name (source)`, if any.
-fn settings_from_catalogs(only: Option<Vec<String>>) -> Option<String> {
+/// `ALTER DATABASE` or `ALTER ROLE ... SET`, as `name (source)`, if any. A failed look-up is an
+/// error, never a pass.
+fn settings_from_catalogs(only: Option<Vec<String>>) -> Result<Option<String>, UserError> {
     crate::pg::identity::with_catalog_search_path(|| {
         Spi::get_one_with_args::<String>(
             "SELECT string_agg(name || ' (' || source || ')', ', ' ORDER BY name) FROM pg_settings \
@@ -219,8 +222,7 @@ fn settings_from_catalogs(only: Option<Vec<String>>) -> Option<String> {
             &[only.into()],
         )
     })
-    .ok()
-    .flatten()
+    .map_err(crate::errors::internal("read where the settings come from"))
 }
 
 /// Refuses, in a background worker, `doctrove_embed.*` values that come from `ALTER DATABASE` or
@@ -228,7 +230,7 @@ fn settings_from_catalogs(only: Option<Vec<String>>) -> Option<String> {
 /// must not choose which table (or which columns, sent to the API) that is. Workers take their
 /// settings from the server's configuration only.
 pub fn refuse_settings_from_catalogs() -> Result<(), UserError> {
-    match settings_from_catalogs(None) {
+    match settings_from_catalogs(None)? {
         None => Ok(()),
         Some(names) => Err(UserError::new(
             ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -256,12 +258,12 @@ const TABLE_SETTINGS: [&str; 7] = [
 /// rights. A session's own `SET` and the server's configuration choose it.
 fn refuse_table_settings_from_catalogs() -> Result<(), UserError> {
     let names = TABLE_SETTINGS.iter().map(|name| format!("doctrove_embed.{name}")).collect();
-    let Some(chosen) = settings_from_catalogs(Some(names)) else {
+    let Some(chosen) = settings_from_catalogs(Some(names))? else {
         return Ok(());
     };
     Err(UserError::new(
         ERRCODE_INSUFFICIENT_PRIVILEGE,
-        "doctrove_embed takes no table or column setting from ALTER DATABASE or ALTER ROLE",
+        "doctrove_embed takes no table, column or model setting from ALTER DATABASE or ALTER ROLE",
     )
     .detail(format!("Set per database or per role: {chosen}."))
     .hint("SET them in the session (or in postgresql.conf), and RESET the per-database or per-role values."))

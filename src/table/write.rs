@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 
 use crate::errors::{internal, UserError};
 use crate::pg::identity::Acting;
-use crate::pg::subtransaction::in_subtransaction;
+use crate::pg::subtransaction::{in_subtransaction, rolled_back};
 use crate::pg::vector_datum::vector_array_datum;
 use crate::table::failures;
 use crate::table::target::Target;
@@ -97,6 +97,33 @@ fn write_isolating(
         writer.write(ids, vectors)?;
     }
     Ok(writer.written)
+}
+
+/// Tries the write on the first papers of `ids` before anything is paid for, in a
+/// subtransaction that is always rolled back, with a stand-in vector of `dims` dimensions. The
+/// statement's own faults come back as an error, so nothing is paid for a write that cannot
+/// happen: a privilege, a column's type, a row policy, a lock that does not come (any error a row
+/// does not cause), and a refusal that two different papers meet word for word, message and
+/// detail (a model name too long for its column, a trigger that refuses every update: a refusal
+/// of one paper's row says which row, or is met by that paper alone).
+pub fn try_write(target: &Target, ids: &[String], dims: Option<usize>, model: &str, acting: Acting) -> Result<(), UserError> {
+    let stand_in = vec![vec![1.0f32; dims.unwrap_or(1).max(1)]];
+    let mut first_refusal: Option<UserError> = None;
+    for id in ids.iter().take(2) {
+        let tried = rolled_back(|| {
+            update(target, std::slice::from_ref(id), &stand_in, model, acting).map_err(internal("write embeddings"))
+        });
+        match tried {
+            Ok(_) => return Ok(()),
+            Err(error) if !error.is_caused_by_a_row() => return Err(error),
+            Err(error) => match &first_refusal {
+                Some(first) if first.sqlstate() == error.sqlstate() && first.summary() == error.summary() => return Err(error),
+                Some(_) => return Ok(()),
+                None => first_refusal = Some(error),
+            },
+        }
+    }
+    Ok(())
 }
 
 /// What writing a batch's answers and recording its failures did.

@@ -58,9 +58,17 @@ impl BatchApiDuty {
             refuse_settings_from_catalogs()?;
             collect(Acting::TableOwner)
         });
-        // The collection has adopted whatever a crash left unrecorded: the other workers may
-        // embed live from now on, while this one submits (an upload can take minutes).
-        shared_state::update(|s| s.batches_checked = true);
+        // Once the collection has adopted whatever a crash left unrecorded (or the endpoint has
+        // no Batch API, so there is nothing to adopt), the other workers may embed live, while
+        // this one submits (an upload can take minutes). A failed look (the API unreachable)
+        // keeps them waiting until the next poll succeeds.
+        let looked = match &collected {
+            Ok(_) => true,
+            Err(error) => error.code() == pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        };
+        if looked {
+            shared_state::update(|s| s.batches_checked = true);
+        }
         let collected = collected?;
         // The collection above has adopted and collected: the submission only submits, one batch
         // per transaction, so each batch's claims commit as soon as it exists and no paper stays

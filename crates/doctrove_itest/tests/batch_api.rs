@@ -644,8 +644,18 @@ fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
         .map(|id| embed_core::batch_file::request_line(&id.to_string(), &config.model, &format!("EVIL {id}"), 0))
         .collect();
     let file = embed_core::batch_client::upload_batch_file(&config, "evil.jsonl", lines.as_bytes()).unwrap();
+    // Our metadata, as anyone who can list the account's batches reads it.
+    let cluster: String = client
+        .query_one(
+            "SELECT c.system_identifier::text || '/' || d.oid FROM pg_control_system() c, pg_database d \
+             WHERE d.datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     let metadata = std::collections::BTreeMap::from([
         ("doctrove_database".to_string(), db.name.clone()),
+        ("doctrove_cluster".to_string(), cluster),
         ("doctrove_table".to_string(), "public.doctrove_papers".to_string()),
         ("doctrove_submission".to_string(), "forged".to_string()),
     ]);

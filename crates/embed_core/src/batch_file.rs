@@ -58,18 +58,18 @@ pub fn request_of_line(line: &[u8]) -> Option<InputRequest> {
     Some(InputRequest { custom_id, input, model })
 }
 
-/// A fingerprint of the text sent for a paper (FNV-1a, 64 bits) over the text as sent (cut to
-/// the model's limit): a vector is written only to a paper whose text, cut the same way, has the
-/// same fingerprint. So a paper whose text changed while its batch was open gets no vector for
-/// the old text, and a batch whose input lines carry other texts than the papers' (one made by
-/// anyone else holding the key) writes nothing.
+/// A fingerprint of the text sent for a paper (the first 64 bits of its SHA-256) over the text as
+/// sent (cut to the model's limit): a vector is written only to a paper whose text, cut the same
+/// way, has the same fingerprint. So a paper whose text changed while its batch was open gets no
+/// vector for the old text, and a batch whose input lines carry other texts than the papers'
+/// (one made by anyone else holding the key) writes nothing; finding another text with a given
+/// fingerprint takes about 2^64 tries.
 pub fn text_hash(text: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash as i64
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(first)
 }
 
 /// The fingerprint of what would be sent for a paper whose text is `input`.

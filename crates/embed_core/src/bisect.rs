@@ -178,24 +178,32 @@ pub fn isolate_rejected(
         }
     }
     let Search {
+        send,
         mut out,
         proven,
         suspects,
         failed_alone,
-        ..
     } = search;
     if !failed_alone.is_empty() {
-        // A 500 or an invalid answer for one input alone: blamed only if the API answers a
-        // canary now. Otherwise the API is failing, not the input: nothing is blamed, the inputs
-        // stay pending, and the failure is the batch's error.
+        // A 500 or an invalid answer for one input (reached by the search, perhaps without being
+        // sent alone): blamed only if the API answers a canary now and then fails that input
+        // sent alone again. Otherwise the API was failing, not the input: nothing is blamed, and
+        // an input it now answers is kept.
         match canary() {
             Ok(()) => {
                 *proven = true;
-                out.rejected.extend(
-                    failed_alone
-                        .into_iter()
-                        .map(|(i, error)| (i, format!("failed alone: {error}"))),
-                );
+                for (i, _) in failed_alone {
+                    match send(&[i]) {
+                        Ok(mut vectors) => out.vectors.push((i, vectors.pop().unwrap_or_default())),
+                        Err(error) if may_follow_an_input(&error) => {
+                            out.rejected.push((i, format!("failed alone: {error}")));
+                        }
+                        Err(error) => {
+                            out.deferred.push(vec![i]);
+                            out.error.get_or_insert(error);
+                        }
+                    }
+                }
             }
             Err(error) => {
                 out.deferred.extend(failed_alone.into_iter().map(|(i, _)| vec![i]));
@@ -385,7 +393,8 @@ mod tests {
             assert_eq!(all_indices(&out), items);
             assert!(out.vectors.iter().all(|(i, v)| *i != poison && v == &vec![*i as f32]));
             assert_eq!(out.error, None);
-            assert!(calls <= 1 + 8, "poison {poison}: {calls} requests");
+            // The search, then the input sent alone once more after the canary.
+            assert!(calls <= 1 + 8 + 1, "poison {poison}: {calls} requests");
             assert_eq!(canaries, 1, "a failure alone is confirmed by a canary, even when proven");
         }
     }
@@ -409,6 +418,30 @@ mod tests {
         );
         assert!(out.vectors.is_empty());
         assert_eq!(all_indices(&out), items, "every input stays pending");
+    }
+
+    #[test]
+    fn an_outage_that_ends_during_the_search_blames_no_input() {
+        let items: Vec<usize> = (0..16).collect();
+        let mut calls = 0;
+        // The API fails the first three requests with 500 (after their retries), then answers.
+        let mut send = |items: &[usize]| -> Result<Vec<Vec<f32>>, ApiError> {
+            calls += 1;
+            if calls <= 3 {
+                Err(ApiError::ServerError {
+                    status: 500,
+                    message: "down".into(),
+                    retry_after: None,
+                })
+            } else {
+                Ok(items.iter().map(|&i| vec![i as f32]).collect())
+            }
+        };
+        let out = isolate_rejected(&items, &mut send, &mut canary_ok(), &mut false);
+        assert!(out.rejected.is_empty(), "{out:?}");
+        assert_eq!(out.error, None);
+        assert_eq!(all_indices(&out), items, "every input answered or deferred");
+        assert!(out.vectors.iter().all(|(i, v)| v == &vec![*i as f32]));
     }
 
     #[test]
