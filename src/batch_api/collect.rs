@@ -64,8 +64,9 @@ fn retrieve(config: &ApiConfig, id: &str) -> Result<BatchInfo, UserError> {
     })
 }
 
-/// The error for a batch, or its results, that the API says it does not have (404): the one
-/// failure of a collection that is the batch's own (see [`is_the_batch_s_fault`]).
+/// The error for a batch, or its results, that the API says it does not have (404) or that
+/// cannot be read as results: the failures of a collection that are the batch's own (see
+/// [`is_the_batch_s_fault`]).
 fn gone(message: String) -> UserError {
     UserError::new(pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, message)
         .hint("Its endpoint or key may have changed, or its files been deleted; after repeated failures its papers are released.")
@@ -87,7 +88,7 @@ fn poll_and_collect(
 }
 
 /// Whether a failed collection says something about the batch itself: the API answered that it
-/// does not have the batch or its results (404). Everything else (connection errors, timeouts,
+/// does not have the batch or its results (404), or its results cannot be read as such. Everything else (connection errors, timeouts,
 /// 5xx, rate limits, a refused key, the database's own errors, a caller's missing rights) says
 /// nothing about the batch and never counts towards releasing it.
 fn is_the_batch_s_fault(error: &UserError) -> bool {
@@ -280,8 +281,14 @@ enum FileItem {
 
 /// The error for a result file that could not be read.
 fn unreadable(batch_id: &str, error: &ApiError) -> UserError {
-    if let ApiError::Rejected { status: 404, .. } = error {
-        return gone(format!("the API no longer has the results of batch {batch_id} (HTTP 404)"));
+    match error {
+        ApiError::Rejected { status: 404, .. } => {
+            return gone(format!("the API no longer has the results of batch {batch_id} (HTTP 404)"));
+        }
+        // The file came, but cannot be read as results (a line over the cap): it will not read
+        // better next time.
+        ApiError::Malformed(problem) => return gone(format!("the results of batch {batch_id} cannot be read: {problem}")),
+        _ => {}
     }
     let api = api_error(error);
     UserError::new(api.code(), format!("could not read the results of batch {batch_id}: {error}"))

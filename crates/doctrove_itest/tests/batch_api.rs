@@ -660,6 +660,11 @@ fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
         ("doctrove_submission".to_string(), "forged".to_string()),
     ]);
     embed_core::batch_client::create_batch(&config, &file, &metadata).unwrap();
+    // A batch of another cluster (a copy restored elsewhere) naming the same papers is not even
+    // adopted.
+    let mut elsewhere = metadata.clone();
+    elsewhere.insert("doctrove_cluster".to_string(), "7000000000000000000/5".to_string());
+    embed_core::batch_client::create_batch(&config, &file, &elsewhere).unwrap();
     // The next submission finds it on the API and adopts it; its collection writes nothing.
     let (_, _, adopted) = submit(&mut client);
     let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(30));

@@ -511,3 +511,27 @@ fn an_input_the_api_fails_on_is_blamed_alone_and_its_neighbours_embedded() {
         .get(0);
     assert_eq!(one, doctrove_mock::vector_for("Title: Paper 618", 8));
 }
+
+#[test]
+fn a_cancel_while_writing_ends_the_call_and_blames_no_paper() {
+    let db = TestDb::new("robust_cancel_write");
+    let mut client = db.connect();
+    papers(&mut client, 8, 20);
+    db.point_at_mock(&mut client, "dim=8/");
+    // Writing paper 12 takes 3 s; the statement may take 1 s. The write's subtransactions catch
+    // the cancel, which must end the call rather than isolate and blame paper 12.
+    client
+        .batch_execute(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(3); RETURN NEW; END$$;
+             CREATE TRIGGER slow BEFORE UPDATE ON doctrove_papers FOR EACH ROW
+                 WHEN (NEW.doctrove_paper_id = 12 AND NEW.doctrove_embedding IS NOT NULL
+                       AND NEW.doctrove_embedding OPERATOR(public.<>) '[1,1,1,1,1,1,1,1]') EXECUTE FUNCTION slow();
+             SET statement_timeout = '1s';",
+        )
+        .unwrap();
+    let outcome = client.query("SELECT * FROM embed_pending(20)", &[]);
+    client.batch_execute("RESET statement_timeout").unwrap();
+    assert_eq!(sqlstate(&outcome).as_deref(), Some("57014"), "{outcome:?}");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM doctrove_embed.failures"), 0);
+    assert_eq!(count(&mut client, "SELECT count(doctrove_embedding) FROM doctrove_papers"), 0);
+}

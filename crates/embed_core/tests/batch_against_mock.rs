@@ -8,7 +8,7 @@ use std::time::Duration;
 use doctrove_mock::{vector_for, MockConfig, MockServer};
 use embed_core::batch_client::{cancel_batch, create_batch, list_batches, read_file_lines, retrieve_batch, upload_batch_file};
 use embed_core::batch_file::{parse_result_line, request_line, LineResult, MAX_RESULT_LINE_BYTES};
-use embed_core::ApiConfig;
+use embed_core::{ApiConfig, ApiError};
 
 fn config(mock: &MockServer, path: &str) -> ApiConfig {
     ApiConfig {
@@ -151,4 +151,22 @@ fn a_batch_of_more_than_50000_inputs_fails_validation() {
         ("failed", Some("too_many_inputs".to_string()))
     );
     assert_eq!(mock.stats("b5")["batch_inputs"], 0);
+}
+
+#[test]
+fn a_line_over_the_cap_ends_the_reading_with_an_error_and_nothing_past_it_is_read() {
+    let mock = MockServer::start("127.0.0.1:0", MockConfig { default_dims: 4 }).unwrap();
+    let config = config(&mock, "s=cap/");
+    let content = format!("{{\"a\": 1}}\n{}\n{{\"b\": 2}}\n", "x".repeat(10_000));
+    let file = upload_batch_file(&config, "long.jsonl", content.as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    let read = read_file_lines(&config, &file, 1_000, &mut |line| {
+        seen.push(line.len());
+        true
+    });
+    match read {
+        Err(ApiError::Malformed(problem)) => assert!(problem.contains("longer than 1000 bytes"), "{problem}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(seen, vec![8], "only the line before the long one");
 }
