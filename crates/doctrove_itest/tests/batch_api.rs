@@ -624,14 +624,10 @@ fn submitting_50000_papers_keeps_the_backend_s_memory_bounded() {
     assert_eq!(db.stats()["batches_created"].as_i64(), Some(i64::from(batches)));
 }
 
-#[test]
-fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
-    let db = TestDb::new("batch_forged");
-    let mut client = db.connect();
-    create_logged_papers(&mut client, 100, 8);
-    db.point_at_mock(&mut client, "dim=8/");
-    // Someone else holding the key (a staging copy, a leaked key) creates a batch with this
-    // database's and table's metadata whose input lines name the pending papers with other texts.
+/// Creates on the mock, as someone else holding the key would, a batch whose input lines name
+/// papers 1 to 100 with `text(id)`, carrying this database's metadata as anyone who can list the
+/// account's batches reads it (with another cluster identifier when `cluster` is given).
+fn forge_batch(db: &TestDb, client: &mut Client, text: impl Fn(i32) -> String, cluster: Option<&str>) {
     let config = embed_core::ApiConfig {
         base_url: format!("{}/s={}/dim=8/v1", mock_root(), db.scope),
         api_key: "sk-someone-else".into(),
@@ -641,11 +637,10 @@ fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
         timeout: Duration::from_secs(10),
     };
     let lines: String = (1..=100)
-        .map(|id| embed_core::batch_file::request_line(&id.to_string(), &config.model, &format!("EVIL {id}"), 0))
+        .map(|id| embed_core::batch_file::request_line(&id.to_string(), &config.model, &text(id), 0))
         .collect();
-    let file = embed_core::batch_client::upload_batch_file(&config, "evil.jsonl", lines.as_bytes()).unwrap();
-    // Our metadata, as anyone who can list the account's batches reads it.
-    let cluster: String = client
+    let file = embed_core::batch_client::upload_batch_file(&config, "forged.jsonl", lines.as_bytes()).unwrap();
+    let ours: String = client
         .query_one(
             "SELECT c.system_identifier::text || '/' || d.oid FROM pg_control_system() c, pg_database d \
              WHERE d.datname = current_database()",
@@ -655,16 +650,52 @@ fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
         .get(0);
     let metadata = std::collections::BTreeMap::from([
         ("doctrove_database".to_string(), db.name.clone()),
-        ("doctrove_cluster".to_string(), cluster),
+        ("doctrove_cluster".to_string(), cluster.map_or(ours, str::to_string)),
         ("doctrove_table".to_string(), "public.doctrove_papers".to_string()),
         ("doctrove_submission".to_string(), "forged".to_string()),
     ]);
     embed_core::batch_client::create_batch(&config, &file, &metadata).unwrap();
-    // A batch of another cluster (a copy restored elsewhere) naming the same papers is not even
-    // adopted.
-    let mut elsewhere = metadata.clone();
-    elsewhere.insert("doctrove_cluster".to_string(), "7000000000000000000/5".to_string());
-    embed_core::batch_client::create_batch(&config, &file, &elsewhere).unwrap();
+}
+
+#[test]
+fn a_paper_is_claimed_by_one_open_batch_only() {
+    let db = TestDb::new("batch_one_claim");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 100, 8);
+    db.point_at_mock(&mut client, "dim=8/batch_delay=600000/");
+    assert_eq!(submit(&mut client), (1, 100, 0));
+    // A second batch naming the same papers (here with their own texts) is adopted, but claims
+    // none of them: each stays with the first.
+    forge_batch(
+        &db,
+        &mut client,
+        |id| format!("Title: Paper {id} Abstract: Abstract of paper {id}"),
+        None,
+    );
+    assert_eq!(submit(&mut client), (0, 0, 1));
+    let (claims, batches): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT count(*), count(DISTINCT batch_id) FROM doctrove_embed.batch_papers",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((claims, batches), (100, 1));
+}
+
+#[test]
+fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
+    let db = TestDb::new("batch_forged");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 100, 8);
+    db.point_at_mock(&mut client, "dim=8/");
+    // Someone else holding the key (a staging copy, a leaked key) creates a batch with this
+    // database's and table's metadata whose input lines name the pending papers with other texts,
+    // and one of another cluster (a copy restored elsewhere), which is not even adopted.
+    forge_batch(&db, &mut client, |id| format!("EVIL {id}"), None);
+    forge_batch(&db, &mut client, |id| format!("EVIL {id}"), Some("7000000000000000000/5"));
     // The next submission finds it on the API and adopts it; its collection writes nothing.
     let (_, _, adopted) = submit(&mut client);
     let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(30));
