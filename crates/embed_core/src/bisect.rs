@@ -20,9 +20,11 @@
 //!
 //! A request that still fails after its retries with a 500 or with an answer that is not a valid
 //! embeddings response (a self-hosted model that fails on one odd input does the first; a NaN
-//! in one vector the second) may be one input's doing too: it is bisected the same way. Such an
-//! input is blamed only when, after it failed alone, a canary request is answered: the API works
-//! and fails on that input, so a transient outage never blames anyone.
+//! in one vector the second) may be one input's doing too, when a canary request is answered
+//! meanwhile (an API that fails the canary too fails everything: the search stops there). It is
+//! bisected the same way, and an input is blamed only when, after the search reached it, another
+//! canary is answered and the input sent alone fails again: so an outage, even one that ends
+//! during the search, never blames anyone.
 //!
 //! A request that fails for another reason ends the search: what was answered before it is
 //! kept ([`Isolated::vectors`], already paid for), the rest stays pending, and the error comes
@@ -95,6 +97,11 @@ struct Search<'s, 'a> {
     /// Inputs whose request failed alone (500, an invalid answer), to be blamed only when a
     /// canary sent afterwards is answered.
     failed_alone: Vec<(usize, ApiError)>,
+    /// Sends the canary request.
+    canary: &'s mut dyn FnMut() -> Result<(), ApiError>,
+    /// Whether a canary has shown that the API answers while a request fails with a 500 or an
+    /// invalid answer: only then may such a failure follow an input, and is it searched.
+    failure_searched: bool,
 }
 
 impl Search<'_, '_> {
@@ -129,6 +136,14 @@ impl Search<'_, '_> {
         let failure = may_follow_an_input(&error);
         if !is_input_rejection(&error) && !failure {
             return Err(error);
+        }
+        if failure && !self.failure_searched {
+            // An API that fails a canary the same way fails every text, not this request's:
+            // nothing to search, and no input to suspect.
+            if (self.canary)().is_err() {
+                return Err(error);
+            }
+            self.failure_searched = true;
         }
         if items.len() == 1 {
             if failure {
@@ -171,6 +186,8 @@ pub fn isolate_rejected(
         proven,
         suspects: Vec::new(),
         failed_alone: Vec::new(),
+        canary,
+        failure_searched: false,
     };
     if !items.is_empty() {
         if let Err(error) = search.search(items, None) {
@@ -183,6 +200,8 @@ pub fn isolate_rejected(
         proven,
         suspects,
         failed_alone,
+        canary,
+        ..
     } = search;
     if !failed_alone.is_empty() {
         // A 500 or an invalid answer for one input (reached by the search, perhaps without being
@@ -395,7 +414,7 @@ mod tests {
             assert_eq!(out.error, None);
             // The search, then the input sent alone once more after the canary.
             assert!(calls <= 1 + 8 + 1, "poison {poison}: {calls} requests");
-            assert_eq!(canaries, 1, "a failure alone is confirmed by a canary, even when proven");
+            assert_eq!(canaries, 2, "a canary before the search, and one before the blame");
         }
     }
 
@@ -416,8 +435,8 @@ mod tests {
             matches!(out.error, Some(ApiError::ServerError { status: 500, .. })),
             "{out:?}"
         );
-        assert!(out.vectors.is_empty());
-        assert_eq!(all_indices(&out), items, "every input stays pending");
+        assert!(out.vectors.is_empty() && out.deferred.is_empty());
+        assert_eq!(calls, 1, "the canary fails too: nothing to search");
     }
 
     #[test]
