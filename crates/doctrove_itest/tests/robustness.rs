@@ -312,7 +312,9 @@ fn a_role_that_may_not_write_every_column_pays_nothing_and_blames_no_paper() {
                  embedding_model_version text);
              INSERT INTO doctrove_papers SELECT g, 'Paper ' || g, NULL, NULL FROM generate_series(1, 10) g;
              SELECT doctrove_embed.create_pending_index();
-             GRANT SELECT, UPDATE (doctrove_embedding) ON doctrove_papers TO lp_embedder;",
+             GRANT SELECT, UPDATE (doctrove_embedding) ON doctrove_papers TO lp_embedder;
+             GRANT EXECUTE ON FUNCTION embed_pending(integer), doctrove_embed.submit_batches(bigint),
+                 doctrove_embed.collect_batches() TO lp_embedder;",
         )
         .unwrap();
     let mut embedder = connect_as("lp_embedder", &db.name);
