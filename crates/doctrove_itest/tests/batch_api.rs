@@ -447,13 +447,14 @@ fn a_batch_with_a_bad_line_or_one_the_api_forgot_holds_up_no_other() {
     let db = TestDb::new("batch_never_blocks");
     let mut client = db.connect();
     create_logged_papers(&mut client, 600, 8);
-    // Batch 1's output file ends with a line that is not a result; batch 2's is clean.
-    db.point_at_mock(&mut client, "dim=8/bad_line=1/");
+    // Batch 1's output file ends with a line that is not a result; batch 2's is clean. Both
+    // finish 2 s after they are created, so both are collected below.
+    db.point_at_mock(&mut client, "dim=8/bad_line=1/batch_delay=2000/");
     let first: i32 = client
         .query_one("SELECT batches FROM doctrove_embed.submit_batches(250)", &[])
         .unwrap()
         .get(0);
-    db.point_at_mock(&mut client, "dim=8/");
+    db.point_at_mock(&mut client, "dim=8/batch_delay=2000/");
     let second: i32 = client
         .query_one("SELECT batches FROM doctrove_embed.submit_batches(250)", &[])
         .unwrap()
@@ -696,17 +697,23 @@ fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
     // and one of another cluster (a copy restored elsewhere), which is not even adopted.
     forge_batch(&db, &mut client, |id| format!("EVIL {id}"), None);
     forge_batch(&db, &mut client, |id| format!("EVIL {id}"), Some("7000000000000000000/5"));
-    // The next submission finds it on the API and adopts it; its collection writes nothing.
-    let (_, _, adopted) = submit(&mut client);
-    let (_, written, _, released) = collect_until_closed(&mut client, Duration::from_secs(30));
+    // The next collection finds it on the API and adopts it (a batch this session never
+    // submitted is collected); it writes nothing and releases its papers.
+    let row = client
+        .query_one("SELECT * FROM doctrove_embed.collect_batches()", &[])
+        .unwrap();
+    let (collected, written, released) = (
+        row.get::<_, i32>("batches_collected"),
+        row.get::<_, i64>("papers_written"),
+        row.get::<_, i64>("papers_released"),
+    );
     embed_until_done(&mut client, 250);
     let t = tally(&mut client, 8);
     record_attack(
         "write vectors of other texts into pending papers through a batch with this database's metadata",
         t.wrong > 0 || written > 0,
     );
-    assert_eq!(adopted, 1);
-    assert_eq!((written, released), (0, 100));
+    assert_eq!((collected, written, released), (1, 0, 100));
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (100, 0, 0, 0));
 }
 
@@ -760,13 +767,13 @@ fn the_backfill_procedure_commits_each_batch_as_it_goes() {
     let mut client = db.connect();
     create_logged_papers(&mut client, 1200, 8);
     db.point_at_mock(&mut client, "dim=8/");
-    client
-        .batch_execute("SET doctrove_embed.batch_api_max_papers = 500; CALL doctrove_embed.submit_backfill();")
-        .unwrap();
+    client.batch_execute("SET doctrove_embed.batch_api_max_papers = 500").unwrap();
+    client.batch_execute("CALL doctrove_embed.submit_backfill()").unwrap();
+    // submitted_at is the start of the transaction that recorded the batch.
     let (batches, transactions): (i64, i64) = {
         let row = client
             .query_one(
-                "SELECT count(*), count(DISTINCT xmin::text) FROM doctrove_embed.batch_jobs",
+                "SELECT count(*), count(DISTINCT submitted_at) FROM doctrove_embed.batch_jobs",
                 &[],
             )
             .unwrap();
