@@ -387,7 +387,7 @@ pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
 
 /// Deletes from the API the files of batches collected by earlier transactions: the input the
 /// API keeps, and the results, once written, are of no more use there. A file the API no longer
-/// has counts as deleted; another failure leaves it for the next collection.
+/// has counts as deleted; another failure leaves it for the next collection, five times at most.
 fn delete_collected_files(target: &Target, config: &ApiConfig) -> Result<(), UserError> {
     for (batch_id, files) in jobs_store::collected_with_files(target)? {
         let deleted = call_raw(config, move |c| {
@@ -401,7 +401,10 @@ fn delete_collected_files(target: &Target, config: &ApiConfig) -> Result<(), Use
         });
         match deleted {
             Ok(()) => jobs_store::files_deleted(&batch_id)?,
-            Err(error) => pgrx::debug1!("doctrove_embed: the files of batch {batch_id} stay on the API for now: {error}"),
+            Err(error) => {
+                pgrx::debug1!("doctrove_embed: the files of batch {batch_id} stay on the API for now: {error}");
+                jobs_store::note_delete_failure(&batch_id)?;
+            }
         }
     }
     Ok(())
