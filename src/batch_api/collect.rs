@@ -325,7 +325,7 @@ fn collect_one(
     let mut error = (info.status == "failed" && info.error.is_none()).then(|| "the batch failed".to_string());
     if let Some(first) = &slicer.first_bad_line {
         let bad = format!(
-            "{} lines of its result files were not results (the first: {first}); their papers were released",
+            "lines of its result files that were not results: {} (the first: {first}); their papers were released",
             slicer.bad_lines
         );
         error = Some(match error {
