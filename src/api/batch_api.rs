@@ -8,9 +8,9 @@ use crate::errors::UserError;
 use crate::pg::identity::Acting;
 
 /// Sends up to `max_papers` pending papers that are in no open batch through the Batch API, in
-/// one batch (all of them, in as many batches as they take, when NULL); returns the batches created and the papers and tokens in them,
-/// how many unrecorded batches were found on the API and adopted first, and how many
-/// finished batches were collected first.
+/// one batch (all of them, in as many batches as they take, when NULL); returns the batches
+/// created and the papers and tokens in them, how many unrecorded batches were found on the API
+/// and adopted first, and how many finished batches were collected first.
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn submit_batches(
     max_papers: default!(Option<i64>, "NULL"),
