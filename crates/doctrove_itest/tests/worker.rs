@@ -405,7 +405,7 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
         "doctrove_embed.batch_api_poll_ms = 300",
         "doctrove_embed.batch_api_max_papers = 2000",
     ];
-    let cluster = worker_cluster("batches", 2, &scope, "dim=8/batch_delay=4000/", &extra);
+    let cluster = worker_cluster("batches", 2, &scope, "dim=8/batch_delay=8000/", &extra);
     let mut client = cluster.connect();
     create_table(&mut client, 8);
     insert_papers(&mut client, 1, 5000);
