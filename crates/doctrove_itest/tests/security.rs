@@ -536,7 +536,7 @@ fn a_database_owner_cannot_steer_a_superuser_s_embed_pending_into_a_trap_table()
              CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS
                  $$BEGIN BEGIN EXECUTE 'ALTER ROLE {owner_role} SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END; RETURN NEW; END$$;
              CREATE TRIGGER escalate BEFORE UPDATE ON public.trap FOR EACH ROW EXECUTE FUNCTION public.escalate();
-             ALTER DATABASE {} SET doctrove_embed.table = 'public.trap';",
+             ALTER DATABASE {} SET doctrove_embed.\"table\" = 'public.trap';",
             db.name
         ))
         .unwrap();

@@ -401,7 +401,7 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
     let scope = format!("worker-batches-{}", std::process::id());
     let extra = [
         "doctrove_embed.batch_api = on",
-        "doctrove_embed.batch_api_min_papers = 1000",
+        "doctrove_embed.batch_api_min_papers = 2000",
         "doctrove_embed.batch_api_poll_ms = 300",
         "doctrove_embed.batch_api_max_papers = 2000",
     ];
@@ -416,8 +416,10 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
             .unwrap()
             .get(0)
     };
+    // Worker 0 submits 2,000 papers a transaction while more than 2,000 are in no batch: two
+    // batches, then the last 1,000 (and the new paper) are left to the live path.
     wait_for("papers in open batches", Duration::from_secs(30), || {
-        (in_batches(&mut client) > 0).then_some(())
+        (in_batches(&mut client) >= 4000).then_some(())
     });
     // While the batches are open, a new paper is embedded live within seconds.
     let inserted = Instant::now();
