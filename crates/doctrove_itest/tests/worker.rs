@@ -416,10 +416,11 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
             .unwrap()
             .get(0)
     };
-    // Worker 0 submits 2,000 papers a transaction while more than 2,000 are in no batch: two
-    // batches, then the last 1,000 (and the new paper) are left to the live path.
-    wait_for("papers in open batches", Duration::from_secs(30), || {
-        (in_batches(&mut client) >= 4000).then_some(())
+    // Worker 0 submits 2,000 papers a transaction while more than 2,000 are in no batch (the
+    // rest, and the new paper below, are left to the live path); its log line says when its
+    // submission is over.
+    wait_for("worker 0's submission", Duration::from_secs(30), || {
+        (cluster.log().contains("Batch API: collected") && in_batches(&mut client) > 0).then_some(())
     });
     // While the batches are open, a new paper is embedded live within seconds.
     let inserted = Instant::now();
