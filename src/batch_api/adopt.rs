@@ -14,7 +14,7 @@ use pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED;
 
 use crate::batch_api::jobs_store::{self, NewJob};
 use crate::errors::{api_error, internal, UserError};
-use crate::http::off_thread::{call_api as call, off_thread};
+use crate::http::off_thread::{call_api as call, call_api_raw};
 use crate::pg::identity::as_extension;
 use crate::table::target::Target;
 
@@ -72,9 +72,8 @@ pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, User
     let (mut after, mut adopted) = (None::<String>, 0);
     for _ in 0..ADOPTION_PAGES {
         let cursor = after.clone();
-        let thread_config = config.clone();
-        let (page, more) = off_thread(&config.base_url, move || list_batches(&thread_config, cursor.as_deref()))
-            .map_err(|e| listing_error(&e, &config.base_url))?;
+        let (page, more) =
+            call_api_raw(config, move |c| list_batches(c, cursor.as_deref())).map_err(|e| listing_error(&e, &config.base_url))?;
         after = page.last().map(|b| b.id.clone());
         for info in page {
             let mine = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));

@@ -17,7 +17,7 @@ use crate::batch_api::adopt::adopt_unrecorded;
 use crate::batch_api::jobs_store::{self, Collected, OpenJob};
 use crate::errors::{api_error, UserError};
 use crate::http::config::current_config;
-use crate::http::off_thread::{off_thread, streamed};
+use crate::http::off_thread::{call_api_raw, streamed};
 use crate::http::retries::get_with_retries;
 use crate::pg::at_commit;
 use crate::pg::identity::Acting;
@@ -260,15 +260,6 @@ impl Slicer<'_> {
     }
 }
 
-/// Runs `work` with a copy of `config` off the main thread, the API's error as it is.
-fn call_raw<T: Send + 'static>(
-    config: &ApiConfig,
-    work: impl FnOnce(&ApiConfig) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let thread_config = config.clone();
-    off_thread(&config.base_url, move || work(&thread_config))
-}
-
 /// What the thread reading a result file hands over.
 enum FileItem {
     /// A slice of result lines.
@@ -341,7 +332,7 @@ fn collect_one(
 /// closes it when the API no longer knows it.
 fn cancel_one(target: &Target, config: &ApiConfig, job: &OpenJob, acting: Acting) -> Result<(), UserError> {
     let id = job.batch_id.clone();
-    match call_raw(config, move |c| embed_core::batch_client::cancel_batch(c, &id)) {
+    match call_api_raw(config, move |c| embed_core::batch_client::cancel_batch(c, &id)) {
         Ok(info) => {
             jobs_store::update_status(&info)?;
             if info.is_finished() {
@@ -390,7 +381,7 @@ pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
 /// has counts as deleted; another failure leaves it for the next collection, five times at most.
 fn delete_collected_files(target: &Target, config: &ApiConfig) -> Result<(), UserError> {
     for (batch_id, files) in jobs_store::collected_with_files(target)? {
-        let deleted = call_raw(config, move |c| {
+        let deleted = call_api_raw(config, move |c| {
             for file in &files {
                 match delete_file(c, file) {
                     Ok(()) | Err(ApiError::Rejected { status: 404, .. }) => {}

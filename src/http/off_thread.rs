@@ -89,8 +89,17 @@ pub fn call_api<T: Send + 'static>(
     config: &ApiConfig,
     work: impl FnOnce(&ApiConfig) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, UserError> {
+    call_api_raw(config, work).map_err(|e| api_error(&e))
+}
+
+/// Runs `work` with a copy of `config` off the main thread (as [`off_thread`]), the API's error
+/// as it is, for a caller that tells some errors apart (a 404) before mapping the rest.
+pub fn call_api_raw<T: Send + 'static>(
+    config: &ApiConfig,
+    work: impl FnOnce(&ApiConfig) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let thread_config = config.clone();
-    off_thread(&config.base_url, move || work(&thread_config)).map_err(|e| api_error(&e))
+    off_thread(&config.base_url, move || work(&thread_config))
 }
 
 /// Runs `work` as [`call_api`] does, handing it a flag that is set once this backend has stopped
