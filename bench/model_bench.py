@@ -9,6 +9,11 @@ and 150 to 250 words, about 250 tokens). For each set:
   - sentence-transformers on PyTorch, in-process, all cores, batches of 64, the same model folder,
     in a throwaway virtualenv (bench/reference_st.py; installed from PyPI on first use into
     $ST_VENV); if it cannot be installed, the server's figures are printed alone.
+Then the matrix kernels side by side, on the short texts, each checked against the default's
+vectors: the packed kernel (the default), OpenBLAS with its core type chosen from the CPU's
+features, and OpenBLAS's SSE3 fallback (`OPENBLAS_CORETYPE=PRESCOTT`, what Debian 12's OpenBLAS
+runs on CPUs newer than its table); each with its texts/s and one short query's p50 and p90 over
+a kept-alive connection, and the kernel and instruction set its /health names.
 Then the server again with `--precision bf16` (AVX-512 BF16; skipped where the CPU lacks it),
 one client, with its lowest cosine to the f32 server's vectors and to sentence-transformers'.
 Prints texts and tokens per second, the ratio, and the lowest cosine between the two models'
@@ -18,6 +23,7 @@ vectors; writes bench/results/model.json. Standard library only.
 import argparse
 import base64
 import concurrent.futures
+import http.client
 import json
 import os
 import random
@@ -109,9 +115,72 @@ def cosine(a, b):
     return dot / (na * nb)
 
 
-def start_server(port, precision):
+def start_server(port, precision, kernel="packed", env=None):
+    """The server; `env`, when given, replaces OPENBLAS_CORETYPE's setting (none: unset)."""
+    environment = dict(os.environ)
+    if env is not None:
+        environment.pop("OPENBLAS_CORETYPE", None)
+        environment.update(env)
     return subprocess.Popen([f"{ROOT}/target/release/doctrove-model", "--model", MODEL_DIR, "--precision", precision,
-                             "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True)
+                             "--kernel", kernel, "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True,
+                            env=environment)
+
+
+def query_latency(port, queries=300):
+    """p50 and p90 in ms of one short query at a time over one kept-alive connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    body = json.dumps({"model": "all-MiniLM-L6-v2", "input": "graph neural networks for molecule property prediction",
+                       "encoding_format": "base64"})
+    times = []
+    for i in range(queries + 30):
+        started = time.perf_counter()
+        connection.request("POST", "/v1/embeddings", body, {"Content-Type": "application/json"})
+        connection.getresponse().read()
+        if i >= 30:
+            times.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    times.sort()
+    return round(times[len(times) // 2], 2), round(times[int(len(times) * 0.9)], 2)
+
+
+def health(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+        return json.load(answer)
+
+
+KERNELS = [
+    ("packed (default)", "packed", {}),
+    ("openblas, core type from the CPU", "openblas", {}),
+    ("openblas, SSE3 fallback", "openblas", {"OPENBLAS_CORETYPE": "PRESCOTT"}),
+]
+
+
+def kernel_runs(port, texts, per_request, results):
+    """Each kernel on the same texts: texts/s, one query's latency, lowest cosine to the default's."""
+    reference = None
+    for label, kernel, env in KERNELS:
+        server = start_server(port, "f32", kernel, env)
+        if not server.stdout.readline().strip():
+            server.wait()
+            print(f"local model, kernel {label}: cannot start here; not measured")
+            continue
+        url = f"http://127.0.0.1:{port}/v1/embeddings"
+        try:
+            post(url, ["warm up"] * 8)
+            found = health(port)
+            run, vectors = server_run(url, texts, 1, per_request)
+            p50, p90 = query_latency(port)
+        finally:
+            server.terminate()
+            server.wait()
+        reference = reference or vectors
+        worst = min(cosine(a, b) for a, b in zip(vectors, reference))
+        results["kernels"][label] = {"kernel": found["kernel"], "instruction_set": found["instruction_set"],
+                                     "texts_per_s": run["texts_per_s"], "query_p50_ms": p50, "query_p90_ms": p90,
+                                     "lowest_cosine_to_default": round(worst, 7)}
+        print(f"local model, kernel {label:33} [{found['kernel']} on {found['instruction_set']}]: "
+              f"{run['texts_per_s']:6.1f} texts/s (short), one query p50 {p50:5.2f} ms, p90 {p90:5.2f} ms, "
+              f"lowest cosine {worst:.7f} to the default's vectors")
 
 
 def bf16_runs(port, texts_by_kind, f32_vectors, st, per_request, results):
@@ -151,6 +220,7 @@ def main():
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--per-request", type=int, default=64)
     parser.add_argument("--port", type=int, default=18190)
+    parser.add_argument("--kernels-only", action="store_true", help="only the side-by-side of the matrix kernels")
     args = parser.parse_args()
     sample = subprocess.run([f"{ROOT}/target/release/doctrove-sample", "--count", "2000", "--seed", "3"],
                             check=True, capture_output=True, text=True).stdout.splitlines()
@@ -158,11 +228,14 @@ def main():
     rng = random.Random(7)
     work = os.path.join(ROOT, "bench", "results", "tmp")
     os.makedirs(work, exist_ok=True)
-    python = reference_python()
-
     texts_by_kind = {kind: texts_of(kind, sample, args.texts, rng) for kind in ("titles only", "short", "abstract-length")}
+    results = {"cores": os.cpu_count(), "sets": {}, "kernels": {}}
+    kernel_runs(args.port + 2, texts_by_kind["short"], args.per_request, results)
+    if args.kernels_only:
+        return
+    python = reference_python()
     server = start_server(args.port, "f32")
-    results = {"cores": os.cpu_count(), "banner": server.stdout.readline().strip(), "sets": {}}
+    results["banner"] = server.stdout.readline().strip()
     url = f"http://127.0.0.1:{args.port}/v1/embeddings"
     f32_vectors, st = {}, {}
     try:

@@ -12,7 +12,7 @@ PGVECTOR_VERSION=0.8.0
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------
-# libopenblas-dev: the local model's matrix products. bison, flex and zlib1g-dev build the other
+# libopenblas-dev: the local model's `--kernel openblas` (loaded at run time; tested by make test). bison, flex and zlib1g-dev build the other
 # PostgreSQL versions (their sources ship no generated parsers from 17 on).
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang
           pkg-config libssl-dev sudo build-essential ca-certificates curl bison flex zlib1g-dev

@@ -31,7 +31,9 @@ pub fn handle(state: &ServerState, request: &Request) -> Reply {
         ),
         ("GET", "/health") => Reply::json(
             200,
-            &json!({"status": "ok", "model": state.name, "dimensions": state.model.dims()}),
+            &json!({"status": "ok", "model": state.name, "dimensions": state.model.dims(),
+                    "precision": state.model.precision(), "kernel": state.model.kernel(),
+                    "instruction_set": state.model.instruction_set()}),
         ),
         (_, path) => Reply::api_error(404, "not_found", &format!("no route for {} {path}", request.method)),
     }

@@ -1,4 +1,4 @@
-//! all-MiniLM-L6-v2's BERT encoder, written out over OpenBLAS matrix products, on sequences
+//! all-MiniLM-L6-v2's BERT encoder, written out over matrix products (`kernel.rs`), on sequences
 //! packed end to end instead of padded to the longest: every row of every product is a real
 //! token, and attention runs per sequence, so no work is spent on padding and no mask is
 //! needed. (A general tensor library pads a pass to its longest input and pays per-operation
@@ -8,9 +8,13 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::assist::Assist;
 use crate::bf16_gemm::{gemm_bf16, PackedWeights};
-use crate::blas::{gemm, Matrix};
+use crate::cpu::InstructionSet;
 use crate::fast_math::{gelu_all, softmax};
+use crate::kernel::Kernel;
+use crate::openblas::{Matrix, OpenBlas};
+use crate::packed_gemm::{gemm_packed, gemm_packed_split, PackedMatrix, Rows};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,46 +57,74 @@ impl Shape {
     }
 }
 
-/// `y = x w' + b`: `w` is outputs x inputs, as stored in the weights file.
+/// A linear layer's weights, in the form its kernel reads.
+enum Weights {
+    /// Row-major `outputs` x `inputs`, as stored in the weights file (OpenBLAS reads them so).
+    Rows(Vec<f32>),
+    /// Packed once for the float32 kernel.
+    Packed(PackedMatrix),
+    /// Rounded to bfloat16 and packed, for `--precision bf16`.
+    Bf16(PackedWeights),
+}
+
+/// `y = x w' + b`: `w` is outputs x inputs.
 struct Linear {
-    weight: Vec<f32>,
+    weights: Weights,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
-    /// The weights in bfloat16, when the encoder runs at that precision.
-    bf16: Option<PackedWeights>,
 }
 
 impl Linear {
-    /// Applies the layer to `tokens` rows of `x`, into `y` (resized).
-    fn apply(&self, x: &[f32], tokens: usize, y: &mut Vec<f32>) {
+    /// Applies the layer to `tokens` rows of `x`, into `y` (resized); the packed float32 kernel
+    /// splits the outputs with `assist`'s helper when there is one.
+    fn apply(&self, kernel: &Kernel, assist: Option<&Assist>, x: &[f32], tokens: usize, y: &mut Vec<f32>) {
         y.clear();
         for _ in 0..tokens {
             y.extend_from_slice(&self.bias);
         }
-        if let Some(packed) = &self.bf16 {
-            gemm_bf16(x, tokens, packed, y);
-            return;
+        match (&self.weights, kernel) {
+            (Weights::Bf16(packed), _) => gemm_bf16(x, tokens, packed, y),
+            (Weights::Packed(packed), Kernel::Packed(isa)) => {
+                let rows = Rows {
+                    data: x,
+                    rows: tokens,
+                    stride: self.inputs,
+                };
+                match assist {
+                    Some(assist) => gemm_packed_split(*isa, rows, packed, (y, self.outputs), true, assist),
+                    None => gemm_packed(*isa, rows, packed, y, self.outputs, true),
+                }
+            }
+            (Weights::Rows(weight), Kernel::OpenBlas(blas)) => blas.gemm(
+                1.0,
+                Matrix {
+                    data: x,
+                    rows: tokens,
+                    cols: self.inputs,
+                    stride: self.inputs,
+                },
+                Matrix {
+                    data: weight,
+                    rows: self.outputs,
+                    cols: self.inputs,
+                    stride: self.inputs,
+                },
+                true,
+                1.0,
+                (y, self.outputs),
+            ),
+            _ => unreachable!("a layer's weights are packed for the encoder's kernel at load"),
         }
-        gemm(
-            1.0,
-            Matrix {
-                data: x,
-                rows: tokens,
-                cols: self.inputs,
-                stride: self.inputs,
-            },
-            Matrix {
-                data: &self.weight,
-                rows: self.outputs,
-                cols: self.inputs,
-                stride: self.inputs,
-            },
-            true,
-            1.0,
-            y,
-            self.outputs,
-        );
+    }
+
+    /// The weights as stored: row-major `outputs` x `inputs`.
+    fn rows(&self) -> Vec<f32> {
+        match &self.weights {
+            Weights::Rows(weight) => weight.clone(),
+            Weights::Packed(packed) => packed.to_rows(),
+            Weights::Bf16(_) => unreachable!("bfloat16 weights are packed from float32 ones, once"),
+        }
     }
 }
 
@@ -129,6 +161,7 @@ struct Layer {
 /// The encoder's weights.
 pub struct Encoder {
     shape: Shape,
+    kernel: Kernel,
     word: Vec<f32>,
     position: Vec<f32>,
     /// Token type 0's row: every input is a single segment.
@@ -145,6 +178,9 @@ struct Scratch {
     projected: Vec<f32>,
     intermediate: Vec<f32>,
     scores: Vec<f32>,
+    /// One head's keys (scaled), then its values transposed, packed for the kernel.
+    keys: PackedMatrix,
+    values: PackedMatrix,
 }
 
 fn tensor(file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
@@ -166,8 +202,8 @@ fn tensor(file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, E
 
 impl Encoder {
     /// Reads the weights from `model.safetensors` (tensor names as BertModel saves them, with
-    /// or without a `bert.` prefix).
-    pub fn load(weights: &Path, shape: Shape) -> Result<Encoder, Error> {
+    /// or without a `bert.` prefix), in the form `kernel` reads them.
+    pub fn load(weights: &Path, shape: Shape, kernel: Kernel) -> Result<Encoder, Error> {
         let bytes = std::fs::read(weights).map_err(|e| format!("cannot read {}: {e}", weights.display()))?;
         let file = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", weights.display()))?;
         let prefix = if file.names().iter().any(|n| n.starts_with("bert.")) {
@@ -177,13 +213,23 @@ impl Encoder {
         };
         let get = |name: &str, dims: &[usize]| tensor(&file, &format!("{prefix}{name}"), dims);
         let (h, i) = (shape.hidden, shape.intermediate);
-        let linear = |name: &str, outputs: usize, inputs: usize| -> Result<Linear, Error> {
+        let for_kernel = |weight: Vec<f32>, outputs: usize, inputs: usize| match kernel {
+            Kernel::Packed(_) => Weights::Packed(PackedMatrix::from_rows(&weight, outputs, inputs)),
+            Kernel::OpenBlas(_) => Weights::Rows(weight),
+        };
+        let linear = |name: &str, outputs: usize, inputs: usize| -> Result<(Vec<f32>, Vec<f32>), Error> {
+            Ok((
+                get(&format!("{name}.weight"), &[outputs, inputs])?,
+                get(&format!("{name}.bias"), &[outputs])?,
+            ))
+        };
+        let layer = |name: &str, outputs: usize, inputs: usize| -> Result<Linear, Error> {
+            let (weight, bias) = linear(name, outputs, inputs)?;
             Ok(Linear {
-                weight: get(&format!("{name}.weight"), &[outputs, inputs])?,
-                bias: get(&format!("{name}.bias"), &[outputs])?,
+                weights: for_kernel(weight, outputs, inputs),
+                bias,
                 inputs,
                 outputs,
-                bf16: None,
             })
         };
         let norm = |name: &str| -> Result<Norm, Error> {
@@ -201,18 +247,17 @@ impl Encoder {
                 linear(&at("attention.self.value"), h, h)?,
             );
             let qkv = Linear {
-                weight: [q.weight, k.weight, v.weight].concat(),
-                bias: [q.bias, k.bias, v.bias].concat(),
+                weights: for_kernel([q.0, k.0, v.0].concat(), 3 * h, h),
+                bias: [q.1, k.1, v.1].concat(),
                 inputs: h,
                 outputs: 3 * h,
-                bf16: None,
             };
             layers.push(Layer {
                 qkv,
-                attention_out: linear(&at("attention.output.dense"), h, h)?,
+                attention_out: layer(&at("attention.output.dense"), h, h)?,
                 attention_norm: norm(&at("attention.output.LayerNorm"))?,
-                intermediate: linear(&at("intermediate.dense"), i, h)?,
-                output: linear(&at("output.dense"), h, i)?,
+                intermediate: layer(&at("intermediate.dense"), i, h)?,
+                output: layer(&at("output.dense"), h, i)?,
                 output_norm: norm(&at("output.LayerNorm"))?,
             });
         }
@@ -221,6 +266,7 @@ impl Encoder {
             .shape()[0];
         Ok(Encoder {
             shape,
+            kernel,
             word: get("embeddings.word_embeddings.weight", &[shape.vocab, h])?,
             position: get("embeddings.position_embeddings.weight", &[shape.positions, h])?,
             token_type: get("embeddings.token_type_embeddings.weight", &[token_types, h])?[..h].to_vec(),
@@ -242,16 +288,21 @@ impl Encoder {
                 &mut layer.intermediate,
                 &mut layer.output,
             ] {
-                linear.bf16 = Some(PackedWeights::pack(&linear.weight, linear.outputs, linear.inputs));
+                linear.weights = Weights::Bf16(PackedWeights::pack(&linear.rows(), linear.outputs, linear.inputs));
             }
         }
         Ok(())
     }
 
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
     /// The last hidden state of each sequence's tokens, packed: row `r` of the result is the
     /// `r`-th token of the concatenated sequences, `hidden` wide. Sequences must be non-empty,
-    /// within `positions` tokens, with ids below `vocab`.
-    pub fn forward(&self, sequences: &[&[u32]]) -> Result<Vec<f32>, Error> {
+    /// within `positions` tokens, with ids below `vocab`. With `assist`, the linear layers are
+    /// split with its helper.
+    pub fn forward(&self, sequences: &[&[u32]], assist: Option<&Assist>) -> Result<Vec<f32>, Error> {
         let h = self.shape.hidden;
         let tokens: usize = sequences.iter().map(|s| s.len()).sum();
         let mut x = Vec::with_capacity(tokens * h);
@@ -279,22 +330,25 @@ impl Encoder {
         self.embedding_norm.apply(&mut x, self.shape.eps);
         let mut scratch = Scratch::default();
         for layer in &self.layers {
-            self.layer(layer, &mut x, sequences, &mut scratch);
+            self.layer(layer, &mut x, (sequences, assist), &mut scratch);
         }
         Ok(x)
     }
 
-    fn layer(&self, layer: &Layer, x: &mut Vec<f32>, sequences: &[&[u32]], s: &mut Scratch) {
+    fn layer(&self, layer: &Layer, x: &mut Vec<f32>, (sequences, assist): (&[&[u32]], Option<&Assist>), s: &mut Scratch) {
         let tokens = x.len() / self.shape.hidden;
-        layer.qkv.apply(x, tokens, &mut s.qkv);
+        let kernel = &self.kernel;
+        layer.qkv.apply(kernel, assist, x, tokens, &mut s.qkv);
         self.attention(sequences, s);
-        layer.attention_out.apply(&s.context, tokens, &mut s.projected);
+        layer
+            .attention_out
+            .apply(kernel, assist, &s.context, tokens, &mut s.projected);
         add_into(&mut s.projected, x);
         layer.attention_norm.apply(&mut s.projected, self.shape.eps);
         std::mem::swap(x, &mut s.projected);
-        layer.intermediate.apply(x, tokens, &mut s.intermediate);
+        layer.intermediate.apply(kernel, assist, x, tokens, &mut s.intermediate);
         gelu_all(&mut s.intermediate);
-        layer.output.apply(&s.intermediate, tokens, &mut s.projected);
+        layer.output.apply(kernel, assist, &s.intermediate, tokens, &mut s.projected);
         add_into(&mut s.projected, x);
         layer.output_norm.apply(&mut s.projected, self.shape.eps);
         std::mem::swap(x, &mut s.projected);
@@ -316,49 +370,113 @@ impl Encoder {
             for head in 0..heads {
                 let at = |offset: usize| &s.qkv[start * stride + offset + head * d..];
                 let (q, k, v) = (at(0), at(h), at(2 * h));
-                gemm(
-                    scale,
-                    Matrix {
-                        data: q,
-                        rows: n,
-                        cols: d,
-                        stride,
-                    },
-                    Matrix {
-                        data: k,
-                        rows: n,
-                        cols: d,
-                        stride,
-                    },
-                    true,
-                    0.0,
-                    &mut s.scores,
+                let context = &mut s.context[start * h + head * d..];
+                let one = PerHead {
+                    q,
+                    k,
+                    v,
                     n,
-                );
-                s.scores.chunks_exact_mut(n).for_each(softmax);
-                gemm(
-                    1.0,
-                    Matrix {
-                        data: &s.scores,
-                        rows: n,
-                        cols: n,
-                        stride: n,
-                    },
-                    Matrix {
-                        data: v,
-                        rows: n,
-                        cols: d,
-                        stride,
-                    },
-                    false,
-                    0.0,
-                    &mut s.context[start * h + head * d..],
-                    h,
-                );
+                    d,
+                    stride,
+                    scale,
+                };
+                match &self.kernel {
+                    Kernel::Packed(isa) => packed_attention(*isa, one, &mut s.scores, (&mut s.keys, &mut s.values), context, h),
+                    Kernel::OpenBlas(blas) => blas_attention(blas, one, &mut s.scores, context, h),
+                }
             }
             start += n;
         }
     }
+}
+
+/// One head of one sequence: its `n` queries, keys and values (`d` wide) inside the packed
+/// [q | k | v] rows, `stride` apart; `scale` multiplies the scores.
+struct PerHead<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    n: usize,
+    d: usize,
+    stride: usize,
+    scale: f32,
+}
+
+/// `context = softmax(scale q k') v` with the packed kernel: the keys (scaled) and the values
+/// (transposed) are packed per head, a few KiB each.
+fn packed_attention(
+    isa: InstructionSet,
+    head: PerHead,
+    scores: &mut [f32],
+    (keys, values): (&mut PackedMatrix, &mut PackedMatrix),
+    context: &mut [f32],
+    context_stride: usize,
+) {
+    let PerHead {
+        q,
+        k,
+        v,
+        n,
+        d,
+        stride,
+        scale,
+    } = head;
+    keys.repack(n, d, |o, i| k[o * stride + i] * scale);
+    gemm_packed(
+        isa,
+        Rows {
+            data: q,
+            rows: n,
+            stride,
+        },
+        keys,
+        scores,
+        n,
+        false,
+    );
+    scores.chunks_exact_mut(n).for_each(softmax);
+    values.repack(d, n, |o, i| v[i * stride + o]);
+    gemm_packed(
+        isa,
+        Rows {
+            data: scores,
+            rows: n,
+            stride: n,
+        },
+        values,
+        context,
+        context_stride,
+        false,
+    );
+}
+
+/// The same with OpenBLAS, which reads the keys and values where they are.
+fn blas_attention(blas: &OpenBlas, head: PerHead, scores: &mut [f32], context: &mut [f32], context_stride: usize) {
+    let PerHead {
+        q,
+        k,
+        v,
+        n,
+        d,
+        stride,
+        scale,
+    } = head;
+    let rows = |data, rows, cols, stride| Matrix {
+        data,
+        rows,
+        cols,
+        stride,
+    };
+    blas.gemm(scale, rows(q, n, d, stride), rows(k, n, d, stride), true, 0.0, (scores, n));
+    scores.chunks_exact_mut(n).for_each(softmax);
+    blas.gemm(
+        1.0,
+        rows(scores, n, n, n),
+        rows(v, n, d, stride),
+        false,
+        0.0,
+        (context, context_stride),
+    );
 }
 
 fn add_into(sum: &mut [f32], x: &[f32]) {

@@ -1,18 +1,24 @@
 //! A local OpenAI-compatible embeddings server for sentence-transformers/all-MiniLM-L6-v2: the
-//! BERT encoder written out over OpenBLAS matrix products on the CPU, mean pooling over the attention mask and L2
+//! BERT encoder written out over matrix products packed for the CPU's instruction set, mean pooling over the attention mask and L2
 //! normalisation, exactly as the sentence-transformers pipeline of that model does. The model
 //! folder (`model.safetensors`, `tokenizer.json`, `config.json`) comes from a package registry;
 //! nothing is fetched at run time.
 
 mod api;
+mod assist;
 mod bf16_gemm;
-mod blas;
+mod cpu;
 mod encoder;
 mod fast_math;
+mod kernel;
 mod model;
+pub mod openblas;
+mod packed_gemm;
 mod pooling;
 
 pub use api::{handle, ServerState};
+pub use cpu::InstructionSet;
+pub use kernel::Kernel;
 pub use model::{Embedded, SentenceModel};
 pub use pooling::{l2_normalise, mean_pool};
 

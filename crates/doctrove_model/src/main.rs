@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
-use doctrove_model::{handle, SentenceModel, ServerState, DEFAULT_MODEL_DIR};
+use doctrove_model::{handle, openblas, Kernel, SentenceModel, ServerState, DEFAULT_MODEL_DIR};
 use http_endpoint::{Limits, Server};
 
 /// Requests the server holds per core, running or waiting; one more is answered 503.
 const QUEUE_PER_CORE: usize = 4;
 
-/// Serves sentence-transformers/all-MiniLM-L6-v2 (OpenBLAS, CPU) as an OpenAI-compatible
+/// Serves sentence-transformers/all-MiniLM-L6-v2 (CPU) as an OpenAI-compatible
 /// embeddings API: POST /v1/embeddings, GET /v1/models, GET /health.
 #[derive(Parser)]
 #[command(name = "doctrove-model", version)]
@@ -31,6 +31,11 @@ struct Args {
     /// 0.999 cosine of f32's; see the README).
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
     precision: String,
+    /// The matrix kernel: `packed` (weights packed once for the CPU's best instruction set:
+    /// AVX-512 F, AVX2 with FMA, or plain loops) or `openblas` (the system's libopenblas.so.0,
+    /// its core type set from the CPU's features unless OPENBLAS_CORETYPE is set).
+    #[arg(long, default_value = "packed", value_parser = ["packed", "openblas"])]
+    kernel: String,
     /// Threads one request's encoder passes run on [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
@@ -71,7 +76,17 @@ fn main() {
         ..Limits::default()
     };
     let started = std::time::Instant::now();
-    let mut model = SentenceModel::load(&args.model).unwrap_or_else(|e| {
+    let kernel = if args.kernel == "openblas" {
+        // Before any thread starts and before the library loads, which reads it once.
+        openblas::choose_core_type();
+        Kernel::OpenBlas(openblas::OpenBlas::load().unwrap_or_else(|e| {
+            eprintln!("doctrove-model: {e}");
+            std::process::exit(1)
+        }))
+    } else {
+        Kernel::packed()
+    };
+    let mut model = SentenceModel::load_with(&args.model, kernel).unwrap_or_else(|e| {
         eprintln!("doctrove-model: cannot load the model from {}: {e}", args.model.display());
         std::process::exit(1)
     });
@@ -98,10 +113,12 @@ fn main() {
         std::process::exit(1)
     }
     println!(
-        "doctrove-model serving {} ({} dimensions, {}, up to {} tokens per input, {} passes at once) on {}/v1, loaded in {:.1}s",
+        "doctrove-model serving {} ({} dimensions, {}, kernel {} on {}, up to {} tokens per input, {} passes at once) on {}/v1, loaded in {:.1}s",
         state.name,
         state.model.dims(),
         state.model.precision(),
+        state.model.kernel(),
+        state.model.instruction_set(),
         state.model.max_tokens(),
         state.model.threads(),
         server.url(),

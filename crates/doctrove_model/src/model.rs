@@ -8,8 +8,9 @@ use std::sync::{Condvar, Mutex};
 
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
-use crate::blas;
+use crate::assist::Assist;
 use crate::encoder::{Encoder, Shape};
+use crate::kernel::Kernel;
 use crate::pooling::{l2_normalise, mean_pool};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +55,11 @@ impl SentenceModel {
     /// limit is `max_seq_length` of `sentence_bert_config.json` when the folder has one (256 for
     /// this model; the tokenizer file's own limit of 128 is not what sentence-transformers uses).
     pub fn load(dir: &Path) -> Result<SentenceModel, Error> {
+        SentenceModel::load_with(dir, Kernel::packed())
+    }
+
+    /// As [`SentenceModel::load`], with the products on `kernel`.
+    pub fn load_with(dir: &Path, kernel: Kernel) -> Result<SentenceModel, Error> {
         let shape = Shape::from_config(&read_json(&dir.join("config.json"))?)?;
         let max_tokens = match read_json(&dir.join("sentence_bert_config.json")) {
             Ok(st) => st["max_seq_length"].as_u64().unwrap_or(256) as usize,
@@ -73,8 +79,7 @@ impl SentenceModel {
         if !weights.exists() {
             return Err(format!("{} is missing", weights.display()).into());
         }
-        let encoder = Encoder::load(&weights, shape)?;
-        blas::single_threaded();
+        let encoder = Encoder::load(&weights, shape, kernel)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(SentenceModel {
             encoder,
@@ -99,6 +104,20 @@ impl SentenceModel {
     /// `f32` or `bf16`.
     pub fn precision(&self) -> &'static str {
         self.precision
+    }
+
+    /// The kernel the products run on: `packed` or `openblas <core>`.
+    pub fn kernel(&self) -> String {
+        self.encoder.kernel().name()
+    }
+
+    /// The instruction set the linear layers run on: `avx512bf16` at bf16, otherwise the
+    /// kernel's (`avx512f`, `avx2`, `baseline`, or OpenBLAS's core's).
+    pub fn instruction_set(&self) -> &'static str {
+        match self.precision {
+            "bf16" => "avx512bf16",
+            _ => self.encoder.kernel().instruction_set(),
+        }
     }
 
     /// Length of the vectors (384).
@@ -146,33 +165,21 @@ impl SentenceModel {
         // Enough passes to give every thread one, each of at most PASS_TOKENS tokens.
         let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
         let passes = split_into_passes(&lengths, tokens.div_ceil(self.threads).clamp(1, PASS_TOKENS));
-        // Each thread takes the next pass not yet taken and returns (input index, vector) pairs.
+        // A request of one pass (a search query) runs on its own thread, and may take a second
+        // core when one is free; more passes run on up to `threads` threads.
         let next = AtomicUsize::new(0);
-        let done: Vec<Result<Vectors, Error>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..self.threads.min(passes.len()))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        while let Some(pass) = passes.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            let batch: Vec<&Encoding> = encodings[pass.clone()].iter().collect();
-                            match self.while_a_core_is_free(|| self.encode_pass(&batch)) {
-                                Ok(vectors) => done.extend(pass.clone().zip(vectors)),
-                                Err(error) => {
-                                    // The request fails: the other threads take no further pass.
-                                    next.store(passes.len(), Ordering::Relaxed);
-                                    return Err(error);
-                                }
-                            }
-                        }
-                        Ok(done)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|t| t.join().expect("an encoder thread panicked"))
-                .collect()
-        });
+        let may_split = passes.len() == 1 && self.splits();
+        let take = || self.take_passes(&passes, &encodings, &next, may_split);
+        let done: Vec<Result<Vectors, Error>> = match passes.len() {
+            0 | 1 => vec![take()],
+            _ => std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..self.threads.min(passes.len())).map(|_| scope.spawn(take)).collect();
+                handles
+                    .into_iter()
+                    .map(|t| t.join().expect("an encoder thread panicked"))
+                    .collect()
+            }),
+        };
         let mut vectors = vec![Vec::new(); encodings.len()];
         for pairs in done {
             for (i, vector) in pairs? {
@@ -180,6 +187,29 @@ impl SentenceModel {
             }
         }
         Ok(Embedded { vectors, tokens })
+    }
+
+    /// Runs the next pass not yet taken until none is left; returns (input index, vector) pairs.
+    fn take_passes(
+        &self,
+        passes: &[Range<usize>],
+        encodings: &[Encoding],
+        next: &AtomicUsize,
+        may_split: bool,
+    ) -> Result<Vectors, Error> {
+        let mut done = Vec::new();
+        while let Some(pass) = passes.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let batch: Vec<&Encoding> = encodings[pass.clone()].iter().collect();
+            match self.while_a_core_is_free(may_split, |assist| self.encode_pass(&batch, assist)) {
+                Ok(vectors) => done.extend(pass.clone().zip(vectors)),
+                Err(error) => {
+                    // The request fails: the other threads take no further pass.
+                    next.store(passes.len(), Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// Runs `threads` passes at once (default: one per core), each on one thread with
@@ -195,31 +225,39 @@ impl SentenceModel {
         self.threads
     }
 
-    /// Runs `pass` once fewer than `threads` passes are running, over all requests. The place
-    /// is given back however `pass` ends (a panic included), so no place is ever lost.
-    fn while_a_core_is_free<T>(&self, pass: impl FnOnce() -> T) -> T {
-        struct Place<'a>(&'a SentenceModel);
-        impl Drop for Place<'_> {
-            fn drop(&mut self) {
-                *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-                self.0.pass_done.notify_one();
-            }
-        }
+    /// Whether a pass's linear layers can be split between two cores: with the packed float32
+    /// kernel, and more than one core.
+    fn splits(&self) -> bool {
+        self.threads > 1 && self.precision == "f32" && matches!(self.encoder.kernel(), Kernel::Packed(_))
+    }
+
+    /// Runs `pass` once fewer than `threads` passes are running, over all requests; with
+    /// `may_split`, and a second place free at that moment, on two cores (the helper holding
+    /// the second place). Places are given back however `pass` ends (a panic included), so no
+    /// place is ever lost.
+    fn while_a_core_is_free<T>(&self, may_split: bool, pass: impl FnOnce(Option<&Assist>) -> T) -> T {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         while *running >= self.threads {
             running = self.pass_done.wait(running).unwrap_or_else(|e| e.into_inner());
         }
         *running += 1;
+        let second = may_split && *running < self.threads;
+        if second {
+            *running += 1;
+        }
         drop(running);
-        let _place = Place(self);
-        pass()
+        let _place = Places(self, if second { 2 } else { 1 });
+        match second {
+            true => Assist::with_helper(|assist| pass(Some(assist))),
+            false => pass(None),
+        }
     }
 
     /// One encoder pass over texts packed end to end (no padding), then each text's mean
     /// token vector, normalised.
-    fn encode_pass(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, Error> {
+    fn encode_pass(&self, batch: &[&Encoding], assist: Option<&Assist>) -> Result<Vec<Vec<f32>>, Error> {
         let sequences: Vec<&[u32]> = batch.iter().map(|e| e.get_ids()).collect();
-        let hidden = self.encoder.forward(&sequences)?;
+        let hidden = self.encoder.forward(&sequences, assist)?;
         let mut start = 0;
         Ok(sequences
             .iter()
@@ -231,6 +269,16 @@ impl SentenceModel {
                 vector
             })
             .collect())
+    }
+}
+
+/// Places a pass holds, given back when it ends.
+struct Places<'a>(&'a SentenceModel, usize);
+
+impl Drop for Places<'_> {
+    fn drop(&mut self) {
+        *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= self.1;
+        self.0.pass_done.notify_all();
     }
 }
 

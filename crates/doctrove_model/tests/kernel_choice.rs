@@ -1,0 +1,156 @@
+//! The server binary picks its matrix kernel from the CPU's features and says which: its
+//! startup line and `GET /health` name the kernel and instruction set, the default never runs a
+//! fallback on a CPU with AVX2 or AVX-512, `--kernel openblas` gets OpenBLAS's kernels for this
+//! CPU rather than its SSE3 fallback, and a core type the user set is kept. Each server's vector
+//! for a text is checked against the reference implementation's.
+
+// Only its `cosine`: these tests load the model in the server they start.
+#[allow(dead_code)]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use common::cosine;
+use serde_json::{json, Value};
+
+/// The best instruction set this CPU has, found here independently of the server.
+fn best_instruction_set() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512f";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "avx2";
+        }
+    }
+    "baseline"
+}
+
+/// A server started with `args`, `OPENBLAS_CORETYPE` set to `core_type` or unset; killed on drop.
+struct Running {
+    child: Child,
+    address: String,
+    banner: String,
+}
+
+impl Running {
+    fn start(args: &[&str], core_type: Option<&str>) -> Running {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_doctrove-model"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--model"])
+            .arg(doctrove_model::model_dir_from_env())
+            .args(args)
+            .env_remove("OPENBLAS_CORETYPE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(core_type) = core_type {
+            command.env("OPENBLAS_CORETYPE", core_type);
+        }
+        let mut child = command.spawn().expect("start doctrove-model");
+        let mut banner = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+        let address = banner
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no address in the startup line {banner:?}"))
+            .to_string();
+        Running { child, address, banner }
+    }
+
+    fn request(&self, method: &str, path: &str, body: &str) -> Value {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap()
+    }
+
+    /// `/health`'s kernel and instruction set.
+    fn kernel(&self) -> (String, String) {
+        let health = self.request("GET", "/health", "");
+        (
+            health["kernel"].as_str().unwrap().into(),
+            health["instruction_set"].as_str().unwrap().into(),
+        )
+    }
+
+    /// The server's vector for the reference fixture's first text, against the reference's.
+    fn check_vector(&self) {
+        let fixture: Value = serde_json::from_str(include_str!("fixtures/reference.json")).unwrap();
+        let body = json!({"model": "all-MiniLM-L6-v2", "input": fixture["texts"][0]}).to_string();
+        let answer = self.request("POST", "/v1/embeddings", &body);
+        let as_floats = |v: &Value| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect::<Vec<_>>()
+        };
+        let similarity = cosine(
+            &as_floats(&answer["data"][0]["embedding"]),
+            &as_floats(&fixture["vectors"][0]),
+        );
+        assert!(
+            similarity >= 1.0 - 1e-4,
+            "{}: cosine {similarity} with the reference",
+            self.banner.trim()
+        );
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_default_kernel_uses_the_best_instruction_set_of_this_cpu_and_says_so() {
+    let server = Running::start(&[], None);
+    let (kernel, instruction_set) = server.kernel();
+    assert_eq!(kernel, "packed");
+    assert_eq!(
+        instruction_set,
+        best_instruction_set(),
+        "the server runs a fallback kernel on a CPU with {}",
+        best_instruction_set()
+    );
+    assert!(
+        server.banner.contains(&format!("kernel packed on {instruction_set}")),
+        "the startup line does not name the kernel: {}",
+        server.banner
+    );
+    server.check_vector();
+}
+
+#[test]
+fn openblas_gets_this_cpus_kernels_unless_the_user_chose_a_core_type() {
+    let chosen = Running::start(&["--kernel", "openblas"], None);
+    let (kernel, instruction_set) = chosen.kernel();
+    assert!(kernel.starts_with("openblas "), "{kernel}");
+    let wanted = match best_instruction_set() {
+        "baseline" => instruction_set.as_str(), // nothing better to ask OpenBLAS for
+        best => best,
+    };
+    assert_eq!(
+        instruction_set,
+        wanted,
+        "OpenBLAS runs {kernel} on a CPU with {}",
+        best_instruction_set()
+    );
+    chosen.check_vector();
+
+    let forced = Running::start(&["--kernel", "openblas"], Some("PRESCOTT"));
+    assert_eq!(forced.kernel(), ("openblas Prescott".to_string(), "sse3".to_string()));
+    forced.check_vector();
+}
