@@ -212,9 +212,10 @@ impl SentenceModel {
         Ok(done)
     }
 
-    /// Runs `threads` passes at once (default: one per core), each on one thread with
-    /// single-threaded matrix products: whole passes side by side keep every core busy, where
-    /// splitting each of this small model's products across cores does not.
+    /// Runs `threads` passes at once (default: one per core), each on one thread: whole passes
+    /// side by side keep every core busy, where splitting each of this small model's products
+    /// across cores does not. Only a request of one pass, with a core free, splits its
+    /// products (see [`SentenceModel::embed`]).
     pub fn with_threads(mut self, threads: usize) -> SentenceModel {
         self.threads = threads.max(1);
         self

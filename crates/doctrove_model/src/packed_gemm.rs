@@ -81,9 +81,12 @@ impl PackedMatrix {
     /// a group, for each input, the group's outputs side by side: one stream for the kernel.
     fn index(&self, o: usize, i: usize) -> usize {
         let (block, lane) = (o / LANES, o % LANES);
-        let group = block / NV;
-        let width = NV.min(self.blocks() - group * NV);
-        (group * NV * self.inputs + i * width + block % NV) * LANES + lane
+        (block / NV * NV * self.inputs + i * self.group_width(block) + block % NV) * LANES + lane
+    }
+
+    /// Blocks in the group of block `block`: `NV`, or fewer in the last group.
+    fn group_width(&self, block: usize) -> usize {
+        NV.min(self.blocks() - block / NV * NV)
     }
 
     /// The matrix back in row-major order (`outputs` x `inputs`).
@@ -102,9 +105,10 @@ impl PackedMatrix {
     /// The weights of block `block` from input `input` on, and the distance from one input's to
     /// the next's.
     fn at(&self, block: usize, input: usize) -> (*const f32, usize) {
-        let group = block / NV;
-        let width = NV.min(self.blocks() - group * NV);
-        (self.lanes[self.index(block * LANES, input)..].as_ptr(), width * LANES)
+        (
+            self.lanes[self.index(block * LANES, input)..].as_ptr(),
+            self.group_width(block) * LANES,
+        )
     }
 }
 
@@ -121,7 +125,9 @@ pub struct Rows<'a> {
 pub fn gemm_packed(isa: InstructionSet, x: Rows, w: &PackedMatrix, y: &mut [f32], y_stride: usize, accumulate: bool) {
     if let Some(out) = checked(isa, x, w, y, y_stride, accumulate) {
         // SAFETY: `checked` verified the shapes and the CPU.
-        unsafe { blocks(isa, x, w, out, accumulate, 0..w.blocks()) }
+        in_chunks(x, w.inputs, |panel| unsafe {
+            chunk(isa, panel, w, out, accumulate, 0..w.blocks())
+        })
     }
 }
 
@@ -138,12 +144,14 @@ pub fn gemm_packed_split(
         // Whole tiles to each side, so neither runs a narrower tile than it must.
         let half = (w.blocks().div_ceil(2)).div_ceil(NV) * NV;
         let half = half.min(w.blocks());
-        // SAFETY: `checked` verified the shapes and the CPU; the halves write disjoint columns
-        // of `y`, and `both` returns only once the helper is done with `y`.
-        assist.both(
-            || unsafe { blocks(isa, x, w, out, accumulate, 0..half) },
-            || unsafe { blocks(isa, x, w, out, accumulate, half..w.blocks()) },
-        );
+        // SAFETY: `checked` verified the shapes and the CPU; the halves read the same panel,
+        // write disjoint columns of `y`, and `both` returns only once the helper is done.
+        in_chunks(x, w.inputs, |(panel, rows)| {
+            assist.both(
+                || unsafe { chunk(isa, (panel, rows.clone()), w, out, accumulate, 0..half) },
+                || unsafe { chunk(isa, (panel, rows.clone()), w, out, accumulate, half..w.blocks()) },
+            )
+        })
     }
 }
 
@@ -173,18 +181,15 @@ fn checked(isa: InstructionSet, x: Rows, w: &PackedMatrix, y: &mut [f32], y_stri
     })
 }
 
-/// The product for output blocks `range`.
-///
-/// # Safety
-/// The operands passed [`checked`], and nothing else writes these blocks' columns of `out`
-/// meanwhile.
-unsafe fn blocks(isa: InstructionSet, x: Rows, w: &PackedMatrix, out: Out, accumulate: bool, range: std::ops::Range<usize>) {
+/// Calls `product` for each chunk of `MC` rows of `x`, packed into this thread's panel, with
+/// the rows it holds.
+fn in_chunks(x: Rows, inputs: usize, mut product: impl FnMut((&[f32], std::ops::Range<usize>))) {
     PANEL.with_borrow_mut(|panel| {
         let mut m0 = 0;
         while m0 < x.rows {
             let m1 = (m0 + MC).min(x.rows);
-            pack_rows(x, m0..m1, w.inputs, panel);
-            chunk(isa, (panel, m0..m1), w, out, accumulate, range.clone());
+            pack_rows(x, m0..m1, inputs, panel);
+            product((panel, m0..m1));
             m0 = m1;
         }
     })
@@ -216,7 +221,8 @@ fn pack_rows(x: Rows, rows: std::ops::Range<usize>, inputs: usize, panel: &mut V
 /// The product of the rows packed in `panel` (rows `rows` of `x`) for output blocks `range`.
 ///
 /// # Safety
-/// As [`blocks`].
+/// The operands passed [`checked`], and nothing else writes these blocks' columns of `out`
+/// meanwhile.
 unsafe fn chunk(
     isa: InstructionSet,
     (panel, rows): (&[f32], std::ops::Range<usize>),
@@ -262,7 +268,7 @@ struct Out {
     stride: usize,
 }
 
-// SAFETY: the two halves of a split product write disjoint columns through it (see `blocks`).
+// SAFETY: the two halves of a split product write disjoint columns through it (see `chunk`).
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 

@@ -229,28 +229,16 @@ fn a_huge_input_is_tokenized_only_as_far_as_the_model_reads_it() {
 #[test]
 fn bf16_vectors_stay_within_0_999_cosine_of_f32_and_of_sentence_transformers() {
     let dir = doctrove_model::model_dir_from_env();
-    let Ok(bf16) = doctrove_model::SentenceModel::load(&dir).unwrap().with_bf16() else {
+    let Ok(bf16) = SentenceModel::load(&dir).unwrap().with_bf16() else {
         println!("no AVX-512 BF16 on this CPU: --precision bf16 is refused, nothing to compare");
         return;
     };
-    let fixture: Value = serde_json::from_str(include_str!("fixtures/sentence_transformers.json")).unwrap();
-    let texts: Vec<String> = fixture["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect();
+    let (texts, reference, _) = sentence_transformers();
     let (low, full) = (bf16.embed(&texts).unwrap().vectors, model().embed(&texts).unwrap().vectors);
     let (mut worst_f32, mut worst_st) = (f64::MAX, f64::MAX);
     for (i, vector) in low.iter().enumerate() {
-        let reference: Vec<f32> = fixture["vectors"][i]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
         worst_f32 = worst_f32.min(cosine(vector, &full[i]));
-        worst_st = worst_st.min(cosine(vector, &reference));
+        worst_st = worst_st.min(cosine(vector, &reference[i]));
     }
     println!(
         "bf16: lowest cosine {worst_f32:.6} with f32, {worst_st:.6} with sentence-transformers, over {} texts",
