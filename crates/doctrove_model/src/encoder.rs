@@ -11,7 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 use crate::assist::Assist;
 use crate::bf16_gemm::{gemm_bf16, PackedWeights};
 use crate::cpu::InstructionSet;
-use crate::fast_math::{gelu_all, softmax};
+use crate::fast_math::{gelu_all, softmax, squared_deviations, sum};
 use crate::kernel::Kernel;
 use crate::openblas::{Matrix, OpenBlas};
 use crate::packed_gemm::{gemm_packed, gemm_packed_split, PackedMatrix, Rows};
@@ -138,8 +138,8 @@ impl Norm {
     fn apply(&self, x: &mut [f32], eps: f32) {
         let width = self.weight.len();
         for row in x.chunks_exact_mut(width) {
-            let mean = row.iter().sum::<f32>() / width as f32;
-            let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+            let mean = sum(row) / width as f32;
+            let variance = squared_deviations(row, mean) / width as f32;
             let scale = 1.0 / (variance + eps).sqrt();
             for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
                 *v = (*v - mean) * scale * w + b;

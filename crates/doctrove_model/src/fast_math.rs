@@ -6,6 +6,8 @@
 
 use std::f32::consts::{FRAC_1_SQRT_2, LOG2_E};
 
+use crate::cpu::InstructionSet;
+
 /// `e^x`, with x clamped to [-87, 88] (so about 1.6e-38 below, and finite above).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
@@ -51,48 +53,111 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * one_plus_erf
 }
 
-/// Applies GELU to every value. With AVX2 and FMA (checked at run time) the loop runs eight
-/// values at a time; the portable build of the crate targets SSE2 only.
+/// Applies GELU to every value. The loop runs sixteen values at a time with AVX-512 F, eight
+/// with AVX2 and FMA (the CPU's instruction set, `cpu.rs`); the portable build of the crate
+/// targets SSE2 only.
 pub fn gelu_all(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { gelu_all_avx2(values) };
+    match InstructionSet::detect() {
+        // SAFETY (both): the CPU has the features the function is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        InstructionSet::Avx512 => unsafe { gelu_all_avx512(values) },
+        #[cfg(target_arch = "x86_64")]
+        InstructionSet::Avx2 => unsafe { gelu_all_avx2(values) },
+        _ => gelu_all_portable(values),
     }
+}
+
+#[inline(always)]
+fn gelu_all_portable(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = gelu(*v));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_all_avx512(values: &mut [f32]) {
+    gelu_all_portable(values)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gelu_all_avx2(values: &mut [f32]) {
-    values.iter_mut().for_each(|v| *v = gelu(*v));
+    gelu_all_portable(values)
 }
 
 /// Softmax of one row of scores, in place. Each step is a loop of its own, so the
-/// exponentials (the bulk of the work) are computed several at a time; with AVX2 and FMA
-/// eight at a time.
+/// exponentials (the bulk of the work) are computed several at a time: sixteen with AVX-512 F,
+/// eight with AVX2 and FMA.
 pub fn softmax(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { softmax_avx2(row) };
+    match InstructionSet::detect() {
+        // SAFETY (both): the CPU has the features the function is compiled for.
+        #[cfg(target_arch = "x86_64")]
+        InstructionSet::Avx512 => unsafe { softmax_avx512(row) },
+        #[cfg(target_arch = "x86_64")]
+        InstructionSet::Avx2 => unsafe { softmax_avx2(row) },
+        _ => softmax_portable(row),
     }
-    softmax_portable(row)
 }
 
 #[inline(always)]
 fn softmax_portable(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max(row);
     row.iter_mut().for_each(|v| *v = exp(*v - max));
-    let total: f32 = row.iter().sum();
+    let total = sum(row);
     let scale = 1.0 / total;
     row.iter_mut().for_each(|v| *v *= scale);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn softmax_avx512(row: &mut [f32]) {
+    softmax_portable(row)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn softmax_avx2(row: &mut [f32]) {
     softmax_portable(row)
+}
+
+/// Accumulators side by side: a reduction over one accumulator is a chain of dependent
+/// operations the compiler may not reorder (float addition is not associative), and ran at one
+/// value per four cycles; sixteen chains fill a vector register.
+const LANES: usize = 16;
+
+/// `values` folded by `step` from `start` in `LANES` interleaved chains, then the chains
+/// joined by `join`.
+#[inline(always)]
+fn lanes(values: &[f32], start: f32, step: impl Fn(f32, f32) -> f32, join: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [start; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, v) in acc.iter_mut().zip(chunk) {
+            *a = step(*a, *v);
+        }
+    }
+    for (a, v) in acc.iter_mut().zip(tail) {
+        *a = step(*a, *v);
+    }
+    acc.into_iter().fold(start, join)
+}
+
+/// The sum of `values`, in `LANES` chains (so in another order than one after the other).
+#[inline(always)]
+pub fn sum(values: &[f32]) -> f32 {
+    lanes(values, 0.0, |a, v| a + v, |a, b| a + b)
+}
+
+/// The sum of the squares of `values`' distances to `mean`, in `LANES` chains.
+#[inline(always)]
+pub fn squared_deviations(values: &[f32], mean: f32) -> f32 {
+    lanes(values, 0.0, |a, v| a + (v - mean) * (v - mean), |a, b| a + b)
+}
+
+/// The largest of `values` (minus infinity for none), in `LANES` chains.
+#[inline(always)]
+fn max(values: &[f32]) -> f32 {
+    lanes(values, f32::NEG_INFINITY, f32::max, f32::max)
 }
 
 /// `ln 2` in two parts (Cody and Waite): the high part has few enough bits that `k * LN_2_HIGH`
@@ -120,6 +185,23 @@ mod tests {
         assert!(worst < 4e-7, "largest relative error {worst}");
         assert_eq!(exp(-1000.0), exp(-87.0));
         assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn sums_and_maxima_over_lanes_cover_every_value_once() {
+        for n in [0, 1, 15, 16, 17, 100, 384] {
+            let values: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0 + i as f32 / 1024.0).collect();
+            let want: f64 = values.iter().map(|&v| f64::from(v)).sum();
+            assert!((f64::from(sum(&values)) - want).abs() < 1e-4, "{n} values");
+            let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(super::max(&values), max, "{n} values");
+            let mean = want as f32 / n.max(1) as f32;
+            let squares: f64 = values.iter().map(|&v| f64::from(v - mean).powi(2)).sum();
+            assert!(
+                (f64::from(squared_deviations(&values, mean)) - squares).abs() < 1e-3 * squares.max(1.0),
+                "{n} values"
+            );
+        }
     }
 
     #[test]
