@@ -12,7 +12,7 @@ use crate::assist::Assist;
 use crate::bf16_gemm::{gemm_bf16, PackedWeights};
 use crate::cpu::InstructionSet;
 use crate::fast_math::{gelu_all, softmax, squared_deviations, sum};
-use crate::kernel::Kernel;
+use crate::kernel::{Choice, Kernel};
 use crate::openblas::{Matrix, OpenBlas};
 use crate::packed_gemm::{gemm_packed, gemm_packed_split, PackedMatrix, Rows};
 
@@ -59,10 +59,12 @@ impl Shape {
 
 /// A linear layer's weights, in the form its kernel reads.
 enum Weights {
-    /// Row-major `outputs` x `inputs`, as stored in the weights file (OpenBLAS reads them so).
-    Rows(Vec<f32>),
-    /// Packed once for the float32 kernel.
-    Packed(PackedMatrix),
+    /// In float32: packed once for the packed kernel, and row-major `outputs` x `inputs` as
+    /// stored in the weights file for OpenBLAS, each when the encoder's kernel reads it.
+    F32 {
+        packed: Option<PackedMatrix>,
+        rows: Option<Vec<f32>>,
+    },
     /// Rounded to bfloat16 and packed, for `--precision bf16`.
     Bf16(PackedWeights),
 }
@@ -83,20 +85,27 @@ impl Linear {
         for _ in 0..tokens {
             y.extend_from_slice(&self.bias);
         }
-        match (&self.weights, kernel) {
-            (Weights::Bf16(packed), _) => gemm_bf16(x, tokens, packed, y),
-            (Weights::Packed(packed), Kernel::Packed(isa)) => {
-                let rows = Rows {
-                    data: x,
-                    rows: tokens,
-                    stride: self.inputs,
-                };
+        let (packed, rows) = match &self.weights {
+            Weights::Bf16(packed) => return gemm_bf16(x, tokens, packed, y),
+            Weights::F32 { packed, rows } => (packed, rows),
+        };
+        const LOADED: &str = "the weights are kept in every form the encoder's kernel reads";
+        match kernel.for_rows(tokens) {
+            Choice::Packed(isa) => {
+                let (packed, x) = (
+                    packed.as_ref().expect(LOADED),
+                    Rows {
+                        data: x,
+                        rows: tokens,
+                        stride: self.inputs,
+                    },
+                );
                 match assist {
-                    Some(assist) => gemm_packed_split(*isa, rows, packed, (y, self.outputs), true, assist),
-                    None => gemm_packed(*isa, rows, packed, y, self.outputs, true),
+                    Some(assist) => gemm_packed_split(isa, x, packed, (y, self.outputs), true, assist),
+                    None => gemm_packed(isa, x, packed, y, self.outputs, true),
                 }
             }
-            (Weights::Rows(weight), Kernel::OpenBlas(blas)) => blas.gemm(
+            Choice::OpenBlas(blas) => blas.gemm(
                 1.0,
                 Matrix {
                     data: x,
@@ -105,7 +114,7 @@ impl Linear {
                     stride: self.inputs,
                 },
                 Matrix {
-                    data: weight,
+                    data: rows.as_ref().expect(LOADED),
                     rows: self.outputs,
                     cols: self.inputs,
                     stride: self.inputs,
@@ -114,16 +123,17 @@ impl Linear {
                 1.0,
                 (y, self.outputs),
             ),
-            _ => unreachable!("a layer's weights are packed for the encoder's kernel at load"),
         }
     }
 
     /// The weights as stored: row-major `outputs` x `inputs`.
     fn rows(&self) -> Vec<f32> {
         match &self.weights {
-            Weights::Rows(weight) => weight.clone(),
-            Weights::Packed(packed) => packed.to_rows(),
-            Weights::Bf16(_) => unreachable!("bfloat16 weights are packed from float32 ones, once"),
+            Weights::F32 { rows: Some(rows), .. } => rows.clone(),
+            Weights::F32 {
+                packed: Some(packed), ..
+            } => packed.to_rows(),
+            _ => unreachable!("bfloat16 weights are packed from float32 ones, once"),
         }
     }
 }
@@ -213,9 +223,10 @@ impl Encoder {
         };
         let get = |name: &str, dims: &[usize]| tensor(&file, &format!("{prefix}{name}"), dims);
         let (h, i) = (shape.hidden, shape.intermediate);
-        let for_kernel = |weight: Vec<f32>, outputs: usize, inputs: usize| match kernel {
-            Kernel::Packed(_) => Weights::Packed(PackedMatrix::from_rows(&weight, outputs, inputs)),
-            Kernel::OpenBlas(_) => Weights::Rows(weight),
+        let (needs_packed, needs_rows) = kernel.reads_packed_and_rows();
+        let for_kernel = |weight: Vec<f32>, outputs: usize, inputs: usize| Weights::F32 {
+            packed: needs_packed.then(|| PackedMatrix::from_rows(&weight, outputs, inputs)),
+            rows: needs_rows.then_some(weight),
         };
         let linear = |name: &str, outputs: usize, inputs: usize| -> Result<(Vec<f32>, Vec<f32>), Error> {
             Ok((
@@ -355,7 +366,9 @@ impl Encoder {
     }
 
     /// Scaled dot-product attention of each sequence with itself, head by head, from the packed
-    /// [q | k | v] rows into `context`.
+    /// [q | k | v] rows into `context`; on the kernel of the pass's linear layers (its products
+    /// per head are small, and the packed kernel's copies of keys, values and scores cost more
+    /// than OpenBLAS's in a long pass).
     fn attention(&self, sequences: &[&[u32]], s: &mut Scratch) {
         let (h, heads) = (self.shape.hidden, self.shape.heads);
         let d = h / heads;
@@ -380,9 +393,9 @@ impl Encoder {
                     stride,
                     scale,
                 };
-                match &self.kernel {
-                    Kernel::Packed(isa) => packed_attention(*isa, one, &mut s.scores, (&mut s.keys, &mut s.values), context, h),
-                    Kernel::OpenBlas(blas) => blas_attention(blas, one, &mut s.scores, context, h),
+                match self.kernel.for_rows(tokens) {
+                    Choice::Packed(isa) => packed_attention(isa, one, &mut s.scores, (&mut s.keys, &mut s.values), context, h),
+                    Choice::OpenBlas(blas) => blas_attention(blas, one, &mut s.scores, context, h),
                 }
             }
             start += n;

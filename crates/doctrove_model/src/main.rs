@@ -31,10 +31,13 @@ struct Args {
     /// 0.999 cosine of f32's; see the README).
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
     precision: String,
-    /// The matrix kernel: `packed` (weights packed once for the CPU's best instruction set:
-    /// AVX-512 F, AVX2 with FMA, or plain loops) or `openblas` (the system's libopenblas.so.0,
-    /// its core type set from the CPU's features unless OPENBLAS_CORETYPE is set).
-    #[arg(long, default_value = "packed", value_parser = ["packed", "openblas"])]
+    /// The matrix kernel: `fastest` (the packed kernel for products of up to 192 rows, such as a
+    /// search query's, and the system's OpenBLAS above, when it is installed and runs kernels
+    /// of the CPU's best instruction set; the packed kernel alone otherwise), `packed` (weights
+    /// packed once for the CPU's best instruction set: AVX-512 F, AVX2 with FMA, or plain
+    /// loops) or `openblas` (libopenblas.so.0 alone). OpenBLAS's core type is set from the
+    /// CPU's features unless OPENBLAS_CORETYPE is set.
+    #[arg(long, default_value = "fastest", value_parser = ["fastest", "packed", "openblas"])]
     kernel: String,
     /// Threads one request's encoder passes run on [default: one per core].
     #[arg(long)]
@@ -76,15 +79,20 @@ fn main() {
         ..Limits::default()
     };
     let started = std::time::Instant::now();
-    let kernel = if args.kernel == "openblas" {
-        // Before any thread starts and before the library loads, which reads it once.
-        openblas::choose_core_type();
-        Kernel::OpenBlas(openblas::OpenBlas::load().unwrap_or_else(|e| {
-            eprintln!("doctrove-model: {e}");
-            std::process::exit(1)
-        }))
-    } else {
-        Kernel::packed()
+    let kernel = match args.kernel.as_str() {
+        "packed" => Kernel::packed(),
+        wanted => {
+            // Before any thread starts and before the library loads, which reads it once.
+            openblas::choose_core_type();
+            match (openblas::OpenBlas::load(), wanted) {
+                (Ok(blas), "openblas") => Kernel::openblas(blas),
+                (Err(e), "openblas") => {
+                    eprintln!("doctrove-model: {e}");
+                    std::process::exit(1)
+                }
+                (blas, _) => Kernel::fastest(blas.ok()),
+            }
+        }
     };
     let mut model = SentenceModel::load_with(&args.model, kernel).unwrap_or_else(|e| {
         eprintln!("doctrove-model: cannot load the model from {}: {e}", args.model.display());

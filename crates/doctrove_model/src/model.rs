@@ -10,7 +10,7 @@ use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use crate::assist::Assist;
 use crate::encoder::{Encoder, Shape};
-use crate::kernel::Kernel;
+use crate::kernel::{Choice, Kernel};
 use crate::pooling::{l2_normalise, mean_pool};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -168,7 +168,7 @@ impl SentenceModel {
         // A request of one pass (a search query) runs on its own thread, and may take a second
         // core when one is free; more passes run on up to `threads` threads.
         let next = AtomicUsize::new(0);
-        let may_split = passes.len() == 1 && self.splits();
+        let may_split = passes.len() == 1 && self.splits(tokens);
         let take = || self.take_passes(&passes, &encodings, &next, may_split);
         let done: Vec<Result<Vectors, Error>> = match passes.len() {
             0 | 1 => vec![take()],
@@ -226,10 +226,10 @@ impl SentenceModel {
         self.threads
     }
 
-    /// Whether a pass's linear layers can be split between two cores: with the packed float32
-    /// kernel, and more than one core.
-    fn splits(&self) -> bool {
-        self.threads > 1 && self.precision == "f32" && matches!(self.encoder.kernel(), Kernel::Packed(_))
+    /// Whether the linear layers of a pass of `tokens` tokens can be split between two cores:
+    /// with more than one core, at float32, on the packed kernel.
+    fn splits(&self, tokens: usize) -> bool {
+        self.threads > 1 && self.precision == "f32" && matches!(self.encoder.kernel().for_rows(tokens), Choice::Packed(_))
     }
 
     /// Runs `pass` once fewer than `threads` passes are running, over all requests; with

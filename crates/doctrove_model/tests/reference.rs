@@ -190,10 +190,10 @@ fn every_kernel_this_cpu_runs_gives_sentence_transformers_vectors() {
     let mut kernels: Vec<Kernel> = [InstructionSet::Avx512, InstructionSet::Avx2, InstructionSet::Baseline]
         .into_iter()
         .filter(|isa| isa.runs_here())
-        .map(Kernel::Packed)
+        .map(Kernel::packed_on)
         .collect();
     match OpenBlas::load() {
-        Ok(blas) => kernels.push(Kernel::OpenBlas(blas)),
+        Ok(blas) => kernels.push(Kernel::openblas(blas)),
         Err(e) => println!("no OpenBLAS kernel to compare: {e}"),
     }
     for kernel in kernels {
