@@ -1,10 +1,10 @@
 # doctrove_embed: developer commands. See README.md and CONTRIBUTING.md.
-# PG=N picks the PostgreSQL major version (15, Debian's own, by default; 13, 17 and 18 are
-# built from Debian's source packages by `make deps PG=N`). `make test` without PG runs the
-# whole suite on 15 and the version suite on 13, 17 and 18.
+# PG=N picks the PostgreSQL major version (15, Debian's own, by default; 13, 17 and 18 are built
+# from Debian's source packages by `make deps PG=N`, 16 comes from PyPI's pgserver wheel).
+# `make test` without PG runs the whole suite on 15 and the version suite on 13, 16, 17 and 18.
 PG_CONFIG := $(if $(filter-out 15,$(or $(PG),15)),/opt/doctrove_embed/pg$(PG)/bin/pg_config,/usr/lib/postgresql/15/bin/pg_config)
 
-.PHONY: help deps install lint test unit bench run stop clean
+.PHONY: help deps install package lint test unit bench run stop clean
 
 ## help: this list of commands
 help:
@@ -17,6 +17,10 @@ deps:
 ## install: build in release mode and install into the local PostgreSQL (15, or PG=N)
 install:
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+## package: Debian packages in dist/ (postgresql-N-doctrove-embed for 15, or PG=N; on 15 also the pgvector backport and doctrove-model)
+package: deps
+	PG=$(or $(PG),15) bash scripts/package.sh
 
 ## lint: formatting, clippy with warnings as errors, and no module cycles
 lint:

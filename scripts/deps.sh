@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine to build, install and test doctrove_embed against PostgreSQL $PG
-# (15, Debian's own, by default; 13, 17 and 18 are built from Debian's source packages by
-# deps_other_pg.sh). Idempotent: every step checks whether its result is already there.
+# (15, Debian's own, by default; 13, 17 and 18 are built from Debian's source packages, 16 comes
+# from a PyPI wheel, by deps_other_pg.sh). Idempotent: every step checks whether its result is already there.
 # Must run as root (apt-get, make install into the system PostgreSQL).
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
 PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-PGVECTOR_VERSION=0.8.0
 
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------
 # libopenblas-dev: the local model's `--kernel openblas` (loaded at run time; tested by make test). bison, flex and zlib1g-dev build the other
-# PostgreSQL versions (their sources ship no generated parsers from 17 on).
+# PostgreSQL versions (their sources ship no generated parsers from 17 on); unzip unpacks 16's wheel.
+# debhelper, dpkg-dev, fakeroot, lintian, help2man (the model server's manual page) and
+# postgresql-server-dev-all (pg_buildext) build and check the Debian packages (`make package`,
+# the pgvector backport below).
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang
           pkg-config libssl-dev sudo build-essential ca-certificates curl bison flex zlib1g-dev
-          libopenblas-dev)
+          libopenblas-dev unzip debhelper dpkg-dev fakeroot lintian postgresql-server-dev-all help2man)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,29 +32,15 @@ else
     log "Debian packages already installed"
 fi
 
-# --- pgvector for PostgreSQL 15, built from Debian's source package -----------
-if [[ -f "$("$PG15_CONFIG" --sharedir)/extension/vector.control" ]]; then
-    log "pgvector already installed"
+# --- pgvector for PostgreSQL 15: the backport of Debian's own package ---------------
+# Debian 12 packages no pgvector; pgvector_backport.sh builds trixie's package for it once.
+PGVECTOR_DEB_VERSION=0.8.0-1~bpo12+1
+if [[ "$(dpkg-query -W -f='${Version}' postgresql-15-pgvector 2>/dev/null || true)" == "$PGVECTOR_DEB_VERSION" ]]; then
+    log "postgresql-15-pgvector $PGVECTOR_DEB_VERSION already installed"
 else
-    log "building pgvector $PGVECTOR_VERSION from Debian's source package"
-    work="$(mktemp -d)"
-    mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
-    mirror="${mirror:-http://deb.debian.org/debian}"
-    mkdir -p "$work/lists/partial" "$work/archives/partial"
-    echo "deb-src $mirror trixie main" > "$work/sources.list"
-    aptopts=(-o "Dir::Etc::sourcelist=$work/sources.list" -o "Dir::Etc::sourceparts=-"
-             -o "Dir::State::Lists=$work/lists" -o "Dir::Cache::archives=$work/archives"
-             -o "APT::Get::List-Cleanup=0")
-    apt-get "${aptopts[@]}" update -qq
-    chmod 755 "$work"
-    (cd "$work" && apt-get "${aptopts[@]}" source --download-only pgvector)
-    [[ -f "$work/pgvector_${PGVECTOR_VERSION}.orig.tar.gz" ]] \
-        || { echo "Debian's pgvector source is not version $PGVECTOR_VERSION" >&2; exit 1; }
-    tar -xzf "$work"/pgvector_${PGVECTOR_VERSION}.orig.tar.gz -C "$work"
-    src="$(find "$work" -maxdepth 1 -type d -name 'pgvector-*' | head -1)"
-    make -C "$src" PG_CONFIG="$PG15_CONFIG" -s -j"$(nproc)"
-    make -C "$src" PG_CONFIG="$PG15_CONFIG" -s install
-    rm -rf "$work"
+    log "building and installing postgresql-15-pgvector $PGVECTOR_DEB_VERSION (trixie's source package, backported)"
+    deb="$(bash "$ROOT/scripts/pgvector_backport.sh")"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
 fi
 
 # --- another PostgreSQL, when PG names one -------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds PostgreSQL N (13, 17 or 18), with pgvector and pg_cron, into a prefix of its own
-# (/opt/doctrove_embed/pgN) from Debian's source packages. Debian 12 packages only
+# (/opt/doctrove_embed/pgN) from Debian's source packages; 16 comes from a PyPI wheel instead. Debian 12 packages only
 # PostgreSQL 15; the other majors come from the source packages of other suites, fetched with a
 # private apt configuration so that the system's sources stay bookworm. Where the mirror's
 # index names a version its pool no longer serves, the file is fetched from the pool by URL.
@@ -26,7 +26,11 @@ case "$N" in
         PG_SHA256=dd27f2b3c59e73ed14aa3324901242bf69a032a6347805f274e6260322d42979 ;;
     18) PG_SOURCE="apt sid postgresql-18 postgresql-18_18.6.orig.tar.bz2"
         PG_SHA256=555610c24d53e4316da5b7d3fc25c279d96856d5e0e23ee308c328c5fa881d9f ;;
-    *) echo "PostgreSQL $N: no source of it is served here (13, 15, 17 and 18 are)" >&2; exit 1 ;;
+    # Debian serves no PostgreSQL 16 source; PyPI's pgserver wheel holds a relocatable 16.2 build
+    # (server, client programs, headers and PGXS; its pgvector 0.6.2 is replaced below).
+    16) PG_SOURCE="wheel pgserver==0.1.4"
+        PG_SHA256=cb0e711e257dbfa2681d78c0bd789dd81753bc28c207889dcefa8f80706f3fed ;;
+    *) echo "PostgreSQL $N: no source of it is served here (13, 15, 16, 17 and 18 are)" >&2; exit 1 ;;
 esac
 # pgvector 0.8.0 (Debian trixie) predates PostgreSQL 18; 0.8.6 supports 13 to 18, so the
 # servers built here all get it. pg_cron 1.6 is the first to support 16 and later.
@@ -77,10 +81,35 @@ source_tree() {
     [[ -d "$src" ]] || { echo "$archive holds no source folder" >&2; return 1; }
 }
 
+# unpack_wheel SPEC SHA256: PostgreSQL from a PyPI wheel. Its programs find their libpq through
+# the RPATH $ORIGIN/../../../pgserver.libs, so the wheel stays unpacked as it is, beside the
+# prefix, and the prefix is a link to its pgserver/pginstall.
+unpack_wheel() {
+    local wheel unpacked="$PREFIX.wheel"
+    echo "$1 --hash=sha256:$2" >"$work/requirements.txt"
+    python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+        --python-version 3.10 --require-hashes -r "$work/requirements.txt" --dest "$work"
+    wheel="$(find "$work" -maxdepth 1 -name '*.whl' | head -1)"
+    rm -rf "$unpacked"
+    unzip -q "$wheel" -d "$unpacked"
+    chmod -R a+rX "$unpacked"
+    ln -sfn "$unpacked/pgserver/pginstall" "$PREFIX"
+    # Its own pgvector is 0.6.2, older than the 0.8 the extension needs; 0.8.6 is built below.
+    rm -f "$PREFIX"/lib/postgresql/vector.so "$PREFIX"/share/postgresql/extension/vector[.-]*
+    rm -rf "$PREFIX"/include/postgresql/server/extension/vector
+}
+
 # Written last, so that an interrupted build is done again.
 BUILT="$PREFIX/.built-from-debian-source"
+[[ "$PG_SOURCE" == wheel* ]] && BUILT="$PREFIX/.unpacked-from-wheel"
 if [[ -f "$BUILT" ]]; then
-    log "PostgreSQL $N already built in $PREFIX"
+    log "PostgreSQL $N already in $PREFIX"
+elif [[ "$PG_SOURCE" == wheel* ]]; then
+    log "unpacking PostgreSQL $N from PyPI's ${PG_SOURCE#wheel } into $PREFIX.wheel"
+    rm -rf "$PREFIX"
+    unpack_wheel "${PG_SOURCE#wheel }" "$PG_SHA256"
+    chmod -R a+rX "$PREFIX/"
+    echo "$PG_SOURCE $PG_SHA256" >"$BUILT"
 else
     log "building PostgreSQL $N from Debian's source package into $PREFIX (a few minutes)"
     rm -rf "$PREFIX"
@@ -90,7 +119,7 @@ else
         || { tail -30 "$work/configure.log"; exit 1; }
     make -C "$src" -s -j"$(nproc)" >/dev/null
     make -C "$src" -s install >/dev/null
-    chmod -R a+rX "$PREFIX"
+    chmod -R a+rX "$PREFIX/"
     echo "$PG_SOURCE $PG_SHA256" >"$BUILT"
 fi
 
@@ -108,4 +137,4 @@ pgxs_extension() {
 }
 pgxs_extension vector "$PGVECTOR_SOURCE" "$PGVECTOR_SHA256"
 pgxs_extension pg_cron "$PGCRON_SOURCE" "$PGCRON_SHA256"
-chmod -R a+rX "$PREFIX"
+chmod -R a+rX "$PREFIX/"

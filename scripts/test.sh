@@ -4,16 +4,20 @@
 # against the release build installed into that server, the pg_regress golden tests and the
 # client-side embed_pending, fault, worker and upgrade tests, with the mock server), and on the
 # main version the rest (security, robustness, pg_cron, importer, `make run` three ways).
-# Without PG (CI): the whole suite on 15 and the version suite on 13, 17 and 18, one summary line
-# per version. With PG=N: the whole suite on N.
+# Each version suite builds that version's Debian package (`make package`) and tests the files
+# it installs: on 15 installed by apt (with the pgvector backport; the model server's package is
+# tested from installation to purge), on the others copied into the server built here.
+# Without PG (CI): the whole suite on 15 and the version suite on 13, 16, 17 and 18, one summary
+# line per version. With PG=N: the whole suite on N.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/package_tests.sh"
 cd "$ROOT"
 
 if [[ -n "${PG_GIVEN:-}" ]]; then
     MAIN_PG="$PG_GIVEN"; OTHER_PGS=()
 else
-    MAIN_PG=15; OTHER_PGS=(13 17 18)
+    MAIN_PG=15; OTHER_PGS=(13 16 17 18)
 fi
 TEST_DIR="${TEST_DIR:-/tmp/doctrove_embed_test}"
 PG_PORT="${PG_PORT:-$(free_port 55432)}"
@@ -27,16 +31,19 @@ rm -f "$DOCTROVE_SECURITY_LOG"
 started_at=$(date +%s)
 summaries=()
 
-cleanup() {
-    mock_stop
-    cluster_stop "$TEST_DIR"
-    # The released install scripts each version suite put in place for the upgrade tests.
+# The released install scripts each version suite put in place for the upgrade tests.
+remove_released_scripts() {
     for v in "${OTHER_PGS[@]}" "$MAIN_PG"; do
         for old in 0.1.0 0.2.0; do
             rm -f "$(pg_prefix "$v")/share/postgresql/extension/doctrove_embed--$old.sql" \
                   "/usr/share/postgresql/$v/extension/doctrove_embed--$old.sql"
         done
     done
+}
+cleanup() {
+    mock_stop
+    cluster_stop "$TEST_DIR"
+    remove_released_scripts
 }
 trap cleanup EXIT
 
@@ -66,8 +73,10 @@ version_suite() {
     cargo pgrx test "pg$v" --runas postgres --pgdata "$PGRX_DIR/data" 2>&1 | tee "$TEST_DIR.pg_test.log"
     local pg_tests; pg_tests=$(passed "$TEST_DIR.pg_test.log")
 
-    log "PostgreSQL $v: install the release build"
-    make -s install PG="$v"
+    log "PostgreSQL $v: the Debian package (make package), its files in place of a build's"
+    local package_started; package_started=$(date +%s)
+    install_extension_package "$v"
+    local package_seconds=$(( $(date +%s) - package_started ))
     # The 0.1.0 and 0.2.0 install scripts as released, for the upgrade tests to start from.
     install -m 644 sql/released/doctrove_embed--0.1.0.sql sql/released/doctrove_embed--0.2.0.sql \
         "$("$PG_CONFIG" --sharedir)/extension/"
@@ -98,7 +107,7 @@ version_suite() {
     log "PostgreSQL $v: embed_pending, fault, worker and upgrade tests against the installed extension"
     client_tests embed_pending faults worker upgrade
     local client; client=$(passed "$TEST_DIR.itest.log")
-    summaries+=("PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'): $pg_tests #[pg_test]s, $(wc -w <<<"$tests") golden tests, $client client-side tests passed in $(( $(date +%s) - version_started )) s")
+    summaries+=("PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'): $pg_tests #[pg_test]s, $(wc -w <<<"$tests") golden tests, $client client-side tests passed in $(( $(date +%s) - version_started )) s (package $package_seconds s)")
 }
 
 # client_tests NAME...: the named test files of crates/doctrove_itest against the test cluster and mock.
@@ -117,6 +126,25 @@ mkdir -p "$TEST_DIR"
 rm -f "$figures"
 for v in "${OTHER_PGS[@]}"; do version_suite "$v"; done
 version_suite "$MAIN_PG"
+if ((${#OTHER_PGS[@]})); then
+    other="${OTHER_PGS[-1]}"
+    log "a package's library in a server of another major: PostgreSQL $other's in $MAIN_PG, $MAIN_PG's in $other"
+    check_foreign_major_refused "$TEST_DIR" "$PG_PORT" "$other"
+    use_pg "$other"
+    foreign_port=$(free_port 55440)
+    cluster_start "$TEST_DIR.foreign" "$foreign_port"
+    check_foreign_major_refused "$TEST_DIR.foreign" "$foreign_port" "$MAIN_PG" | tee "$TEST_DIR.foreign.log"
+    grep -q "version mismatch" "$TEST_DIR.foreign.log" \
+        || { echo "PostgreSQL $other did not refuse $MAIN_PG's library with its version check" >&2; exit 1; }
+    cluster_stop "$TEST_DIR.foreign"
+    use_pg "$MAIN_PG"
+fi
+if [[ "$MAIN_PG" == 15 ]]; then
+    log "the doctrove-model package: systemd unit, ExecStart as written, remove and purge"
+    model_package_started=$(date +%s)
+    model_package_test "$ROOT/crates/doctrove_model/tests/fixtures/reference.json"
+    summaries+=("doctrove-model package: installed, served, removed and purged in $(( $(date +%s) - model_package_started )) s")
+fi
 
 log "PostgreSQL $MAIN_PG: security, robustness, setup, pg_cron and importer tests (worker tests start clusters of their own)"
 client_tests security robustness setup cron importer batch_api
@@ -156,6 +184,12 @@ RUN_DIR=/tmp/doctrove_embed_run_ci_openai bash scripts/run.sh --stop
 sent=$(curl -s "$MOCK_URL/stats/make-run" | grep -c "Bearer $run_key" || true)
 echo "papers with a 1536-dimension vector: $dims of 100; key sent to the API: $sent; log lines showing it: $leaks"
 [[ "$dims" == 100 && "$sent" == 1 && "$leaks" == 0 ]] || exit 1
+
+if [[ "$MAIN_PG" == 15 ]]; then
+    log "apt-get remove postgresql-15-doctrove-embed"
+    remove_released_scripts
+    check_extension_package_removal
+fi
 
 log "fault suite figures"
 sort "$figures"
