@@ -74,10 +74,15 @@ log "doctrove-model $DEB_VERSION: the release build and $MODEL_DIR"
 cargo build -q --release -p doctrove_model
 debian_tree doctrove-model doctrove-model model
 cp target/release/doctrove-model "$tree/stage/"
-help2man --no-info --section 1 --name "local sentence-embedding model with an OpenAI-compatible API" \
+env -u DOCTROVE_MODEL_DIR -u DOCTROVE_MODEL_API_KEY help2man --no-info --section 1 \
+    --name "local sentence-embedding model with an OpenAI-compatible API" \
     --output "$tree/stage/doctrove-model.1" target/release/doctrove-model
-cp -r "$MODEL_DIR" "$tree/stage/all-MiniLM-L6-v2"
-rm -f "$tree/stage/all-MiniLM-L6-v2/.gitattributes"
+# The model's files as the pinned wheel holds them, each checked against its sha256 (and no other).
+(cd "$MODEL_DIR" && sha256sum --check --quiet --strict "$ROOT/packaging/model/all-MiniLM-L6-v2.sha256") \
+    || { echo "$MODEL_DIR differs from the model the package pins" >&2; exit 1; }
+while read -r _ file; do
+    install -D -m 644 "$MODEL_DIR/$file" "$tree/stage/all-MiniLM-L6-v2/$file"
+done <packaging/model/all-MiniLM-L6-v2.sha256
 mkdir -p "$tree/stage/default"
 cp packaging/model/default "$tree/stage/default/doctrove-model"
 {
