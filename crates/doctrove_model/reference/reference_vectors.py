@@ -3,7 +3,8 @@
 A second implementation of the sentence-transformers pipeline of all-MiniLM-L6-v2, written
 from the model's published architecture with numpy only: BERT's uncased WordPiece tokenizer
 (from vocab.txt), the 6-layer encoder in float64 (from model.safetensors), mean pooling over
-the attention mask, L2 normalisation, and the 256-token limit of sentence_bert_config.json.
+the attention mask (and, for the server's CLS pooling, the first token's vector), L2
+normalisation, and the 256-token limit of sentence_bert_config.json.
 It shares no code with the Rust server (candle + the tokenizers crate), so agreement between
 the two checks both.
 
@@ -165,9 +166,11 @@ def encode(ids, w, heads=12):
         x = layer_norm(linear(inner, w, p + "output.dense") + x,
                        w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
         layer += 1
-    # One text at a time, so every token is real: the mean over the mask is the plain mean.
-    pooled = x.mean(0)
-    return pooled / max(np.linalg.norm(pooled), 1e-12)
+    return x
+
+
+def unit(vector):
+    return vector / max(np.linalg.norm(vector), 1e-12)
 
 
 def main():
@@ -177,9 +180,13 @@ def main():
     weights = load_safetensors(f"{model_dir}/model.safetensors")
     tokenizer = WordPiece(f"{model_dir}/vocab.txt")
     token_ids = [tokenizer.encode(t) for t in TEXTS]
-    vectors = [encode(ids, weights).tolist() for ids in token_ids]
+    hidden = [encode(ids, weights) for ids in token_ids]
+    # The model's own pooling (the mean over the tokens: one text at a time, every token is
+    # real), and CLS pooling (the first token's vector), each normalised.
+    vectors = [unit(x.mean(0)).tolist() for x in hidden]
+    cls_vectors = [unit(x[0]).tolist() for x in hidden]
     result = {"model": "sentence-transformers/all-MiniLM-L6-v2", "max_tokens": MAX_TOKENS,
-              "texts": TEXTS, "token_ids": token_ids, "vectors": vectors}
+              "texts": TEXTS, "token_ids": token_ids, "vectors": vectors, "cls_vectors": cls_vectors}
     with open(out, "w", encoding="utf-8") as f:
         json.dump(result, f)
     print(f"reference: {len(TEXTS)} texts, token counts {[len(i) for i in token_ids]}, written to {out}")
@@ -188,7 +195,8 @@ def main():
             fixture = json.load(f)
         assert fixture["texts"] == TEXTS, "the fixture's texts differ from this script's"
         assert fixture["token_ids"] == token_ids, "the fixture's token ids differ from this script's"
-        worst = min(float(np.dot(a, b)) for a, b in zip(fixture["vectors"], vectors))
+        worst = min(float(np.dot(a, b)) for key, mine in (("vectors", vectors), ("cls_vectors", cls_vectors))
+                    for a, b in zip(fixture[key], mine))
         assert worst > 0.999999, f"the fixture's vectors differ from this script's (cosine {worst})"
         print(f"reference: the committed fixture matches (lowest cosine {worst:.8f})")
 

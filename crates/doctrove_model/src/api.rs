@@ -1,6 +1,6 @@
 //! The OpenAI-compatible side: `POST /v1/embeddings` (inputs as a string or an array of
 //! strings, `encoding_format` float or base64, each vector with its `index`, `usage` in model
-//! tokens), `GET /v1/models` and `GET /health`.
+//! tokens; `model` picks one of the models served), `GET /v1/models` and `GET /health`.
 
 use http_endpoint::openai::{body_of, embedding_value, inputs_of};
 use http_endpoint::{Reply, Request};
@@ -8,17 +8,43 @@ use serde_json::{json, Value};
 
 use crate::model::SentenceModel;
 
-/// What every request handler shares.
-pub struct ServerState {
-    pub model: SentenceModel,
-    /// The name the server answers to and reports (such as `all-MiniLM-L6-v2`).
+/// One model the server serves, under its name.
+pub struct Served {
+    /// The name requests give and the server reports (such as `all-MiniLM-L6-v2`).
     pub name: String,
+    pub model: SentenceModel,
+}
+
+/// What every request handler shares: the models, the first one the one `/health` describes.
+pub struct ServerState {
+    pub models: Vec<Served>,
 }
 
 impl ServerState {
-    /// Whether `requested` names this model: its short name or its `owner/name` form.
-    fn serves(&self, requested: &str) -> bool {
-        requested == self.name || requested.rsplit('/').next() == Some(self.name.as_str())
+    /// A server of one model.
+    pub fn single(name: &str, model: SentenceModel) -> ServerState {
+        ServerState {
+            models: vec![Served {
+                name: name.to_string(),
+                model,
+            }],
+        }
+    }
+
+    /// The model `requested` names: by its name or its `owner/name` form.
+    fn model(&self, requested: &str) -> Option<&Served> {
+        let short = requested.rsplit('/').next();
+        self.models
+            .iter()
+            .find(|served| requested == served.name || short == Some(served.name.as_str()))
+    }
+
+    fn names(&self) -> String {
+        self.models
+            .iter()
+            .map(|s| format!("'{}'", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -27,14 +53,20 @@ pub fn handle(state: &ServerState, request: &Request) -> Reply {
         ("POST", "/v1/embeddings" | "/embeddings") => embeddings(state, &request.body),
         ("GET", "/v1/models" | "/models") => Reply::json(
             200,
-            &json!({"object": "list", "data": [{"id": state.name, "object": "model", "owned_by": "local"}]}),
+            &json!({"object": "list", "data": state.models.iter().map(|s| json!({
+                "id": s.name, "object": "model", "owned_by": "local", "dimensions": s.model.dims(),
+                "max_tokens": s.model.max_tokens()})).collect::<Vec<_>>()}),
         ),
-        ("GET", "/health") => Reply::json(
-            200,
-            &json!({"status": "ok", "model": state.name, "dimensions": state.model.dims(),
-                    "precision": state.model.precision(), "kernel": state.model.kernel(),
-                    "instruction_set": state.model.instruction_set()}),
-        ),
+        ("GET", "/health") => {
+            let first = &state.models[0];
+            Reply::json(
+                200,
+                &json!({"status": "ok", "model": first.name, "dimensions": first.model.dims(),
+                        "precision": first.model.precision(), "kernel": first.model.kernel(),
+                        "instruction_set": first.model.instruction_set(),
+                        "models": state.models.iter().map(|s| json!({"name": s.name, "dimensions": s.model.dims()})).collect::<Vec<_>>()}),
+            )
+        }
         (_, path) => Reply::api_error(404, "not_found", &format!("no route for {} {path}", request.method)),
     }
 }
@@ -44,17 +76,17 @@ fn embeddings(state: &ServerState, raw: &[u8]) -> Reply {
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    let model = body["model"].as_str().unwrap_or("");
-    if !state.serves(model) {
+    let requested = body["model"].as_str().unwrap_or("");
+    let Some(Served { name, model }) = state.model(requested) else {
         return Reply::api_error(
             404,
             "model_not_found",
             &format!(
-                "The model '{model}' does not exist here; this server serves '{}'.",
-                state.name
+                "The model '{requested}' does not exist here; this server serves {}.",
+                state.names()
             ),
         );
-    }
+    };
     let inputs = match inputs_of(&body) {
         Ok(inputs) => inputs,
         Err(reply) => return reply,
@@ -71,18 +103,18 @@ fn embeddings(state: &ServerState, raw: &[u8]) -> Reply {
         }
     };
     if let Some(asked) = body.get("dimensions").filter(|d| !d.is_null()) {
-        if asked.as_u64() != Some(state.model.dims() as u64) {
+        if asked.as_u64() != Some(model.dims() as u64) {
             return Reply::api_error(
                 400,
                 "invalid_value",
                 &format!(
                     "This model makes {}-dimensional vectors only; 'dimensions' was {asked}.",
-                    state.model.dims()
+                    model.dims()
                 ),
             );
         }
     }
-    let embedded = match state.model.embed(&inputs) {
+    let embedded = match model.embed(&inputs) {
         Ok(e) => e,
         Err(e) => return Reply::api_error(500, "server_error", &format!("The model failed: {e}")),
     };
@@ -94,7 +126,7 @@ fn embeddings(state: &ServerState, raw: &[u8]) -> Reply {
         .collect();
     Reply::json(
         200,
-        &json!({"object": "list", "data": data, "model": state.name,
+        &json!({"object": "list", "data": data, "model": name,
                 "usage": {"prompt_tokens": embedded.tokens, "total_tokens": embedded.tokens}}),
     )
 }

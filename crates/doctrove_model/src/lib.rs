@@ -1,8 +1,8 @@
-//! A local OpenAI-compatible embeddings server for sentence-transformers/all-MiniLM-L6-v2: the
-//! BERT encoder written out over matrix products packed for the CPU's instruction set, mean pooling over the attention mask and L2
-//! normalisation, exactly as the sentence-transformers pipeline of that model does. The model
-//! folder (`model.safetensors`, `tokenizer.json`, `config.json`) comes from a package registry;
-//! nothing is fetched at run time.
+//! A local OpenAI-compatible embeddings server for sentence-transformers models of the BERT
+//! family (all-MiniLM-L6-v2 by default, several at once if asked): the BERT encoder written out
+//! over matrix products packed for the CPU's instruction set, mean or CLS pooling and L2
+//! normalisation as the model folder says, exactly as sentence-transformers runs that model. The
+//! model folders come from a package registry; nothing is fetched at run time.
 
 mod api;
 mod assist;
@@ -10,14 +10,16 @@ mod bf16_gemm;
 mod cpu;
 mod encoder;
 mod fast_math;
+mod folder;
 mod kernel;
 mod model;
 pub mod openblas;
 mod packed_gemm;
 mod pooling;
 
-pub use api::{handle, ServerState};
+pub use api::{handle, Served, ServerState};
 pub use cpu::InstructionSet;
+pub use folder::{ModelFolder, Pooling};
 pub use kernel::Kernel;
 pub use model::{Embedded, SentenceModel};
 pub use pooling::{l2_normalise, mean_pool};

@@ -1,32 +1,34 @@
-//! `doctrove-model`: serves all-MiniLM-L6-v2 as an OpenAI-compatible embeddings API until
-//! SIGTERM or SIGINT, then lets the requests under way finish and exits 0.
-//! `doctrove-model --help` lists the options.
+//! `doctrove-model`: serves sentence-transformers models (all-MiniLM-L6-v2 by default) as an
+//! OpenAI-compatible embeddings API until SIGTERM or SIGINT, then lets the requests under way
+//! finish and exits 0. `doctrove-model --help` lists the options.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
-use doctrove_model::{handle, openblas, Kernel, SentenceModel, ServerState, DEFAULT_MODEL_DIR};
+use doctrove_model::{handle, openblas, Kernel, SentenceModel, Served, ServerState, DEFAULT_MODEL_DIR};
 use http_endpoint::{Limits, Server};
 
 /// Requests the server holds per core, running or waiting; one more is answered 503.
 const QUEUE_PER_CORE: usize = 4;
 
-/// Serves sentence-transformers/all-MiniLM-L6-v2 (CPU) as an OpenAI-compatible
+/// Serves sentence-transformers models of the BERT family (CPU) as an OpenAI-compatible
 /// embeddings API: POST /v1/embeddings, GET /v1/models, GET /health.
 #[derive(Parser)]
 #[command(name = "doctrove-model", version)]
 struct Args {
-    /// The model folder (config.json, tokenizer.json, model.safetensors).
-    #[arg(long, env = "DOCTROVE_MODEL_DIR", default_value = DEFAULT_MODEL_DIR)]
-    model: PathBuf,
+    /// A sentence-transformers model folder (config.json, modules.json, the pooling module's
+    /// config.json, tokenizer.json, model.safetensors), served under the folder's name, or
+    /// NAME=FOLDER under NAME. Repeat it to serve several models; a request's `model` picks one.
+    #[arg(long = "model", env = "DOCTROVE_MODEL_DIR", default_value = DEFAULT_MODEL_DIR)]
+    models: Vec<String>,
     /// Address to listen on. Only loopback addresses, unless --api-key is given.
     #[arg(long, default_value = "127.0.0.1:18090")]
     listen: String,
-    /// The model name the server answers to and reports.
-    #[arg(long, default_value = "all-MiniLM-L6-v2")]
-    name: String,
+    /// The name a single model given as a folder answers to and reports [default: the folder's name].
+    #[arg(long)]
+    name: Option<String>,
     /// Arithmetic of the linear layers: f32, or bf16 (AVX-512 BF16: faster, vectors within
     /// 0.999 cosine of f32's; see the README).
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
@@ -60,7 +62,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let api_key = args.api_key.filter(|key| !key.is_empty());
+    let api_key = args.api_key.clone().filter(|key| !key.is_empty());
     if api_key.is_none() && !http_endpoint::is_loopback(&args.listen) {
         Args::command()
             .error(
@@ -79,35 +81,27 @@ fn main() {
         ..Limits::default()
     };
     let started = std::time::Instant::now();
-    let kernel = match args.kernel.as_str() {
-        "packed" => Kernel::packed(),
-        wanted => {
-            // Before any thread starts and before the library loads, which reads it once.
-            openblas::choose_core_type();
-            match (openblas::OpenBlas::load(), wanted) {
-                (Ok(blas), "openblas") => Kernel::openblas(blas),
-                (Err(e), "openblas") => {
-                    eprintln!("doctrove-model: {e}");
-                    std::process::exit(1)
-                }
-                (blas, _) => Kernel::fastest(blas.ok()),
-            }
-        }
-    };
-    let mut model = SentenceModel::load_with(&args.model, kernel).unwrap_or_else(|e| {
-        eprintln!("doctrove-model: cannot load the model from {}: {e}", args.model.display());
-        std::process::exit(1)
+    if args.kernel != "packed" {
+        // Before any thread starts and before the library loads, which reads it once.
+        openblas::choose_core_type();
+    }
+    let named = named_folders(&args.models, args.name.as_deref()).unwrap_or_else(|e| {
+        Args::command().error(clap::error::ErrorKind::InvalidValue, e).exit();
     });
-    if args.precision == "bf16" {
-        model = model.with_bf16().unwrap_or_else(|e| {
-            eprintln!("doctrove-model: {e}");
+    let mut models: Vec<Served> = Vec::new();
+    for (name, folder) in named {
+        let model = load(&folder, &args).unwrap_or_else(|e| {
+            eprintln!("doctrove-model: cannot load the model from {}: {e}", folder.display());
             std::process::exit(1)
         });
+        // Every model's passes share the cores, as every request's do.
+        let model = match models.first() {
+            Some(first) => model.sharing_cores_with(&first.model),
+            None => model,
+        };
+        models.push(Served { name, model });
     }
-    if let Some(threads) = args.threads {
-        model = model.with_threads(threads);
-    }
-    let state = Arc::new(ServerState { model, name: args.name });
+    let state = Arc::new(ServerState { models });
     let server = {
         let state = Arc::clone(&state);
         Server::start_with(&args.listen, limits, move |request| handle(&state, request))
@@ -120,19 +114,86 @@ fn main() {
         eprintln!("doctrove-model: cannot handle SIGTERM and SIGINT: {e}");
         std::process::exit(1)
     }
+    let served: Vec<String> = state
+        .models
+        .iter()
+        .map(|Served { name, model }| {
+            format!(
+                "{name} ({} dimensions, {}, kernel {} on {}, up to {} tokens per input, {} passes at once)",
+                model.dims(),
+                model.precision(),
+                model.kernel(),
+                model.instruction_set(),
+                model.max_tokens(),
+                model.threads()
+            )
+        })
+        .collect();
     println!(
-        "doctrove-model serving {} ({} dimensions, {}, kernel {} on {}, up to {} tokens per input, {} passes at once) on {}/v1, loaded in {:.1}s",
-        state.name,
-        state.model.dims(),
-        state.model.precision(),
-        state.model.kernel(),
-        state.model.instruction_set(),
-        state.model.max_tokens(),
-        state.model.threads(),
+        "doctrove-model serving {} on {}/v1, loaded in {:.1}s",
+        served.join(", "),
         server.url(),
         started.elapsed().as_secs_f64()
     );
     let _ = std::io::stdout().flush();
     server.wait();
     eprintln!("doctrove-model: stopped");
+}
+
+/// The kernel `--kernel` names (OpenBLAS loaded once per model: the library is shared).
+fn kernel(wanted: &str) -> Result<Kernel, String> {
+    if wanted == "packed" {
+        return Ok(Kernel::packed());
+    }
+    match (wanted, openblas::OpenBlas::load()) {
+        ("openblas", Ok(blas)) => Ok(Kernel::openblas(blas)),
+        ("openblas", Err(e)) => Err(e.to_string()),
+        (_, blas) => Ok(Kernel::fastest(blas.ok())),
+    }
+}
+
+/// One model folder loaded with the precision, kernel and threads the arguments give.
+fn load(folder: &std::path::Path, args: &Args) -> Result<SentenceModel, String> {
+    let mut model = SentenceModel::load_with(folder, kernel(&args.kernel)?).map_err(|e| e.to_string())?;
+    if args.precision == "bf16" {
+        model = model.with_bf16().map_err(|e| e.to_string())?;
+    }
+    if let Some(threads) = args.threads {
+        model = model.with_threads(threads);
+    }
+    Ok(model)
+}
+
+/// Each `--model` as (name, folder): `NAME=FOLDER`, or a folder named by `--name` (one model
+/// only) or by its own last component. Names must differ.
+fn named_folders(models: &[String], name: Option<&str>) -> Result<Vec<(String, PathBuf)>, String> {
+    if name.is_some() && models.len() > 1 {
+        return Err("--name names a single model; with several, give each as --model NAME=FOLDER".into());
+    }
+    let mut named: Vec<(String, PathBuf)> = Vec::new();
+    for given in models {
+        let (model_name, folder) = match given.split_once('=') {
+            Some((model_name, folder)) => (model_name.to_string(), PathBuf::from(folder)),
+            None => {
+                let folder = PathBuf::from(given);
+                let own = folder
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (name.map_or(own, str::to_string), folder)
+            }
+        };
+        if model_name.is_empty() || model_name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "--model {given}: the model needs a name without spaces (NAME=FOLDER)"
+            ));
+        }
+        if named.iter().any(|(n, _)| *n == model_name) {
+            return Err(format!(
+                "two models are named '{model_name}'; give each a name of its own with NAME=FOLDER"
+            ));
+        }
+        named.push((model_name, folder));
+    }
+    Ok(named)
 }

@@ -1,15 +1,17 @@
-//! Loading all-MiniLM-L6-v2 from its folder and embedding texts: tokenise (truncating at the
-//! model's 256 tokens), run the BERT encoder in passes side by side, pool, normalise.
+//! Loading a model from its sentence-transformers folder and embedding texts: tokenise
+//! (truncating at the model's limit), run the BERT encoder in passes side by side, pool (mean or
+//! CLS), normalise when the folder says so.
 
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use crate::assist::Assist;
-use crate::encoder::{Encoder, Shape};
+use crate::encoder::Encoder;
+use crate::folder::{ModelFolder, Pooling};
 use crate::kernel::{Choice, Kernel};
 use crate::pooling::{l2_normalise, mean_pool};
 
@@ -22,17 +24,25 @@ type Vectors = Vec<(usize, Vec<f32>)>;
 /// peak, few enough that a pass's buffers stay small (about 60 MB at 4,096 tokens).
 const PASS_TOKENS: usize = 4096;
 
+/// The places for encoder passes: passes running now, over all requests (and all the models
+/// that share them): at most `threads` of the model asking, so concurrent requests share the
+/// cores instead of each starting a thread per core.
+#[derive(Default)]
+struct Cores {
+    running: Mutex<usize>,
+    pass_done: Condvar,
+}
+
 /// The model, ready to embed; shared by every connection's thread.
 pub struct SentenceModel {
     encoder: Encoder,
     tokenizer: Tokenizer,
     dims: usize,
     max_tokens: usize,
+    pooling: Pooling,
+    normalize: bool,
     threads: usize,
-    /// Passes running now, over all requests: at most `threads`, so concurrent requests share
-    /// the cores instead of each starting a thread per core.
-    running: Mutex<usize>,
-    pass_done: Condvar,
+    cores: Arc<Cores>,
     /// `f32`, or `bf16` after [`SentenceModel::with_bf16`].
     precision: &'static str,
 }
@@ -45,27 +55,19 @@ pub struct Embedded {
     pub tokens: usize,
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?)
-}
-
 impl SentenceModel {
-    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`. The sequence
-    /// limit is `max_seq_length` of `sentence_bert_config.json` when the folder has one (256 for
-    /// this model; the tokenizer file's own limit of 128 is not what sentence-transformers uses).
+    /// Loads the sentence-transformers folder `dir` (see [`ModelFolder`]) and its
+    /// `model.safetensors`. The sequence limit is `max_seq_length` of
+    /// `sentence_bert_config.json` (256 for all-MiniLM-L6-v2; the tokenizer file's own limit of
+    /// 128 is not what sentence-transformers uses).
     pub fn load(dir: &Path) -> Result<SentenceModel, Error> {
         SentenceModel::load_with(dir, Kernel::packed())
     }
 
     /// As [`SentenceModel::load`], with the products on `kernel`.
     pub fn load_with(dir: &Path, kernel: Kernel) -> Result<SentenceModel, Error> {
-        let shape = Shape::from_config(&read_json(&dir.join("config.json"))?)?;
-        let max_tokens = match read_json(&dir.join("sentence_bert_config.json")) {
-            Ok(st) => st["max_seq_length"].as_u64().unwrap_or(256) as usize,
-            Err(_) => 256,
-        }
-        .min(shape.positions);
+        let folder = ModelFolder::read(dir)?;
+        let (shape, max_tokens) = (folder.shape, folder.max_tokens);
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| format!("cannot load {}: {e}", dir.join("tokenizer.json").display()))?;
         tokenizer
@@ -86,11 +88,24 @@ impl SentenceModel {
             tokenizer,
             dims: shape.hidden,
             max_tokens,
+            pooling: folder.pooling,
+            normalize: folder.normalize,
             threads,
-            running: Mutex::new(0),
-            pass_done: Condvar::new(),
+            cores: Arc::default(),
             precision: "f32",
         })
+    }
+
+    /// Runs this model's passes in the places of `other`'s, so that two models served side by
+    /// side share the cores as two requests of one model do.
+    pub fn sharing_cores_with(mut self, other: &SentenceModel) -> SentenceModel {
+        self.cores = Arc::clone(&other.cores);
+        self
+    }
+
+    /// How the token vectors become the text's vector, and whether it is scaled to unit length.
+    pub fn pooling(&self) -> (Pooling, bool) {
+        (self.pooling, self.normalize)
     }
 
     /// Runs the encoder's linear layers in bfloat16 (AVX-512 BF16): faster, with vectors within
@@ -120,7 +135,7 @@ impl SentenceModel {
         }
     }
 
-    /// Length of the vectors (384).
+    /// Length of the vectors (384 for all-MiniLM-L6-v2).
     pub fn dims(&self) -> usize {
         self.dims
     }
@@ -237,9 +252,9 @@ impl SentenceModel {
     /// the second place). Places are given back however `pass` ends (a panic included), so no
     /// place is ever lost.
     fn while_a_core_is_free<T>(&self, may_split: bool, pass: impl FnOnce(Option<&Assist>) -> T) -> T {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = self.cores.running.lock().unwrap_or_else(|e| e.into_inner());
         while *running >= self.threads {
-            running = self.pass_done.wait(running).unwrap_or_else(|e| e.into_inner());
+            running = self.cores.pass_done.wait(running).unwrap_or_else(|e| e.into_inner());
         }
         *running += 1;
         let second = may_split && *running < self.threads;
@@ -254,8 +269,9 @@ impl SentenceModel {
         }
     }
 
-    /// One encoder pass over texts packed end to end (no padding), then each text's mean
-    /// token vector, normalised.
+    /// One encoder pass over texts packed end to end (no padding), then each text's vector:
+    /// the mean of its token vectors or its first (`[CLS]`) token's, normalised when the folder
+    /// has a `Normalize` module.
     fn encode_pass(&self, batch: &[&Encoding], assist: Option<&Assist>) -> Result<Vec<Vec<f32>>, Error> {
         let sequences: Vec<&[u32]> = batch.iter().map(|e| e.get_ids()).collect();
         let hidden = self.encoder.forward(&sequences, assist)?;
@@ -265,8 +281,13 @@ impl SentenceModel {
             .map(|sequence| {
                 let rows = &hidden[start * self.dims..(start + sequence.len()) * self.dims];
                 start += sequence.len();
-                let mut vector = mean_pool(rows, self.dims, &vec![1; sequence.len()]);
-                l2_normalise(&mut vector);
+                let mut vector = match self.pooling {
+                    Pooling::Mean => mean_pool(rows, self.dims, &vec![1; sequence.len()]),
+                    Pooling::Cls => rows[..self.dims].to_vec(),
+                };
+                if self.normalize {
+                    l2_normalise(&mut vector);
+                }
                 vector
             })
             .collect())
@@ -278,8 +299,8 @@ struct Places<'a>(&'a SentenceModel, usize);
 
 impl Drop for Places<'_> {
     fn drop(&mut self) {
-        *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= self.1;
-        self.0.pass_done.notify_all();
+        *self.0.cores.running.lock().unwrap_or_else(|e| e.into_inner()) -= self.1;
+        self.0.cores.pass_done.notify_all();
     }
 }
 

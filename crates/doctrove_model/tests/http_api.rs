@@ -18,10 +18,10 @@ fn server_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         let dir = doctrove_model::model_dir_from_env();
-        let state = Arc::new(ServerState {
-            model: doctrove_model::SentenceModel::load(&dir).expect("load the model"),
-            name: "all-MiniLM-L6-v2".into(),
-        });
+        let state = Arc::new(ServerState::single(
+            "all-MiniLM-L6-v2",
+            doctrove_model::SentenceModel::load(&dir).expect("load the model"),
+        ));
         let server = Server::start("127.0.0.1:0", move |request| handle(&state, request)).unwrap();
         let url = server.url();
         std::mem::forget(server); // serves until the test binary ends

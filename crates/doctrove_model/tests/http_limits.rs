@@ -23,10 +23,10 @@ fn server_addr() -> SocketAddr {
     static ADDR: OnceLock<SocketAddr> = OnceLock::new();
     *ADDR.get_or_init(|| {
         let dir = doctrove_model::model_dir_from_env();
-        let state = Arc::new(ServerState {
-            model: doctrove_model::SentenceModel::load(&dir).expect("load the model"),
-            name: "all-MiniLM-L6-v2".into(),
-        });
+        let state = Arc::new(ServerState::single(
+            "all-MiniLM-L6-v2",
+            doctrove_model::SentenceModel::load(&dir).expect("load the model"),
+        ));
         let limits = Limits {
             header_read_timeout: HEADER_TIMEOUT,
             max_body_bytes: MAX_BODY_BYTES,

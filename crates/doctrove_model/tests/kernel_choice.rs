@@ -4,15 +4,12 @@
 //! CPU rather than its SSE3 fallback, and a core type the user set is kept. Each server's
 //! vectors are checked against sentence-transformers'.
 
-// Only its `cosine`: these tests load the model in the server they start.
+// Its `cosine` and the server binary: these tests load the model in the server they start.
 #[allow(dead_code)]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-
 use common::cosine;
+use common::server::Running;
 use serde_json::{json, Value};
 
 /// The best instruction set this CPU has, found here independently of the server.
@@ -29,51 +26,7 @@ fn best_instruction_set() -> &'static str {
     "baseline"
 }
 
-/// A server started with `args`, `OPENBLAS_CORETYPE` set to `core_type` or unset; killed on drop.
-struct Running {
-    child: Child,
-    address: String,
-    banner: String,
-}
-
 impl Running {
-    fn start(args: &[&str], core_type: Option<&str>) -> Running {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_doctrove-model"));
-        command
-            .args(["--listen", "127.0.0.1:0", "--model"])
-            .arg(doctrove_model::model_dir_from_env())
-            .args(args)
-            .env_remove("OPENBLAS_CORETYPE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(core_type) = core_type {
-            command.env("OPENBLAS_CORETYPE", core_type);
-        }
-        let mut child = command.spawn().expect("start doctrove-model");
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-        let address = banner
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("no address in the startup line {banner:?}"))
-            .to_string();
-        Running { child, address, banner }
-    }
-
-    fn request(&self, method: &str, path: &str, body: &str) -> Value {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap()
-    }
-
     /// `/health`'s kernel and instruction set.
     fn kernel(&self) -> (String, String) {
         let health = self.request("GET", "/health", "");
@@ -110,13 +63,6 @@ impl Running {
                 );
             }
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

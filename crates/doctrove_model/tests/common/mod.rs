@@ -1,5 +1,7 @@
 //! The model, loaded once per test binary from where `make deps` put it.
 
+pub mod server;
+
 use std::sync::OnceLock;
 
 use doctrove_model::SentenceModel;
