@@ -27,8 +27,10 @@ CREATE TABLE doctrove_embed.batch_jobs (
     -- Collections of this batch that failed in a row (its files unreadable, the API not knowing
     -- it); after a bound it is closed and its papers released.
     collect_failures integer NOT NULL DEFAULT 0,
-    -- Whether its files were deleted from the API (after the collection committed).
+    -- Whether its files were deleted from the API (after the collection committed), or given
+    -- up on after a bound of failed deletions (counted here).
     files_deleted boolean NOT NULL DEFAULT false,
+    delete_failures integer NOT NULL DEFAULT 0,
     error text,
     submitted_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,

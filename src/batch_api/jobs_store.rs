@@ -264,12 +264,13 @@ pub fn files_deleted(batch_id: &str) -> Result<(), UserError> {
     .map(|_| ())
 }
 
-/// Notes a failed deletion of job `batch_id`'s files; after five the files are left on the API
-/// (the job counts as done with them), so no job's files block the others' for good.
+/// Notes a failed deletion of job `batch_id`'s files (in a count of its own: the collection's
+/// failures are another matter); after five the files are left on the API (the job counts as
+/// done with them), so no job's files block the others' for good.
 pub fn note_delete_failure(batch_id: &str) -> Result<(), UserError> {
     run(
-        "UPDATE doctrove_embed.batch_jobs SET collect_failures = collect_failures + 1, \
-         files_deleted = collect_failures + 1 >= 5 WHERE batch_id = $1",
+        "UPDATE doctrove_embed.batch_jobs SET delete_failures = delete_failures + 1, \
+         files_deleted = delete_failures + 1 >= 5 WHERE batch_id = $1",
         &[batch_id.into()],
     )
     .map(|_| ())

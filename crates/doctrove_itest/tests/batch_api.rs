@@ -561,6 +561,42 @@ fn a_cancel_waits_for_the_api_and_collects_what_it_finished() {
 }
 
 #[test]
+fn files_the_api_will_not_delete_are_given_up_after_five_tries_counted_apart_from_collections() {
+    let db = TestDb::new("batch_delete_fail");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 100, 8);
+    db.point_at_mock(&mut client, "dim=8/delete_fail=1/");
+    assert_eq!(submit(&mut client), (1, 100, 0));
+    let (collected, written, failed, released) = collect_until_closed(&mut client, Duration::from_secs(30));
+    assert_eq!((collected, written, failed, released), (1, 100, 0, 0));
+    // Each later collection tries to delete the batch's files, and the API refuses: five tries,
+    // then they are left there. A collection never failed: its count stays 0.
+    for attempt in 1..=6 {
+        client
+            .query_one("SELECT * FROM doctrove_embed.collect_batches()", &[])
+            .unwrap();
+        let row = client
+            .query_one(
+                "SELECT collect_failures, delete_failures, files_deleted FROM doctrove_embed.batch_jobs",
+                &[],
+            )
+            .unwrap();
+        let counts: (i32, i32, bool) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(counts, (0, attempt.min(5), attempt >= 5), "after collection {attempt}");
+    }
+    let stats = db.stats();
+    assert_eq!(
+        (
+            stats["batch_files_deleted"].as_u64(),
+            stats["batch_file_deletes_failed"].as_u64()
+        ),
+        (Some(0), Some(5))
+    );
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (100, 0, 0, 0));
+}
+
+#[test]
 fn embedding_papers_with_huge_texts_keeps_the_backend_s_memory_bounded() {
     let db = TestDb::new("memory_huge_texts");
     let mut client = db.connect();

@@ -452,6 +452,10 @@ pub fn handle(store: &mut BatchStore, stats: &mut Stats, options: &Options, requ
             ("DELETE", t) if !t.trim_start_matches('/').contains('/') => {
                 let id = t.trim_start_matches('/');
                 match store.files.get(id).filter(|f| f.scope == options.scope) {
+                    Some(_) if options.delete_fail => {
+                        stats.scope(&options.scope).batch_file_deletes_failed += 1;
+                        Reply::api_error(500, "server_error", "The file could not be deleted.")
+                    }
                     Some(_) => {
                         store.files.remove(id);
                         stats.scope(&options.scope).batch_files_deleted += 1;

@@ -77,6 +77,8 @@ pub struct Options {
     pub cancel_delay_ms: u64,
     /// Batch API: a batch's output file ends with a line that is not a result (`bad_line=1`).
     pub batch_bad_line: bool,
+    /// Batch API: deleting a file is answered 500 and the file stays (`delete_fail=1`).
+    pub delete_fail: bool,
     /// Batch API: hold the answer to a file upload this many milliseconds, the file already
     /// stored (`upload_hold=MS`), so a test can cancel the caller meanwhile.
     pub upload_hold_ms: u64,
@@ -115,6 +117,7 @@ impl Default for Options {
             no_batch_api: false,
             cancel_delay_ms: 0,
             batch_bad_line: false,
+            delete_fail: false,
             upload_hold_ms: 0,
         }
     }
@@ -160,6 +163,7 @@ pub fn parse_path(path: &str) -> Options {
             "no_batch_api" => options.no_batch_api = value == "1",
             "cancel_delay" => options.cancel_delay_ms = value.parse().unwrap_or(0),
             "bad_line" => options.batch_bad_line = value == "1",
+            "delete_fail" => options.delete_fail = value == "1",
             "upload_hold" => options.upload_hold_ms = value.parse().unwrap_or(0),
             _ => {}
         }

@@ -38,6 +38,8 @@ pub struct ScopeStats {
     pub batch_files_uploaded: u64,
     pub batch_files_downloaded: u64,
     pub batch_files_deleted: u64,
+    /// File deletions answered 500 (`delete_fail=1`).
+    pub batch_file_deletes_failed: u64,
     pub batches_created: u64,
     pub batches_failed: u64,
     pub batches_cancelled: u64,
@@ -84,6 +86,7 @@ impl ScopeStats {
             "batch_files_uploaded": self.batch_files_uploaded,
             "batch_files_downloaded": self.batch_files_downloaded,
             "batch_files_deleted": self.batch_files_deleted,
+            "batch_file_deletes_failed": self.batch_file_deletes_failed,
             "batches_created": self.batches_created,
             "batches_failed": self.batches_failed,
             "batches_cancelled": self.batches_cancelled,
