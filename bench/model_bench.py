@@ -14,8 +14,10 @@ vectors: the default (the packed kernel for products of few rows, OpenBLAS for m
 packed kernel alone, OpenBLAS with its core type chosen from the CPU's features, and OpenBLAS's SSE3 fallback (`OPENBLAS_CORETYPE=PRESCOTT`, what Debian 12's OpenBLAS
 runs on CPUs newer than its table); each with its texts/s and one short query's p50 and p90 over
 a kept-alive connection, and the kernel and instruction set its /health names.
-Then the server again with `--precision bf16` (AVX-512 BF16; skipped where the CPU lacks it),
-one client, with its lowest cosine to the f32 server's vectors and to sentence-transformers'.
+Then the server again with `--precision bf16` (AVX-512 BF16) and `--precision int8` (AVX-512
+VNNI), each skipped where the CPU lacks it, one client, with its lowest cosine to the f32
+server's vectors and to sentence-transformers'. `--precisions-only`: the f32 server with one
+client, then the two precisions, nothing else.
 Prints texts and tokens per second, the ratio, and the lowest cosine between the two models'
 vectors; writes bench/results/model.json. Standard library only.
 """
@@ -184,14 +186,14 @@ def kernel_runs(port, texts, per_request, results):
               f"lowest cosine {worst:.7f} to the default's vectors")
 
 
-def bf16_runs(port, texts_by_kind, f32_vectors, st, per_request, results):
-    """The server with --precision bf16, one client: texts/s, against the f32 server and
+def precision_runs(precision, port, texts_by_kind, f32_vectors, st, per_request, results):
+    """The server with --precision PRECISION, one client: texts/s, against the f32 server and
     sentence-transformers, and the lowest cosine to each one's vectors."""
-    server = start_server(port, "bf16")
+    server = start_server(port, precision)
     banner = server.stdout.readline().strip()
     if not banner:
         server.wait()
-        print("local model, bf16: this CPU has no AVX-512 BF16; not measured")
+        print(f"local model, {precision}: this CPU lacks its instructions; not measured")
         return
     url = f"http://127.0.0.1:{port}/v1/embeddings"
     try:
@@ -201,14 +203,15 @@ def bf16_runs(port, texts_by_kind, f32_vectors, st, per_request, results):
             run, vectors = server_run(url, texts, 1, per_request)
             f32 = entry["server, 1 clients"]["texts_per_s"]
             worst_f32 = min(cosine(a, b) for a, b in zip(vectors, f32_vectors[kind]))
-            entry["server bf16, 1 client"] = run
-            entry["bf16_to_f32_speed"], entry["bf16_lowest_cosine_to_f32"] = round(run["texts_per_s"] / f32, 2), round(worst_f32, 6)
-            line = (f"local model, {kind:15} bf16: {run['texts_per_s']:6.1f} texts/s, {run['texts_per_s'] / f32:.2f}x the f32 server, "
+            entry[f"server {precision}, 1 client"] = run
+            entry[f"{precision}_to_f32_speed"] = round(run["texts_per_s"] / f32, 2)
+            entry[f"{precision}_lowest_cosine_to_f32"] = round(worst_f32, 6)
+            line = (f"local model, {kind:15} {precision}: {run['texts_per_s']:6.1f} texts/s, {run['texts_per_s'] / f32:.2f}x the f32 server, "
                     f"lowest cosine {worst_f32:.6f} to its vectors")
             if kind in st:
                 ratio = run["texts_per_s"] / st[kind]["texts_per_s"]
                 worst_st = min(cosine(a, b) for a, b in zip(vectors, st[kind]["vectors"]))
-                entry["bf16_ratio"], entry["bf16_lowest_cosine"] = round(ratio, 2), round(worst_st, 6)
+                entry[f"{precision}_ratio"], entry[f"{precision}_lowest_cosine"] = round(ratio, 2), round(worst_st, 6)
                 line += f"; {ratio:.2f}x sentence-transformers, lowest cosine {worst_st:.6f} to its vectors"
             print(line)
     finally:
@@ -222,6 +225,7 @@ def main():
     parser.add_argument("--per-request", type=int, default=64)
     parser.add_argument("--port", type=int, default=18190)
     parser.add_argument("--kernels-only", action="store_true", help="only the side-by-side of the matrix kernels")
+    parser.add_argument("--precisions-only", action="store_true", help="only f32 (one client), bf16 and int8")
     args = parser.parse_args()
     sample = subprocess.run([f"{ROOT}/target/release/doctrove-sample", "--count", "2000", "--seed", "3"],
                             check=True, capture_output=True, text=True).stdout.splitlines()
@@ -231,10 +235,11 @@ def main():
     os.makedirs(work, exist_ok=True)
     texts_by_kind = {kind: texts_of(kind, sample, args.texts, rng) for kind in ("titles only", "short", "abstract-length")}
     results = {"cores": os.cpu_count(), "sets": {}, "kernels": {}}
-    kernel_runs(args.port + 2, texts_by_kind["short"], args.per_request, results)
+    if not args.precisions_only:
+        kernel_runs(args.port + 2, texts_by_kind["short"], args.per_request, results)
     if args.kernels_only:
         return
-    python = reference_python()
+    python = None if args.precisions_only else reference_python()
     server = start_server(args.port, "f32")
     results["banner"] = server.stdout.readline().strip()
     url = f"http://127.0.0.1:{args.port}/v1/embeddings"
@@ -244,14 +249,15 @@ def main():
         for kind, texts in texts_by_kind.items():
             entry = {"texts": len(texts)}
             vectors = None
-            for clients in (1, 2, 4):
+            for clients in (1,) if args.precisions_only else (1, 2, 4):
                 entry[f"server, {clients} clients"], got = server_run(url, texts, clients, args.per_request)
                 vectors = vectors or got
             f32_vectors[kind] = vectors
             entry["tokens_per_text"] = round(entry["server, 1 clients"]["tokens"] / len(texts), 1)
+            counts = [c for c in (1, 2, 4) if f"server, {c} clients" in entry]
             line = (f"local model, {kind:15} ({entry['tokens_per_text']:5.1f} tokens/text): server "
-                    + ", ".join(f"{entry[f'server, {c} clients']['texts_per_s']:6.1f}" for c in (1, 2, 4))
-                    + " texts/s (1, 2, 4 clients)")
+                    + ", ".join(f"{entry[f'server, {c} clients']['texts_per_s']:6.1f}" for c in counts)
+                    + f" texts/s ({', '.join(map(str, counts))} clients)")
             if python:
                 reference = reference_run(python, texts, work)
                 st[kind] = reference
@@ -266,7 +272,10 @@ def main():
     finally:
         server.terminate()
         server.wait()
-    bf16_runs(args.port + 1, texts_by_kind, f32_vectors, st, args.per_request, results)
+    for offset, precision in enumerate(("bf16", "int8"), start=1):
+        precision_runs(precision, args.port + offset + 2, texts_by_kind, f32_vectors, st, args.per_request, results)
+    if args.precisions_only:
+        return
     with open(f"{ROOT}/bench/results/model.json", "w") as f:
         json.dump(results, f, indent=2)
 

@@ -146,12 +146,7 @@ unsafe fn kernel(xp: &[u32], rows: usize, w: &PackedWeights, y: &mut [f32]) {
 /// The mask of the valid columns of output block `block`.
 #[cfg(target_arch = "x86_64")]
 fn column_mask(w: &PackedWeights, block: usize) -> __mmask16 {
-    let valid = (w.outputs - block * 16).min(16);
-    if valid == 16 {
-        0xffff
-    } else {
-        ((1u32 << valid) - 1) as __mmask16
-    }
+    crate::cpu::block_mask(w.outputs, block)
 }
 
 /// One tile: rows `r0..r0+MR` (those below `rows`) by `V` blocks of 16 outputs from `block`,

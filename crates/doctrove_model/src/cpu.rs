@@ -53,6 +53,17 @@ impl InstructionSet {
     }
 }
 
+/// The mask of the lanes of 16-wide block `block` that hold one of `width` values (the last
+/// block of a row may be partial), as the AVX-512 kernels' masked loads and stores take it.
+pub fn block_mask(width: usize, block: usize) -> u16 {
+    let valid = (width - block * 16).min(16);
+    if valid == 16 {
+        0xffff
+    } else {
+        ((1u32 << valid) - 1) as u16
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::InstructionSet;

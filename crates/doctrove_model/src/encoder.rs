@@ -12,6 +12,7 @@ use crate::assist::Assist;
 use crate::bf16_gemm::{gemm_bf16, PackedWeights};
 use crate::cpu::InstructionSet;
 use crate::fast_math::{gelu_all, softmax, squared_deviations, sum};
+use crate::int8_gemm::{gemm_int8, PackedInt8};
 use crate::kernel::{Choice, Kernel};
 use crate::openblas::{Matrix, OpenBlas};
 use crate::packed_gemm::{gemm_packed, gemm_packed_split, PackedMatrix, Rows};
@@ -67,6 +68,8 @@ enum Weights {
     },
     /// Rounded to bfloat16 and packed, for `--precision bf16`.
     Bf16(PackedWeights),
+    /// Quantised to 8 bits per group and packed, for `--precision int8`.
+    Int8(PackedInt8),
 }
 
 /// `y = x w' + b`: `w` is outputs x inputs.
@@ -87,6 +90,7 @@ impl Linear {
         }
         let (packed, rows) = match &self.weights {
             Weights::Bf16(packed) => return gemm_bf16(x, tokens, packed, y),
+            Weights::Int8(packed) => return gemm_int8(x, tokens, packed, y),
             Weights::F32 { packed, rows } => (packed, rows),
         };
         const LOADED: &str = "the weights are kept in every form the encoder's kernel reads";
@@ -133,7 +137,7 @@ impl Linear {
             Weights::F32 {
                 packed: Some(packed), ..
             } => packed.to_rows(),
-            _ => unreachable!("bfloat16 weights are packed from float32 ones, once"),
+            _ => unreachable!("bfloat16 and int8 weights are packed from float32 ones, once"),
         }
     }
 }
@@ -292,6 +296,23 @@ impl Encoder {
         if !crate::bf16_gemm::available() {
             return Err("this CPU has no AVX-512 BF16 instructions: --precision bf16 needs them".into());
         }
+        self.repack_linear_layers(|l| Weights::Bf16(PackedWeights::pack(&l.rows(), l.outputs, l.inputs)));
+        Ok(())
+    }
+
+    /// Runs the linear layers in 8-bit integers (AVX-512 VNNI) from now on: their weights are
+    /// quantised and packed once here (see `int8_gemm`). Attention and normalisation stay
+    /// float32.
+    pub fn use_int8(&mut self) -> Result<(), Error> {
+        if !crate::int8_gemm::available() {
+            return Err("this CPU has no AVX-512 VNNI instructions: --precision int8 needs them".into());
+        }
+        self.repack_linear_layers(|l| Weights::Int8(PackedInt8::pack(&l.rows(), l.outputs, l.inputs)));
+        Ok(())
+    }
+
+    /// Every linear layer's weights in the form `pack` gives them.
+    fn repack_linear_layers(&mut self, pack: impl Fn(&Linear) -> Weights) {
         for layer in &mut self.layers {
             for linear in [
                 &mut layer.qkv,
@@ -299,10 +320,9 @@ impl Encoder {
                 &mut layer.intermediate,
                 &mut layer.output,
             ] {
-                linear.weights = Weights::Bf16(PackedWeights::pack(&linear.rows(), linear.outputs, linear.inputs));
+                linear.weights = pack(linear);
             }
         }
-        Ok(())
     }
 
     pub fn kernel(&self) -> &Kernel {

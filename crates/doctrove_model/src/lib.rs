@@ -11,6 +11,7 @@ mod cpu;
 mod encoder;
 mod fast_math;
 mod folder;
+mod int8_gemm;
 mod kernel;
 mod model;
 pub mod openblas;

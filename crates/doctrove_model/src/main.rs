@@ -29,9 +29,10 @@ struct Args {
     /// The name a single model given as a folder answers to and reports [default: the folder's name].
     #[arg(long)]
     name: Option<String>,
-    /// Arithmetic of the linear layers: f32, or bf16 (AVX-512 BF16: faster, vectors within
-    /// 0.999 cosine of f32's; see the README).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    /// Arithmetic of the linear layers: f32, bf16 (AVX-512 BF16: faster, vectors within
+    /// 0.999 cosine of f32's; see the README) or int8 (AVX-512 VNNI: 8-bit products in groups
+    /// of 64 inputs, vectors within 0.999 cosine of f32's).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "int8"])]
     precision: String,
     /// The matrix kernel: `fastest` (the packed kernel for products of up to 192 rows, such as a
     /// search query's, and the system's OpenBLAS above, when it is installed and runs kernels
@@ -155,9 +156,12 @@ fn kernel(wanted: &str) -> Result<Kernel, String> {
 /// One model folder loaded with the precision, kernel and threads the arguments give.
 fn load(folder: &std::path::Path, args: &Args) -> Result<SentenceModel, String> {
     let mut model = SentenceModel::load_with(folder, kernel(&args.kernel)?).map_err(|e| e.to_string())?;
-    if args.precision == "bf16" {
-        model = model.with_bf16().map_err(|e| e.to_string())?;
+    model = match args.precision.as_str() {
+        "bf16" => model.with_bf16(),
+        "int8" => model.with_int8(),
+        _ => Ok(model),
     }
+    .map_err(|e| e.to_string())?;
     if let Some(threads) = args.threads {
         model = model.with_threads(threads);
     }

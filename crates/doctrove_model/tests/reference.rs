@@ -250,3 +250,33 @@ fn bf16_vectors_stay_within_0_999_cosine_of_f32_and_of_sentence_transformers() {
     );
     assert!(worst_f32 < 1.0 - 1e-7, "the bf16 path was not taken");
 }
+
+#[test]
+fn int8_vectors_stay_within_0_999_cosine_of_f32_on_every_test_text() {
+    let dir = doctrove_model::model_dir_from_env();
+    let Ok(int8) = SentenceModel::load(&dir).unwrap().with_int8() else {
+        println!("no AVX-512 VNNI on this CPU: --precision int8 is refused, nothing to compare");
+        return;
+    };
+    assert_eq!((int8.precision(), int8.instruction_set()), ("int8", "avx512vnni"));
+    // The sentence-transformers fixture's texts and the numpy reference's.
+    let (mut texts, reference, _) = sentence_transformers();
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/reference.json")).unwrap();
+    texts.extend(
+        fixture["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string()),
+    );
+    let (low, full) = (int8.embed(&texts).unwrap().vectors, model().embed(&texts).unwrap().vectors);
+    let to_f32 = low.iter().zip(&full).map(|(a, b)| cosine(a, b));
+    let worst_f32 = to_f32.fold(f64::MAX, f64::min);
+    let worst_st = low.iter().zip(&reference).map(|(a, b)| cosine(a, b)).fold(f64::MAX, f64::min);
+    println!(
+        "int8: lowest cosine {worst_f32:.6} with f32 over {} texts, {worst_st:.6} with sentence-transformers",
+        texts.len()
+    );
+    assert!(worst_f32 >= 0.999, "int8 vectors drift from f32's: {worst_f32}");
+    assert!(worst_f32 < 1.0 - 1e-6, "the int8 path was not taken");
+}
