@@ -31,7 +31,8 @@ impl ServerState {
         }
     }
 
-    /// The model `requested` names: by its name or its `owner/name` form.
+    /// The model `requested` names: by its name or its `owner/name` form (names hold no `/`, so
+    /// one name never shadows another).
     fn model(&self, requested: &str) -> Option<&Served> {
         let short = requested.rsplit('/').next();
         self.models
@@ -78,11 +79,12 @@ fn embeddings(state: &ServerState, raw: &[u8]) -> Reply {
     };
     let requested = body["model"].as_str().unwrap_or("");
     let Some(Served { name, model }) = state.model(requested) else {
+        let shown: String = requested.chars().take(100).collect();
         return Reply::api_error(
             404,
             "model_not_found",
             &format!(
-                "The model '{requested}' does not exist here; this server serves {}.",
+                "The model '{shown}' does not exist here; this server serves {}.",
                 state.names()
             ),
         );

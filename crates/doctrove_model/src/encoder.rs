@@ -48,7 +48,22 @@ impl Shape {
             positions: int("max_position_embeddings")?,
             eps: config["layer_norm_eps"].as_f64().unwrap_or(1e-12) as f32,
         };
-        if shape.heads == 0 || !shape.hidden.is_multiple_of(shape.heads) {
+        // Bounds well above the BERT family's largest (24 layers, hidden 1024, intermediate
+        // 4096, 512 positions, vocabularies of a few hundred thousand), so that a malformed
+        // file is refused here rather than by an allocation.
+        for (key, value, most) in [
+            ("hidden_size", shape.hidden, 16_384),
+            ("num_attention_heads", shape.heads, 256),
+            ("intermediate_size", shape.intermediate, 65_536),
+            ("num_hidden_layers", shape.layers, 256),
+            ("vocab_size", shape.vocab, 4_000_000),
+            ("max_position_embeddings", shape.positions, 65_536),
+        ] {
+            if value == 0 || value > most {
+                return Err(format!("config.json: {key} {value} is outside 1 to {most}").into());
+            }
+        }
+        if !shape.hidden.is_multiple_of(shape.heads) {
             return Err("config.json: hidden_size is not a multiple of num_attention_heads".into());
         }
         if config["hidden_act"].as_str().unwrap_or("gelu") != "gelu" {

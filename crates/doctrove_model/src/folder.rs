@@ -51,14 +51,30 @@ impl ModelFolder {
         let shape = Shape::from_config(&config)?;
         let (pooling_dir, normalize) = modules(dir)?;
         let pooling = pooling_mode(&dir.join(&pooling_dir).join("config.json"), shape.hidden)?;
-        let max_tokens = match dir.join("sentence_bert_config.json") {
-            path if path.exists() => read_json(&path)?["max_seq_length"]
-                .as_u64()
-                .map_or(DEFAULT_MAX_TOKENS, |n| n as usize),
-            _ => DEFAULT_MAX_TOKENS,
+        let sentence_bert = match dir.join("sentence_bert_config.json") {
+            path if path.exists() => read_json(&path)?,
+            _ => Value::Null,
+        };
+        let max_tokens = match &sentence_bert["max_seq_length"] {
+            Value::Null => DEFAULT_MAX_TOKENS,
+            limit => match limit.as_u64() {
+                // The two special tokens and at least one of the text's.
+                Some(n) if n >= 3 => n as usize,
+                _ => {
+                    return Err(
+                        format!("sentence_bert_config.json: max_seq_length {limit} is not a whole number of at least 3").into(),
+                    )
+                }
+            },
         }
         .min(shape.positions);
-        check_tokenizer(&read_json(&dir.join("tokenizer.json"))?)?;
+        let lower_cases = check_tokenizer(&read_json(&dir.join("tokenizer.json"))?)?;
+        if sentence_bert["do_lower_case"].as_bool() == Some(true) && !lower_cases {
+            return Err(
+                "sentence_bert_config.json asks for do_lower_case, which tokenizer.json's normaliser does not do: not served here"
+                    .into(),
+            );
+        }
         Ok(ModelFolder {
             dir: dir.to_path_buf(),
             shape,
@@ -105,6 +121,14 @@ fn modules(dir: &Path) -> Result<(String, bool), Error> {
         .collect();
     match kinds.as_slice() {
         ["Transformer", "Pooling"] | ["Transformer", "Pooling", "Normalize"] => {
+            let encoder_dir = modules[0]["path"].as_str().unwrap_or("");
+            if !encoder_dir.is_empty() {
+                return Err(format!(
+                    "{}: the Transformer module in '{encoder_dir}' is not served here (the encoder's files at the folder's top only)",
+                    path.display()
+                )
+                .into());
+            }
             let pooling_dir = modules[1]["path"].as_str().unwrap_or("1_Pooling").to_string();
             if pooling_dir.is_empty() || pooling_dir.contains("..") || Path::new(&pooling_dir).is_absolute() {
                 return Err(format!(
@@ -159,8 +183,9 @@ fn pooling_mode(path: &Path, hidden: usize) -> Result<Pooling, Error> {
 }
 
 /// A WordPiece tokenizer with BERT's normaliser and pre-tokeniser: the server reads long texts a
-/// prefix at a time, cut where BERT's pre-tokeniser splits words.
-fn check_tokenizer(tokenizer: &Value) -> Result<(), Error> {
+/// prefix at a time, cut where BERT's pre-tokeniser splits words. Returns whether the normaliser
+/// lower-cases.
+fn check_tokenizer(tokenizer: &Value) -> Result<bool, Error> {
     let kind = |part: &str| tokenizer[part]["type"].as_str().unwrap_or("none").to_string();
     let found = (kind("model"), kind("normalizer"), kind("pre_tokenizer"));
     if (found.0.as_str(), found.1.as_str(), found.2.as_str()) != ("WordPiece", "BertNormalizer", "BertPreTokenizer") {
@@ -170,7 +195,7 @@ fn check_tokenizer(tokenizer: &Value) -> Result<(), Error> {
         )
         .into());
     }
-    Ok(())
+    Ok(tokenizer["normalizer"]["lowercase"].as_bool().unwrap_or(true))
 }
 
 #[cfg(test)]
@@ -331,6 +356,61 @@ mod tests {
                 .contains("model BPE, normalizer none, pre_tokenizer ByteLevel is not served"),
             "{}",
             folder.refusal()
+        );
+    }
+
+    #[test]
+    fn a_malformed_limit_shape_lower_casing_or_encoder_place_is_refused_by_name() {
+        let folder = Folder::new("malformed");
+        folder.write("sentence_bert_config.json", json!({"max_seq_length": 1}));
+        assert!(
+            folder
+                .refusal()
+                .contains("max_seq_length 1 is not a whole number of at least 3"),
+            "{}",
+            folder.refusal()
+        );
+        folder.write(
+            "sentence_bert_config.json",
+            json!({"max_seq_length": 32, "do_lower_case": true}),
+        );
+        folder.write(
+            "tokenizer.json",
+            json!({"model": {"type": "WordPiece"}, "normalizer": {"type": "BertNormalizer", "lowercase": false},
+                   "pre_tokenizer": {"type": "BertPreTokenizer"}}),
+        );
+        assert!(folder.refusal().contains("do_lower_case"), "{}", folder.refusal());
+        folder.write("sentence_bert_config.json", json!({"max_seq_length": 32}));
+        assert!(
+            ModelFolder::read(&folder.0).is_ok(),
+            "a cased tokenizer without do_lower_case is served"
+        );
+        folder.write(
+            "config.json",
+            json!({"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 16,
+                   "num_hidden_layers": 1_000_000_000u64, "vocab_size": 10, "max_position_embeddings": 64}),
+        );
+        assert!(
+            folder.refusal().contains("num_hidden_layers 1000000000 is outside 1 to 256"),
+            "{}",
+            folder.refusal()
+        );
+        folder.write(
+            "config.json",
+            json!({"model_type": "bert", "hidden_size": 0, "num_attention_heads": 2, "intermediate_size": 16,
+                   "num_hidden_layers": 1, "vocab_size": 10, "max_position_embeddings": 64}),
+        );
+        assert!(folder.refusal().contains("hidden_size 0 is outside"), "{}", folder.refusal());
+        let other = Folder::new("encoder_place");
+        other.write(
+            "modules.json",
+            json!([{"type": "sentence_transformers.models.Transformer", "path": "0_Transformer"},
+                   {"type": "sentence_transformers.models.Pooling", "path": "1_Pooling"}]),
+        );
+        assert!(
+            other.refusal().contains("Transformer module in '0_Transformer'"),
+            "{}",
+            other.refusal()
         );
     }
 

@@ -171,8 +171,8 @@ fn load(folder: &std::path::Path, args: &Args) -> Result<SentenceModel, String> 
 /// Each `--model` as (name, folder): `NAME=FOLDER`, or a folder named by `--name` (one model
 /// only) or by its own last component. Names must differ.
 fn named_folders(models: &[String], name: Option<&str>) -> Result<Vec<(String, PathBuf)>, String> {
-    if name.is_some() && models.len() > 1 {
-        return Err("--name names a single model; with several, give each as --model NAME=FOLDER".into());
+    if name.is_some() && (models.len() > 1 || models.iter().any(|m| m.contains('='))) {
+        return Err("--name names a single model given as a folder; otherwise give each as --model NAME=FOLDER".into());
     }
     let mut named: Vec<(String, PathBuf)> = Vec::new();
     for given in models {
@@ -187,10 +187,13 @@ fn named_folders(models: &[String], name: Option<&str>) -> Result<Vec<(String, P
                 (name.map_or(own, str::to_string), folder)
             }
         };
-        if model_name.is_empty() || model_name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if model_name.is_empty() || model_name.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/') {
             return Err(format!(
-                "--model {given}: the model needs a name without spaces (NAME=FOLDER)"
+                "--model {given}: the model needs a name without spaces or '/' (NAME=FOLDER; requests may put an owner/ in front)"
             ));
+        }
+        if folder.as_os_str().is_empty() {
+            return Err(format!("--model {given}: no folder after '='"));
         }
         if named.iter().any(|(n, _)| *n == model_name) {
             return Err(format!(

@@ -6,8 +6,10 @@
 #[allow(dead_code)]
 mod common;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::cosine;
 use common::server::Running;
@@ -157,14 +159,31 @@ fn each_model_is_served_under_its_name_with_its_own_pooling() {
     );
 }
 
-/// The server's stderr and exit status when started with `args`.
+/// Whether the server, started with `args`, exited successfully within 30 s (one that starts
+/// serving is killed then: not refused), and its stderr.
 fn refused(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_doctrove-model"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_doctrove-model"))
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status.is_none_or(|s| s.success()), stderr)
 }
 
 #[test]
@@ -193,4 +212,10 @@ fn a_folder_the_server_cannot_serve_is_refused_at_start_with_what_it_lacks() {
         !started && stderr.contains("two models are named 'all-MiniLM-L6-v2'"),
         "{stderr}"
     );
+    // A name with an owner part would shadow, or be shadowed by, the name after it.
+    let owned = format!("org/all-MiniLM-L6-v2={}", default.display());
+    let (started, stderr) = refused(&["--model", default.to_str().unwrap(), "--model", &owned]);
+    assert!(!started && stderr.contains("without spaces or '/'"), "{stderr}");
+    let (started, stderr) = refused(&["--model", "empty="]);
+    assert!(!started && stderr.contains("no folder after '='"), "{stderr}");
 }
