@@ -35,12 +35,11 @@ fi
 # --- pgvector for PostgreSQL 15: the backport of Debian's own package ---------------
 # Debian 12 packages no pgvector; pgvector_backport.sh builds trixie's package for it once.
 # A package of it at this version or newer (the PGDG's, say) is kept.
-PGVECTOR_DEB_VERSION=0.8.0-1~bpo12+1doctrove1
 installed="$(dpkg-query -W -f='${db:Status-Status} ${Version}' postgresql-15-pgvector 2>/dev/null || true)"
-if [[ "$installed" == "installed "* ]] && dpkg --compare-versions "${installed#installed }" ge "$PGVECTOR_DEB_VERSION"; then
+if [[ "$installed" == "installed "* ]] && dpkg --compare-versions "${installed#installed }" ge "$PGVECTOR_BACKPORT"; then
     log "postgresql-15-pgvector ${installed#installed } already installed"
 else
-    log "building and installing postgresql-15-pgvector $PGVECTOR_DEB_VERSION (trixie's source package, backported)"
+    log "building and installing postgresql-15-pgvector $PGVECTOR_BACKPORT (trixie's source package, backported)"
     deb="$(bash "$ROOT/scripts/pgvector_backport.sh")"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null
 fi

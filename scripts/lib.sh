@@ -20,6 +20,14 @@ MODEL_DIR="${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}"
 REFERENCE_VENV=/opt/doctrove_embed/venv
 # Debian packages built for this machine's set-up (the pgvector backport).
 DEB_DIR=/opt/doctrove_embed/debs
+# The pgvector backport (pgvector_backport.sh): Debian trixie's upstream version and revision,
+# with Debian's backport suffix and this project's.
+PGVECTOR_UPSTREAM=0.8.0
+PGVECTOR_DEBIAN_REVISION=1
+PGVECTOR_BACKPORT="$PGVECTOR_UPSTREAM-$PGVECTOR_DEBIAN_REVISION~bpo12+1doctrove1"
+# The extension's version (Cargo.toml), and that of its Debian packages.
+EXTENSION_VERSION="$(sed -n 's/^version *= *"\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -1)"
+DEB_VERSION="$EXTENSION_VERSION-1"
 
 log() { printf '==> %s\n' "$*"; }
 

@@ -12,21 +12,19 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-VERSION="$(sed -n 's/^version *= *"\(.*\)"$/\1/p' Cargo.toml | head -1)"
-DEB_VERSION="$VERSION-1"
 DIST="$ROOT/dist"
 BUILD="$ROOT/target/debian"
 mkdir -p "$DIST" "$BUILD"
 read -r _ changelog_version _ < <(head -1 packaging/changelog.in)
 [[ "$changelog_version" == "($DEB_VERSION)" ]] \
-    || { echo "packaging/changelog.in is at $changelog_version, Cargo.toml at $VERSION: add its entry" >&2; exit 1; }
+    || { echo "packaging/changelog.in is at $changelog_version, Cargo.toml at $EXTENSION_VERSION: add its entry" >&2; exit 1; }
 
 # debian_tree SOURCE PACKAGE FOLDER: a fresh build tree for SOURCE in $BUILD from
 # packaging/FOLDER/debian (@PG@ replaced in names and contents) with README, CHANGELOG and the
 # generated changelog and copyright; sets $tree.
 debian_tree() {
     local source="$1" package="$2" folder="$3" file
-    tree="$BUILD/$source-$VERSION"
+    tree="$BUILD/$source-$EXTENSION_VERSION"
     rm -rf "$tree"
     mkdir -p "$tree/debian" "$tree/stage"
     for file in "packaging/$folder/debian/"*; do
@@ -65,8 +63,9 @@ build_deb "postgresql-$PG-doctrove-embed"
 
 # --- pgvector for Debian 12's PostgreSQL 15 -------------------------------------
 if [[ "$PG" == 15 ]]; then
-    cp "$(bash scripts/pgvector_backport.sh)" "$DIST/"
-    log "dist/$(basename "$(bash scripts/pgvector_backport.sh)")"
+    backport="$(bash scripts/pgvector_backport.sh)"
+    cp "$backport" "$DIST/"
+    log "dist/$(basename "$backport")"
 fi
 
 # --- the model server -------------------------------------------------------------

@@ -2,7 +2,6 @@
 # installing the extension from its package, and the model server's package from installation
 # to purge.
 
-DEB_VERSION="$(sed -n 's/^version *= *"\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -1)-1"
 extension_deb() { echo "$ROOT/dist/postgresql-$1-doctrove-embed_${DEB_VERSION}_amd64.deb"; }
 MODEL_DEB="$ROOT/dist/doctrove-model_${DEB_VERSION}_amd64.deb"
 

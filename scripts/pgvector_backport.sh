@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Builds postgresql-15-pgvector for Debian 12, which packages no pgvector: a backport of Debian
 # trixie's own source package (its debian/ folder, built with dpkg-buildpackage), versioned
-# $BACKPORT (below: Debian's backport form with this project's suffix, so that it sorts below
-# trixie's own and any official backport). Leaves the .deb in $DEB_DIR and prints its path;
+# $PGVECTOR_BACKPORT (lib.sh: Debian's backport form with this project's suffix, so that it sorts
+# below trixie's own and any official backport). Leaves the .deb in $DEB_DIR and prints its path;
 # skips the build when it is there. Every source file is checked against the sha256 pinned below.
 # Usage: pgvector_backport.sh (as root; needs debhelper, dpkg-dev and postgresql-server-dev-all).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-UPSTREAM=0.8.0
-DEBIAN_REVISION=1
-BACKPORT="$UPSTREAM-$DEBIAN_REVISION~bpo12+1doctrove1"
+UPSTREAM="$PGVECTOR_UPSTREAM"
+DEBIAN_REVISION="$PGVECTOR_DEBIAN_REVISION"
+BACKPORT="$PGVECTOR_BACKPORT"
 MAINTAINER="doctrove_embed maintainers <maintainers@users.noreply.b-seed-e829b631.example>"
 declare -A SHA256=(
     [pgvector_$UPSTREAM-$DEBIAN_REVISION.dsc]=a71780bf7ab9901094a3d9869c489b6e2bcb858a8c14a5fa52d159933e016308

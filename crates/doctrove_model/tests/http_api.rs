@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
+use common::server::exchange;
 use common::{cosine, model};
 use doctrove_model::{handle, ServerState};
 use http_endpoint::Server;
@@ -31,20 +30,7 @@ fn server_url() -> &'static str {
 
 /// POSTs `body` to `path` and returns the status and the JSON answer.
 fn post(path: &str, body: &Value) -> (u16, Value) {
-    let address = server_url().trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).unwrap();
-    let body = body.to_string();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, json) = answer.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(json).unwrap())
+    exchange(server_url().trim_start_matches("http://"), "POST", path, &body.to_string())
 }
 
 fn decode_base64(value: &Value) -> Vec<f32> {

@@ -149,6 +149,11 @@ fn sentence_transformers() -> (Vec<String>, Vec<Vec<f32>>, Value) {
     (texts, vectors, fixture["versions"].clone())
 }
 
+/// The lowest cosine between the vectors of `a` and those of `b` at the same index.
+fn lowest_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| cosine(x, y)).fold(f64::MAX, f64::min)
+}
+
 /// The lowest cosine between `model`'s vectors and sentence-transformers', the texts embedded
 /// together (passes side by side) and one by one (a lone pass, its products split between the
 /// cores); fails below 1 - 1e-4.
@@ -235,11 +240,7 @@ fn bf16_vectors_stay_within_0_999_cosine_of_f32_and_of_sentence_transformers() {
     };
     let (texts, reference, _) = sentence_transformers();
     let (low, full) = (bf16.embed(&texts).unwrap().vectors, model().embed(&texts).unwrap().vectors);
-    let (mut worst_f32, mut worst_st) = (f64::MAX, f64::MAX);
-    for (i, vector) in low.iter().enumerate() {
-        worst_f32 = worst_f32.min(cosine(vector, &full[i]));
-        worst_st = worst_st.min(cosine(vector, &reference[i]));
-    }
+    let (worst_f32, worst_st) = (lowest_cosine(&low, &full), lowest_cosine(&low, &reference));
     println!(
         "bf16: lowest cosine {worst_f32:.6} with f32, {worst_st:.6} with sentence-transformers, over {} texts",
         texts.len()
@@ -270,9 +271,7 @@ fn int8_vectors_stay_within_0_999_cosine_of_f32_on_every_test_text() {
             .map(|t| t.as_str().unwrap().to_string()),
     );
     let (low, full) = (int8.embed(&texts).unwrap().vectors, model().embed(&texts).unwrap().vectors);
-    let to_f32 = low.iter().zip(&full).map(|(a, b)| cosine(a, b));
-    let worst_f32 = to_f32.fold(f64::MAX, f64::min);
-    let worst_st = low.iter().zip(&reference).map(|(a, b)| cosine(a, b)).fold(f64::MAX, f64::min);
+    let (worst_f32, worst_st) = (lowest_cosine(&low, &full), lowest_cosine(&low, &reference));
     println!(
         "int8: lowest cosine {worst_f32:.6} with f32 over {} texts, {worst_st:.6} with sentence-transformers",
         texts.len()
