@@ -79,8 +79,8 @@ version_suite() {
     local package_started; package_started=$(date +%s)
     install_extension_package "$v"
     local package_seconds=$(( $(date +%s) - package_started ))
-    # The 0.1.0 and 0.2.0 install scripts as released, for the upgrade tests to start from.
-    install -m 644 sql/released/doctrove_embed--0.1.0.sql sql/released/doctrove_embed--0.2.0.sql \
+    # The install scripts as released, for the upgrade tests to start from.
+    install -m 644 sql/released/doctrove_embed--*.sql \
         "$("$PG_CONFIG" --sharedir)/extension/"
 
     cargo build -q --release -p doctrove_mock

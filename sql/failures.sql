@@ -1,6 +1,6 @@
 -- Papers the API rejected for their input. A paper here is not selected again for
 -- doctrove_embed.failed_retry_delay_ms after each attempt, nor at all once it reaches
--- doctrove_embed.max_attempts; doctrove_embed.retry_failed() clears the configured table's rows,
+-- doctrove_embed.max_attempts; doctrove_embed.retry_failed() clears the configured job's rows,
 -- and a paper embedded later loses its row.
 CREATE TABLE doctrove_embed.failures (
     relid regclass NOT NULL,
@@ -9,7 +9,10 @@ CREATE TABLE doctrove_embed.failures (
     last_error text,
     first_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_attempt_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (relid, paper_id)
+    -- The job the paper failed in (doctrove_embed.job_definitions; 'default' for the settings):
+    -- a text one model refuses may suit another.
+    job text NOT NULL DEFAULT 'default',
+    PRIMARY KEY (job, relid, paper_id)
 );
 COMMENT ON TABLE doctrove_embed.failures IS 'Papers the embeddings API rejected, per table';
 -- Rows are data: pg_dump keeps them.

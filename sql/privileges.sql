@@ -12,6 +12,19 @@ GRANT SELECT ON doctrove_embed.status, doctrove_embed.workers TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.status_snapshot(), doctrove_embed.worker_snapshot(), doctrove_embed.batch_snapshot() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.input_text(text, text) TO PUBLIC;
 
+-- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) defines,
+-- changes or grants a job on it; a job runs for the roles it is granted to; the view shows each
+-- role the jobs it may run. Running the job default (the settings) through the forms that take
+-- a job name needs the right to run the forms without one.
+GRANT SELECT ON doctrove_embed.jobs TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
+    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
+    doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
+    doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.embed_pending(integer, text),
+    @extschema@.get_papers_needing_embeddings_count(text) TO PUBLIC;
+
 -- The trigger functions watch() installs run no statement of the caller's choosing; they
 -- still carry a search_path of their own.
 ALTER FUNCTION doctrove_embed.wake_workers() SET search_path = pg_catalog, pg_temp;

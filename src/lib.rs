@@ -32,6 +32,13 @@ extension_sql_file!(
     requires = [api::input_text::input_text]
 );
 extension_sql_file!("../sql/batches.sql", name = "batches", requires = ["failures"]);
+// After batches: the configuration tables are listed in the order an update from 0.3.0 adds them.
+extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["batches"]);
+extension_sql_file!(
+    "../sql/job_views.sql",
+    name = "job_views",
+    requires = ["jobs", api::jobs::job_snapshot]
+);
 extension_sql_file!(
     "../sql/status_views.sql",
     name = "status_views",
@@ -58,6 +65,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::secret_guard::install();
     if preloading {
         pg::shared_state::init();
+        pg::job_figures::init();
         workers::worker::register_workers();
     }
     reserve_setting_prefix();

@@ -210,7 +210,7 @@ mod tests {
         Spi::run(
             "CREATE TABLE projection_queue (paper_id bigint); \
              CREATE FUNCTION queue_projection() RETURNS trigger LANGUAGE plpgsql AS \
-             $$BEGIN INSERT INTO projection_queue VALUES (NEW.doctrove_paper_id); RETURN NEW; END$$; \
+             $$BEGIN INSERT INTO public.projection_queue VALUES (NEW.doctrove_paper_id); RETURN NEW; END$$; \
              CREATE TRIGGER queue_projection AFTER UPDATE OF doctrove_embedding ON doctrove_papers \
              FOR EACH ROW EXECUTE FUNCTION queue_projection()",
         )
@@ -592,4 +592,6 @@ mod tests {
         assert_eq!(label.as_deref(), Some("model-a"));
         assert_eq!(stored_vector("1"), Some(vector_for("Title: Model label", 8)));
     }
+
+    include!("job_tests.rs");
 }

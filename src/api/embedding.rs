@@ -1,15 +1,23 @@
 //! `embed_pending()` and `get_papers_needing_embeddings_count()`, in the extension's schema (on
-//! the default search_path, as the service they replace named them).
+//! the default search_path, as the service they replace named them). Without a job name they
+//! run the job `default`; with one, that job, as its table's owner, once the caller is found
+//! allowed to run it.
 
 use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE;
 
+use crate::errors::{internal, UserError};
 use crate::live::batch::run_batch;
 use crate::pg::at_commit;
+use crate::pg::identity::with_catalog_search_path;
 use crate::pg::identity::Acting;
+use crate::pg::job_figures::{self, JobKey};
+use crate::table::jobs::{prepare, JobChoice};
 use crate::table::pending::count_and_store;
-use crate::table::target::resolve;
+use crate::table::rights::owner_rights_for;
 
-/// Embeds up to `batch` pending papers of the configured table in the caller's transaction.
+/// Embeds up to `batch` pending papers of the job `default` in the caller's transaction.
+// pgrx reads the result columns from the signature itself, so no type alias can shorten these.
 #[pg_extern(parallel_unsafe)]
 fn embed_pending(
     batch: default!(i32, 250),
@@ -23,24 +31,92 @@ fn embed_pending(
         name!(db_ms, f64),
     ),
 > {
-    let outcome = run_batch(batch, Acting::Caller, &mut |_, _| {}).unwrap_or_else(|e| e.raise());
+    TableIterator::once(embed(batch, None))
+}
+
+/// Embeds up to `batch` pending papers of job `job` in the caller's transaction.
+#[pg_extern(name = "embed_pending", parallel_unsafe)]
+fn embed_pending_of_job(
+    batch: i32,
+    job: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(successful_embeddings, i32),
+        name!(failed_embeddings, i32),
+        name!(fetch_ms, f64),
+        name!(api_ms, f64),
+        name!(db_ms, f64),
+    ),
+> {
+    TableIterator::once(embed(batch, Some(job)))
+}
+
+/// The job a call names. The job `default` named through a form that takes a job name needs
+/// the right to run the form without one (`signature`), which PUBLIC does not have.
+fn choose(job: Option<&str>, signature: &str) -> Result<JobChoice, UserError> {
+    let choice = JobChoice::of(job)?;
+    if job.is_none() || choice != JobChoice::Settings {
+        return Ok(choice);
+    }
+    let may = with_catalog_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.has_function_privilege(pg_catalog.format('%I.%s', n.nspname, $1), 'EXECUTE') \
+             FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+             WHERE e.extname = 'doctrove_embed'",
+            &[signature.into()],
+        )
+    })
+    .map_err(internal("check the right to run the job default"))?
+    .unwrap_or(false);
+    if may {
+        return Ok(choice);
+    }
+    Err(UserError::new(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied for function {signature}"))
+        .detail("The job default (the doctrove_embed.* settings) runs for the roles allowed to run the form without a job name. Nothing was sent to the API.")
+        .hint(format!("GRANT EXECUTE ON FUNCTION {signature} TO ROLE; or create a job and grant it.")))
+}
+
+fn embed(batch: i32, job: Option<&str>) -> (i32, i32, f64, f64, f64) {
+    let choice = choose(job, "embed_pending(integer)").unwrap_or_else(|e| e.raise());
+    let outcome = run_batch(batch, &choice, Acting::Caller, &mut |_, _| {}).unwrap_or_else(|e| {
+        // What a caller not allowed to run the job (or its arguments) caused is not the job's.
+        if !["42501", "42704", "55000"].contains(&e.sqlstate().as_str()) {
+            job_figures::record_error(JobKey::here(choice.name()), &e.summary());
+        }
+        e.raise()
+    });
     at_commit::record_batch(outcome.figures());
     if let Some(error) = &outcome.stopped_by {
         // What was answered is written; the caller learns why the rest is still pending.
         error.clone().warn();
     }
-    TableIterator::once((
+    (
         outcome.successful,
         outcome.failed,
         outcome.fetch_ms,
         outcome.api_ms,
         outcome.db_ms,
-    ))
+    )
 }
 
-/// The exact number of papers in the configured table still waiting for an embedding.
+/// The exact number of papers of the job `default` still waiting for an embedding.
 #[pg_extern(parallel_unsafe)]
 fn get_papers_needing_embeddings_count() -> i64 {
-    let target = resolve().unwrap_or_else(|e| e.raise());
-    count_and_store(&target, Acting::Caller).unwrap_or_else(|e| e.raise())
+    count(None)
+}
+
+/// The exact number of papers of job `job` still waiting for an embedding.
+#[pg_extern(name = "get_papers_needing_embeddings_count", parallel_unsafe)]
+fn get_papers_needing_embeddings_count_of_job(job: &str) -> i64 {
+    count(Some(job))
+}
+
+fn count(job: Option<&str>) -> i64 {
+    let counted = choose(job, "get_papers_needing_embeddings_count()").and_then(|choice| {
+        let prepared = prepare(&choice, Acting::Caller)?;
+        let target = prepared.target()?;
+        count_and_store(&target, owner_rights_for(&target, prepared.acting)?)
+    });
+    counted.unwrap_or_else(|e| e.raise())
 }

@@ -21,11 +21,12 @@ use crate::http::off_thread::{call_api_raw, streamed};
 use crate::http::retries::get_with_retries;
 use crate::pg::at_commit;
 use crate::pg::identity::Acting;
+use crate::pg::job_figures::JobKey;
 use crate::pg::shared_state::BatchFigures;
 use crate::pg::subtransaction::try_in_subtransaction;
 use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::table::pending::read_papers;
-use crate::table::rights::{check_may_write, refuse_row_security};
+use crate::table::rights::{check_may_write, owner_rights_for, refuse_row_security};
 use crate::table::target::{resolve, Target};
 use crate::table::write::write_and_record;
 
@@ -357,6 +358,7 @@ fn collected_figures(target: &Target, collected: Collected, tokens: u64) -> Batc
         failed: collected.failed.max(0) as u64,
         batch_tokens: tokens,
         relid: target.relid.to_u32(),
+        job: JobKey::here(&target.job),
         ..Default::default()
     }
 }
@@ -368,6 +370,7 @@ pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
     let target = resolve()?;
     check_may_write(&target, acting)?;
     refuse_row_security(&target, acting)?;
+    let acting = owner_rights_for(&target, acting)?;
     let config = current_config()?;
     let adopted = adopt_unrecorded(&target, &config)?;
     Ok(CollectedAll {
@@ -441,6 +444,7 @@ pub fn cancel(acting: Acting) -> Result<i32, UserError> {
     let target = resolve()?;
     check_may_write(&target, acting)?;
     refuse_row_security(&target, acting)?;
+    let acting = owner_rights_for(&target, acting)?;
     let config = current_config()?;
     let mut cancelled = 0;
     for job in jobs_store::lock_open_jobs(&target)? {

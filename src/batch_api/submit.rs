@@ -25,7 +25,7 @@ use crate::pg::identity::Acting;
 use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::settings::gucs;
 use crate::table::pending::{fetch_pending, Pending};
-use crate::table::rights::check_may_write;
+use crate::table::rights::{check_may_write, owner_rights_for};
 use crate::table::target::{resolve, Target};
 use crate::table::write::try_write;
 
@@ -85,6 +85,7 @@ fn build_file(papers: &[Pending], config: &ApiConfig, token_room: Option<i64>) -
 pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
     refuse_snapshot_isolation("submit_batches()")?;
     let target = resolve()?;
+    let acting = owner_rights_for(&target, acting)?;
     check_may_write(&target, acting)?;
     let config = current_config()?;
     let adopted = adopt_unrecorded(&target, &config)?;

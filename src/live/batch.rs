@@ -3,33 +3,24 @@
 //! isolation of rejected inputs), then write every vector in one UPDATE and record the rejected
 //! and refused papers (`table::write`), all in the caller's transaction.
 //!
-//! Statements on the papers table run as [`Acting`] says: with the caller's rights in a
-//! session, as the table's owner in a background worker (see `pg::identity`).
+//! Statements on the papers table run as the table's owner, whoever runs the job, once the
+//! caller is found allowed to run it (see `pg::identity`, `table::jobs`, `table::rights`).
 
 use std::time::Instant;
 
 use crate::errors::{api_error, UserError};
-use crate::http::config::current_config;
 use crate::http::retries::Wait;
 use crate::live::requests::send_batch;
 use crate::pg::identity::Acting;
+use crate::pg::job_figures::JobKey;
 use crate::pg::shared_state::{BatchFigures, Phase};
 use crate::pg::transaction::refuse_snapshot_isolation;
-use crate::pg::vector_datum::vector_bytes;
 use crate::table::claims::has_open_claims;
+use crate::table::jobs::{prepare, JobChoice};
 use crate::table::pending::fetch_pending;
-use crate::table::rights::check_may_write;
-use crate::table::target::{refuse_settings_from_catalogs, resolve};
-use crate::table::write::{try_write, write_and_record};
-
-/// Most papers one batch may hold for vectors of `dims` dimensions (`None`: not yet known, so
-/// the largest pgvector allows): the `vector[]` written in one statement must stay under
-/// PostgreSQL's 1 GB allocation limit, with room for the array's own header and the ids.
-pub fn max_batch(dims: Option<usize>) -> usize {
-    const MAX_ALLOC: usize = 0x3fff_ffff;
-    let per_paper = vector_bytes(dims.unwrap_or(embed_core::bounds::MAX_VECTOR_DIMS)) + 8;
-    (MAX_ALLOC - 64 * 1024) / per_paper
-}
+use crate::table::rights::{check_may_write, owner_rights_for};
+use crate::table::target::refuse_settings_from_catalogs;
+use crate::table::write::{max_batch, try_write, write_and_record};
 
 /// Refuses a batch of less than one paper.
 fn check_batch_positive(batch: i32) -> Result<(), UserError> {
@@ -75,6 +66,8 @@ pub struct BatchOutcome {
     pub tokens: u64,
     /// The table (oid) the batch worked on.
     pub relid: u32,
+    /// The job it ran.
+    pub job: String,
     /// The API error that stopped the batch after some of its requests were answered: what was
     /// answered is written, the other papers stay pending.
     pub stopped_by: Option<UserError>,
@@ -89,6 +82,7 @@ impl BatchOutcome {
             tokens: self.tokens,
             batch_tokens: 0,
             relid: self.relid,
+            job: JobKey::here(&self.job),
         }
     }
 }
@@ -97,23 +91,35 @@ fn millis_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Embeds up to `batch` pending papers of the configured table in the current transaction,
+/// Embeds up to `batch` pending papers of job `job` in the current transaction,
 /// telling `phase` what it is doing. An error before anything was answered (configuration, the
 /// API) comes back as `Err` with nothing written; the caller decides whether to raise it or roll
 /// back and carry on. An API error after some requests were answered comes back in
 /// [`BatchOutcome::stopped_by`], with the answered vectors written.
-pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str)) -> Result<BatchOutcome, UserError> {
+///
+/// A recorded job runs as its table's owner once the caller is found allowed to run it; the
+/// settings' job with the rights `acting` says.
+pub fn run_batch(
+    batch: i32,
+    job: &JobChoice,
+    acting: Acting,
+    phase: &mut dyn FnMut(Phase, &str),
+) -> Result<BatchOutcome, UserError> {
     check_batch_positive(batch)?;
     refuse_snapshot_isolation("embed_pending()")?;
     phase(Phase::Fetching, "");
-    if acting == Acting::TableOwner {
+    let prepared = prepare(job, acting)?;
+    if *job == JobChoice::Settings && acting == Acting::TableOwner {
         refuse_settings_from_catalogs()?;
     }
-    let target = resolve()?;
+    let target = prepared.target()?;
+    let acting = owner_rights_for(&target, prepared.acting)?;
     check_may_write(&target, acting)?;
-    let config = current_config()?;
+    let config = prepared.config()?;
     let dims = target.expected_dims(&config);
-    let setting = if acting == Acting::Caller {
+    let setting = if prepared.from_catalog {
+        "the job's batch_size"
+    } else if acting == Acting::Caller {
         "a batch"
     } else {
         "doctrove_embed.batch_size"
@@ -125,6 +131,7 @@ pub fn run_batch(batch: i32, acting: Acting, phase: &mut dyn FnMut(Phase, &str))
     let mut outcome = BatchOutcome {
         fetch_ms: millis_since(fetch_start),
         relid: target.relid.to_u32(),
+        job: target.job.clone(),
         ..Default::default()
     };
     if papers.is_empty() {

@@ -1,10 +1,11 @@
 //! Whose rights the extension's statements run with, and the search_path of its own.
 //!
-//! - Statements on the papers table run with the rights of the session that calls a function
-//!   (PostgreSQL's usual meaning). In a background worker, which connects as the bootstrap
-//!   superuser, they run as the table's owner under `SECURITY_RESTRICTED_OPERATION`, as VACUUM
-//!   and ANALYZE do: triggers, index expressions, constraints, rules and defaults the owner
-//!   attached run with the owner's rights, never more.
+//! - Statements on the papers table run as the table's owner under
+//!   `SECURITY_RESTRICTED_OPERATION`, as VACUUM and ANALYZE do, whoever runs the job: a
+//!   background worker (which connects as the bootstrap superuser) or a session, once the
+//!   caller is found allowed (`table::rights`, `table::jobs`). Triggers, index expressions,
+//!   constraints, rules and defaults the owner attached run with the owner's rights, never more,
+//!   never a superuser's. Search and similar papers run with the caller's rights.
 //! - The extension's own bookkeeping (`doctrove_embed.failures`) runs as the extension's owner,
 //!   with fixed statements that touch only that table, so a role allowed to embed needs no
 //!   right on it.
@@ -85,9 +86,10 @@ pub fn as_extension<R>(f: impl FnOnce() -> R) -> R {
 /// Whose rights the statements on a user's table use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acting {
-    /// The current user: `embed_pending()` and the other SQL functions.
+    /// The current user: rights checks, search, and the statements a caller's own rights allow
+    /// before a job's rights are settled.
     Caller,
-    /// The table's owner, in security-restricted mode: the background workers.
+    /// The table's owner, in security-restricted mode: every job's batch, count and collection.
     TableOwner,
 }
 

@@ -6,6 +6,7 @@ pub mod at_commit;
 pub mod clock;
 pub mod ddl;
 pub mod identity;
+pub mod job_figures;
 pub mod latch;
 pub mod shared_state;
 pub mod subtransaction;

@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
 use crate::pg::clock::{unix_now, unix_now_ms};
+use crate::pg::job_figures::{self, JobKey};
 use crate::settings::gucs::MAX_WORKERS;
 
 const SLOTS: usize = MAX_WORKERS as usize;
@@ -229,6 +230,8 @@ pub struct BatchFigures {
     pub batch_tokens: u64,
     /// The table (oid) the batch worked on.
     pub relid: u32,
+    /// The job it ran (no job: none of the per-job figures).
+    pub job: JobKey,
 }
 
 /// Adds a finished batch to the totals (and to worker `index`'s slot, for a worker).
@@ -244,6 +247,9 @@ pub fn record_batch(index: Option<usize>, figures: &BatchFigures) {
         s.rate.add(unix_now(), embedded as u32);
         if s.pending_of == (current_database(), figures.relid) {
             s.pending = (s.pending - embedded as i64).max(0);
+        }
+        if figures.job != JobKey::default() {
+            job_figures::record_batch(figures.job, embedded, figures.failed, figures.tokens, figures.batch_tokens);
         }
         if let Some(i) = index {
             let slot = &mut s.workers[i];

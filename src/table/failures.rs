@@ -1,4 +1,4 @@
-//! `doctrove_embed.failures`: recording papers the API rejected, forgetting them once embedded,
+//! `doctrove_embed.failures`: recording papers the API rejected (per job and table), forgetting them once embedded,
 //! and the ids held back from the pending selection. All of it runs as the extension's owner
 //! (see `identity`), so a role that embeds needs no right on the table, and the statements
 //! here touch nothing else.
@@ -23,13 +23,14 @@ pub fn held_back(target: &Target) -> Result<Vec<String>, UserError> {
         Spi::connect(|client| {
             client
                 .select(
-                    "SELECT paper_id FROM doctrove_embed.failures WHERE relid = $1::oid::regclass \
+                    "SELECT paper_id FROM doctrove_embed.failures WHERE relid = $1::oid::regclass AND job = $4 \
                      AND (attempts >= $2 OR last_attempt_at > now() - $3 * interval '1 millisecond')",
                     None,
                     &[
                         target.relid.into(),
                         gucs::MAX_ATTEMPTS.get().into(),
                         i64::from(gucs::FAILED_RETRY_DELAY_MS.get()).into(),
+                        target.job.clone().into(),
                     ],
                 )?
                 .map(|row| row.get::<String>(1))
@@ -48,11 +49,11 @@ pub fn record(target: &Target, ids: Vec<String>, errors: Vec<String>) -> Result<
     let limit = embed_core::bounds::MAX_MESSAGE_CHARS;
     let errors: Vec<String> = errors.iter().map(|e| embed_core::bounds::cut_message(e, limit)).collect();
     run(
-        "INSERT INTO doctrove_embed.failures AS f (relid, paper_id, attempts, last_error, first_attempt_at, last_attempt_at) \
-         SELECT $1::oid::regclass, r.id, 1, r.error, now(), now() FROM unnest($2::text[], $3::text[]) AS r(id, error) \
-         ON CONFLICT (relid, paper_id) DO UPDATE SET attempts = f.attempts + 1, last_error = excluded.last_error, \
+        "INSERT INTO doctrove_embed.failures AS f (job, relid, paper_id, attempts, last_error, first_attempt_at, last_attempt_at) \
+         SELECT $4, $1::oid::regclass, r.id, 1, r.error, now(), now() FROM unnest($2::text[], $3::text[]) AS r(id, error) \
+         ON CONFLICT (job, relid, paper_id) DO UPDATE SET attempts = f.attempts + 1, last_error = excluded.last_error, \
          last_attempt_at = now()",
-        &[target.relid.into(), ids.into(), errors.into()],
+        &[target.relid.into(), ids.into(), errors.into(), target.job.clone().into()],
     )?;
     Ok(())
 }
@@ -61,16 +62,16 @@ pub fn record(target: &Target, ids: Vec<String>, errors: Vec<String>) -> Result<
 pub fn forget(target: &Target, ids: &[String]) -> Result<(), UserError> {
     let any = as_extension(|| {
         Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM doctrove_embed.failures WHERE relid = $1::oid::regclass)",
-            &[target.relid.into()],
+            "SELECT EXISTS (SELECT 1 FROM doctrove_embed.failures WHERE relid = $1::oid::regclass AND job = $2)",
+            &[target.relid.into(), target.job.clone().into()],
         )
     })
     .map_err(internal("read doctrove_embed.failures"))?
     .unwrap_or(false);
     if any {
         run(
-            "DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass AND paper_id = ANY($2::text[])",
-            &[target.relid.into(), ids.to_vec().into()],
+            "DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass AND job = $3 AND paper_id = ANY($2::text[])",
+            &[target.relid.into(), ids.to_vec().into(), target.job.clone().into()],
         )?;
     }
     Ok(())
@@ -79,7 +80,7 @@ pub fn forget(target: &Target, ids: &[String]) -> Result<(), UserError> {
 /// Forgets every rejected paper of the table; returns how many.
 pub fn clear_all(target: &Target) -> Result<i64, UserError> {
     Ok(run(
-        "DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass",
-        &[target.relid.into()],
+        "DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass AND job = $2",
+        &[target.relid.into(), target.job.clone().into()],
     )? as i64)
 }

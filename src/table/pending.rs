@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 
 use crate::errors::{internal, UserError};
 use crate::pg::identity::Acting;
+use crate::pg::job_figures::{self, JobKey};
 use crate::pg::shared_state;
 use crate::settings::gucs;
 use crate::table::target::Target;
@@ -153,6 +154,7 @@ pub fn count_and_store(target: &Target, acting: Acting) -> Result<i64, UserError
     let start = Instant::now();
     let pending = count_pending(target, acting)?;
     shared_state::store_pending_count(target.relid.to_u32(), pending, start.elapsed().as_secs_f64() * 1000.0);
+    job_figures::store_pending(JobKey::here(&target.job), pending);
     Ok(pending)
 }
 

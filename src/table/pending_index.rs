@@ -4,7 +4,7 @@
 use pgrx::prelude::*;
 
 use crate::errors::UserError;
-use crate::table::target::Target;
+use crate::table::target::{Target, SETTINGS_JOB};
 
 /// The name of a valid partial index on the table whose predicate holds
 /// `<embedding> IS NULL`, if there is one.
@@ -34,10 +34,14 @@ pub fn check(target: &Target) -> bool {
         format!("table {} has no partial index on pending papers", target.names.table),
     )
     .detail("Counting and fetching pending papers reads the whole table.")
-    .hint(format!(
-        "Create it with: {}; (or SELECT doctrove_embed.create_pending_index(); which locks writes while it builds)",
-        target.names.create_pending_index(true)
-    ))
+    .hint(if target.job == SETTINGS_JOB {
+        format!(
+            "Create it with: {}; (or SELECT doctrove_embed.create_pending_index(); which locks writes while it builds)",
+            target.names.create_pending_index(true)
+        )
+    } else {
+        format!("Create it with: {};", target.names.create_pending_index(true))
+    })
     .warn();
     false
 }

@@ -69,3 +69,41 @@ pub fn refuse_row_security(target: &Target, acting: Acting) -> Result<(), UserEr
         .detail("Collecting or cancelling a batch settles every paper in it; papers this role cannot see would be released unwritten.")
         .hint("Collect as the table's owner or a role that bypasses row-level security (or let worker 0 collect with doctrove_embed.batch_api = on)."))
 }
+
+/// Refuses (42501) a caller who may not read every column a batch reads.
+fn check_may_read(target: &Target) -> Result<(), UserError> {
+    let n = &target.names;
+    let mut columns = vec![n.id.clone(), n.title.clone(), n.embedding.clone()];
+    columns.extend(n.abstract_text.clone());
+    let missing = with_catalog_search_path(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ' ORDER BY o) \
+             FROM pg_catalog.unnest($2::pg_catalog.text[]) WITH ORDINALITY AS w(c, o) \
+             WHERE NOT pg_catalog.has_column_privilege($1::pg_catalog.oid, c, 'SELECT')",
+            &[target.relid.into(), columns.into()],
+        )
+    })
+    .map_err(internal("check the rights on the table"))?;
+    let Some(missing) = missing else { return Ok(()) };
+    Err(UserError::new(
+        ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied to read column {missing} of table {}", target.names.table),
+    )
+    .detail("A batch reads the id, title, abstract and embedding columns. Nothing was sent to the API.")
+    .hint(format!("GRANT SELECT ({missing}) ON {} TO ROLE;", target.names.table)))
+}
+
+/// Whose rights a batch of `target` takes for a caller acting as `acting`. A session's batch of
+/// the settings' job runs as the table's owner too, once the caller is found allowed to read
+/// and write what it reads and writes, and not limited by row-level security on the table (the
+/// owner sees every row): so a trigger, index expression or default the owner attached never
+/// runs with the caller's rights, a superuser's (a pg_cron job's) included, as for VACUUM.
+pub fn owner_rights_for(target: &Target, acting: Acting) -> Result<Acting, UserError> {
+    if acting == Acting::TableOwner {
+        return Ok(acting);
+    }
+    check_may_read(target)?;
+    check_may_write(target, Acting::Caller)?;
+    refuse_row_security(target, Acting::Caller)?;
+    Ok(Acting::TableOwner)
+}

@@ -14,8 +14,81 @@ use pgrx::PgSqlErrorCode::*;
 use crate::errors::UserError;
 use crate::settings::gucs;
 
+/// Where a target's table and column names come from: the session's settings (the job
+/// `default` before one is created), or a job in `doctrove_embed.job_definitions`.
+#[derive(Clone, Debug)]
+pub enum TableRef {
+    /// `doctrove_embed.table`, resolved in schema `public` when unqualified.
+    Setting(String),
+    /// A job's table, by OID (recorded by `create_job` as a `regclass`).
+    Relid(pg_sys::Oid),
+}
+
+/// What a job names: the table, its columns and the dimensions to ask for.
+#[derive(Clone, Debug)]
+pub struct TargetSpec {
+    /// The job's name (`default` for the settings).
+    pub job: String,
+    pub table: TableRef,
+    pub id_column: String,
+    pub title_column: String,
+    /// Empty: the table has no abstract.
+    pub abstract_column: String,
+    pub embedding_column: String,
+    /// Empty: skipped.
+    pub model_version_column: String,
+    /// Empty: skipped.
+    pub updated_at_column: String,
+    /// 0: the model's own length.
+    pub dimensions: i32,
+}
+
+/// The job the settings describe.
+pub const SETTINGS_JOB: &str = "default";
+
+impl TargetSpec {
+    /// The job the `doctrove_embed.*` settings describe.
+    pub fn from_settings() -> TargetSpec {
+        TargetSpec {
+            job: SETTINGS_JOB.to_string(),
+            table: TableRef::Setting(gucs::text(&gucs::TABLE)),
+            id_column: gucs::text(&gucs::ID_COLUMN),
+            title_column: gucs::text(&gucs::TITLE_COLUMN),
+            abstract_column: gucs::text(&gucs::ABSTRACT_COLUMN),
+            embedding_column: gucs::text(&gucs::EMBEDDING_COLUMN),
+            model_version_column: gucs::text(&gucs::MODEL_VERSION_COLUMN),
+            updated_at_column: gucs::text(&gucs::UPDATED_AT_COLUMN),
+            dimensions: gucs::DIMENSIONS.get(),
+        }
+    }
+
+    fn is_recorded_job(&self) -> bool {
+        matches!(self.table, TableRef::Relid(_))
+    }
+
+    /// How a message names what sets `field`: the setting, or the job's field.
+    fn field(&self, field: &str) -> String {
+        if self.is_recorded_job() {
+            format!("{field} of job \"{}\"", self.job)
+        } else {
+            format!("doctrove_embed.{field}")
+        }
+    }
+
+    /// How a hint says to change `field`.
+    fn change(&self, field: &str) -> String {
+        if self.is_recorded_job() {
+            format!("Set {field} of job \"{}\"", self.job)
+        } else {
+            format!("Set doctrove_embed.{field}")
+        }
+    }
+}
+
 /// The papers table, checked, with what writing vectors to it needs.
 pub struct Target {
+    /// The job this is (`default` for the settings).
+    pub job: String,
     pub names: PapersTable,
     pub relid: pg_sys::Oid,
     /// The table's owner, whose rights the background workers use for it.
@@ -62,27 +135,28 @@ fn column(relid: pg_sys::Oid, name: &str) -> Option<Column> {
     })
 }
 
-fn missing_column(table: &str, setting: &str, name: &str) -> UserError {
+fn missing_column(spec: &TargetSpec, table: &str, setting: &str, name: &str) -> UserError {
     UserError::new(
         ERRCODE_UNDEFINED_COLUMN,
         format!("column \"{name}\" of table {table} does not exist"),
     )
-    .hint(format!("Set doctrove_embed.{setting} to the name of an existing column."))
+    .hint(format!("{} to the name of an existing column.", spec.change(setting)))
 }
 
-fn required_column(relid: pg_sys::Oid, table: &str, setting: &str, name: &str) -> Result<Column, UserError> {
+fn required_column(spec: &TargetSpec, relid: pg_sys::Oid, table: &str, setting: &str, name: &str) -> Result<Column, UserError> {
     if name.is_empty() {
         return Err(
-            UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("doctrove_embed.{setting} is empty"))
-                .hint(format!("Set doctrove_embed.{setting} to a column of {table}.")),
+            UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("{} is empty", spec.field(setting)))
+                .hint(format!("{} to a column of {table}.", spec.change(setting))),
         );
     }
-    column(relid, name).ok_or_else(|| missing_column(table, setting, name))
+    column(relid, name).ok_or_else(|| missing_column(spec, table, setting, name))
 }
 
 /// A column set by each write when the table has it. The default name is optional (older
 /// schemas lack it); a name someone set on purpose must exist.
 fn optional_column(
+    spec: &TargetSpec,
     relid: pg_sys::Oid,
     table: &str,
     setting: &str,
@@ -95,7 +169,7 @@ fn optional_column(
     match column(relid, name) {
         Some(_) => Ok(Some(name.to_string())),
         None if name == default => Ok(None),
-        None => Err(missing_column(table, setting, name)),
+        None => Err(missing_column(spec, table, setting, name)),
     }
 }
 
@@ -146,7 +220,7 @@ const STABLE_TEXT_ID_TYPES: [pg_sys::Oid; 10] = [
 
 /// Refuses an id column whose type (or the type under its domain) is not one whose text form is
 /// the same in every session.
-fn refuse_session_dependent_id(id: &Column, table: &str, id_name: &str) -> Result<(), UserError> {
+fn refuse_session_dependent_id(spec: &TargetSpec, id: &Column, table: &str, id_name: &str) -> Result<(), UserError> {
     // SAFETY: a catalog lookup of an existing type (the column's).
     let base = unsafe { pg_sys::getBaseType(id.type_oid) };
     if STABLE_TEXT_ID_TYPES.contains(&base) {
@@ -160,7 +234,10 @@ fn refuse_session_dependent_id(id: &Column, table: &str, id_name: &str) -> Resul
         ),
     )
     .detail("Papers are found again by the text form of their id, in other sessions and transactions.")
-    .hint("Set doctrove_embed.id_column to a key of type bigint, integer, numeric, text, varchar or uuid."))
+    .hint(format!(
+        "{} to a key of type bigint, integer, numeric, text, varchar or uuid.",
+        spec.change("id_column")
+    )))
 }
 
 /// The schema and name `doctrove_embed.table` gives: `name` means `public.name`.
@@ -273,19 +350,30 @@ fn refuse_table_settings_from_catalogs() -> Result<(), UserError> {
 /// own search_path.
 pub fn resolve() -> Result<Target, UserError> {
     refuse_table_settings_from_catalogs()?;
-    crate::pg::identity::with_catalog_search_path(resolve_with_catalog_path)
+    resolve_spec(&TargetSpec::from_settings())
 }
 
-fn resolve_with_catalog_path() -> Result<Target, UserError> {
-    let table_setting = gucs::text(&gucs::TABLE);
-    let (schema, name) = table_name_parts(&table_setting)?;
+/// Checks the table and columns `spec` names. Catalog lookups run with the extension's own
+/// search_path.
+pub fn resolve_spec(spec: &TargetSpec) -> Result<Target, UserError> {
+    crate::pg::identity::with_catalog_search_path(|| resolve_with_catalog_path(spec))
+}
+
+fn resolve_with_catalog_path(spec: &TargetSpec) -> Result<Target, UserError> {
+    let (schema, name, relid_arg) = match &spec.table {
+        TableRef::Setting(setting) => {
+            let (schema, name) = table_name_parts(setting)?;
+            (schema, name, None)
+        }
+        TableRef::Relid(relid) => (String::new(), relid.to_u32().to_string(), Some(*relid)),
+    };
     let found = Spi::connect(|client| {
         let rows = client.select(
             "SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text, c.relkind::text, c.relowner \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2",
+             WHERE CASE WHEN $3::pg_catalog.oid IS NULL THEN n.nspname = $1 AND c.relname = $2 ELSE c.oid = $3 END",
             None,
-            &[schema.clone().into(), name.clone().into()],
+            &[schema.clone().into(), name.clone().into(), relid_arg.into()],
         )?;
         let Some(row) = rows.into_iter().next() else { return Ok(None) };
         Ok::<_, pgrx::spi::Error>(Some((
@@ -300,6 +388,16 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
     .flatten();
     let (relid, table, relname, relkind, owner) = match found {
         Some((Some(relid), Some(table), Some(relname), Some(relkind), Some(owner))) => (relid, table, relname, relkind, owner),
+        _ if spec.is_recorded_job() => {
+            return Err(UserError::new(
+                ERRCODE_UNDEFINED_TABLE,
+                format!("the table of job \"{}\" (OID {name}) no longer exists", spec.job),
+            )
+            .hint(format!(
+                "Drop the job: SELECT doctrove_embed.drop_job('{}');",
+                spec.job.replace('\'', "''")
+            )))
+        }
         _ => {
             return Err(UserError::new(
                 ERRCODE_UNDEFINED_TABLE,
@@ -316,9 +414,9 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
             .hint("doctrove_embed.table must name a table (or a partitioned table), not a view or another kind of relation."));
     }
 
-    let id_name = gucs::text(&gucs::ID_COLUMN);
-    let id = required_column(relid, &table, "id_column", &id_name)?;
-    refuse_session_dependent_id(&id, &table, &id_name)?;
+    let id_name = spec.id_column.clone();
+    let id = required_column(spec, relid, &table, "id_column", &id_name)?;
+    refuse_session_dependent_id(spec, &id, &table, &id_name)?;
     if !has_single_column_unique_index(relid, id.attnum) {
         return Err(UserError::new(
             ERRCODE_INVALID_COLUMN_REFERENCE,
@@ -326,19 +424,24 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
         )
         .detail("Each write finds its paper by this column, so it must identify one row.")
         .hint(format!(
-            "Create one: CREATE UNIQUE INDEX ON {table} ({}); or set doctrove_embed.id_column to the primary key.",
-            quote_ident(&id_name)
+            "Create one: CREATE UNIQUE INDEX ON {table} ({}); or {} to the primary key.",
+            quote_ident(&id_name),
+            if spec.is_recorded_job() {
+                format!("change {}", spec.field("id_column"))
+            } else {
+                "set doctrove_embed.id_column".to_string()
+            }
         )));
     }
-    let title_name = gucs::text(&gucs::TITLE_COLUMN);
-    required_column(relid, &table, "title_column", &title_name)?;
-    let abstract_name = gucs::text(&gucs::ABSTRACT_COLUMN);
+    let title_name = spec.title_column.clone();
+    required_column(spec, relid, &table, "title_column", &title_name)?;
+    let abstract_name = spec.abstract_column.clone();
     if !abstract_name.is_empty() {
-        required_column(relid, &table, "abstract_column", &abstract_name)?;
+        required_column(spec, relid, &table, "abstract_column", &abstract_name)?;
     }
 
-    let embedding_name = gucs::text(&gucs::EMBEDDING_COLUMN);
-    let embedding = required_column(relid, &table, "embedding_column", &embedding_name)?;
+    let embedding_name = spec.embedding_column.clone();
+    let embedding = required_column(spec, relid, &table, "embedding_column", &embedding_name)?;
     let (vector_type, vector_array_type, vector_schema) = vector_types()?;
     if embedding.type_oid != vector_type {
         return Err(UserError::new(
@@ -348,39 +451,49 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
                 embedding.type_name
             ),
         )
-        .hint("doctrove_embed.embedding_column must name a pgvector column, such as vector(1536)."));
+        .hint(format!(
+            "{} must name a pgvector column, such as vector(1536).",
+            spec.field("embedding_column")
+        )));
     }
     let dims = (embedding.typmod > 0).then_some(embedding.typmod as usize);
-    let requested = gucs::DIMENSIONS.get();
+    let requested = spec.dimensions;
     if let Some(dims) = dims {
         if requested > 0 && requested as usize != dims {
             return Err(UserError::new(
                 ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("doctrove_embed.dimensions is {requested}, but column \"{embedding_name}\" holds vector({dims})"),
+                format!(
+                    "{} is {requested}, but column \"{embedding_name}\" holds vector({dims})",
+                    spec.field("dimensions")
+                ),
             )
             .hint(format!(
-                "Set doctrove_embed.dimensions to {dims}, or to 0 to use the model's own length."
+                "{} to {dims}, or to 0 to use the model's own length.",
+                spec.change("dimensions")
             )));
         }
     }
 
     let model_version = optional_column(
+        spec,
         relid,
         &table,
         "model_version_column",
-        &gucs::text(&gucs::MODEL_VERSION_COLUMN),
+        &spec.model_version_column,
         gucs::DEFAULT_MODEL_VERSION_COLUMN,
     )?;
     let updated_at = optional_column(
+        spec,
         relid,
         &table,
         "updated_at_column",
-        &gucs::text(&gucs::UPDATED_AT_COLUMN),
+        &spec.updated_at_column,
         gucs::DEFAULT_UPDATED_AT_COLUMN,
     )?;
 
     let (id_type, id_eq) = id_type_and_equality(id.type_oid, &table, &id_name)?;
     Ok(Target {
+        job: spec.job.clone(),
         names: PapersTable {
             table,
             relname,
@@ -393,6 +506,7 @@ fn resolve_with_catalog_path() -> Result<Target, UserError> {
             embedding: embedding_name,
             model_version,
             updated_at,
+            index_per_column: spec.is_recorded_job(),
         },
         relid,
         owner,

@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 use crate::errors::{internal, UserError};
 use crate::pg::identity::Acting;
 use crate::pg::subtransaction::{in_subtransaction, rolled_back};
-use crate::pg::vector_datum::vector_array_datum;
+use crate::pg::vector_datum::{vector_array_datum, vector_bytes};
 use crate::table::failures;
 use crate::table::target::Target;
 
@@ -29,6 +29,15 @@ pub struct Written {
     pub ids: Vec<String>,
     /// Ids the database refused, with why (`SQLSTATE: message`).
     pub refused: Vec<(String, String)>,
+}
+
+/// Most papers one batch may hold for vectors of `dims` dimensions (`None`: not yet known, so
+/// the largest pgvector allows): the `vector[]` written in one statement must stay under
+/// PostgreSQL's 1 GB allocation limit, with room for the array's own header and the ids.
+pub fn max_batch(dims: Option<usize>) -> usize {
+    const MAX_ALLOC: usize = 0x3fff_ffff;
+    let per_paper = vector_bytes(dims.unwrap_or(embed_core::bounds::MAX_VECTOR_DIMS)) + 8;
+    (MAX_ALLOC - 64 * 1024) / per_paper
 }
 
 /// One UPDATE of `ids` with `vectors`, as `acting` says.

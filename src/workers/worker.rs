@@ -8,6 +8,7 @@
 //! An ERROR inside a batch (the table's triggers or constraints, the API, the settings) is caught,
 //! rolled back, logged and followed by a pause; only SIGTERM and postmaster death end a worker.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use embed_core::progress::{batch_line, found_line, progress_line};
@@ -16,14 +17,18 @@ use pgrx::prelude::*;
 
 use crate::errors::UserError;
 use crate::live::batch::{run_batch, BatchOutcome};
+use crate::pg::clock::unix_now_ms;
 use crate::pg::identity::Acting;
+use crate::pg::job_figures::{self, JobKey};
 use crate::pg::latch;
 use crate::pg::shared_state::{self, Phase};
 use crate::pg::transaction::in_transaction;
 use crate::settings::gucs;
+use crate::table::jobs::{prepare, JobChoice, JobDefinition};
 use crate::table::pending::{any_pending, count_and_store};
-use crate::table::target::resolve;
+use crate::table::target::{resolve, SETTINGS_JOB};
 use crate::workers::batch_api_duty::BatchApiDuty;
+use crate::workers::job_turns::{JobTurns, Turn};
 
 /// A LOG line in the server log, formatted like `format!`. Not pgrx's `log!`: on PostgreSQL 13
 /// it compares LOG with `log_min_messages` numerically and drops every LOG line at the default
@@ -103,6 +108,9 @@ struct WorkerLoop {
     failures_in_a_row: u32,
     last_error_logged: Option<(String, Instant)>,
     batch_api: BatchApiDuty,
+    turns: JobTurns,
+    /// How long each recorded job's last count took.
+    count_took: HashMap<String, Duration>,
 }
 
 impl WorkerLoop {
@@ -211,13 +219,101 @@ impl WorkerLoop {
         pause
     }
 
-    /// One batch; returns how long to sleep before the next (zero when there is more to do).
+    /// One batch of the job whose turn it is; returns how long to sleep before the next (zero
+    /// when a job has more to do).
     fn step(&mut self) -> Duration {
         let naptime = Duration::from_millis(gucs::NAPTIME_MS.get() as u64);
         if !gucs::ENABLED.get() {
             self.phase(Phase::Disabled, "");
             return naptime;
         }
+        let now = Instant::now();
+        self.turns.refresh(now);
+        match self.turns.next(now) {
+            Some(Turn::Settings) => {
+                let pause = self.settings_step(naptime);
+                if pause.is_zero() {
+                    self.turns.ran(SETTINGS_JOB);
+                } else if self.failures_in_a_row > 0 {
+                    self.turns.failing_for(SETTINGS_JOB, now, pause);
+                } else {
+                    self.turns.idle(SETTINGS_JOB, now, pause);
+                }
+            }
+            Some(Turn::Recorded(job)) => self.job_step(&job, naptime),
+            None => {}
+        }
+        self.turns.wait(Instant::now(), naptime)
+    }
+
+    /// One batch of a recorded job, as its table's owner.
+    fn job_step(&mut self, job: &JobDefinition, naptime: Duration) {
+        let name = job.spec.job.clone();
+        let index = self.index;
+        let batch = job.batch_size;
+        let choice = JobChoice::Named(name.clone());
+        let result = in_transaction(|| {
+            run_batch(batch, &choice, Acting::TableOwner, &mut |phase, detail| {
+                if phase == Phase::Retrying {
+                    shared_state::set_retrying(index, detail);
+                    report_activity(phase, detail);
+                } else {
+                    show_phase(index, phase, &format!("job {name}: batch of up to {batch} papers"));
+                }
+            })
+        });
+        let now = Instant::now();
+        match result {
+            Ok(mut outcome) if outcome.successful + outcome.failed > 0 => {
+                shared_state::record_batch(Some(self.index), &outcome.figures());
+                self.recount_job_when_due(&choice);
+                match outcome.stopped_by.take() {
+                    Some(error) => self.job_failed(&name, &error, now),
+                    None => self.turns.ran(&name),
+                }
+            }
+            Ok(_) => {
+                self.recount_job_when_due(&choice);
+                self.turns.ran(&name);
+                self.turns.idle(&name, now, naptime);
+                self.phase(Phase::Idle, "");
+            }
+            Err(error) => self.job_failed(&name, &error, now),
+        }
+    }
+
+    fn job_failed(&mut self, name: &str, error: &UserError, now: Instant) {
+        let text = format!("job {name}: {}", error.summary());
+        shared_state::record_error(self.index, &text);
+        job_figures::record_error(JobKey::here(name), &error.summary());
+        let (rest, count) = self.turns.failed(name, now);
+        if count == 1 || rest == Duration::from_secs(300) {
+            warning!("doctrove_embed worker {}: batch failed, nothing written: {text}", self.index);
+        }
+        self.phase(Phase::Paused, &text);
+    }
+
+    /// Counts a recorded job's pending papers for `doctrove_embed.jobs` when the last count is
+    /// older than a minute (and twenty times what it took).
+    fn recount_job_when_due(&mut self, choice: &JobChoice) {
+        let key = JobKey::here(choice.name());
+        let took = self.count_took.get(choice.name()).copied().unwrap_or_default();
+        let stale = job_figures::of(key).is_none_or(|f| {
+            f.pending.is_none() || (unix_now_ms() - f.pending_counted_ms) as f64 > (60_000f64).max(20.0 * took.as_millis() as f64)
+        });
+        if !stale {
+            return;
+        }
+        let started = Instant::now();
+        let _ = in_transaction(|| {
+            let prepared = prepare(choice, Acting::TableOwner)?;
+            count_and_store(&prepared.target()?, prepared.acting)
+        });
+        self.count_took.insert(choice.name().to_string(), started.elapsed());
+    }
+
+    /// One step of the settings' job, as in 0.3.0 (with the Batch API duty).
+    fn settings_step(&mut self, naptime: Duration) -> Duration {
         if gucs::BATCH_API.get() && self.index != 0 && !shared_state::snapshot().is_some_and(|s| s.batches_checked) {
             self.phase(Phase::Batches, "waiting for worker 0 to look for batches left unrecorded");
             return Duration::from_millis(200);
@@ -265,7 +361,7 @@ impl WorkerLoop {
         let batch = gucs::BATCH_SIZE.get();
         let index = self.index;
         let result = in_transaction(|| {
-            run_batch(batch, Acting::TableOwner, &mut |phase, detail| {
+            run_batch(batch, &JobChoice::Settings, Acting::TableOwner, &mut |phase, detail| {
                 if phase == Phase::Retrying {
                     // The state, last_error and pg_stat_activity all say what is retried.
                     shared_state::set_retrying(index, detail);
@@ -356,6 +452,8 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         failures_in_a_row: 0,
         last_error_logged: None,
         batch_api: Default::default(),
+        turns: JobTurns::default(),
+        count_took: HashMap::new(),
     };
     loop {
         pg_sys::check_for_interrupts!();
@@ -374,7 +472,12 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         }
         let pause = worker.step();
         if !pause.is_zero() {
+            let started = Instant::now();
             latch::wait(pause);
+            if started.elapsed() + Duration::from_millis(5) < pause {
+                // Set by a commit that added papers (or a reload): resting jobs look again.
+                worker.turns.woken(Instant::now());
+            }
         }
     }
 }

@@ -358,7 +358,7 @@ const PUBLIC_GRANTS: &str = "
     ORDER BY 1, 2";
 
 #[test]
-fn public_may_read_the_views_and_call_input_text_and_nothing_else() {
+fn public_may_read_the_views_call_input_text_and_the_job_functions_and_nothing_else() {
     let db = TestDb::new("sec_public");
     let mut client = db.connect();
     let granted: Vec<(String, String)> = client
@@ -367,14 +367,28 @@ fn public_may_read_the_views_and_call_input_text_and_nothing_else() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    // The job functions check the caller themselves: only a table's owner defines, changes or
+    // grants a job on it, a job runs for the roles it is granted to, the view shows each role
+    // the jobs it may run (a_role_gains_no_job_on_another_role_s_table, tests/pg_regress).
     let allowed = [
+        ("function doctrove_embed.alter_job(text,text,text,text,text,text,integer,text,text,integer,integer,boolean,boolean)", "EXECUTE"),
         ("function doctrove_embed.batch_snapshot()", "EXECUTE"),
+        ("function doctrove_embed.create_job(text,text,text,text,text,text,text,integer,text,text,integer,integer,boolean,boolean)", "EXECUTE"),
+        ("function doctrove_embed.drop_job(text)", "EXECUTE"),
+        ("function doctrove_embed.grant_job(text,text)", "EXECUTE"),
         ("function doctrove_embed.input_text(text,text)", "EXECUTE"),
+        ("function doctrove_embed.job_snapshot()", "EXECUTE"),
+        ("function doctrove_embed.pause_job(text)", "EXECUTE"),
+        ("function doctrove_embed.resume_job(text)", "EXECUTE"),
+        ("function doctrove_embed.revoke_job(text,text)", "EXECUTE"),
         ("function doctrove_embed.status_snapshot()", "EXECUTE"),
         ("function doctrove_embed.worker_snapshot()", "EXECUTE"),
+        ("function embed_pending(integer,text)", "EXECUTE"),
+        ("function get_papers_needing_embeddings_count(text)", "EXECUTE"),
         ("schema doctrove_embed", "USAGE"),
         // Row policy: each role sees the claims of the tables it may read (tests/batch_api.rs).
         ("table doctrove_embed.batch_papers", "SELECT"),
+        ("view doctrove_embed.jobs", "SELECT"),
         ("view doctrove_embed.status", "SELECT"),
         ("view doctrove_embed.workers", "SELECT"),
     ];
@@ -702,4 +716,125 @@ fn a_table_owner_gains_nothing_through_worker_0_s_batches() {
         worked,
     );
     assert!(!worked, "{attempts:?}");
+}
+
+/// The rows `attempts` holds: (kind, role it ran as, whether the owner became a superuser).
+fn attempts(client: &mut Client) -> Vec<(String, String, bool)> {
+    client
+        .query("SELECT kind, run_as, superuser_after FROM public.attempts ORDER BY 1, 2", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[test]
+fn a_table_owner_gains_nothing_through_a_superuser_s_embed_pending() {
+    let db = TestDb::new("sec_su_session");
+    let owner_role = "sec_trap_owner";
+    let mut admin = db.connect();
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {owner_role}; CREATE ROLE {owner_role} LOGIN;
+             DROP ROLE IF EXISTS mallory; CREATE ROLE mallory;
+             GRANT CREATE ON SCHEMA public TO {owner_role};"
+        ))
+        .unwrap();
+    let mut owner = connect_as(owner_role, &db.name);
+    owner.batch_execute(OWNER_TRAPS).unwrap();
+    owner
+        .batch_execute(
+            "ALTER TABLE public.doctrove_papers ADD COLUMN local_embedding vector(8);
+             SELECT doctrove_embed.create_job('trap_job', 'public.doctrove_papers', 'local_embedding', 'm', batch_size => 10);",
+        )
+        .unwrap();
+    // The superuser (a pg_cron job, say) runs the job default (the settings name the owner's
+    // table), counts it, and runs the owner's job.
+    db.point_at_mock(&mut admin, "dim=8/");
+    let default_run = admin.query_one("SELECT successful_embeddings FROM embed_pending(10)", &[]);
+    let counted = admin.query_one("SELECT get_papers_needing_embeddings_count()", &[]);
+    let job_run = admin.query_one("SELECT successful_embeddings FROM embed_pending(10, 'trap_job')", &[]);
+    let runs = attempts(&mut admin);
+    let escalated = is_superuser(&mut admin, "mallory") || runs.iter().any(|(_, who, su)| who != owner_role || *su);
+    record_attack(
+        "a table owner's trigger, index expression and check run by a superuser's embed_pending() (the job default and a recorded job)",
+        escalated,
+    );
+    assert_eq!(default_run.unwrap().get::<_, i32>(0), 10);
+    assert_eq!(counted.unwrap().get::<_, i64>(0), 30);
+    assert_eq!(job_run.unwrap().get::<_, i32>(0), 10);
+    assert!(!escalated, "{runs:?}");
+    let kinds: std::collections::BTreeSet<String> = runs.iter().map(|(k, _, _)| k.clone()).collect();
+    assert!(
+        kinds.contains("trigger") && kinds.contains("check constraint"),
+        "the traps did not run: {runs:?}"
+    );
+}
+
+#[test]
+fn a_role_gains_no_job_on_another_role_s_table() {
+    let db = TestDb::new("sec_job_rights");
+    let mut admin = db.connect();
+    admin
+        .batch_execute(
+            "DROP ROLE IF EXISTS sec_job_victim; CREATE ROLE sec_job_victim;
+             DROP ROLE IF EXISTS sec_job_thief; CREATE ROLE sec_job_thief LOGIN;
+             CREATE TABLE public.victim (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
+                 doctrove_abstract text, doctrove_embedding vector(8), spare vector(8));
+             INSERT INTO public.victim SELECT g, 'Secret ' || g, NULL FROM generate_series(1, 5) g;
+             ALTER TABLE public.victim OWNER TO sec_job_victim;
+             SET ROLE sec_job_victim;
+             SELECT doctrove_embed.create_job('victim_job', 'public.victim', 'doctrove_embedding', 'm');
+             RESET ROLE;",
+        )
+        .unwrap();
+    // The base URL is the superuser's to set: for the thief's sessions, this test's scope.
+    let url = format!("{}/s={}/dim=8/v1", mock_root(), db.scope);
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE sec_job_thief IN DATABASE {} SET doctrove_embed.api_base_url = '{url}'",
+            db.name
+        ))
+        .unwrap();
+    let mut thief = connect_as("sec_job_thief", &db.name);
+    let mut outcomes = Vec::new();
+    for (name, sql) in [
+        (
+            "define a job on another role's table",
+            "SELECT doctrove_embed.create_job('stolen', 'public.victim', 'spare', 'm')",
+        ),
+        ("run a job not granted", "SELECT * FROM embed_pending(5, 'victim_job')"),
+        (
+            "count a job not granted",
+            "SELECT get_papers_needing_embeddings_count('victim_job')",
+        ),
+        (
+            "grant oneself another role's job",
+            "SELECT doctrove_embed.grant_job('victim_job', 'sec_job_thief')",
+        ),
+        (
+            "repoint another role's job",
+            "SELECT doctrove_embed.alter_job('victim_job', embedding_column => 'spare')",
+        ),
+        ("drop another role's job", "SELECT doctrove_embed.drop_job('victim_job')"),
+        (
+            "write the job catalog",
+            "INSERT INTO doctrove_embed.job_grants VALUES ('victim_job', 'sec_job_thief', 'x')",
+        ),
+    ] {
+        let outcome = thief.batch_execute(sql);
+        let code = outcome.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());
+        record_attack(name, code.as_deref() != Some("42501"));
+        outcomes.push((name, code));
+    }
+    assert!(
+        outcomes.iter().all(|(_, code)| code.as_deref() == Some("42501")),
+        "{outcomes:?}"
+    );
+    assert_eq!(db.stats()["requests"], 0);
+    let written: i64 = admin
+        .query_one("SELECT count(doctrove_embedding) + count(spare) FROM public.victim", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0);
 }

@@ -1,8 +1,8 @@
-//! Upgrades between releases: 0.1.0 and 0.2.0, each installed from its script as released
+//! Upgrades between releases: 0.1.0, 0.2.0 and 0.3.0, each installed from its script as released
 //! (`sql/released/`), updated with `ALTER EXTENSION doctrove_embed UPDATE`, must equal a fresh
 //! install of the current version, object for object, definition for definition, privilege for
 //! privilege, and keep its failure rows and the grants made to roles; `pg_dump`/`pg_restore`
-//! keeps the failure rows.
+//! keeps the failure rows, and the jobs with their grants.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -204,6 +204,12 @@ fn an_upgraded_0_2_0_equals_a_fresh_install_and_keeps_failures_and_grants() {
     assert_update_from_equals_a_fresh_install("0.2.0");
 }
 
+/// 0.3.0 as released -> current.
+#[test]
+fn an_upgraded_0_3_0_equals_a_fresh_install_and_keeps_failures_and_grants() {
+    assert_update_from_equals_a_fresh_install("0.3.0");
+}
+
 /// Dumps `source` with pg_dump and restores it into a new database `target`.
 fn dump_and_restore(source: &str, target: &str) {
     let dump = std::env::temp_dir().join(format!("doctrove_embed_dump_{source}_{}.custom", std::process::id()));
@@ -260,6 +266,13 @@ fn pg_dump_and_pg_restore_keep_the_failure_rows_and_grants_of_a_fresh_and_an_upg
         if version.is_some() {
             client.batch_execute("ALTER EXTENSION doctrove_embed UPDATE").unwrap();
         }
+        // A job and its grant: the table and role are restored by name.
+        client
+            .batch_execute(
+                "SELECT doctrove_embed.create_job('dumped', 'doctrove_papers', 'doctrove_embedding', 'dumped-model', weight => 7);
+                 SELECT doctrove_embed.grant_job('dumped', 'upgrade_monitor');",
+            )
+            .unwrap();
         let failures = failure_rows(&mut client);
         assert_eq!(failures.len(), 25);
 
@@ -267,6 +280,28 @@ fn pg_dump_and_pg_restore_keep_the_failure_rows_and_grants_of_a_fresh_and_an_upg
         dump_and_restore(source, &restored);
         let mut restored = connect(&restored);
         assert_eq!(failure_rows(&mut restored), failures, "{source}");
+        let job = restored
+            .query_one(
+                "SELECT d.relid::text, d.model, d.weight, g.grantee::text FROM doctrove_embed.job_definitions d
+                 JOIN doctrove_embed.job_grants g ON g.job = d.name WHERE d.name = 'dumped'",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                job.get::<_, String>(0),
+                job.get::<_, String>(1),
+                job.get::<_, i32>(2),
+                job.get::<_, String>(3)
+            ),
+            (
+                "doctrove_papers".to_string(),
+                "dumped-model".to_string(),
+                7,
+                "upgrade_monitor".to_string()
+            ),
+            "{source}: the job and its grant after a restore"
+        );
         assert_eq!(
             role_grants(&mut restored),
             [true, true, true, false, true],

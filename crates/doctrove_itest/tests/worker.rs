@@ -496,3 +496,188 @@ fn live_workers_do_not_wait_for_worker_0_s_submission() {
     ));
     assert_eq!(created, 0, "the live worker waited for worker 0's submission");
 }
+
+/// The papers table with two more embedding columns, owned by `owner`, whose writes of
+/// `local_embedding` are logged with the role and search_path they ran with; `watched`: new
+/// papers wake the workers.
+fn create_job_table(client: &mut Client, owner: &str, watched: bool) {
+    client
+        .batch_execute(&format!(
+            "CREATE EXTENSION doctrove_embed CASCADE;
+             DROP ROLE IF EXISTS {owner}; CREATE ROLE {owner};
+             CREATE TABLE doctrove_papers (
+                 doctrove_paper_id bigint PRIMARY KEY,
+                 doctrove_title text,
+                 doctrove_abstract text,
+                 doctrove_embedding vector(8),
+                 local_embedding vector(8),
+                 heavy_embedding vector(8),
+                 made_by text);
+             CREATE TABLE write_log (who text, path text);
+             CREATE FUNCTION log_writer() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN INSERT INTO public.write_log VALUES (current_user, current_setting('search_path')); RETURN NEW; END$$;
+             CREATE TRIGGER log_writer AFTER UPDATE OF local_embedding ON doctrove_papers
+                 FOR EACH ROW EXECUTE FUNCTION log_writer();
+             ALTER TABLE doctrove_papers OWNER TO {owner}; ALTER TABLE write_log OWNER TO {owner};
+             ALTER FUNCTION log_writer() OWNER TO {owner};"
+        ))
+        .unwrap();
+    if watched {
+        client.batch_execute("SELECT doctrove_embed.watch()").unwrap();
+    }
+}
+
+fn pending_in(client: &mut Client, column: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT count(*) FROM doctrove_papers WHERE {column} IS NULL"), &[])
+        .unwrap()
+        .get(0)
+}
+
+/// Every paper's `column` holds the mock's vector for its text.
+fn check_column(client: &mut Client, column: &str) -> usize {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT doctrove_embed.input_text(doctrove_title, doctrove_abstract), {column}::real[] FROM doctrove_papers"
+            ),
+            &[],
+        )
+        .unwrap();
+    for row in &rows {
+        let text: String = row.get(0);
+        assert_eq!(
+            row.get::<_, Option<Vec<f32>>>(1),
+            Some(vector_for(&text, 8)),
+            "{column} of {text:?}"
+        );
+    }
+    rows.len()
+}
+
+#[test]
+fn a_job_created_paused_and_dropped_while_the_workers_run_takes_effect_without_a_restart() {
+    let scope = format!("worker-jobs-{}", std::process::id());
+    let cluster = worker_cluster("jobs", 2, &scope, "dim=8/", &[]);
+    let mut client = cluster.connect();
+    create_job_table(&mut client, "worker_job_owner", true);
+    insert_papers(&mut client, 1, 300);
+    enable(&mut client);
+    // The job default (the settings) fills doctrove_embedding.
+    wait_until_all_embedded(&mut client, Duration::from_secs(60));
+
+    // A job created now is picked up within seconds, and runs as the table's owner.
+    client
+        .batch_execute(
+            "SET ROLE worker_job_owner;
+             SELECT doctrove_embed.create_job('local', 'doctrove_papers', 'local_embedding', 'local-model',
+                                              model_version_column => 'made_by', batch_size => 50);
+             RESET ROLE;",
+        )
+        .unwrap();
+    let created = Instant::now();
+    wait_for("the new job to fill its column", Duration::from_secs(30), || {
+        (pending_in(&mut client, "local_embedding") == 0).then_some(())
+    });
+    println!("a new job's 300 papers embedded {:?} after its creation", created.elapsed());
+    assert_eq!(check_column(&mut client, "local_embedding"), 300);
+    let log: Vec<(String, String, i64)> = client
+        .query("SELECT who, path, count(*) FROM write_log GROUP BY 1, 2", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        log,
+        [("worker_job_owner".to_string(), "pg_catalog, pg_temp".to_string(), 300)]
+    );
+    let made_by: i64 = client
+        .query_one("SELECT count(*) FROM doctrove_papers WHERE made_by = 'local-model'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(made_by, 300);
+    let job = client
+        .query_one(
+            "SELECT embedded, failed, pending FROM doctrove_embed.jobs WHERE name = 'local'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((job.get::<_, i64>(0), job.get::<_, i64>(1)), (300, 0));
+    assert_eq!(job.get::<_, Option<i64>>(2), Some(0));
+
+    // Paused, it sends nothing while the job default embeds new papers; resumed, it catches up.
+    client.batch_execute("SELECT doctrove_embed.pause_job('local')").unwrap();
+    std::thread::sleep(Duration::from_secs(6)); // longer than the workers' look at the job list
+    let inputs_before = mock_stats(&scope)["inputs"].as_i64().unwrap();
+    insert_papers(&mut client, 301, 340);
+    wait_until_all_embedded(&mut client, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pending_in(&mut client, "local_embedding"), 40, "a paused job ran");
+    assert_eq!(mock_stats(&scope)["inputs"].as_i64().unwrap() - inputs_before, 40);
+    client.batch_execute("SELECT doctrove_embed.resume_job('local')").unwrap();
+    wait_for("the resumed job to catch up", Duration::from_secs(30), || {
+        (pending_in(&mut client, "local_embedding") == 0).then_some(())
+    });
+
+    // Dropped, it is let go: new papers get only the job default's vectors.
+    client.batch_execute("SELECT doctrove_embed.drop_job('local')").unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    insert_papers(&mut client, 341, 350);
+    wait_until_all_embedded(&mut client, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pending_in(&mut client, "local_embedding"), 10, "a dropped job ran");
+    // Each paper paid once per job that embedded it: 350 by the job default, 340 by the job
+    // (the mock counts a text sent again, for the other model, as a duplicate).
+    let stats = mock_stats(&scope);
+    assert_eq!(
+        (stats["inputs"].as_i64(), stats["duplicate_inputs"].as_i64()),
+        (Some(690), Some(340))
+    );
+}
+
+#[test]
+fn the_workers_share_batches_among_jobs_by_weight_and_starve_none() {
+    let scope = format!("worker-weights-{}", std::process::id());
+    // One worker, 40 ms a request; the settings name no table, so only the jobs run.
+    let cluster = worker_cluster(
+        "weights",
+        1,
+        &scope,
+        "dim=8/latency=40/",
+        &["doctrove_embed.table = 'no_such_table'"],
+    );
+    let mut client = cluster.connect();
+    create_job_table(&mut client, "worker_weight_owner", false);
+    insert_papers(&mut client, 1, 1000);
+    client
+        .batch_execute(
+            "SELECT doctrove_embed.create_job('light', 'doctrove_papers', 'local_embedding', 'light-model', batch_size => 5, weight => 1);
+             SELECT doctrove_embed.create_job('heavy', 'doctrove_papers', 'heavy_embedding', 'heavy-model', batch_size => 5, weight => 4);",
+        )
+        .unwrap();
+    enable(&mut client);
+    let done = |client: &mut Client| {
+        let light = 1000 - pending_in(client, "local_embedding");
+        let heavy = 1000 - pending_in(client, "heavy_embedding");
+        (light, heavy)
+    };
+    let (light, heavy) = wait_for("100 batches", Duration::from_secs(60), || {
+        let (light, heavy) = done(&mut client);
+        (light + heavy >= 500).then_some((light, heavy))
+    });
+    record_figure(&format!(
+        "one worker, two busy jobs of weights 1 and 4: after {} papers, light {light}, heavy {heavy}",
+        light + heavy
+    ));
+    let ratio = heavy as f64 / light.max(1) as f64;
+    assert!(light > 0, "the light job starved");
+    assert!(
+        (3.0..=5.0).contains(&ratio),
+        "heavy/light = {ratio:.2} ({heavy}/{light}), weights 4:1"
+    );
+    wait_for("both jobs to finish", Duration::from_secs(120), || {
+        (done(&mut client) == (1000, 1000)).then_some(())
+    });
+    assert_eq!(check_column(&mut client, "local_embedding"), 1000);
+    assert_eq!(check_column(&mut client, "heavy_embedding"), 1000);
+}

@@ -16,6 +16,7 @@ pub mod request;
 pub mod response;
 pub mod retry;
 pub mod sql_text;
+pub mod stride;
 pub mod tokens;
 
 pub use client::{embed, ApiConfig};

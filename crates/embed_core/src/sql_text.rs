@@ -51,6 +51,9 @@ pub struct PapersTable {
     pub embedding: String,
     pub model_version: Option<String>,
     pub updated_at: Option<String>,
+    /// Whether the pending index is named after the embedding column (a job's: a table has one
+    /// job per embedding column) rather than `TABLE_pending_embedding_idx` (the settings').
+    pub index_per_column: bool,
 }
 
 impl PapersTable {
@@ -296,9 +299,17 @@ impl PapersTable {
         format!("DROP TRIGGER {} ON {}", quote_ident(name), self.table)
     }
 
-    /// The name `create_pending_index` gives its index (at most 63 bytes).
+    /// The name `create_pending_index` gives its index (at most 63 bytes): the table's name
+    /// with `_pending_embedding_idx`, or with the embedding column's name for a job's.
     pub fn pending_index_name(&self) -> String {
-        self.index_name("_pending_embedding_idx")
+        if !self.index_per_column {
+            return self.index_name("_pending_embedding_idx");
+        }
+        let mut column = self.embedding.as_str();
+        while column.len() > 32 {
+            column = &column[..column.char_indices().last().map_or(0, |(i, _)| i)];
+        }
+        self.index_name(&format!("_{column}_pending_idx"))
     }
 
     /// The table's name with `suffix`, the name cut so the whole fits PostgreSQL's 63 bytes.
@@ -340,6 +351,7 @@ mod tests {
             embedding: "doctrove_embedding".into(),
             model_version: None,
             updated_at: None,
+            index_per_column: false,
         }
     }
 
@@ -494,5 +506,18 @@ mod tests {
         let name = t.pending_index_name();
         assert!(name.len() <= 63, "{name}");
         assert!(name.ends_with("_pending_embedding_idx"));
+    }
+
+    #[test]
+    fn each_embedding_column_gets_its_own_index_name() {
+        let mut t = papers();
+        t.index_per_column = true;
+        t.embedding = "local_embedding".to_string();
+        assert_eq!(t.pending_index_name(), "doctrove_papers_local_embedding_pending_idx");
+        t.embedding = "é".repeat(40);
+        t.relname = "p".repeat(60);
+        let name = t.pending_index_name();
+        assert!(name.len() <= 63 && name.ends_with("_pending_idx"), "{name}");
+        assert!(name.contains(&"é".repeat(16)), "{name}");
     }
 }

@@ -1,0 +1,226 @@
+-- doctrove_embed 0.3.0 -> 0.4.0: embedding jobs (see CHANGELOG.md): the job_definitions and
+-- job_grants tables, create_job() and the functions beside it, the jobs view, embed_pending() and
+-- get_papers_needing_embeddings_count() with a job name, and failures kept per job. A fresh
+-- 0.4.0 install and an updated one are checked to be the same
+-- (crates/doctrove_itest/tests/upgrade.rs).
+\echo Use "ALTER EXTENSION doctrove_embed UPDATE TO '0.4.0'" to load this file. \quit
+
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Failures are kept per job: the rows of 0.3.0 belong to the job default (the settings).
+ALTER TABLE doctrove_embed.failures ADD COLUMN job text NOT NULL DEFAULT 'default';
+ALTER TABLE doctrove_embed.failures DROP CONSTRAINT failures_pkey, ADD PRIMARY KEY (job, relid, paper_id);
+
+CREATE FUNCTION @extschema@."embed_pending"(
+	"batch" INT, /* i32 */
+	"job" TEXT /* & str */
+) RETURNS TABLE (
+	"successful_embeddings" INT,  /* i32 */
+	"failed_embeddings" INT,  /* i32 */
+	"fetch_ms" double precision,  /* f64 */
+	"api_ms" double precision,  /* f64 */
+	"db_ms" double precision  /* f64 */
+)
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'embed_pending_of_job_wrapper';
+
+CREATE FUNCTION @extschema@."get_papers_needing_embeddings_count"(
+	"job" TEXT /* & str */
+) RETURNS bigint /* i64 */
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'get_papers_needing_embeddings_count_of_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."create_job"(
+	"name" TEXT, /* & str */
+	"table_name" TEXT, /* & str */
+	"embedding_column" TEXT, /* & str */
+	"model" TEXT, /* & str */
+	"id_column" TEXT DEFAULT NULL, /* Option < & str > */
+	"title_column" TEXT DEFAULT 'doctrove_title', /* & str */
+	"abstract_column" TEXT DEFAULT 'doctrove_abstract', /* & str */
+	"dimensions" INT DEFAULT 0, /* i32 */
+	"model_version_column" TEXT DEFAULT '', /* & str */
+	"updated_at_column" TEXT DEFAULT '', /* & str */
+	"batch_size" INT DEFAULT 250, /* i32 */
+	"weight" INT DEFAULT 1, /* i32 */
+	"use_batch_api" bool DEFAULT false, /* bool */
+	"enabled" bool DEFAULT true /* bool */
+) RETURNS TEXT /* String */
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."alter_job"(
+	"name" TEXT, /* & str */
+	"embedding_column" TEXT DEFAULT NULL, /* Option < & str > */
+	"model" TEXT DEFAULT NULL, /* Option < & str > */
+	"id_column" TEXT DEFAULT NULL, /* Option < & str > */
+	"title_column" TEXT DEFAULT NULL, /* Option < & str > */
+	"abstract_column" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" INT DEFAULT NULL, /* Option < i32 > */
+	"model_version_column" TEXT DEFAULT NULL, /* Option < & str > */
+	"updated_at_column" TEXT DEFAULT NULL, /* Option < & str > */
+	"batch_size" INT DEFAULT NULL, /* Option < i32 > */
+	"weight" INT DEFAULT NULL, /* Option < i32 > */
+	"use_batch_api" bool DEFAULT NULL, /* Option < bool > */
+	"enabled" bool DEFAULT NULL /* Option < bool > */
+) RETURNS TEXT /* String */
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."drop_job"(
+	"name" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."pause_job"(
+	"name" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."resume_job"(
+	"name" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."grant_job"(
+	"name" TEXT, /* & str */
+	"role" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'grant_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."revoke_job"(
+	"name" TEXT, /* & str */
+	"role" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'revoke_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."job_snapshot"() RETURNS TABLE (
+	"name" TEXT,  /* String */
+	"table_name" TEXT,  /* String */
+	"embedding_column" TEXT,  /* String */
+	"model" TEXT,  /* String */
+	"dimensions" INT,  /* i32 */
+	"enabled" bool,  /* bool */
+	"weight" INT,  /* i32 */
+	"batch_size" INT,  /* i32 */
+	"pending" bigint,  /* Option < i64 > */
+	"pending_counted_at" double precision,  /* Option < f64 > */
+	"embedded" bigint,  /* i64 */
+	"failed" bigint,  /* i64 */
+	"papers_per_min" double precision,  /* f64 */
+	"eta_seconds" double precision,  /* Option < f64 > */
+	"tokens_used" bigint,  /* i64 */
+	"batch_tokens_used" bigint,  /* i64 */
+	"cost_usd" double precision,  /* f64 */
+	"last_error" TEXT,  /* Option < String > */
+	"last_error_at" double precision  /* Option < f64 > */
+)
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'job_snapshot_wrapper';
+
+-- Embedding jobs: which table's column a job fills, from which columns' text, with which model.
+-- Rows are written only by doctrove_embed.create_job() and the functions beside it, which let
+-- only the table's owner (a member of the owning role) or a superuser define a job; a job's
+-- statements run as the table's owner whoever runs it, so no role gets more from a job than the
+-- owner chose to give. PUBLIC has no right on either table: doctrove_embed.jobs shows each role
+-- the jobs it may run. Both are data: pg_dump keeps them.
+CREATE TABLE doctrove_embed.job_definitions (
+    name text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+    relid regclass NOT NULL,
+    id_column name NOT NULL,
+    title_column name NOT NULL,
+    abstract_column name NOT NULL DEFAULT '',
+    embedding_column name NOT NULL,
+    model text NOT NULL CHECK (model <> '' AND length(model) <= 200),
+    dimensions integer NOT NULL DEFAULT 0 CHECK (dimensions BETWEEN 0 AND 16000),
+    model_version_column name NOT NULL DEFAULT '',
+    updated_at_column name NOT NULL DEFAULT '',
+    batch_size integer NOT NULL DEFAULT 250 CHECK (batch_size BETWEEN 1 AND 100000),
+    weight integer NOT NULL DEFAULT 1 CHECK (weight BETWEEN 1 AND 1000),
+    use_batch_api boolean NOT NULL DEFAULT false,
+    enabled boolean NOT NULL DEFAULT true,
+    created_by name NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (relid, embedding_column)
+);
+COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';
+SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.job_definitions', '');
+
+-- Roles a job is granted to (doctrove_embed.grant_job): a member of one may run the job.
+CREATE TABLE doctrove_embed.job_grants (
+    job text NOT NULL REFERENCES doctrove_embed.job_definitions (name) ON DELETE CASCADE,
+    grantee regrole NOT NULL,
+    granted_by name NOT NULL,
+    PRIMARY KEY (job, grantee)
+);
+COMMENT ON TABLE doctrove_embed.job_grants IS 'Roles each embedding job is granted to';
+SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.job_grants', '');
+
+-- A dropped table's jobs go with it: a later table given the same OID must never inherit a job,
+-- or the roles it was granted to.
+CREATE FUNCTION doctrove_embed.forget_jobs_of_dropped_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM doctrove_embed.job_definitions
+    WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (ARRAY(
+        SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
+        WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid OPERATOR(pg_catalog.=) 0));
+END
+$$;
+CREATE EVENT TRIGGER doctrove_embed_forget_jobs ON sql_drop
+    EXECUTE FUNCTION doctrove_embed.forget_jobs_of_dropped_tables();
+
+-- Each job the caller may run, with its progress since the server started (from shared memory:
+-- no count of the table on read).
+CREATE VIEW doctrove_embed.jobs AS
+SELECT name, table_name, embedding_column, model, dimensions, enabled, weight, batch_size,
+       pending,
+       pg_catalog.to_timestamp(pending_counted_at) AS pending_counted_at,
+       embedded,
+       failed,
+       pg_catalog.round(papers_per_min::pg_catalog.numeric, 1) AS papers_per_min,
+       pg_catalog.make_interval(secs => pg_catalog.round(eta_seconds)) AS eta,
+       tokens_used,
+       batch_tokens_used,
+       pg_catalog.round(cost_usd::pg_catalog.numeric, 4) AS cost_usd,
+       last_error,
+       pg_catalog.to_timestamp(last_error_at) AS last_error_at
+FROM doctrove_embed.job_snapshot();
+
+-- The new objects' rights, as privileges.sql gives them in a fresh install (only these: a REVOKE
+-- on every table would record the grants roles hold today as the extension's own).
+REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
+    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
+    doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
+    doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
+    doctrove_embed.forget_jobs_of_dropped_tables() FROM PUBLIC;
+REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.jobs FROM PUBLIC;
+
+-- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) defines,
+-- changes or grants a job on it; a job runs for the roles it is granted to; the view shows each
+-- role the jobs it may run. Running the job default (the settings) through the forms that take
+-- a job name needs the right to run the forms without one.
+GRANT SELECT ON doctrove_embed.jobs TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
+    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
+    doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
+    doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.embed_pending(integer, text),
+    @extschema@.get_papers_needing_embeddings_count(text) TO PUBLIC;

@@ -1,0 +1,229 @@
+//! Defining embedding jobs: `create_job`, `alter_job`, `drop_job`, `pause_job`, `resume_job`,
+//! `grant_job` and `revoke_job`, and `job_snapshot()` behind the `doctrove_embed.jobs` view.
+//! Each checks the caller against the table's owner (`table::jobs`) and the definition against
+//! the table (`table::target`) before anything is recorded; a commit that creates, changes or
+//! resumes a job wakes an idle worker, which reads the jobs again.
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
+
+use crate::errors::UserError;
+use crate::pg::at_commit;
+use crate::table::job_store::{self as store, JobFields};
+use crate::table::jobs::{self, JobDefinition};
+
+fn check_name(name: &str) -> Result<(), UserError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        return Ok(());
+    }
+    Err(UserError::new(
+        ERRCODE_INVALID_NAME,
+        format!("\"{}\" is not a valid job name", name.escape_default()),
+    )
+    .hint("A job name is a lower-case letter followed by up to 62 lower-case letters, digits or underscores."))
+}
+
+/// Defines job `name`: fill `embedding_column` of `table_name` with vectors of `model`.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn create_job(
+    name: &str,
+    table_name: &str,
+    embedding_column: &str,
+    model: &str,
+    id_column: default!(Option<&str>, "NULL"),
+    title_column: default!(&str, "'doctrove_title'"),
+    abstract_column: default!(&str, "'doctrove_abstract'"),
+    dimensions: default!(i32, 0),
+    model_version_column: default!(&str, "''"),
+    updated_at_column: default!(&str, "''"),
+    batch_size: default!(i32, 250),
+    weight: default!(i32, 1),
+    use_batch_api: default!(bool, false),
+    enabled: default!(bool, true),
+) -> String {
+    let created = check_name(name).and_then(|()| {
+        let relid = store::table_of(table_name)?;
+        jobs::check_may_define(relid, "define a job")?;
+        let fields = JobFields {
+            id_column: match id_column {
+                Some(column) => column.to_string(),
+                None => store::primary_key_column(relid)?,
+            },
+            title_column: title_column.to_string(),
+            abstract_column: abstract_column.to_string(),
+            embedding_column: embedding_column.to_string(),
+            model: model.to_string(),
+            dimensions,
+            model_version_column: model_version_column.to_string(),
+            updated_at_column: updated_at_column.to_string(),
+            batch_size,
+            weight,
+            use_batch_api,
+            enabled,
+        };
+        store::insert(name, relid, &fields)
+    });
+    created.unwrap_or_else(|e| e.raise());
+    at_commit::wake_a_worker();
+    name.to_string()
+}
+
+/// Changes the given fields of job `name` (NULL keeps a field).
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn alter_job(
+    name: &str,
+    embedding_column: default!(Option<&str>, "NULL"),
+    model: default!(Option<&str>, "NULL"),
+    id_column: default!(Option<&str>, "NULL"),
+    title_column: default!(Option<&str>, "NULL"),
+    abstract_column: default!(Option<&str>, "NULL"),
+    dimensions: default!(Option<i32>, "NULL"),
+    model_version_column: default!(Option<&str>, "NULL"),
+    updated_at_column: default!(Option<&str>, "NULL"),
+    batch_size: default!(Option<i32>, "NULL"),
+    weight: default!(Option<i32>, "NULL"),
+    use_batch_api: default!(Option<bool>, "NULL"),
+    enabled: default!(Option<bool>, "NULL"),
+) -> String {
+    let altered = jobs::load(name).and_then(|job| {
+        jobs::check_may_define(job.relid, "change a job")?;
+        let mut fields = JobFields::of(&job);
+        let text = |new: Option<&str>, old: &mut String| {
+            if let Some(new) = new {
+                *old = new.to_string();
+            }
+        };
+        text(embedding_column, &mut fields.embedding_column);
+        text(model, &mut fields.model);
+        text(id_column, &mut fields.id_column);
+        text(title_column, &mut fields.title_column);
+        text(abstract_column, &mut fields.abstract_column);
+        text(model_version_column, &mut fields.model_version_column);
+        text(updated_at_column, &mut fields.updated_at_column);
+        fields.dimensions = dimensions.unwrap_or(fields.dimensions);
+        fields.batch_size = batch_size.unwrap_or(fields.batch_size);
+        fields.weight = weight.unwrap_or(fields.weight);
+        fields.use_batch_api = use_batch_api.unwrap_or(fields.use_batch_api);
+        fields.enabled = enabled.unwrap_or(fields.enabled);
+        store::update(name, job.relid, &fields)
+    });
+    altered.unwrap_or_else(|e| e.raise());
+    at_commit::wake_a_worker();
+    name.to_string()
+}
+
+/// The job, for a change by a role that may define jobs on its table.
+fn definable(name: &str, what: &str) -> JobDefinition {
+    let job = jobs::load(name).unwrap_or_else(|e| e.raise());
+    jobs::check_may_define(job.relid, what).unwrap_or_else(|e| e.raise());
+    job
+}
+
+/// Drops job `name` with its failure records; the column and its vectors stay.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn drop_job(name: &str) -> bool {
+    definable(name, "drop a job");
+    store::delete(name).unwrap_or_else(|e| e.raise());
+    true
+}
+
+/// Stops the workers and `embed_pending()` from running job `name` until it is resumed.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn pause_job(name: &str) -> bool {
+    let job = definable(name, "pause a job");
+    let mut fields = JobFields::of(&job);
+    fields.enabled = false;
+    store::update(name, job.relid, &fields).unwrap_or_else(|e| e.raise());
+    true
+}
+
+/// Lets job `name` run again.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn resume_job(name: &str) -> bool {
+    let job = definable(name, "resume a job");
+    let mut fields = JobFields::of(&job);
+    fields.enabled = true;
+    store::update(name, job.relid, &fields).unwrap_or_else(|e| e.raise());
+    at_commit::wake_a_worker();
+    true
+}
+
+/// Lets the members of `role` run job `name` (as the table's owner).
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn grant_job(name: &str, role: &str) -> bool {
+    definable(name, "grant a job");
+    store::grant(name, role).unwrap_or_else(|e| e.raise());
+    true
+}
+
+/// Takes job `name` back from `role`; returns whether it had been granted.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn revoke_job(name: &str, role: &str) -> bool {
+    definable(name, "revoke a job");
+    store::revoke(name, role).unwrap_or_else(|e| e.raise())
+}
+
+/// The figures behind the `doctrove_embed.jobs` view: the jobs the caller may run, with their
+/// figures since the server started (from shared memory: the table is never counted here).
+#[allow(clippy::type_complexity)]
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn job_snapshot() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(table_name, String),
+        name!(embedding_column, String),
+        name!(model, String),
+        name!(dimensions, i32),
+        name!(enabled, bool),
+        name!(weight, i32),
+        name!(batch_size, i32),
+        name!(pending, Option<i64>),
+        name!(pending_counted_at, Option<f64>),
+        name!(embedded, i64),
+        name!(failed, i64),
+        name!(papers_per_min, f64),
+        name!(eta_seconds, Option<f64>),
+        name!(tokens_used, i64),
+        name!(batch_tokens_used, i64),
+        name!(cost_usd, f64),
+        name!(last_error, Option<String>),
+        name!(last_error_at, Option<f64>),
+    ),
+> {
+    let rows = jobs::visible_jobs().unwrap_or_else(|e| e.raise());
+    let price = crate::settings::gucs::PRICE_PER_MILLION_TOKENS.get() / 1_000_000.0;
+    TableIterator::new(rows.into_iter().map(move |(job, table, failed)| {
+        let figures = crate::pg::job_figures::of(crate::pg::job_figures::JobKey::here(&job.spec.job));
+        let seconds = |ms: i64| (ms > 0).then_some(ms as f64 / 1000.0);
+        let rate = figures.map_or(0.0, |f| f.per_minute());
+        let pending = figures.and_then(|f| f.pending);
+        (
+            job.spec.job.clone(),
+            table,
+            job.spec.embedding_column.clone(),
+            job.model.clone(),
+            job.spec.dimensions,
+            job.enabled,
+            job.weight,
+            job.batch_size,
+            pending,
+            figures.and_then(|f| seconds(f.pending_counted_ms)),
+            figures.map_or(0, |f| f.embedded as i64),
+            failed,
+            rate,
+            pending.filter(|_| rate > 0.0).map(|p| p as f64 / rate * 60.0),
+            figures.map_or(0, |f| f.tokens as i64),
+            figures.map_or(0, |f| f.batch_tokens as i64),
+            figures.map_or(0.0, |f| f.tokens as f64 * price + f.batch_tokens as f64 * price / 2.0),
+            figures.and_then(|f| f.last_error()),
+            figures.and_then(|f| seconds(f.last_error_ms)),
+        )
+    }))
+}

@@ -1,0 +1,224 @@
+//! Each job's figures since the server started, in shared memory, for `doctrove_embed.jobs`:
+//! papers embedded and failed, tokens, the last pending count (lowered by each batch since), a
+//! per-minute rate over the last ten minutes and the last error. A job is keyed by its database
+//! and name; the table holds [`JOB_SLOTS`] jobs, the least recently active giving its slot to a
+//! new one (its figures start again from zero).
+//!
+//! Like `shared_state`, it exists only when the library is preloaded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+use crate::pg::clock::unix_now_ms;
+
+/// Jobs whose figures are kept at once (over every database of the server).
+pub const JOB_SLOTS: usize = 128;
+const NAME_BYTES: usize = 64;
+const ERROR_BYTES: usize = 256;
+/// Minutes of the rate window (and one for the minute under way).
+const MINUTES: usize = 11;
+
+/// A job's name as stored: at most 63 bytes (job names are checked to fit).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct JobKey {
+    database: u32,
+    len: u8,
+    name: [u8; NAME_BYTES],
+}
+
+impl JobKey {
+    /// The key of job `name` in the current database.
+    pub fn here(name: &str) -> JobKey {
+        let mut key = JobKey {
+            // SAFETY: reads this backend's database.
+            database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+            len: 0,
+            name: [0; NAME_BYTES],
+        };
+        let mut end = name.len().min(NAME_BYTES - 1);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        key.name[..end].copy_from_slice(&name.as_bytes()[..end]);
+        key.len = end as u8;
+        key
+    }
+
+    const EMPTY: JobKey = JobKey {
+        database: 0,
+        len: 0,
+        name: [0; NAME_BYTES],
+    };
+}
+
+impl Default for JobKey {
+    /// No job: figures that belong to none.
+    fn default() -> Self {
+        JobKey::EMPTY
+    }
+}
+
+/// One job's figures.
+#[derive(Clone, Copy)]
+pub struct JobSlot {
+    key: JobKey,
+    /// When the slot was last written (unix ms): the least recent gives way.
+    touched_ms: i64,
+    pub embedded: u64,
+    pub failed: u64,
+    /// Tokens at the live endpoint's price, and collected from the Batch API at its own.
+    pub tokens: u64,
+    pub batch_tokens: u64,
+    pub pending: Option<i64>,
+    pub pending_counted_ms: i64,
+    pub last_batch_ms: i64,
+    /// (minute since the epoch, papers embedded in it).
+    minutes: [(i64, u32); MINUTES],
+    error: [u8; ERROR_BYTES],
+    error_len: usize,
+    pub last_error_ms: i64,
+}
+
+impl JobSlot {
+    const EMPTY: JobSlot = JobSlot {
+        key: JobKey::EMPTY,
+        touched_ms: 0,
+        embedded: 0,
+        failed: 0,
+        tokens: 0,
+        batch_tokens: 0,
+        pending: None,
+        pending_counted_ms: 0,
+        last_batch_ms: 0,
+        minutes: [(0, 0); MINUTES],
+        error: [0; ERROR_BYTES],
+        error_len: 0,
+        last_error_ms: 0,
+    };
+
+    /// Papers per minute over the last ten whole minutes and the one under way.
+    pub fn per_minute(&self) -> f64 {
+        let now_minute = unix_now_ms() / 60_000;
+        let recent: u64 = self
+            .minutes
+            .iter()
+            .filter(|(minute, _)| now_minute - minute < MINUTES as i64)
+            .map(|(_, count)| u64::from(*count))
+            .sum();
+        let elapsed_minutes = (MINUTES - 1) as f64 + (unix_now_ms() % 60_000) as f64 / 60_000.0;
+        recent as f64 / elapsed_minutes
+    }
+
+    /// The last error's text, if any.
+    pub fn last_error(&self) -> Option<String> {
+        (self.error_len > 0).then(|| String::from_utf8_lossy(&self.error[..self.error_len]).into_owned())
+    }
+
+    fn add_minute(&mut self, now_ms: i64, embedded: u64) {
+        let minute = now_ms / 60_000;
+        let slot = &mut self.minutes[(minute as usize) % MINUTES];
+        if slot.0 != minute {
+            *slot = (minute, 0);
+        }
+        slot.1 = slot.1.saturating_add(embedded.min(u64::from(u32::MAX)) as u32);
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct JobFigures {
+    slots: [JobSlot; JOB_SLOTS],
+}
+
+impl Default for JobFigures {
+    fn default() -> Self {
+        JobFigures {
+            slots: [JobSlot::EMPTY; JOB_SLOTS],
+        }
+    }
+}
+
+// SAFETY: plain data.
+unsafe impl PGRXSharedMemory for JobFigures {}
+
+static FIGURES: PgLwLock<JobFigures> = unsafe { PgLwLock::new(c"doctrove_embed_job_figures") };
+static AVAILABLE: AtomicBool = AtomicBool::new(false);
+
+/// Requests the shared memory; only from `_PG_init` while preloading.
+pub fn init() {
+    pg_shmem_init!(FIGURES);
+    AVAILABLE.store(true, Ordering::SeqCst);
+}
+
+/// Runs `f` on job `key`'s slot (taking the least recently written one for a new job).
+fn with_slot(key: JobKey, f: impl FnOnce(&mut JobSlot)) {
+    if !AVAILABLE.load(Ordering::SeqCst) {
+        return;
+    }
+    let now = unix_now_ms();
+    let mut figures = FIGURES.exclusive();
+    let index = match figures.slots.iter().position(|s| s.key == key) {
+        Some(i) => i,
+        None => {
+            let (i, _) = figures
+                .slots
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.touched_ms)
+                .expect("JOB_SLOTS > 0");
+            figures.slots[i] = JobSlot { key, ..JobSlot::EMPTY };
+            i
+        }
+    };
+    let slot = &mut figures.slots[index];
+    slot.touched_ms = now;
+    f(slot);
+}
+
+/// Adds a committed batch of job `key`.
+pub fn record_batch(key: JobKey, embedded: u64, failed: u64, tokens: u64, batch_tokens: u64) {
+    let now = unix_now_ms();
+    with_slot(key, |slot| {
+        slot.embedded += embedded;
+        slot.failed += failed;
+        slot.tokens += tokens;
+        slot.batch_tokens += batch_tokens;
+        slot.last_batch_ms = now;
+        slot.add_minute(now, embedded);
+        if let Some(pending) = slot.pending.as_mut() {
+            *pending = (*pending - embedded as i64).max(0);
+        }
+    });
+}
+
+/// Stores a fresh pending count of job `key`.
+pub fn store_pending(key: JobKey, pending: i64) {
+    let now = unix_now_ms();
+    with_slot(key, |slot| {
+        slot.pending = Some(pending);
+        slot.pending_counted_ms = now;
+    });
+}
+
+/// Records the error that stopped a batch of job `key`.
+pub fn record_error(key: JobKey, message: &str) {
+    let now = unix_now_ms();
+    with_slot(key, |slot| {
+        let mut end = message.len().min(ERROR_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        slot.error[..end].copy_from_slice(&message.as_bytes()[..end]);
+        slot.error_len = end;
+        slot.last_error_ms = now;
+    });
+}
+
+/// A copy of job `key`'s figures, if it has any.
+pub fn of(key: JobKey) -> Option<JobSlot> {
+    if !AVAILABLE.load(Ordering::SeqCst) {
+        return None;
+    }
+    FIGURES.share().slots.iter().find(|s| s.key == key).copied()
+}

@@ -1,0 +1,302 @@
+//! Embedding jobs in `doctrove_embed.job_definitions`: reading one, and who may define or run
+//! it. Only the table's owner (a member of the owning role) or a superuser defines a job on a
+//! table; a job runs as the table's owner, by the roles that may define it and those it is
+//! granted to (`doctrove_embed.job_grants`). The tables are read and written as the extension's
+//! owner (PUBLIC has no right on them), with statements that touch nothing else.
+//!
+//! The settings (`doctrove_embed.table` and the rest) are the job `default` until a job of that
+//! name is created: they keep working as in 0.3.0, with the caller's rights in a session and the
+//! table owner's in the workers.
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
+
+use crate::errors::{internal, UserError};
+use crate::pg::identity::{as_extension, with_catalog_search_path, Acting};
+use crate::table::target::{resolve, resolve_spec, TableRef, Target, TargetSpec, SETTINGS_JOB};
+
+/// A job as recorded.
+#[derive(Clone, Debug)]
+pub struct JobDefinition {
+    pub spec: TargetSpec,
+    pub relid: pg_sys::Oid,
+    pub model: String,
+    pub batch_size: i32,
+    pub weight: i32,
+    pub use_batch_api: bool,
+    pub enabled: bool,
+}
+
+/// Which job a call names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobChoice {
+    /// The settings: the job `default` while none of that name is recorded.
+    Settings,
+    /// A recorded job.
+    Named(String),
+}
+
+impl JobChoice {
+    /// The job a call names (`None`: `default`): the recorded job of that name, else for
+    /// `default` the settings.
+    pub fn of(name: Option<&str>) -> Result<JobChoice, UserError> {
+        let name = name.unwrap_or(SETTINGS_JOB);
+        if name == SETTINGS_JOB && !exists(name)? {
+            return Ok(JobChoice::Settings);
+        }
+        Ok(JobChoice::Named(name.to_string()))
+    }
+
+    /// The job's name as recorded with failures and figures.
+    pub fn name(&self) -> &str {
+        match self {
+            JobChoice::Settings => SETTINGS_JOB,
+            JobChoice::Named(name) => name,
+        }
+    }
+}
+
+fn exists(name: &str) -> Result<bool, UserError> {
+    as_extension(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM doctrove_embed.job_definitions WHERE name = $1)",
+            &[name.into()],
+        )
+    })
+    .map(|found| found.unwrap_or(false))
+    .map_err(internal("read doctrove_embed.job_definitions"))
+}
+
+const DEFINITION_COLUMNS: &str = "name, relid::oid, id_column::text, title_column::text, abstract_column::text, \
+     embedding_column::text, model, dimensions, model_version_column::text, updated_at_column::text, batch_size, \
+     weight, use_batch_api, enabled";
+
+fn definition_from(row: pgrx::spi::SpiHeapTupleData) -> Result<JobDefinition, pgrx::spi::Error> {
+    let text = |i: usize| row.get::<String>(i).map(Option::unwrap_or_default);
+    let relid = row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid);
+    Ok(JobDefinition {
+        spec: TargetSpec {
+            job: text(1)?,
+            table: TableRef::Relid(relid),
+            id_column: text(3)?,
+            title_column: text(4)?,
+            abstract_column: text(5)?,
+            embedding_column: text(6)?,
+            model_version_column: text(9)?,
+            updated_at_column: text(10)?,
+            dimensions: row.get::<i32>(8)?.unwrap_or(0),
+        },
+        relid,
+        model: text(7)?,
+        batch_size: row.get::<i32>(11)?.unwrap_or(1),
+        weight: row.get::<i32>(12)?.unwrap_or(1),
+        use_batch_api: row.get::<bool>(13)?.unwrap_or(false),
+        enabled: row.get::<bool>(14)?.unwrap_or(false),
+    })
+}
+
+/// The recorded job `name`; 42704 when there is none.
+pub fn load(name: &str) -> Result<JobDefinition, UserError> {
+    let found = as_extension(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                &format!("SELECT {DEFINITION_COLUMNS} FROM doctrove_embed.job_definitions WHERE name = $1"),
+                None,
+                &[name.into()],
+            )?;
+            rows.into_iter().next().map(definition_from).transpose()
+        })
+    })
+    .map_err(internal("read doctrove_embed.job_definitions"))?;
+    found.ok_or_else(|| {
+        UserError::new(ERRCODE_UNDEFINED_OBJECT, format!("job \"{name}\" does not exist"))
+            .hint("doctrove_embed.jobs lists the jobs you may run; doctrove_embed.create_job() defines one.")
+    })
+}
+
+/// Every enabled job whose table is in this database, by name.
+pub fn enabled_jobs() -> Result<Vec<JobDefinition>, UserError> {
+    as_extension(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &format!("SELECT {DEFINITION_COLUMNS} FROM doctrove_embed.job_definitions WHERE enabled ORDER BY name"),
+                    None,
+                    &[],
+                )?
+                .map(definition_from)
+                .collect::<Result<Vec<_>, _>>()
+        })
+    })
+    .map_err(internal("read doctrove_embed.job_definitions"))
+}
+
+/// The current user (not the session user: inside a SECURITY DEFINER function, its owner).
+fn current_user() -> pg_sys::Oid {
+    // SAFETY: reads this backend's current user.
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// Whether the current user is a superuser or a member of the role that owns `relid`.
+pub fn may_define(relid: pg_sys::Oid) -> Result<bool, UserError> {
+    // SAFETY: a catalog lookup of the current user.
+    if unsafe { pg_sys::superuser() } {
+        return Ok(true);
+    }
+    with_catalog_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.pg_has_role($1, c.relowner, 'MEMBER') FROM pg_catalog.pg_class c WHERE c.oid = $2",
+            &[current_user().into(), relid.into()],
+        )
+    })
+    .map(|may| may.unwrap_or(false))
+    .map_err(internal("check the owner of the table"))
+}
+
+fn granted(name: &str) -> Result<bool, UserError> {
+    let user = current_user();
+    as_extension(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM doctrove_embed.job_grants g JOIN pg_catalog.pg_roles r ON r.oid = g.grantee \
+             WHERE g.job = $1 AND pg_catalog.pg_has_role($2, g.grantee, 'MEMBER'))",
+            &[name.into(), user.into()],
+        )
+    })
+    .map(|found| found.unwrap_or(false))
+    .map_err(internal("read doctrove_embed.job_grants"))
+}
+
+fn table_name(relid: pg_sys::Oid) -> String {
+    with_catalog_search_path(|| {
+        Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[relid.into()])
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| format!("OID {}", relid.to_u32()))
+}
+
+/// Refuses (42501) a role that may not define jobs on `relid`.
+pub fn check_may_define(relid: pg_sys::Oid, what: &str) -> Result<(), UserError> {
+    if may_define(relid)? {
+        return Ok(());
+    }
+    let table = table_name(relid);
+    Err(UserError::new(
+        ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied to {what} on table {table}"),
+    )
+    .detail("A job's statements run as the table's owner: only that owner (or a member of the owning role) or a superuser defines, changes or grants one.")
+    .hint(format!("Ask the owner of {table} to do it.")))
+}
+
+/// Refuses (42501) a caller who may not run `job` (checked before any request is sent), and
+/// (55000) a paused job.
+pub fn check_may_run(job: &JobDefinition) -> Result<(), UserError> {
+    let name = &job.spec.job;
+    if !(may_define(job.relid)? || granted(name)?) {
+        return Err(UserError::new(
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for job \"{name}\""),
+        )
+        .detail("Nothing was sent to the API.")
+        .hint(format!(
+            "The table's owner can grant it: SELECT doctrove_embed.grant_job('{}', 'ROLE');",
+            name.replace('\'', "''")
+        )));
+    }
+    if !job.enabled {
+        return Err(
+            UserError::new(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("job \"{name}\" is paused"))
+                .detail("Nothing was sent to the API.")
+                .hint(format!("SELECT doctrove_embed.resume_job('{}');", name.replace('\'', "''"))),
+        );
+    }
+    Ok(())
+}
+
+/// What a job's batch needs: the checked definition, the model and dimensions to ask for, and
+/// whose rights its statements use.
+pub struct Prepared {
+    pub spec: TargetSpec,
+    /// `None`: the settings' model.
+    pub model: Option<String>,
+    pub acting: Acting,
+    pub from_catalog: bool,
+}
+
+impl Prepared {
+    /// The job's table and columns, checked. The settings' names must not come from `ALTER
+    /// DATABASE` or `ALTER ROLE` (see `target::resolve`).
+    pub fn target(&self) -> Result<Target, UserError> {
+        if self.from_catalog {
+            resolve_spec(&self.spec)
+        } else {
+            resolve()
+        }
+    }
+
+    /// The API settings with the job's model and dimensions.
+    pub fn config(&self) -> Result<embed_core::ApiConfig, UserError> {
+        let mut config = crate::http::config::current_config()?;
+        if let Some(model) = &self.model {
+            config.model = model.clone();
+            config.dimensions = self.spec.dimensions.max(0) as u32;
+        }
+        Ok(config)
+    }
+}
+
+/// The job `choice` names, checked for the caller: a recorded job runs as its table's owner
+/// whoever calls it (once the caller is found allowed); the settings run with `acting`.
+pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError> {
+    match choice {
+        JobChoice::Settings => Ok(Prepared {
+            spec: TargetSpec::from_settings(),
+            model: None,
+            acting,
+            from_catalog: false,
+        }),
+        JobChoice::Named(name) => {
+            let job = load(name)?;
+            check_may_run(&job)?;
+            Ok(Prepared {
+                spec: job.spec,
+                model: Some(job.model),
+                acting: Acting::TableOwner,
+                from_catalog: true,
+            })
+        }
+    }
+}
+
+/// The jobs the current user may run, each with its table's name and its papers recorded in
+/// `doctrove_embed.failures`.
+pub fn visible_jobs() -> Result<Vec<(JobDefinition, String, i64)>, UserError> {
+    let all = as_extension(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    &format!(
+                        "SELECT {DEFINITION_COLUMNS}, relid::text, (SELECT count(*) FROM doctrove_embed.failures f WHERE f.job = d.name) \
+                         FROM doctrove_embed.job_definitions d ORDER BY name"
+                    ),
+                    None,
+                    &[],
+                )?
+                .map(|row| {
+                    let table = row.get::<String>(15)?.unwrap_or_default();
+                    let failed = row.get::<i64>(16)?.unwrap_or(0);
+                    Ok((definition_from(row)?, table, failed))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+    })
+    .map_err(internal("read doctrove_embed.job_definitions"))?;
+    let mut visible = Vec::new();
+    for (job, table, failed) in all {
+        if may_define(job.relid)? || granted(&job.spec.job)? {
+            visible.push((job, table, failed));
+        }
+    }
+    Ok(visible)
+}

@@ -1,0 +1,99 @@
+-- Embedding jobs: what a definition is checked for, who may define, change, grant and run a
+-- job, and what each role sees of them. Errors carry their SQLSTATE.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+\set mock `echo "$DOCTROVE_TEST_MOCK"`
+CREATE ROLE regress_job_owner;
+CREATE ROLE regress_job_runner;
+CREATE ROLE regress_job_stranger;
+CREATE TABLE job_papers (paper_id bigint PRIMARY KEY, doctrove_title text, doctrove_abstract text,
+    doctrove_embedding vector(4), small_embedding vector(4), made_by text, tags text[]);
+ALTER TABLE job_papers OWNER TO regress_job_owner;
+INSERT INTO job_papers (paper_id, doctrove_title, doctrove_abstract) VALUES
+    (1, 'Deep Residual Learning', 'We present a residual learning framework.'),
+    (2, 'Attention Is All You Need', NULL);
+SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_jobs/dim=4/v1', false) IS NOT NULL AS pointed;
+
+-- Only the table's owner (or a superuser) defines a job on it.
+SET ROLE regress_job_stranger;
+SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model');
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE regress_job_owner;
+-- Definitions are checked against the table before they are recorded.
+SELECT doctrove_embed.create_job('Small', 'job_papers', 'small_embedding', 'small-model');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'no_such_table', 'small_embedding', 'small-model');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'job_papers', 'no_such_column', 'small-model');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'job_papers', 'tags', 'small-model');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model', dimensions => 8);
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', '');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model', weight => 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model', batch_size => 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model', use_batch_api => true);
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model', model_version_column => 'made_by');
+-- One job per name, and one job per column.
+SELECT doctrove_embed.create_job('small', 'job_papers', 'doctrove_embedding', 'other-model');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('small_again', 'job_papers', 'small_embedding', 'other-model');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.grant_job('small', 'regress_no_such_role');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.grant_job('small', 'regress_job_runner');
+SELECT name, table_name, embedding_column, model, dimensions, enabled, weight, batch_size FROM doctrove_embed.jobs;
+
+-- A role the job is not granted to is refused before any request; a granted one runs it as the
+-- table's owner (it has no right on the table itself).
+SET ROLE regress_job_stranger;
+SELECT * FROM embed_pending(10, 'small');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS jobs_seen FROM doctrove_embed.jobs;
+SELECT * FROM embed_pending(10, 'no_such_job');
+\echo :LAST_ERROR_SQLSTATE
+-- The job default (the settings) through the form with a job name needs the right to run the
+-- form without one.
+SELECT * FROM embed_pending(10, 'default');
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE regress_job_runner;
+SELECT doctrove_embed.alter_job('small', model => 'runner-model');
+\echo :LAST_ERROR_SQLSTATE
+SELECT get_papers_needing_embeddings_count('small');
+SELECT successful_embeddings, failed_embeddings FROM embed_pending(10, 'small');
+SELECT count(*) AS jobs_seen FROM doctrove_embed.jobs;
+RESET ROLE;
+SELECT paper_id, small_embedding IS NOT NULL AS embedded, made_by, doctrove_embedding IS NULL AS default_untouched
+FROM job_papers ORDER BY paper_id;
+SELECT name, embedded, failed, pending FROM doctrove_embed.jobs;
+
+-- A paused job is refused (55000); its owner changes and resumes it.
+SET ROLE regress_job_owner;
+SELECT doctrove_embed.pause_job('small');
+SET ROLE regress_job_runner;
+SELECT * FROM embed_pending(10, 'small');
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE regress_job_owner;
+SELECT doctrove_embed.alter_job('small', batch_size => 100, weight => 5, enabled => true);
+SELECT doctrove_embed.alter_job('small', embedding_column => 'doctrove_embedding', title_column => 'no_such_column');
+\echo :LAST_ERROR_SQLSTATE
+SELECT name, enabled, weight, batch_size FROM doctrove_embed.jobs;
+SELECT doctrove_embed.revoke_job('small', 'regress_job_runner');
+SELECT doctrove_embed.drop_job('small');
+RESET ROLE;
+SELECT count(*) AS jobs_left FROM doctrove_embed.job_definitions;
+-- PUBLIC reads neither table behind the view.
+SET ROLE regress_job_stranger;
+SELECT count(*) FROM doctrove_embed.job_definitions;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM doctrove_embed.job_grants;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+RESET doctrove_embed.api_base_url;
+DROP TABLE job_papers;
+DROP ROLE regress_job_owner, regress_job_runner, regress_job_stranger;
