@@ -133,6 +133,34 @@ STRICT PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'job_snapshot_wrapper';
 
+CREATE FUNCTION doctrove_embed."use_job_for_search"(
+	"name" TEXT /* & str */
+) RETURNS TEXT /* String */
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'use_job_for_search_wrapper';
+
+CREATE FUNCTION doctrove_embed."create_pending_index"(
+	"job" TEXT /* & str */
+) RETURNS TEXT /* String */
+STRICT PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_pending_index_of_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."pending_index_command"(
+	"job" TEXT /* & str */
+) RETURNS TEXT /* String */
+STRICT PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pending_index_command_of_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."create_hnsw_index"(
+	"job" TEXT /* & str */
+) RETURNS TEXT /* String */
+STRICT PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_hnsw_index_of_job_wrapper';
+
 -- Embedding jobs: which table's column a job fills, from which columns' text, with which model.
 -- Rows are written only by doctrove_embed.create_job() and the functions beside it, which let
 -- only the table's owner (a member of the owning role) or a superuser define a job; a job's
@@ -185,6 +213,19 @@ $$;
 CREATE EVENT TRIGGER doctrove_embed_forget_jobs ON sql_drop
     EXECUTE FUNCTION doctrove_embed.forget_jobs_of_dropped_tables();
 
+-- Which job's column search() and similar_papers() read for a table, chosen by its owner with
+-- doctrove_embed.use_job_for_search(); a table without a row is searched through the job
+-- default (the settings). One row per table, switched in one statement: a search reads the old
+-- job's column or the new one's, never both. Data: pg_dump keeps it.
+CREATE TABLE doctrove_embed.search_targets (
+    relid regclass PRIMARY KEY,
+    job text NOT NULL REFERENCES doctrove_embed.job_definitions (name) ON DELETE CASCADE,
+    switched_by name NOT NULL,
+    switched_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE doctrove_embed.search_targets IS 'The job whose column each table is searched through';
+SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.search_targets', '');
+
 -- Each job the caller may run, with its progress since the server started (from shared memory:
 -- no count of the table on read).
 CREATE VIEW doctrove_embed.jobs AS
@@ -209,8 +250,11 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
-    doctrove_embed.forget_jobs_of_dropped_tables() FROM PUBLIC;
-REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.jobs FROM PUBLIC;
+    doctrove_embed.forget_jobs_of_dropped_tables(), doctrove_embed.use_job_for_search(text),
+    doctrove_embed.create_pending_index(text), doctrove_embed.pending_index_command(text),
+    doctrove_embed.create_hnsw_index(text) FROM PUBLIC;
+REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
+    doctrove_embed.jobs FROM PUBLIC;
 
 -- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) defines,
 -- changes or grants a job on it; a job runs for the roles it is granted to; the view shows each
@@ -221,6 +265,8 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
     doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
-    doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text) TO PUBLIC;
+    doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
+    doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),
+    doctrove_embed.pending_index_command(text), doctrove_embed.create_hnsw_index(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.embed_pending(integer, text),
     @extschema@.get_papers_needing_embeddings_count(text) TO PUBLIC;

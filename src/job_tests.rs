@@ -204,3 +204,77 @@ fn a_dropped_table_takes_its_jobs_and_grants_with_it() {
     assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM doctrove_embed.job_grants").unwrap(), Some(0));
     assert_eq!(sqlstate_of("SELECT embed_pending(10, 'local')"), "42704");
 }
+
+#[pg_test]
+fn searches_switch_to_a_complete_indexed_job_in_one_step_and_back() {
+    use_mock("job_search", "dim=16/");
+    create_papers("bigint", "(16)");
+    Spi::run("ALTER TABLE doctrove_papers ADD COLUMN local_embedding vector(8), ADD COLUMN local_model text").unwrap();
+    let papers16 = embedded_papers(30);
+    Spi::run(
+        "SELECT doctrove_embed.create_job('local', 'doctrove_papers', 'local_embedding', 'local-model', \
+         dimensions => 8, model_version_column => 'local_model')",
+    )
+    .unwrap();
+    // Not before the job is complete, nor before its column has an HNSW index.
+    assert_eq!(sqlstate_of("SELECT doctrove_embed.use_job_for_search('local')"), "55000");
+    assert_eq!(embed_job(100, "local"), (30, 0));
+    assert_eq!(sqlstate_of("SELECT doctrove_embed.use_job_for_search('local')"), "55000");
+    assert_eq!(
+        Spi::get_one::<String>("SELECT doctrove_embed.create_hnsw_index('local')").unwrap(),
+        Some("public.doctrove_papers_local_embedding_hnsw_idx".into())
+    );
+    let query = "graph neural networks";
+    let before = ids(&format!("SELECT paper_id FROM doctrove_embed.search('{query}', 3)"));
+    assert_eq!(before, exact_order(&vector_for(query, 16), &papers16)[..3]);
+    assert_eq!(stats("job_search")["last_model"], "text-embedding-3-small");
+
+    Spi::run("SELECT doctrove_embed.use_job_for_search('local')").unwrap();
+    let papers8: Vec<(i64, Vec<f32>)> = (1..=30).map(|id| (id, local_vector(id).unwrap())).collect();
+    let after = ids(&format!("SELECT paper_id FROM doctrove_embed.search('{query}', 3)"));
+    assert_eq!(after, exact_order(&vector_for(query, 8), &papers8)[..3]);
+    let s = stats("job_search");
+    assert_eq!((s["last_model"].as_str(), s["last_dimensions"].as_i64()), (Some("local-model"), Some(8)));
+    let others: Vec<(i64, Vec<f32>)> = papers8.iter().filter(|(id, _)| *id != 5).cloned().collect();
+    assert_eq!(
+        ids("SELECT paper_id FROM doctrove_embed.similar_papers('5', 4)"),
+        exact_order(&papers8[4].1, &others)[..4]
+    );
+    // The job searches read keeps its model and cannot be dropped.
+    assert_eq!(sqlstate_of("SELECT doctrove_embed.alter_job('local', model => 'other-model')"), "55006");
+    assert_eq!(sqlstate_of("SELECT doctrove_embed.drop_job('local')"), "2BP01");
+
+    Spi::run("SELECT doctrove_embed.use_job_for_search('default')").unwrap();
+    assert_eq!(ids(&format!("SELECT paper_id FROM doctrove_embed.search('{query}', 3)")), before);
+    Spi::run("SELECT doctrove_embed.drop_job('local')").unwrap();
+}
+
+#[pg_test]
+fn a_model_change_embeds_again_only_the_vectors_another_model_made() {
+    use_mock("job_model", "dim=8/");
+    create_two_column_papers();
+    create_local_job();
+    assert_eq!(embed_job(10, "local"), (3, 0));
+    // Paper 2 is re-embedded by hand with the next model already.
+    Spi::run("UPDATE doctrove_papers SET local_model = 'next-model' WHERE doctrove_paper_id = 2").unwrap();
+    Spi::run("SELECT doctrove_embed.alter_job('local', model => 'next-model')").unwrap();
+    assert_eq!(
+        Spi::get_one::<i64>("SELECT get_papers_needing_embeddings_count('local')").unwrap(),
+        Some(2)
+    );
+    assert_eq!(embed_job(10, "local"), (2, 0));
+    let s = stats("job_model");
+    assert_eq!((s["inputs"].as_i64(), s["last_model"].as_str()), (Some(5), Some("next-model")));
+    assert_eq!(
+        Spi::get_one::<i64>("SELECT count(*) FROM doctrove_papers WHERE local_model = 'next-model'").unwrap(),
+        Some(3)
+    );
+    assert_eq!(local_vector(1), Some(vector_for("Title: Alpha Abstract: about Alpha", 8)));
+    // A job that records no model per vector cannot change its model in place.
+    Spi::run(
+        "SELECT doctrove_embed.create_job('bare', 'doctrove_papers', 'doctrove_embedding', 'm1'); \
+         SELECT 1",
+    )
+    .unwrap();
+    assert_eq!(sqlstate_of("SELECT doctrove_embed.alter_job('bare', model => 'm2')"), "55000");
+}

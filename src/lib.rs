@@ -34,6 +34,7 @@ extension_sql_file!(
 extension_sql_file!("../sql/batches.sql", name = "batches", requires = ["failures"]);
 // After batches: the configuration tables are listed in the order an update from 0.3.0 adds them.
 extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["batches"]);
+extension_sql_file!("../sql/search_targets.sql", name = "search_targets", requires = ["jobs"]);
 extension_sql_file!(
     "../sql/job_views.sql",
     name = "job_views",

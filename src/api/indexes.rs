@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+use crate::table::jobs::target_to_index;
 use crate::table::target::resolve;
 use crate::table::{pending_index, similarity};
 
@@ -19,6 +20,29 @@ fn create_pending_index() -> String {
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn pending_index_command() -> String {
     resolve().unwrap_or_else(|e| e.raise()).names.create_pending_index(true)
+}
+
+/// The same for job `job`'s column.
+#[pg_extern(schema = "doctrove_embed", name = "create_pending_index", parallel_unsafe)]
+fn create_pending_index_of_job(job: &str) -> String {
+    let target = target_to_index(job).unwrap_or_else(|e| e.raise());
+    pending_index::create(&target).unwrap_or_else(|e| e.raise())
+}
+
+/// The same for job `job`'s column.
+#[pg_extern(schema = "doctrove_embed", name = "pending_index_command", parallel_unsafe)]
+fn pending_index_command_of_job(job: &str) -> String {
+    target_to_index(job)
+        .unwrap_or_else(|e| e.raise())
+        .names
+        .create_pending_index(true)
+}
+
+/// The same for job `job`'s column (`use_job_for_search()` wants one).
+#[pg_extern(schema = "doctrove_embed", name = "create_hnsw_index", parallel_unsafe)]
+fn create_hnsw_index_of_job(job: &str) -> String {
+    let target = target_to_index(job).unwrap_or_else(|e| e.raise());
+    similarity::create_hnsw_index(&target).unwrap_or_else(|e| e.raise())
 }
 
 /// Builds an HNSW index for cosine distance on the embedding column (pgvector's default

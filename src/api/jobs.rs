@@ -1,5 +1,6 @@
 //! Defining embedding jobs: `create_job`, `alter_job`, `drop_job`, `pause_job`, `resume_job`,
-//! `grant_job` and `revoke_job`, and `job_snapshot()` behind the `doctrove_embed.jobs` view.
+//! `grant_job` and `revoke_job`, `use_job_for_search`, and `job_snapshot()` behind the
+//! `doctrove_embed.jobs` view.
 //! Each checks the caller against the table's owner (`table::jobs`) and the definition against
 //! the table (`table::target`) before anything is recorded; a commit that creates, changes or
 //! resumes a job wakes an idle worker, which reads the jobs again.
@@ -111,7 +112,14 @@ fn alter_job(
         fields.weight = weight.unwrap_or(fields.weight);
         fields.use_batch_api = use_batch_api.unwrap_or(fields.use_batch_api);
         fields.enabled = enabled.unwrap_or(fields.enabled);
-        store::update(name, job.relid, &fields)
+        check_model_change(&job, &fields)?;
+        let model_changed = fields.model != job.model;
+        store::update(name, job.relid, &fields)?;
+        if model_changed {
+            // A text the old model refused may suit the new one.
+            store::forget_failures(name)?;
+        }
+        Ok(())
     });
     altered.unwrap_or_else(|e| e.raise());
     at_commit::wake_a_worker();
@@ -128,7 +136,8 @@ fn definable(name: &str, what: &str) -> JobDefinition {
 /// Drops job `name` with its failure records; the column and its vectors stay.
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn drop_job(name: &str) -> bool {
-    definable(name, "drop a job");
+    let job = definable(name, "drop a job");
+    refuse_dropping_the_search_job(&job).unwrap_or_else(|e| e.raise());
     store::delete(name).unwrap_or_else(|e| e.raise());
     true
 }
@@ -226,4 +235,81 @@ fn job_snapshot() -> TableIterator<
             figures.and_then(|f| seconds(f.last_error_ms)),
         )
     }))
+}
+
+/// Makes `search()` and `similar_papers()` read job `name`'s column (and embed queries with its
+/// model) for its table, in one step; `default` goes back to the settings' column. A recorded
+/// job must be complete (nothing pending) and its column indexed for search (HNSW) first, so
+/// no search ever returns fewer papers or mixes two models' vectors.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn use_job_for_search(name: &str) -> String {
+    switch_search(name).unwrap_or_else(|e| e.raise());
+    name.to_string()
+}
+
+fn switch_search(name: &str) -> Result<(), UserError> {
+    let choice = jobs::JobChoice::of(Some(name))?;
+    let jobs::JobChoice::Named(name) = choice else {
+        let target = crate::table::target::resolve()?;
+        jobs::check_may_define(target.relid, "choose the job searches read")?;
+        return store::set_search_job(target.relid, None);
+    };
+    let job = jobs::load(&name)?;
+    jobs::check_may_define(job.relid, "choose the job searches read")?;
+    let target = crate::table::target::resolve_spec(&job.spec)?;
+    let pending = crate::table::pending::count_pending(&target, crate::pg::identity::Acting::TableOwner)?;
+    if pending > 0 {
+        return Err(UserError::new(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("job \"{name}\" still has {pending} papers pending"),
+        )
+        .detail("Searches would miss the papers it has not embedded yet.")
+        .hint("Let it finish (doctrove_embed.jobs shows how far it is), then switch."));
+    }
+    if crate::table::similarity::hnsw_index(&target).is_none() {
+        return Err(UserError::new(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("column \"{}\" of job \"{name}\" has no HNSW index", job.spec.embedding_column),
+        )
+        .detail("Searches of an unindexed column read the whole table.")
+        .hint(format!("SELECT doctrove_embed.create_hnsw_index('{name}');")));
+    }
+    store::set_search_job(job.relid, Some(&name))
+}
+
+/// Refuses (2BP01) to drop the job searches of its table read.
+fn refuse_dropping_the_search_job(job: &JobDefinition) -> Result<(), UserError> {
+    if jobs::search_job(job.relid)?.as_deref() != Some(job.spec.job.as_str()) {
+        return Ok(());
+    }
+    Err(UserError::new(
+        ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+        format!("job \"{}\" is the one searches of its table read", job.spec.job),
+    )
+    .hint("Switch searches to another job first: SELECT doctrove_embed.use_job_for_search('default');"))
+}
+
+/// Refuses a model change that would mix two models' vectors in a column: in the job searches
+/// read (55006), or without a model column saying which model made each vector (55000).
+fn check_model_change(job: &JobDefinition, fields: &JobFields) -> Result<(), UserError> {
+    if fields.model == job.model {
+        return Ok(());
+    }
+    let name = &job.spec.job;
+    if jobs::search_job(job.relid)?.as_deref() == Some(name.as_str()) {
+        return Err(UserError::new(
+            ERRCODE_OBJECT_IN_USE,
+            format!("job \"{name}\" is the one searches of its table read; its model cannot change in place"),
+        )
+        .detail("Its column would hold two models' vectors while it is embedded again.")
+        .hint("Create a job for a new column with the new model, let it finish, build its HNSW index, then SELECT doctrove_embed.use_job_for_search('NEW_JOB');"));
+    }
+    if fields.model_version_column.is_empty() {
+        return Err(UserError::new(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("job \"{name}\" records no model per vector, so the vectors of its old model cannot be told apart"),
+        )
+        .hint("Give it a model column in the same call: alter_job(..., model => ..., model_version_column => 'COLUMN'); every vector not marked with the new model is embedded again."));
+    }
+    Ok(())
 }

@@ -61,6 +61,7 @@ impl JobFields {
             model_version_column: self.model_version_column.clone(),
             updated_at_column: self.updated_at_column.clone(),
             dimensions: self.dimensions,
+            model: Some(self.model.clone()),
         }
     }
 
@@ -182,19 +183,45 @@ pub fn update(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
     Ok(())
 }
 
-/// Forgets job `name`, its grants and its failure records.
-pub fn delete(name: &str) -> Result<(), UserError> {
+/// Forgets job `name`'s failure records.
+pub fn forget_failures(name: &str) -> Result<(), UserError> {
     let none = || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate");
     write(
         "DELETE FROM doctrove_embed.failures WHERE job = $1",
         vec![name.to_string().into()],
         none,
     )?;
+    Ok(())
+}
+
+/// Forgets job `name`, its grants and its failure records.
+pub fn delete(name: &str) -> Result<(), UserError> {
+    forget_failures(name)?;
+    let none = || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate");
     write(
         "DELETE FROM doctrove_embed.job_definitions WHERE name = $1",
         vec![name.to_string().into()],
         none,
     )?;
+    Ok(())
+}
+
+/// Makes searches of table `relid` read job `job`'s column (`None`: the job default's).
+pub fn set_search_job(relid: pg_sys::Oid, job: Option<&str>) -> Result<(), UserError> {
+    let none = || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate");
+    match job {
+        None => write(
+            "DELETE FROM doctrove_embed.search_targets WHERE relid = $1::oid::regclass",
+            vec![relid.into()],
+            none,
+        ),
+        Some(job) => write(
+            "INSERT INTO doctrove_embed.search_targets (relid, job, switched_by) VALUES ($1::oid::regclass, $2, $3) \
+             ON CONFLICT (relid) DO UPDATE SET job = excluded.job, switched_by = excluded.switched_by, switched_at = now()",
+            vec![relid.into(), job.to_string().into(), current_user_name().into()],
+            none,
+        ),
+    }?;
     Ok(())
 }
 
@@ -247,9 +274,9 @@ pub fn table_of(name: &str) -> Result<pg_sys::Oid, UserError> {
 pub fn primary_key_column(relid: pg_sys::Oid) -> Result<String, UserError> {
     let found = with_catalog_search_path(|| {
         Spi::get_one_with_args::<String>(
-            "SELECT a.attname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a \
+            "SELECT (SELECT a.attname::text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a \
              ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-             WHERE i.indrelid = $1 AND i.indisprimary AND i.indnkeyatts = 1",
+             WHERE i.indrelid = $1 AND i.indisprimary AND i.indnkeyatts = 1)",
             &[relid.into()],
         )
     })

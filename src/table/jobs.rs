@@ -85,6 +85,7 @@ fn definition_from(row: pgrx::spi::SpiHeapTupleData) -> Result<JobDefinition, pg
             model_version_column: text(9)?,
             updated_at_column: text(10)?,
             dimensions: row.get::<i32>(8)?.unwrap_or(0),
+            model: Some(text(7)?),
         },
         relid,
         model: text(7)?,
@@ -145,7 +146,7 @@ pub fn may_define(relid: pg_sys::Oid) -> Result<bool, UserError> {
     }
     with_catalog_search_path(|| {
         Spi::get_one_with_args::<bool>(
-            "SELECT pg_catalog.pg_has_role($1, c.relowner, 'MEMBER') FROM pg_catalog.pg_class c WHERE c.oid = $2",
+            "SELECT (SELECT pg_catalog.pg_has_role($1, c.relowner, 'MEMBER') FROM pg_catalog.pg_class c WHERE c.oid = $2)",
             &[current_user().into(), relid.into()],
         )
     })
@@ -263,6 +264,55 @@ pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError
                 spec: job.spec,
                 model: Some(job.model),
                 acting: Acting::TableOwner,
+                from_catalog: true,
+            })
+        }
+    }
+}
+
+/// Job `name`'s table and columns, for DDL on them (indexes), which needs the caller's own
+/// ownership of the table: the job `default` is the settings' table, a recorded job's is
+/// checked for a role that may define jobs on it.
+pub fn target_to_index(name: &str) -> Result<Target, UserError> {
+    match JobChoice::of(Some(name))? {
+        JobChoice::Settings => resolve(),
+        JobChoice::Named(name) => {
+            let job = load(&name)?;
+            check_may_define(job.relid, "index a job's column")?;
+            resolve_spec(&job.spec)
+        }
+    }
+}
+
+/// The recorded job whose column searches of table `relid` read, if one was chosen.
+pub fn search_job(relid: pg_sys::Oid) -> Result<Option<String>, UserError> {
+    as_extension(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT (SELECT job FROM doctrove_embed.search_targets WHERE relid = $1::oid::regclass)",
+            &[relid.into()],
+        )
+    })
+    .map_err(internal("read doctrove_embed.search_targets"))
+}
+
+/// What searches read: the settings' table, through the column of the job chosen for it with
+/// `use_job_for_search()` when there is one, with the model and dimensions that made that
+/// column's vectors (for the query's embedding).
+pub fn search_target() -> Result<Prepared, UserError> {
+    let settings = resolve()?;
+    match search_job(settings.relid)? {
+        None => Ok(Prepared {
+            spec: TargetSpec::from_settings(),
+            model: None,
+            acting: Acting::Caller,
+            from_catalog: false,
+        }),
+        Some(name) => {
+            let job = load(&name)?;
+            Ok(Prepared {
+                spec: job.spec,
+                model: Some(job.model),
+                acting: Acting::Caller,
                 from_catalog: true,
             })
         }

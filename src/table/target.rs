@@ -41,6 +41,9 @@ pub struct TargetSpec {
     pub updated_at_column: String,
     /// 0: the model's own length.
     pub dimensions: i32,
+    /// A recorded job's model (`None` for the settings'): with a model column, vectors another
+    /// model made are pending again.
+    pub model: Option<String>,
 }
 
 /// The job the settings describe.
@@ -59,6 +62,7 @@ impl TargetSpec {
             model_version_column: gucs::text(&gucs::MODEL_VERSION_COLUMN),
             updated_at_column: gucs::text(&gucs::UPDATED_AT_COLUMN),
             dimensions: gucs::DIMENSIONS.get(),
+            model: None,
         }
     }
 
@@ -507,6 +511,7 @@ fn resolve_with_catalog_path(spec: &TargetSpec) -> Result<Target, UserError> {
             model_version,
             updated_at,
             index_per_column: spec.is_recorded_job(),
+            current_model: spec.model.clone(),
         },
         relid,
         owner,

@@ -54,6 +54,9 @@ pub struct PapersTable {
     /// Whether the pending index is named after the embedding column (a job's: a table has one
     /// job per embedding column) rather than `TABLE_pending_embedding_idx` (the settings').
     pub index_per_column: bool,
+    /// A job's model, when its model column records which model made each vector: a vector
+    /// another model made is pending too (the job's model was changed), so it is embedded again.
+    pub current_model: Option<String>,
 }
 
 impl PapersTable {
@@ -61,7 +64,15 @@ impl PapersTable {
     /// partial index on pending papers has exactly this predicate.
     pub fn pending_predicate(&self) -> String {
         let (e, t) = (quote_ident(&self.embedding), quote_ident(&self.title));
-        format!("{e} IS NULL AND {t} IS NOT NULL AND {t} OPERATOR(pg_catalog.<>) ''")
+        let missing = match (&self.current_model, &self.model_version) {
+            (Some(model), Some(column)) => format!(
+                "({e} IS NULL OR {} IS DISTINCT FROM {}::pg_catalog.text)",
+                quote_ident(column),
+                quote_literal(model)
+            ),
+            _ => format!("{e} IS NULL"),
+        };
+        format!("{missing} AND {t} IS NOT NULL AND {t} OPERATOR(pg_catalog.<>) ''")
     }
 
     /// The pending predicate, less the papers held back after the API rejected them: `$first`
@@ -232,7 +243,7 @@ impl PapersTable {
 
     /// The name `create_hnsw_index` gives its index (at most 63 bytes).
     pub fn hnsw_index_name(&self) -> String {
-        self.index_name("_embedding_hnsw_idx")
+        self.column_index_name("_embedding_hnsw_idx", "_hnsw_idx")
     }
 
     /// An HNSW index for cosine distance, with pgvector's default graph parameters.
@@ -302,14 +313,20 @@ impl PapersTable {
     /// The name `create_pending_index` gives its index (at most 63 bytes): the table's name
     /// with `_pending_embedding_idx`, or with the embedding column's name for a job's.
     pub fn pending_index_name(&self) -> String {
+        self.column_index_name("_pending_embedding_idx", "_pending_idx")
+    }
+
+    /// The table's name with `settings_suffix`, or for a job's column with the column's name
+    /// (cut to 32 bytes) and `job_suffix`.
+    fn column_index_name(&self, settings_suffix: &str, job_suffix: &str) -> String {
         if !self.index_per_column {
-            return self.index_name("_pending_embedding_idx");
+            return self.index_name(settings_suffix);
         }
         let mut column = self.embedding.as_str();
         while column.len() > 32 {
             column = &column[..column.char_indices().last().map_or(0, |(i, _)| i)];
         }
-        self.index_name(&format!("_{column}_pending_idx"))
+        self.index_name(&format!("_{column}{job_suffix}"))
     }
 
     /// The table's name with `suffix`, the name cut so the whole fits PostgreSQL's 63 bytes.
@@ -352,6 +369,7 @@ mod tests {
             model_version: None,
             updated_at: None,
             index_per_column: false,
+            current_model: None,
         }
     }
 
@@ -509,11 +527,29 @@ mod tests {
     }
 
     #[test]
+    fn a_job_with_a_model_column_counts_another_model_s_vectors_as_pending() {
+        let mut t = papers();
+        t.current_model = Some("it's-v2".into());
+        assert_eq!(
+            t.pending_predicate(),
+            papers().pending_predicate(),
+            "no model column: no change"
+        );
+        t.model_version = Some("made by".into());
+        assert_eq!(
+            t.pending_predicate(),
+            "(\"doctrove_embedding\" IS NULL OR \"made by\" IS DISTINCT FROM 'it''s-v2'::pg_catalog.text) \
+             AND \"doctrove_title\" IS NOT NULL AND \"doctrove_title\" OPERATOR(pg_catalog.<>) ''"
+        );
+    }
+
+    #[test]
     fn each_embedding_column_gets_its_own_index_name() {
         let mut t = papers();
         t.index_per_column = true;
         t.embedding = "local_embedding".to_string();
         assert_eq!(t.pending_index_name(), "doctrove_papers_local_embedding_pending_idx");
+        assert_eq!(t.hnsw_index_name(), "doctrove_papers_local_embedding_hnsw_idx");
         t.embedding = "é".repeat(40);
         t.relname = "p".repeat(60);
         let name = t.pending_index_name();

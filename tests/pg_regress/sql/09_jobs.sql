@@ -97,3 +97,11 @@ RESET ROLE;
 RESET doctrove_embed.api_base_url;
 DROP TABLE job_papers;
 DROP ROLE regress_job_owner, regress_job_runner, regress_job_stranger;
+-- The id column defaults to the primary key, which must be a single column.
+CREATE TABLE job_no_key (a int, b int, doctrove_title text, e vector(4));
+SELECT doctrove_embed.create_job('no_key', 'job_no_key', 'e', 'm');
+\echo :LAST_ERROR_SQLSTATE
+DROP TABLE job_no_key;
+-- Searches switch only to a job that is complete and indexed.
+SELECT doctrove_embed.use_job_for_search('no_such_job');
+\echo :LAST_ERROR_SQLSTATE
