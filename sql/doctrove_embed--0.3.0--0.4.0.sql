@@ -1,8 +1,8 @@
--- doctrove_embed 0.3.0 -> 0.4.0: embedding jobs (see CHANGELOG.md): the job_definitions and
--- job_grants tables, create_job() and the functions beside it, the jobs view, embed_pending() and
--- get_papers_needing_embeddings_count() with a job name, and failures kept per job. A fresh
--- 0.4.0 install and an updated one are checked to be the same
--- (crates/doctrove_itest/tests/upgrade.rs).
+-- doctrove_embed 0.3.0 -> 0.4.0: embedding jobs (see CHANGELOG.md): the job_definitions,
+-- job_grants and search_targets tables, create_job() and the functions beside it, the jobs view,
+-- embed_pending() and get_papers_needing_embeddings_count() with a job name, the index functions
+-- with a job name, and failures kept per job. A fresh 0.4.0 install and an updated one are
+-- checked to be the same (crates/doctrove_itest/tests/upgrade.rs).
 \echo Use "ALTER EXTENSION doctrove_embed UPDATE TO '0.4.0'" to load this file. \quit
 
 SET LOCAL search_path = pg_catalog, pg_temp;
@@ -184,6 +184,9 @@ CREATE TABLE doctrove_embed.job_definitions (
     enabled boolean NOT NULL DEFAULT true,
     created_by name NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
+    -- The table's owner when the job was defined (or last resumed by its owner): a job whose
+    -- table has changed hands does not run until its new owner resumes it.
+    owner regrole NOT NULL,
     UNIQUE (relid, embedding_column)
 );
 COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';
@@ -193,6 +196,8 @@ SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.job_definitions', '')
 CREATE TABLE doctrove_embed.job_grants (
     job text NOT NULL REFERENCES doctrove_embed.job_definitions (name) ON DELETE CASCADE,
     grantee regrole NOT NULL,
+    -- The role's name when granted: a later role given the OID of a dropped one gets nothing.
+    grantee_name name NOT NULL,
     granted_by name NOT NULL,
     PRIMARY KEY (job, grantee)
 );
@@ -203,11 +208,13 @@ SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.job_grants', '');
 -- or the roles it was granted to.
 CREATE FUNCTION doctrove_embed.forget_jobs_of_dropped_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    DELETE FROM doctrove_embed.job_definitions
-    WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (ARRAY(
+DECLARE
+    dropped pg_catalog.oid[] := ARRAY(
         SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
-        WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid OPERATOR(pg_catalog.=) 0));
+        WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid OPERATOR(pg_catalog.=) 0);
+BEGIN
+    DELETE FROM doctrove_embed.failures WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (dropped);
+    DELETE FROM doctrove_embed.job_definitions WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (dropped);
 END
 $$;
 CREATE EVENT TRIGGER doctrove_embed_forget_jobs ON sql_drop
@@ -256,13 +263,14 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
 REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
     doctrove_embed.jobs FROM PUBLIC;
 
--- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) defines,
--- changes or grants a job on it; a job runs for the roles it is granted to; the view shows each
--- role the jobs it may run. Running the job default (the settings) through the forms that take
--- a job name needs the right to run the forms without one.
+-- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,
+-- grants or drops a job on it; a job runs for the roles it is granted to; the view shows each
+-- role the jobs it may run. Defining a job spends the server's API key (the workers run every
+-- job), so create_job() is granted explicitly, as embed_pending() is. Running the job default
+-- (the settings) through the forms that take a job name needs the right to run the forms
+-- without one.
 GRANT SELECT ON doctrove_embed.jobs TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
     doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),

@@ -21,6 +21,9 @@ CREATE TABLE doctrove_embed.job_definitions (
     enabled boolean NOT NULL DEFAULT true,
     created_by name NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
+    -- The table's owner when the job was defined (or last resumed by its owner): a job whose
+    -- table has changed hands does not run until its new owner resumes it.
+    owner regrole NOT NULL,
     UNIQUE (relid, embedding_column)
 );
 COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';
@@ -30,6 +33,8 @@ SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.job_definitions', '')
 CREATE TABLE doctrove_embed.job_grants (
     job text NOT NULL REFERENCES doctrove_embed.job_definitions (name) ON DELETE CASCADE,
     grantee regrole NOT NULL,
+    -- The role's name when granted: a later role given the OID of a dropped one gets nothing.
+    grantee_name name NOT NULL,
     granted_by name NOT NULL,
     PRIMARY KEY (job, grantee)
 );
@@ -40,11 +45,13 @@ SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.job_grants', '');
 -- or the roles it was granted to.
 CREATE FUNCTION doctrove_embed.forget_jobs_of_dropped_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    DELETE FROM doctrove_embed.job_definitions
-    WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (ARRAY(
+DECLARE
+    dropped pg_catalog.oid[] := ARRAY(
         SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
-        WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid OPERATOR(pg_catalog.=) 0));
+        WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid OPERATOR(pg_catalog.=) 0);
+BEGIN
+    DELETE FROM doctrove_embed.failures WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (dropped);
+    DELETE FROM doctrove_embed.job_definitions WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (dropped);
 END
 $$;
 CREATE EVENT TRIGGER doctrove_embed_forget_jobs ON sql_drop

@@ -12,13 +12,14 @@ GRANT SELECT ON doctrove_embed.status, doctrove_embed.workers TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.status_snapshot(), doctrove_embed.worker_snapshot(), doctrove_embed.batch_snapshot() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.input_text(text, text) TO PUBLIC;
 
--- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) defines,
--- changes or grants a job on it; a job runs for the roles it is granted to; the view shows each
--- role the jobs it may run. Running the job default (the settings) through the forms that take
--- a job name needs the right to run the forms without one.
+-- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,
+-- grants or drops a job on it; a job runs for the roles it is granted to; the view shows each
+-- role the jobs it may run. Defining a job spends the server's API key (the workers run every
+-- job), so create_job() is granted explicitly, as embed_pending() is. Running the job default
+-- (the settings) through the forms that take a job name needs the right to run the forms
+-- without one.
 GRANT SELECT ON doctrove_embed.jobs TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
     doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),

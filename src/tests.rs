@@ -554,7 +554,7 @@ mod tests {
         create_papers("bigint", "(8)");
         insert(1, Some("Live only"), None);
         Spi::run(
-            "CREATE TEMP TABLE caught (state text, message text, hint text); \
+            "CREATE TABLE caught (state text, message text, hint text); \
              DO $$DECLARE h text; BEGIN PERFORM * FROM doctrove_embed.submit_batches(); \
              EXCEPTION WHEN OTHERS THEN GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT; \
              INSERT INTO caught VALUES (SQLSTATE, SQLERRM, h); END$$",

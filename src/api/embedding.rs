@@ -11,7 +11,6 @@ use crate::live::batch::run_batch;
 use crate::pg::at_commit;
 use crate::pg::identity::with_catalog_search_path;
 use crate::pg::identity::Acting;
-use crate::pg::job_figures::{self, JobKey};
 use crate::table::jobs::{prepare, JobChoice};
 use crate::table::pending::count_and_store;
 use crate::table::rights::owner_rights_for;
@@ -79,13 +78,7 @@ fn choose(job: Option<&str>, signature: &str) -> Result<JobChoice, UserError> {
 
 fn embed(batch: i32, job: Option<&str>) -> (i32, i32, f64, f64, f64) {
     let choice = choose(job, "embed_pending(integer)").unwrap_or_else(|e| e.raise());
-    let outcome = run_batch(batch, &choice, Acting::Caller, &mut |_, _| {}).unwrap_or_else(|e| {
-        // What a caller not allowed to run the job (or its arguments) caused is not the job's.
-        if !["42501", "42704", "55000"].contains(&e.sqlstate().as_str()) {
-            job_figures::record_error(JobKey::here(choice.name()), &e.summary());
-        }
-        e.raise()
-    });
+    let outcome = run_batch(batch, &choice, Acting::Caller, &mut |_, _| {}).unwrap_or_else(|e| e.raise());
     at_commit::record_batch(outcome.figures());
     if let Some(error) = &outcome.stopped_by {
         // What was answered is written; the caller learns why the rest is still pending.

@@ -12,13 +12,15 @@ use crate::errors::UserError;
 use crate::pg::at_commit;
 use crate::table::job_store::{self as store, JobFields};
 use crate::table::jobs::{self, JobDefinition};
+use crate::table::target::SETTINGS_JOB;
 
 fn check_name(name: &str) -> Result<(), UserError> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if valid {
+    if name == SETTINGS_JOB {
+        return Err(UserError::new(ERRCODE_RESERVED_NAME, "the job name \"default\" is reserved")
+            .detail("The job default is the doctrove_embed.* settings, which the server's configuration chooses.")
+            .hint("Pick another name."));
+    }
+    if embed_core::endpoints::valid_name(name) {
         return Ok(());
     }
     Err(UserError::new(
@@ -152,10 +154,14 @@ fn pause_job(name: &str) -> bool {
     true
 }
 
-/// Lets job `name` run again.
+/// Lets job `name` run again. Resumed by its table's owner after the table changed hands, it
+/// becomes that owner's job (the grants the previous owner made are dropped).
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn resume_job(name: &str) -> bool {
     let job = definable(name, "resume a job");
+    if !job.owner_unchanged {
+        store::adopt_by_new_owner(name).unwrap_or_else(|e| e.raise());
+    }
     let mut fields = JobFields::of(&job);
     fields.enabled = true;
     store::update(name, job.relid, &fields).unwrap_or_else(|e| e.raise());

@@ -12,14 +12,15 @@ use crate::errors::{api_error, UserError};
 use crate::http::retries::Wait;
 use crate::live::requests::send_batch;
 use crate::pg::identity::Acting;
-use crate::pg::job_figures::JobKey;
+use crate::pg::job_figures::{self, JobKey};
 use crate::pg::shared_state::{BatchFigures, Phase};
 use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::table::claims::has_open_claims;
-use crate::table::jobs::{prepare, JobChoice};
+use crate::table::jobs::{prepare, JobChoice, Prepared};
 use crate::table::pending::fetch_pending;
 use crate::table::rights::{check_may_write, owner_rights_for};
 use crate::table::target::refuse_settings_from_catalogs;
+use crate::table::target::Target;
 use crate::table::write::{max_batch, try_write, write_and_record};
 
 /// Refuses a batch of less than one paper.
@@ -114,7 +115,20 @@ pub fn run_batch(
     }
     let target = prepared.target()?;
     let acting = owner_rights_for(&target, prepared.acting)?;
-    check_may_write(&target, acting)?;
+    // From here on the caller may run the job: what fails is the job's, shown in its figures.
+    let key = JobKey::here(&target.job);
+    embed_allowed(batch, &target, &prepared, acting, phase).inspect_err(|e| job_figures::record_error(key, &e.summary()))
+}
+
+/// The batch of [`run_batch`] once the caller is found allowed to run the job.
+fn embed_allowed(
+    batch: i32,
+    target: &Target,
+    prepared: &Prepared,
+    acting: Acting,
+    phase: &mut dyn FnMut(Phase, &str),
+) -> Result<BatchOutcome, UserError> {
+    check_may_write(target, acting)?;
     let config = prepared.config()?;
     let dims = target.expected_dims(&config);
     let setting = if prepared.from_catalog {
@@ -126,8 +140,8 @@ pub fn run_batch(
     };
     check_batch_fits(batch, dims, setting)?;
     let fetch_start = Instant::now();
-    let descending = has_open_claims(&target)?;
-    let papers = fetch_pending(&target, batch, acting, descending)?.papers;
+    let descending = has_open_claims(target)?;
+    let papers = fetch_pending(target, batch, acting, descending)?.papers;
     let mut outcome = BatchOutcome {
         fetch_ms: millis_since(fetch_start),
         relid: target.relid.to_u32(),
@@ -140,7 +154,7 @@ pub fn run_batch(
 
     // Nothing is paid for a write the database would refuse as a whole.
     let ids: Vec<String> = papers.iter().map(|p| p.id.clone()).collect();
-    try_write(&target, &ids, dims, &config.model, acting)?;
+    try_write(target, &ids, dims, &config.model, acting)?;
 
     phase(Phase::CallingApi, "");
     let api_start = Instant::now();
@@ -168,7 +182,7 @@ pub fn run_batch(
         .into_iter()
         .map(|(i, message)| (papers[i].id.clone(), message))
         .collect();
-    let settled = write_and_record(&target, &ids, &vectors, rejected, &config.model, acting)?;
+    let settled = write_and_record(target, &ids, &vectors, rejected, &config.model, acting)?;
     outcome.successful = settled.written_rows;
     outcome.failed = settled.failed.len() as i32;
     outcome.db_ms = millis_since(db_start);

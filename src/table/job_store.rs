@@ -106,6 +106,13 @@ fn check(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), UserE
     if !(1..=1000).contains(&fields.weight) {
         return Err(out_of_range("weight", fields.weight, "from 1 to 1000"));
     }
+    if is_temporary(relid)? {
+        return Err(
+            UserError::new(ERRCODE_WRONG_OBJECT_TYPE, "a temporary table cannot have a job")
+                .detail("The workers cannot see another session's temporary tables, and the table ends with its session.")
+                .hint("Define the job on a permanent table."),
+        );
+    }
     if fields.use_batch_api {
         return Err(
             UserError::new(ERRCODE_FEATURE_NOT_SUPPORTED, "jobs do not use the Batch API yet")
@@ -121,6 +128,17 @@ fn check(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), UserE
     }
     // The owner's rights are the job's: a column it may not update would fail every batch.
     check_may_write(&target, Acting::TableOwner)
+}
+
+fn is_temporary(relid: pg_sys::Oid) -> Result<bool, UserError> {
+    with_catalog_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT (SELECT relpersistence = 't' FROM pg_catalog.pg_class WHERE oid = $1)",
+            &[relid.into()],
+        )
+    })
+    .map(|t| t.unwrap_or(false))
+    .map_err(internal("read the table"))
 }
 
 /// Runs a statement on the job tables as the extension's owner; a unique violation becomes
@@ -151,7 +169,8 @@ pub fn insert(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
     write(
         "INSERT INTO doctrove_embed.job_definitions (name, relid, created_by, id_column, title_column, abstract_column, \
          embedding_column, model, dimensions, model_version_column, updated_at_column, batch_size, weight, use_batch_api, \
-         enabled) VALUES ($1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         enabled, owner) SELECT $1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         c.relowner::regrole FROM pg_catalog.pg_class c WHERE c.oid = $2",
         args,
         || {
             UserError::new(
@@ -179,6 +198,24 @@ pub fn update(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
             UserError::new(ERRCODE_DUPLICATE_OBJECT, "another job fills that column")
                 .hint("Each column is filled by one job: drop or change the other first.")
         },
+    )?;
+    Ok(())
+}
+
+/// Records the table's current owner as job `name`'s and drops the grants its previous owner
+/// made: the new owner's consent to the job (`resume_job`).
+pub fn adopt_by_new_owner(name: &str) -> Result<(), UserError> {
+    let none = || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate");
+    write(
+        "UPDATE doctrove_embed.job_definitions d SET owner = c.relowner::regrole FROM pg_catalog.pg_class c \
+         WHERE d.name = $1 AND c.oid = d.relid",
+        vec![name.to_string().into()],
+        none,
+    )?;
+    write(
+        "DELETE FROM doctrove_embed.job_grants WHERE job = $1",
+        vec![name.to_string().into()],
+        none,
     )?;
     Ok(())
 }
@@ -240,8 +277,9 @@ fn role_oid(role: &str) -> Result<pg_sys::Oid, UserError> {
 pub fn grant(name: &str, role: &str) -> Result<(), UserError> {
     let oid = role_oid(role)?;
     write(
-        "INSERT INTO doctrove_embed.job_grants (job, grantee, granted_by) VALUES ($1, $2::oid::regrole, $3) \
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO doctrove_embed.job_grants (job, grantee, grantee_name, granted_by) \
+         SELECT $1, r.oid::regrole, r.rolname, $3 FROM pg_catalog.pg_roles r WHERE r.oid = $2 \
+         ON CONFLICT (job, grantee) DO UPDATE SET grantee_name = excluded.grantee_name, granted_by = excluded.granted_by",
         vec![name.to_string().into(), oid.into(), current_user_name().into()],
         || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate"),
     )?;

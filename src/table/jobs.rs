@@ -13,6 +13,7 @@ use pgrx::PgSqlErrorCode::*;
 
 use crate::errors::{internal, UserError};
 use crate::pg::identity::{as_extension, with_catalog_search_path, Acting};
+use crate::table::rights::refuse_temporary_objects;
 use crate::table::target::{resolve, resolve_spec, TableRef, Target, TargetSpec, SETTINGS_JOB};
 
 /// A job as recorded.
@@ -25,6 +26,8 @@ pub struct JobDefinition {
     pub weight: i32,
     pub use_batch_api: bool,
     pub enabled: bool,
+    /// Whether the table's owner is still the one recorded with the job.
+    pub owner_unchanged: bool,
 }
 
 /// Which job a call names.
@@ -37,14 +40,12 @@ pub enum JobChoice {
 }
 
 impl JobChoice {
-    /// The job a call names (`None`: `default`): the recorded job of that name, else for
-    /// `default` the settings.
+    /// The job a call names (`None`: `default`, the settings; no recorded job has that name).
     pub fn of(name: Option<&str>) -> Result<JobChoice, UserError> {
-        let name = name.unwrap_or(SETTINGS_JOB);
-        if name == SETTINGS_JOB && !exists(name)? {
-            return Ok(JobChoice::Settings);
-        }
-        Ok(JobChoice::Named(name.to_string()))
+        Ok(match name.unwrap_or(SETTINGS_JOB) {
+            SETTINGS_JOB => JobChoice::Settings,
+            name => JobChoice::Named(name.to_string()),
+        })
     }
 
     /// The job's name as recorded with failures and figures.
@@ -56,20 +57,11 @@ impl JobChoice {
     }
 }
 
-fn exists(name: &str) -> Result<bool, UserError> {
-    as_extension(|| {
-        Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT FROM doctrove_embed.job_definitions WHERE name = $1)",
-            &[name.into()],
-        )
-    })
-    .map(|found| found.unwrap_or(false))
-    .map_err(internal("read doctrove_embed.job_definitions"))
-}
-
-const DEFINITION_COLUMNS: &str = "name, relid::oid, id_column::text, title_column::text, abstract_column::text, \
-     embedding_column::text, model, dimensions, model_version_column::text, updated_at_column::text, batch_size, \
-     weight, use_batch_api, enabled";
+/// The columns [`definition_from`] reads, of `doctrove_embed.job_definitions d`.
+const DEFINITION_COLUMNS: &str = "d.name, d.relid::oid, d.id_column::text, d.title_column::text, d.abstract_column::text, \
+     d.embedding_column::text, d.model, d.dimensions, d.model_version_column::text, d.updated_at_column::text, d.batch_size, \
+     d.weight, d.use_batch_api, d.enabled, \
+     coalesce((SELECT c.relowner OPERATOR(pg_catalog.=) d.owner::pg_catalog.oid FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) d.relid::pg_catalog.oid), false)";
 
 fn definition_from(row: pgrx::spi::SpiHeapTupleData) -> Result<JobDefinition, pgrx::spi::Error> {
     let text = |i: usize| row.get::<String>(i).map(Option::unwrap_or_default);
@@ -93,6 +85,7 @@ fn definition_from(row: pgrx::spi::SpiHeapTupleData) -> Result<JobDefinition, pg
         weight: row.get::<i32>(12)?.unwrap_or(1),
         use_batch_api: row.get::<bool>(13)?.unwrap_or(false),
         enabled: row.get::<bool>(14)?.unwrap_or(false),
+        owner_unchanged: row.get::<bool>(15)?.unwrap_or(false),
     })
 }
 
@@ -101,7 +94,7 @@ pub fn load(name: &str) -> Result<JobDefinition, UserError> {
     let found = as_extension(|| {
         Spi::connect(|client| {
             let rows = client.select(
-                &format!("SELECT {DEFINITION_COLUMNS} FROM doctrove_embed.job_definitions WHERE name = $1"),
+                &format!("SELECT {DEFINITION_COLUMNS} FROM doctrove_embed.job_definitions d WHERE d.name = $1"),
                 None,
                 &[name.into()],
             )?;
@@ -115,13 +108,14 @@ pub fn load(name: &str) -> Result<JobDefinition, UserError> {
     })
 }
 
-/// Every enabled job whose table is in this database, by name.
+/// Every enabled job whose table is in this database and has the owner recorded with it, by
+/// name.
 pub fn enabled_jobs() -> Result<Vec<JobDefinition>, UserError> {
-    as_extension(|| {
+    let jobs = as_extension(|| {
         Spi::connect(|client| {
             client
                 .select(
-                    &format!("SELECT {DEFINITION_COLUMNS} FROM doctrove_embed.job_definitions WHERE enabled ORDER BY name"),
+                    &format!("SELECT {DEFINITION_COLUMNS} FROM doctrove_embed.job_definitions d WHERE d.enabled ORDER BY d.name"),
                     None,
                     &[],
                 )?
@@ -129,7 +123,8 @@ pub fn enabled_jobs() -> Result<Vec<JobDefinition>, UserError> {
                 .collect::<Result<Vec<_>, _>>()
         })
     })
-    .map_err(internal("read doctrove_embed.job_definitions"))
+    .map_err(internal("read doctrove_embed.job_definitions"))?;
+    Ok(jobs.into_iter().filter(|job| job.owner_unchanged).collect())
 }
 
 /// The current user (not the session user: inside a SECURITY DEFINER function, its owner).
@@ -138,7 +133,8 @@ fn current_user() -> pg_sys::Oid {
     unsafe { pg_sys::GetUserId() }
 }
 
-/// Whether the current user is a superuser or a member of the role that owns `relid`.
+/// Whether the current user is a superuser or has the rights of the role that owns `relid`
+/// (PostgreSQL's own test for ownership: a member with INHERIT, or `USAGE`).
 pub fn may_define(relid: pg_sys::Oid) -> Result<bool, UserError> {
     // SAFETY: a catalog lookup of the current user.
     if unsafe { pg_sys::superuser() } {
@@ -146,7 +142,7 @@ pub fn may_define(relid: pg_sys::Oid) -> Result<bool, UserError> {
     }
     with_catalog_search_path(|| {
         Spi::get_one_with_args::<bool>(
-            "SELECT (SELECT pg_catalog.pg_has_role($1, c.relowner, 'MEMBER') FROM pg_catalog.pg_class c WHERE c.oid = $2)",
+            "SELECT (SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $2)",
             &[current_user().into(), relid.into()],
         )
     })
@@ -159,7 +155,7 @@ fn granted(name: &str) -> Result<bool, UserError> {
     as_extension(|| {
         Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT FROM doctrove_embed.job_grants g JOIN pg_catalog.pg_roles r ON r.oid = g.grantee \
-             WHERE g.job = $1 AND pg_catalog.pg_has_role($2, g.grantee, 'MEMBER'))",
+             WHERE g.job = $1 AND r.rolname = g.grantee_name AND pg_catalog.pg_has_role($2, g.grantee, 'USAGE'))",
             &[name.into(), user.into()],
         )
     })
@@ -202,6 +198,17 @@ pub fn check_may_run(job: &JobDefinition) -> Result<(), UserError> {
         .detail("Nothing was sent to the API.")
         .hint(format!(
             "The table's owner can grant it: SELECT doctrove_embed.grant_job('{}', 'ROLE');",
+            name.replace('\'', "''")
+        )));
+    }
+    if !job.owner_unchanged {
+        return Err(UserError::new(
+            ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("the table of job \"{name}\" has changed owner since the job was defined"),
+        )
+        .detail("A job runs as its table's owner, so it waits for the new owner's consent. Nothing was sent to the API.")
+        .hint(format!(
+            "The new owner resumes it (its grants are dropped): SELECT doctrove_embed.resume_job('{}');",
             name.replace('\'', "''")
         )));
     }
@@ -260,6 +267,9 @@ pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError
         JobChoice::Named(name) => {
             let job = load(name)?;
             check_may_run(&job)?;
+            if acting == Acting::Caller {
+                refuse_temporary_objects()?;
+            }
             Ok(Prepared {
                 spec: job.spec,
                 model: Some(job.model),
@@ -327,15 +337,15 @@ pub fn visible_jobs() -> Result<Vec<(JobDefinition, String, i64)>, UserError> {
             client
                 .select(
                     &format!(
-                        "SELECT {DEFINITION_COLUMNS}, relid::text, (SELECT count(*) FROM doctrove_embed.failures f WHERE f.job = d.name) \
-                         FROM doctrove_embed.job_definitions d ORDER BY name"
+                        "SELECT {DEFINITION_COLUMNS}, d.relid::text, (SELECT count(*) FROM doctrove_embed.failures f WHERE f.job = d.name) \
+                         FROM doctrove_embed.job_definitions d ORDER BY d.name"
                     ),
                     None,
                     &[],
                 )?
                 .map(|row| {
-                    let table = row.get::<String>(15)?.unwrap_or_default();
-                    let failed = row.get::<i64>(16)?.unwrap_or(0);
+                    let table = row.get::<String>(16)?.unwrap_or_default();
+                    let failed = row.get::<i64>(17)?.unwrap_or(0);
                     Ok((definition_from(row)?, table, failed))
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()

@@ -3,7 +3,7 @@
 //! paper's, and must cost nothing.
 
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE;
+use pgrx::PgSqlErrorCode::{ERRCODE_INSUFFICIENT_PRIVILEGE, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE};
 
 use crate::errors::{internal, UserError};
 use crate::pg::identity::{with_catalog_search_path, Acting};
@@ -70,6 +70,32 @@ pub fn refuse_row_security(target: &Target, acting: Acting) -> Result<(), UserEr
         .hint("Collect as the table's owner or a role that bypasses row-level security (or let worker 0 collect with doctrove_embed.batch_api = on)."))
 }
 
+/// Refuses (55000) a session whose temporary schema holds relations or types, before its
+/// statements run as a table's owner: with `search_path = pg_catalog, pg_temp`, a name the
+/// owner's trigger or default leaves unqualified would find them, and a rule or trigger on one
+/// would run the caller's code with the owner's rights. (Functions and operators are never
+/// looked up in `pg_temp`.) The workers have none.
+pub fn refuse_temporary_objects() -> Result<(), UserError> {
+    let found = with_catalog_search_path(|| {
+        Spi::get_one::<String>(
+            "SELECT (SELECT pg_catalog.string_agg(name, ', ') FROM ( \
+                 SELECT pg_catalog.quote_ident(relname) AS name FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema() \
+                 UNION ALL SELECT pg_catalog.quote_ident(typname) FROM pg_catalog.pg_type \
+                 WHERE typnamespace = pg_catalog.pg_my_temp_schema() AND typrelid = 0 AND typcategory <> 'A' LIMIT 5) t)",
+        )
+    })
+    .map_err(internal("look for temporary objects"))?;
+    let Some(names) = found else { return Ok(()) };
+    Err(UserError::new(
+        ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "a job does not run in a session that has temporary tables or types",
+    )
+    .detail(format!(
+        "A job's statements run as the table's owner, and the owner's unqualified names would find this session's temporary objects ({names}). Nothing was sent to the API."
+    ))
+    .hint("Run it from a session without temporary objects (DISCARD TEMP), or let the workers run it."))
+}
+
 /// Refuses (42501) a caller who may not read every column a batch reads.
 fn check_may_read(target: &Target) -> Result<(), UserError> {
     let n = &target.names;
@@ -102,6 +128,7 @@ pub fn owner_rights_for(target: &Target, acting: Acting) -> Result<Acting, UserE
     if acting == Acting::TableOwner {
         return Ok(acting);
     }
+    refuse_temporary_objects()?;
     check_may_read(target)?;
     check_may_write(target, Acting::Caller)?;
     refuse_row_security(target, Acting::Caller)?;

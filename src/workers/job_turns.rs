@@ -29,6 +29,7 @@ pub struct JobTurns {
     refreshed: Option<Instant>,
     /// Failures in a row per job, and until when a failed job rests (new papers do not wake it).
     failures: HashMap<String, (u32, Instant)>,
+    woken_at: Option<Instant>,
 }
 
 /// What the worker runs next.
@@ -55,13 +56,14 @@ impl JobTurns {
             list.push((SETTINGS_JOB.to_string(), 1));
         }
         list.extend(recorded.iter().map(|job| (job.spec.job.clone(), job.weight.max(1) as u32)));
-        self.scheduler.set_jobs(&list);
+        self.scheduler.set_jobs(&list, now);
         self.recorded = recorded.into_iter().map(|job| (job.spec.job.clone(), job)).collect();
         self.failures.retain(|name, _| list.iter().any(|(n, _)| n == name));
     }
 
     /// The job to run now, if any is not resting.
-    pub fn next(&self, now: Instant) -> Option<Turn> {
+    pub fn next(&mut self, now: Instant) -> Option<Turn> {
+        self.scheduler.end_rests(now);
         let name = self.scheduler.pick(now)?;
         Some(match self.recorded.get(name) {
             Some(job) => Turn::Recorded(Box::new(job.clone())),
@@ -112,7 +114,15 @@ impl JobTurns {
 
     /// The worker was woken (new papers): every job that rests for want of work looks again.
     pub fn woken(&mut self, now: Instant) {
-        self.refreshed = None;
+        // The list is read again at most once a second: commits to a busy table wake often.
+        // (Each commit wakes one idle worker, which looks at each job once.)
+        if self
+            .woken_at
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            self.woken_at = Some(now);
+            self.refreshed = None;
+        }
         let names: Vec<String> = self.scheduler.names().map(str::to_string).collect();
         for name in names {
             let failing = self.failures.get(&name).is_some_and(|(_, until)| *until > now);

@@ -371,10 +371,12 @@ fn public_may_read_the_views_call_input_text_and_the_job_functions_and_nothing_e
     // grants a job on it, a job runs for the roles it is granted to, the view shows each role
     // the jobs it may run (a_role_gains_no_job_on_another_role_s_table, tests/pg_regress).
     let allowed = [
-        ("function doctrove_embed.alter_job(text,text,text,text,text,text,integer,text,text,integer,integer,boolean,boolean)", "EXECUTE"),
+        (
+            "function doctrove_embed.alter_job(text,text,text,text,text,text,integer,text,text,integer,integer,boolean,boolean)",
+            "EXECUTE",
+        ),
         ("function doctrove_embed.batch_snapshot()", "EXECUTE"),
         ("function doctrove_embed.create_hnsw_index(text)", "EXECUTE"),
-        ("function doctrove_embed.create_job(text,text,text,text,text,text,text,integer,text,text,integer,integer,boolean,boolean)", "EXECUTE"),
         ("function doctrove_embed.create_pending_index(text)", "EXECUTE"),
         ("function doctrove_embed.drop_job(text)", "EXECUTE"),
         ("function doctrove_embed.grant_job(text,text)", "EXECUTE"),
@@ -741,7 +743,8 @@ fn a_table_owner_gains_nothing_through_a_superuser_s_embed_pending() {
         .batch_execute(&format!(
             "DROP ROLE IF EXISTS {owner_role}; CREATE ROLE {owner_role} LOGIN;
              DROP ROLE IF EXISTS mallory; CREATE ROLE mallory;
-             GRANT CREATE ON SCHEMA public TO {owner_role};"
+             GRANT CREATE ON SCHEMA public TO {owner_role};
+             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean) TO {owner_role};"
         ))
         .unwrap();
     let mut owner = connect_as(owner_role, &db.name);
@@ -783,6 +786,8 @@ fn a_role_gains_no_job_on_another_role_s_table() {
         .batch_execute(
             "DROP ROLE IF EXISTS sec_job_victim; CREATE ROLE sec_job_victim;
              DROP ROLE IF EXISTS sec_job_thief; CREATE ROLE sec_job_thief LOGIN;
+             -- The thief may define jobs (on its own tables): the owner check is what stops it.
+             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean) TO sec_job_thief, sec_job_victim;
              CREATE TABLE public.victim (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
                  doctrove_abstract text, doctrove_embedding vector(8), spare vector(8));
              INSERT INTO public.victim SELECT g, 'Secret ' || g, NULL FROM generate_series(1, 5) g;
@@ -849,4 +854,93 @@ fn a_role_gains_no_job_on_another_role_s_table() {
         .unwrap()
         .get(0);
     assert_eq!(written, 0);
+}
+
+#[test]
+fn a_granted_role_gains_nothing_from_temporary_objects_or_a_change_of_owner() {
+    let db = TestDb::new("sec_job_grantee");
+    let mut admin = db.connect();
+    let create_job = "doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean)";
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS sec_grant_owner; CREATE ROLE sec_grant_owner;
+             DROP ROLE IF EXISTS sec_grantee; CREATE ROLE sec_grantee LOGIN;
+             GRANT EXECUTE ON FUNCTION {create_job} TO sec_grant_owner, sec_grantee;
+             CREATE TABLE public.owned (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
+                 doctrove_abstract text, doctrove_embedding vector(8));
+             INSERT INTO public.owned SELECT g, 'Owned ' || g, NULL FROM generate_series(1, 5) g;
+             CREATE TABLE public.audit_log (who text);
+             -- The owner's trigger leaves one name unqualified (and tolerates its absence).
+             CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS
+                 $$BEGIN BEGIN INSERT INTO audit_log VALUES (current_user); EXCEPTION WHEN undefined_table THEN NULL; END; RETURN NEW; END$$;
+             CREATE TRIGGER audit BEFORE UPDATE ON public.owned FOR EACH ROW EXECUTE FUNCTION public.audit();
+             ALTER TABLE public.owned OWNER TO sec_grant_owner; ALTER TABLE public.audit_log OWNER TO sec_grant_owner;
+             ALTER FUNCTION public.audit() OWNER TO sec_grant_owner;
+             SET ROLE sec_grant_owner;
+             SELECT doctrove_embed.create_job('owned_job', 'public.owned', 'doctrove_embedding', 'm');
+             SELECT doctrove_embed.grant_job('owned_job', 'sec_grantee');
+             RESET ROLE;
+             CREATE TABLE public.escalations (who text, superuser boolean);
+             GRANT INSERT ON public.escalations TO PUBLIC;
+             GRANT CREATE ON SCHEMA public TO sec_grantee;",
+        ))
+        .unwrap();
+    let url = format!("{}/s={}/dim=8/v1", mock_root(), db.scope);
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE sec_grantee IN DATABASE {} SET doctrove_embed.api_base_url = '{url}'",
+            db.name
+        ))
+        .unwrap();
+    // The grantee shadows the unqualified name with a temporary table whose rule runs its own
+    // code, hoping it runs as the table's owner.
+    let mut grantee = connect_as("sec_grantee", &db.name);
+    grantee
+        .batch_execute(
+            "CREATE FUNCTION public.grab() RETURNS boolean LANGUAGE plpgsql AS
+                 $$BEGIN INSERT INTO public.escalations SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user; RETURN true; END$$;
+             CREATE TEMPORARY TABLE audit_log (who text);
+             CREATE RULE grab AS ON INSERT TO audit_log DO ALSO SELECT public.grab();",
+        )
+        .unwrap();
+    let shadowed = grantee.batch_execute("SELECT * FROM embed_pending(5, 'owned_job')");
+    let code = shadowed.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());
+    let ran_as_owner: i64 = admin
+        .query_one("SELECT count(*) FROM public.escalations WHERE who = 'sec_grant_owner'", &[])
+        .unwrap()
+        .get(0);
+    record_attack(
+        "a grantee's temporary table shadowing a name the owner's trigger leaves unqualified",
+        ran_as_owner > 0 || code.as_deref() != Some("55000"),
+    );
+    assert_eq!(code.as_deref(), Some("55000"), "{shadowed:?}");
+    assert_eq!(ran_as_owner, 0);
+
+    // The table changes hands (to a superuser): the old owner's grant gives nothing.
+    admin.batch_execute("ALTER TABLE public.owned OWNER TO postgres").unwrap();
+    grantee.batch_execute("DISCARD TEMP").unwrap();
+    let after_transfer = grantee.batch_execute("SELECT * FROM embed_pending(5, 'owned_job')");
+    let code = after_transfer
+        .as_ref()
+        .err()
+        .and_then(|e| e.code())
+        .map(|c| c.code().to_string());
+    record_attack(
+        "a job granted by a table's previous owner, run after the table changed hands",
+        code.as_deref() != Some("55000"),
+    );
+    assert_eq!(code.as_deref(), Some("55000"), "{after_transfer:?}");
+
+    // Nor may the grantee take the reserved name default, whatever table it owns.
+    grantee
+        .batch_execute("CREATE TABLE public.mine (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text, e vector(8))")
+        .unwrap();
+    let takeover = grantee.batch_execute("SELECT doctrove_embed.create_job('default', 'public.mine', 'e', 'm')");
+    let code = takeover.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_string());
+    record_attack(
+        "a recorded job named default, run by a superuser's embed_pending(250)",
+        code.as_deref() != Some("42939"),
+    );
+    assert_eq!(code.as_deref(), Some("42939"), "{takeover:?}");
+    assert_eq!(db.stats()["requests"], 0);
 }

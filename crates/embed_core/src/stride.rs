@@ -25,14 +25,23 @@ pub struct StrideScheduler {
 }
 
 impl StrideScheduler {
-    fn lowest_pass(&self) -> u64 {
-        self.entries.iter().map(|e| e.pass).min().unwrap_or(0)
+    /// The lowest pass of the jobs not resting at `now` (of all jobs when every one rests).
+    fn lowest_busy_pass(&self, now: Instant) -> u64 {
+        let busy = self
+            .entries
+            .iter()
+            .filter(|e| e.resting_until.is_none_or(|until| until <= now));
+        busy.map(|e| e.pass)
+            .min()
+            .or_else(|| self.entries.iter().map(|e| e.pass).min())
+            .unwrap_or(0)
     }
 
     /// Sets the jobs (name, weight): known ones keep their pass and rest, new ones start at the
-    /// lowest pass, and jobs no longer listed are forgotten. A weight of 0 counts as 1.
-    pub fn set_jobs(&mut self, jobs: &[(String, u32)]) {
-        let start = self.lowest_pass();
+    /// lowest pass of the busy ones, and jobs no longer listed are forgotten. A weight of 0
+    /// counts as 1.
+    pub fn set_jobs(&mut self, jobs: &[(String, u32)], now: Instant) {
+        let start = self.lowest_busy_pass(now);
         let mut entries = Vec::with_capacity(jobs.len());
         for (name, weight) in jobs {
             let known = self.entries.iter().find(|e| &e.name == name);
@@ -44,6 +53,25 @@ impl StrideScheduler {
             });
         }
         self.entries = entries;
+    }
+
+    /// Ends the rests that are over at `now`: each such job starts again no lower than the
+    /// lowest pass of the jobs that kept working, so a rest earns no burst.
+    pub fn end_rests(&mut self, now: Instant) {
+        let busy_lowest = self
+            .entries
+            .iter()
+            .filter(|e| e.resting_until.is_none())
+            .map(|e| e.pass)
+            .min();
+        for e in &mut self.entries {
+            if e.resting_until.is_some_and(|until| until <= now) {
+                e.resting_until = None;
+                if let Some(lowest) = busy_lowest {
+                    e.pass = e.pass.max(lowest);
+                }
+            }
+        }
     }
 
     /// The job to run now: the lowest pass among those not resting (ties by name).
@@ -126,7 +154,7 @@ mod tests {
     #[test]
     fn busy_jobs_share_batches_by_weight() {
         let mut s = StrideScheduler::default();
-        s.set_jobs(&jobs(&[("backfill", 9), ("small", 1)]));
+        s.set_jobs(&jobs(&[("backfill", 9), ("small", 1)]), Instant::now());
         let counts = run(&mut s, 1000, Instant::now());
         assert_eq!(counts["backfill"], 900);
         assert_eq!(counts["small"], 100);
@@ -136,7 +164,7 @@ mod tests {
     fn a_resting_job_is_skipped_until_due_and_gets_no_burst_after() {
         let now = Instant::now();
         let mut s = StrideScheduler::default();
-        s.set_jobs(&jobs(&[("a", 1), ("b", 1)]));
+        s.set_jobs(&jobs(&[("a", 1), ("b", 1)]), now);
         s.rest("b", now + Duration::from_secs(10));
         let counts = run(&mut s, 50, now);
         assert_eq!(counts.get("b"), None);
@@ -148,10 +176,32 @@ mod tests {
     }
 
     #[test]
+    fn a_rest_that_runs_out_earns_no_burst() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(10);
+        let mut s = StrideScheduler::default();
+        s.set_jobs(&jobs(&[("a", 1), ("idle", 1)]), now);
+        s.rest("idle", later);
+        run(&mut s, 100, now);
+        s.end_rests(later);
+        let counts = run(&mut s, 10, later);
+        assert_eq!((counts["a"], counts["idle"]), (5, 5));
+        // A job added while the others rest starts at the lowest busy pass, not at 0.
+        s.rest("a", later + Duration::from_secs(60));
+        s.set_jobs(&jobs(&[("a", 1), ("idle", 1), ("new", 1)]), later);
+        s.rest("idle", later + Duration::from_secs(60));
+        let counts = run(&mut s, 3, later);
+        assert_eq!(counts["new"], 3);
+        s.end_rests(later + Duration::from_secs(60));
+        let counts = run(&mut s, 30, later + Duration::from_secs(60));
+        assert!(counts.values().all(|&n| n == 10), "{counts:?}");
+    }
+
+    #[test]
     fn every_job_resting_gives_the_first_due_time() {
         let now = Instant::now();
         let mut s = StrideScheduler::default();
-        s.set_jobs(&jobs(&[("a", 1), ("b", 1)]));
+        s.set_jobs(&jobs(&[("a", 1), ("b", 1)]), now);
         s.rest("a", now + Duration::from_secs(5));
         s.rest("b", now + Duration::from_secs(2));
         assert_eq!(s.pick(now), None);
@@ -163,12 +213,12 @@ mod tests {
     fn a_new_job_starts_at_the_lowest_pass_and_a_dropped_one_is_forgotten() {
         let now = Instant::now();
         let mut s = StrideScheduler::default();
-        s.set_jobs(&jobs(&[("a", 1)]));
+        s.set_jobs(&jobs(&[("a", 1)]), now);
         run(&mut s, 100, now);
-        s.set_jobs(&jobs(&[("a", 1), ("new", 1)]));
+        s.set_jobs(&jobs(&[("a", 1), ("new", 1)]), now);
         let counts = run(&mut s, 10, now);
         assert_eq!((counts["a"], counts["new"]), (5, 5));
-        s.set_jobs(&jobs(&[("new", 1)]));
+        s.set_jobs(&jobs(&[("new", 1)]), now);
         assert_eq!(s.names().collect::<Vec<_>>(), ["new"]);
     }
 
@@ -179,8 +229,8 @@ mod tests {
         fn shares_follow_weights_and_no_job_starves(weights in proptest::collection::vec(1u32..=1000, 1..6)) {
             let list: Vec<(String, u32)> = weights.iter().enumerate().map(|(i, w)| (format!("j{i}"), *w)).collect();
             let mut s = StrideScheduler::default();
-            s.set_jobs(&list);
             let now = Instant::now();
+            s.set_jobs(&list, now);
             let total: u32 = weights.iter().sum();
             let mut last_seen: HashMap<String, usize> = HashMap::new();
             let mut counts: HashMap<String, u64> = HashMap::new();

@@ -6,7 +6,7 @@ SELECT p.proname, regexp_replace(pg_get_function_identity_arguments(p.oid), '^IN
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'doctrove_embed'
-ORDER BY n.nspname, p.proname;
+ORDER BY n.nspname, p.proname, 2;
 -- The settings and their defaults (the port of the mock, chosen when the suite starts, as PORT).
 SELECT name, regexp_replace(setting, '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT') AS setting, context
 FROM pg_settings WHERE name LIKE 'doctrove_embed.%' ORDER BY name;

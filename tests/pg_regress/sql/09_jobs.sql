@@ -14,6 +14,12 @@ INSERT INTO job_papers (paper_id, doctrove_title, doctrove_abstract) VALUES
     (2, 'Attention Is All You Need', NULL);
 SELECT set_config('doctrove_embed.api_base_url', :'mock' || '/s=regress_jobs/dim=4/v1', false) IS NOT NULL AS pointed;
 
+-- Defining a job spends the API key: create_job() is granted explicitly.
+SET ROLE regress_job_stranger;
+SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean) TO regress_job_owner, regress_job_stranger;
 -- Only the table's owner (or a superuser) defines a job on it.
 SET ROLE regress_job_stranger;
 SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model');
@@ -22,6 +28,12 @@ SET ROLE regress_job_owner;
 -- Definitions are checked against the table before they are recorded.
 SELECT doctrove_embed.create_job('Small', 'job_papers', 'small_embedding', 'small-model');
 \echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('default', 'job_papers', 'small_embedding', 'small-model');
+\echo :LAST_ERROR_SQLSTATE
+CREATE TEMPORARY TABLE job_temp (paper_id bigint PRIMARY KEY, doctrove_title text, e vector(4));
+SELECT doctrove_embed.create_job('temp', 'job_temp', 'e', 'small-model');
+\echo :LAST_ERROR_SQLSTATE
+DROP TABLE job_temp;
 SELECT doctrove_embed.create_job('small', 'no_such_table', 'small_embedding', 'small-model');
 \echo :LAST_ERROR_SQLSTATE
 SELECT doctrove_embed.create_job('small', 'job_papers', 'no_such_column', 'small-model');
@@ -72,6 +84,32 @@ SELECT paper_id, small_embedding IS NOT NULL AS embedded, made_by, doctrove_embe
 FROM job_papers ORDER BY paper_id;
 SELECT name, embedded, failed, pending FROM doctrove_embed.jobs;
 
+-- A session with temporary tables does not run a job as the owner.
+SET ROLE regress_job_runner;
+CREATE TEMPORARY TABLE audit_log (what text);
+SELECT * FROM embed_pending(10, 'small');
+\echo :LAST_ERROR_SQLSTATE
+DISCARD TEMP;
+RESET ROLE;
+-- A table that changes hands stops its jobs until the new owner resumes them, dropping the
+-- grants its previous owner made.
+ALTER TABLE job_papers OWNER TO regress_job_stranger;
+SET ROLE regress_job_runner;
+SELECT * FROM embed_pending(10, 'small');
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE regress_job_owner;
+SELECT doctrove_embed.resume_job('small');
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE regress_job_stranger;
+SELECT doctrove_embed.resume_job('small');
+SELECT count(*) AS jobs_seen_by_the_new_owner FROM doctrove_embed.jobs;
+RESET ROLE;
+SELECT grantee_name FROM doctrove_embed.job_grants;
+ALTER TABLE job_papers OWNER TO regress_job_owner;
+SET ROLE regress_job_owner;
+SELECT doctrove_embed.resume_job('small');
+SELECT doctrove_embed.grant_job('small', 'regress_job_runner');
+RESET ROLE;
 -- A paused job is refused (55000); its owner changes and resumes it.
 SET ROLE regress_job_owner;
 SELECT doctrove_embed.pause_job('small');
@@ -96,6 +134,7 @@ SELECT count(*) FROM doctrove_embed.job_grants;
 RESET ROLE;
 RESET doctrove_embed.api_base_url;
 DROP TABLE job_papers;
+REVOKE EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean) FROM regress_job_owner, regress_job_stranger;
 DROP ROLE regress_job_owner, regress_job_runner, regress_job_stranger;
 -- The id column defaults to the primary key, which must be a single column.
 CREATE TABLE job_no_key (a int, b int, doctrove_title text, e vector(4));
