@@ -46,7 +46,8 @@ CREATE FUNCTION doctrove_embed."create_job"(
 	"batch_size" INT DEFAULT 250, /* i32 */
 	"weight" INT DEFAULT 1, /* i32 */
 	"use_batch_api" bool DEFAULT false, /* bool */
-	"enabled" bool DEFAULT true /* bool */
+	"enabled" bool DEFAULT true, /* bool */
+	"endpoints" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Vec < String > > */
 ) RETURNS TEXT /* String */
 PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -65,7 +66,8 @@ CREATE FUNCTION doctrove_embed."alter_job"(
 	"batch_size" INT DEFAULT NULL, /* Option < i32 > */
 	"weight" INT DEFAULT NULL, /* Option < i32 > */
 	"use_batch_api" bool DEFAULT NULL, /* Option < bool > */
-	"enabled" bool DEFAULT NULL /* Option < bool > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"endpoints" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Vec < String > > */
 ) RETURNS TEXT /* String */
 PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -127,7 +129,8 @@ CREATE FUNCTION doctrove_embed."job_snapshot"() RETURNS TABLE (
 	"batch_tokens_used" bigint,  /* i64 */
 	"cost_usd" double precision,  /* f64 */
 	"last_error" TEXT,  /* Option < String > */
-	"last_error_at" double precision  /* Option < f64 > */
+	"last_error_at" double precision,  /* Option < f64 > */
+	"endpoints" TEXT  /* Option < String > */
 )
 STRICT PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -187,6 +190,9 @@ CREATE TABLE doctrove_embed.job_definitions (
     -- The table's owner when the job was defined (or last resumed by its owner): a job whose
     -- table has changed hands does not run until its new owner resumes it.
     owner regrole NOT NULL,
+    -- Where its requests go: endpoints of the server's configuration, by name (default: the
+    -- doctrove_embed.api_base_url settings; the others from doctrove_embed.endpoints_file).
+    endpoints text[] NOT NULL DEFAULT '{default}' CHECK (cardinality(endpoints) BETWEEN 1 AND 8),
     UNIQUE (relid, embedding_column)
 );
 COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';
@@ -247,14 +253,15 @@ SELECT name, table_name, embedding_column, model, dimensions, enabled, weight, b
        batch_tokens_used,
        pg_catalog.round(cost_usd::pg_catalog.numeric, 4) AS cost_usd,
        last_error,
-       pg_catalog.to_timestamp(last_error_at) AS last_error_at
+       pg_catalog.to_timestamp(last_error_at) AS last_error_at,
+       endpoints
 FROM doctrove_embed.job_snapshot();
 
 -- The new objects' rights, as privileges.sql gives them in a fresh install (only these: a REVOKE
 -- on every table would record the grants roles hold today as the extension's own).
 REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
-    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
+    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[]),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[]),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.forget_jobs_of_dropped_tables(), doctrove_embed.use_job_for_search(text),
@@ -271,7 +278,7 @@ REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, d
 -- without one.
 GRANT SELECT ON doctrove_embed.jobs TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[]),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),

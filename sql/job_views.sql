@@ -12,5 +12,6 @@ SELECT name, table_name, embedding_column, model, dimensions, enabled, weight, b
        batch_tokens_used,
        pg_catalog.round(cost_usd::pg_catalog.numeric, 4) AS cost_usd,
        last_error,
-       pg_catalog.to_timestamp(last_error_at) AS last_error_at
+       pg_catalog.to_timestamp(last_error_at) AS last_error_at,
+       endpoints
 FROM doctrove_embed.job_snapshot();

@@ -24,6 +24,9 @@ CREATE TABLE doctrove_embed.job_definitions (
     -- The table's owner when the job was defined (or last resumed by its owner): a job whose
     -- table has changed hands does not run until its new owner resumes it.
     owner regrole NOT NULL,
+    -- Where its requests go: endpoints of the server's configuration, by name (default: the
+    -- doctrove_embed.api_base_url settings; the others from doctrove_embed.endpoints_file).
+    endpoints text[] NOT NULL DEFAULT '{default}' CHECK (cardinality(endpoints) BETWEEN 1 AND 8),
     UNIQUE (relid, embedding_column)
 );
 COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';

@@ -67,6 +67,7 @@ pub extern "C-unwind" fn _PG_init() {
     if preloading {
         pg::shared_state::init();
         pg::job_figures::init();
+        pg::endpoint_state::init();
         workers::worker::register_workers();
     }
     reserve_setting_prefix();

@@ -13,6 +13,7 @@ use crate::pg::at_commit;
 use crate::table::job_store::{self as store, JobFields};
 use crate::table::jobs::{self, JobDefinition};
 use crate::table::target::SETTINGS_JOB;
+use embed_core::endpoints::DEFAULT_ENDPOINT;
 
 fn check_name(name: &str) -> Result<(), UserError> {
     if name == SETTINGS_JOB {
@@ -48,6 +49,7 @@ fn create_job(
     weight: default!(i32, 1),
     use_batch_api: default!(bool, false),
     enabled: default!(bool, true),
+    endpoints: default!(Option<Vec<String>>, "NULL"),
 ) -> String {
     let created = check_name(name).and_then(|()| {
         let relid = store::table_of(table_name)?;
@@ -68,6 +70,7 @@ fn create_job(
             weight,
             use_batch_api,
             enabled,
+            endpoints: endpoints.unwrap_or_else(|| vec![DEFAULT_ENDPOINT.to_string()]),
         };
         store::insert(name, relid, &fields)
     });
@@ -93,6 +96,7 @@ fn alter_job(
     weight: default!(Option<i32>, "NULL"),
     use_batch_api: default!(Option<bool>, "NULL"),
     enabled: default!(Option<bool>, "NULL"),
+    endpoints: default!(Option<Vec<String>>, "NULL"),
 ) -> String {
     let altered = jobs::load(name).and_then(|job| {
         jobs::check_may_define(job.relid, "change a job")?;
@@ -114,6 +118,7 @@ fn alter_job(
         fields.weight = weight.unwrap_or(fields.weight);
         fields.use_batch_api = use_batch_api.unwrap_or(fields.use_batch_api);
         fields.enabled = enabled.unwrap_or(fields.enabled);
+        fields.endpoints = endpoints.unwrap_or(fields.endpoints);
         check_model_change(&job, &fields)?;
         let model_changed = fields.model != job.model;
         store::update(name, job.relid, &fields)?;
@@ -210,6 +215,7 @@ fn job_snapshot() -> TableIterator<
         name!(cost_usd, f64),
         name!(last_error, Option<String>),
         name!(last_error_at, Option<f64>),
+        name!(endpoints, Option<String>),
     ),
 > {
     let rows = jobs::visible_jobs().unwrap_or_else(|e| e.raise());
@@ -239,6 +245,9 @@ fn job_snapshot() -> TableIterator<
             figures.map_or(0.0, |f| f.tokens as f64 * price + f.batch_tokens as f64 * price / 2.0),
             figures.and_then(|f| f.last_error()),
             figures.and_then(|f| seconds(f.last_error_ms)),
+            figures
+                .and_then(|f| f.endpoint_shares())
+                .or_else(|| Some(job.endpoints.join(", "))),
         )
     }))
 }

@@ -27,7 +27,8 @@ fn search(
     check_k(k).unwrap_or_else(|e| e.raise());
     let searched = search_target().unwrap_or_else(|e| e.raise());
     let target = searched.target().unwrap_or_else(|e| e.raise());
-    let config = searched.config().unwrap_or_else(|e| e.raise());
-    let vector = embed_query(&config, query, target.expected_dims(&config)).unwrap_or_else(|e| e.raise());
+    let endpoints = searched.endpoints().unwrap_or_else(|e| e.raise());
+    let dims = target.expected_dims(&endpoints[0].config);
+    let vector = embed_query(&endpoints, query, dims).unwrap_or_else(|e| e.raise());
     TableIterator::new(nearest(&target, &vector, k).unwrap_or_else(|e| e.raise()))
 }

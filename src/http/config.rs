@@ -11,16 +11,23 @@ use crate::settings::{api_key, gucs};
 /// Largest key file read.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
 
-/// The key in the file named by `doctrove_embed.api_key_file`. Like PostgreSQL's own key files
-/// (`ssl_key_file`), it must belong to the server's operating-system user and be readable by
-/// no one else.
-fn key_from_file(path: &str) -> Result<String, UserError> {
+/// The key in the file `path`, named by `setting`.
+pub fn key_from_file(setting: &str, path: &str) -> Result<String, UserError> {
+    Ok(read_private_file(setting, path, MAX_KEY_FILE_BYTES, "the key")?
+        .trim()
+        .to_string())
+}
+
+/// The text of file `path` (at most `max_bytes`), named by `setting`. Like PostgreSQL's own key
+/// files (`ssl_key_file`), it must belong to the server's operating-system user and be readable
+/// by no one else.
+pub fn read_private_file(setting: &str, path: &str, max_bytes: u64, holding: &str) -> Result<String, UserError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let problem = |what: String, hint: &str| {
         UserError::new(
             pgrx::PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
-            format!("doctrove_embed.api_key_file \"{path}\" {what}"),
+            format!("{setting} \"{path}\" {what}"),
         )
         .hint(hint.to_string())
     };
@@ -46,10 +53,13 @@ fn key_from_file(path: &str) -> Result<String, UserError> {
         ));
     }
     let mut text = String::new();
-    file.take(MAX_KEY_FILE_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| problem(format!("cannot be read: {e}"), "The file must hold the key as text."))?;
-    Ok(text.trim().to_string())
+    file.take(max_bytes).read_to_string(&mut text).map_err(|e| {
+        problem(
+            format!("cannot be read: {e}"),
+            &format!("The file must hold {holding} as text."),
+        )
+    })?;
+    Ok(text)
 }
 
 /// The API settings as they are now. The key comes from `doctrove_embed.api_key`, or else
@@ -58,7 +68,7 @@ pub fn current_config() -> Result<ApiConfig, UserError> {
     let mut key = api_key::current();
     let key_file = gucs::text(&gucs::API_KEY_FILE);
     if key.is_empty() && !key_file.is_empty() {
-        key = key_from_file(&key_file)?;
+        key = key_from_file("doctrove_embed.api_key_file", &key_file)?;
     }
     Ok(ApiConfig {
         base_url: gucs::text(&gucs::API_BASE_URL),

@@ -2,6 +2,8 @@
 //! within the server-wide rate limit.
 
 pub mod config;
+pub mod endpoints;
+pub mod failover;
 pub mod off_thread;
 pub mod query;
 pub mod rate_limiter;

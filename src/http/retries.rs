@@ -5,6 +5,7 @@ use embed_core::retry::{jitter_from, RetryPolicy};
 use embed_core::{embed, ApiConfig, ApiError, Embeddings};
 use pgrx::pg_sys;
 
+use crate::http::endpoints::Endpoint;
 use crate::http::off_thread::off_thread;
 use crate::http::rate_limiter;
 use crate::pg::{clock, latch};
@@ -76,10 +77,11 @@ pub fn get_with_retries<T: Send + 'static>(
     }
 }
 
-/// Sends one request of about `tokens` tokens within the shared rate limit, retrying transient
-/// failures as `policy` says (all waits are cancellable). `on_wait` is told about each wait.
+/// Sends one request of about `tokens` tokens to `endpoint` within its shared rate limit,
+/// retrying transient failures as `policy` says (all waits are cancellable). `on_wait` is told
+/// about each wait.
 pub fn embed_with_retries(
-    config: &ApiConfig,
+    endpoint: &Endpoint,
     inputs: &[String],
     tokens: usize,
     dims: Option<usize>,
@@ -88,10 +90,10 @@ pub fn embed_with_retries(
 ) -> Result<Embeddings, ApiError> {
     let mut retry = 0;
     loop {
-        rate_limiter::acquire(tokens as f64, &mut || on_wait(Wait::RateLimit));
-        let error = match embed_interruptibly(config, inputs.to_vec(), dims) {
+        rate_limiter::acquire(endpoint, tokens as f64, &mut || on_wait(Wait::RateLimit));
+        let error = match embed_interruptibly(&endpoint.config, inputs.to_vec(), dims) {
             Ok(answer) => {
-                rate_limiter::settle(tokens as f64, answer.total_tokens, &answer.rate_limits);
+                rate_limiter::answered(endpoint, tokens as f64, answer.total_tokens, &answer.rate_limits);
                 return Ok(answer);
             }
             Err(error) => error,
@@ -99,6 +101,7 @@ pub fn embed_with_retries(
         retry += 1;
         match policy.delay(retry, &error, jitter_from(jitter_seed(retry))) {
             Some(wait) => {
+                rate_limiter::retried(endpoint);
                 let text = format!(
                     "retrying after {}, attempt {} of {}, next in {:.1} s",
                     what_failed(&error),
@@ -113,7 +116,21 @@ pub fn embed_with_retries(
                 });
                 latch::sleep(wait);
             }
-            None => return Err(error),
+            None => {
+                // A request refused for its input says nothing of the endpoint's health.
+                if is_endpoint_fault(&error) {
+                    rate_limiter::failed(endpoint);
+                } else {
+                    rate_limiter::retried(endpoint);
+                }
+                return Err(error);
+            }
         }
     }
+}
+
+/// Whether a request's final failure is the endpoint's (down, failing, rate limited, refusing
+/// the key, answering nonsense), not its input's: another endpoint may answer it.
+pub fn is_endpoint_fault(error: &ApiError) -> bool {
+    !matches!(error, ApiError::Rejected { .. } | ApiError::RefusesEverything { .. })
 }

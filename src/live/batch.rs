@@ -129,8 +129,9 @@ fn embed_allowed(
     phase: &mut dyn FnMut(Phase, &str),
 ) -> Result<BatchOutcome, UserError> {
     check_may_write(target, acting)?;
-    let config = prepared.config()?;
-    let dims = target.expected_dims(&config);
+    let endpoints = prepared.endpoints()?;
+    let config = &endpoints[0].config;
+    let dims = target.expected_dims(config);
     let setting = if prepared.from_catalog {
         "the job's batch_size"
     } else if acting == Acting::Caller {
@@ -159,12 +160,18 @@ fn embed_allowed(
     phase(Phase::CallingApi, "");
     let api_start = Instant::now();
     let texts: Vec<String> = papers.iter().map(|p| p.input.clone()).collect();
-    let answered = send_batch(&config, &texts, dims, &mut |wait| match wait {
+    let answered = send_batch(&endpoints, &texts, dims, &mut |wait| match wait {
         Wait::RateLimit => phase(Phase::RateLimited, ""),
         Wait::Retry { error, text } => phase(Phase::Retrying, &format!("{text} ({error})")),
     });
     outcome.api_ms = millis_since(api_start);
     outcome.tokens = answered.tokens;
+    let tallies: Vec<(&str, u64, u64)> = endpoints
+        .iter()
+        .zip(&answered.by_endpoint)
+        .map(|(e, t)| (e.name.as_str(), t.inputs, t.errors))
+        .collect();
+    job_figures::record_endpoints(JobKey::here(&target.job), &tallies);
     let nothing_answered = answered.vectors.iter().all(Option::is_none) && answered.rejected.is_empty();
     if let (Some(error), true) = (&answered.error, nothing_answered) {
         return Err(api_error(error));

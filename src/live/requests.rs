@@ -9,10 +9,12 @@ use embed_core::packing::pack;
 use embed_core::rate_limit;
 use embed_core::retry::RetryPolicy;
 use embed_core::tokens;
-use embed_core::{ApiConfig, ApiError};
+use embed_core::ApiError;
 use pgrx::pg_sys;
 
-use crate::http::retries::{embed_with_retries, retry_policy, Wait};
+use crate::http::endpoints::Endpoint;
+use crate::http::failover::{send_to_one_of, EndpointTally};
+use crate::http::retries::{retry_policy, Wait};
 use crate::settings::gucs;
 
 /// What the API made of a batch's texts, by their index in the batch.
@@ -25,6 +27,8 @@ pub struct Answered {
     pub tokens: u64,
     /// The error that stopped the batch early; texts neither answered nor rejected stay pending.
     pub error: Option<ApiError>,
+    /// What each endpoint of the job did, in the job's order.
+    pub by_endpoint: Vec<EndpointTally>,
 }
 
 /// Each text cut to the model's input limit, with its token count when it was counted. A cancel
@@ -60,7 +64,7 @@ fn packing_counts(inputs: &[(String, Option<usize>)], budget: usize) -> Vec<usiz
 
 /// Sends `texts` as the batch's requests. `dims` is the length every vector must have, when
 /// known; `on_wait` is told about each wait (rate limit, retry).
-pub fn send_batch(config: &ApiConfig, texts: &[String], dims: Option<usize>, on_wait: &mut dyn FnMut(Wait)) -> Answered {
+pub fn send_batch(endpoints: &[Endpoint], texts: &[String], dims: Option<usize>, on_wait: &mut dyn FnMut(Wait)) -> Answered {
     let inputs = cut_texts(texts);
     let budget = gucs::MAX_TOKENS_PER_REQUEST.get().max(1) as usize;
     let counts = packing_counts(&inputs, budget);
@@ -79,7 +83,9 @@ pub fn send_batch(config: &ApiConfig, texts: &[String], dims: Option<usize>, on_
         rejected: Vec::new(),
         tokens: 0,
         error: None,
+        by_endpoint: vec![EndpointTally::default(); endpoints.len()],
     };
+    let tally = std::cell::RefCell::new(std::mem::take(&mut answered.by_endpoint));
     let mut expected = dims;
     let mut proven = false;
     for request in pack(&counts, budget) {
@@ -93,12 +99,13 @@ pub fn send_batch(config: &ApiConfig, texts: &[String], dims: Option<usize>, on_
             // one: its retries already showed the failure is not transient.
             let policy = if std::mem::take(&mut first) { &policy } else { &halves_policy };
             // Without a declared length, every request of the batch must agree with the first.
-            let answer = embed_with_retries(config, &texts, tokens, expected, policy, on_wait)?;
+            let answer = send_to_one_of(endpoints, &texts, tokens, expected, policy, on_wait, &tally)?;
             expected = expected.or(answer.vectors.first().map(Vec::len));
             tokens_used += answer.total_tokens;
             Ok(answer.vectors)
         };
-        let mut canary = || embed_with_retries(config, &[CANARY_TEXT.to_string()], 4, None, &policy, &mut |_| {}).map(|_| ());
+        let mut canary =
+            || send_to_one_of(endpoints, &[CANARY_TEXT.to_string()], 4, None, &policy, &mut |_| {}, &tally).map(|_| ());
         let isolated = isolate_rejected(&indices, &mut send, &mut canary, &mut proven);
         answered.tokens += tokens_used;
         for (i, vector) in isolated.vectors {
@@ -110,5 +117,6 @@ pub fn send_batch(config: &ApiConfig, texts: &[String], dims: Option<usize>, on_
             break;
         }
     }
+    answered.by_endpoint = tally.into_inner();
     answered
 }

@@ -60,6 +60,27 @@ impl Default for JobKey {
     }
 }
 
+/// Most endpoints whose figures a job keeps (a job names at most eight).
+const JOB_ENDPOINTS: usize = 8;
+
+/// What one endpoint did for a job: inputs it answered, requests that failed there.
+#[derive(Clone, Copy)]
+struct EndpointFigures {
+    name: [u8; NAME_BYTES],
+    len: u8,
+    inputs: u64,
+    errors: u64,
+}
+
+impl EndpointFigures {
+    const EMPTY: EndpointFigures = EndpointFigures {
+        name: [0; NAME_BYTES],
+        len: 0,
+        inputs: 0,
+        errors: 0,
+    };
+}
+
 /// One job's figures.
 #[derive(Clone, Copy)]
 pub struct JobSlot {
@@ -79,6 +100,7 @@ pub struct JobSlot {
     error: [u8; ERROR_BYTES],
     error_len: usize,
     pub last_error_ms: i64,
+    endpoints: [EndpointFigures; JOB_ENDPOINTS],
 }
 
 impl JobSlot {
@@ -96,7 +118,35 @@ impl JobSlot {
         error: [0; ERROR_BYTES],
         error_len: 0,
         last_error_ms: 0,
+        endpoints: [EndpointFigures::EMPTY; JOB_ENDPOINTS],
     };
+
+    /// Each endpoint's share of the inputs answered and its failed requests, as
+    /// `openai 70% (2 errors), local 30%`; `None` before any request.
+    pub fn endpoint_shares(&self) -> Option<String> {
+        let used: Vec<&EndpointFigures> = self.endpoints.iter().filter(|e| e.len > 0).collect();
+        if used.is_empty() {
+            return None;
+        }
+        let total: u64 = used.iter().map(|e| e.inputs).sum();
+        let parts: Vec<String> = used
+            .iter()
+            .map(|e| {
+                let name = String::from_utf8_lossy(&e.name[..e.len as usize]);
+                let share = if total > 0 {
+                    e.inputs as f64 * 100.0 / total as f64
+                } else {
+                    0.0
+                };
+                match e.errors {
+                    0 => format!("{name} {share:.0}%"),
+                    1 => format!("{name} {share:.0}% (1 error)"),
+                    n => format!("{name} {share:.0}% ({n} errors)"),
+                }
+            })
+            .collect();
+        Some(parts.join(", "))
+    }
 
     /// Papers per minute over the last ten whole minutes and the one under way.
     pub fn per_minute(&self) -> f64 {
@@ -188,6 +238,30 @@ pub fn record_batch(key: JobKey, embedded: u64, failed: u64, tokens: u64, batch_
         slot.add_minute(now, embedded);
         if let Some(pending) = slot.pending.as_mut() {
             *pending = (*pending - embedded as i64).max(0);
+        }
+    });
+}
+
+/// Adds what each endpoint did in one batch of job `key`: (name, inputs answered, errors).
+pub fn record_endpoints(key: JobKey, tallies: &[(&str, u64, u64)]) {
+    with_slot(key, |slot| {
+        for &(name, inputs, errors) in tallies {
+            if name.is_empty() || name.len() >= NAME_BYTES || (inputs == 0 && errors == 0) {
+                continue;
+            }
+            let found = slot
+                .endpoints
+                .iter()
+                .position(|e| e.len > 0 && &e.name[..e.len as usize] == name.as_bytes());
+            let free = slot.endpoints.iter().position(|e| e.len == 0);
+            let Some(i) = found.or(free) else { continue };
+            let e = &mut slot.endpoints[i];
+            if found.is_none() {
+                e.name[..name.len()].copy_from_slice(name.as_bytes());
+                e.len = name.len() as u8;
+            }
+            e.inputs += inputs;
+            e.errors += errors;
         }
     });
 }

@@ -5,6 +5,7 @@
 pub mod at_commit;
 pub mod clock;
 pub mod ddl;
+pub mod endpoint_state;
 pub mod identity;
 pub mod job_figures;
 pub mod latch;

@@ -8,7 +8,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use embed_core::progress::RateRing;
-use embed_core::rate_limit::Bucket;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
@@ -129,9 +128,6 @@ pub struct Shared {
     pub embedded_at_found: u64,
     /// When that line was written (unix ms).
     pub found_at_ms: i64,
-    /// The server-wide rate limits.
-    pub token_bucket: Bucket,
-    pub request_bucket: Bucket,
 }
 
 impl Default for Shared {
@@ -152,8 +148,6 @@ impl Default for Shared {
             found: 0,
             embedded_at_found: 0,
             found_at_ms: 0,
-            token_bucket: Bucket::default(),
-            request_bucket: Bucket::default(),
         }
     }
 }

@@ -31,6 +31,8 @@ pub static API_BASE_URL: GucSetting<Option<CString>> = GucSetting::<Option<CStri
 pub static API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// A file holding the API key, read when `api_key` is empty.
 pub static API_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// A file defining named endpoints for jobs (see `embed_core::endpoints`).
+pub static ENDPOINTS_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// The header that carries the key: `Authorization` sends `Bearer KEY`, any other the bare key.
 pub static API_KEY_HEADER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"Authorization"));
 /// The embeddings model.
@@ -160,6 +162,14 @@ pub fn register(preloading: bool) {
         c"",
         &API_KEY_FILE,
         GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"doctrove_embed.endpoints_file",
+        c"File defining the named endpoints jobs may use (URL, key file, key header, rate limits).",
+        c"",
+        &ENDPOINTS_FILE,
+        GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
     define_text(

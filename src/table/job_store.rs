@@ -29,6 +29,7 @@ pub struct JobFields {
     pub weight: i32,
     pub use_batch_api: bool,
     pub enabled: bool,
+    pub endpoints: Vec<String>,
 }
 
 impl JobFields {
@@ -47,6 +48,7 @@ impl JobFields {
             weight: job.weight,
             use_batch_api: job.use_batch_api,
             enabled: job.enabled,
+            endpoints: job.endpoints.clone(),
         }
     }
 
@@ -79,6 +81,7 @@ impl JobFields {
             self.weight.into(),
             self.use_batch_api.into(),
             self.enabled.into(),
+            self.endpoints.clone().into(),
         ]
     }
 }
@@ -106,6 +109,7 @@ fn check(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), UserE
     if !(1..=1000).contains(&fields.weight) {
         return Err(out_of_range("weight", fields.weight, "from 1 to 1000"));
     }
+    crate::http::endpoints::check_names(&fields.endpoints)?;
     if is_temporary(relid)? {
         return Err(
             UserError::new(ERRCODE_WRONG_OBJECT_TYPE, "a temporary table cannot have a job")
@@ -169,8 +173,8 @@ pub fn insert(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
     write(
         "INSERT INTO doctrove_embed.job_definitions (name, relid, created_by, id_column, title_column, abstract_column, \
          embedding_column, model, dimensions, model_version_column, updated_at_column, batch_size, weight, use_batch_api, \
-         enabled, owner) SELECT $1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         c.relowner::regrole FROM pg_catalog.pg_class c WHERE c.oid = $2",
+         enabled, endpoints, owner) SELECT $1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, c.relowner::regrole FROM pg_catalog.pg_class c WHERE c.oid = $2",
         args,
         || {
             UserError::new(
@@ -192,7 +196,7 @@ pub fn update(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
     write(
         "UPDATE doctrove_embed.job_definitions SET id_column = $2, title_column = $3, abstract_column = $4, \
          embedding_column = $5, model = $6, dimensions = $7, model_version_column = $8, updated_at_column = $9, \
-         batch_size = $10, weight = $11, use_batch_api = $12, enabled = $13 WHERE name = $1",
+         batch_size = $10, weight = $11, use_batch_api = $12, enabled = $13, endpoints = $14 WHERE name = $1",
         args,
         || {
             UserError::new(ERRCODE_DUPLICATE_OBJECT, "another job fills that column")

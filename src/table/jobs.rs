@@ -12,9 +12,12 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 
 use crate::errors::{internal, UserError};
+use crate::http::endpoints::Endpoint;
 use crate::pg::identity::{as_extension, with_catalog_search_path, Acting};
+use crate::settings::gucs;
 use crate::table::rights::refuse_temporary_objects;
 use crate::table::target::{resolve, resolve_spec, TableRef, Target, TargetSpec, SETTINGS_JOB};
+use embed_core::endpoints::DEFAULT_ENDPOINT;
 
 /// A job as recorded.
 #[derive(Clone, Debug)]
@@ -28,6 +31,8 @@ pub struct JobDefinition {
     pub enabled: bool,
     /// Whether the table's owner is still the one recorded with the job.
     pub owner_unchanged: bool,
+    /// The endpoints its requests go to, by name.
+    pub endpoints: Vec<String>,
 }
 
 /// Which job a call names.
@@ -61,7 +66,8 @@ impl JobChoice {
 const DEFINITION_COLUMNS: &str = "d.name, d.relid::oid, d.id_column::text, d.title_column::text, d.abstract_column::text, \
      d.embedding_column::text, d.model, d.dimensions, d.model_version_column::text, d.updated_at_column::text, d.batch_size, \
      d.weight, d.use_batch_api, d.enabled, \
-     coalesce((SELECT c.relowner OPERATOR(pg_catalog.=) d.owner::pg_catalog.oid FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) d.relid::pg_catalog.oid), false)";
+     coalesce((SELECT c.relowner OPERATOR(pg_catalog.=) d.owner::pg_catalog.oid FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) d.relid::pg_catalog.oid), false), \
+     d.endpoints";
 
 fn definition_from(row: pgrx::spi::SpiHeapTupleData) -> Result<JobDefinition, pgrx::spi::Error> {
     let text = |i: usize| row.get::<String>(i).map(Option::unwrap_or_default);
@@ -86,6 +92,7 @@ fn definition_from(row: pgrx::spi::SpiHeapTupleData) -> Result<JobDefinition, pg
         use_batch_api: row.get::<bool>(13)?.unwrap_or(false),
         enabled: row.get::<bool>(14)?.unwrap_or(false),
         owner_unchanged: row.get::<bool>(15)?.unwrap_or(false),
+        endpoints: row.get::<Vec<String>>(16)?.unwrap_or_default(),
     })
 }
 
@@ -230,6 +237,7 @@ pub struct Prepared {
     pub model: Option<String>,
     pub acting: Acting,
     pub from_catalog: bool,
+    pub endpoint_names: Vec<String>,
 }
 
 impl Prepared {
@@ -243,14 +251,10 @@ impl Prepared {
         }
     }
 
-    /// The API settings with the job's model and dimensions.
-    pub fn config(&self) -> Result<embed_core::ApiConfig, UserError> {
-        let mut config = crate::http::config::current_config()?;
-        if let Some(model) = &self.model {
-            config.model = model.clone();
-            config.dimensions = self.spec.dimensions.max(0) as u32;
-        }
-        Ok(config)
+    /// The job's endpoints, set for its model and dimensions.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>, UserError> {
+        let model = self.model.clone().unwrap_or_else(|| gucs::text(&gucs::MODEL));
+        crate::http::endpoints::resolve(&self.endpoint_names, &model, self.spec.dimensions.max(0) as u32)
     }
 }
 
@@ -263,6 +267,7 @@ pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError
             model: None,
             acting,
             from_catalog: false,
+            endpoint_names: vec![DEFAULT_ENDPOINT.to_string()],
         }),
         JobChoice::Named(name) => {
             let job = load(name)?;
@@ -275,6 +280,7 @@ pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError
                 model: Some(job.model),
                 acting: Acting::TableOwner,
                 from_catalog: true,
+                endpoint_names: job.endpoints,
             })
         }
     }
@@ -316,6 +322,7 @@ pub fn search_target() -> Result<Prepared, UserError> {
             model: None,
             acting: Acting::Caller,
             from_catalog: false,
+            endpoint_names: vec![DEFAULT_ENDPOINT.to_string()],
         }),
         Some(name) => {
             let job = load(&name)?;
@@ -324,6 +331,7 @@ pub fn search_target() -> Result<Prepared, UserError> {
                 model: Some(job.model),
                 acting: Acting::Caller,
                 from_catalog: true,
+                endpoint_names: job.endpoints,
             })
         }
     }
@@ -344,8 +352,8 @@ pub fn visible_jobs() -> Result<Vec<(JobDefinition, String, i64)>, UserError> {
                     &[],
                 )?
                 .map(|row| {
-                    let table = row.get::<String>(16)?.unwrap_or_default();
-                    let failed = row.get::<i64>(17)?.unwrap_or(0);
+                    let table = row.get::<String>(17)?.unwrap_or_default();
+                    let failed = row.get::<i64>(18)?.unwrap_or(0);
                     Ok((definition_from(row)?, table, failed))
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()

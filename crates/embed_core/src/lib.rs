@@ -7,6 +7,7 @@ pub mod batch_file;
 pub mod bisect;
 pub mod bounds;
 pub mod client;
+pub mod endpoints;
 pub mod error;
 pub mod input_text;
 pub mod packing;

@@ -21,6 +21,21 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// An unlimited bucket that has seen nothing (for arrays in shared memory).
+    pub const NEW: Bucket = Bucket {
+        per_minute: 0.0,
+        level: 0.0,
+        updated_ms: 0,
+    };
+
+    /// The share of the bucket's capacity free now, 0 to 1: 1 when unlimited, 0 in debt.
+    pub fn free_share(&self) -> f64 {
+        if self.per_minute <= 0.0 {
+            return 1.0;
+        }
+        (self.level / self.capacity()).clamp(0.0, 1.0)
+    }
+
     /// Most the level can hold: ten seconds' allowance.
     fn capacity(&self) -> f64 {
         self.per_minute / 6.0
@@ -114,6 +129,19 @@ pub fn estimate_tokens(text: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_free_share_is_the_level_over_ten_seconds_allowance() {
+        let mut b = Bucket::NEW;
+        assert_eq!(b.free_share(), 1.0, "unlimited");
+        b.refill(600.0, 1_000);
+        assert_eq!(b.free_share(), 0.0, "a limited bucket starts empty");
+        b.refill(600.0, 6_000);
+        assert!((b.free_share() - 0.5).abs() < 1e-9, "{}", b.free_share());
+        b.spend(1000.0);
+        assert_eq!(b.free_share(), 0.0, "in debt");
+    }
+
     use super::*;
 
     #[test]
