@@ -33,10 +33,11 @@ summaries=()
 
 # The released install scripts each version suite put in place for the upgrade tests.
 remove_released_scripts() {
+    local script name
     for v in "${OTHER_PGS[@]}" "$MAIN_PG"; do
-        for old in 0.1.0 0.2.0; do
-            rm -f "$(pg_prefix "$v")/share/postgresql/extension/doctrove_embed--$old.sql" \
-                  "/usr/share/postgresql/$v/extension/doctrove_embed--$old.sql"
+        for script in sql/released/doctrove_embed--*.sql; do
+            name="$(basename "$script")"
+            rm -f "$(pg_prefix "$v")/share/postgresql/extension/$name" "/usr/share/postgresql/$v/extension/$name"
         done
     done
 }

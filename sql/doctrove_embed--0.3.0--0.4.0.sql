@@ -1,8 +1,9 @@
 -- doctrove_embed 0.3.0 -> 0.4.0: embedding jobs (see CHANGELOG.md): the job_definitions,
 -- job_grants and search_targets tables, create_job() and the functions beside it, the jobs view,
 -- embed_pending() and get_papers_needing_embeddings_count() with a job name, the index functions
--- with a job name, and failures kept per job. A fresh 0.4.0 install and an updated one are
--- checked to be the same (crates/doctrove_itest/tests/upgrade.rs).
+-- with a job name, failures kept per job, and the installation's secret that seals each batch's
+-- metadata. A fresh 0.4.0 install and an updated one are checked to be the same
+-- (crates/doctrove_itest/tests/upgrade.rs).
 \echo Use "ALTER EXTENSION doctrove_embed UPDATE TO '0.4.0'" to load this file. \quit
 
 SET LOCAL search_path = pg_catalog, pg_temp;
@@ -239,6 +240,17 @@ CREATE TABLE doctrove_embed.search_targets (
 COMMENT ON TABLE doctrove_embed.search_targets IS 'The job whose column each table is searched through';
 SELECT pg_catalog.pg_extension_config_dump('doctrove_embed.search_targets', '');
 
+-- This installation's secret: it seals the metadata of each batch this database submits, so a
+-- batch found on the API is adopted only when this installation made it (anyone holding the API
+-- key can copy a batch's metadata, but not its seal). Readable by the extension's owner alone,
+-- and not dumped: a copy restored elsewhere makes its own when the extension is created there.
+CREATE TABLE doctrove_embed.installation (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    secret text NOT NULL
+);
+INSERT INTO doctrove_embed.installation (secret)
+    SELECT pg_catalog.gen_random_uuid()::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.gen_random_uuid()::pg_catalog.text;
+
 -- Each job the caller may run, with its progress since the server started (from shared memory:
 -- no count of the table on read).
 CREATE VIEW doctrove_embed.jobs AS
@@ -268,7 +280,7 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.create_pending_index(text), doctrove_embed.pending_index_command(text),
     doctrove_embed.create_hnsw_index(text) FROM PUBLIC;
 REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
-    doctrove_embed.jobs FROM PUBLIC;
+    doctrove_embed.installation, doctrove_embed.jobs FROM PUBLIC;
 
 -- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,
 -- grants or drops a job on it; a job runs for the roles it is granted to; the view shows each

@@ -36,6 +36,11 @@ extension_sql_file!("../sql/batches.sql", name = "batches", requires = ["failure
 extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["batches"]);
 extension_sql_file!("../sql/search_targets.sql", name = "search_targets", requires = ["jobs"]);
 extension_sql_file!(
+    "../sql/installation.sql",
+    name = "installation",
+    requires = ["search_targets"]
+);
+extension_sql_file!(
     "../sql/job_views.sql",
     name = "job_views",
     requires = ["jobs", api::jobs::job_snapshot]

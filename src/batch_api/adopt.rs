@@ -1,8 +1,10 @@
 //! Batches the API has and `doctrove_embed.batch_jobs` lacks: a session or worker that died
 //! between creating a batch and committing left one. Each batch carries metadata naming its
-//! database, table and submission; the listing (newest first) finds those of this database and
-//! table, and each is recorded with the papers its input file names, so they are not sent in a
-//! second batch. Submissions and collections adopt before anything else.
+//! cluster, database, table and submission, sealed with this installation's secret; the listing
+//! (newest first) finds those of this database and table whose seal holds, and each is recorded
+//! with the papers its input file names, so they are not sent in a second batch. A batch anyone
+//! else made with the key (copying the metadata) has no valid seal and is never adopted.
+//! Submissions and collections adopt before anything else.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +35,36 @@ const ADOPTION_PAGES: usize = 5;
 /// Longest line read from an input file when adopting its batch: one paper's text (cut to the
 /// model's input limit) and the request around it.
 const MAX_INPUT_LINE_BYTES: usize = 6 * embed_core::bounds::MAX_INPUT_BYTES + 64 * 1024;
+
+/// The metadata key of the seal (see `embed_core::batch_seal`).
+pub const META_SEAL: &str = "doctrove_seal";
+
+/// This installation's secret (`doctrove_embed.installation`).
+fn installation_secret() -> Result<Vec<u8>, UserError> {
+    let secret = as_extension(|| Spi::get_one::<String>("SELECT (SELECT secret FROM doctrove_embed.installation)"))
+        .map_err(internal("read doctrove_embed.installation"))?;
+    match secret {
+        Some(secret) if !secret.is_empty() => Ok(secret.into_bytes()),
+        _ => Err(UserError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "doctrove_embed.installation holds no secret",
+        )
+        .hint("Batches are sealed with it: ALTER EXTENSION doctrove_embed UPDATE, or drop and create the extension again.")),
+    }
+}
+
+/// What a seal covers: the cluster, database, table and submission the metadata names.
+fn sealed_fields(metadata: &BTreeMap<String, String>) -> [&str; 4] {
+    let get = |key: &str| metadata.get(key).map_or("", String::as_str);
+    [get(META_CLUSTER), get(META_DATABASE), get(META_TABLE), get(META_SUBMISSION)]
+}
+
+/// Adds the seal of `metadata` (with its submission) under this installation's secret.
+pub fn seal(metadata: &mut BTreeMap<String, String>) -> Result<(), UserError> {
+    let seal = embed_core::batch_seal::seal(&installation_secret()?, &sealed_fields(metadata));
+    metadata.insert(META_SEAL.to_string(), seal);
+    Ok(())
+}
 
 /// The metadata that names this cluster, database and table.
 pub fn our_metadata(target: &Target) -> Result<BTreeMap<String, String>, UserError> {
@@ -69,6 +101,7 @@ fn listing_error(error: &ApiError, base_url: &str) -> UserError {
 /// papers their input files name; returns how many.
 pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, UserError> {
     let ours = our_metadata(target)?;
+    let secret = installation_secret()?;
     let (mut after, mut adopted) = (None::<String>, 0);
     for _ in 0..ADOPTION_PAGES {
         let cursor = after.clone();
@@ -76,8 +109,19 @@ pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, User
             call_api_raw(config, move |c| list_batches(c, cursor.as_deref())).map_err(|e| listing_error(&e, &config.base_url))?;
         after = page.last().map(|b| b.id.clone());
         for info in page {
-            let mine = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));
+            // This database's and table's metadata, sealed by this installation: not a copy.
+            let named = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));
+            let seal = info.metadata.get(META_SEAL).map_or("", String::as_str);
+            let mine = named && embed_core::batch_seal::verify(&secret, &sealed_fields(&info.metadata), seal);
             if !mine || jobs_store::is_known(&info.id)? {
+                continue;
+            }
+            let submission = info.metadata.get(META_SUBMISSION).map_or("", String::as_str);
+            if jobs_store::is_submission_known(submission)? {
+                pgrx::warning!(
+                    "doctrove_embed: batch {} carries the sealed metadata of a recorded submission; it is not adopted",
+                    info.id
+                );
                 continue;
             }
             adopt(target, config, &info)?;

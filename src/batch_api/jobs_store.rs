@@ -65,6 +65,16 @@ pub fn is_known(batch_id: &str) -> Result<bool, UserError> {
     .map(|b| b.unwrap_or(false))
 }
 
+/// Whether another batch already carries submission `submission`: a copy of a batch's sealed
+/// metadata (a replay) is not adopted.
+pub fn is_submission_known(submission: &str) -> Result<bool, UserError> {
+    one::<bool>(
+        "SELECT EXISTS (SELECT FROM doctrove_embed.batch_jobs WHERE submission_id = $1)",
+        &[submission.into()],
+    )
+    .map(|b| b.unwrap_or(false))
+}
+
 /// An open job: its batch id and the model its requests asked for (unknown for some adopted
 /// ones).
 pub struct OpenJob {

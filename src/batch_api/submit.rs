@@ -15,7 +15,7 @@ use embed_core::tokens;
 use embed_core::{ApiConfig, ApiError};
 use pgrx::prelude::*;
 
-use crate::batch_api::adopt::{adopt_unrecorded, our_metadata, META_SUBMISSION};
+use crate::batch_api::adopt::{adopt_unrecorded, our_metadata, seal, META_SUBMISSION};
 use crate::batch_api::collect::collect_finished;
 use crate::batch_api::jobs_store::{self, NewJob};
 use crate::errors::UserError;
@@ -138,6 +138,7 @@ pub fn submit_pending(
             .flatten()
             .unwrap_or_default();
         metadata.insert(META_SUBMISSION.to_string(), submission.clone());
+        seal(&mut metadata)?;
         let (content, meta) = (file.content, metadata.clone());
         let info = call_api_abandonable(config, move |c, abandoned| {
             let file_id = upload_batch_file(c, "doctrove_embed_batch.jsonl", &content)?;

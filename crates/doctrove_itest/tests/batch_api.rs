@@ -661,10 +661,21 @@ fn submitting_50000_papers_keeps_the_backend_s_memory_bounded() {
     assert_eq!(db.stats()["batches_created"].as_i64(), Some(i64::from(batches)));
 }
 
-/// Creates on the mock, as someone else holding the key would, a batch whose input lines name
-/// papers 1 to 100 with `text(id)`, carrying this database's metadata as anyone who can list the
-/// account's batches reads it (with another cluster identifier when `cluster` is given).
-fn forge_batch(db: &TestDb, client: &mut Client, text: impl Fn(i32) -> String, cluster: Option<&str>) {
+/// How a forged batch's metadata is sealed.
+enum Seal {
+    /// None: someone else holding the key copied the metadata they can list.
+    Missing,
+    /// With this installation's secret: a batch this installation made (a duplicate).
+    Ours,
+    /// A copy of the seal and submission of a batch this installation recorded (a replay).
+    CopiedFrom(String),
+}
+
+/// Creates on the mock, as someone holding the key would, a batch whose input lines name papers
+/// 1 to 100 with `text(id)`, carrying this database's metadata as anyone who can list the
+/// account's batches reads it (with another cluster identifier when `cluster` is given), sealed
+/// as `seal` says; returns its id.
+fn forge_batch(db: &TestDb, client: &mut Client, text: impl Fn(i32) -> String, cluster: Option<&str>, seal: Seal) -> String {
     let config = embed_core::ApiConfig {
         base_url: format!("{}/s={}/dim=8/v1", mock_root(), db.scope),
         api_key: "sk-someone-else".into(),
@@ -685,13 +696,39 @@ fn forge_batch(db: &TestDb, client: &mut Client, text: impl Fn(i32) -> String, c
         )
         .unwrap()
         .get(0);
-    let metadata = std::collections::BTreeMap::from([
+    let cluster = cluster.map_or(ours, str::to_string);
+    let table = "public.doctrove_papers".to_string();
+    let (submission, seal) = match seal {
+        Seal::Missing => ("forged".to_string(), None),
+        Seal::Ours => {
+            let secret: String = client
+                .query_one("SELECT secret FROM doctrove_embed.installation", &[])
+                .unwrap()
+                .get(0);
+            let fields = [cluster.as_str(), db.name.as_str(), table.as_str(), "duplicate"];
+            (
+                "duplicate".to_string(),
+                Some(embed_core::batch_seal::seal(secret.as_bytes(), &fields)),
+            )
+        }
+        Seal::CopiedFrom(batch_id) => {
+            let info = embed_core::batch_client::retrieve_batch(&config, &batch_id).unwrap();
+            (
+                info.metadata["doctrove_submission"].clone(),
+                Some(info.metadata["doctrove_seal"].clone()),
+            )
+        }
+    };
+    let mut metadata = std::collections::BTreeMap::from([
         ("doctrove_database".to_string(), db.name.clone()),
-        ("doctrove_cluster".to_string(), cluster.map_or(ours, str::to_string)),
-        ("doctrove_table".to_string(), "public.doctrove_papers".to_string()),
-        ("doctrove_submission".to_string(), "forged".to_string()),
+        ("doctrove_cluster".to_string(), cluster),
+        ("doctrove_table".to_string(), table),
+        ("doctrove_submission".to_string(), submission),
     ]);
-    embed_core::batch_client::create_batch(&config, &file, &metadata).unwrap();
+    if let Some(seal) = seal {
+        metadata.insert("doctrove_seal".to_string(), seal);
+    }
+    embed_core::batch_client::create_batch(&config, &file, &metadata).unwrap().id
 }
 
 #[test]
@@ -708,6 +745,7 @@ fn a_paper_is_claimed_by_one_open_batch_only() {
         &mut client,
         |id| format!("Title: Paper {id} Abstract: Abstract of paper {id}"),
         None,
+        Seal::Ours,
     );
     assert_eq!(submit(&mut client), (0, 0, 1));
     let (claims, batches): (i64, i64) = {
@@ -728,29 +766,53 @@ fn a_batch_made_by_anyone_else_with_the_key_writes_nothing() {
     let mut client = db.connect();
     create_logged_papers(&mut client, 100, 8);
     db.point_at_mock(&mut client, "dim=8/");
-    // Someone else holding the key (a staging copy, a leaked key) creates a batch with this
-    // database's and table's metadata whose input lines name the pending papers with other texts,
-    // and one of another cluster (a copy restored elsewhere), which is not even adopted.
-    forge_batch(&db, &mut client, |id| format!("EVIL {id}"), None);
-    forge_batch(&db, &mut client, |id| format!("EVIL {id}"), Some("7000000000000000000/5"));
-    // The next collection finds it on the API and adopts it (a batch this session never
-    // submitted is collected); it writes nothing and releases its papers.
-    let row = client
-        .query_one("SELECT * FROM doctrove_embed.collect_batches()", &[])
-        .unwrap();
-    let (collected, written, released) = (
-        row.get::<_, i32>("batches_collected"),
-        row.get::<_, i64>("papers_written"),
-        row.get::<_, i64>("papers_released"),
+    // Someone else holding the key (a staging copy, a leaked key) creates batches with this
+    // database's and table's metadata whose input lines name the pending papers with other texts:
+    // unsealed, of another cluster (a copy restored elsewhere), and carrying the seal and
+    // submission copied from a batch this installation recorded.
+    db.point_at_mock(&mut client, "dim=8/batch_delay=600000/");
+    forge_batch(&db, &mut client, |id| format!("EVIL {id}"), None, Seal::Missing);
+    forge_batch(
+        &db,
+        &mut client,
+        |id| format!("EVIL {id}"),
+        Some("7000000000000000000/5"),
+        Seal::Missing,
     );
+    let recorded: String = {
+        client
+            .batch_execute("INSERT INTO doctrove_papers (doctrove_paper_id, doctrove_title) VALUES (1001, 'Recorded')")
+            .unwrap();
+        let row = client
+            .query_one("SELECT batches FROM doctrove_embed.submit_batches(1)", &[])
+            .unwrap();
+        assert_eq!(row.get::<_, i32>(0), 1);
+        client
+            .query_one("SELECT batch_id FROM doctrove_embed.batch_jobs", &[])
+            .unwrap()
+            .get(0)
+    };
+    forge_batch(&db, &mut client, |id| format!("EVIL {id}"), None, Seal::CopiedFrom(recorded));
+    // None is adopted: no paper is claimed by them, and the live path embeds every paper.
+    let adopted: i64 = {
+        client
+            .batch_execute("SELECT * FROM doctrove_embed.collect_batches()")
+            .unwrap();
+        client
+            .query_one("SELECT count(*) FROM doctrove_embed.batch_jobs", &[])
+            .unwrap()
+            .get(0)
+    };
+    db.point_at_mock(&mut client, "dim=8/");
+    client.batch_execute("SELECT doctrove_embed.cancel_batches()").unwrap();
     embed_until_done(&mut client, 250);
     let t = tally(&mut client, 8);
     record_attack(
-        "write vectors of other texts into pending papers through a batch with this database's metadata",
-        t.wrong > 0 || written > 0,
+        "have a batch with this database's metadata (unsealed, another cluster's, or a copied seal) adopted",
+        adopted != 1 || t.wrong > 0,
     );
-    assert_eq!((collected, written, released), (1, 0, 100));
-    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (100, 0, 0, 0));
+    assert_eq!(adopted, 1, "only the batch this installation submitted is recorded");
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (101, 0, 0, 0));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 pub mod batch_client;
 pub mod batch_file;
+pub mod batch_seal;
 pub mod bisect;
 pub mod bounds;
 pub mod client;
