@@ -165,6 +165,20 @@ STRICT PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'create_hnsw_index_of_job_wrapper';
 
+CREATE FUNCTION doctrove_embed."watch"(
+	"job" TEXT /* & str */
+) RETURNS TEXT /* String */
+STRICT PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'watch_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."unwatch"(
+	"job" TEXT /* & str */
+) RETURNS TEXT /* String */
+STRICT PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unwatch_job_wrapper';
+
 -- Embedding jobs: which table's column a job fills, from which columns' text, with which model.
 -- Rows are written only by doctrove_embed.create_job() and the functions beside it, which let
 -- only the table's owner (a member of the owning role) or a superuser define a job; a job's
@@ -278,7 +292,7 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.forget_jobs_of_dropped_tables(), doctrove_embed.use_job_for_search(text),
     doctrove_embed.create_pending_index(text), doctrove_embed.pending_index_command(text),
-    doctrove_embed.create_hnsw_index(text) FROM PUBLIC;
+    doctrove_embed.create_hnsw_index(text), doctrove_embed.watch(text), doctrove_embed.unwatch(text) FROM PUBLIC;
 REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
     doctrove_embed.installation, doctrove_embed.jobs FROM PUBLIC;
 
@@ -294,6 +308,7 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),
-    doctrove_embed.pending_index_command(text), doctrove_embed.create_hnsw_index(text) TO PUBLIC;
+    doctrove_embed.pending_index_command(text), doctrove_embed.create_hnsw_index(text),
+    doctrove_embed.watch(text), doctrove_embed.unwatch(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.embed_pending(integer, text),
     @extschema@.get_papers_needing_embeddings_count(text) TO PUBLIC;

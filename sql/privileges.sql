@@ -24,7 +24,8 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),
-    doctrove_embed.pending_index_command(text), doctrove_embed.create_hnsw_index(text) TO PUBLIC;
+    doctrove_embed.pending_index_command(text), doctrove_embed.create_hnsw_index(text),
+    doctrove_embed.watch(text), doctrove_embed.unwatch(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.embed_pending(integer, text),
     @extschema@.get_papers_needing_embeddings_count(text) TO PUBLIC;
 

@@ -279,3 +279,32 @@ fn a_model_change_embeds_again_only_the_vectors_another_model_made() {
     .unwrap();
     assert_eq!(sqlstate_of("SELECT doctrove_embed.alter_job('bare', model => 'm2')"), "55000");
 }
+
+#[pg_test]
+fn watching_a_job_re_embeds_its_column_alone_when_a_text_changes() {
+    use_mock("job_watch", "dim=8/");
+    create_two_column_papers();
+    create_local_job();
+    assert_eq!(embed_job(10, "local"), (3, 0));
+    assert_eq!(embed(10), (3, 0));
+    let watched = Spi::get_one::<String>("SELECT doctrove_embed.watch('local')").unwrap();
+    assert_eq!(watched.as_deref(), Some("watching public.doctrove_papers for job local"));
+    let triggers = Spi::get_one::<String>(
+        "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'doctrove_papers'::regclass",
+    )
+    .unwrap();
+    assert_eq!(
+        triggers.as_deref(),
+        Some("doctrove_embed_reset_local_embedding,doctrove_embed_wake_local_embedding")
+    );
+    Spi::run("UPDATE doctrove_papers SET doctrove_title = 'Alpha, revised' WHERE doctrove_paper_id = 1").unwrap();
+    assert_eq!(local_vector(1), None, "the job's column is cleared");
+    assert!(stored_vector("1").is_some(), "the default's column is not watched");
+    assert_eq!(embed_job(10, "local"), (1, 0));
+    assert_eq!(local_vector(1), Some(vector_for("Title: Alpha, revised Abstract: about Alpha", 8)));
+    Spi::run("SELECT doctrove_embed.unwatch('local')").unwrap();
+    assert_eq!(
+        Spi::get_one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'doctrove_papers'::regclass").unwrap(),
+        Some(0)
+    );
+}

@@ -2,6 +2,7 @@
 
 use pgrx::prelude::*;
 
+use crate::table::jobs::target_to_index;
 use crate::table::target::resolve;
 
 /// Installs the triggers that keep the configured table's embeddings current: new papers
@@ -20,6 +21,23 @@ fn unwatch() -> String {
     let target = resolve().unwrap_or_else(|e| e.raise());
     crate::table::watch::unwatch(&target).unwrap_or_else(|e| e.raise());
     format!("no longer watching {}", target.names.table)
+}
+
+/// `watch()` for job `job`'s column (by its table's owner): its own triggers, named after the
+/// column, so each job on a table is kept current.
+#[pg_extern(schema = "doctrove_embed", name = "watch", parallel_unsafe)]
+fn watch_job(job: &str) -> String {
+    let target = target_to_index(job).unwrap_or_else(|e| e.raise());
+    crate::table::watch::watch(&target).unwrap_or_else(|e| e.raise());
+    format!("watching {} for job {job}", target.names.table)
+}
+
+/// Removes the triggers `watch(job)` installed.
+#[pg_extern(schema = "doctrove_embed", name = "unwatch", parallel_unsafe)]
+fn unwatch_job(job: &str) -> String {
+    let target = target_to_index(job).unwrap_or_else(|e| e.raise());
+    crate::table::watch::unwatch(&target).unwrap_or_else(|e| e.raise());
+    format!("no longer watching {} for job {job}", target.names.table)
 }
 
 /// The extension's one `#[pg_schema]` module: `#[pg_trigger]` takes its schema only from the

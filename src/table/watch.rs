@@ -29,7 +29,7 @@ fn drop_trigger_if_present(target: &Target, name: &str) -> Result<(), UserError>
 /// Installs (or reinstalls) the watch triggers. Idempotent.
 pub fn watch(target: &Target) -> Result<(), UserError> {
     for (name, create) in target.names.watch_triggers() {
-        drop_trigger_if_present(target, name)?;
+        drop_trigger_if_present(target, &name)?;
         run_ddl(&create, "install the trigger")?;
     }
     Ok(())
@@ -38,7 +38,7 @@ pub fn watch(target: &Target) -> Result<(), UserError> {
 /// Removes the watch triggers.
 pub fn unwatch(target: &Target) -> Result<(), UserError> {
     for (name, _) in target.names.watch_triggers() {
-        drop_trigger_if_present(target, name)?;
+        drop_trigger_if_present(target, &name)?;
     }
     Ok(())
 }

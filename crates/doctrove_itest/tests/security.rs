@@ -387,7 +387,9 @@ fn public_may_read_the_views_call_input_text_and_the_job_functions_and_nothing_e
         ("function doctrove_embed.resume_job(text)", "EXECUTE"),
         ("function doctrove_embed.revoke_job(text,text)", "EXECUTE"),
         ("function doctrove_embed.status_snapshot()", "EXECUTE"),
+        ("function doctrove_embed.unwatch(text)", "EXECUTE"),
         ("function doctrove_embed.use_job_for_search(text)", "EXECUTE"),
+        ("function doctrove_embed.watch(text)", "EXECUTE"),
         ("function doctrove_embed.worker_snapshot()", "EXECUTE"),
         ("function embed_pending(integer,text)", "EXECUTE"),
         ("function get_papers_needing_embeddings_count(text)", "EXECUTE"),
@@ -833,6 +835,10 @@ fn a_role_gains_no_job_on_another_role_s_table() {
         (
             "index another role's job column",
             "SELECT doctrove_embed.create_hnsw_index('victim_job')",
+        ),
+        (
+            "put triggers on another role's table through its job",
+            "SELECT doctrove_embed.watch('victim_job')",
         ),
         (
             "write the job catalog",

@@ -212,7 +212,8 @@ impl PapersTable {
     /// trigger waking the workers after papers are inserted or their text edited (it acts at
     /// commit), and a row trigger that clears the embedding only when the title or abstract
     /// really changes.
-    pub fn watch_triggers(&self) -> Vec<(&'static str, String)> {
+    pub fn watch_triggers(&self) -> Vec<(String, String)> {
+        let (wake, reset) = (self.trigger_name(WAKE_TRIGGER), self.trigger_name(RESET_TRIGGER));
         let columns = self.text_columns().join(", ");
         let changed = self
             .text_columns()
@@ -222,23 +223,38 @@ impl PapersTable {
             .join(" OR ");
         vec![
             (
-                WAKE_TRIGGER,
+                wake.clone(),
                 format!(
-                    "CREATE TRIGGER {WAKE_TRIGGER} AFTER INSERT OR UPDATE OF {columns} ON {} \
+                    "CREATE TRIGGER {} AFTER INSERT OR UPDATE OF {columns} ON {} \
                      FOR EACH STATEMENT EXECUTE FUNCTION doctrove_embed.wake_workers()",
+                    quote_ident(&wake),
                     self.table
                 ),
             ),
             (
-                RESET_TRIGGER,
+                reset.clone(),
                 format!(
-                    "CREATE TRIGGER {RESET_TRIGGER} BEFORE UPDATE OF {columns} ON {} FOR EACH ROW WHEN ({changed}) \
+                    "CREATE TRIGGER {} BEFORE UPDATE OF {columns} ON {} FOR EACH ROW WHEN ({changed}) \
                      EXECUTE FUNCTION doctrove_embed.reset_embedding({})",
+                    quote_ident(&reset),
                     self.table,
                     quote_literal(&self.embedding)
                 ),
             ),
         ]
+    }
+
+    /// A watch trigger's name: `base` for the settings' table, with the embedding column's name
+    /// (cut to 40 bytes) for a job's, since a table may have one job per column.
+    fn trigger_name(&self, base: &str) -> String {
+        if !self.index_per_column {
+            return base.to_string();
+        }
+        let mut column = self.embedding.as_str();
+        while column.len() > 40 {
+            column = &column[..column.char_indices().last().map_or(0, |(i, _)| i)];
+        }
+        format!("{base}_{column}")
     }
 
     /// The name `create_hnsw_index` gives its index (at most 63 bytes).
@@ -380,18 +396,35 @@ mod tests {
     }
 
     #[test]
+    fn a_job_s_watch_triggers_are_named_after_its_column() {
+        let mut t = papers();
+        t.index_per_column = true;
+        t.embedding = "local_embedding".into();
+        let names: Vec<String> = t.watch_triggers().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            ["doctrove_embed_wake_local_embedding", "doctrove_embed_reset_local_embedding"]
+        );
+        assert!(t.watch_triggers()[1]
+            .1
+            .ends_with("doctrove_embed.reset_embedding('local_embedding')"));
+        t.embedding = "e".repeat(60);
+        assert!(t.watch_triggers().iter().all(|(name, _)| name.len() <= 63));
+    }
+
+    #[test]
     fn watching_resets_the_embedding_only_when_title_or_abstract_change() {
         let triggers = papers().watch_triggers();
         assert_eq!(
             triggers[1].1,
-            "CREATE TRIGGER doctrove_embed_reset BEFORE UPDATE OF \"doctrove_title\", \"doctrove_abstract\" \
+            "CREATE TRIGGER \"doctrove_embed_reset\" BEFORE UPDATE OF \"doctrove_title\", \"doctrove_abstract\" \
              ON \"public\".\"doctrove_papers\" FOR EACH ROW WHEN (OLD.\"doctrove_title\" IS DISTINCT FROM NEW.\"doctrove_title\" \
              OR OLD.\"doctrove_abstract\" IS DISTINCT FROM NEW.\"doctrove_abstract\") \
              EXECUTE FUNCTION doctrove_embed.reset_embedding('doctrove_embedding')"
         );
         assert!(triggers[0]
             .1
-            .starts_with("CREATE TRIGGER doctrove_embed_wake AFTER INSERT OR UPDATE OF"));
+            .starts_with("CREATE TRIGGER \"doctrove_embed_wake\" AFTER INSERT OR UPDATE OF"));
         assert!(triggers[0]
             .1
             .ends_with("FOR EACH STATEMENT EXECUTE FUNCTION doctrove_embed.wake_workers()"));
