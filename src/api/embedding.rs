@@ -54,7 +54,7 @@ fn embed_pending_of_job(
 /// The job a call names. The job `default` named through a form that takes a job name needs
 /// the right to run the form without one (`signature`), which PUBLIC does not have.
 fn choose(job: Option<&str>, signature: &str) -> Result<JobChoice, UserError> {
-    let choice = JobChoice::of(job)?;
+    let choice = JobChoice::of(job);
     if job.is_none() || choice != JobChoice::Settings {
         return Ok(choice);
     }

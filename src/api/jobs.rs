@@ -263,7 +263,7 @@ fn use_job_for_search(name: &str) -> String {
 }
 
 fn switch_search(name: &str) -> Result<(), UserError> {
-    let choice = jobs::JobChoice::of(Some(name))?;
+    let choice = jobs::JobChoice::of(Some(name));
     let jobs::JobChoice::Named(name) = choice else {
         let target = crate::table::target::resolve()?;
         jobs::check_may_define(target.relid, "choose the job searches read")?;

@@ -36,7 +36,6 @@ pub fn send_to_one_of(
         .map(|e| endpoint_state::capacity(&e.name, e.max_tokens_per_minute, e.max_requests_per_minute))
         .collect();
     let order = embed_core::endpoints::order(&capacities, unix_now_ms());
-    let mut result = Err(ApiError::Malformed("no endpoint".into()));
     for (k, &i) in order.iter().enumerate() {
         let last = k + 1 == order.len();
         let tries = if last {
@@ -47,20 +46,16 @@ pub fn send_to_one_of(
                 ..*policy
             }
         };
-        result = embed_with_retries(&endpoints[i], texts, tokens, dims, &tries, on_wait);
+        let result = embed_with_retries(&endpoints[i], texts, tokens, dims, &tries, on_wait);
         let mut tally = tally.borrow_mut();
         match &result {
             Ok(_) => tally[i].inputs += texts.len() as u64,
-            Err(error) => {
-                tally[i].errors += 1;
-                if !is_endpoint_fault(error) {
-                    break;
-                }
-            }
+            Err(_) => tally[i].errors += 1,
         }
-        if result.is_ok() {
-            break;
+        if last || !matches!(&result, Err(error) if is_endpoint_fault(error)) {
+            return result;
         }
     }
-    result
+    // A job names at least one endpoint (checked when it is defined).
+    Err(ApiError::Malformed("no endpoint to send the request to".into()))
 }

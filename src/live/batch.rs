@@ -132,7 +132,7 @@ fn embed_allowed(
     let endpoints = prepared.endpoints()?;
     let config = &endpoints[0].config;
     let dims = target.expected_dims(config);
-    let setting = if prepared.from_catalog {
+    let setting = if prepared.is_recorded() {
         "the job's batch_size"
     } else if acting == Acting::Caller {
         "a batch"

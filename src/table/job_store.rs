@@ -158,6 +158,11 @@ fn write(query: &str, args: Vec<DatumWithOid<'static>>, duplicate: impl FnOnce()
     }
 }
 
+/// Runs a statement on the job tables that no unique key can refuse.
+fn execute(query: &str, args: Vec<DatumWithOid<'static>>) -> Result<usize, UserError> {
+    write(query, args, || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate"))
+}
+
 fn current_user_name() -> String {
     with_catalog_search_path(|| Spi::get_one::<String>("SELECT current_user::text"))
         .ok()
@@ -209,28 +214,23 @@ pub fn update(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
 /// Records the table's current owner as job `name`'s and drops the grants its previous owner
 /// made: the new owner's consent to the job (`resume_job`).
 pub fn adopt_by_new_owner(name: &str) -> Result<(), UserError> {
-    let none = || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate");
-    write(
+    execute(
         "UPDATE doctrove_embed.job_definitions d SET owner = c.relowner::regrole FROM pg_catalog.pg_class c \
          WHERE d.name = $1 AND c.oid = d.relid",
         vec![name.to_string().into()],
-        none,
     )?;
-    write(
+    execute(
         "DELETE FROM doctrove_embed.job_grants WHERE job = $1",
         vec![name.to_string().into()],
-        none,
     )?;
     Ok(())
 }
 
 /// Forgets job `name`'s failure records.
 pub fn forget_failures(name: &str) -> Result<(), UserError> {
-    let none = || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate");
-    write(
+    execute(
         "DELETE FROM doctrove_embed.failures WHERE job = $1",
         vec![name.to_string().into()],
-        none,
     )?;
     Ok(())
 }
@@ -238,29 +238,24 @@ pub fn forget_failures(name: &str) -> Result<(), UserError> {
 /// Forgets job `name`, its grants and its failure records.
 pub fn delete(name: &str) -> Result<(), UserError> {
     forget_failures(name)?;
-    let none = || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate");
-    write(
+    execute(
         "DELETE FROM doctrove_embed.job_definitions WHERE name = $1",
         vec![name.to_string().into()],
-        none,
     )?;
     Ok(())
 }
 
 /// Makes searches of table `relid` read job `job`'s column (`None`: the job default's).
 pub fn set_search_job(relid: pg_sys::Oid, job: Option<&str>) -> Result<(), UserError> {
-    let none = || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate");
     match job {
-        None => write(
+        None => execute(
             "DELETE FROM doctrove_embed.search_targets WHERE relid = $1::oid::regclass",
             vec![relid.into()],
-            none,
         ),
-        Some(job) => write(
+        Some(job) => execute(
             "INSERT INTO doctrove_embed.search_targets (relid, job, switched_by) VALUES ($1::oid::regclass, $2, $3) \
              ON CONFLICT (relid) DO UPDATE SET job = excluded.job, switched_by = excluded.switched_by, switched_at = now()",
             vec![relid.into(), job.to_string().into(), current_user_name().into()],
-            none,
         ),
     }?;
     Ok(())
@@ -280,12 +275,11 @@ fn role_oid(role: &str) -> Result<pg_sys::Oid, UserError> {
 /// Lets the members of `role` run job `name`.
 pub fn grant(name: &str, role: &str) -> Result<(), UserError> {
     let oid = role_oid(role)?;
-    write(
+    execute(
         "INSERT INTO doctrove_embed.job_grants (job, grantee, grantee_name, granted_by) \
          SELECT $1, r.oid::regrole, r.rolname, $3 FROM pg_catalog.pg_roles r WHERE r.oid = $2 \
          ON CONFLICT (job, grantee) DO UPDATE SET grantee_name = excluded.grantee_name, granted_by = excluded.granted_by",
         vec![name.to_string().into(), oid.into(), current_user_name().into()],
-        || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate"),
     )?;
     Ok(())
 }
@@ -293,10 +287,9 @@ pub fn grant(name: &str, role: &str) -> Result<(), UserError> {
 /// Takes job `name` back from `role`; whether it had it.
 pub fn revoke(name: &str, role: &str) -> Result<bool, UserError> {
     let oid = role_oid(role)?;
-    let removed = write(
+    let removed = execute(
         "DELETE FROM doctrove_embed.job_grants WHERE job = $1 AND grantee = $2::oid::regrole",
         vec![name.to_string().into(), oid.into()],
-        || UserError::new(ERRCODE_INTERNAL_ERROR, "unexpected duplicate"),
     )?;
     Ok(removed > 0)
 }

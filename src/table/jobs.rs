@@ -46,11 +46,11 @@ pub enum JobChoice {
 
 impl JobChoice {
     /// The job a call names (`None`: `default`, the settings; no recorded job has that name).
-    pub fn of(name: Option<&str>) -> Result<JobChoice, UserError> {
-        Ok(match name.unwrap_or(SETTINGS_JOB) {
+    pub fn of(name: Option<&str>) -> JobChoice {
+        match name.unwrap_or(SETTINGS_JOB) {
             SETTINGS_JOB => JobChoice::Settings,
             name => JobChoice::Named(name.to_string()),
-        })
+        }
     }
 
     /// The job's name as recorded with failures and figures.
@@ -232,19 +232,40 @@ pub fn check_may_run(job: &JobDefinition) -> Result<(), UserError> {
 /// What a job's batch needs: the checked definition, the model and dimensions to ask for, and
 /// whose rights its statements use.
 pub struct Prepared {
+    /// The table, columns and (for a recorded job) model.
     pub spec: TargetSpec,
-    /// `None`: the settings' model.
-    pub model: Option<String>,
     pub acting: Acting,
-    pub from_catalog: bool,
     pub endpoint_names: Vec<String>,
 }
 
 impl Prepared {
+    /// The settings' job, with the rights `acting` says.
+    fn settings(acting: Acting) -> Prepared {
+        Prepared {
+            spec: TargetSpec::from_settings(),
+            acting,
+            endpoint_names: vec![DEFAULT_ENDPOINT.to_string()],
+        }
+    }
+
+    /// Recorded job `job`, with the rights `acting` says.
+    fn recorded(job: JobDefinition, acting: Acting) -> Prepared {
+        Prepared {
+            spec: job.spec,
+            acting,
+            endpoint_names: job.endpoints,
+        }
+    }
+
+    /// Whether this is a recorded job (not the settings').
+    pub fn is_recorded(&self) -> bool {
+        self.spec.is_recorded_job()
+    }
+
     /// The job's table and columns, checked. The settings' names must not come from `ALTER
     /// DATABASE` or `ALTER ROLE` (see `target::resolve`).
     pub fn target(&self) -> Result<Target, UserError> {
-        if self.from_catalog {
+        if self.is_recorded() {
             resolve_spec(&self.spec)
         } else {
             resolve()
@@ -253,7 +274,7 @@ impl Prepared {
 
     /// The job's endpoints, set for its model and dimensions.
     pub fn endpoints(&self) -> Result<Vec<Endpoint>, UserError> {
-        let model = self.model.clone().unwrap_or_else(|| gucs::text(&gucs::MODEL));
+        let model = self.spec.model.clone().unwrap_or_else(|| gucs::text(&gucs::MODEL));
         crate::http::endpoints::resolve(&self.endpoint_names, &model, self.spec.dimensions.max(0) as u32)
     }
 }
@@ -262,26 +283,14 @@ impl Prepared {
 /// whoever calls it (once the caller is found allowed); the settings run with `acting`.
 pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError> {
     match choice {
-        JobChoice::Settings => Ok(Prepared {
-            spec: TargetSpec::from_settings(),
-            model: None,
-            acting,
-            from_catalog: false,
-            endpoint_names: vec![DEFAULT_ENDPOINT.to_string()],
-        }),
+        JobChoice::Settings => Ok(Prepared::settings(acting)),
         JobChoice::Named(name) => {
             let job = load(name)?;
             check_may_run(&job)?;
             if acting == Acting::Caller {
                 refuse_temporary_objects()?;
             }
-            Ok(Prepared {
-                spec: job.spec,
-                model: Some(job.model),
-                acting: Acting::TableOwner,
-                from_catalog: true,
-                endpoint_names: job.endpoints,
-            })
+            Ok(Prepared::recorded(job, Acting::TableOwner))
         }
     }
 }
@@ -290,7 +299,7 @@ pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError
 /// ownership of the table: the job `default` is the settings' table, a recorded job's is
 /// checked for a role that may define jobs on it.
 pub fn target_to_index(name: &str) -> Result<Target, UserError> {
-    match JobChoice::of(Some(name))? {
+    match JobChoice::of(Some(name)) {
         JobChoice::Settings => resolve(),
         JobChoice::Named(name) => {
             let job = load(&name)?;
@@ -316,25 +325,10 @@ pub fn search_job(relid: pg_sys::Oid) -> Result<Option<String>, UserError> {
 /// column's vectors (for the query's embedding).
 pub fn search_target() -> Result<Prepared, UserError> {
     let settings = resolve()?;
-    match search_job(settings.relid)? {
-        None => Ok(Prepared {
-            spec: TargetSpec::from_settings(),
-            model: None,
-            acting: Acting::Caller,
-            from_catalog: false,
-            endpoint_names: vec![DEFAULT_ENDPOINT.to_string()],
-        }),
-        Some(name) => {
-            let job = load(&name)?;
-            Ok(Prepared {
-                spec: job.spec,
-                model: Some(job.model),
-                acting: Acting::Caller,
-                from_catalog: true,
-                endpoint_names: job.endpoints,
-            })
-        }
-    }
+    Ok(match search_job(settings.relid)? {
+        None => Prepared::settings(Acting::Caller),
+        Some(name) => Prepared::recorded(load(&name)?, Acting::Caller),
+    })
 }
 
 /// The jobs the current user may run, each with its table's name and its papers recorded in

@@ -66,7 +66,7 @@ impl TargetSpec {
         }
     }
 
-    fn is_recorded_job(&self) -> bool {
+    pub fn is_recorded_job(&self) -> bool {
         matches!(self.table, TableRef::Relid(_))
     }
 
