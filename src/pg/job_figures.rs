@@ -94,6 +94,8 @@ pub struct JobSlot {
     pub batch_tokens: u64,
     pub pending: Option<i64>,
     pub pending_counted_ms: i64,
+    /// How long the last count took (ms), to space counts on large tables.
+    last_count_ms: f64,
     pub last_batch_ms: i64,
     /// (minute since the epoch, papers embedded in it).
     minutes: [(i64, u32); MINUTES],
@@ -113,6 +115,7 @@ impl JobSlot {
         batch_tokens: 0,
         pending: None,
         pending_counted_ms: 0,
+        last_count_ms: 0.0,
         last_batch_ms: 0,
         minutes: [(0, 0); MINUTES],
         error: [0; ERROR_BYTES],
@@ -267,12 +270,29 @@ pub fn record_endpoints(key: JobKey, tallies: &[(&str, u64, u64)]) {
 }
 
 /// Stores a fresh pending count of job `key`.
-pub fn store_pending(key: JobKey, pending: i64) {
+/// Stores a fresh pending count of job `key` that took `took_ms`.
+pub fn store_pending(key: JobKey, pending: i64, took_ms: f64) {
     let now = unix_now_ms();
     with_slot(key, |slot| {
         slot.pending = Some(pending);
         slot.pending_counted_ms = now;
+        slot.last_count_ms = took_ms;
     });
+}
+
+/// Claims the next count of job `key` for the caller when its figure is older than a minute
+/// (and than 20 times its last count took), so only one worker counts it.
+pub fn claim_recount(key: JobKey) -> bool {
+    let mut claimed = false;
+    with_slot(key, |slot| {
+        let age_ms = unix_now_ms() - slot.pending_counted_ms;
+        if embed_core::progress::recount_due(slot.pending_counted_ms > 0, age_ms, slot.last_count_ms, 60_000.0) {
+            // Marked fresh now so other workers do not count at the same time.
+            slot.pending_counted_ms = unix_now_ms();
+            claimed = true;
+        }
+    });
+    claimed
 }
 
 /// Records the error that stopped a batch of job `key`.

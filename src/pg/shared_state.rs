@@ -328,7 +328,7 @@ pub fn claim_announcement() -> bool {
 /// (so counting a huge backlog never costs more than about 5% of one worker).
 pub fn pending_is_stale(s: &Shared) -> bool {
     let age_ms = unix_now_ms() - s.pending_counted_at;
-    !s.pending_known || age_ms as f64 > (10_000.0f64).max(20.0 * s.last_count_ms)
+    embed_core::progress::recount_due(s.pending_known, age_ms, s.last_count_ms, 10_000.0)
 }
 
 /// Claims the next recount for the caller when the figure is stale (so only one worker counts).

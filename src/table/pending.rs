@@ -153,8 +153,9 @@ pub fn count_pending(target: &Target, acting: Acting) -> Result<i64, UserError> 
 pub fn count_and_store(target: &Target, acting: Acting) -> Result<i64, UserError> {
     let start = Instant::now();
     let pending = count_pending(target, acting)?;
-    shared_state::store_pending_count(target.relid.to_u32(), pending, start.elapsed().as_secs_f64() * 1000.0);
-    job_figures::store_pending(JobKey::here(&target.job), pending);
+    let took_ms = start.elapsed().as_secs_f64() * 1000.0;
+    shared_state::store_pending_count(target.relid.to_u32(), pending, took_ms);
+    job_figures::store_pending(JobKey::here(&target.job), pending, took_ms);
     Ok(pending)
 }
 

@@ -8,7 +8,6 @@
 //! An ERROR inside a batch (the table's triggers or constraints, the API, the settings) is caught,
 //! rolled back, logged and followed by a pause; only SIGTERM and postmaster death end a worker.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use embed_core::progress::{batch_line, found_line, progress_line};
@@ -17,7 +16,6 @@ use pgrx::prelude::*;
 
 use crate::errors::UserError;
 use crate::live::batch::{run_batch, BatchOutcome};
-use crate::pg::clock::unix_now_ms;
 use crate::pg::identity::Acting;
 use crate::pg::job_figures::{self, JobKey};
 use crate::pg::latch;
@@ -81,6 +79,17 @@ fn show_phase(index: usize, phase: Phase, detail: &str) {
     report_activity(phase, detail);
 }
 
+/// Shows worker `index`'s phase in a batch of `what`: a retry shows what is retried instead
+/// (the state, last_error and pg_stat_activity all say it).
+fn show_batch_phase(index: usize, phase: Phase, detail: &str, what: &str) {
+    if phase == Phase::Retrying {
+        shared_state::set_retrying(index, detail);
+        report_activity(phase, detail);
+    } else {
+        show_phase(index, phase, what);
+    }
+}
+
 fn report_activity(phase: Phase, detail: &str) {
     let text = std::ffi::CString::new(if detail.is_empty() {
         phase.label().to_string()
@@ -109,8 +118,6 @@ struct WorkerLoop {
     last_error_logged: Option<(String, Instant)>,
     batch_api: BatchApiDuty,
     turns: JobTurns,
-    /// How long each recorded job's last count took.
-    count_took: HashMap<String, Duration>,
 }
 
 impl WorkerLoop {
@@ -253,13 +260,9 @@ impl WorkerLoop {
         let batch = job.batch_size;
         let choice = JobChoice::Named(name.clone());
         let result = in_transaction(|| {
+            let what = format!("job {name}: batch of up to {batch} papers");
             run_batch(batch, &choice, Acting::TableOwner, &mut |phase, detail| {
-                if phase == Phase::Retrying {
-                    shared_state::set_retrying(index, detail);
-                    report_activity(phase, detail);
-                } else {
-                    show_phase(index, phase, &format!("job {name}: batch of up to {batch} papers"));
-                }
+                show_batch_phase(index, phase, detail, &what)
             })
         });
         let now = Instant::now();
@@ -293,23 +296,16 @@ impl WorkerLoop {
         self.phase(Phase::Paused, &text);
     }
 
-    /// Counts a recorded job's pending papers for `doctrove_embed.jobs` when the last count is
-    /// older than a minute (and twenty times what it took).
+    /// Counts a recorded job's pending papers for `doctrove_embed.jobs` when this worker claims
+    /// the count (see `job_figures::claim_recount`).
     fn recount_job_when_due(&mut self, choice: &JobChoice) {
-        let key = JobKey::here(choice.name());
-        let took = self.count_took.get(choice.name()).copied().unwrap_or_default();
-        let stale = job_figures::of(key).is_none_or(|f| {
-            f.pending.is_none() || (unix_now_ms() - f.pending_counted_ms) as f64 > (60_000f64).max(20.0 * took.as_millis() as f64)
-        });
-        if !stale {
+        if !job_figures::claim_recount(JobKey::here(choice.name())) {
             return;
         }
-        let started = Instant::now();
         let _ = in_transaction(|| {
             let prepared = prepare(choice, Acting::TableOwner)?;
             count_and_store(&prepared.target()?, prepared.acting)
         });
-        self.count_took.insert(choice.name().to_string(), started.elapsed());
     }
 
     /// One step of the settings' job, as in 0.3.0 (with the Batch API duty).
@@ -361,14 +357,9 @@ impl WorkerLoop {
         let batch = gucs::BATCH_SIZE.get();
         let index = self.index;
         let result = in_transaction(|| {
+            let what = format!("batch of up to {batch} papers");
             run_batch(batch, &JobChoice::Settings, Acting::TableOwner, &mut |phase, detail| {
-                if phase == Phase::Retrying {
-                    // The state, last_error and pg_stat_activity all say what is retried.
-                    shared_state::set_retrying(index, detail);
-                    report_activity(phase, detail);
-                } else {
-                    show_phase(index, phase, &format!("batch of up to {batch} papers"));
-                }
+                show_batch_phase(index, phase, detail, &what)
             })
         });
         match result {
@@ -453,7 +444,6 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         last_error_logged: None,
         batch_api: Default::default(),
         turns: JobTurns::default(),
-        count_took: HashMap::new(),
     };
     loop {
         pg_sys::check_for_interrupts!();

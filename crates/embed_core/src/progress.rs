@@ -118,8 +118,25 @@ impl RateRing {
     }
 }
 
+/// Whether a pending count is due again: none yet, or the last one is older than `floor_ms`
+/// and than 20 times what it took (so counting a huge backlog never costs more than about 5%
+/// of one worker).
+pub fn recount_due(counted: bool, age_ms: i64, last_count_ms: f64, floor_ms: f64) -> bool {
+    !counted || age_ms as f64 > floor_ms.max(20.0 * last_count_ms)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_recount_waits_for_the_floor_and_twenty_times_the_last_count() {
+        assert!(recount_due(false, 0, 0.0, 10_000.0), "never counted");
+        assert!(!recount_due(true, 9_000, 100.0, 10_000.0));
+        assert!(recount_due(true, 11_000, 100.0, 10_000.0));
+        assert!(!recount_due(true, 11_000, 1_000.0, 10_000.0), "a 1 s count waits 20 s");
+        assert!(recount_due(true, 21_000, 1_000.0, 10_000.0));
+    }
+
     use super::*;
 
     #[test]
