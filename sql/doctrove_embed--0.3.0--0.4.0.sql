@@ -283,6 +283,31 @@ SELECT name, table_name, embedding_column, model, dimensions, enabled, weight, b
        endpoints
 FROM doctrove_embed.job_snapshot();
 
+-- The workers view shows the database each worker serves (the launcher starts workers in every
+-- database where the extension is installed).
+DROP VIEW doctrove_embed.workers;
+DROP FUNCTION doctrove_embed.worker_snapshot();
+CREATE FUNCTION doctrove_embed."worker_snapshot"() RETURNS TABLE (
+	"worker" INT,  /* i32 */
+	"pid" INT,  /* i32 */
+	"database_oid" oid,  /* Option < pg_sys :: Oid > */
+	"state" TEXT,  /* String */
+	"batches" bigint,  /* i64 */
+	"papers_embedded" bigint,  /* i64 */
+	"failures" bigint,  /* i64 */
+	"last_error" TEXT,  /* Option < String > */
+	"last_batch_at" double precision  /* Option < f64 > */
+)
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'worker_snapshot_wrapper';
+-- One row per background worker, with the database it serves.
+CREATE VIEW doctrove_embed.workers AS
+SELECT w.worker, w.pid, d.datname AS database, w.state, w.batches, w.papers_embedded, w.failures, w.last_error,
+       pg_catalog.to_timestamp(w.last_batch_at) AS last_batch_at
+FROM doctrove_embed.worker_snapshot() AS w
+LEFT JOIN pg_catalog.pg_database AS d ON d.oid OPERATOR(pg_catalog.=) w.database_oid;
+
 -- The new objects' rights, as privileges.sql gives them in a fresh install (only these: a REVOKE
 -- on every table would record the grants roles hold today as the extension's own).
 REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
@@ -295,6 +320,9 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.create_hnsw_index(text), doctrove_embed.watch(text), doctrove_embed.unwatch(text) FROM PUBLIC;
 REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
     doctrove_embed.installation, doctrove_embed.jobs FROM PUBLIC;
+REVOKE ALL ON FUNCTION doctrove_embed.worker_snapshot() FROM PUBLIC;
+GRANT SELECT ON doctrove_embed.workers TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot() TO PUBLIC;
 
 -- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,
 -- grants or drops a job on it; a job runs for the roles it is granted to; the view shows each

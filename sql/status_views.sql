@@ -19,8 +19,9 @@ SELECT pending,
        pg_catalog.round(b.batch_cost_usd::pg_catalog.numeric, 4) AS batch_cost_usd
 FROM doctrove_embed.status_snapshot() CROSS JOIN doctrove_embed.batch_snapshot() AS b;
 
--- One row per background worker.
+-- One row per background worker, with the database it serves.
 CREATE VIEW doctrove_embed.workers AS
-SELECT worker, pid, state, batches, papers_embedded, failures, last_error,
-       pg_catalog.to_timestamp(last_batch_at) AS last_batch_at
-FROM doctrove_embed.worker_snapshot();
+SELECT w.worker, w.pid, d.datname AS database, w.state, w.batches, w.papers_embedded, w.failures, w.last_error,
+       pg_catalog.to_timestamp(w.last_batch_at) AS last_batch_at
+FROM doctrove_embed.worker_snapshot() AS w
+LEFT JOIN pg_catalog.pg_database AS d ON d.oid OPERATOR(pg_catalog.=) w.database_oid;

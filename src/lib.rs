@@ -73,6 +73,7 @@ pub extern "C-unwind" fn _PG_init() {
         pg::shared_state::init();
         pg::job_figures::init();
         pg::endpoint_state::init();
+        pg::extension_hook::install();
         workers::worker::register_workers();
     }
     reserve_setting_prefix();

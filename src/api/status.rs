@@ -84,6 +84,7 @@ fn worker_snapshot() -> TableIterator<
     (
         name!(worker, i32),
         name!(pid, i32),
+        name!(database_oid, Option<pg_sys::Oid>),
         name!(state, String),
         name!(batches, i64),
         name!(papers_embedded, i64),
@@ -96,6 +97,7 @@ fn worker_snapshot() -> TableIterator<
         (
             w.worker,
             w.pid,
+            w.database.map(pg_sys::Oid::from),
             w.state,
             w.batches,
             w.embedded,

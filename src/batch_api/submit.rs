@@ -99,7 +99,7 @@ pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, User
 
 /// Submits up to `max_papers` pending papers of `target` in no open batch, in one batch; with
 /// `None`, all of them, in as many batches as they take (all created in the caller's
-/// transaction: `submit_backfill()` and worker 0 pass a number, and commit each batch). The
+/// transaction: `submit_backfill()` and the workers pass a number, and commit each batch). The
 /// caller has adopted unrecorded batches first.
 pub fn submit_pending(
     target: &Target,

@@ -1,17 +1,21 @@
 //! What the extension does when a transaction commits, and only then: wake an idle background
 //! worker after papers were added or edited (a worker woken earlier would not see the rows yet,
-//! and an aborted insert wakes no one), and add a session's batches to the server-wide figures
-//! (an `embed_pending()` whose transaction rolls back embedded nothing).
+//! and an aborted insert wakes no one), tell the launcher of a created extension, and add a
+//! session's batches to the server-wide figures (an `embed_pending()` whose transaction rolls
+//! back embedded nothing).
 
 use std::cell::{Cell, RefCell};
 
 use pgrx::prelude::*;
 
+use crate::pg::database_pool;
 use crate::pg::shared_state::{self, BatchFigures};
 
 thread_local! {
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static WAKE: Cell<bool> = const { Cell::new(false) };
+    static EXTENSION_CREATED: Cell<bool> = const { Cell::new(false) };
+    static DATABASE_DROPPED: Cell<bool> = const { Cell::new(false) };
     /// The session's batches, added to the server-wide figures when the transaction commits.
     static BATCHES: RefCell<Vec<BatchFigures>> = const { RefCell::new(Vec::new()) };
 }
@@ -27,9 +31,17 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
             if WAKE.with(|w| w.replace(false)) {
                 shared_state::wake_one_idle_worker();
             }
+            if EXTENSION_CREATED.with(|c| c.replace(false)) {
+                database_pool::extension_created_here();
+            }
+            if DATABASE_DROPPED.with(|c| c.replace(false)) {
+                database_pool::ask_rescan();
+            }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             WAKE.with(|w| w.set(false));
+            EXTENSION_CREATED.with(|c| c.set(false));
+            DATABASE_DROPPED.with(|c| c.set(false));
             BATCHES.with(|b| b.borrow_mut().clear());
         }
         _ => {}
@@ -50,6 +62,25 @@ pub fn wake_a_worker() {
     }
     register();
     WAKE.with(|w| w.set(true));
+}
+
+/// Tells the launcher, when the current transaction commits, that an extension was created in
+/// this database.
+pub fn extension_created() {
+    if !shared_state::available() {
+        return;
+    }
+    register();
+    EXTENSION_CREATED.with(|c| c.set(true));
+}
+
+/// Tells the launcher, when the current transaction commits, that a database was dropped.
+pub fn database_dropped() {
+    if !shared_state::available() {
+        return;
+    }
+    register();
+    DATABASE_DROPPED.with(|c| c.set(true));
 }
 
 /// Adds a session batch's figures to the server-wide ones when the transaction commits.

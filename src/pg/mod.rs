@@ -1,11 +1,15 @@
 //! PostgreSQL plumbing that knows nothing of papers: whose rights a statement runs with,
 //! transactions and subtransactions, the one latch wait, the clock, DDL, the server-wide figures
-//! in shared memory, what happens at commit, and binary `vector` values.
+//! and the launcher's table of databases in shared memory, what happens at commit, and binary `vector` values.
 
 pub mod at_commit;
 pub mod clock;
+pub mod database_entry;
+pub mod database_pool;
+pub mod databases;
 pub mod ddl;
 pub mod endpoint_state;
+pub mod extension_hook;
 pub mod identity;
 pub mod job_figures;
 pub mod latch;

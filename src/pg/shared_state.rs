@@ -1,6 +1,7 @@
 //! What the background workers and `embed_pending` calls share across processes: one slot per
-//! worker (pid, phase, counters, last error, latch), totals, a per-second rate ring, and the
-//! cached pending figure the status view reads without counting.
+//! worker (pid, database, phase, counters, last error, latch), the launcher's table of
+//! databases (`database_pool`), totals, a per-second rate ring, and the cached pending figure
+//! the status view reads without counting.
 //!
 //! It exists only when the library is preloaded (`shared_preload_libraries`); otherwise
 //! [`available`] is false and every accessor does nothing.
@@ -12,6 +13,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
 use crate::pg::clock::{unix_now, unix_now_ms};
+use crate::pg::database_entry::{entry_mut, DatabaseEntry, MAX_DATABASES};
 use crate::pg::job_figures::{self, JobKey};
 use crate::settings::gucs::MAX_WORKERS;
 
@@ -57,6 +59,11 @@ impl Phase {
 #[derive(Clone, Copy)]
 pub struct WorkerSlot {
     pub pid: i32,
+    /// The database the slot's worker serves (0: the slot is free). Set by the launcher when it
+    /// starts the worker, so a starting worker already counts for its database.
+    pub database: u32,
+    /// Sum of the weights of the worker's jobs that have work (0: none), for the launcher.
+    pub busy_weight: u32,
     pub phase: Phase,
     pub batches: u64,
     pub embedded: u64,
@@ -73,6 +80,8 @@ impl Default for WorkerSlot {
     fn default() -> Self {
         WorkerSlot {
             pid: 0,
+            database: 0,
+            busy_weight: 0,
             phase: Phase::Stopped,
             batches: 0,
             embedded: 0,
@@ -110,10 +119,12 @@ pub struct Shared {
     pub tokens: u64,
     /// Tokens of vectors collected from the Batch API since the server started.
     pub batch_tokens: u64,
-    /// Whether worker 0 has looked at the Batch API since the server (re)started: until then,
-    /// with `batch_api` on, the other workers send nothing live, so no paper of a batch left
-    /// unrecorded by a crash is embedded live before the batch is adopted.
-    pub batches_checked: bool,
+    /// The databases the launcher knows, and its latch.
+    pub databases: [DatabaseEntry; MAX_DATABASES],
+    pub launcher_latch: usize,
+    /// An extension was created somewhere: the launcher reads the databases again now (the
+    /// database may be new to it).
+    pub rescan_asked: bool,
     pub rate: RateRing,
     /// The last pending count, lowered by each batch since; `pending_counted_at` is in unix ms.
     pub pending: i64,
@@ -138,7 +149,9 @@ impl Default for Shared {
             failed: 0,
             tokens: 0,
             batch_tokens: 0,
-            batches_checked: false,
+            databases: [DatabaseEntry::default(); MAX_DATABASES],
+            launcher_latch: 0,
+            rescan_asked: false,
             rate: RateRing::default(),
             pending: 0,
             pending_of: (0, 0),
@@ -179,33 +192,68 @@ pub fn update<R>(f: impl FnOnce(&mut Shared) -> R) -> Option<R> {
     available().then(|| f(&mut SHARED.exclusive()))
 }
 
-/// Claims slot `index` for the calling worker process.
-pub fn register_worker(index: usize) {
+/// Claims slot `index` for the calling worker process, which the launcher started for this
+/// database; false when the slot was given to another database meanwhile (a launcher that
+/// restarted), and the worker should leave.
+pub fn register_worker(index: usize) -> bool {
     // SAFETY: MyLatch points at this process's latch in shared memory; MyProcPid is set.
     let (pid, latch) = unsafe { (pg_sys::MyProcPid, pg_sys::MyLatch as usize) };
+    let database = current_database();
     update(|s| {
+        if s.workers[index].database != database || s.workers[index].pid != 0 {
+            return false;
+        }
+        let first_here = !s.workers.iter().any(|w| w.pid != 0 && w.database == database);
         let slot = &mut s.workers[index];
         *slot = WorkerSlot {
             pid,
             latch,
             phase: Phase::Starting,
+            // Busy until its first batch says otherwise, so the launcher does not move it on
+            // before it has looked.
+            busy_weight: 1,
             ..*slot
         };
-        if index == 0 {
-            // Worker 0 (re)starts: until it has looked for batches a crash left unrecorded, the
-            // other workers send nothing live while the Batch API is on.
-            s.batches_checked = false;
+        if first_here {
+            // The database's first worker: until it has looked for batches a crash left
+            // unrecorded, the others send nothing live while the Batch API is on.
+            entry_mut(&mut s.databases, database, |entry| entry.batches_checked = false);
         }
-    });
+        true
+    })
+    .unwrap_or(false)
 }
 
 /// Frees slot `index` when its worker exits.
 pub fn unregister_worker(index: usize) {
     update(|s| {
-        s.workers[index].pid = 0;
-        s.workers[index].latch = 0;
-        s.workers[index].phase = Phase::Stopped;
+        let database = s.workers[index].database;
+        let slot = &mut s.workers[index];
+        slot.pid = 0;
+        slot.latch = 0;
+        slot.database = 0;
+        slot.busy_weight = 0;
+        slot.phase = Phase::Stopped;
+        entry_mut(&mut s.databases, database, |entry| entry.last_served_ms = unix_now_ms());
+        wake_launcher(s);
     });
+}
+
+/// Sets worker `index`'s latch, if it runs.
+pub fn wake_slot(s: &Shared, index: usize) {
+    let latch = s.workers[index].latch;
+    if latch != 0 {
+        // SAFETY: the address is a PGPROC latch in shared memory, valid for the server's life.
+        unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+    }
+}
+
+/// Sets the launcher's latch (it plans again at once).
+pub fn wake_launcher(s: &Shared) {
+    if s.launcher_latch != 0 {
+        // SAFETY: the address is the launcher's PGPROC latch, valid for the server's life.
+        unsafe { pg_sys::SetLatch(s.launcher_latch as *mut pg_sys::Latch) };
+    }
 }
 
 pub fn set_phase(index: usize, phase: Phase) {
@@ -275,14 +323,22 @@ pub fn record_error(index: usize, message: &str) {
     });
 }
 
-/// Wakes one idle worker (sets its latch), if any is idle: busy workers go on to the next batch
-/// anyway. The worker is marked as fetching at once, so the next commit wakes another.
+/// Wakes one idle worker of this database (sets its latch), if any is idle: busy workers go on
+/// to the next batch anyway. The worker is marked as fetching at once, so the next commit wakes
+/// another. A database that no worker serves now (more databases than workers) asks the
+/// launcher for one.
 pub fn wake_one_idle_worker() {
+    let database = current_database();
     let latch = update(|s| {
+        if !s.workers.iter().any(|w| w.database == database) {
+            entry_mut(&mut s.databases, database, |entry| entry.wanted = true);
+            wake_launcher(s);
+            return None;
+        }
         let worker = s
             .workers
             .iter_mut()
-            .find(|w| w.pid != 0 && w.latch != 0 && w.phase == Phase::Idle)?;
+            .find(|w| w.pid != 0 && w.latch != 0 && w.database == database && w.phase == Phase::Idle)?;
         worker.phase = Phase::Fetching;
         Some(worker.latch)
     })

@@ -42,8 +42,9 @@ pub static DIMENSIONS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// How long one API request may take, in milliseconds.
 pub static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 
-/// Database the background workers connect to.
-pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// Databases the background workers serve, comma-separated; empty: every database where the
+/// extension is installed.
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Whether the background workers embed (on/off without a restart).
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// How many background workers start with the server; each keeps one request in flight.
@@ -196,7 +197,7 @@ pub fn register(preloading: bool) {
     );
     define_text(
         c"doctrove_embed.database",
-        c"Database the background workers connect to (a change restarts them).",
+        c"Databases the background workers serve, comma-separated (empty: every database where the extension is installed).",
         &DATABASE,
         GucContext::Sighup,
     );

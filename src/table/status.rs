@@ -5,6 +5,7 @@
 //! since; `pending_counted_at` says how old it is.
 
 use crate::pg::clock::unix_now;
+use crate::pg::job_figures::{self, JobKey};
 use crate::pg::shared_state::{self, Phase};
 use crate::settings::gucs;
 use crate::table::similarity::hnsw_index;
@@ -33,6 +34,8 @@ pub struct Status {
 pub struct WorkerRow {
     pub worker: i32,
     pub pid: i32,
+    /// The database it serves (its oid), while it runs or starts.
+    pub database: Option<u32>,
     pub state: String,
     pub batches: i64,
     pub embedded: i64,
@@ -64,16 +67,18 @@ pub fn status(target: Option<&Target>) -> Status {
         };
     };
     let workers_running = s.workers.iter().filter(|w| w.pid != 0).count();
-    let this_table = target.map(|t| (shared_state::current_database(), t.relid.to_u32()));
-    let known = s.pending_known && Some(s.pending_of) == this_table;
-    let pending = known.then_some(s.pending);
+    // The job's own figure: each database's settings job has its own.
+    let counted = target
+        .and_then(|t| job_figures::of(JobKey::here(&t.job)))
+        .and_then(|job| Some((job.pending?, job.pending_counted_ms)));
+    let pending = counted.map(|(pending, _)| pending);
     let now = unix_now();
     let per_minute_1m = s.rate.per_minute(now, 60);
     let per_minute_10m = s.rate.per_minute(now, 600);
     let rate = if per_minute_1m > 0.0 { per_minute_1m } else { per_minute_10m };
     Status {
         pending,
-        pending_counted_at: known.then_some(s.pending_counted_at as f64 / 1000.0),
+        pending_counted_at: counted.map(|(_, at)| at as f64 / 1000.0),
         embedded: s.embedded as i64,
         failed: s.failed as i64,
         per_minute_1m,
@@ -101,6 +106,7 @@ pub fn workers() -> Vec<WorkerRow> {
         .map(|(i, w)| WorkerRow {
             worker: i as i32,
             pid: w.pid,
+            database: (w.database != 0).then_some(w.database),
             state: match (w.pid, w.phase) {
                 (0, _) => Phase::Stopped.label().to_string(),
                 // While retrying, the last error holds what is retried and when.

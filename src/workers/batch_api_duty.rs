@@ -1,4 +1,5 @@
-//! The workers' own use of the Batch API (`doctrove_embed.batch_api = on`): worker 0, every
+//! The workers' own use of the Batch API (`doctrove_embed.batch_api = on`): each database's
+//! first worker (by slot), every
 //! `batch_api_poll_ms`, collects the finished batches and then, while more than `batch_api_min_papers`
 //! pending papers are in no batch, submits them (within `batch_api_max_enqueued_tokens`). Each step
 //! runs in a transaction of its own, with the table owner's rights; every worker's live batches
@@ -11,19 +12,19 @@ use crate::batch_api::jobs_store::papers_in_open_jobs;
 use crate::batch_api::submit::{submit_pending, Submitted};
 use crate::errors::UserError;
 use crate::http::config::current_config;
+use crate::pg::database_pool;
 use crate::pg::identity::Acting;
-use crate::pg::shared_state;
 use crate::pg::transaction::in_transaction;
 use crate::settings::gucs;
 use crate::table::pending::count_pending;
 use crate::table::rights::check_may_write;
 use crate::table::target::{refuse_settings_from_catalogs, resolve};
 
-/// Most batches worker 0 submits in one poll (each in its own transaction); the rest wait for
+/// Most batches the first worker submits in one poll (each in its own transaction); the rest wait for
 /// the next poll, so the live path and the collection get their turn.
 const MAX_BATCHES_PER_POLL: usize = 20;
 
-/// When worker 0 last polled its batches.
+/// When the first worker last polled its batches.
 #[derive(Default)]
 pub struct BatchApiDuty {
     last: Option<Instant>,
@@ -35,7 +36,7 @@ fn poll_interval() -> Duration {
 
 impl BatchApiDuty {
     fn mine(index: usize) -> bool {
-        index == 0 && gucs::BATCH_API.get()
+        gucs::BATCH_API.get() && database_pool::leads_here(index)
     }
 
     /// Whether worker `index` should poll its batches now.
@@ -67,7 +68,7 @@ impl BatchApiDuty {
             Err(error) => error.code() == pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         };
         if looked {
-            shared_state::update(|s| s.batches_checked = true);
+            database_pool::mark_batches_checked_here();
         }
         let collected = collected?;
         // The collection above has adopted and collected: the submission only submits, one batch

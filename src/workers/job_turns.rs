@@ -83,6 +83,11 @@ impl JobTurns {
             .min(refresh)
     }
 
+    /// Sum of the weights of the jobs that have work now.
+    pub fn busy_weight(&self, now: Instant) -> u32 {
+        self.scheduler.busy_weight(now).min(u64::from(u32::MAX)) as u32
+    }
+
     /// `name` ran a batch that did something.
     pub fn ran(&mut self, name: &str) {
         self.scheduler.charge(name);

@@ -1,21 +1,22 @@
-//! The background workers: started with the server when the library is preloaded, each runs
-//! batches (the same selection and locking as `embed_pending`) in its own transactions, and
-//! sleeps on its latch when nothing is pending.
+//! A background worker: started by the launcher in one database, it runs batches (the same
+//! selection and locking as `embed_pending`) in its own transactions, sleeps on its latch when
+//! nothing is pending, and leaves when the launcher gives its slot to another database or the
+//! extension is dropped.
 //!
-//! Signals use PostgreSQL's own handlers: SIGTERM is `die`, so the `CHECK_FOR_INTERRUPTS` in the
-//! API wait ends the worker at once, mid-request, and the open transaction (and with it the
-//! batch) is rolled back; SIGHUP marks the configuration for reload, done between batches.
+//! Signals use PostgreSQL's own handlers (`signals`): SIGTERM ends the worker at once,
+//! mid-request, and the open transaction (and with it the batch) is rolled back.
 //! An ERROR inside a batch (the table's triggers or constraints, the API, the settings) is caught,
 //! rolled back, logged and followed by a pause; only SIGTERM and postmaster death end a worker.
 
 use std::time::{Duration, Instant};
 
 use embed_core::progress::{batch_line, found_line, progress_line};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
 use crate::errors::UserError;
 use crate::live::batch::{run_batch, BatchOutcome};
+use crate::pg::database_pool;
 use crate::pg::identity::Acting;
 use crate::pg::job_figures::{self, JobKey};
 use crate::pg::latch;
@@ -27,6 +28,8 @@ use crate::table::pending::{any_pending, count_and_store};
 use crate::table::target::{resolve, SETTINGS_JOB};
 use crate::workers::batch_api_duty::BatchApiDuty;
 use crate::workers::job_turns::{JobTurns, Turn};
+use crate::workers::launcher::register_launcher;
+use crate::workers::signals;
 
 /// A LOG line in the server log, formatted like `format!`. Not pgrx's `log!`: on PostgreSQL 13
 /// it compares LOG with `log_min_messages` numerically and drops every LOG line at the default
@@ -48,29 +51,23 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest pause after repeated failures.
 const MAX_PAUSE: Duration = Duration::from_secs(300);
 
-/// Registers `doctrove_embed.workers` workers; only from `_PG_init` while preloading.
+/// Registers the launcher, which starts `doctrove_embed.workers` workers among the databases;
+/// only from `_PG_init` while preloading.
 pub fn register_workers() {
     let workers = gucs::WORKERS.get().max(0);
+    if workers == 0 {
+        return;
+    }
     // SAFETY: reads a setting PostgreSQL has loaded before preloading libraries.
     let slots = unsafe { pg_sys::max_worker_processes };
-    if workers >= slots {
+    if workers + 1 >= slots {
         warning!(
             "doctrove_embed.workers is {workers} but max_worker_processes is {slots}: some workers will not start \
              (raise max_worker_processes to at least {})",
             workers + 4
         );
     }
-    for index in 0..workers {
-        BackgroundWorkerBuilder::new(&format!("doctrove_embed worker {index}"))
-            .set_type("doctrove_embed worker")
-            .set_library("doctrove_embed")
-            .set_function("doctrove_embed_worker_main")
-            .set_argument(index.into_datum())
-            .enable_spi_access()
-            .set_start_time(BgWorkerStartTime::RecoveryFinished)
-            .set_restart_time(Some(Duration::from_secs(5)))
-            .load();
-    }
+    register_launcher();
 }
 
 /// Shows worker `index`'s phase in `doctrove_embed.workers` and `pg_stat_activity`.
@@ -123,6 +120,15 @@ struct WorkerLoop {
 impl WorkerLoop {
     fn phase(&self, phase: Phase, detail: &str) {
         show_phase(self.index, phase, detail);
+    }
+
+    /// Sum of the weights of this worker's jobs that have work (none while disabled).
+    fn busy_weight(&self) -> u32 {
+        if gucs::ENABLED.get() {
+            self.turns.busy_weight(Instant::now())
+        } else {
+            0
+        }
     }
 
     /// Counts pending papers (in its own transaction) and stores the figure for the status view.
@@ -310,8 +316,11 @@ impl WorkerLoop {
 
     /// One step of the settings' job, as in 0.3.0 (with the Batch API duty).
     fn settings_step(&mut self, naptime: Duration) -> Duration {
-        if gucs::BATCH_API.get() && self.index != 0 && !shared_state::snapshot().is_some_and(|s| s.batches_checked) {
-            self.phase(Phase::Batches, "waiting for worker 0 to look for batches left unrecorded");
+        if gucs::BATCH_API.get() && !database_pool::leads_here(self.index) && !database_pool::batches_checked_here() {
+            self.phase(
+                Phase::Batches,
+                "waiting for this database's first worker to look for batches left unrecorded",
+            );
             return Duration::from_millis(200);
         }
         if self.batch_api.due(self.index) {
@@ -342,7 +351,7 @@ impl WorkerLoop {
                 }
             }
         }
-        // An idle worker 0 still wakes for its next poll of the batches.
+        // An idle first worker still wakes for its next poll of the batches.
         let naptime = naptime.min(self.batch_api.next_in(self.index).unwrap_or(naptime));
         if !self.busy {
             match self.probe() {
@@ -397,41 +406,56 @@ impl WorkerLoop {
     }
 }
 
-unsafe extern "C-unwind" {
-    #[link_name = "SignalHandlerForConfigReload"]
-    fn signal_handler_for_config_reload(postgres_signal_arg: std::ffi::c_int);
-    #[link_name = "die"]
-    fn die(postgres_signal_arg: std::ffi::c_int);
-}
-
-/// Installs a PostgreSQL signal handler: `pqsignal` up to 17; from 18 on the backend's is
-/// `pqsignal_be` (`pqsignal` is a macro for it there).
-unsafe fn set_signal_handler(signal: std::ffi::c_int, handler: unsafe extern "C-unwind" fn(std::ffi::c_int)) {
-    #[cfg(not(feature = "pg18"))]
-    pg_sys::pqsignal(signal, Some(handler));
-    #[cfg(feature = "pg18")]
-    pg_sys::pqsignal_be(signal, Some(handler));
-}
-
 unsafe extern "C-unwind" fn on_worker_exit(_code: i32, arg: pg_sys::Datum) {
     shared_state::unregister_worker(arg.value());
+}
+
+/// Whether the extension is installed in this database.
+fn extension_installed() -> bool {
+    in_transaction(|| {
+        Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'doctrove_embed')")
+            .map_err(crate::errors::internal("look for the extension"))
+    })
+    .unwrap_or(Some(false))
+    .unwrap_or(false)
+}
+
+/// The name of the database this process is connected to.
+fn database_name() -> String {
+    // SAFETY: looks up this backend's database in a transaction of its own; the name is copied.
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        let text = if name.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+        };
+        pg_sys::CommitTransactionCommand();
+        text
+    }
 }
 
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     let index = arg.value();
-    // SAFETY: PostgreSQL's standard handlers for a background worker, then unblock signals.
-    unsafe {
-        set_signal_handler(libc::SIGHUP, signal_handler_for_config_reload);
-        set_signal_handler(libc::SIGTERM, die);
-        pg_sys::BackgroundWorkerUnblockSignals();
+    signals::install();
+    let Ok(oid) = BackgroundWorker::get_extra().parse::<u32>() else {
+        return;
+    };
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(oid)), None);
+    if !shared_state::register_worker(index) {
+        return; // the slot went to another database meanwhile
     }
-    let database = gucs::text(&gucs::DATABASE);
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    shared_state::register_worker(index);
     // SAFETY: runs on_worker_exit with our slot index when this process exits.
     unsafe { pg_sys::before_shmem_exit(Some(on_worker_exit), pg_sys::Datum::from(index)) };
+    let database = database_name();
+    if !extension_installed() {
+        database_pool::set_presence_here(false);
+        return;
+    }
+    database_pool::set_presence_here(true);
     server_log!("doctrove_embed worker {index} started in database \"{database}\"");
 
     let mut worker = WorkerLoop {
@@ -447,27 +471,28 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     };
     loop {
         pg_sys::check_for_interrupts!();
-        // SAFETY: reads and clears the flag set by SignalHandlerForConfigReload.
-        if unsafe { pg_sys::ConfigReloadPending } != 0 {
-            unsafe {
-                pg_sys::ConfigReloadPending = 0;
-                pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
-            }
-            let now_database = gucs::text(&gucs::DATABASE);
-            if now_database != database {
-                server_log!("doctrove_embed worker {index}: doctrove_embed.database changed to \"{now_database}\", restarting");
-                // SAFETY: exit code 1 makes the postmaster start the worker again.
-                unsafe { pg_sys::proc_exit(1) };
-            }
+        signals::reload_if_asked();
+        // Before each step (one catalog lookup), so a dropped extension ends no batch in errors.
+        if !extension_installed() {
+            database_pool::set_presence_here(false);
+            server_log!("doctrove_embed worker {index}: the extension was dropped from database \"{database}\", leaving");
+            return;
         }
         let pause = worker.step();
-        if !pause.is_zero() {
+        database_pool::publish_busy_weight(index, worker.busy_weight());
+        if !pause.is_zero() && !database_pool::should_leave(index) {
             let started = Instant::now();
             latch::wait(pause);
             if started.elapsed() + Duration::from_millis(5) < pause {
                 // Set by a commit that added papers (or a reload): resting jobs look again.
                 worker.turns.woken(Instant::now());
             }
+        }
+        // Its slot goes to another database (more databases than workers), or this database is
+        // no longer served.
+        if database_pool::should_leave(index) {
+            server_log!("doctrove_embed worker {index}: leaving database \"{database}\"");
+            return;
         }
     }
 }

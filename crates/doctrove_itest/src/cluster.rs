@@ -55,6 +55,15 @@ impl Cluster {
         self.try_connect().expect("connect to the test cluster")
     }
 
+    /// A session on database `dbname`.
+    pub fn connect_to(&self, dbname: &str) -> Client {
+        Client::connect(
+            &format!("host=127.0.0.1 port={} user=postgres dbname={dbname}", self.port),
+            NoTls,
+        )
+        .unwrap_or_else(|e| panic!("connect to database {dbname}: {e}"))
+    }
+
     /// A session, or `None` while the server is not accepting connections (after a crash).
     pub fn try_connect(&self) -> Option<Client> {
         Client::connect(

@@ -233,7 +233,7 @@ fn sigterm_mid_request_stops_the_worker_at_once_and_writes_nothing() {
     assert!(stopped < Duration::from_secs(2), "the worker took {stopped:?} to stop");
     assert_eq!(pending(&mut client), 5, "a batch was written by a terminated worker");
 
-    // The postmaster starts it again.
+    // The launcher starts another in its slot.
     let new_pid: i32 = wait_for("the worker to be restarted", Duration::from_secs(15), || {
         client
             .query_opt(
@@ -681,4 +681,114 @@ fn the_workers_share_batches_among_jobs_by_weight_and_starve_none() {
     });
     assert_eq!(check_column(&mut client, "local_embedding"), 1000);
     assert_eq!(check_column(&mut client, "heavy_embedding"), 1000);
+}
+
+/// Workers serving each database, from the `workers` view: (database, workers).
+fn workers_by_database(client: &mut Client) -> Vec<(String, i64)> {
+    client
+        .query(
+            "SELECT database::text, count(*) FROM doctrove_embed.workers WHERE pid <> 0 AND database IS NOT NULL
+             GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn one_pool_of_workers_serves_every_database_with_the_extension() {
+    let scope = format!("worker-databases-{}", std::process::id());
+    // No doctrove_embed.database: every database where the extension is installed.
+    let conf: Vec<String> = vec![
+        "shared_preload_libraries = 'doctrove_embed'".to_string(),
+        "doctrove_embed.workers = 2".to_string(),
+        "doctrove_embed.naptime_ms = 2000".to_string(),
+        format!("doctrove_embed.api_base_url = '{}/s={scope}/dim=8/v1'", mock_root()),
+        "doctrove_embed.api_key = 'sk-worker-test-key'".to_string(),
+    ];
+    let cluster = Cluster::start("databases", &conf);
+    let mut admin = cluster.connect();
+    for name in ["alpha", "beta", "gamma"] {
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    }
+    let mut alpha = cluster.connect_to("alpha");
+    let mut beta = cluster.connect_to("beta");
+    create_table(&mut alpha, 8);
+    create_table(&mut beta, 8);
+    // Texts differ across databases, so any text sent twice is a paper paid twice.
+    insert_papers(&mut alpha, 1, 500);
+    insert_papers(&mut beta, 1001, 1400);
+    let started = Instant::now();
+    wait_until_all_embedded(&mut alpha, Duration::from_secs(60));
+    wait_until_all_embedded(&mut beta, Duration::from_secs(60));
+    record_figure(&format!(
+        "two databases created after the server started: 900 papers embedded by their own workers in {:?}",
+        started.elapsed()
+    ));
+    assert_eq!(check_vectors(&mut alpha, 8), 500);
+    assert_eq!(check_vectors(&mut beta, 8), 400);
+    // One worker in each database with the extension; none stays in gamma (no extension) nor
+    // in postgres.
+    let by_database = wait_for("one worker per database", Duration::from_secs(20), || {
+        let now = workers_by_database(&mut alpha);
+        (now == vec![("alpha".to_string(), 1), ("beta".to_string(), 1)]).then_some(now)
+    });
+    assert_eq!(by_database.len(), 2);
+
+    // A database created now, with more databases than workers: the idle ones give way.
+    admin.batch_execute("CREATE DATABASE delta").unwrap();
+    let mut delta = cluster.connect_to("delta");
+    create_table(&mut delta, 8);
+    insert_papers(&mut delta, 2001, 2300);
+    wait_until_all_embedded(&mut delta, Duration::from_secs(30));
+    assert_eq!(check_vectors(&mut delta, 8), 300);
+    // alpha, maybe without a worker now, is served again as soon as papers come.
+    insert_papers(&mut alpha, 501, 600);
+    wait_until_all_embedded(&mut alpha, Duration::from_secs(30));
+    let stats = mock_stats(&scope);
+    assert_eq!(stats["inputs"], 1300, "{stats}");
+    assert_eq!(stats["duplicate_inputs"], 0, "{stats}");
+
+    // A database dropped while served: WITH (FORCE) ends its worker, and the others go on.
+    admin.batch_execute("DROP DATABASE delta WITH (FORCE)").unwrap();
+    wait_for("a worker in alpha and one in beta", Duration::from_secs(20), || {
+        (workers_by_database(&mut alpha) == vec![("alpha".to_string(), 1), ("beta".to_string(), 1)]).then_some(())
+    });
+    // The extension dropped from beta: its worker leaves, and the database can be dropped.
+    beta.batch_execute("SELECT doctrove_embed.unwatch(); DROP EXTENSION doctrove_embed")
+        .unwrap();
+    wait_for("beta's worker to leave", Duration::from_secs(15), || {
+        (!workers_by_database(&mut alpha).iter().any(|(d, _)| d == "beta")).then_some(())
+    });
+    assert!(cluster
+        .log()
+        .contains("the extension was dropped from database \"beta\", leaving"));
+    drop(beta);
+    admin.batch_execute("DROP DATABASE beta").unwrap();
+
+    // The list restricts them: only gamma is named, so alpha is served no more.
+    gamma_gets_the_extension_and_alpha_is_left(&cluster, &mut admin, &mut alpha);
+    let log = cluster.log();
+    assert!(!log.contains("PANIC"), "the server log has a PANIC");
+}
+
+fn gamma_gets_the_extension_and_alpha_is_left(cluster: &Cluster, admin: &mut Client, alpha: &mut Client) {
+    alter_system(admin, "doctrove_embed.database", "'gamma'");
+    wait_for("alpha's workers to leave", Duration::from_secs(15), || {
+        workers_by_database(alpha).is_empty().then_some(())
+    });
+    insert_papers(alpha, 601, 610);
+    let mut gamma = cluster.connect_to("gamma");
+    create_table(&mut gamma, 8);
+    insert_papers(&mut gamma, 3001, 3050);
+    wait_until_all_embedded(&mut gamma, Duration::from_secs(30));
+    // alpha's new papers stay pending: it is not on the list.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pending(alpha), 10);
+    // The only database served keeps both workers.
+    wait_for("both workers in gamma", Duration::from_secs(15), || {
+        (workers_by_database(&mut gamma) == vec![("gamma".to_string(), 2)]).then_some(())
+    });
 }

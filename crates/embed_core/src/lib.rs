@@ -20,6 +20,7 @@ pub mod retry;
 pub mod sql_text;
 pub mod stride;
 pub mod tokens;
+pub mod worker_pool;
 
 pub use client::{embed, ApiConfig};
 pub use error::ApiError;

@@ -122,6 +122,15 @@ impl StrideScheduler {
         self.entries.iter().filter_map(|e| e.resting_until).min()
     }
 
+    /// Sum of the weights of the jobs not resting at `now`: how much work this worker has.
+    pub fn busy_weight(&self, now: Instant) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.resting_until.is_none_or(|until| until <= now))
+            .map(|e| u64::from(e.weight))
+            .sum()
+    }
+
     /// The jobs' names, in the order given.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.name.as_str())
@@ -207,6 +216,17 @@ mod tests {
         assert_eq!(s.pick(now), None);
         assert_eq!(s.next_due(now), Some(now + Duration::from_secs(2)));
         assert_eq!(s.pick(now + Duration::from_secs(3)), Some("b"));
+    }
+
+    #[test]
+    fn the_busy_weight_counts_the_jobs_not_resting() {
+        let now = Instant::now();
+        let mut s = StrideScheduler::default();
+        s.set_jobs(&jobs(&[("a", 3), ("b", 4), ("c", 0)]), now);
+        assert_eq!(s.busy_weight(now), 8);
+        s.rest("b", now + Duration::from_secs(5));
+        assert_eq!(s.busy_weight(now), 4);
+        assert_eq!(s.busy_weight(now + Duration::from_secs(5)), 8);
     }
 
     #[test]

@@ -1,0 +1,84 @@
+//! The launcher's table of databases in shared memory: for each database it serves, whether the
+//! extension is installed there, how many workers it should have, whether a commit there asked
+//! for a worker, and whether its Batch API batches have been looked at since its first worker
+//! started. The workers read their database's entry to know whether to leave and which of them
+//! does the Batch API duty.
+
+use crate::pg::clock::unix_now_ms;
+use crate::pg::database_entry::{entry_mut, Presence};
+use crate::pg::shared_state::{self, current_database, Shared};
+
+fn here<R>(f: impl FnOnce(&mut Shared, u32) -> R) -> Option<R> {
+    let database = current_database();
+    shared_state::update(|s| f(s, database))
+}
+
+/// Records whether the extension is installed in this database.
+pub fn set_presence_here(present: bool) {
+    here(|s, database| {
+        entry_mut(&mut s.databases, database, |entry| {
+            entry.presence = if present { Presence::Present } else { Presence::Absent };
+            entry.looked_at_ms = unix_now_ms();
+        })
+    });
+}
+
+/// Whether worker `index` is the first of this database's workers, which does the Batch API
+/// duty.
+pub fn leads_here(index: usize) -> bool {
+    here(|s, database| s.workers.iter().position(|w| w.pid != 0 && w.database == database) == Some(index)).unwrap_or(false)
+}
+
+/// Whether this database's Batch API batches have been looked at since its first worker
+/// started.
+pub fn batches_checked_here() -> bool {
+    here(|s, database| s.databases.iter().any(|e| e.oid == database && e.batches_checked)).unwrap_or(false)
+}
+
+pub fn mark_batches_checked_here() {
+    here(|s, database| entry_mut(&mut s.databases, database, |entry| entry.batches_checked = true));
+}
+
+/// Whether worker `index` should leave its database: the database holds more workers than the
+/// launcher gives it (or is no longer served), and this is its last worker by slot.
+pub fn should_leave(index: usize) -> bool {
+    here(|s, database| {
+        let target = s
+            .databases
+            .iter()
+            .find(|e| e.oid == database)
+            .map_or(0, |e| e.target as usize);
+        let mine: Vec<usize> = (0..s.workers.len())
+            .filter(|&i| s.workers[i].pid != 0 && s.workers[i].database == database)
+            .collect();
+        mine.len() > target && mine.last() == Some(&index)
+    })
+    .unwrap_or(false)
+}
+
+/// Publishes the sum of the weights of worker `index`'s jobs that have work.
+pub fn publish_busy_weight(index: usize, weight: u32) {
+    shared_state::update(|s| s.workers[index].busy_weight = weight);
+}
+
+/// Asks the launcher to read the list of databases again now (one was dropped).
+pub fn ask_rescan() {
+    shared_state::update(|s| {
+        s.rescan_asked = true;
+        shared_state::wake_launcher(s);
+    });
+}
+
+/// An extension was created in this database (at commit): the launcher looks at it again now.
+pub fn extension_created_here() {
+    here(|s, database| {
+        entry_mut(&mut s.databases, database, |entry| {
+            if entry.presence == Presence::Absent {
+                entry.presence = Presence::Unknown;
+            }
+            entry.wanted = true;
+        });
+        s.rescan_asked = true;
+        shared_state::wake_launcher(s);
+    });
+}
