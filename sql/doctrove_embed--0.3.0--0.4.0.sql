@@ -1,9 +1,9 @@
 -- doctrove_embed 0.3.0 -> 0.4.0: embedding jobs (see CHANGELOG.md): the job_definitions,
 -- job_grants and search_targets tables, create_job() and the functions beside it, the jobs view,
 -- embed_pending() and get_papers_needing_embeddings_count() with a job name, the index functions
--- with a job name, failures kept per job, and the installation's secret that seals each batch's
--- metadata. A fresh 0.4.0 install and an updated one are checked to be the same
--- (crates/doctrove_itest/tests/upgrade.rs).
+-- with a job name, failures kept per job, the installation's secret that seals each batch's
+-- metadata, a text format per job, and the workers view with each worker's database. A fresh
+-- 0.4.0 install and an updated one are checked to be the same (crates/doctrove_itest/tests/upgrade.rs).
 \echo Use "ALTER EXTENSION doctrove_embed UPDATE TO '0.4.0'" to load this file. \quit
 
 SET LOCAL search_path = pg_catalog, pg_temp;
@@ -48,7 +48,8 @@ CREATE FUNCTION doctrove_embed."create_job"(
 	"weight" INT DEFAULT 1, /* i32 */
 	"use_batch_api" bool DEFAULT false, /* bool */
 	"enabled" bool DEFAULT true, /* bool */
-	"endpoints" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Vec < String > > */
+	"endpoints" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
+	"text_format" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -68,11 +69,22 @@ CREATE FUNCTION doctrove_embed."alter_job"(
 	"weight" INT DEFAULT NULL, /* Option < i32 > */
 	"use_batch_api" bool DEFAULT NULL, /* Option < bool > */
 	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"endpoints" TEXT[] DEFAULT NULL /* :: std :: option :: Option < Vec < String > > */
+	"endpoints" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
+	"text_format" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'alter_job_wrapper';
+
+-- The text a job with a given text format sends for a paper.
+CREATE FUNCTION doctrove_embed."input_text"(
+	"title" TEXT, /* Option < & str > */
+	"abstract_text" TEXT, /* Option < & str > */
+	"format" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'input_text_in_format_wrapper';
 
 CREATE FUNCTION doctrove_embed."drop_job"(
 	"name" TEXT /* & str */
@@ -147,35 +159,35 @@ AS 'MODULE_PATHNAME', 'use_job_for_search_wrapper';
 CREATE FUNCTION doctrove_embed."create_pending_index"(
 	"job" TEXT /* & str */
 ) RETURNS TEXT /* String */
-STRICT PARALLEL UNSAFE 
+STRICT PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'create_pending_index_of_job_wrapper';
 
 CREATE FUNCTION doctrove_embed."pending_index_command"(
 	"job" TEXT /* & str */
 ) RETURNS TEXT /* String */
-STRICT PARALLEL UNSAFE 
+STRICT PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pending_index_command_of_job_wrapper';
 
 CREATE FUNCTION doctrove_embed."create_hnsw_index"(
 	"job" TEXT /* & str */
 ) RETURNS TEXT /* String */
-STRICT PARALLEL UNSAFE 
+STRICT PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'create_hnsw_index_of_job_wrapper';
 
 CREATE FUNCTION doctrove_embed."watch"(
 	"job" TEXT /* & str */
 ) RETURNS TEXT /* String */
-STRICT PARALLEL UNSAFE 
+STRICT PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'watch_job_wrapper';
 
 CREATE FUNCTION doctrove_embed."unwatch"(
 	"job" TEXT /* & str */
 ) RETURNS TEXT /* String */
-STRICT PARALLEL UNSAFE 
+STRICT PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'unwatch_job_wrapper';
 
@@ -208,6 +220,8 @@ CREATE TABLE doctrove_embed.job_definitions (
     -- Where its requests go: endpoints of the server's configuration, by name (default: the
     -- doctrove_embed.api_base_url settings; the others from doctrove_embed.endpoints_file).
     endpoints text[] NOT NULL DEFAULT '{default}' CHECK (cardinality(endpoints) BETWEEN 1 AND 8),
+    -- How the title and abstract make the text sent (NULL: 'Title: {title}[ Abstract: {abstract}]').
+    text_format text CHECK (length(text_format) BETWEEN 1 AND 1000),
     UNIQUE (relid, embedding_column)
 );
 COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';
@@ -311,8 +325,8 @@ LEFT JOIN pg_catalog.pg_database AS d ON d.oid OPERATOR(pg_catalog.=) w.database
 -- The new objects' rights, as privileges.sql gives them in a fresh install (only these: a REVOKE
 -- on every table would record the grants roles hold today as the extension's own).
 REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[]),
-    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[]),
+    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.forget_jobs_of_dropped_tables(), doctrove_embed.use_job_for_search(text),
@@ -320,9 +334,9 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.create_hnsw_index(text), doctrove_embed.watch(text), doctrove_embed.unwatch(text) FROM PUBLIC;
 REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
     doctrove_embed.installation, doctrove_embed.jobs FROM PUBLIC;
-REVOKE ALL ON FUNCTION doctrove_embed.worker_snapshot() FROM PUBLIC;
+REVOKE ALL ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text) FROM PUBLIC;
 GRANT SELECT ON doctrove_embed.workers TO PUBLIC;
-GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text) TO PUBLIC;
 
 -- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,
 -- grants or drops a job on it; a job runs for the roles it is granted to; the view shows each
@@ -332,7 +346,7 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot() TO PUBLIC;
 -- without one.
 GRANT SELECT ON doctrove_embed.jobs TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[]),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),

@@ -27,6 +27,8 @@ CREATE TABLE doctrove_embed.job_definitions (
     -- Where its requests go: endpoints of the server's configuration, by name (default: the
     -- doctrove_embed.api_base_url settings; the others from doctrove_embed.endpoints_file).
     endpoints text[] NOT NULL DEFAULT '{default}' CHECK (cardinality(endpoints) BETWEEN 1 AND 8),
+    -- How the title and abstract make the text sent (NULL: 'Title: {title}[ Abstract: {abstract}]').
+    text_format text CHECK (length(text_format) BETWEEN 1 AND 1000),
     UNIQUE (relid, embedding_column)
 );
 COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';

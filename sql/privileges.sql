@@ -10,7 +10,7 @@ GRANT USAGE ON SCHEMA doctrove_embed TO PUBLIC;
 GRANT SELECT ON doctrove_embed.status, doctrove_embed.workers TO PUBLIC;
 -- The functions behind the two views: a view's caller needs the right to run them.
 GRANT EXECUTE ON FUNCTION doctrove_embed.status_snapshot(), doctrove_embed.worker_snapshot(), doctrove_embed.batch_snapshot() TO PUBLIC;
-GRANT EXECUTE ON FUNCTION doctrove_embed.input_text(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.input_text(text, text), doctrove_embed.input_text(text, text, text) TO PUBLIC;
 
 -- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,
 -- grants or drops a job on it; a job runs for the roles it is granted to; the view shows each
@@ -20,7 +20,7 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.input_text(text, text) TO PUBLIC;
 -- without one.
 GRANT SELECT ON doctrove_embed.jobs TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[]),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),

@@ -84,12 +84,53 @@ fn a_job_fills_its_own_column_with_its_own_model() {
 }
 
 #[pg_test]
+fn a_jobs_text_format_makes_the_text_it_sends_and_a_change_applies_to_the_next_batch() {
+    use_mock("job_format", "dim=8/");
+    create_two_column_papers();
+    insert(4, Some("Delta"), None);
+    Spi::run(
+        "SELECT doctrove_embed.create_job('local', 'doctrove_papers', 'local_embedding', 'e5-small', \
+         text_format => 'passage: {title}[. {abstract}]')",
+    )
+    .unwrap();
+    assert_eq!(embed_job(2, "local"), (2, 0));
+    for (id, title) in [(1, "Alpha"), (2, "Beta")] {
+        assert_eq!(local_vector(id), Some(vector_for(&format!("passage: {title}. about {title}"), 8)));
+    }
+    // The same text from SQL, for checking a format before using it.
+    assert_eq!(
+        Spi::get_one::<String>("SELECT doctrove_embed.input_text('Alpha', 'about Alpha', 'passage: {title}[. {abstract}]')")
+            .unwrap()
+            .as_deref(),
+        Some("passage: Alpha. about Alpha")
+    );
+    // A changed format sends the new text from the next batch on; '' is the default again.
+    Spi::run("SELECT doctrove_embed.alter_job('local', text_format => 'query: {title}')").unwrap();
+    assert_eq!(embed_job(1, "local"), (1, 0));
+    assert_eq!(local_vector(3), Some(vector_for("query: Gamma", 8)));
+    Spi::run("SELECT doctrove_embed.alter_job('local', text_format => '')").unwrap();
+    assert_eq!(embed_job(10, "local"), (1, 0));
+    assert_eq!(local_vector(4), Some(vector_for("Title: Delta", 8)));
+    let s = stats("job_format");
+    assert_eq!((s["inputs"].as_i64(), s["duplicate_inputs"].as_i64()), (Some(4), Some(0)));
+    // A format that is not one is refused before it is recorded, with the reason.
+    assert_eq!(
+        sqlstate_of("SELECT doctrove_embed.alter_job('local', text_format => 'passage: {body}')"),
+        "22023"
+    );
+    assert_eq!(
+        Spi::get_one::<String>("SELECT text_format FROM doctrove_embed.job_definitions WHERE name = 'local'").unwrap(),
+        None
+    );
+}
+
+#[pg_test]
 fn a_job_runs_as_the_table_owner_with_a_fixed_search_path_for_a_granted_role() {
     use_mock("job_owner", "dim=8/");
     Spi::run(
         "CREATE ROLE job_test_owner; CREATE ROLE job_test_runner; CREATE ROLE job_test_stranger; \
          GRANT CREATE ON SCHEMA public TO job_test_owner; \
-         GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[]) TO job_test_owner, job_test_stranger;",
+         GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text) TO job_test_owner, job_test_stranger;",
     )
     .unwrap();
     create_two_column_papers();

@@ -50,6 +50,7 @@ fn create_job(
     use_batch_api: default!(bool, false),
     enabled: default!(bool, true),
     endpoints: default!(Option<Vec<String>>, "NULL"),
+    text_format: default!(Option<&str>, "NULL"),
 ) -> String {
     let created = check_name(name).and_then(|()| {
         let relid = store::table_of(table_name)?;
@@ -71,6 +72,7 @@ fn create_job(
             use_batch_api,
             enabled,
             endpoints: endpoints.unwrap_or_else(|| vec![DEFAULT_ENDPOINT.to_string()]),
+            text_format: text_format.filter(|f| !f.is_empty()).map(str::to_string),
         };
         store::insert(name, relid, &fields)
     });
@@ -97,6 +99,7 @@ fn alter_job(
     use_batch_api: default!(Option<bool>, "NULL"),
     enabled: default!(Option<bool>, "NULL"),
     endpoints: default!(Option<Vec<String>>, "NULL"),
+    text_format: default!(Option<&str>, "NULL"),
 ) -> String {
     let altered = jobs::load(name).and_then(|job| {
         jobs::check_may_define(job.relid, "change a job")?;
@@ -119,11 +122,15 @@ fn alter_job(
         fields.use_batch_api = use_batch_api.unwrap_or(fields.use_batch_api);
         fields.enabled = enabled.unwrap_or(fields.enabled);
         fields.endpoints = endpoints.unwrap_or(fields.endpoints);
+        if let Some(format) = text_format {
+            // '' goes back to the default format.
+            fields.text_format = (!format.is_empty()).then(|| format.to_string());
+        }
         check_model_change(&job, &fields)?;
-        let model_changed = fields.model != job.model;
+        let text_changed = fields.model != job.model || fields.text_format != job.spec.text_format;
         store::update(name, job.relid, &fields)?;
-        if model_changed {
-            // A text the old model refused may suit the new one.
+        if text_changed {
+            // A text the old model refused may suit the new one, or be sent differently now.
             store::forget_failures(name)?;
         }
         Ok(())

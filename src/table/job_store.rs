@@ -30,6 +30,8 @@ pub struct JobFields {
     pub use_batch_api: bool,
     pub enabled: bool,
     pub endpoints: Vec<String>,
+    /// `None`: the default format.
+    pub text_format: Option<String>,
 }
 
 impl JobFields {
@@ -49,6 +51,7 @@ impl JobFields {
             use_batch_api: job.use_batch_api,
             enabled: job.enabled,
             endpoints: job.endpoints.clone(),
+            text_format: job.spec.text_format.clone(),
         }
     }
 
@@ -64,6 +67,7 @@ impl JobFields {
             updated_at_column: self.updated_at_column.clone(),
             dimensions: self.dimensions,
             model: Some(self.model.clone()),
+            text_format: self.text_format.clone(),
         }
     }
 
@@ -82,6 +86,7 @@ impl JobFields {
             self.use_batch_api.into(),
             self.enabled.into(),
             self.endpoints.clone().into(),
+            self.text_format.clone().into(),
         ]
     }
 }
@@ -178,8 +183,8 @@ pub fn insert(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
     write(
         "INSERT INTO doctrove_embed.job_definitions (name, relid, created_by, id_column, title_column, abstract_column, \
          embedding_column, model, dimensions, model_version_column, updated_at_column, batch_size, weight, use_batch_api, \
-         enabled, endpoints, owner) SELECT $1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, c.relowner::regrole FROM pg_catalog.pg_class c WHERE c.oid = $2",
+         enabled, endpoints, text_format, owner) SELECT $1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, c.relowner::regrole FROM pg_catalog.pg_class c WHERE c.oid = $2",
         args,
         || {
             UserError::new(
@@ -201,7 +206,8 @@ pub fn update(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
     write(
         "UPDATE doctrove_embed.job_definitions SET id_column = $2, title_column = $3, abstract_column = $4, \
          embedding_column = $5, model = $6, dimensions = $7, model_version_column = $8, updated_at_column = $9, \
-         batch_size = $10, weight = $11, use_batch_api = $12, enabled = $13, endpoints = $14 WHERE name = $1",
+         batch_size = $10, weight = $11, use_batch_api = $12, enabled = $13, endpoints = $14, text_format = $15 \
+         WHERE name = $1",
         args,
         || {
             UserError::new(ERRCODE_DUPLICATE_OBJECT, "another job fills that column")

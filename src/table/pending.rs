@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use embed_core::paper_input;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
@@ -79,7 +78,7 @@ fn read_within_budget(
                     for row in rows {
                         let (id, title, abstract_text) = (row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?);
                         bytes += title.as_ref().map_or(0, String::len) + abstract_text.as_ref().map_or(0, String::len);
-                        if let (Some(id), Some(input)) = (id, paper_input(title.as_deref(), abstract_text.as_deref())) {
+                        if let (Some(id), Some(input)) = (id, target.format.render(title.as_deref(), abstract_text.as_deref())) {
                             papers.push(Pending { id, input });
                         }
                     }
@@ -107,7 +106,7 @@ pub fn read_papers(target: &Target, query: &str, args: &[DatumWithOid], acting: 
     Ok(rows
         .into_iter()
         .filter_map(|(id, title, abstract_text)| {
-            let input = paper_input(title.as_deref(), abstract_text.as_deref())?;
+            let input = target.format.render(title.as_deref(), abstract_text.as_deref())?;
             Some(Pending { id: id?, input })
         })
         .collect())

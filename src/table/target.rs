@@ -7,6 +7,7 @@
 //! comes earlier on some path (one named after the connecting user, say) is never taken.
 
 use embed_core::sql_text::{quote_ident, PapersTable};
+use embed_core::text_format::TextFormat;
 use embed_core::ApiConfig;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
@@ -44,6 +45,8 @@ pub struct TargetSpec {
     /// A recorded job's model (`None` for the settings'): with a model column, vectors another
     /// model made are pending again.
     pub model: Option<String>,
+    /// A recorded job's text format (`None`: the default, `Title: {title}[ Abstract: {abstract}]`).
+    pub text_format: Option<String>,
 }
 
 /// The job the settings describe.
@@ -63,6 +66,7 @@ impl TargetSpec {
             updated_at_column: gucs::text(&gucs::UPDATED_AT_COLUMN),
             dimensions: gucs::DIMENSIONS.get(),
             model: None,
+            text_format: None,
         }
     }
 
@@ -89,6 +93,15 @@ impl TargetSpec {
     }
 }
 
+/// A job's text format, parsed; 22023 with the reason when it is not one.
+pub fn parse_text_format(format: &str) -> Result<TextFormat, UserError> {
+    TextFormat::parse(format).map_err(|error| {
+        UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("invalid text format: {error}"))
+            .detail(format!("The format was: {format}"))
+            .hint("Name the fields {title} and {abstract}; put a part that needs a field in square brackets, as in 'Title: {title}[ Abstract: {abstract}]'.")
+    })
+}
+
 /// The papers table, checked, with what writing vectors to it needs.
 pub struct Target {
     /// The job this is (`default` for the settings).
@@ -102,6 +115,8 @@ pub struct Target {
     /// pgvector's `vector` type and its array type.
     pub vector_type: pg_sys::Oid,
     pub vector_array_type: pg_sys::Oid,
+    /// How a paper's title and abstract make the text sent.
+    pub format: TextFormat,
 }
 
 impl Target {
@@ -496,8 +511,13 @@ fn resolve_with_catalog_path(spec: &TargetSpec) -> Result<Target, UserError> {
     )?;
 
     let (id_type, id_eq) = id_type_and_equality(id.type_oid, &table, &id_name)?;
+    let format = match &spec.text_format {
+        None => TextFormat::default(),
+        Some(format) => parse_text_format(format)?,
+    };
     Ok(Target {
         job: spec.job.clone(),
+        format,
         names: PapersTable {
             table,
             relname,

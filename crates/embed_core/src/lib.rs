@@ -19,6 +19,7 @@ pub mod response;
 pub mod retry;
 pub mod sql_text;
 pub mod stride;
+pub mod text_format;
 pub mod tokens;
 pub mod worker_pool;
 

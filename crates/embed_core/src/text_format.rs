@@ -1,0 +1,220 @@
+//! A job's text format: how a paper's title and abstract make the text sent to the API, such as
+//! `passage: {title}. {abstract}` for a model trained with that prefix. `{title}` and
+//! `{abstract}` stand for the job's two text columns; a part in square brackets is left out when
+//! a column it names is NULL or blank (`Title: {title}[ Abstract: {abstract}]` is the default,
+//! the DocTrove service's own text); `{{`, `}}`, `[[` and `]]` stand for the characters
+//! themselves. The text is trimmed, and a paper without a title is never sent.
+//!
+//! Written by hand: the language is four tokens and one level of optional part, and the
+//! template engines on crates.io bring expressions, filters and escaping for HTML that a format
+//! must not have.
+
+use std::fmt;
+
+/// The longest format accepted, in characters.
+pub const MAX_FORMAT_CHARS: usize = 1000;
+
+/// The format every job has unless it names another.
+pub const DEFAULT_FORMAT: &str = "Title: {title}[ Abstract: {abstract}]";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Title,
+    Abstract,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Field(Field),
+    /// Left out when any field in it is NULL or blank.
+    Optional(Vec<Piece>),
+}
+
+/// A parsed text format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextFormat {
+    pieces: Vec<Piece>,
+}
+
+/// Why a format was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError(pub String);
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Default for TextFormat {
+    fn default() -> Self {
+        TextFormat::parse(DEFAULT_FORMAT).expect("the default format parses")
+    }
+}
+
+fn is_blank(value: Option<&str>) -> bool {
+    value.is_none_or(|v| v.trim().is_empty())
+}
+
+impl TextFormat {
+    /// Parses `format`; refuses an unknown `{name}`, an unclosed brace or bracket, a bracket
+    /// inside a bracket, a bracketed part naming no column, and a format naming no column.
+    pub fn parse(format: &str) -> Result<TextFormat, FormatError> {
+        if format.chars().count() > MAX_FORMAT_CHARS {
+            return Err(FormatError(format!(
+                "a text format has at most {MAX_FORMAT_CHARS} characters"
+            )));
+        }
+        let mut top: Vec<Piece> = Vec::new();
+        let mut optional: Option<Vec<Piece>> = None;
+        let mut chars = format.chars().peekable();
+        let push_char = |pieces: &mut Vec<Piece>, c: char| match pieces.last_mut() {
+            Some(Piece::Text(text)) => text.push(c),
+            _ => pieces.push(Piece::Text(c.to_string())),
+        };
+        while let Some(c) = chars.next() {
+            let pieces = optional.as_mut().unwrap_or(&mut top);
+            match c {
+                '{' | '}' | '[' | ']' if chars.peek() == Some(&c) => {
+                    chars.next();
+                    push_char(pieces, c);
+                }
+                '{' => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => return Err(FormatError("a '{' is not closed (write '{{' for the character)".into())),
+                        }
+                    }
+                    pieces.push(Piece::Field(match name.as_str() {
+                        "title" => Field::Title,
+                        "abstract" => Field::Abstract,
+                        other => {
+                            return Err(FormatError(format!(
+                                "unknown field {{{other}}}: a text format names {{title}} and {{abstract}}"
+                            )))
+                        }
+                    }));
+                }
+                '}' => return Err(FormatError("a '}' closes nothing (write '}}' for the character)".into())),
+                '[' => {
+                    if optional.is_some() {
+                        return Err(FormatError(
+                            "a '[' inside a bracketed part (write '[[' for the character)".into(),
+                        ));
+                    }
+                    optional = Some(Vec::new());
+                }
+                ']' => {
+                    let Some(part) = optional.take() else {
+                        return Err(FormatError("a ']' closes nothing (write ']]' for the character)".into()));
+                    };
+                    if !part.iter().any(|p| matches!(p, Piece::Field(_))) {
+                        return Err(FormatError(
+                            "a bracketed part names no field: it is left out when a field in it is empty".into(),
+                        ));
+                    }
+                    top.push(Piece::Optional(part));
+                }
+                c => push_char(pieces, c),
+            }
+        }
+        if optional.is_some() {
+            return Err(FormatError("a '[' is not closed (write '[[' for the character)".into()));
+        }
+        let names_a_field = top.iter().any(|p| matches!(p, Piece::Field(_) | Piece::Optional(_)));
+        if !names_a_field {
+            return Err(FormatError(
+                "a text format names {title} or {abstract}: otherwise every paper sends the same text".into(),
+            ));
+        }
+        Ok(TextFormat { pieces: top })
+    }
+
+    /// The text sent for a paper, or `None` when it has no title (it is never sent).
+    pub fn render(&self, title: Option<&str>, abstract_text: Option<&str>) -> Option<String> {
+        let title = title.filter(|t| !t.is_empty())?;
+        let values = [Some(title), abstract_text];
+        let mut out = String::with_capacity(title.len() + abstract_text.map_or(0, str::len) + 32);
+        write(&mut out, &self.pieces, &values);
+        Some(out.trim().to_string())
+    }
+}
+
+/// Writes `pieces` with the fields' `values` (title, abstract).
+fn write(out: &mut String, pieces: &[Piece], values: &[Option<&str>; 2]) {
+    let value = |field: Field| values[field as usize];
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Field(field) => out.push_str(value(*field).unwrap_or("")),
+            Piece::Optional(part) => {
+                let all_there = part.iter().all(|p| match p {
+                    Piece::Field(field) => !is_blank(value(*field)),
+                    _ => true,
+                });
+                if all_there {
+                    write(out, part, values);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input_text::paper_input;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_model_prefix_and_a_part_left_out() {
+        let f = TextFormat::parse("passage: {title}[. {abstract}]").unwrap();
+        assert_eq!(f.render(Some("A"), Some("B")).unwrap(), "passage: A. B");
+        assert_eq!(f.render(Some("A"), Some("  ")).unwrap(), "passage: A");
+        assert_eq!(f.render(Some("A"), None).unwrap(), "passage: A");
+        assert_eq!(f.render(None, Some("B")), None);
+    }
+
+    #[test]
+    fn doubled_characters_stand_for_themselves() {
+        let f = TextFormat::parse("{{x}} [[{title}]] ]]").unwrap();
+        assert_eq!(f.render(Some("T"), None).unwrap(), "{x} [T] ]");
+    }
+
+    #[test]
+    fn bad_formats_are_refused_with_the_reason() {
+        for (format, says) in [
+            ("{body}", "unknown field {body}"),
+            ("{title", "not closed"),
+            ("title}", "closes nothing"),
+            ("{title}[ [{abstract}]]", "inside a bracketed part"),
+            ("{title}[ no field]", "names no field"),
+            ("{title}[ {abstract}", "'[' is not closed"),
+            ("{title}]", "']' closes nothing"),
+            ("just text", "every paper sends the same text"),
+        ] {
+            let error = TextFormat::parse(format).unwrap_err();
+            assert!(error.0.contains(says), "{format:?}: {error}");
+        }
+        assert!(TextFormat::parse(&"{title}".repeat(200)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn the_default_format_is_the_services_text(title in proptest::option::of(".{0,20}"), abstract_text in proptest::option::of("[ \\t\\na-z]{0,20}")) {
+            prop_assert_eq!(
+                TextFormat::default().render(title.as_deref(), abstract_text.as_deref()),
+                paper_input(title.as_deref(), abstract_text.as_deref())
+            );
+        }
+
+        #[test]
+        fn parsing_never_panics(format in ".{0,40}") {
+            let _ = TextFormat::parse(&format);
+        }
+    }
+}
