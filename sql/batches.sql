@@ -1,6 +1,7 @@
--- Batches sent through the Batch API, and the papers each holds. A paper is in at most one open
--- batch (the primary key of batch_papers), and while it is there embed_pending(), the workers
--- and later submissions skip it. Both tables are data: pg_dump keeps them.
+-- Batches sent through the Batch API, and the papers each holds, for the embedding job whose
+-- column they fill. A paper is in at most one open batch of a job (the primary key of
+-- batch_papers), and while it is there that job's embed_pending(), workers and later
+-- submissions skip it. Both tables are data: pg_dump keeps them.
 CREATE TABLE doctrove_embed.batch_jobs (
     batch_id text PRIMARY KEY,
     relid regclass NOT NULL,
@@ -34,7 +35,9 @@ CREATE TABLE doctrove_embed.batch_jobs (
     error text,
     submitted_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,
-    collected_at timestamptz
+    collected_at timestamptz,
+    -- The embedding job whose column its vectors go to (default: the doctrove_embed.* settings).
+    job text NOT NULL DEFAULT 'default'
 );
 CREATE INDEX batch_jobs_open_idx ON doctrove_embed.batch_jobs (relid) WHERE collected_at IS NULL;
 COMMENT ON TABLE doctrove_embed.batch_jobs IS 'Batches submitted to the Batch API';
@@ -46,7 +49,8 @@ CREATE TABLE doctrove_embed.batch_papers (
     -- A hash of the text sent; a paper whose text changed since is not written. NULL for the
     -- papers of an adopted batch (their text was not seen here).
     text_hash bigint,
-    PRIMARY KEY (relid, paper_id)
+    job text NOT NULL DEFAULT 'default',
+    PRIMARY KEY (job, relid, paper_id)
 );
 CREATE INDEX batch_papers_batch_idx ON doctrove_embed.batch_papers (batch_id);
 COMMENT ON TABLE doctrove_embed.batch_papers IS 'Papers in open batches of the Batch API';
@@ -68,5 +72,6 @@ SELECT batch_id, relid AS table_name, status,
        collected_at IS NULL AS open,
        adopted,
        pg_catalog.date_trunc('second', pg_catalog.now() OPERATOR(pg_catalog.-) submitted_at) AS age,
-       submitted_at, finished_at, collected_at, error
+       submitted_at, finished_at, collected_at, error,
+       job
 FROM doctrove_embed.batch_jobs;

@@ -297,6 +297,89 @@ SELECT name, table_name, embedding_column, model, dimensions, enabled, weight, b
        endpoints
 FROM doctrove_embed.job_snapshot();
 
+-- Batches belong to an embedding job: the ones of 0.3.0 to the job default (the settings). A
+-- paper may be in an open batch of each job of its table (each fills its own column).
+ALTER TABLE doctrove_embed.batch_jobs ADD COLUMN job text NOT NULL DEFAULT 'default';
+ALTER TABLE doctrove_embed.batch_papers ADD COLUMN job text NOT NULL DEFAULT 'default';
+ALTER TABLE doctrove_embed.batch_papers DROP CONSTRAINT batch_papers_pkey, ADD PRIMARY KEY (job, relid, paper_id);
+CREATE OR REPLACE VIEW doctrove_embed.batches AS
+SELECT batch_id, relid AS table_name, status,
+       requests_total, requests_completed, requests_failed,
+       papers, tokens, papers_written, papers_failed, papers_released,
+       collected_at IS NULL AS open,
+       adopted,
+       pg_catalog.date_trunc('second', pg_catalog.now() OPERATOR(pg_catalog.-) submitted_at) AS age,
+       submitted_at, finished_at, collected_at, error,
+       job
+FROM doctrove_embed.batch_jobs;
+
+-- The Batch API functions with a job name.
+CREATE FUNCTION doctrove_embed."submit_batches"(
+	"max_papers" bigint, /* Option < i64 > */
+	"job" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"batches" INT,  /* i32 */
+	"papers" bigint,  /* i64 */
+	"tokens" bigint,  /* i64 */
+	"adopted" INT,  /* i32 */
+	"collected" INT  /* i32 */
+)
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'submit_batches_of_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."collect_batches"(
+	"job" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"batches_collected" INT,  /* i32 */
+	"batches_open" INT,  /* i32 */
+	"papers_written" bigint,  /* i64 */
+	"papers_failed" bigint,  /* i64 */
+	"papers_released" bigint  /* i64 */
+)
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'collect_batches_of_job_wrapper';
+
+CREATE FUNCTION doctrove_embed."cancel_batches"(
+	"job" TEXT /* Option < & str > */
+) RETURNS INT /* i32 */
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cancel_batches_of_job_wrapper';
+
+-- The backfill of one job, and the backfill of the job default through it.
+CREATE OR REPLACE PROCEDURE doctrove_embed.submit_backfill(max_papers pg_catalog.int8 DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    CALL doctrove_embed.submit_backfill(max_papers, 'default');
+END
+$$;
+-- The backfill of job `job` (submit_batches(max_papers, job) checks the caller's right to run
+-- it; the job default needs the right to run submit_batches(bigint)).
+CREATE PROCEDURE doctrove_embed.submit_backfill(max_papers pg_catalog.int8, job pg_catalog.text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    per_batch pg_catalog.int8;
+    left_over pg_catalog.int8 := max_papers;
+    done record;
+BEGIN
+    LOOP
+        per_batch := pg_catalog.current_setting('doctrove_embed.batch_api_max_papers')::pg_catalog.int8;
+        IF left_over IS NOT NULL THEN
+            per_batch := pg_catalog.int8smaller(per_batch, left_over);
+        END IF;
+        EXIT WHEN per_batch OPERATOR(pg_catalog.<=) 0;
+        SELECT * INTO done FROM doctrove_embed.submit_batches(per_batch, job);
+        COMMIT;
+        EXIT WHEN done.batches OPERATOR(pg_catalog.=) 0;
+        IF left_over IS NOT NULL THEN
+            left_over := left_over OPERATOR(pg_catalog.-) done.papers;
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- The workers view shows the database each worker serves (the launcher starts workers in every
 -- database where the extension is installed).
 DROP VIEW doctrove_embed.workers;
@@ -334,9 +417,15 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.create_hnsw_index(text), doctrove_embed.watch(text), doctrove_embed.unwatch(text) FROM PUBLIC;
 REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
     doctrove_embed.installation, doctrove_embed.jobs FROM PUBLIC;
-REVOKE ALL ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text),
+    doctrove_embed.submit_batches(bigint, text), doctrove_embed.collect_batches(text), doctrove_embed.cancel_batches(text)
+    FROM PUBLIC;
+REVOKE ALL ON PROCEDURE doctrove_embed.submit_backfill(bigint, text) FROM PUBLIC;
 GRANT SELECT ON doctrove_embed.workers TO PUBLIC;
-GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text),
+    doctrove_embed.submit_batches(bigint, text), doctrove_embed.collect_batches(text), doctrove_embed.cancel_batches(text)
+    TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE doctrove_embed.submit_backfill(bigint, text) TO PUBLIC;
 
 -- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,
 -- grants or drops a job on it; a job runs for the roles it is granted to; the view shows each

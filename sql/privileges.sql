@@ -28,6 +28,10 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.watch(text), doctrove_embed.unwatch(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.embed_pending(integer, text),
     @extschema@.get_papers_needing_embeddings_count(text) TO PUBLIC;
+-- The Batch API with a job name: the same rule (the job granted, or the table owned).
+GRANT EXECUTE ON FUNCTION doctrove_embed.submit_batches(bigint, text), doctrove_embed.collect_batches(text),
+    doctrove_embed.cancel_batches(text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE doctrove_embed.submit_backfill(bigint, text) TO PUBLIC;
 
 -- The trigger functions watch() installs run no statement of the caller's choosing; they
 -- still carry a search_path of their own.

@@ -59,7 +59,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/submit_backfill.sql",
     name = "submit_backfill",
-    requires = [api::batch_api::submit_batches]
+    requires = [api::batch_api::submit_batches, api::batch_api::submit_batches_of_job]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 

@@ -528,7 +528,7 @@ mod tests {
             columns.as_deref(),
             Some(
                 "batch_id,table_name,status,requests_total,requests_completed,requests_failed,papers,tokens,\
-                 papers_written,papers_failed,papers_released,open,adopted,age,submitted_at,finished_at,collected_at,error"
+                 papers_written,papers_failed,papers_released,open,adopted,age,submitted_at,finished_at,collected_at,error,job"
             )
         );
     }

@@ -4,14 +4,12 @@
 //! allowed to run it.
 
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE;
 
-use crate::errors::{internal, UserError};
+use crate::api::job_choice::choose;
 use crate::live::batch::run_batch;
 use crate::pg::at_commit;
-use crate::pg::identity::with_catalog_search_path;
 use crate::pg::identity::Acting;
-use crate::table::jobs::{prepare, JobChoice};
+use crate::table::jobs::prepare;
 use crate::table::pending::count_and_store;
 use crate::table::rights::owner_rights_for;
 
@@ -49,31 +47,6 @@ fn embed_pending_of_job(
     ),
 > {
     TableIterator::once(embed(batch, Some(job)))
-}
-
-/// The job a call names. The job `default` named through a form that takes a job name needs
-/// the right to run the form without one (`signature`), which PUBLIC does not have.
-fn choose(job: Option<&str>, signature: &str) -> Result<JobChoice, UserError> {
-    let choice = JobChoice::of(job);
-    if job.is_none() || choice != JobChoice::Settings {
-        return Ok(choice);
-    }
-    let may = with_catalog_search_path(|| {
-        Spi::get_one_with_args::<bool>(
-            "SELECT pg_catalog.has_function_privilege(pg_catalog.format('%I.%s', n.nspname, $1), 'EXECUTE') \
-             FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
-             WHERE e.extname = 'doctrove_embed'",
-            &[signature.into()],
-        )
-    })
-    .map_err(internal("check the right to run the job default"))?
-    .unwrap_or(false);
-    if may {
-        return Ok(choice);
-    }
-    Err(UserError::new(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied for function {signature}"))
-        .detail("The job default (the doctrove_embed.* settings) runs for the roles allowed to run the form without a job name. Nothing was sent to the API.")
-        .hint(format!("GRANT EXECUTE ON FUNCTION {signature} TO ROLE; or create a job and grant it.")))
 }
 
 fn embed(batch: i32, job: Option<&str>) -> (i32, i32, f64, f64, f64) {

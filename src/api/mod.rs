@@ -7,6 +7,7 @@ pub mod embedding;
 pub mod failures;
 pub mod indexes;
 pub mod input_text;
+pub mod job_choice;
 pub mod jobs;
 pub mod search;
 pub mod status;

@@ -1,7 +1,9 @@
 //! Batches the API has and `doctrove_embed.batch_jobs` lacks: a session or worker that died
 //! between creating a batch and committing left one. Each batch carries metadata naming its
-//! cluster, database, table and submission, sealed with this installation's secret; the listing
-//! (newest first) finds those of this database and table whose seal holds, and each is recorded
+//! cluster, database, table, job and submission, sealed with this installation's secret; the
+//! listing (newest first) finds those of this database, table and job whose seal holds (a
+//! batch of another job on the same table fills another column, and is left to that job), and
+//! each is recorded
 //! with the papers its input file names, so they are not sent in a second batch. A batch anyone
 //! else made with the key (copying the metadata) has no valid seal and is never adopted.
 //! Submissions and collections adopt before anything else.
@@ -24,6 +26,8 @@ use crate::table::target::Target;
 pub const META_DATABASE: &str = "doctrove_database";
 pub const META_TABLE: &str = "doctrove_table";
 pub const META_SUBMISSION: &str = "doctrove_submission";
+/// The embedding job whose column the batch's vectors go to.
+pub const META_JOB: &str = "doctrove_job";
 /// The cluster (its system identifier) and the database (its oid): a copy restored elsewhere
 /// (a staging server sharing the key) has other ones, so it never adopts this one's batches.
 pub const META_CLUSTER: &str = "doctrove_cluster";
@@ -53,10 +57,16 @@ fn installation_secret() -> Result<Vec<u8>, UserError> {
     }
 }
 
-/// What a seal covers: the cluster, database, table and submission the metadata names.
-fn sealed_fields(metadata: &BTreeMap<String, String>) -> [&str; 4] {
+/// What a seal covers: the cluster, database, table, job and submission the metadata names.
+fn sealed_fields(metadata: &BTreeMap<String, String>) -> [&str; 5] {
     let get = |key: &str| metadata.get(key).map_or("", String::as_str);
-    [get(META_CLUSTER), get(META_DATABASE), get(META_TABLE), get(META_SUBMISSION)]
+    [
+        get(META_CLUSTER),
+        get(META_DATABASE),
+        get(META_TABLE),
+        get(META_JOB),
+        get(META_SUBMISSION),
+    ]
 }
 
 /// Adds the seal of `metadata` (with its submission) under this installation's secret.
@@ -66,7 +76,7 @@ pub fn seal(metadata: &mut BTreeMap<String, String>) -> Result<(), UserError> {
     Ok(())
 }
 
-/// The metadata that names this cluster, database and table.
+/// The metadata that names this cluster, database, table and job.
 pub fn our_metadata(target: &Target) -> Result<BTreeMap<String, String>, UserError> {
     let (database, cluster) = as_extension(|| {
         Spi::get_two::<String, String>(
@@ -80,6 +90,7 @@ pub fn our_metadata(target: &Target) -> Result<BTreeMap<String, String>, UserErr
         (META_DATABASE.to_string(), database.unwrap_or_default()),
         (META_CLUSTER.to_string(), cluster.unwrap_or_default()),
         (META_TABLE.to_string(), target.names.table.clone()),
+        (META_JOB.to_string(), target.job.clone()),
     ]))
 }
 
@@ -97,8 +108,8 @@ fn listing_error(error: &ApiError, base_url: &str) -> UserError {
     }
 }
 
-/// Records the batches of this database and table the API has and `batch_jobs` lacks, with the
-/// papers their input files name; returns how many.
+/// Records the batches of this database, table and job the API has and `batch_jobs` lacks, with
+/// the papers their input files name; returns how many.
 pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, UserError> {
     let ours = our_metadata(target)?;
     let secret = installation_secret()?;
@@ -109,7 +120,7 @@ pub fn adopt_unrecorded(target: &Target, config: &ApiConfig) -> Result<i32, User
             call_api_raw(config, move |c| list_batches(c, cursor.as_deref())).map_err(|e| listing_error(&e, &config.base_url))?;
         after = page.last().map(|b| b.id.clone());
         for info in page {
-            // This database's and table's metadata, sealed by this installation: not a copy.
+            // This database's, table's and job's metadata, sealed by this installation: not a copy.
             let named = ours.iter().all(|(k, v)| info.metadata.get(k) == Some(v));
             let seal = info.metadata.get(META_SEAL).map_or("", String::as_str);
             let mine = named && embed_core::batch_seal::verify(&secret, &sealed_fields(&info.metadata), seal);

@@ -16,7 +16,6 @@ use pgrx::PgMemoryContexts;
 use crate::batch_api::adopt::adopt_unrecorded;
 use crate::batch_api::jobs_store::{self, Collected, OpenJob};
 use crate::errors::{api_error, UserError};
-use crate::http::config::current_config;
 use crate::http::off_thread::{call_api_raw, streamed};
 use crate::http::retries::get_with_retries;
 use crate::pg::at_commit;
@@ -25,9 +24,10 @@ use crate::pg::job_figures::JobKey;
 use crate::pg::shared_state::BatchFigures;
 use crate::pg::subtransaction::try_in_subtransaction;
 use crate::pg::transaction::refuse_snapshot_isolation;
+use crate::table::jobs::{prepare, JobChoice, Prepared};
 use crate::table::pending::read_papers;
 use crate::table::rights::{check_may_write, owner_rights_for, refuse_row_security};
-use crate::table::target::{resolve, Target};
+use crate::table::target::Target;
 use crate::table::write::write_and_record;
 
 /// Result lines handled at once: the vectors of one slice are written in one statement. The
@@ -363,15 +363,22 @@ fn collected_figures(target: &Target, collected: Collected, tokens: u64) -> Batc
     }
 }
 
-/// Adopts unrecorded batches, polls every open batch of the table and collects the finished
-/// ones.
-pub fn collect(acting: Acting) -> Result<CollectedAll, UserError> {
+/// Job `choice`, its table checked for a collection or a cancel by the caller: the target, the
+/// rights its statements run with, and where its batches are.
+fn batch_job(choice: &JobChoice, acting: Acting) -> Result<(Target, Acting, ApiConfig), UserError> {
+    let prepared: Prepared = prepare(choice, acting)?;
+    let target = prepared.target()?;
+    check_may_write(&target, prepared.acting)?;
+    refuse_row_security(&target, prepared.acting)?;
+    let acting = owner_rights_for(&target, prepared.acting)?;
+    Ok((target, acting, prepared.batch_config()?))
+}
+
+/// Adopts unrecorded batches of job `choice`, polls every open batch of it and collects the
+/// finished ones.
+pub fn collect(choice: &JobChoice, acting: Acting) -> Result<CollectedAll, UserError> {
     refuse_snapshot_isolation("collect_batches()")?;
-    let target = resolve()?;
-    check_may_write(&target, acting)?;
-    refuse_row_security(&target, acting)?;
-    let acting = owner_rights_for(&target, acting)?;
-    let config = current_config()?;
+    let (target, acting, config) = batch_job(choice, acting)?;
     let adopted = adopt_unrecorded(&target, &config)?;
     Ok(CollectedAll {
         adopted,
@@ -435,17 +442,13 @@ pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> 
     Ok(all)
 }
 
-/// Asks the API to cancel the table's open batches. A batch the API reports cancelled at once is
+/// Asks the API to cancel job `choice`'s open batches. A batch the API reports cancelled at once is
 /// collected now (what it finished is written); one still `cancelling` stays open, and the next
 /// collection collects what it finished once it is cancelled. A batch the API no longer knows
 /// (404) is closed and its papers released. Returns how many batches were cancelled.
-pub fn cancel(acting: Acting) -> Result<i32, UserError> {
+pub fn cancel(choice: &JobChoice, acting: Acting) -> Result<i32, UserError> {
     refuse_snapshot_isolation("cancel_batches()")?;
-    let target = resolve()?;
-    check_may_write(&target, acting)?;
-    refuse_row_security(&target, acting)?;
-    let acting = owner_rights_for(&target, acting)?;
-    let config = current_config()?;
+    let (target, acting, config) = batch_job(choice, acting)?;
     let mut cancelled = 0;
     for job in jobs_store::lock_open_jobs(&target)? {
         // Each batch in a subtransaction of its own: one that cannot be cancelled or collected

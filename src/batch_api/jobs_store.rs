@@ -1,5 +1,6 @@
-//! The jobs store: `doctrove_embed.batch_jobs` (one row per batch created on the Batch API) and
-//! `doctrove_embed.batch_papers` (the papers each open job claims). All of it runs as the
+//! The jobs store: `doctrove_embed.batch_jobs` (one row per batch created on the Batch API, with
+//! the embedding job it fills) and `doctrove_embed.batch_papers` (the papers each open batch
+//! claims for its job). Every reading is of one job's batches on one table. All of it runs as the
 //! extension's owner (see `pg::identity`), so a role that submits or collects needs no right on
 //! these tables. The pending selection reads the claims through `table::claims`.
 
@@ -23,35 +24,37 @@ fn one<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(query: &str, args: &[
     as_extension(|| Spi::get_one_with_args::<T>(query, args)).map_err(internal(WHAT))
 }
 
-/// Tokens in the table's batches the API still counts as enqueued.
-pub fn enqueued_tokens(target: &Target) -> Result<i64, UserError> {
+/// Tokens of `model` in this database's batches (every job's: the API's enqueued-token limit is
+/// the account's, per model) the API still counts as enqueued.
+pub fn enqueued_tokens(model: &str) -> Result<i64, UserError> {
     one::<i64>(
-        "SELECT coalesce(sum(tokens), 0)::bigint FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass \
+        "SELECT coalesce(sum(tokens), 0)::bigint FROM doctrove_embed.batch_jobs WHERE model = $1 \
          AND collected_at IS NULL AND status IN ('validating', 'in_progress', 'finalizing')",
-        &[target.relid.into()],
+        &[model.into()],
     )
     .map(|n| n.unwrap_or(0))
 }
 
-/// Whether the table's latest closed job failed for the account's enqueued-token limit while
-/// others are still under way: with the limit unknown, a submission now would be refused the
-/// same way (and its file uploaded for nothing), so it waits for them.
-pub fn waiting_for_enqueued_room(target: &Target) -> Result<bool, UserError> {
+/// Whether the latest closed batch of `model` failed for the account's enqueued-token limit
+/// while others of that model are still under way: with the limit unknown, a submission now
+/// would be refused the same way (and its file uploaded for nothing), so it waits for them.
+pub fn waiting_for_enqueued_room(model: &str) -> Result<bool, UserError> {
     one::<bool>(
-        "SELECT EXISTS (SELECT FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass AND collected_at IS NULL \
+        "SELECT EXISTS (SELECT FROM doctrove_embed.batch_jobs WHERE model = $1 AND collected_at IS NULL \
                         AND status IN ('validating', 'in_progress', 'finalizing')) \
          AND coalesce((SELECT error LIKE 'token\\_limit\\_exceeded%' FROM doctrove_embed.batch_jobs \
-                       WHERE relid = $1::oid::regclass AND collected_at IS NOT NULL ORDER BY collected_at DESC LIMIT 1), false)",
-        &[target.relid.into()],
+                       WHERE model = $1 AND collected_at IS NOT NULL ORDER BY collected_at DESC LIMIT 1), false)",
+        &[model.into()],
     )
     .map(|b| b.unwrap_or(false))
 }
 
-/// Papers in the table's open batches.
+/// Papers in the job's open batches on the table.
 pub fn papers_in_open_jobs(target: &Target) -> Result<i64, UserError> {
     one::<i64>(
-        "SELECT coalesce(sum(papers), 0)::bigint FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass AND collected_at IS NULL",
-        &[target.relid.into()],
+        "SELECT coalesce(sum(papers), 0)::bigint FROM doctrove_embed.batch_jobs WHERE job = $2 AND relid = $1::oid::regclass \
+         AND collected_at IS NULL",
+        &[target.relid.into(), target.job.clone().into()],
     )
     .map(|n| n.unwrap_or(0))
 }
@@ -82,19 +85,24 @@ pub struct OpenJob {
     pub model: Option<String>,
 }
 
-/// The table's open jobs, each locked for this transaction; jobs another session is collecting
-/// are skipped.
+/// The job's open batches on the table, each locked for this transaction; batches another
+/// session is collecting are skipped.
 pub fn lock_open_jobs(target: &Target) -> Result<Vec<OpenJob>, UserError> {
     as_extension(|| {
         Spi::connect_mut(|client| {
             client
                 .update(
-                    "SELECT batch_id, model FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass AND collected_at IS NULL \
-                     ORDER BY submitted_at FOR UPDATE SKIP LOCKED",
+                    "SELECT batch_id, model FROM doctrove_embed.batch_jobs WHERE job = $2 AND relid = $1::oid::regclass \
+                     AND collected_at IS NULL ORDER BY submitted_at FOR UPDATE SKIP LOCKED",
                     None,
-                    &[target.relid.into()],
+                    &[target.relid.into(), target.job.clone().into()],
                 )?
-                .map(|row| Ok(OpenJob { batch_id: row.get::<String>(1)?.unwrap_or_default(), model: row.get::<String>(2)? }))
+                .map(|row| {
+                    Ok(OpenJob {
+                        batch_id: row.get::<String>(1)?.unwrap_or_default(),
+                        model: row.get::<String>(2)?,
+                    })
+                })
                 .collect::<Result<Vec<OpenJob>, pgrx::spi::Error>>()
         })
     })
@@ -126,7 +134,7 @@ pub fn record(target: &Target, info: &BatchInfo, job: NewJob) -> Result<(), User
     } = job;
     run(
         "INSERT INTO doctrove_embed.batch_jobs (batch_id, relid, submission_id, input_file_id, status, papers, tokens, \
-         requests_total, adopted, model) VALUES ($1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10)",
+         requests_total, adopted, model, job) VALUES ($1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             info.id.clone().into(),
             target.relid.into(),
@@ -138,13 +146,20 @@ pub fn record(target: &Target, info: &BatchInfo, job: NewJob) -> Result<(), User
             (info.total as i32).into(),
             adopted.into(),
             model.into(),
+            target.job.clone().into(),
         ],
     )?;
     run(
-        "INSERT INTO doctrove_embed.batch_papers (relid, paper_id, batch_id, text_hash) \
-         SELECT $1::oid::regclass, c.id, $2, c.hash FROM unnest($3::text[], $4::bigint[]) AS c(id, hash) \
-         ON CONFLICT (relid, paper_id) DO NOTHING",
-        &[target.relid.into(), info.id.clone().into(), ids.into(), hashes.into()],
+        "INSERT INTO doctrove_embed.batch_papers (relid, paper_id, batch_id, text_hash, job) \
+         SELECT $1::oid::regclass, c.id, $2, c.hash, $5 FROM unnest($3::text[], $4::bigint[]) AS c(id, hash) \
+         ON CONFLICT (job, relid, paper_id) DO NOTHING",
+        &[
+            target.relid.into(),
+            info.id.clone().into(),
+            ids.into(),
+            hashes.into(),
+            target.job.clone().into(),
+        ],
     )?;
     Ok(())
 }
@@ -239,7 +254,7 @@ pub fn note_collect_failure(batch_id: &str, error: &str) -> Result<i32, UserErro
     .map(|n| n.unwrap_or(0))
 }
 
-/// Up to 20 of the table's collected jobs whose files are still on the API, each with its file
+/// Up to 20 of the job's collected batches whose files are still on the API, each with its file
 /// ids, locked; only jobs collected by an earlier transaction (one that committed), so no file a
 /// rolled-back collection still needs is deleted.
 pub fn collected_with_files(target: &Target) -> Result<Vec<(String, Vec<String>)>, UserError> {
@@ -248,10 +263,10 @@ pub fn collected_with_files(target: &Target) -> Result<Vec<(String, Vec<String>)
             client
                 .update(
                     "SELECT batch_id, array_remove(ARRAY[input_file_id, output_file_id, error_file_id], NULL) \
-                     FROM doctrove_embed.batch_jobs WHERE relid = $1::oid::regclass AND collected_at < now() \
+                     FROM doctrove_embed.batch_jobs WHERE job = $2 AND relid = $1::oid::regclass AND collected_at < now() \
                      AND NOT files_deleted ORDER BY collected_at LIMIT 20 FOR UPDATE SKIP LOCKED",
                     None,
-                    &[target.relid.into()],
+                    &[target.relid.into(), target.job.clone().into()],
                 )?
                 .map(|row| {
                     Ok((

@@ -19,14 +19,14 @@ use crate::batch_api::adopt::{adopt_unrecorded, our_metadata, seal, META_SUBMISS
 use crate::batch_api::collect::collect_finished;
 use crate::batch_api::jobs_store::{self, NewJob};
 use crate::errors::UserError;
-use crate::http::config::current_config;
 use crate::http::off_thread::call_api_abandonable;
 use crate::pg::identity::Acting;
 use crate::pg::transaction::refuse_snapshot_isolation;
 use crate::settings::gucs;
+use crate::table::jobs::{prepare, JobChoice};
 use crate::table::pending::{fetch_pending, Pending};
 use crate::table::rights::{check_may_write, owner_rights_for};
-use crate::table::target::{resolve, Target};
+use crate::table::target::Target;
 use crate::table::write::try_write;
 
 /// What a submission did.
@@ -80,14 +80,15 @@ fn build_file(papers: &[Pending], config: &ApiConfig, token_room: Option<i64>) -
     file
 }
 
-/// Adopts unrecorded batches, collects the finished ones, then submits up to `max_papers` (all
-/// when `None`) pending papers in no open batch.
-pub fn submit(max_papers: Option<i64>, acting: Acting) -> Result<Submitted, UserError> {
+/// Adopts unrecorded batches of job `choice`, collects the finished ones, then submits up to
+/// `max_papers` (all when `None`) of its pending papers in no open batch.
+pub fn submit(max_papers: Option<i64>, choice: &JobChoice, acting: Acting) -> Result<Submitted, UserError> {
     refuse_snapshot_isolation("submit_batches()")?;
-    let target = resolve()?;
-    let acting = owner_rights_for(&target, acting)?;
+    let prepared = prepare(choice, acting)?;
+    let target = prepared.target()?;
+    let acting = owner_rights_for(&target, prepared.acting)?;
     check_may_write(&target, acting)?;
-    let config = current_config()?;
+    let config = prepared.batch_config()?;
     let adopted = adopt_unrecorded(&target, &config)?;
     let collected = collect_finished(&target, &config, acting)?.batches;
     Ok(Submitted {
@@ -109,10 +110,10 @@ pub fn submit_pending(
 ) -> Result<Submitted, UserError> {
     let mut done = Submitted::default();
     let limit = gucs::BATCH_API_MAX_ENQUEUED_TOKENS.get();
-    if limit <= 0.0 && jobs_store::waiting_for_enqueued_room(target)? {
+    if limit <= 0.0 && jobs_store::waiting_for_enqueued_room(&config.model)? {
         return Ok(done);
     }
-    let mut enqueued = jobs_store::enqueued_tokens(target)?;
+    let mut enqueued = jobs_store::enqueued_tokens(&config.model)?;
     let per_batch = i64::from(gucs::BATCH_API_MAX_PAPERS.get().max(1));
     let mut left = max_papers.unwrap_or(i64::MAX).max(0);
     let mut metadata = our_metadata(target)?;
@@ -122,8 +123,7 @@ pub fn submit_pending(
         if token_room.is_some_and(|room| room <= 0) {
             break;
         }
-        let fetched = fetch_pending(target, want, acting, false)?;
-        let papers = fetched.papers;
+        let papers = fetch_pending(target, want, acting, false)?;
         if papers.is_empty() {
             break;
         }
@@ -169,10 +169,10 @@ pub fn submit_pending(
         enqueued += file.tokens;
         left -= papers_taken;
         // Papers left out stay locked by this transaction, so the next fetch would return them
-        // again: the submission ends here.
-        // A fetch stopped by the text budget leaves more pending: the next batch takes them.
-        let no_more = (papers.len() as i32) < want && !fetched.stopped_by_budget;
-        if max_papers.is_some() || file.full || no_more || papers_taken < papers.len() as i64 {
+        // again: the submission ends here. A fetch that returned fewer papers than asked for
+        // does not end it: papers the live path embedded or locked meanwhile are skipped, and
+        // others may still be pending (the loop ends when a fetch finds none).
+        if max_papers.is_some() || file.full || papers_taken < papers.len() as i64 {
             break;
         }
     }

@@ -142,7 +142,7 @@ fn embed_allowed(
     check_batch_fits(batch, dims, setting)?;
     let fetch_start = Instant::now();
     let descending = has_open_claims(target)?;
-    let papers = fetch_pending(target, batch, acting, descending)?.papers;
+    let papers = fetch_pending(target, batch, acting, descending)?;
     let mut outcome = BatchOutcome {
         fetch_ms: millis_since(fetch_start),
         relid: target.relid.to_u32(),

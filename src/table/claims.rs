@@ -1,5 +1,6 @@
-//! Which papers are claimed by an open Batch API job (`doctrove_embed.batch_papers`), as the
-//! pending selection needs to know: a claimed paper is sent by no one else. The claims are
+//! Which papers are claimed by an open batch of the job's on the Batch API
+//! (`doctrove_embed.batch_papers`), as the pending selection needs to know: a claimed paper is
+//! sent by no one else for that job (another job fills another column). The claims are
 //! written and dropped by `batch_api::jobs_store`; these reads run as the extension's owner, so
 //! a role that embeds needs no right on the table.
 
@@ -11,28 +12,29 @@ use crate::errors::{internal, UserError};
 use crate::pg::identity::as_extension;
 use crate::table::target::Target;
 
-/// Whether any paper of the table is in an open job.
+/// Whether any paper of the table is in an open batch of the job.
 pub fn has_open_claims(target: &Target) -> Result<bool, UserError> {
     as_extension(|| {
         Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT FROM doctrove_embed.batch_papers WHERE relid = $1::oid::regclass)",
-            &[target.relid.into()],
+            "SELECT EXISTS (SELECT FROM doctrove_embed.batch_papers WHERE job = $2 AND relid = $1::oid::regclass)",
+            &[target.relid.into(), target.job.clone().into()],
         )
     })
     .map(|found| found.unwrap_or(false))
     .map_err(internal("read doctrove_embed.batch_papers"))
 }
 
-/// Which of `ids` are claimed by an open job, read with a snapshot taken now: a paper whose
+/// Which of `ids` are claimed by an open batch of the job, read with a snapshot taken now: a paper whose
 /// claim was committed after the statement that locked it began is seen here.
 pub fn claimed_among(target: &Target, ids: &[String]) -> Result<HashSet<String>, UserError> {
     as_extension(|| {
         Spi::connect(|client| {
             client
                 .select(
-                    "SELECT paper_id FROM doctrove_embed.batch_papers WHERE relid = $1::oid::regclass AND paper_id = ANY($2::text[])",
+                    "SELECT paper_id FROM doctrove_embed.batch_papers WHERE job = $3 AND relid = $1::oid::regclass \
+                     AND paper_id = ANY($2::text[])",
                     None,
-                    &[target.relid.into(), ids.to_vec().into()],
+                    &[target.relid.into(), ids.to_vec().into(), target.job.clone().into()],
                 )?
                 .map(|row| row.get::<String>(1))
                 .filter_map(|id| id.transpose())

@@ -122,13 +122,6 @@ fn check(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), UserE
                 .hint("Define the job on a permanent table."),
         );
     }
-    if fields.use_batch_api {
-        return Err(
-            UserError::new(ERRCODE_FEATURE_NOT_SUPPORTED, "jobs do not use the Batch API yet")
-                .detail("The Batch API backfills the job default (the doctrove_embed.* settings) only.")
-                .hint("Create the job with use_batch_api => false; its papers are embedded live."),
-        );
-    }
     let target = resolve_spec(&fields.spec(name, relid))?;
     let dims = target.dims.or((fields.dimensions > 0).then_some(fields.dimensions as usize));
     let most = max_batch(dims).min(100_000);

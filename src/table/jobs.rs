@@ -273,6 +273,13 @@ impl Prepared {
         }
     }
 
+    /// Where the job's batches go on the Batch API: its first endpoint, set for its model and
+    /// dimensions (a batch is made, polled and collected at one endpoint).
+    pub fn batch_config(&self) -> Result<embed_core::ApiConfig, UserError> {
+        let first = self.endpoints()?.into_iter().next();
+        Ok(first.expect("a job has at least one endpoint").config)
+    }
+
     /// The job's endpoints, set for its model and dimensions.
     pub fn endpoints(&self) -> Result<Vec<Endpoint>, UserError> {
         let model = self.spec.model.clone().unwrap_or_else(|| gucs::text(&gucs::MODEL));

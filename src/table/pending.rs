@@ -26,23 +26,20 @@ pub struct Pending {
 /// Rows read from the cursor at a time: the budget is checked between them.
 const FETCH_ROWS: i64 = 16;
 
-/// What one fetch took.
-pub struct Fetched {
-    pub papers: Vec<Pending>,
-    /// Whether the fetch stopped at `doctrove_embed.fetch_text_budget` (more may be pending).
-    pub stopped_by_budget: bool,
-}
-
 /// Up to `limit` pending papers in no open job, locked; `descending` as in
 /// `PapersTable::select_pending` (the live path takes the high end of the id order while jobs
 /// are open, submissions the low end). Rows are read (and locked) a few at a time, and the fetch
 /// stops once their texts reach `doctrove_embed.fetch_text_budget`.
-pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bool) -> Result<Fetched, UserError> {
+pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bool) -> Result<Vec<Pending>, UserError> {
     let query = target.names.select_pending(descending);
-    let args: Vec<DatumWithOid> = vec![limit.into(), failures::held_back(target)?.into(), target.relid.into()];
+    let args: Vec<DatumWithOid> = vec![
+        limit.into(),
+        failures::held_back(target)?.into(),
+        target.relid.into(),
+        target.job.clone().into(),
+    ];
     let budget = gucs::FETCH_TEXT_BUDGET_KB.get().max(1) as usize * 1024;
-    let (mut papers, stopped_by_budget) =
-        pending_index::over_pending(target, || read_within_budget(target, &query, &args, acting, budget))?;
+    let mut papers = pending_index::over_pending(target, || read_within_budget(target, &query, &args, acting, budget))?;
     // A submission that committed while this statement ran released its locks with its claims
     // visible, but not to this statement's snapshot: look again now that the rows are locked.
     if !papers.is_empty() && claims::has_open_claims(target)? {
@@ -50,21 +47,18 @@ pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bo
         let claimed = claims::claimed_among(target, &ids)?;
         papers.retain(|p| !claimed.contains(&p.id));
     }
-    Ok(Fetched {
-        papers,
-        stopped_by_budget,
-    })
+    Ok(papers)
 }
 
 /// The papers `query` (a locking selection) gives as (id, title, abstract), read through a
-/// cursor until their texts reach `budget` bytes; and whether the budget stopped it.
+/// cursor until their texts reach `budget` bytes.
 fn read_within_budget(
     target: &Target,
     query: &str,
     args: &[DatumWithOid],
     acting: Acting,
     budget: usize,
-) -> Result<(Vec<Pending>, bool), UserError> {
+) -> Result<Vec<Pending>, UserError> {
     acting
         .run(target.owner, || {
             Spi::connect_mut(|client| {
@@ -73,7 +67,7 @@ fn read_within_budget(
                 loop {
                     let rows = cursor.fetch(FETCH_ROWS)?;
                     if rows.is_empty() {
-                        return Ok((papers, false));
+                        return Ok(papers);
                     }
                     for row in rows {
                         let (id, title, abstract_text) = (row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?);
@@ -83,7 +77,7 @@ fn read_within_budget(
                         }
                     }
                     if bytes >= budget {
-                        return Ok((papers, true));
+                        return Ok(papers);
                     }
                 }
             })
@@ -117,7 +111,8 @@ pub fn read_papers(target: &Target, query: &str, args: &[DatumWithOid], acting: 
 enum Excluding {
     /// Only the held-back papers (`$1`, see `PapersTable::pending_condition`).
     HeldBack,
-    /// Also the papers in open jobs (`$2` the table's oid, see `unclaimed_condition`).
+    /// Also the papers in the job's open batches (`$2` the table's oid, `$3` the job, see
+    /// `unclaimed_condition`).
     HeldBackAndClaimed,
 }
 
@@ -134,6 +129,7 @@ fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
     let mut args: Vec<DatumWithOid> = vec![failures::held_back(target)?.into()];
     if excluding == Excluding::HeldBackAndClaimed {
         args.push(target.relid.into());
+        args.push(target.job.clone().into());
     }
     pending_index::over_pending(target, || {
         acting.run(target.owner, || Spi::get_one_with_args::<T>(query, &args))

@@ -1,5 +1,5 @@
-//! The workers' own use of the Batch API (`doctrove_embed.batch_api = on`): each database's
-//! first worker (by slot), every
+//! The workers' own use of the Batch API (`doctrove_embed.batch_api = on` for the job `default`,
+//! `use_batch_api` for a recorded job): each database's first worker (by slot), every
 //! `batch_api_poll_ms`, collects the finished batches and then, while more than `batch_api_min_papers`
 //! pending papers are in no batch, submits them (within `batch_api_max_enqueued_tokens`). Each step
 //! runs in a transaction of its own, with the table owner's rights; every worker's live batches
@@ -11,17 +11,17 @@ use crate::batch_api::collect::{collect, CollectedAll};
 use crate::batch_api::jobs_store::papers_in_open_jobs;
 use crate::batch_api::submit::{submit_pending, Submitted};
 use crate::errors::UserError;
-use crate::http::config::current_config;
 use crate::pg::database_pool;
 use crate::pg::identity::Acting;
 use crate::pg::transaction::in_transaction;
 use crate::settings::gucs;
+use crate::table::jobs::{enabled_jobs, prepare, JobChoice};
 use crate::table::pending::count_pending;
 use crate::table::rights::check_may_write;
-use crate::table::target::{refuse_settings_from_catalogs, resolve};
+use crate::table::target::refuse_settings_from_catalogs;
 
-/// Most batches the first worker submits in one poll (each in its own transaction); the rest wait for
-/// the next poll, so the live path and the collection get their turn.
+/// Most batches the first worker submits for a job in one poll (each in its own transaction);
+/// the rest wait for the next poll, so the live path and the collection get their turn.
 const MAX_BATCHES_PER_POLL: usize = 20;
 
 /// When the first worker last polled its batches.
@@ -34,66 +34,127 @@ fn poll_interval() -> Duration {
     Duration::from_millis(gucs::BATCH_API_POLL_MS.get().max(1) as u64)
 }
 
+/// What one poll did over every job that uses the Batch API, and the errors it met (one per
+/// job at most: the other jobs went on).
+#[derive(Default)]
+pub struct Polled {
+    pub collected: CollectedAll,
+    pub submitted: Submitted,
+    pub errors: Vec<(String, UserError)>,
+}
+
 impl BatchApiDuty {
-    fn mine(index: usize) -> bool {
-        gucs::BATCH_API.get() && database_pool::leads_here(index)
+    /// Whether worker `index` polls the batches: the database's first worker, when a job uses
+    /// the Batch API (`uses_batches`).
+    fn mine(index: usize, uses_batches: bool) -> bool {
+        uses_batches && database_pool::leads_here(index)
     }
 
     /// Whether worker `index` should poll its batches now.
-    pub fn due(&self, index: usize) -> bool {
-        Self::mine(index) && self.last.is_none_or(|t| t.elapsed() >= poll_interval())
+    pub fn due(&self, index: usize, uses_batches: bool) -> bool {
+        Self::mine(index, uses_batches) && self.last.is_none_or(|t| t.elapsed() >= poll_interval())
     }
 
     /// How long worker `index` may sleep before its next poll, if it polls.
-    pub fn next_in(&self, index: usize) -> Option<Duration> {
-        Self::mine(index).then(|| {
+    pub fn next_in(&self, index: usize, uses_batches: bool) -> Option<Duration> {
+        Self::mine(index, uses_batches).then(|| {
             self.last
                 .map_or(Duration::ZERO, |t| poll_interval().saturating_sub(t.elapsed()))
         })
     }
 
-    /// Collects, then submits when the backlog in no batch is large enough.
-    pub fn run(&mut self) -> Result<(CollectedAll, Submitted), UserError> {
+    /// For every job that uses the Batch API (the job `default` with `doctrove_embed.batch_api`
+    /// on, and each enabled job recorded with `use_batch_api`): collects, then submits when its
+    /// backlog in no batch is large enough.
+    pub fn run(&mut self) -> Polled {
         self.last = Some(Instant::now());
-        let collected = in_transaction(|| {
-            refuse_settings_from_catalogs()?;
-            collect(Acting::TableOwner)
-        });
-        // Once the collection has adopted whatever a crash left unrecorded (or the endpoint has
-        // no Batch API, so there is nothing to adopt), the other workers may embed live, while
-        // this one submits (an upload can take minutes). A failed look (the API unreachable)
-        // keeps them waiting until the next poll succeeds.
-        let looked = match &collected {
-            Ok(_) => true,
-            Err(error) => error.code() == pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        };
-        if looked {
+        let mut jobs: Vec<JobChoice> = Vec::new();
+        if gucs::BATCH_API.get() {
+            jobs.push(JobChoice::Settings);
+        }
+        let recorded = in_transaction(enabled_jobs).unwrap_or_default();
+        jobs.extend(
+            recorded
+                .into_iter()
+                .filter(|job| job.use_batch_api)
+                .map(|job| JobChoice::Named(job.spec.job)),
+        );
+        let mut polled = Polled::default();
+        let mut looked_at_all = true;
+        for job in jobs {
+            let (looked, result) = run_job(&job);
+            looked_at_all &= looked;
+            match result {
+                Ok((collected, submitted)) => {
+                    polled.collected.adopted += collected.adopted;
+                    polled.collected.batches += collected.batches;
+                    polled.collected.still_open += collected.still_open;
+                    polled.collected.totals.written += collected.totals.written;
+                    polled.collected.totals.failed += collected.totals.failed;
+                    polled.collected.totals.released += collected.totals.released;
+                    polled.submitted.batches += submitted.batches;
+                    polled.submitted.papers += submitted.papers;
+                    polled.submitted.tokens += submitted.tokens;
+                }
+                Err(error) => polled.errors.push((job.name().to_string(), error)),
+            }
+        }
+        // Once every job's collection has adopted whatever a crash left unrecorded (or its
+        // endpoint has no Batch API, so there is nothing to adopt), the other workers may embed
+        // live, while this one submits (an upload can take minutes). A failed look (the API
+        // unreachable) keeps them waiting until the next poll succeeds.
+        if looked_at_all {
             database_pool::mark_batches_checked_here();
         }
-        let collected = collected?;
-        // The collection above has adopted and collected: the submission only submits, one batch
-        // per transaction, so each batch's claims commit as soon as it exists and no paper stays
-        // locked while the other batches' files go up.
-        let mut submitted = Submitted::default();
-        for _ in 0..MAX_BATCHES_PER_POLL {
-            let one = in_transaction(|| {
-                refuse_settings_from_catalogs()?;
-                let target = resolve()?;
-                let unclaimed = count_pending(&target, Acting::TableOwner)? - papers_in_open_jobs(&target)?;
-                if unclaimed <= i64::from(gucs::BATCH_API_MIN_PAPERS.get()) {
-                    return Ok(Submitted::default());
-                }
-                check_may_write(&target, Acting::TableOwner)?;
-                let one_batch = i64::from(gucs::BATCH_API_MAX_PAPERS.get().max(1));
-                submit_pending(&target, &current_config()?, Some(one_batch), Acting::TableOwner)
-            })?;
-            if one.batches == 0 {
-                break;
-            }
-            submitted.batches += one.batches;
-            submitted.papers += one.papers;
-            submitted.tokens += one.tokens;
-        }
-        Ok((collected, submitted))
+        polled
     }
+}
+
+/// One job's poll: whether its unrecorded batches were looked for, and what it did.
+fn run_job(job: &JobChoice) -> (bool, Result<(CollectedAll, Submitted), UserError>) {
+    let collected = in_transaction(|| {
+        if *job == JobChoice::Settings {
+            refuse_settings_from_catalogs()?;
+        }
+        collect(job, Acting::TableOwner)
+    });
+    let looked = match &collected {
+        Ok(_) => true,
+        Err(error) => error.code() == pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+    };
+    let collected = match collected {
+        Ok(collected) => collected,
+        Err(error) => return (looked, Err(error)),
+    };
+    // The collection above has adopted and collected: the submission only submits, one batch
+    // per transaction, so each batch's claims commit as soon as it exists and no paper stays
+    // locked while the other batches' files go up.
+    let mut submitted = Submitted::default();
+    for _ in 0..MAX_BATCHES_PER_POLL {
+        let one = in_transaction(|| {
+            if *job == JobChoice::Settings {
+                refuse_settings_from_catalogs()?;
+            }
+            let prepared = prepare(job, Acting::TableOwner)?;
+            let target = prepared.target()?;
+            let unclaimed = count_pending(&target, prepared.acting)? - papers_in_open_jobs(&target)?;
+            if unclaimed <= i64::from(gucs::BATCH_API_MIN_PAPERS.get()) {
+                return Ok(Submitted::default());
+            }
+            check_may_write(&target, prepared.acting)?;
+            let one_batch = i64::from(gucs::BATCH_API_MAX_PAPERS.get().max(1));
+            submit_pending(&target, &prepared.batch_config()?, Some(one_batch), prepared.acting)
+        });
+        let one = match one {
+            Ok(one) => one,
+            Err(error) => return (looked, Err(error)),
+        };
+        if one.batches == 0 {
+            break;
+        }
+        submitted.batches += one.batches;
+        submitted.papers += one.papers;
+        submitted.tokens += one.tokens;
+    }
+    (looked, Ok((collected, submitted)))
 }

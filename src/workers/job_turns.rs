@@ -83,6 +83,11 @@ impl JobTurns {
             .min(refresh)
     }
 
+    /// Whether a recorded job uses the Batch API.
+    pub fn any_uses_batch_api(&self) -> bool {
+        self.recorded.values().any(|job| job.use_batch_api)
+    }
+
     /// Sum of the weights of the jobs that have work now.
     pub fn busy_weight(&self, now: Instant) -> u32 {
         self.scheduler.busy_weight(now).min(u64::from(u32::MAX)) as u32

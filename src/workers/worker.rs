@@ -242,6 +242,17 @@ impl WorkerLoop {
         }
         let now = Instant::now();
         self.turns.refresh(now);
+        let uses_batches = gucs::BATCH_API.get() || self.turns.any_uses_batch_api();
+        if uses_batches && !database_pool::leads_here(self.index) && !database_pool::batches_checked_here() {
+            self.phase(
+                Phase::Batches,
+                "waiting for this database's first worker to look for batches left unrecorded",
+            );
+            return Duration::from_millis(200);
+        }
+        if self.batch_api.due(self.index, uses_batches) {
+            self.poll_batches();
+        }
         match self.turns.next(now) {
             Some(Turn::Settings) => {
                 let pause = self.settings_step(naptime);
@@ -256,7 +267,45 @@ impl WorkerLoop {
             Some(Turn::Recorded(job)) => self.job_step(&job, naptime),
             None => {}
         }
-        self.turns.wait(Instant::now(), naptime)
+        // An idle first worker still wakes for its next poll of the batches.
+        let poll = self.batch_api.next_in(self.index, uses_batches).unwrap_or(naptime);
+        self.turns.wait(Instant::now(), naptime).min(poll)
+    }
+
+    /// The Batch API duty of the database's first worker: every job's batches collected and
+    /// submitted (see `batch_api_duty`). The live path goes on whatever the Batch API does (an
+    /// endpoint without one, such as the local model server, answers 404 there).
+    fn poll_batches(&mut self) {
+        self.phase(Phase::Batches, "");
+        let polled = self.batch_api.run();
+        let (collected, submitted) = (&polled.collected, &polled.submitted);
+        if collected.batches > 0 || submitted.batches > 0 || collected.adopted > 0 {
+            server_log!(
+                "doctrove_embed worker {}: Batch API: collected {} batches ({} papers written, {} failed, {} released), \
+                 submitted {} batches of {} papers, adopted {}, {} still open",
+                self.index,
+                collected.batches,
+                collected.totals.written,
+                collected.totals.failed,
+                collected.totals.released,
+                submitted.batches,
+                submitted.papers,
+                collected.adopted,
+                collected.still_open + submitted.batches
+            );
+        }
+        for (job, error) in &polled.errors {
+            if *job == SETTINGS_JOB {
+                self.on_error(error);
+            } else {
+                job_figures::record_error(JobKey::here(job), &error.summary());
+                warning!(
+                    "doctrove_embed worker {}: job {job}: Batch API: {}",
+                    self.index,
+                    error.summary()
+                );
+            }
+        }
     }
 
     /// One batch of a recorded job, as its table's owner.
@@ -314,45 +363,8 @@ impl WorkerLoop {
         });
     }
 
-    /// One step of the settings' job, as in 0.3.0 (with the Batch API duty).
+    /// One step of the settings' job, as in 0.3.0 (with its progress lines).
     fn settings_step(&mut self, naptime: Duration) -> Duration {
-        if gucs::BATCH_API.get() && !database_pool::leads_here(self.index) && !database_pool::batches_checked_here() {
-            self.phase(
-                Phase::Batches,
-                "waiting for this database's first worker to look for batches left unrecorded",
-            );
-            return Duration::from_millis(200);
-        }
-        if self.batch_api.due(self.index) {
-            self.phase(Phase::Batches, "");
-            let ran = self.batch_api.run();
-            match ran {
-                Ok((collected, submitted)) => {
-                    if collected.batches > 0 || submitted.batches > 0 || collected.adopted > 0 {
-                        server_log!(
-                            "doctrove_embed worker {}: Batch API: collected {} batches ({} papers written, {} failed, {} released), \
-                             submitted {} batches of {} papers, adopted {}, {} still open",
-                            self.index,
-                            collected.batches,
-                            collected.totals.written,
-                            collected.totals.failed,
-                            collected.totals.released,
-                            submitted.batches,
-                            submitted.papers,
-                            collected.adopted,
-                            collected.still_open + submitted.batches
-                        );
-                    }
-                }
-                // The live path goes on whatever the Batch API does (an endpoint without one,
-                // such as the local model server, answers 404 here).
-                Err(error) => {
-                    self.on_error(&error);
-                }
-            }
-        }
-        // An idle first worker still wakes for its next poll of the batches.
-        let naptime = naptime.min(self.batch_api.next_in(self.index).unwrap_or(naptime));
         if !self.busy {
             match self.probe() {
                 Ok(false) => {

@@ -705,7 +705,7 @@ fn forge_batch(db: &TestDb, client: &mut Client, text: impl Fn(i32) -> String, c
                 .query_one("SELECT secret FROM doctrove_embed.installation", &[])
                 .unwrap()
                 .get(0);
-            let fields = [cluster.as_str(), db.name.as_str(), table.as_str(), "duplicate"];
+            let fields = [cluster.as_str(), db.name.as_str(), table.as_str(), "default", "duplicate"];
             (
                 "duplicate".to_string(),
                 Some(embed_core::batch_seal::seal(secret.as_bytes(), &fields)),
@@ -723,6 +723,7 @@ fn forge_batch(db: &TestDb, client: &mut Client, text: impl Fn(i32) -> String, c
         ("doctrove_database".to_string(), db.name.clone()),
         ("doctrove_cluster".to_string(), cluster),
         ("doctrove_table".to_string(), table),
+        ("doctrove_job".to_string(), "default".to_string()),
         ("doctrove_submission".to_string(), submission),
     ]);
     if let Some(seal) = seal {
@@ -891,4 +892,112 @@ fn the_backfill_procedure_commits_each_batch_as_it_goes() {
         ),
         (Some(1200), Some(0), Some(0))
     );
+}
+
+/// Collects job `job`'s batches until none is open; returns (written, adopted).
+fn collect_job_until_closed(client: &mut Client, job: &str, limit: Duration) -> i64 {
+    let start = Instant::now();
+    let mut written = 0;
+    loop {
+        let row = client
+            .query_one("SELECT * FROM doctrove_embed.collect_batches($1)", &[&job])
+            .unwrap();
+        written += row.get::<_, i64>("papers_written");
+        if row.get::<_, i32>("batches_open") == 0 {
+            return written;
+        }
+        assert!(start.elapsed() < limit, "batches of {job} still open after {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_job_s_batches_fill_its_own_column_and_only_that_job_adopts_them() {
+    let db = TestDb::new("batch_of_job");
+    let mut client = db.connect();
+    create_logged_papers(&mut client, 300, 8);
+    client
+        .batch_execute(
+            "ALTER TABLE doctrove_papers ADD COLUMN local_embedding vector(8), ADD COLUMN local_model text;
+             SELECT doctrove_embed.create_job('local', 'doctrove_papers', 'local_embedding', 'local-model',
+                 model_version_column => 'local_model', use_batch_api => true,
+                 text_format => 'passage: {title}[. {abstract}]');",
+        )
+        .unwrap();
+    db.point_at_mock(&mut client, "dim=8/batch_delay=300/");
+    let row = client
+        .query_one("SELECT * FROM doctrove_embed.submit_batches(NULL, 'local')", &[])
+        .unwrap();
+    assert_eq!((row.get::<_, i32>("batches"), row.get::<_, i64>("papers")), (1, 300));
+    // The job default's papers are not claimed by another job's batch: its live path sends them.
+    assert_eq!(count(&mut client, "SELECT get_papers_needing_embeddings_count()"), 300);
+    assert_eq!(embed_until_done(&mut client, 250), 3);
+    // A batch of the job left unrecorded (its submission rolled back after the API made it, as
+    // a crash before the commit would leave it).
+    client.batch_execute("INSERT INTO doctrove_papers (doctrove_paper_id, doctrove_title) SELECT g, 'Late ' || g FROM generate_series(301, 320) g").unwrap();
+    client
+        .batch_execute("BEGIN; SELECT * FROM doctrove_embed.submit_batches(NULL, 'local'); ROLLBACK;")
+        .unwrap();
+    // The job default's collection does not adopt it: it names the job local.
+    let default_adopted: i64 = {
+        client
+            .batch_execute("SELECT * FROM doctrove_embed.collect_batches()")
+            .unwrap();
+        count(
+            &mut client,
+            "SELECT count(*) FROM doctrove_embed.batch_jobs WHERE job = 'default'",
+        )
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    let written = collect_job_until_closed(&mut client, "local", Duration::from_secs(30));
+    let recorded: Vec<(String, String, bool, i32)> = client
+        .query(
+            "SELECT b.job, j.model, b.adopted, b.papers_written FROM doctrove_embed.batches b \
+             JOIN doctrove_embed.batch_jobs j USING (batch_id) ORDER BY b.submitted_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    record_attack(
+        "have another job's batch on the same table adopted and written into this job's column",
+        default_adopted != 0,
+    );
+    assert_eq!(default_adopted, 0);
+    assert_eq!(written, 320);
+    assert_eq!(
+        recorded,
+        vec![
+            ("local".to_string(), "local-model".to_string(), false, 300),
+            ("local".to_string(), "local-model".to_string(), true, 20),
+        ]
+    );
+    // Every paper's job column holds the vector of the job's own text, made by its model; the
+    // job default's column holds the default text's vector (300 live, the 20 late ones pending).
+    let rows = client
+        .query(
+            "SELECT doctrove_embed.input_text(doctrove_title, doctrove_abstract, 'passage: {title}[. {abstract}]'),
+                    local_embedding::real[], local_model FROM doctrove_papers",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 320);
+    for row in &rows {
+        let text: String = row.get(0);
+        assert_eq!(
+            row.get::<_, Option<Vec<f32>>>(1),
+            Some(doctrove_mock::vector_for(&text, 8)),
+            "{text}"
+        );
+        assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("local-model"));
+    }
+    let t = tally(&mut client, 8);
+    assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (300, 20, 0, 0));
+    let stats = db.stats();
+    assert_eq!(stats["batch_inputs"], 320, "{stats}");
+    assert_eq!(stats["batch_duplicate_inputs"], 0, "{stats}");
+    assert_eq!(stats["batch_last_model"], "local-model", "{stats}");
+    assert_eq!(stats["inputs"], 300, "{stats}");
+    assert_eq!(stats["duplicate_inputs"], 0, "{stats}");
 }

@@ -792,3 +792,68 @@ fn gamma_gets_the_extension_and_alpha_is_left(cluster: &Cluster, admin: &mut Cli
         (workers_by_database(&mut gamma) == vec![("gamma".to_string(), 2)]).then_some(())
     });
 }
+
+#[test]
+fn a_job_with_the_batch_api_is_backfilled_through_batches_by_the_workers() {
+    let scope = format!("worker-job-batches-{}", std::process::id());
+    // The settings' job stays live (batch_api off); the recorded job uses the Batch API.
+    let extra = [
+        "doctrove_embed.batch_api_min_papers = 1000",
+        "doctrove_embed.batch_api_poll_ms = 300",
+        "doctrove_embed.batch_api_max_papers = 1000",
+    ];
+    let cluster = worker_cluster("job_batches", 2, &scope, "dim=8/batch_delay=2000/", &extra);
+    let mut client = cluster.connect();
+    create_job_table(&mut client, "batch_job_owner", false);
+    insert_papers(&mut client, 1, 3000);
+    client
+        .batch_execute(
+            "SELECT doctrove_embed.create_job('local', 'doctrove_papers', 'local_embedding', 'local-model',
+                 use_batch_api => true, text_format => 'passage: {title}[. {abstract}]')",
+        )
+        .unwrap();
+    enable(&mut client);
+    wait_for("both columns filled", Duration::from_secs(120), || {
+        (pending_in(&mut client, "local_embedding") == 0 && pending_in(&mut client, "doctrove_embedding") == 0).then_some(())
+    });
+    wait_for("the job's batches to be collected", Duration::from_secs(60), || {
+        let open: i64 = client
+            .query_one("SELECT count(*) FROM doctrove_embed.batches WHERE open", &[])
+            .unwrap()
+            .get(0);
+        (open == 0).then_some(())
+    });
+    let rows = client
+        .query(
+            "SELECT doctrove_embed.input_text(doctrove_title, doctrove_abstract, 'passage: {title}[. {abstract}]'),
+                    local_embedding::real[] FROM doctrove_papers",
+            &[],
+        )
+        .unwrap();
+    for row in &rows {
+        let text: String = row.get(0);
+        assert_eq!(row.get::<_, Option<Vec<f32>>>(1), Some(vector_for(&text, 8)), "{text}");
+    }
+    assert_eq!(rows.len(), 3000);
+    assert_eq!(check_vectors(&mut client, 8), 3000);
+    let batches: Vec<(String, i32)> = client
+        .query(
+            "SELECT job, papers_written FROM doctrove_embed.batches ORDER BY submitted_at",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let stats = mock_stats(&scope);
+    let (batch, live) = (stats["batch_inputs"].as_i64().unwrap(), stats["inputs"].as_i64().unwrap());
+    record_figure(&format!(
+        "a job with use_batch_api and the workers: 3,000 papers, {batch} through its batches {batches:?}, the rest live; the job default's 3,000 live"
+    ));
+    assert!(batches.iter().all(|(job, _)| job == "local"), "{batches:?}");
+    assert!(batch >= 1000, "{stats}");
+    assert_eq!(batches.iter().map(|(_, n)| i64::from(*n)).sum::<i64>(), batch);
+    assert_eq!(batch + live, 6000, "{stats}");
+    assert_eq!(stats["paid_twice"], 0, "{stats}");
+    assert_eq!(stats["batch_last_model"], "local-model", "{stats}");
+}

@@ -232,6 +232,7 @@ impl BatchStore {
                     let tokens: u64 = inputs.iter().map(|s| tokens_of(s)).sum();
                     scope_stats.batch_inputs += inputs.len() as u64;
                     scope_stats.batch_tokens += tokens;
+                    scope_stats.batch_last_model = body["model"].as_str().map(str::to_string);
                     for text in &inputs {
                         *scope_stats.batch_per_text.entry(text.clone()).or_default() += 1;
                     }

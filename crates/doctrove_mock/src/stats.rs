@@ -49,6 +49,8 @@ pub struct ScopeStats {
     pub batch_tokens: u64,
     /// How many batch requests answered each input text.
     pub batch_per_text: HashMap<String, u32>,
+    /// The model the last batch request answered asked for.
+    pub batch_last_model: Option<String>,
 }
 
 impl ScopeStats {
@@ -93,6 +95,7 @@ impl ScopeStats {
             "batch_lists": self.batch_lists,
             "batch_inputs": self.batch_inputs,
             "batch_tokens": self.batch_tokens,
+            "batch_last_model": self.batch_last_model,
             "batch_distinct_inputs": self.batch_per_text.len(),
             "batch_duplicate_inputs": batch_duplicates,
             "distinct_inputs_all": all.len(),

@@ -48,7 +48,12 @@ SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'smal
 \echo :LAST_ERROR_SQLSTATE
 SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model', batch_size => 0);
 \echo :LAST_ERROR_SQLSTATE
-SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model', use_batch_api => true);
+-- The Batch API with a job name needs a job: NULL is no job (not the settings').
+SELECT * FROM doctrove_embed.submit_batches(1, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM doctrove_embed.collect_batches(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM doctrove_embed.cancel_batches(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model', model_version_column => 'made_by');
 -- A text format names {title} and {abstract} only; the reason is given.

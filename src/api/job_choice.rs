@@ -1,0 +1,36 @@
+//! Which job a call of a form with a job name runs, and whether the caller may name the job
+//! `default` there.
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE;
+
+use crate::errors::{internal, UserError};
+use crate::pg::identity::with_catalog_search_path;
+use crate::table::jobs::JobChoice;
+
+/// The job a call names. The job `default` named through a form that takes a job name needs
+/// the right to run the form without one (`signature`, in the extension's schema unless
+/// qualified), which PUBLIC does not have.
+pub fn choose(job: Option<&str>, signature: &str) -> Result<JobChoice, UserError> {
+    let choice = JobChoice::of(job);
+    if job.is_none() || choice != JobChoice::Settings {
+        return Ok(choice);
+    }
+    let may = with_catalog_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.has_function_privilege(CASE WHEN pg_catalog.strpos($1, '.') > 0 THEN $1 \
+             ELSE pg_catalog.format('%I.%s', n.nspname, $1) END, 'EXECUTE') \
+             FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+             WHERE e.extname = 'doctrove_embed'",
+            &[signature.into()],
+        )
+    })
+    .map_err(internal("check the right to run the job default"))?
+    .unwrap_or(false);
+    if may {
+        return Ok(choice);
+    }
+    Err(UserError::new(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied for function {signature}"))
+        .detail("The job default (the doctrove_embed.* settings) runs for the roles allowed to run the form without a job name. Nothing was sent to the API.")
+        .hint(format!("GRANT EXECUTE ON FUNCTION {signature} TO ROLE; or create a job and grant it.")))
+}
