@@ -1,7 +1,7 @@
 -- Batches sent through the Batch API, and the papers each holds, for the embedding job whose
--- column they fill. A paper is in at most one open batch of a job (the primary key of
--- batch_papers), and while it is there that job's embed_pending(), workers and later
--- submissions skip it. Both tables are data: pg_dump keeps them.
+-- column they fill. A paper is in at most one open batch for a column (the primary key of
+-- batch_papers), and while it is there the embed_pending(), workers and later submissions of
+-- every job filling that column skip it. Both tables are data: pg_dump keeps them.
 CREATE TABLE doctrove_embed.batch_jobs (
     batch_id text PRIMARY KEY,
     relid regclass NOT NULL,
@@ -49,8 +49,9 @@ CREATE TABLE doctrove_embed.batch_papers (
     -- A hash of the text sent; a paper whose text changed since is not written. NULL for the
     -- papers of an adopted batch (their text was not seen here).
     text_hash bigint,
-    job text NOT NULL DEFAULT 'default',
-    PRIMARY KEY (job, relid, paper_id)
+    -- The column the batch fills: claims are per column, whichever job fills it.
+    embedding_column text NOT NULL,
+    PRIMARY KEY (relid, embedding_column, paper_id)
 );
 CREATE INDEX batch_papers_batch_idx ON doctrove_embed.batch_papers (batch_id);
 COMMENT ON TABLE doctrove_embed.batch_papers IS 'Papers in open batches of the Batch API';

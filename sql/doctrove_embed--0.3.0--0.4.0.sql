@@ -297,11 +297,15 @@ SELECT name, table_name, embedding_column, model, dimensions, enabled, weight, b
        endpoints
 FROM doctrove_embed.job_snapshot();
 
--- Batches belong to an embedding job: the ones of 0.3.0 to the job default (the settings). A
--- paper may be in an open batch of each job of its table (each fills its own column).
+-- Batches belong to an embedding job: the ones of 0.3.0 to the job default (the settings).
+-- Claims are per column: a paper may be in an open batch for each column of its table. The
+-- claims of 0.3.0 are the settings' column's.
 ALTER TABLE doctrove_embed.batch_jobs ADD COLUMN job text NOT NULL DEFAULT 'default';
-ALTER TABLE doctrove_embed.batch_papers ADD COLUMN job text NOT NULL DEFAULT 'default';
-ALTER TABLE doctrove_embed.batch_papers DROP CONSTRAINT batch_papers_pkey, ADD PRIMARY KEY (job, relid, paper_id);
+ALTER TABLE doctrove_embed.batch_papers ADD COLUMN embedding_column text;
+UPDATE doctrove_embed.batch_papers
+    SET embedding_column = COALESCE(pg_catalog.current_setting('doctrove_embed.embedding_column', true), 'doctrove_embedding');
+ALTER TABLE doctrove_embed.batch_papers ALTER COLUMN embedding_column SET NOT NULL,
+    DROP CONSTRAINT batch_papers_pkey, ADD PRIMARY KEY (relid, embedding_column, paper_id);
 CREATE OR REPLACE VIEW doctrove_embed.batches AS
 SELECT batch_id, relid AS table_name, status,
        requests_total, requests_completed, requests_failed,
@@ -420,7 +424,6 @@ REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, d
 REVOKE ALL ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text),
     doctrove_embed.submit_batches(bigint, text), doctrove_embed.collect_batches(text), doctrove_embed.cancel_batches(text)
     FROM PUBLIC;
-REVOKE ALL ON PROCEDURE doctrove_embed.submit_backfill(bigint, text) FROM PUBLIC;
 GRANT SELECT ON doctrove_embed.workers TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text),
     doctrove_embed.submit_batches(bigint, text), doctrove_embed.collect_batches(text), doctrove_embed.cancel_batches(text)

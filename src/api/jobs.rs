@@ -127,6 +127,9 @@ fn alter_job(
             fields.text_format = (!format.is_empty()).then(|| format.to_string());
         }
         check_model_change(&job, &fields)?;
+        if changes_what_batches_make(&JobFields::of(&job), &fields) {
+            refuse_with_open_batches(name, "changed in what its batches make or where they are")?;
+        }
         let text_changed = fields.model != job.model || fields.text_format != job.spec.text_format;
         store::update(name, job.relid, &fields)?;
         if text_changed {
@@ -152,6 +155,7 @@ fn definable(name: &str, what: &str) -> JobDefinition {
 fn drop_job(name: &str) -> bool {
     let job = definable(name, "drop a job");
     refuse_dropping_the_search_job(&job).unwrap_or_else(|e| e.raise());
+    refuse_with_open_batches(name, "dropped").unwrap_or_else(|e| e.raise());
     store::delete(name).unwrap_or_else(|e| e.raise());
     true
 }
@@ -313,6 +317,39 @@ fn refuse_dropping_the_search_job(job: &JobDefinition) -> Result<(), UserError> 
 
 /// Refuses a model change that would mix two models' vectors in a column: in the job searches
 /// read (55006), or without a model column saying which model made each vector (55000).
+/// Whether `new` changes what a batch of the job makes (the table's columns, the text, the
+/// model, the dimensions), where its batches are (its first endpoint), or whether it uses
+/// the Batch API at all.
+fn changes_what_batches_make(old: &JobFields, new: &JobFields) -> bool {
+    old.id_column != new.id_column
+        || old.title_column != new.title_column
+        || old.abstract_column != new.abstract_column
+        || old.embedding_column != new.embedding_column
+        || old.model != new.model
+        || old.dimensions != new.dimensions
+        || old.model_version_column != new.model_version_column
+        || old.text_format != new.text_format
+        || old.endpoints.first() != new.endpoints.first()
+        || old.use_batch_api != new.use_batch_api
+}
+
+/// Refuses to change job `name` `how` while it has open batches (55006): they were paid for,
+/// and would be collected against other texts or columns, at another endpoint, or not at all.
+fn refuse_with_open_batches(name: &str, how: &str) -> Result<(), UserError> {
+    let open = crate::batch_api::jobs_store::open_batches_of(name)?;
+    if open == 0 {
+        return Ok(());
+    }
+    Err(UserError::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+        format!("job \"{name}\" has {open} open batches on the Batch API and cannot be {how}"),
+    )
+    .detail("Their vectors are paid for: they are written when the batches are collected, into the job as it is now.")
+    .hint(format!(
+        "Wait until SELECT * FROM doctrove_embed.collect_batches('{name}') reports none open, or cancel them with SELECT doctrove_embed.cancel_batches('{name}') (what they finished is written)."
+    )))
+}
+
 fn check_model_change(job: &JobDefinition, fields: &JobFields) -> Result<(), UserError> {
     if fields.model == job.model {
         return Ok(());

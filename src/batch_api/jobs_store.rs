@@ -59,6 +59,32 @@ pub fn papers_in_open_jobs(target: &Target) -> Result<i64, UserError> {
     .map(|n| n.unwrap_or(0))
 }
 
+/// The jobs that have open batches in this database.
+pub fn jobs_with_open_batches() -> Result<Vec<String>, UserError> {
+    as_extension(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT DISTINCT job FROM doctrove_embed.batch_jobs WHERE collected_at IS NULL",
+                    None,
+                    &[],
+                )?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<String>, pgrx::spi::Error>>()
+        })
+    })
+    .map_err(internal(WHAT))
+}
+
+/// Open batches of job `job`.
+pub fn open_batches_of(job: &str) -> Result<i64, UserError> {
+    one::<i64>(
+        "SELECT count(*) FROM doctrove_embed.batch_jobs WHERE job = $1 AND collected_at IS NULL",
+        &[job.into()],
+    )
+    .map(|n| n.unwrap_or(0))
+}
+
 /// Whether the batch is recorded (open or collected).
 pub fn is_known(batch_id: &str) -> Result<bool, UserError> {
     one::<bool>(
@@ -150,15 +176,15 @@ pub fn record(target: &Target, info: &BatchInfo, job: NewJob) -> Result<(), User
         ],
     )?;
     run(
-        "INSERT INTO doctrove_embed.batch_papers (relid, paper_id, batch_id, text_hash, job) \
+        "INSERT INTO doctrove_embed.batch_papers (relid, paper_id, batch_id, text_hash, embedding_column) \
          SELECT $1::oid::regclass, c.id, $2, c.hash, $5 FROM unnest($3::text[], $4::bigint[]) AS c(id, hash) \
-         ON CONFLICT (job, relid, paper_id) DO NOTHING",
+         ON CONFLICT (relid, embedding_column, paper_id) DO NOTHING",
         &[
             target.relid.into(),
             info.id.clone().into(),
             ids.into(),
             hashes.into(),
-            target.job.clone().into(),
+            target.names.embedding.clone().into(),
         ],
     )?;
     Ok(())

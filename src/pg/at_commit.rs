@@ -14,6 +14,8 @@ use crate::pg::shared_state::{self, BatchFigures};
 thread_local! {
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static WAKE: Cell<bool> = const { Cell::new(false) };
+    /// Extensions created in the transaction (their oids), and whether one is this one.
+    static EXTENSIONS_CREATED: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     static EXTENSION_CREATED: Cell<bool> = const { Cell::new(false) };
     static DATABASE_DROPPED: Cell<bool> = const { Cell::new(false) };
     /// The session's batches, added to the server-wide figures when the transaction commits.
@@ -24,6 +26,17 @@ thread_local! {
 unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     match event {
+        XACT_EVENT_PRE_COMMIT => {
+            // The catalog can still be read: is one of the created extensions this one?
+            for oid in EXTENSIONS_CREATED.with(|e| std::mem::take(&mut *e.borrow_mut())) {
+                // SAFETY: a catalog lookup inside the committing transaction.
+                let name = unsafe { pg_sys::get_extension_name(oid) };
+                // SAFETY: a NUL-terminated name palloc'd by get_extension_name, or NULL.
+                if !name.is_null() && unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes() == b"doctrove_embed" {
+                    EXTENSION_CREATED.with(|c| c.set(true));
+                }
+            }
+        }
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
             for figures in BATCHES.with(|b| std::mem::take(&mut *b.borrow_mut())) {
                 shared_state::record_batch(None, &figures);
@@ -41,6 +54,7 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             WAKE.with(|w| w.set(false));
             EXTENSION_CREATED.with(|c| c.set(false));
+            EXTENSIONS_CREATED.with(|e| e.borrow_mut().clear());
             DATABASE_DROPPED.with(|c| c.set(false));
             BATCHES.with(|b| b.borrow_mut().clear());
         }
@@ -64,14 +78,14 @@ pub fn wake_a_worker() {
     WAKE.with(|w| w.set(true));
 }
 
-/// Tells the launcher, when the current transaction commits, that an extension was created in
-/// this database.
-pub fn extension_created() {
+/// Notes that extension `oid` was created in this database: if it is this one, the launcher is
+/// told when the current transaction commits.
+pub fn extension_created(oid: pg_sys::Oid) {
     if !shared_state::available() {
         return;
     }
     register();
-    EXTENSION_CREATED.with(|c| c.set(true));
+    EXTENSIONS_CREATED.with(|e| e.borrow_mut().push(oid));
 }
 
 /// Tells the launcher, when the current transaction commits, that a database was dropped.

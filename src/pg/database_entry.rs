@@ -27,10 +27,9 @@ pub struct DatabaseEntry {
     pub target: u32,
     /// When its last worker left (unix ms).
     pub last_served_ms: i64,
-    /// Whether its first worker has looked for Batch API batches a crash left unrecorded: until
-    /// then, with `batch_api` on, the other workers send nothing live, so no paper of such a
-    /// batch is embedded live before the batch is adopted.
-    pub batches_checked: bool,
+    /// Its workers' exits in a row that were not clean leaves, and when it may have another.
+    pub failures: u32,
+    pub retry_at_ms: i64,
 }
 
 /// Runs `f` on the entry of `database`, if the launcher has one.

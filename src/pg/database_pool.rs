@@ -29,16 +29,6 @@ pub fn leads_here(index: usize) -> bool {
     here(|s, database| s.workers.iter().position(|w| w.pid != 0 && w.database == database) == Some(index)).unwrap_or(false)
 }
 
-/// Whether this database's Batch API batches have been looked at since its first worker
-/// started.
-pub fn batches_checked_here() -> bool {
-    here(|s, database| s.databases.iter().any(|e| e.oid == database && e.batches_checked)).unwrap_or(false)
-}
-
-pub fn mark_batches_checked_here() {
-    here(|s, database| entry_mut(&mut s.databases, database, |entry| entry.batches_checked = true));
-}
-
 /// Whether worker `index` should leave its database: the database holds more workers than the
 /// launcher gives it (or is no longer served), and this is its last worker by slot.
 pub fn should_leave(index: usize) -> bool {
@@ -54,6 +44,11 @@ pub fn should_leave(index: usize) -> bool {
         mine.len() > target && mine.last() == Some(&index)
     })
     .unwrap_or(false)
+}
+
+/// Notes that worker `index` leaves on purpose (see `WorkerSlot::leaving_cleanly`).
+pub fn leave_cleanly(index: usize) {
+    shared_state::update(|s| s.workers[index].leaving_cleanly = true);
 }
 
 /// Publishes the sum of the weights of worker `index`'s jobs that have work.

@@ -1,7 +1,8 @@
-//! Notices `CREATE EXTENSION` and `DROP DATABASE` in a session, so that when it commits the
-//! launcher looks again at once (the database may now be one to serve, or be gone) instead of at
-//! its next periodic look. Any extension's creation counts: the look is cheap, and the hook runs
-//! before the new extension's catalog row can be read back by name.
+//! Notices `CREATE EXTENSION doctrove_embed` and `DROP DATABASE` in a session, so that when it
+//! commits the launcher looks again at once (the database may now be one to serve, or be gone)
+//! instead of at its next periodic look. The hook runs before the new extension's catalog row
+//! can be read back, so it keeps the extension's oid, and its name is checked just before the
+//! commit (other extensions, which any database owner may create, send no worker).
 
 use std::cell::Cell;
 
@@ -25,7 +26,7 @@ unsafe extern "C-unwind" fn on_object_access(
         previous(access, class_id, object_id, sub_id, arg);
     }
     if access == pg_sys::ObjectAccessType::OAT_POST_CREATE && class_id == pg_sys::ExtensionRelationId {
-        at_commit::extension_created();
+        at_commit::extension_created(object_id);
     }
     if access == pg_sys::ObjectAccessType::OAT_DROP && class_id == pg_sys::DatabaseRelationId {
         at_commit::database_dropped();

@@ -103,6 +103,10 @@ pub struct JobSlot {
     error_len: usize,
     pub last_error_ms: i64,
     endpoints: [EndpointFigures; JOB_ENDPOINTS],
+    /// Whether its database's first worker has looked for its Batch API batches a crash left
+    /// unrecorded, since that worker started: until then, the other workers send none of its
+    /// papers live (they could be in such a batch).
+    batches_checked: bool,
 }
 
 impl JobSlot {
@@ -122,6 +126,7 @@ impl JobSlot {
         error_len: 0,
         last_error_ms: 0,
         endpoints: [EndpointFigures::EMPTY; JOB_ENDPOINTS],
+        batches_checked: false,
     };
 
     /// Each endpoint's share of the inputs answered and its failed requests, as
@@ -307,6 +312,28 @@ pub fn record_error(key: JobKey, message: &str) {
         slot.error_len = end;
         slot.last_error_ms = now;
     });
+}
+
+/// Notes that job `key`'s unrecorded batches have been looked for.
+pub fn mark_batches_checked(key: JobKey) {
+    with_slot(key, |slot| slot.batches_checked = true);
+}
+
+/// Whether job `key`'s unrecorded batches have been looked for since its database's first
+/// worker started (a slot given to another job forgets it: the safe side).
+pub fn batches_checked(key: JobKey) -> bool {
+    of(key).is_some_and(|slot| slot.batches_checked)
+}
+
+/// Forgets that the batches of database `database`'s jobs were looked for: its first worker
+/// changed, and the new one looks again before the others send those jobs' papers live.
+pub fn forget_batches_checked(database: u32) {
+    if !AVAILABLE.load(Ordering::SeqCst) {
+        return;
+    }
+    for slot in FIGURES.exclusive().slots.iter_mut().filter(|s| s.key.database == database) {
+        slot.batches_checked = false;
+    }
 }
 
 /// A copy of job `key`'s figures, if it has any.

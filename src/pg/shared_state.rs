@@ -64,6 +64,9 @@ pub struct WorkerSlot {
     pub database: u32,
     /// Sum of the weights of the worker's jobs that have work (0: none), for the launcher.
     pub busy_weight: u32,
+    /// Whether the worker is leaving on purpose (its slot given away, the extension gone):
+    /// any other exit counts as a failure of its database, and delays the next start there.
+    pub leaving_cleanly: bool,
     pub phase: Phase,
     pub batches: u64,
     pub embedded: u64,
@@ -82,6 +85,7 @@ impl Default for WorkerSlot {
             pid: 0,
             database: 0,
             busy_weight: 0,
+            leaving_cleanly: false,
             phase: Phase::Stopped,
             batches: 0,
             embedded: 0,
@@ -212,29 +216,53 @@ pub fn register_worker(index: usize) -> bool {
             // Busy until its first batch says otherwise, so the launcher does not move it on
             // before it has looked.
             busy_weight: 1,
+            leaving_cleanly: false,
             ..*slot
         };
         if first_here {
             // The database's first worker: until it has looked for batches a crash left
-            // unrecorded, the others send nothing live while the Batch API is on.
-            entry_mut(&mut s.databases, database, |entry| entry.batches_checked = false);
+            // unrecorded, the others send none of the papers of jobs that use the Batch API.
+            job_figures::forget_batches_checked(database);
         }
         true
     })
     .unwrap_or(false)
 }
 
-/// Frees slot `index` when its worker exits.
+/// Longest wait before a database whose workers keep failing gets another.
+const MAX_RESTART_DELAY_MS: i64 = 300_000;
+
+/// Frees slot `index` when its worker exits. An exit that was not a clean leave (a FATAL
+/// error, a terminated worker) delays the database's next worker: 2 s, doubling up to 5
+/// minutes while its workers keep failing.
 pub fn unregister_worker(index: usize) {
     update(|s| {
         let database = s.workers[index].database;
+        let clean = s.workers[index].leaving_cleanly;
+        let was_first = s.workers.iter().position(|w| w.pid != 0 && w.database == database) == Some(index);
+        if was_first && database != 0 {
+            // The next worker in line takes the Batch API duty: it looks again first (this one
+            // may have died between creating a batch and recording it).
+            job_figures::forget_batches_checked(database);
+        }
         let slot = &mut s.workers[index];
         slot.pid = 0;
         slot.latch = 0;
         slot.database = 0;
         slot.busy_weight = 0;
+        slot.leaving_cleanly = false;
         slot.phase = Phase::Stopped;
-        entry_mut(&mut s.databases, database, |entry| entry.last_served_ms = unix_now_ms());
+        let now = unix_now_ms();
+        entry_mut(&mut s.databases, database, |entry| {
+            entry.last_served_ms = now;
+            if clean {
+                entry.failures = 0;
+            } else {
+                entry.failures = entry.failures.saturating_add(1);
+                let delay = 1000_i64.saturating_mul(1 << entry.failures.min(9)).min(MAX_RESTART_DELAY_MS);
+                entry.retry_at_ms = now + delay;
+            }
+        });
         wake_launcher(s);
     });
 }

@@ -276,8 +276,12 @@ impl Prepared {
     /// Where the job's batches go on the Batch API: its first endpoint, set for its model and
     /// dimensions (a batch is made, polled and collected at one endpoint).
     pub fn batch_config(&self) -> Result<embed_core::ApiConfig, UserError> {
-        let first = self.endpoints()?.into_iter().next();
-        Ok(first.expect("a job has at least one endpoint").config)
+        self.endpoints()?.into_iter().next().map(|e| e.config).ok_or_else(|| {
+            UserError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("job \"{}\" names no endpoint", self.spec.job),
+            )
+        })
     }
 
     /// The job's endpoints, set for its model and dimensions.

@@ -36,7 +36,7 @@ pub fn fetch_pending(target: &Target, limit: i32, acting: Acting, descending: bo
         limit.into(),
         failures::held_back(target)?.into(),
         target.relid.into(),
-        target.job.clone().into(),
+        target.names.embedding.clone().into(),
     ];
     let budget = gucs::FETCH_TEXT_BUDGET_KB.get().max(1) as usize * 1024;
     let mut papers = pending_index::over_pending(target, || read_within_budget(target, &query, &args, acting, budget))?;
@@ -71,8 +71,11 @@ fn read_within_budget(
                     }
                     for row in rows {
                         let (id, title, abstract_text) = (row.get::<String>(1)?, row.get::<String>(2)?, row.get::<String>(3)?);
-                        bytes += title.as_ref().map_or(0, String::len) + abstract_text.as_ref().map_or(0, String::len);
-                        if let (Some(id), Some(input)) = (id, target.format.render(title.as_deref(), abstract_text.as_deref())) {
+                        let read = title.as_ref().map_or(0, String::len) + abstract_text.as_ref().map_or(0, String::len);
+                        let input = target.format.render(title.as_deref(), abstract_text.as_deref());
+                        // What is kept counts too: a format may repeat a column.
+                        bytes += input.as_ref().map_or(read, |text| text.len().max(read));
+                        if let (Some(id), Some(input)) = (id, input) {
                             papers.push(Pending { id, input });
                         }
                     }
@@ -111,8 +114,8 @@ pub fn read_papers(target: &Target, query: &str, args: &[DatumWithOid], acting: 
 enum Excluding {
     /// Only the held-back papers (`$1`, see `PapersTable::pending_condition`).
     HeldBack,
-    /// Also the papers in the job's open batches (`$2` the table's oid, `$3` the job, see
-    /// `unclaimed_condition`).
+    /// Also the papers in open batches for the column (`$2` the table's oid, `$3` the column,
+    /// see `unclaimed_condition`).
     HeldBackAndClaimed,
 }
 
@@ -129,7 +132,7 @@ fn over_pending_papers<T: pgrx::datum::FromDatum + pgrx::datum::IntoDatum>(
     let mut args: Vec<DatumWithOid> = vec![failures::held_back(target)?.into()];
     if excluding == Excluding::HeldBackAndClaimed {
         args.push(target.relid.into());
-        args.push(target.job.clone().into());
+        args.push(target.names.embedding.clone().into());
     }
     pending_index::over_pending(target, || {
         acting.run(target.owner, || Spi::get_one_with_args::<T>(query, &args))

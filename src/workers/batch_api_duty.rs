@@ -8,11 +8,12 @@
 use std::time::{Duration, Instant};
 
 use crate::batch_api::collect::{collect, CollectedAll};
-use crate::batch_api::jobs_store::papers_in_open_jobs;
+use crate::batch_api::jobs_store::{jobs_with_open_batches, papers_in_open_jobs};
 use crate::batch_api::submit::{submit_pending, Submitted};
 use crate::errors::UserError;
 use crate::pg::database_pool;
 use crate::pg::identity::Acting;
+use crate::pg::job_figures::{self, JobKey};
 use crate::pg::transaction::in_transaction;
 use crate::settings::gucs;
 use crate::table::jobs::{enabled_jobs, prepare, JobChoice};
@@ -72,18 +73,18 @@ impl BatchApiDuty {
         if gucs::BATCH_API.get() {
             jobs.push(JobChoice::Settings);
         }
+        // A job that stopped using the Batch API still has its open batches collected.
         let recorded = in_transaction(enabled_jobs).unwrap_or_default();
+        let with_open_batches = in_transaction(jobs_with_open_batches).unwrap_or_default();
         jobs.extend(
             recorded
                 .into_iter()
-                .filter(|job| job.use_batch_api)
+                .filter(|job| job.use_batch_api || with_open_batches.contains(&job.spec.job))
                 .map(|job| JobChoice::Named(job.spec.job)),
         );
         let mut polled = Polled::default();
-        let mut looked_at_all = true;
         for job in jobs {
-            let (looked, result) = run_job(&job);
-            looked_at_all &= looked;
+            let result = run_job(&job);
             match result {
                 Ok((collected, submitted)) => {
                     polled.collected.adopted += collected.adopted;
@@ -99,33 +100,30 @@ impl BatchApiDuty {
                 Err(error) => polled.errors.push((job.name().to_string(), error)),
             }
         }
-        // Once every job's collection has adopted whatever a crash left unrecorded (or its
-        // endpoint has no Batch API, so there is nothing to adopt), the other workers may embed
-        // live, while this one submits (an upload can take minutes). A failed look (the API
-        // unreachable) keeps them waiting until the next poll succeeds.
-        if looked_at_all {
-            database_pool::mark_batches_checked_here();
-        }
         polled
     }
 }
 
-/// One job's poll: whether its unrecorded batches were looked for, and what it did.
-fn run_job(job: &JobChoice) -> (bool, Result<(CollectedAll, Submitted), UserError>) {
+/// One job's poll: its collection, then its submissions.
+fn run_job(job: &JobChoice) -> Result<(CollectedAll, Submitted), UserError> {
     let collected = in_transaction(|| {
         if *job == JobChoice::Settings {
             refuse_settings_from_catalogs()?;
         }
         collect(job, Acting::TableOwner)
     });
+    // Once the job's collection has adopted whatever a crash left unrecorded (or its endpoint
+    // has no Batch API, so there is nothing to adopt), the other workers may send its papers
+    // live, while this one submits (an upload can take minutes). A failed look (the API
+    // unreachable) keeps that job waiting until a poll succeeds; the other jobs go on.
     let looked = match &collected {
         Ok(_) => true,
         Err(error) => error.code() == pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
     };
-    let collected = match collected {
-        Ok(collected) => collected,
-        Err(error) => return (looked, Err(error)),
-    };
+    if looked {
+        job_figures::mark_batches_checked(JobKey::here(job.name()));
+    }
+    let collected = collected?;
     // The collection above has adopted and collected: the submission only submits, one batch
     // per transaction, so each batch's claims commit as soon as it exists and no paper stays
     // locked while the other batches' files go up.
@@ -145,10 +143,7 @@ fn run_job(job: &JobChoice) -> (bool, Result<(CollectedAll, Submitted), UserErro
             let one_batch = i64::from(gucs::BATCH_API_MAX_PAPERS.get().max(1));
             submit_pending(&target, &prepared.batch_config()?, Some(one_batch), prepared.acting)
         });
-        let one = match one {
-            Ok(one) => one,
-            Err(error) => return (looked, Err(error)),
-        };
+        let one = one?;
         if one.batches == 0 {
             break;
         }
@@ -156,5 +151,5 @@ fn run_job(job: &JobChoice) -> (bool, Result<(CollectedAll, Submitted), UserErro
         submitted.papers += one.papers;
         submitted.tokens += one.tokens;
     }
-    (looked, Ok((collected, submitted)))
+    Ok((collected, submitted))
 }

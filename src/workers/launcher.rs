@@ -88,6 +88,12 @@ impl Launcher {
             .into_iter()
             .filter(|d| listed.is_empty() || listed.contains(&d.name))
             .collect();
+        // Past the table's size, the databases already served keep their place, then by oid:
+        // not the catalog's physical order, which any ALTER DATABASE changes.
+        let known: Vec<u32> = shared_state::snapshot()
+            .map(|s| s.databases.iter().filter(|e| e.oid != 0).map(|e| e.oid).collect())
+            .unwrap_or_default();
+        databases.sort_by_key(|d| (!known.contains(&d.oid), d.oid));
         if databases.len() > MAX_DATABASES {
             warning!(
                 "doctrove_embed launcher: {} databases, only the first {MAX_DATABASES} are served \
@@ -225,6 +231,10 @@ impl Launcher {
             let visit_due = entry.presence == Presence::Present && now_ms - entry.last_served_ms >= naptime_ms;
             u64::from(entry.presence == Presence::Unknown || entry.wanted || visit_due)
         };
+        if holding == 0 && entry.retry_at_ms > now_ms {
+            // Its workers keep failing: none until the delay is over.
+            return DatabaseDemand::default();
+        }
         let holds = holding > 0;
         let since = self.since.entry(entry.oid).or_insert((holds, now));
         if since.0 != holds {
@@ -235,6 +245,7 @@ impl Launcher {
             resident: entry.presence != Presence::Absent,
             busy_weight,
             for_ms: now.duration_since(since.1).as_millis() as i64,
+            probe: holding == 0 && entry.presence == Presence::Unknown,
         }
     }
 

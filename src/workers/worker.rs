@@ -48,6 +48,9 @@ macro_rules! server_log {
 
 /// Shortest time between two progress lines of one worker.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a job whose unrecorded batches are still to be looked for waits before it looks
+/// again.
+const BATCH_CHECK_WAIT: Duration = Duration::from_millis(200);
 /// Longest pause after repeated failures.
 const MAX_PAUSE: Duration = Duration::from_secs(300);
 
@@ -64,7 +67,7 @@ pub fn register_workers() {
         warning!(
             "doctrove_embed.workers is {workers} but max_worker_processes is {slots}: some workers will not start \
              (raise max_worker_processes to at least {})",
-            workers + 4
+            workers + 2
         );
     }
     register_launcher();
@@ -243,17 +246,16 @@ impl WorkerLoop {
         let now = Instant::now();
         self.turns.refresh(now);
         let uses_batches = gucs::BATCH_API.get() || self.turns.any_uses_batch_api();
-        if uses_batches && !database_pool::leads_here(self.index) && !database_pool::batches_checked_here() {
-            self.phase(
-                Phase::Batches,
-                "waiting for this database's first worker to look for batches left unrecorded",
-            );
-            return Duration::from_millis(200);
-        }
         if self.batch_api.due(self.index, uses_batches) {
             self.poll_batches();
         }
         match self.turns.next(now) {
+            Some(Turn::Settings) if gucs::BATCH_API.get() && self.waits_for_batch_check(SETTINGS_JOB) => {
+                self.turns.idle(SETTINGS_JOB, now, BATCH_CHECK_WAIT);
+            }
+            Some(Turn::Recorded(job)) if job.use_batch_api && self.waits_for_batch_check(&job.spec.job) => {
+                self.turns.idle(&job.spec.job, now, BATCH_CHECK_WAIT);
+            }
             Some(Turn::Settings) => {
                 let pause = self.settings_step(naptime);
                 if pause.is_zero() {
@@ -270,6 +272,20 @@ impl WorkerLoop {
         // An idle first worker still wakes for its next poll of the batches.
         let poll = self.batch_api.next_in(self.index, uses_batches).unwrap_or(naptime);
         self.turns.wait(Instant::now(), naptime).min(poll)
+    }
+
+    /// Whether job `name`'s live batches wait: it uses the Batch API, and the database's first
+    /// worker has not yet looked for its batches a crash may have left unrecorded (whose papers
+    /// must not be sent again live before they are adopted).
+    fn waits_for_batch_check(&self, name: &str) -> bool {
+        let waits = !database_pool::leads_here(self.index) && !job_figures::batches_checked(JobKey::here(name));
+        if waits {
+            self.phase(
+                Phase::Batches,
+                &format!("job {name}: waiting for this database's first worker to look for batches left unrecorded"),
+            );
+        }
+        waits
     }
 
     /// The Batch API duty of the database's first worker: every job's batches collected and
@@ -422,14 +438,34 @@ unsafe extern "C-unwind" fn on_worker_exit(_code: i32, arg: pg_sys::Datum) {
     shared_state::unregister_worker(arg.value());
 }
 
-/// Whether the extension is installed in this database.
+/// Whether the extension is installed in this database: a catalog lookup by name, no SQL (the
+/// database's own search_path never resolves anything for a worker).
 fn extension_installed() -> bool {
-    in_transaction(|| {
-        Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'doctrove_embed')")
-            .map_err(crate::errors::internal("look for the extension"))
-    })
-    .unwrap_or(Some(false))
-    .unwrap_or(false)
+    // SAFETY: a catalog lookup in a transaction of its own.
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        let oid = pg_sys::get_extension_oid(c"doctrove_embed".as_ptr(), true);
+        pg_sys::CommitTransactionCommand();
+        oid != pg_sys::InvalidOid
+    }
+}
+
+/// Settings a database's owner may set for its sessions (`ALTER DATABASE ... SET`) that a
+/// worker, running as the bootstrap superuser, must not take: a `search_path` would let the
+/// owner's objects resolve the worker's names (every statement of the extension qualifies its
+/// names, and this makes sure), and `exit_on_error` would turn each caught ERROR into a restart.
+fn override_database_settings() {
+    for (name, value) in [(c"search_path", c""), (c"exit_on_error", c"off")] {
+        // SAFETY: sets a setting of this process, as autovacuum does for its workers.
+        unsafe {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            )
+        };
+    }
 }
 
 /// The name of the database this process is connected to.
@@ -457,6 +493,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         return;
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(oid)), None);
+    override_database_settings();
     if !shared_state::register_worker(index) {
         return; // the slot went to another database meanwhile
     }
@@ -465,6 +502,8 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
     let database = database_name();
     if !extension_installed() {
         database_pool::set_presence_here(false);
+        database_pool::leave_cleanly(index);
+        server_log!("doctrove_embed worker {index}: database \"{database}\" has no doctrove_embed extension, leaving");
         return;
     }
     database_pool::set_presence_here(true);
@@ -487,6 +526,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         // Before each step (one catalog lookup), so a dropped extension ends no batch in errors.
         if !extension_installed() {
             database_pool::set_presence_here(false);
+            database_pool::leave_cleanly(index);
             server_log!("doctrove_embed worker {index}: the extension was dropped from database \"{database}\", leaving");
             return;
         }
@@ -503,6 +543,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         // Its slot goes to another database (more databases than workers), or this database is
         // no longer served.
         if database_pool::should_leave(index) {
+            database_pool::leave_cleanly(index);
             server_log!("doctrove_embed worker {index}: leaving database \"{database}\"");
             return;
         }

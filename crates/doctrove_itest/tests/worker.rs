@@ -857,3 +857,59 @@ fn a_job_with_the_batch_api_is_backfilled_through_batches_by_the_workers() {
     assert_eq!(stats["paid_twice"], 0, "{stats}");
     assert_eq!(stats["batch_last_model"], "local-model", "{stats}");
 }
+
+#[test]
+fn a_database_owner_s_settings_never_choose_what_a_worker_runs() {
+    let scope = format!("worker-owner-trap-{}", std::process::id());
+    let conf: Vec<String> = vec![
+        "shared_preload_libraries = 'doctrove_embed'".to_string(),
+        "doctrove_embed.workers = 1".to_string(),
+        format!("doctrove_embed.api_base_url = '{}/s={scope}/dim=8/v1'", mock_root()),
+        "doctrove_embed.api_key = 'sk-worker-test-key'".to_string(),
+    ];
+    let cluster = Cluster::start("owner_trap", &conf);
+    let mut admin = cluster.connect();
+    admin.batch_execute("CREATE ROLE trap_owner LOGIN CREATEDB").unwrap();
+    admin.batch_execute("CREATE DATABASE trap OWNER trap_owner").unwrap();
+    // The owner of a database the workers look at puts an `=` of its own first on the
+    // database's search_path: a worker resolving an unqualified `=` there would run it as the
+    // bootstrap superuser.
+    let mut owner = postgres::Client::connect(
+        &format!("host=127.0.0.1 port={} user=trap_owner dbname=trap", cluster.port),
+        postgres::NoTls,
+    )
+    .unwrap();
+    owner
+        .batch_execute(
+            "CREATE TABLE public.ran_as (who text);
+             CREATE SCHEMA trap;
+             CREATE FUNCTION trap.name_eq(name, name) RETURNS boolean LANGUAGE sql AS
+                 $$ INSERT INTO public.ran_as VALUES (current_user); SELECT $1::text OPERATOR(pg_catalog.=) $2::text $$;
+             CREATE FUNCTION trap.text_eq(text, text) RETURNS boolean LANGUAGE sql AS
+                 $$ INSERT INTO public.ran_as VALUES (current_user); SELECT $1 OPERATOR(pg_catalog.=) $2 $$;
+             CREATE OPERATOR trap.= (LEFTARG = name, RIGHTARG = name, FUNCTION = trap.name_eq);
+             CREATE OPERATOR trap.= (LEFTARG = text, RIGHTARG = text, FUNCTION = trap.text_eq);
+             ALTER DATABASE trap SET search_path = trap, pg_catalog;
+             ALTER DATABASE trap SET exit_on_error = on;",
+        )
+        .unwrap();
+    // The launcher finds the new database and sends a worker to look for the extension.
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for("a worker to look at the new database", Duration::from_secs(30), || {
+        cluster
+            .log()
+            .contains("database \"trap\" has no doctrove_embed extension")
+            .then_some(())
+    });
+    let ran: i64 = owner.query_one("SELECT count(*) FROM public.ran_as", &[]).unwrap().get(0);
+    let superuser: bool = admin
+        .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = 'trap_owner'", &[])
+        .unwrap()
+        .get(0);
+    doctrove_itest::record_attack(
+        "run a database owner's operator in a worker through ALTER DATABASE ... SET search_path",
+        ran > 0 || superuser,
+    );
+    assert_eq!(ran, 0, "the owner's operator ran in a worker");
+    assert!(!superuser);
+}

@@ -95,17 +95,17 @@ impl PapersTable {
         )
     }
 
-    /// The pending condition, less the papers in an open batch of the job's on the Batch API
-    /// (`$relid` is the table's oid, the next parameter the job's name: another job's batch on
-    /// the same table fills another column; the claims table's row policy shows a role the
-    /// claims of the tables it may read).
+    /// The pending condition, less the papers in an open batch of the Batch API for this column
+    /// (`$relid` is the table's oid, the next parameter the column's name: a batch for another
+    /// column of the table leaves these papers pending here; the claims table's row policy shows
+    /// a role the claims of the tables it may read).
     /// `OFFSET 0` keeps the test a lookup of the claims' primary key for each candidate paper:
     /// as an anti-join, a planner that sees the claims table empty (it fills within the
     /// submitting transaction) scans every claim of the job once per candidate.
     pub fn unclaimed_condition(&self, held_back: usize, relid: usize) -> String {
-        let job = relid + 1;
+        let column = relid + 1;
         format!(
-            "{} AND NOT EXISTS (SELECT FROM doctrove_embed.batch_papers AS c WHERE c.job OPERATOR(pg_catalog.=) ${job}::pg_catalog.text \
+            "{} AND NOT EXISTS (SELECT FROM doctrove_embed.batch_papers AS c WHERE c.embedding_column OPERATOR(pg_catalog.=) ${column}::pg_catalog.text \
              AND c.relid OPERATOR(pg_catalog.=) ${relid}::pg_catalog.oid \
              AND c.paper_id OPERATOR(pg_catalog.=) t.{}::pg_catalog.text OFFSET 0)",
             self.pending_condition(held_back),
@@ -114,7 +114,7 @@ impl PapersTable {
     }
 
     /// Whether any paper is pending and in no open batch (`$1` as in
-    /// [`Self::pending_condition`], `$2` the table's oid, `$3` the job): one index probe.
+    /// [`Self::pending_condition`], `$2` the table's oid, `$3` the column): one index probe.
     pub fn any_pending(&self) -> String {
         format!(
             "SELECT EXISTS (SELECT FROM {} AS t WHERE {})",

@@ -17,6 +17,12 @@ pub const MAX_FORMAT_CHARS: usize = 1000;
 /// The format every job has unless it names another.
 pub const DEFAULT_FORMAT: &str = "Title: {title}[ Abstract: {abstract}]";
 
+/// Longest text a format makes, in bytes: two columns of the most characters read of each
+/// (`sql_text::MAX_TEXT_CHARS`), four bytes each. Nothing longer is ever sent (the text is cut
+/// to the model's input limit, far below), so a format that repeats a field many times costs
+/// no more memory than this.
+pub const MAX_TEXT_BYTES: usize = 2 * 4 * crate::bounds::MAX_INPUT_BYTES;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
     Title,
@@ -125,10 +131,11 @@ impl TextFormat {
         if optional.is_some() {
             return Err(FormatError("a '[' is not closed (write '[[' for the character)".into()));
         }
-        let names_a_field = top.iter().any(|p| matches!(p, Piece::Field(_) | Piece::Optional(_)));
-        if !names_a_field {
+        // The title outside any bracketed part: a paper is sent for its title (a pending paper
+        // has one), so no paper's text is the format's alone.
+        if !top.iter().any(|p| matches!(p, Piece::Field(Field::Title))) {
             return Err(FormatError(
-                "a text format names {title} or {abstract}: otherwise every paper sends the same text".into(),
+                "a text format names {title} outside square brackets: a paper is sent for its title".into(),
             ));
         }
         Ok(TextFormat { pieces: top })
@@ -138,19 +145,29 @@ impl TextFormat {
     pub fn render(&self, title: Option<&str>, abstract_text: Option<&str>) -> Option<String> {
         let title = title.filter(|t| !t.is_empty())?;
         let values = [Some(title), abstract_text];
-        let mut out = String::with_capacity(title.len() + abstract_text.map_or(0, str::len) + 32);
+        let mut out = String::new();
         write(&mut out, &self.pieces, &values);
         Some(out.trim().to_string())
     }
 }
 
-/// Writes `pieces` with the fields' `values` (title, abstract).
+/// Appends `text` to `out` up to [`MAX_TEXT_BYTES`] in all (cut at a character boundary).
+fn push_bounded(out: &mut String, text: &str) {
+    let room = MAX_TEXT_BYTES.saturating_sub(out.len());
+    let mut end = text.len().min(room);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push_str(&text[..end]);
+}
+
+/// Writes `pieces` with the fields' `values` (title, abstract), at most [`MAX_TEXT_BYTES`].
 fn write(out: &mut String, pieces: &[Piece], values: &[Option<&str>; 2]) {
     let value = |field: Field| values[field as usize];
     for piece in pieces {
         match piece {
-            Piece::Text(text) => out.push_str(text),
-            Piece::Field(field) => out.push_str(value(*field).unwrap_or("")),
+            Piece::Text(text) => push_bounded(out, text),
+            Piece::Field(field) => push_bounded(out, value(*field).unwrap_or("")),
             Piece::Optional(part) => {
                 let all_there = part.iter().all(|p| match p {
                     Piece::Field(field) => !is_blank(value(*field)),
@@ -195,12 +212,26 @@ mod tests {
             ("{title}[ no field]", "names no field"),
             ("{title}[ {abstract}", "'[' is not closed"),
             ("{title}]", "']' closes nothing"),
-            ("just text", "every paper sends the same text"),
+            ("just text", "names {title} outside square brackets"),
+            ("passage: [{title}]", "names {title} outside square brackets"),
+            ("{abstract}", "names {title} outside square brackets"),
         ] {
             let error = TextFormat::parse(format).unwrap_err();
             assert!(error.0.contains(says), "{format:?}: {error}");
         }
         assert!(TextFormat::parse(&"{title}".repeat(200)).is_err());
+    }
+
+    #[test]
+    fn a_format_repeating_a_field_makes_a_bounded_text() {
+        let f = TextFormat::parse(&"{title}".repeat(140)).unwrap();
+        let title = "é".repeat(100_000);
+        let text = f.render(Some(&title), None).unwrap();
+        assert!(
+            text.len() <= MAX_TEXT_BYTES && text.len() > MAX_TEXT_BYTES - 4,
+            "{}",
+            text.len()
+        );
     }
 
     proptest! {

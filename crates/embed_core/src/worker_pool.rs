@@ -26,6 +26,9 @@ pub struct DatabaseDemand {
     pub busy_weight: u64,
     /// How long (ms) it has held a worker, or waited for one.
     pub for_ms: i64,
+    /// Whether it wants a worker only to find out whether the extension is installed there
+    /// (taking turns, it comes after the databases known to have work).
+    pub probe: bool,
 }
 
 impl DatabaseDemand {
@@ -110,15 +113,17 @@ fn spread(spare: usize, among: &[usize], databases: &[DatabaseDemand], targets: 
 
 /// More databases with work than workers: one worker each, by turns.
 fn turns(workers: usize, databases: &[DatabaseDemand]) -> Vec<usize> {
-    // Rank: holders within their turn, then those waiting (longest first), then holders whose
-    // turn is over (longest held last), then idle holders.
+    // Rank: holders within their turn, then those waiting with work (longest first), then
+    // those waiting to be looked at, then holders whose turn is over (longest held last), then
+    // idle holders.
     let rank = |d: &DatabaseDemand| -> (u8, i64) {
         match (d.holding > 0, d.wants()) {
             (true, true) if d.for_ms < TURN_MS => (0, 0),
-            (false, true) => (1, -d.for_ms),
-            (true, true) => (2, d.for_ms),
-            (true, false) => (3, d.for_ms),
-            (false, false) => (4, 0),
+            (false, true) if !d.probe => (1, -d.for_ms),
+            (false, true) => (2, -d.for_ms),
+            (true, true) => (3, d.for_ms),
+            (true, false) => (4, d.for_ms),
+            (false, false) => (5, 0),
         }
     };
     let mut order: Vec<usize> = (0..databases.len())
@@ -191,6 +196,7 @@ mod tests {
             resident: true,
             busy_weight,
             for_ms,
+            probe: false,
         }
     }
 
@@ -231,6 +237,13 @@ mod tests {
         assert_eq!(targets(1, &[db(1, 0, 10), db(0, 1, 0)]), vec![0, 1]);
         // The one that waited longest comes first.
         assert_eq!(targets(1, &[db(0, 1, 10), db(0, 1, 500), db(0, 1, 20)]), vec![0, 1, 0]);
+        // One with work comes before one only to be looked at, however long that waited.
+        let probe = DatabaseDemand {
+            probe: true,
+            ..db(0, 1, 90_000)
+        };
+        assert_eq!(targets(1, &[probe, db(0, 1, 10), db(1, 1, 1_000)]), vec![0, 0, 1]);
+        assert_eq!(targets(2, &[probe, db(0, 1, 10), db(1, 1, 1_000)]), vec![0, 1, 1]);
     }
 
     #[test]
@@ -240,14 +253,20 @@ mod tests {
     }
 
     fn demand() -> impl Strategy<Value = DatabaseDemand> {
-        (0usize..4, any::<bool>(), prop_oneof![Just(0u64), 1u64..10], 0i64..100_000).prop_map(
-            |(holding, resident, busy_weight, for_ms)| DatabaseDemand {
+        (
+            0usize..4,
+            any::<bool>(),
+            prop_oneof![Just(0u64), 1u64..10],
+            0i64..100_000,
+            any::<bool>(),
+        )
+            .prop_map(|(holding, resident, busy_weight, for_ms, probe)| DatabaseDemand {
                 holding: if resident { holding } else { 0 },
                 resident,
                 busy_weight: if resident { busy_weight } else { 0 },
                 for_ms,
-            },
-        )
+                probe: probe && holding == 0,
+            })
     }
 
     proptest! {
