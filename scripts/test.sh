@@ -151,7 +151,7 @@ if [[ "$MAIN_PG" == 15 ]]; then
 fi
 
 log "PostgreSQL $MAIN_PG: security, robustness, setup, pg_cron and importer tests (worker tests start clusters of their own)"
-client_tests security robustness setup cron importer batch_api
+client_tests security robustness setup cron importer batch_api search
 
 log "make run end to end on PostgreSQL $MAIN_PG: local model, generated sample, background workers, HNSW, three queries"
 run_log="$TEST_DIR/make_run.log"

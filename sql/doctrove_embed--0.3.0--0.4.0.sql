@@ -317,6 +317,28 @@ SELECT batch_id, relid AS table_name, status,
        job
 FROM doctrove_embed.batch_jobs;
 
+-- search() with a threshold, a filter, the columns asked for and a job. Not PUBLIC's, as
+-- search(text, integer) is not: a superuser grants it to the roles that search (a grant made by
+-- this script would count as the extension's own, and pg_dump would leave it out).
+CREATE FUNCTION doctrove_embed."search"(
+	"query" TEXT, /* Option < & str > */
+	"k" INT, /* Option < i32 > */
+	"min_similarity" double precision, /* Option < f64 > */
+	"filter" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
+	"job" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"paper_id" TEXT,  /* String */
+	"title" TEXT,  /* Option < String > */
+	"distance" double precision,  /* f64 */
+	"similarity" double precision,  /* f64 */
+	"data" jsonb  /* Option < JsonB > */
+)
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'search_filtered_wrapper';
+REVOKE ALL ON FUNCTION doctrove_embed.search(text, integer, double precision, jsonb, text[], text) FROM PUBLIC;
+
 -- The Batch API functions with a job name.
 CREATE FUNCTION doctrove_embed."submit_batches"(
 	"max_papers" bigint, /* Option < i64 > */

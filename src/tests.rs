@@ -594,4 +594,5 @@ mod tests {
     }
 
     include!("job_tests.rs");
+    include!("search_tests.rs");
 }

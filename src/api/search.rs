@@ -1,12 +1,15 @@
 //! Similarity search: the papers nearest to a paper, or to a query text embedded through the
-//! configured API, in the column of the job chosen for the table (`use_job_for_search()`),
-//! with the caller's rights.
+//! configured API, in the column of the job chosen for the table (`use_job_for_search()`) or
+//! named, with the caller's rights.
 
 use pgrx::prelude::*;
+use pgrx::JsonB;
 
+use crate::errors::UserError;
 use crate::http::query::embed_query;
-use crate::table::jobs::search_target;
-use crate::table::similarity::{check_k, nearest, similar_papers as nearest_to_paper};
+use crate::table::jobs::{prepare, search_target, JobChoice};
+use crate::table::search::{check, search as search_rows, SearchRequest, SearchRow};
+use crate::table::similarity::{check_k, similar_papers as nearest_to_paper};
 
 /// The `k` papers most similar to paper `paper_id` (cosine distance), itself left out.
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
@@ -25,10 +28,66 @@ fn search(
     k: default!(i32, 10),
 ) -> TableIterator<'static, (name!(paper_id, String), name!(title, Option<String>), name!(distance, f64))> {
     check_k(k).unwrap_or_else(|e| e.raise());
-    let searched = search_target().unwrap_or_else(|e| e.raise());
-    let target = searched.target().unwrap_or_else(|e| e.raise());
-    let endpoints = searched.endpoints().unwrap_or_else(|e| e.raise());
+    let rows = run_search(Some(query), k, None, None, None, None).unwrap_or_else(|e| e.raise());
+    TableIterator::new(rows.map(|(id, title, distance, _, _)| (id, title, distance)))
+}
+
+/// The papers most similar to `query` (at most `k`, up to 50,000, streamed), at or above
+/// `min_similarity` (cosine similarity; NULL: no threshold), passing `filter` (a JSON object of
+/// columns, see `embed_core::search_filter`), with `columns` of each as a JSON object (`data`),
+/// in the column of job `job` (NULL: the one chosen for the table).
+#[allow(clippy::type_complexity)]
+#[pg_extern(schema = "doctrove_embed", name = "search", parallel_unsafe)]
+fn search_filtered(
+    query: Option<&str>,
+    k: Option<i32>,
+    min_similarity: Option<f64>,
+    filter: default!(Option<JsonB>, "NULL"),
+    columns: default!(Option<Vec<String>>, "NULL"),
+    job: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(paper_id, String),
+        name!(title, Option<String>),
+        name!(distance, f64),
+        name!(similarity, f64),
+        name!(data, Option<JsonB>),
+    ),
+> {
+    let rows = run_search(query, k.unwrap_or(10), min_similarity, filter, columns, job).unwrap_or_else(|e| e.raise());
+    TableIterator::new(rows)
+}
+
+fn run_search(
+    query: Option<&str>,
+    k: i32,
+    min_similarity: Option<f64>,
+    filter: Option<JsonB>,
+    columns: Option<Vec<String>>,
+    job: Option<&str>,
+) -> Result<impl Iterator<Item = SearchRow>, UserError> {
+    let query = query.ok_or_else(|| {
+        UserError::new(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "the search text must not be NULL",
+        )
+    })?;
+    let searched = match job {
+        None => search_target()?,
+        Some(name) => prepare(&JobChoice::of(Some(name)), crate::pg::identity::Acting::Caller)?,
+    };
+    let target = searched.target()?;
+    let request = SearchRequest {
+        k,
+        min_similarity,
+        filter: filter.map(|f| f.0),
+        columns: columns.unwrap_or_default(),
+    };
+    // Checked before the query is embedded: a search that cannot run pays for nothing.
+    let shape = check(&target, &request)?;
+    let endpoints = searched.endpoints()?;
     let dims = target.expected_dims(&endpoints[0].config);
-    let vector = embed_query(&endpoints, query, dims).unwrap_or_else(|e| e.raise());
-    TableIterator::new(nearest(&target, &vector, k).unwrap_or_else(|e| e.raise()))
+    let vector = embed_query(&endpoints, query, dims)?;
+    search_rows(&target, &vector, &request, shape)
 }

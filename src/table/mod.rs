@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod pending;
 pub mod pending_index;
 pub mod rights;
+pub mod search;
 pub mod similarity;
 pub mod status;
 pub mod target;

@@ -7,7 +7,6 @@ use pgrx::PgSqlErrorCode::*;
 
 use crate::errors::{internal, UserError};
 use crate::pg::identity::with_catalog_search_path;
-use crate::pg::vector_datum::vector_datum;
 use crate::table::target::Target;
 
 /// (paper id, title, cosine distance), nearest first.
@@ -62,14 +61,6 @@ pub fn similar_papers(target: &Target, paper_id: &str, k: i32) -> Result<Vec<Nei
         .hint("Embed it first: SELECT embed_pending();")),
         Some(true) => rows(&target.names.similar_papers(), &[paper_id.into(), k.into()]),
     }
-}
-
-/// The `k` papers nearest to `vector` (`k` is checked by the caller, before the query is
-/// embedded).
-pub fn nearest(target: &Target, vector: &[f32], k: i32) -> Result<Vec<Neighbour>, UserError> {
-    // SAFETY: the datum is a pgvector `vector` built for exactly this type.
-    let param = unsafe { DatumWithOid::new(vector_datum(vector), target.vector_type) };
-    rows(&target.names.nearest_papers(), &[param, k.into()])
 }
 
 /// The name of an HNSW index on the embedding column, if there is one.

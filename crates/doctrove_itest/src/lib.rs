@@ -3,7 +3,9 @@
 
 pub mod cluster;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use postgres::{Client, NoTls};
 use serde_json::Value;
@@ -176,4 +178,35 @@ pub fn record_attack(name: &str, worked: bool) {
 /// A session on database `dbname` of the test cluster as role `user`, with nothing run in it.
 pub fn connect_as(user: &str, dbname: &str) -> Client {
     Client::connect(&format!("{} user={user} dbname={dbname}", cluster()), NoTls).expect("connect to the test cluster")
+}
+
+/// Runs `work` on `client` while sampling its backend's private memory (RssAnon: VmHWM would
+/// also count the shared buffers it touches); returns what `work` returned, the memory before
+/// and the most seen during, in kB.
+pub fn with_peak_private_memory<T>(client: &mut Client, work: impl FnOnce(&mut Client) -> T) -> (T, u64, u64) {
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let anon_kb = move || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("RssAnon:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before_kb = anon_kb();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(Ordering::SeqCst) {
+                peak = peak.max(anon_kb());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let result = work(client);
+    stop.store(true, Ordering::SeqCst);
+    (result, before_kb, sampler.join().unwrap())
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use doctrove_itest::cluster::Cluster;
 use doctrove_itest::{
-    connect_as, create_logged_papers, embed_until_done, mock_root, mock_stats, record_attack, record_figure, tally, TestDb,
+    connect_as, create_logged_papers, embed_until_done, mock_root, mock_stats, record_attack, record_figure, tally,
+    with_peak_private_memory, TestDb,
 };
 use postgres::Client;
 
@@ -37,37 +38,6 @@ fn submit(client: &mut Client) -> (i32, i64, i32) {
         .query_one("SELECT * FROM doctrove_embed.submit_batches()", &[])
         .unwrap();
     (row.get("batches"), row.get("papers"), row.get("adopted"))
-}
-
-/// Runs `work` on `client` while sampling its backend's private memory (RssAnon: VmHWM would
-/// also count the shared buffers it touches); returns what `work` returned, the memory before
-/// and the most seen during, in kB.
-fn with_peak_private_memory<T>(client: &mut Client, work: impl FnOnce(&mut Client) -> T) -> (T, u64, u64) {
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    let anon_kb = move || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("RssAnon:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    let before_kb = anon_kb();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while !stop.load(Ordering::SeqCst) {
-                peak = peak.max(anon_kb());
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        })
-    };
-    let result = work(client);
-    stop.store(true, Ordering::SeqCst);
-    (result, before_kb, sampler.join().unwrap())
 }
 
 fn count(client: &mut Client, sql: &str) -> i64 {

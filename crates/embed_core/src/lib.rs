@@ -17,6 +17,8 @@ pub mod rate_limit;
 pub mod request;
 pub mod response;
 pub mod retry;
+pub mod search_filter;
+pub mod search_sql;
 pub mod sql_text;
 pub mod stride;
 pub mod text_format;

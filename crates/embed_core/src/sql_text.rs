@@ -302,19 +302,6 @@ impl PapersTable {
         )
     }
 
-    /// The `$2` nearest papers to the vector `$1`: (id text, title text, distance).
-    pub fn nearest_papers(&self) -> String {
-        let emb = quote_ident(&self.embedding);
-        let distance = format!("OPERATOR({}.<=>)", self.vector_schema);
-        format!(
-            "SELECT t.{}::pg_catalog.text, t.{}::pg_catalog.text, t.{emb} {distance} $1 FROM {} t WHERE t.{emb} IS NOT NULL \
-             ORDER BY t.{emb} {distance} $1 LIMIT $2",
-            quote_ident(&self.id),
-            quote_ident(&self.title),
-            self.table
-        )
-    }
-
     /// Whether the paper whose id is `$1` (as text) has an embedding: one row, or none.
     pub fn has_embedding(&self) -> String {
         format!(
@@ -374,10 +361,11 @@ impl PapersTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn papers() -> PapersTable {
+    /// The papers table most tests use (also `search_sql`'s).
+    pub(crate) fn papers() -> PapersTable {
         PapersTable {
             table: "\"public\".\"doctrove_papers\"".into(),
             relname: "doctrove_papers".into(),
@@ -450,9 +438,6 @@ mod tests {
         assert!(papers()
             .similar_papers()
             .contains("ORDER BY t.\"doctrove_embedding\" OPERATOR(\"public\".<=>) (SELECT q.\"doctrove_embedding\""));
-        assert!(papers()
-            .nearest_papers()
-            .ends_with("ORDER BY t.\"doctrove_embedding\" OPERATOR(\"public\".<=>) $1 LIMIT $2"));
     }
 
     /// Every operator and function the statements on the user's table name is qualified: a
@@ -462,6 +447,14 @@ mod tests {
         let mut t = papers();
         t.model_version = Some("m".into());
         t.updated_at = Some("u".into());
+        let search = crate::search_sql::SearchShape {
+            conditions: crate::search_filter::parse(
+                &serde_json::json!({"a": 1, "b": {"in": [1]}, "c": {"@>": ["x"]}, "d": null}),
+            )
+            .unwrap(),
+            threshold: true,
+            columns: vec!["a".into()],
+        };
         for sql in [
             t.select_pending(false),
             t.select_pending(true),
@@ -470,7 +463,8 @@ mod tests {
             t.any_pending(),
             t.update_embeddings(),
             t.similar_papers(),
-            t.nearest_papers(),
+            search.search_sql(&t),
+            search.estimate_sql(&t),
             t.has_embedding(),
         ] {
             // An UPDATE's `SET column = value` list assigns; it names no operator.

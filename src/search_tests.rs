@@ -1,0 +1,145 @@
+// `#[pg_test]`s of search with a threshold, filters and columns, included in `tests`: the rows
+// are checked against an exact ordering of the mock's known vectors.
+
+/// A paper of [`papers_with_fields`]: id, vector, source, publication date, authors, score.
+type FieldedPaper = (i64, Vec<f32>, String, String, Vec<String>, Option<i32>);
+
+/// 40 embedded papers with a source, a publication date, authors and a score (NULL for every
+/// fifth); returns each with its vector and those fields.
+fn papers_with_fields() -> Vec<FieldedPaper> {
+    create_papers("bigint", "(16)");
+    Spi::run(
+        "ALTER TABLE doctrove_papers ADD COLUMN doctrove_source text, ADD COLUMN published date, \
+         ADD COLUMN authors text[], ADD COLUMN score integer",
+    )
+    .unwrap();
+    let papers = embedded_papers(40);
+    Spi::run(
+        "UPDATE doctrove_papers SET doctrove_source = CASE WHEN doctrove_paper_id % 3 = 0 THEN 'arxiv' ELSE 'biorxiv' END, \
+         published = date '2023-06-01' + (doctrove_paper_id * 10)::int, \
+         authors = CASE WHEN doctrove_paper_id % 4 = 0 THEN ARRAY['Ada', 'Bo'] ELSE ARRAY['Cy'] END, \
+         score = CASE WHEN doctrove_paper_id % 5 = 0 THEN NULL ELSE doctrove_paper_id::int END",
+    )
+    .unwrap();
+    papers
+        .into_iter()
+        .map(|(id, v)| {
+            let source = if id % 3 == 0 { "arxiv" } else { "biorxiv" };
+            let published = Spi::get_one::<String>(&format!("SELECT (date '2023-06-01' + {}::int)::text", id * 10))
+                .unwrap()
+                .unwrap();
+            let authors = if id % 4 == 0 { vec!["Ada".to_string(), "Bo".to_string()] } else { vec!["Cy".to_string()] };
+            let score = (id % 5 != 0).then_some(id as i32);
+            (id, v, source.to_string(), published, authors, score)
+        })
+        .collect()
+}
+
+/// The ids a search returns, in order.
+fn searched(sql: &str) -> Vec<String> {
+    ids(&format!("SELECT paper_id FROM {sql}"))
+}
+
+#[pg_test]
+fn a_threshold_keeps_the_papers_at_or_above_it_and_a_filter_of_each_kind_keeps_its_papers() {
+    use_mock("search_filters", "dim=16/");
+    let papers = papers_with_fields();
+    let query = vector_for("graph neural networks", 16);
+    let all: Vec<(i64, Vec<f32>)> = papers.iter().map(|p| (p.0, p.1.clone())).collect();
+    // The threshold halfway between the 7th and 8th most similar: exactly 7 papers pass.
+    let mut similarities: Vec<f64> = all.iter().map(|(_, v)| 1.0 - cosine_distance(&query, v)).collect();
+    similarities.sort_by(|a, b| b.partial_cmp(a).unwrap());
+    let threshold = (similarities[6] + similarities[7]) / 2.0;
+    let expected: Vec<String> = exact_order(&query, &all).into_iter().take(7).collect();
+    assert_eq!(
+        searched(&format!("doctrove_embed.search('graph neural networks', 100, {threshold})")),
+        expected
+    );
+    let similarity = Spi::get_one::<f64>(&format!(
+        "SELECT min(similarity) FROM doctrove_embed.search('graph neural networks', 100, {threshold})"
+    ))
+    .unwrap()
+    .unwrap();
+    assert!((similarity - similarities[6]).abs() < 1e-6, "{similarity} vs {}", similarities[6]);
+
+    let keep = |pred: &dyn Fn(&FieldedPaper) -> bool| -> Vec<String> {
+        let kept: Vec<(i64, Vec<f32>)> = papers.iter().filter(|p| pred(p)).map(|p| (p.0, p.1.clone())).collect();
+        exact_order(&query, &kept).into_iter().take(5).collect()
+    };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (r#"{"doctrove_source": "arxiv"}"#, keep(&|p| p.2 == "arxiv")),
+        (r#"{"published": {">=": "2024-01-01", "<": "2024-03-01"}}"#, keep(&|p| p.3.as_str() >= "2024-01-01" && p.3.as_str() < "2024-03-01")),
+        (r#"{"authors": {"@>": ["Ada"]}}"#, keep(&|p| p.4.contains(&"Ada".to_string()))),
+        (r#"{"doctrove_source": {"in": ["arxiv", "medrxiv"]}, "score": {">": 20}}"#, keep(&|p| p.2 == "arxiv" && p.5.is_some_and(|s| s > 20))),
+        (r#"{"score": null}"#, keep(&|p| p.5.is_none())),
+        (r#"{"score": {"<>": null}, "doctrove_source": {"<>": "arxiv"}}"#, keep(&|p| p.5.is_some() && p.2 != "arxiv")),
+    ];
+    for (filter, expected) in cases {
+        assert!(!expected.is_empty(), "{filter} keeps nothing: the case proves nothing");
+        assert_eq!(
+            searched(&format!("doctrove_embed.search('graph neural networks', 5, NULL, '{filter}')")),
+            expected,
+            "{filter}"
+        );
+    }
+    // The columns asked for come back as a JSON object.
+    let data = Spi::get_one::<pgrx::JsonB>(
+        "SELECT data FROM doctrove_embed.search('graph neural networks', 1, NULL, '{\"doctrove_paper_id\": 12}', \
+         ARRAY['doctrove_source', 'published', 'authors'])",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        data.0,
+        serde_json::json!({"doctrove_source": papers[11].2, "published": papers[11].3, "authors": papers[11].4})
+    );
+    assert_eq!(papers[11].4, vec!["Ada".to_string(), "Bo".to_string()]);
+    // One request per search: the batch, then 1 + 6 + 1 queries.
+    assert_eq!(stats("search_filters")["requests"], 10);
+}
+
+#[pg_test]
+fn a_selective_filter_over_an_hnsw_index_still_returns_every_match_in_exact_order() {
+    use_mock("search_selective", "dim=16/");
+    let papers = papers_with_fields();
+    Spi::run("SELECT doctrove_embed.create_hnsw_index()").unwrap();
+    let query = vector_for("protein folding", 16);
+    let kept: Vec<(i64, Vec<f32>)> = papers.iter().filter(|p| p.0 % 4 == 0).map(|p| (p.0, p.1.clone())).collect();
+    assert_eq!(
+        searched(r#"doctrove_embed.search('protein folding', 100, NULL, '{"authors": {"@>": ["Bo"]}}')"#),
+        exact_order(&query, &kept)
+    );
+    // More rows than hnsw.ef_search (40) without a filter: all of them, nearest first.
+    let all: Vec<(i64, Vec<f32>)> = papers.iter().map(|p| (p.0, p.1.clone())).collect();
+    assert_eq!(
+        searched("doctrove_embed.search('protein folding', 100, NULL)").len(),
+        exact_order(&query, &all).len()
+    );
+}
+
+#[pg_test]
+fn a_search_that_cannot_run_is_refused_before_the_query_is_paid_for() {
+    use_mock("search_refused", "dim=16/");
+    create_papers("bigint", "(16)");
+    embedded_papers(3);
+    let requests = || stats("search_refused")["requests"].as_i64().unwrap();
+    let before = requests();
+    for (sql, state) in [
+        (r#"SELECT * FROM doctrove_embed.search('q', 5, NULL, '{"no_such_column": 1}')"#, "42703"),
+        (r#"SELECT * FROM doctrove_embed.search('q', 5, NULL, NULL, ARRAY['no_such_column'])"#, "42703"),
+        (r#"SELECT * FROM doctrove_embed.search('q', 5, NULL, '{"doctrove_title": {"~": "x"}}')"#, "22023"),
+        (r#"SELECT * FROM doctrove_embed.search('q', 5, NULL, '["doctrove_title"]')"#, "22023"),
+        ("SELECT * FROM doctrove_embed.search('q', 50001, NULL)", "22023"),
+        ("SELECT * FROM doctrove_embed.search('q', 5, 1.5)", "22023"),
+        ("SELECT * FROM doctrove_embed.search(NULL, 5, NULL)", "22004"),
+        ("SELECT * FROM doctrove_embed.search('q', 5, NULL, NULL, NULL, 'no_such_job')", "42704"),
+    ] {
+        assert_eq!(sqlstate_of(sql), state, "{sql}");
+    }
+    assert_eq!(requests(), before, "a refused search sent a request");
+    // A value the column's type does not take is the type's own error.
+    assert_eq!(
+        sqlstate_of(r#"SELECT * FROM doctrove_embed.search('q', 5, NULL, '{"doctrove_paper_id": "twelve"}')"#),
+        "22P02"
+    );
+}
