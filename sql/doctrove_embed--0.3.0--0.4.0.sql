@@ -339,6 +339,38 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'search_filtered_wrapper';
 REVOKE ALL ON FUNCTION doctrove_embed.search(text, integer, double precision, jsonb, text[], text) FROM PUBLIC;
 
+-- The query embeddings cache's hits and misses, at the end of the status view.
+CREATE FUNCTION doctrove_embed."query_cache_snapshot"() RETURNS TABLE (
+	"hits" bigint,  /* i64 */
+	"misses" bigint,  /* i64 */
+	"entries" INT  /* i32 */
+)
+STRICT PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'query_cache_snapshot_wrapper';
+CREATE OR REPLACE VIEW doctrove_embed.status AS
+SELECT pending,
+       pg_catalog.to_timestamp(pending_counted_at) AS pending_counted_at,
+       embedded,
+       (SELECT pg_catalog.count(*) FROM doctrove_embed.failures) AS failed,
+       failed_since_start,
+       pg_catalog.round(papers_per_min_1m::pg_catalog.numeric, 1) AS papers_per_min_1m,
+       pg_catalog.round(papers_per_min_10m::pg_catalog.numeric, 1) AS papers_per_min_10m,
+       pg_catalog.make_interval(secs => pg_catalog.round(eta_seconds)) AS eta,
+       tokens_used,
+       workers_running,
+       workers_configured,
+       enabled,
+       hnsw_index,
+       b.papers_in_batches,
+       b.batch_tokens_used,
+       pg_catalog.round(b.live_cost_usd::pg_catalog.numeric, 4) AS live_cost_usd,
+       pg_catalog.round(b.batch_cost_usd::pg_catalog.numeric, 4) AS batch_cost_usd,
+       q.hits AS query_cache_hits,
+       q.misses AS query_cache_misses
+FROM doctrove_embed.status_snapshot() CROSS JOIN doctrove_embed.batch_snapshot() AS b
+CROSS JOIN doctrove_embed.query_cache_snapshot() AS q;
+
 -- The Batch API functions with a job name.
 CREATE FUNCTION doctrove_embed."submit_batches"(
 	"max_papers" bigint, /* Option < i64 > */
@@ -444,10 +476,12 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
 REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
     doctrove_embed.installation, doctrove_embed.jobs FROM PUBLIC;
 REVOKE ALL ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text),
+    doctrove_embed.query_cache_snapshot(),
     doctrove_embed.submit_batches(bigint, text), doctrove_embed.collect_batches(text), doctrove_embed.cancel_batches(text)
     FROM PUBLIC;
 GRANT SELECT ON doctrove_embed.workers TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text),
+    doctrove_embed.query_cache_snapshot(),
     doctrove_embed.submit_batches(bigint, text), doctrove_embed.collect_batches(text), doctrove_embed.cancel_batches(text)
     TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE doctrove_embed.submit_backfill(bigint, text) TO PUBLIC;

@@ -9,7 +9,8 @@ REVOKE ALL ON ALL TABLES IN SCHEMA doctrove_embed FROM PUBLIC;
 GRANT USAGE ON SCHEMA doctrove_embed TO PUBLIC;
 GRANT SELECT ON doctrove_embed.status, doctrove_embed.workers TO PUBLIC;
 -- The functions behind the two views: a view's caller needs the right to run them.
-GRANT EXECUTE ON FUNCTION doctrove_embed.status_snapshot(), doctrove_embed.worker_snapshot(), doctrove_embed.batch_snapshot() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION doctrove_embed.status_snapshot(), doctrove_embed.worker_snapshot(), doctrove_embed.batch_snapshot(),
+    doctrove_embed.query_cache_snapshot() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.input_text(text, text), doctrove_embed.input_text(text, text, text) TO PUBLIC;
 
 -- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,

@@ -16,8 +16,11 @@ SELECT pending,
        b.papers_in_batches,
        b.batch_tokens_used,
        pg_catalog.round(b.live_cost_usd::pg_catalog.numeric, 4) AS live_cost_usd,
-       pg_catalog.round(b.batch_cost_usd::pg_catalog.numeric, 4) AS batch_cost_usd
-FROM doctrove_embed.status_snapshot() CROSS JOIN doctrove_embed.batch_snapshot() AS b;
+       pg_catalog.round(b.batch_cost_usd::pg_catalog.numeric, 4) AS batch_cost_usd,
+       q.hits AS query_cache_hits,
+       q.misses AS query_cache_misses
+FROM doctrove_embed.status_snapshot() CROSS JOIN doctrove_embed.batch_snapshot() AS b
+CROSS JOIN doctrove_embed.query_cache_snapshot() AS q;
 
 -- One row per background worker, with the database it serves.
 CREATE VIEW doctrove_embed.workers AS

@@ -52,6 +52,7 @@ extension_sql_file!(
         api::status::status_snapshot,
         api::status::worker_snapshot,
         api::status::batch_snapshot,
+        api::status::query_cache_snapshot,
         "failures",
         "batches"
     ]
@@ -73,6 +74,7 @@ pub extern "C-unwind" fn _PG_init() {
         pg::shared_state::init();
         pg::job_figures::init();
         pg::endpoint_state::init();
+        pg::query_cache::init();
         pg::extension_hook::install();
         workers::worker::register_workers();
     }

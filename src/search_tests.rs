@@ -94,8 +94,8 @@ fn a_threshold_keeps_the_papers_at_or_above_it_and_a_filter_of_each_kind_keeps_i
         serde_json::json!({"doctrove_source": papers[11].2, "published": papers[11].3, "authors": papers[11].4})
     );
     assert_eq!(papers[11].4, vec!["Ada".to_string(), "Bo".to_string()]);
-    // One request per search: the batch, then 1 + 6 + 1 queries.
-    assert_eq!(stats("search_filters")["requests"], 10);
+    // The batch, then one query: the other 8 searches of the same text come from the cache.
+    assert_eq!(stats("search_filters")["requests"], 2);
 }
 
 #[pg_test]
@@ -142,4 +142,32 @@ fn a_search_that_cannot_run_is_refused_before_the_query_is_paid_for() {
         sqlstate_of(r#"SELECT * FROM doctrove_embed.search('q', 5, NULL, '{"doctrove_paper_id": "twelve"}')"#),
         "22P02"
     );
+}
+
+#[pg_test]
+fn a_repeated_query_is_answered_from_the_cache_without_a_request() {
+    use_mock("search_cache", "dim=16/");
+    create_papers("bigint", "(16)");
+    let papers = embedded_papers(10);
+    let requests = || stats("search_cache")["requests"].as_i64().unwrap();
+    let cache = || {
+        Spi::get_two::<i64, i64>("SELECT query_cache_hits, query_cache_misses FROM doctrove_embed.status")
+            .map(|(h, m)| (h.unwrap(), m.unwrap()))
+            .unwrap()
+    };
+    let text = format!("cached query {}", std::process::id());
+    let (hits, misses) = cache();
+    let before = requests();
+    let first = searched(&format!("doctrove_embed.search('{text}', 3)"));
+    let again = searched(&format!("doctrove_embed.search('{text}', 3, NULL)"));
+    let query = vector_for(&text, 16);
+    let expected: Vec<String> = exact_order(&query, &papers).into_iter().take(3).collect();
+    assert_eq!((first, again), (expected.clone(), expected));
+    assert_eq!(requests(), before + 1, "the second search paid again");
+    assert_eq!(cache(), (hits + 1, misses + 1));
+    // Another text, or the cache off, is a request.
+    searched(&format!("doctrove_embed.search('{text} again', 3)"));
+    set("doctrove_embed.query_cache_ttl_s", "0");
+    searched(&format!("doctrove_embed.search('{text}', 3)"));
+    assert_eq!(requests(), before + 3);
 }

@@ -75,6 +75,13 @@ fn batch_snapshot() -> TableIterator<
     ))
 }
 
+/// The query embeddings cache's figures since the server started, for the status view.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn query_cache_snapshot() -> TableIterator<'static, (name!(hits, i64), name!(misses, i64), name!(entries, i32))> {
+    let (hits, misses, entries) = crate::pg::query_cache::counts();
+    TableIterator::once((hits as i64, misses as i64, entries as i32))
+}
+
 /// The figures behind the `doctrove_embed.workers` view.
 // pgrx reads the result columns from the signature itself, so no type alias can shorten it.
 #[allow(clippy::type_complexity)]

@@ -13,6 +13,7 @@ pub mod extension_hook;
 pub mod identity;
 pub mod job_figures;
 pub mod latch;
+pub mod query_cache;
 pub mod shared_state;
 pub mod subtransaction;
 pub mod transaction;

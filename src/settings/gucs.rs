@@ -47,6 +47,8 @@ pub static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Whether the background workers embed (on/off without a restart).
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// How long a query's embedding is kept in the server-wide cache, in seconds (0: not cached).
+pub static QUERY_CACHE_TTL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 /// How many background workers start with the server; each keeps one request in flight.
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 /// Papers per worker batch.
@@ -232,6 +234,16 @@ pub fn register(preloading: bool) {
         100_000,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"doctrove_embed.query_cache_ttl_s",
+        c"How long a search's query embedding is kept in the server-wide cache (0: not cached).",
+        c"",
+        &QUERY_CACHE_TTL_S,
+        0,
+        604_800,
+        GucContext::Userset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"doctrove_embed.naptime_ms",

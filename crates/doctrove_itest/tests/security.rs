@@ -387,6 +387,7 @@ fn public_may_read_the_views_call_input_text_and_the_job_functions_and_nothing_e
         ("function doctrove_embed.job_snapshot()", "EXECUTE"),
         ("function doctrove_embed.pause_job(text)", "EXECUTE"),
         ("function doctrove_embed.pending_index_command(text)", "EXECUTE"),
+        ("function doctrove_embed.query_cache_snapshot()", "EXECUTE"),
         ("function doctrove_embed.resume_job(text)", "EXECUTE"),
         ("function doctrove_embed.revoke_job(text,text)", "EXECUTE"),
         ("function doctrove_embed.status_snapshot()", "EXECUTE"),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod input_text;
 pub mod packing;
 pub mod progress;
+pub mod query_cache;
 pub mod rate_limit;
 pub mod request;
 pub mod response;
