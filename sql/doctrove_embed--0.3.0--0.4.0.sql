@@ -371,6 +371,45 @@ SELECT pending,
 FROM doctrove_embed.status_snapshot() CROSS JOIN doctrove_embed.batch_snapshot() AS b
 CROSS JOIN doctrove_embed.query_cache_snapshot() AS q;
 
+-- Hybrid search (vector and full text ranking fused by reciprocal rank) and the GIN index its
+-- text ranking reads. Not PUBLIC's, as search() is not.
+CREATE FUNCTION doctrove_embed."hybrid_search"(
+	"query" TEXT, /* Option < & str > */
+	"k" INT DEFAULT 10, /* i32 */
+	"filter" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"vector_weight" double precision DEFAULT 1.0, /* f64 */
+	"text_weight" double precision DEFAULT 1.0, /* f64 */
+	"rrf_k" INT DEFAULT 60, /* i32 */
+	"candidates" INT DEFAULT NULL, /* Option < i32 > */
+	"job" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"paper_id" TEXT,  /* String */
+	"title" TEXT,  /* Option < String > */
+	"score" double precision,  /* f64 */
+	"vector_rank" bigint,  /* Option < i64 > */
+	"text_rank" bigint,  /* Option < i64 > */
+	"similarity" double precision  /* Option < f64 > */
+)
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'hybrid_search_wrapper';
+
+CREATE FUNCTION doctrove_embed."create_text_index"(
+	"job" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TEXT /* String */
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_text_index_wrapper';
+
+CREATE FUNCTION doctrove_embed."text_index_command"(
+	"job" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TEXT /* String */
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'text_index_command_wrapper';
+REVOKE ALL ON FUNCTION doctrove_embed.hybrid_search(text, integer, jsonb, double precision, double precision, integer, integer, text),
+    doctrove_embed.create_text_index(text), doctrove_embed.text_index_command(text) FROM PUBLIC;
+
 -- The Batch API functions with a job name.
 CREATE FUNCTION doctrove_embed."submit_batches"(
 	"max_papers" bigint, /* Option < i64 > */

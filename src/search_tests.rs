@@ -171,3 +171,54 @@ fn a_repeated_query_is_answered_from_the_cache_without_a_request() {
     searched(&format!("doctrove_embed.search('{text}', 3)"));
     assert_eq!(requests(), before + 3);
 }
+
+#[pg_test]
+fn hybrid_search_fuses_the_vector_and_the_word_rankings_by_reciprocal_rank() {
+    use_mock("search_hybrid", "dim=16/");
+    create_papers("bigint", "(16)");
+    let papers = embedded_papers(40);
+    // A name only one paper's title holds (its text was embedded as 'Paper 7').
+    Spi::run("UPDATE doctrove_papers SET doctrove_title = 'XYZZY transformers for graphs' WHERE doctrove_paper_id = 7").unwrap();
+    let name = Spi::get_one::<String>("SELECT doctrove_embed.create_text_index()").unwrap().unwrap();
+    assert_eq!(name, "public.doctrove_papers_text_idx");
+    assert!(Spi::get_one::<String>("SELECT doctrove_embed.text_index_command()")
+        .unwrap()
+        .unwrap()
+        .starts_with("CREATE INDEX CONCURRENTLY IF NOT EXISTS \"doctrove_papers_text_idx\""));
+    let text = "XYZZY transformers";
+    let vector_order = exact_order(&vector_for(text, 16), &papers);
+    let rank_of = |id: &str| vector_order.iter().position(|x| x == id).unwrap() as f64 + 1.0;
+    let rows: Vec<(String, f64, Option<i64>, Option<i64>)> = Spi::connect(|client| {
+        client
+            .select(
+                &format!("SELECT paper_id, score, vector_rank, text_rank FROM doctrove_embed.hybrid_search('{text}', 5)"),
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| (r.get(1).unwrap().unwrap(), r.get(2).unwrap().unwrap(), r.get(3).unwrap(), r.get(4).unwrap()))
+            .collect()
+    });
+    // The paper that holds the words comes first; every score is the fusion of the exact ranks.
+    assert_eq!(rows[0].0, "7");
+    assert_eq!(rows[0].3, Some(1));
+    for (id, score, vector_rank, text_rank) in &rows {
+        assert_eq!(*vector_rank, Some(rank_of(id) as i64), "{id}");
+        let expected = 1.0 / (60.0 + rank_of(id)) + text_rank.map_or(0.0, |r| 1.0 / (60.0 + r as f64));
+        assert!((score - expected).abs() < 1e-12, "{id}: {score} vs {expected}");
+    }
+    // Without the words, the vector ranking alone; without the vectors, the words alone.
+    assert_eq!(
+        searched(&format!("doctrove_embed.hybrid_search('{text}', 5, text_weight => 0)")),
+        vector_order.iter().take(5).cloned().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        searched(&format!("doctrove_embed.hybrid_search('{text}', 5, vector_weight => 0)"))[0],
+        "7"
+    );
+    // A filter applies to both rankings.
+    let filtered = searched(&format!(r#"doctrove_embed.hybrid_search('{text}', 5, '{{"doctrove_paper_id": {{"<>": 7}}}}')"#));
+    assert!(!filtered.contains(&"7".to_string()), "{filtered:?}");
+    assert_eq!(sqlstate_of("SELECT * FROM doctrove_embed.hybrid_search('x', 5, vector_weight => -1)"), "22023");
+    assert_eq!(sqlstate_of("SELECT * FROM doctrove_embed.hybrid_search('x', 1001)"), "22023");
+}

@@ -53,3 +53,22 @@ fn create_hnsw_index() -> String {
     let target = resolve().unwrap_or_else(|e| e.raise());
     similarity::create_hnsw_index(&target).unwrap_or_else(|e| e.raise())
 }
+
+/// Builds the GIN index on the title and abstract that `hybrid_search()` ranks words through
+/// (locking writes while it builds), for job `job`'s table (NULL: the settings'); returns its
+/// name.
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn create_text_index(job: default!(Option<&str>, "NULL")) -> String {
+    let target = target_to_index(job.unwrap_or(crate::table::target::SETTINGS_JOB)).unwrap_or_else(|e| e.raise());
+    crate::table::hybrid::create_text_index(&target).unwrap_or_else(|e| e.raise())
+}
+
+/// The `CREATE INDEX CONCURRENTLY` command for the same index, to run outside a transaction
+/// block (in psql: `SELECT doctrove_embed.text_index_command() \gexec`).
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn text_index_command(job: default!(Option<&str>, "NULL")) -> String {
+    target_to_index(job.unwrap_or(crate::table::target::SETTINGS_JOB))
+        .unwrap_or_else(|e| e.raise())
+        .names
+        .create_text_index(true)
+}

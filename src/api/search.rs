@@ -7,9 +7,11 @@ use pgrx::JsonB;
 
 use crate::errors::UserError;
 use crate::http::query::embed_query;
-use crate::table::jobs::{prepare, search_target, JobChoice};
+use crate::table::hybrid::{check_hybrid, hybrid_search as hybrid_rows, HybridRequest, HybridRow};
+use crate::table::jobs::{prepare, search_target, JobChoice, Prepared};
 use crate::table::search::{check, search as search_rows, SearchRequest, SearchRow};
 use crate::table::similarity::{check_k, similar_papers as nearest_to_paper};
+use crate::table::target::Target;
 
 /// The `k` papers most similar to paper `paper_id` (cosine distance), itself left out.
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
@@ -59,6 +61,30 @@ fn search_filtered(
     TableIterator::new(rows)
 }
 
+/// A search's text, its job (named, or the one chosen for the table) and that job's table.
+fn searched(query: Option<&str>, job: Option<&str>) -> Result<(String, Prepared, Target), UserError> {
+    let query = query.ok_or_else(|| {
+        UserError::new(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "the search text must not be NULL",
+        )
+    })?;
+    let prepared = match job {
+        None => search_target()?,
+        Some(name) => prepare(&JobChoice::of(Some(name)), crate::pg::identity::Acting::Caller)?,
+    };
+    let target = prepared.target()?;
+    Ok((query.to_string(), prepared, target))
+}
+
+/// The vector of `query` from the job's endpoints (or the cache). The caller has checked the
+/// search first: a search that cannot run pays for nothing.
+fn query_vector(prepared: &Prepared, target: &Target, query: &str) -> Result<Vec<f32>, UserError> {
+    let endpoints = prepared.endpoints()?;
+    let dims = target.expected_dims(&endpoints[0].config);
+    embed_query(&endpoints, query, dims)
+}
+
 fn run_search(
     query: Option<&str>,
     k: i32,
@@ -67,27 +93,59 @@ fn run_search(
     columns: Option<Vec<String>>,
     job: Option<&str>,
 ) -> Result<impl Iterator<Item = SearchRow>, UserError> {
-    let query = query.ok_or_else(|| {
-        UserError::new(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "the search text must not be NULL",
-        )
-    })?;
-    let searched = match job {
-        None => search_target()?,
-        Some(name) => prepare(&JobChoice::of(Some(name)), crate::pg::identity::Acting::Caller)?,
-    };
-    let target = searched.target()?;
+    let (query, prepared, target) = searched(query, job)?;
     let request = SearchRequest {
         k,
         min_similarity,
         filter: filter.map(|f| f.0),
         columns: columns.unwrap_or_default(),
     };
-    // Checked before the query is embedded: a search that cannot run pays for nothing.
     let shape = check(&target, &request)?;
-    let endpoints = searched.endpoints()?;
-    let dims = target.expected_dims(&endpoints[0].config);
-    let vector = embed_query(&endpoints, query, dims)?;
+    let vector = query_vector(&prepared, &target, &query)?;
     search_rows(&target, &vector, &request, shape)
+}
+
+/// The `k` papers (up to 1,000) that rank best in both the vector ranking of `query` and the full
+/// text ranking of its words over the papers' titles and abstracts, fused by reciprocal rank
+/// (`vector_weight / (rrf_k + vector rank) + text_weight / (rrf_k + text rank)`), each ranking
+/// cut to `candidates` (default 4k, at least 100), both filtered by `filter`, in job `job`'s
+/// column (NULL: the one chosen for the table).
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+#[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
+fn hybrid_search(
+    query: Option<&str>,
+    k: default!(i32, 10),
+    filter: default!(Option<JsonB>, "NULL"),
+    vector_weight: default!(f64, 1.0),
+    text_weight: default!(f64, 1.0),
+    rrf_k: default!(i32, 60),
+    candidates: default!(Option<i32>, "NULL"),
+    job: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(paper_id, String),
+        name!(title, Option<String>),
+        name!(score, f64),
+        name!(vector_rank, Option<i64>),
+        name!(text_rank, Option<i64>),
+        name!(similarity, Option<f64>),
+    ),
+> {
+    let request = HybridRequest {
+        k,
+        filter: filter.map(|f| f.0),
+        vector_weight,
+        text_weight,
+        rrf_k,
+        candidates,
+    };
+    TableIterator::new(run_hybrid(query, &request, job).unwrap_or_else(|e| e.raise()))
+}
+
+fn run_hybrid(query: Option<&str>, request: &HybridRequest, job: Option<&str>) -> Result<Vec<HybridRow>, UserError> {
+    let (query, prepared, target) = searched(query, job)?;
+    let conditions = check_hybrid(&target, request)?;
+    let vector = query_vector(&prepared, &target, &query)?;
+    hybrid_rows(&target, &query, &vector, request, &conditions)
 }

@@ -5,6 +5,7 @@
 
 pub mod claims;
 pub mod failures;
+pub mod hybrid;
 pub mod job_store;
 pub mod jobs;
 pub mod pending;

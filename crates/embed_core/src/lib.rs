@@ -10,6 +10,7 @@ pub mod bounds;
 pub mod client;
 pub mod endpoints;
 pub mod error;
+pub mod hybrid_sql;
 pub mod input_text;
 pub mod packing;
 pub mod progress;

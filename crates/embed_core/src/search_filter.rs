@@ -151,6 +151,22 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// Each condition with the number of its parameter, counting from `first` (a condition that
+/// binds no value takes none).
+pub fn numbered(conditions: &[Condition], first: usize) -> Vec<(&Condition, usize)> {
+    let mut next = first;
+    conditions
+        .iter()
+        .map(|condition| {
+            let number = next;
+            if condition.parameter().is_some() {
+                next += 1;
+            }
+            (condition, number)
+        })
+        .collect()
+}
+
 impl Condition {
     /// The JSON value bound for this condition: `{"column": value}` (for `in`, the array).
     pub fn parameter(&self) -> Option<Value> {

@@ -31,17 +31,7 @@ impl SearchShape {
 
     /// The filter conditions with the parameter number of each that binds a value.
     pub fn numbered_conditions(&self) -> Vec<(&Condition, usize)> {
-        let mut next = self.first_filter_param();
-        self.conditions
-            .iter()
-            .map(|condition| {
-                let number = next;
-                if condition.parameter().is_some() {
-                    next += 1;
-                }
-                (condition, number)
-            })
-            .collect()
+        crate::search_filter::numbered(&self.conditions, self.first_filter_param())
     }
 
     /// `WHERE` of the papers a search considers (shared by the search and its row estimate).

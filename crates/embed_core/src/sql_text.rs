@@ -339,7 +339,7 @@ impl PapersTable {
     }
 
     /// The table's name with `suffix`, the name cut so the whole fits PostgreSQL's 63 bytes.
-    fn index_name(&self, suffix: &str) -> String {
+    pub(crate) fn index_name(&self, suffix: &str) -> String {
         let mut stem = self.relname.as_str();
         while stem.len() + suffix.len() > 63 {
             stem = &stem[..stem.char_indices().last().map_or(0, |(i, _)| i)];
@@ -465,6 +465,8 @@ pub(crate) mod tests {
             t.similar_papers(),
             search.search_sql(&t),
             search.estimate_sql(&t),
+            t.hybrid_search(&search.conditions),
+            t.create_text_index(false),
             t.has_embedding(),
         ] {
             // An UPDATE's `SET column = value` list assigns; it names no operator.
