@@ -20,13 +20,18 @@ unsafe fn set_signal_handler(signal: std::ffi::c_int, handler: unsafe extern "C-
     pg_sys::pqsignal_be(signal, Some(handler));
 }
 
-/// The standard handlers of a background worker, then signals unblocked.
+/// The standard handlers of a background worker, then signals unblocked, then the
+/// configuration read again: a reload the postmaster signalled between starting this process
+/// and its handler being installed was ignored (PostgreSQL ignores SIGHUP there), and this
+/// process began with the postmaster's settings of before it.
 pub fn install() {
-    // SAFETY: PostgreSQL's own handlers, installed before the process does anything else.
+    // SAFETY: PostgreSQL's own handlers, installed before the process does anything else; then
+    // the configuration file read as a SIGHUP would.
     unsafe {
         set_signal_handler(libc::SIGHUP, signal_handler_for_config_reload);
         set_signal_handler(libc::SIGTERM, die);
         pg_sys::BackgroundWorkerUnblockSignals();
+        pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
     }
 }
 

@@ -3,6 +3,8 @@
 //! own vocabulary, so a similarity query about one field finds papers of that field. The
 //! records are made up; no third-party text is shipped.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 
 /// One field: its arXiv category and the phrases its papers are written from.
@@ -216,6 +218,26 @@ const FIELDS: &[Field] = &[
     },
 ];
 
+/// Endings a title may take (most take none), so few titles are drawn twice.
+const QUALIFIERS: &[&str] = &[
+    "",
+    "",
+    "",
+    "",
+    ", revisited",
+    " in a large sample",
+    " at high resolution",
+    " over two decades of data",
+    ": a systematic comparison",
+    " across scales",
+    ": new constraints",
+    " beyond the standard picture",
+    ": open questions",
+    " with open data",
+    ": a first look",
+    " in a controlled setting",
+];
+
 /// Small deterministic generator (xorshift64*), so a sample is the same for the same seed.
 struct Rng(u64);
 
@@ -238,9 +260,11 @@ pub fn sample_categories() -> Vec<&'static str> {
 }
 
 /// `count` records, one JSON line each, in the snapshot's format (`id`, `title`, `abstract`,
-/// `categories`, `authors`, `update_date`), fields taking turns.
+/// `categories`, `authors`, `update_date`), fields taking turns. No two share a title: a title
+/// drawn again gets a part number, as a series of papers has ("..., part 2").
 pub fn sample_lines(count: usize, seed: u64) -> impl Iterator<Item = String> {
     let mut rng = Rng(seed.max(1));
+    let mut titles: HashMap<String, u32> = HashMap::new();
     (0..count).map(move |i| {
         let field = &FIELDS[i % FIELDS.len()];
         let subject = rng.pick(field.subjects);
@@ -251,11 +275,18 @@ pub fn sample_lines(count: usize, seed: u64) -> impl Iterator<Item = String> {
             }
         };
         let (method, finding) = (rng.pick(field.methods), rng.pick(field.findings));
-        let title = match rng.next() % 3 {
+        let title = match rng.next() % 6 {
             0 => format!("On {subject}: evidence from {method}"),
             1 => format!("{} and {other}", capitalise(subject)),
-            _ => format!("A study of {subject} with {method}"),
+            2 => format!("A study of {subject} with {method}"),
+            3 => format!("{} seen through {method}", capitalise(subject)),
+            4 => format!("What {method} reveals about {subject} and {other}"),
+            _ => format!("{}: why {finding}", capitalise(subject)),
         };
+        let title = format!("{title}{}", rng.pick(QUALIFIERS));
+        let drawn = titles.entry(title.clone()).or_insert(0);
+        *drawn += 1;
+        let title = if *drawn == 1 { title } else { format!("{title}, part {drawn}") };
         let summary = format!(
             "We investigate {subject} using {method}. We find that {finding}. \
              These results also constrain {other}, and we discuss open questions about {subject}."
@@ -306,6 +337,18 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 800);
+    }
+
+    #[test]
+    fn no_two_papers_share_a_title() {
+        let papers: Vec<_> = sample_lines(5000, 7).map(|l| parse_line(&l).unwrap()).collect();
+        let mut titles: Vec<_> = papers.iter().map(|p| p.title.clone()).collect();
+        let parts = titles.iter().filter(|t| t.as_deref().is_some_and(|t| t.contains(", part "))).count();
+        titles.sort();
+        titles.dedup();
+        assert_eq!(titles.len(), 5000);
+        // Most titles are drawn once: the part numbers are the exception.
+        assert!(parts < 750, "{parts} of 5000 titles carry a part number");
     }
 
     #[test]
