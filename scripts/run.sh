@@ -182,29 +182,34 @@ log "all papers embedded in $(( $(date +%s) - started ))s"
 log "building the HNSW index"
 sql -At -c "SELECT doctrove_embed.create_hnsw_index()"
 
+sql -At -c "SELECT doctrove_embed.create_text_index()" >/dev/null
+
+# Three queries, each showing one thing search does: a similarity threshold, a filter on the
+# table's columns (each value bound in the column's type), and hybrid search (the vector ranking
+# fused with the full text ranking of the query's words).
 queries=(
-    "astro-ph.GA|How does dark matter shape the rotation of spiral galaxies?"
-    "q-bio.BM|protein structure and folding of enzymes"
-    "cs.LG|training deep neural networks to classify images"
+    "astro-ph.GA|(similarity at least 0.25)|doctrove_embed.search(:'query', 5, 0.25) WITH ORDINALITY AS s(paper_id, title, distance, similarity, data, rank)|How does dark matter shape the rotation of spiral galaxies?"
+    "q-bio.BM|(published from March 2024)|doctrove_embed.search(:'query', 5, NULL, '{\"doctrove_primary_date\": {\">=\": \"2024-03-01\"}}') WITH ORDINALITY AS s(paper_id, title, distance, similarity, data, rank)|protein structure and folding of enzymes"
+    "cs.LG|(hybrid: vectors and words)|doctrove_embed.hybrid_search(:'query', 5) WITH ORDINALITY AS s(paper_id, title, score, vector_rank, text_rank, similarity, rank)|training deep neural networks to classify images"
 )
 for entry in "${queries[@]}"; do
-    category="${entry%%|*}" query="${entry#*|}"
-    printf '\nThe 5 papers most similar to "%s":\n' "$query"
-    sql_with_key -v query="$query" -v category="$category" -v with_topics="$([[ -z "$DATA" ]] && echo true || echo false)" <<'SQL'
-\pset footer off
+    IFS='|' read -r category how from query <<<"$entry"
+    printf '\nThe 5 papers most similar to "%s" %s:\n' "$query" "$how"
+    sql_with_key -v query="$query" -v category="$category" -v with_topics="$([[ -z "$DATA" ]] && echo true || echo false)" <<SQL
+\\pset footer off
 CREATE TEMP TABLE nearest AS
-SELECT row_number() OVER (ORDER BY s.distance) AS rank,
-       round((1 - s.distance)::numeric, 3) AS similarity,
+SELECT s.rank,
+       round(s.similarity::numeric, 3) AS similarity,
        p.doctrove_categories[1] AS category,
        left(s.title, 90) AS title
-FROM doctrove_embed.search(:'query', 5) AS s
+FROM $from
 JOIN doctrove_papers AS p ON p.doctrove_paper_id::text = s.paper_id;
 SELECT * FROM nearest ORDER BY rank;
-\if :with_topics
-\pset tuples_only on
-\pset format unaligned
+\\if :with_topics
+\\pset tuples_only on
+\\pset format unaligned
 SELECT format('    on topic: %s/5 in %s', count(*) FILTER (WHERE category = :'category'), :'category') FROM nearest;
-\endif
+\\endif
 SQL
 done
 
