@@ -3,6 +3,7 @@
 //! same file twice changes nothing; a paper whose text changed is updated, and a watched table
 //! then embeds it again).
 
+pub mod progress;
 pub mod record;
 pub mod sample;
 
@@ -85,10 +86,22 @@ fn write_batch(client: &mut Client, table: &str, batch: &mut Vec<Paper>, counts:
 
 /// Loads every line of `input` into `table`, `BATCH` rows a statement.
 pub fn import(client: &mut Client, table: &str, input: impl BufRead) -> Result<Counts, Box<dyn std::error::Error>> {
+    import_with_progress(client, table, input, &mut |_, _| {})
+}
+
+/// [`import`], calling `progress` with the counts and the bytes read after each statement.
+pub fn import_with_progress(
+    client: &mut Client,
+    table: &str,
+    input: impl BufRead,
+    progress: &mut dyn FnMut(&Counts, u64),
+) -> Result<Counts, Box<dyn std::error::Error>> {
     let mut counts = Counts::default();
     let mut batch = Vec::with_capacity(BATCH);
+    let mut bytes = 0u64;
     for line in input.lines() {
         let line = line?;
+        bytes += line.len() as u64 + 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -99,8 +112,10 @@ pub fn import(client: &mut Client, table: &str, input: impl BufRead) -> Result<C
         }
         if batch.len() == BATCH {
             write_batch(client, table, &mut batch, &mut counts)?;
+            progress(&counts, bytes);
         }
     }
     write_batch(client, table, &mut batch, &mut counts)?;
+    progress(&counts, bytes);
     Ok(counts)
 }

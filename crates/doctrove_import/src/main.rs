@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::BufReader;
 
 use clap::Parser;
+use doctrove_import::progress::Progress;
 
 /// Loads an arXiv metadata snapshot (JSON lines) into a papers table, idempotently.
 #[derive(Parser)]
@@ -57,7 +58,14 @@ fn main() {
             .unwrap_or_else(|e| fail(&format!("cannot create {}", args.table), &describe(&e)));
     }
     let input = File::open(&args.file).unwrap_or_else(|e| fail(&format!("cannot open {}", args.file), &e.to_string()));
-    match doctrove_import::import(&mut client, &args.table, BufReader::new(input)) {
+    let size = input.metadata().ok().map(|m| m.len()).filter(|len| *len > 0);
+    let mut progress = Progress::new(size);
+    let imported =
+        doctrove_import::import_with_progress(&mut client, &args.table, BufReader::new(input), &mut |counts, bytes| {
+            progress.update(counts, bytes)
+        });
+    progress.finish();
+    match imported {
         Ok(c) => println!(
             "{} lines: {} papers written, {} unchanged, {} lines skipped",
             c.lines, c.written, c.unchanged, c.skipped

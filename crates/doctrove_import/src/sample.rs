@@ -286,7 +286,11 @@ pub fn sample_lines(count: usize, seed: u64) -> impl Iterator<Item = String> {
         let title = format!("{title}{}", rng.pick(QUALIFIERS));
         let drawn = titles.entry(title.clone()).or_insert(0);
         *drawn += 1;
-        let title = if *drawn == 1 { title } else { format!("{title}, part {drawn}") };
+        let title = if *drawn == 1 {
+            title
+        } else {
+            format!("{title}, part {drawn}")
+        };
         let summary = format!(
             "We investigate {subject} using {method}. We find that {finding}. \
              These results also constrain {other}, and we discuss open questions about {subject}."
@@ -343,7 +347,10 @@ mod tests {
     fn no_two_papers_share_a_title() {
         let papers: Vec<_> = sample_lines(5000, 7).map(|l| parse_line(&l).unwrap()).collect();
         let mut titles: Vec<_> = papers.iter().map(|p| p.title.clone()).collect();
-        let parts = titles.iter().filter(|t| t.as_deref().is_some_and(|t| t.contains(", part "))).count();
+        let parts = titles
+            .iter()
+            .filter(|t| t.as_deref().is_some_and(|t| t.contains(", part ")))
+            .count();
         titles.sort();
         titles.dedup();
         assert_eq!(titles.len(), 5000);
