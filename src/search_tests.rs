@@ -222,3 +222,23 @@ fn hybrid_search_fuses_the_vector_and_the_word_rankings_by_reciprocal_rank() {
     assert_eq!(sqlstate_of("SELECT * FROM doctrove_embed.hybrid_search('x', 5, vector_weight => -1)"), "22023");
     assert_eq!(sqlstate_of("SELECT * FROM doctrove_embed.hybrid_search('x', 1001)"), "22023");
 }
+
+#[pg_test]
+fn the_query_takes_the_stored_texts_form_before_it_is_embedded() {
+    use_mock("search_format", "dim=16/");
+    create_papers("bigint", "(16)");
+    let papers = embedded_papers(20);
+    set("doctrove_embed.query_format", "Title: {query}");
+    let expected: Vec<String> = exact_order(&vector_for("Title: graph neural networks", 16), &papers)
+        .into_iter()
+        .take(5)
+        .collect();
+    assert_eq!(searched("doctrove_embed.search('graph neural networks', 5)"), expected);
+    // The hybrid search embeds the formatted text too (and matches the words as given).
+    assert_eq!(
+        searched("doctrove_embed.hybrid_search('graph neural networks', 5, text_weight => 0)"),
+        expected
+    );
+    set("doctrove_embed.query_format", "Title: {title}");
+    assert_eq!(sqlstate_of("SELECT * FROM doctrove_embed.search('x', 5)"), "22023");
+}

@@ -61,6 +61,18 @@ fn search_filtered(
     TableIterator::new(rows)
 }
 
+/// A search's text in the form it is embedded (`doctrove_embed.query_format`).
+fn formatted(query: &str) -> Result<String, UserError> {
+    let format = crate::settings::gucs::text(&crate::settings::gucs::QUERY_FORMAT);
+    embed_core::text_format::query_text(&format, query).map_err(|e| {
+        UserError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("invalid doctrove_embed.query_format: {e}"),
+        )
+        .hint("Set it to a text naming {query}, such as 'Title: {query}' or 'query: {query}'.")
+    })
+}
+
 /// A search's text, its job (named, or the one chosen for the table) and that job's table.
 fn searched(query: Option<&str>, job: Option<&str>) -> Result<(String, Prepared, Target), UserError> {
     let query = query.ok_or_else(|| {
@@ -101,7 +113,7 @@ fn run_search(
         columns: columns.unwrap_or_default(),
     };
     let shape = check(&target, &request)?;
-    let vector = query_vector(&prepared, &target, &query)?;
+    let vector = query_vector(&prepared, &target, &formatted(&query)?)?;
     search_rows(&target, &vector, &request, shape)
 }
 
@@ -146,6 +158,7 @@ fn hybrid_search(
 fn run_hybrid(query: Option<&str>, request: &HybridRequest, job: Option<&str>) -> Result<Vec<HybridRow>, UserError> {
     let (query, prepared, target) = searched(query, job)?;
     let conditions = check_hybrid(&target, request)?;
-    let vector = query_vector(&prepared, &target, &query)?;
+    // The vector of the formatted text; the words of the text as given.
+    let vector = query_vector(&prepared, &target, &formatted(&query)?)?;
     hybrid_rows(&target, &query, &vector, request, &conditions)
 }

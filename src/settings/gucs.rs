@@ -47,6 +47,9 @@ pub static REQUEST_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 /// Whether the background workers embed (on/off without a restart).
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// How a search text is put before it is embedded (`{query}` stands for it), so it takes the
+/// stored texts' form.
+pub static QUERY_FORMAT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"{query}"));
 /// How long a query's embedding is kept in the server-wide cache, in seconds (0: not cached).
 pub static QUERY_CACHE_TTL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 /// How many background workers start with the server; each keeps one request in flight.
@@ -234,6 +237,12 @@ pub fn register(preloading: bool) {
         100_000,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    define_text(
+        c"doctrove_embed.query_format",
+        c"How a search text is put before it is embedded ({query} stands for it), such as 'Title: {query}'.",
+        &QUERY_FORMAT,
+        GucContext::Userset,
     );
     GucRegistry::define_int_guc(
         c"doctrove_embed.query_cache_ttl_s",

@@ -151,6 +151,51 @@ impl TextFormat {
     }
 }
 
+/// A search text in the form of the stored texts: `format` with `{query}` standing for the text
+/// (`{{` and `}}` for the braces themselves), such as `Title: {query}` or a model's `query: {query}`.
+/// A format must name `{query}`, and no other field.
+pub fn query_text(format: &str, query: &str) -> Result<String, FormatError> {
+    if format.chars().count() > MAX_FORMAT_CHARS {
+        return Err(FormatError(format!(
+            "a query format has at most {MAX_FORMAT_CHARS} characters"
+        )));
+    }
+    let mut out = String::with_capacity(format.len() + query.len());
+    let mut named = false;
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' | '}' if chars.peek() == Some(&c) => {
+                chars.next();
+                out.push(c);
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => return Err(FormatError("a '{' is not closed (write '{{' for the character)".into())),
+                    }
+                }
+                if name != "query" {
+                    return Err(FormatError(format!(
+                        "unknown field {{{name}}}: a query format names {{query}}"
+                    )));
+                }
+                named = true;
+                push_bounded(&mut out, query);
+            }
+            '}' => return Err(FormatError("a '}' closes nothing (write '}}' for the character)".into())),
+            c => out.push(c),
+        }
+    }
+    if !named {
+        return Err(FormatError("a query format names {query}".into()));
+    }
+    Ok(out)
+}
+
 /// Appends `text` to `out` up to [`MAX_TEXT_BYTES`] in all (cut at a character boundary).
 fn push_bounded(out: &mut String, text: &str) {
     let room = MAX_TEXT_BYTES.saturating_sub(out.len());
@@ -220,6 +265,22 @@ mod tests {
             assert!(error.0.contains(says), "{format:?}: {error}");
         }
         assert!(TextFormat::parse(&"{title}".repeat(200)).is_err());
+    }
+
+    #[test]
+    fn a_query_takes_the_stored_texts_form() {
+        assert_eq!(
+            query_text("Title: {query}", "graph networks").unwrap(),
+            "Title: graph networks"
+        );
+        assert_eq!(query_text("{query}", "x").unwrap(), "x");
+        assert_eq!(query_text("{{q}}: {query}", "x").unwrap(), "{q}: x");
+        assert!(query_text("Title: {title}", "x")
+            .unwrap_err()
+            .0
+            .contains("unknown field {title}"));
+        assert!(query_text("no field", "x").unwrap_err().0.contains("names {query}"));
+        assert!(query_text("{query", "x").is_err());
     }
 
     #[test]
