@@ -349,3 +349,28 @@ fn watching_a_job_re_embeds_its_column_alone_when_a_text_changes() {
         Some(0)
     );
 }
+
+#[pg_test]
+fn the_settings_are_the_job_default_in_the_jobs_view_for_the_roles_that_may_run_it() {
+    use_mock("job_default_view", "dim=8/");
+    create_two_column_papers();
+    assert_eq!(embed(250), (3, 0));
+    let row = Spi::get_three::<String, String, String>(
+        "SELECT table_name, embedding_column, model FROM doctrove_embed.jobs WHERE name = 'default'",
+    )
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            Some("public.doctrove_papers".to_string()),
+            Some("doctrove_embedding".to_string()),
+            Some("text-embedding-3-small".to_string())
+        )
+    );
+    // A role that may not run embed_pending(integer) does not see it.
+    Spi::run("CREATE ROLE job_view_stranger; GRANT USAGE ON SCHEMA doctrove_embed TO job_view_stranger").unwrap();
+    Spi::run("SET LOCAL ROLE job_view_stranger").unwrap();
+    let seen = Spi::get_one::<i64>("SELECT count(*) FROM doctrove_embed.jobs WHERE name = 'default'").unwrap();
+    Spi::run("RESET ROLE").unwrap();
+    assert_eq!(seen, Some(0));
+}

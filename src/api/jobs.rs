@@ -229,7 +229,14 @@ fn job_snapshot() -> TableIterator<
         name!(endpoints, Option<String>),
     ),
 > {
-    let rows = jobs::visible_jobs().unwrap_or_else(|e| e.raise());
+    // The job default first, for the roles that may run it (its table as the settings name it).
+    let settings = crate::api::job_choice::choose(Some(SETTINGS_JOB), "embed_pending(integer)")
+        .ok()
+        .and_then(|_| jobs::settings_job().ok().flatten());
+    let rows: Vec<_> = settings
+        .into_iter()
+        .chain(jobs::visible_jobs().unwrap_or_else(|e| e.raise()))
+        .collect();
     let price = crate::settings::gucs::PRICE_PER_MILLION_TOKENS.get() / 1_000_000.0;
     TableIterator::new(rows.into_iter().map(move |(job, table, failed)| {
         let figures = crate::pg::job_figures::of(crate::pg::job_figures::JobKey::here(&job.spec.job));

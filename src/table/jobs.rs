@@ -343,6 +343,28 @@ pub fn search_target() -> Result<Prepared, UserError> {
     })
 }
 
+/// The job `default` as the settings describe it now, with its table's name and its papers
+/// recorded in `doctrove_embed.failures`; `None` when the settings name no usable table, or a
+/// recorded job took the name (see `JobChoice`).
+pub fn settings_job() -> Result<Option<(JobDefinition, String, i64)>, UserError> {
+    let Ok(target) = resolve() else { return Ok(None) };
+    let failed = as_extension(|| Spi::get_one::<i64>("SELECT count(*) FROM doctrove_embed.failures WHERE job = 'default'"))
+        .map_err(internal("read doctrove_embed.failures"))?
+        .unwrap_or(0);
+    let job = JobDefinition {
+        spec: TargetSpec::from_settings(),
+        relid: target.relid,
+        model: gucs::text(&gucs::MODEL),
+        batch_size: gucs::BATCH_SIZE.get(),
+        weight: 1,
+        use_batch_api: gucs::BATCH_API.get(),
+        enabled: gucs::ENABLED.get(),
+        owner_unchanged: true,
+        endpoints: vec![DEFAULT_ENDPOINT.to_string()],
+    };
+    Ok(Some((job, target.names.table.clone(), failed)))
+}
+
 /// The jobs the current user may run, each with its table's name and its papers recorded in
 /// `doctrove_embed.failures`.
 pub fn visible_jobs() -> Result<Vec<(JobDefinition, String, i64)>, UserError> {
