@@ -49,6 +49,16 @@ pub struct CollectedAll {
     pub totals: Collected,
 }
 
+impl CollectedAll {
+    /// Adds what another collection (another job's) did.
+    pub fn add(&mut self, other: &CollectedAll) {
+        self.adopted += other.adopted;
+        self.batches += other.batches;
+        self.still_open += other.still_open;
+        self.totals.add(other.totals);
+    }
+}
+
 /// Failed collections of one batch (an output file gone, the API no longer knowing it, its
 /// files unreadable) after which it is closed and its papers released: they were paid for, but
 /// nothing can be collected, and holding them would keep them from the live path for good.
@@ -434,9 +444,7 @@ pub fn collect_finished(target: &Target, config: &ApiConfig, acting: Acting) -> 
             }
         };
         all.batches += 1;
-        all.totals.written += collected.written;
-        all.totals.failed += collected.failed;
-        all.totals.released += collected.released;
+        all.totals.add(collected);
         at_commit::record_batch(collected_figures(target, collected, tokens));
     }
     Ok(all)

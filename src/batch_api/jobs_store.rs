@@ -248,6 +248,15 @@ pub struct Collected {
     pub released: i64,
 }
 
+impl Collected {
+    /// Adds what another collection did.
+    pub fn add(&mut self, other: Collected) {
+        self.written += other.written;
+        self.failed += other.failed;
+        self.released += other.released;
+    }
+}
+
 /// Releases the papers the batch still claims and marks it collected with what it did; returns
 /// the papers released.
 pub fn close(batch_id: &str, collected: Collected, error: Option<String>) -> Result<i64, UserError> {

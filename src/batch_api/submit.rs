@@ -40,6 +40,15 @@ pub struct Submitted {
     pub collected: i32,
 }
 
+impl Submitted {
+    /// Adds the batches, papers and tokens of another submission.
+    pub fn add_batches(&mut self, other: &Submitted) {
+        self.batches += other.batches;
+        self.papers += other.papers;
+        self.tokens += other.tokens;
+    }
+}
+
 /// The input file of one batch: lines for as many of `papers` as fit in the file, in the batch
 /// and under the enqueued-token limit. Returns the file, the ids and text hashes taken, the
 /// tokens, and whether a paper was left out for lack of room.

@@ -1,8 +1,7 @@
-//! The launcher's table of databases in shared memory: for each database it serves, whether the
-//! extension is installed there, how many workers it should have, whether a commit there asked
-//! for a worker, and whether its Batch API batches have been looked at since its first worker
-//! started. The workers read their database's entry to know whether to leave and which of them
-//! does the Batch API duty.
+//! The launcher's table of databases in shared memory, as the workers and sessions see it:
+//! whether the extension is installed in a database, how many workers it should have, whether a
+//! commit there asked for a worker. The workers read their database's entry to know whether to
+//! leave, and which of them is the first (it does the Batch API duty).
 
 use crate::pg::clock::unix_now_ms;
 use crate::pg::database_entry::{entry_mut, Presence};
@@ -26,7 +25,7 @@ pub fn set_presence_here(present: bool) {
 /// Whether worker `index` is the first of this database's workers, which does the Batch API
 /// duty.
 pub fn leads_here(index: usize) -> bool {
-    here(|s, database| s.workers.iter().position(|w| w.pid != 0 && w.database == database) == Some(index)).unwrap_or(false)
+    here(|s, database| shared_state::workers_of(s, database).next() == Some(index)).unwrap_or(false)
 }
 
 /// Whether worker `index` should leave its database: the database holds more workers than the
@@ -38,9 +37,7 @@ pub fn should_leave(index: usize) -> bool {
             .iter()
             .find(|e| e.oid == database)
             .map_or(0, |e| e.target as usize);
-        let mine: Vec<usize> = (0..s.workers.len())
-            .filter(|&i| s.workers[i].pid != 0 && s.workers[i].database == database)
-            .collect();
+        let mine: Vec<usize> = shared_state::workers_of(s, database).collect();
         mine.len() > target && mine.last() == Some(&index)
     })
     .unwrap_or(false)

@@ -196,6 +196,12 @@ pub fn update<R>(f: impl FnOnce(&mut Shared) -> R) -> Option<R> {
     available().then(|| f(&mut SHARED.exclusive()))
 }
 
+/// The slots of the workers running in `database`, lowest first (the first does the Batch API
+/// duty; the last leaves first).
+pub fn workers_of(s: &Shared, database: u32) -> impl Iterator<Item = usize> + '_ {
+    (0..s.workers.len()).filter(move |&i| s.workers[i].pid != 0 && s.workers[i].database == database)
+}
+
 /// Claims slot `index` for the calling worker process, which the launcher started for this
 /// database; false when the slot was given to another database meanwhile (a launcher that
 /// restarted), and the worker should leave.
@@ -207,7 +213,7 @@ pub fn register_worker(index: usize) -> bool {
         if s.workers[index].database != database || s.workers[index].pid != 0 {
             return false;
         }
-        let first_here = !s.workers.iter().any(|w| w.pid != 0 && w.database == database);
+        let first_here = workers_of(s, database).next().is_none();
         let slot = &mut s.workers[index];
         *slot = WorkerSlot {
             pid,
@@ -230,7 +236,7 @@ pub fn register_worker(index: usize) -> bool {
 }
 
 /// Longest wait before a database whose workers keep failing gets another.
-const MAX_RESTART_DELAY_MS: i64 = 300_000;
+const MAX_RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Frees slot `index` when its worker exits. An exit that was not a clean leave (a FATAL
 /// error, a terminated worker) delays the database's next worker: 2 s, doubling up to 5
@@ -239,7 +245,7 @@ pub fn unregister_worker(index: usize) {
     update(|s| {
         let database = s.workers[index].database;
         let clean = s.workers[index].leaving_cleanly;
-        let was_first = s.workers.iter().position(|w| w.pid != 0 && w.database == database) == Some(index);
+        let was_first = workers_of(s, database).next() == Some(index);
         if was_first && database != 0 {
             // The next worker in line takes the Batch API duty: it looks again first (this one
             // may have died between creating a batch and recording it).
@@ -259,8 +265,8 @@ pub fn unregister_worker(index: usize) {
                 entry.failures = 0;
             } else {
                 entry.failures = entry.failures.saturating_add(1);
-                let delay = 1000_i64.saturating_mul(1 << entry.failures.min(9)).min(MAX_RESTART_DELAY_MS);
-                entry.retry_at_ms = now + delay;
+                let delay = embed_core::retry::pause_after_failures(entry.failures, MAX_RESTART_DELAY);
+                entry.retry_at_ms = now + delay.as_millis() as i64;
             }
         });
         wake_launcher(s);

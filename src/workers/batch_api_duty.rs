@@ -87,15 +87,8 @@ impl BatchApiDuty {
             let result = run_job(&job);
             match result {
                 Ok((collected, submitted)) => {
-                    polled.collected.adopted += collected.adopted;
-                    polled.collected.batches += collected.batches;
-                    polled.collected.still_open += collected.still_open;
-                    polled.collected.totals.written += collected.totals.written;
-                    polled.collected.totals.failed += collected.totals.failed;
-                    polled.collected.totals.released += collected.totals.released;
-                    polled.submitted.batches += submitted.batches;
-                    polled.submitted.papers += submitted.papers;
-                    polled.submitted.tokens += submitted.tokens;
+                    polled.collected.add(&collected);
+                    polled.submitted.add_batches(&submitted);
                 }
                 Err(error) => polled.errors.push((job.name().to_string(), error)),
             }
@@ -147,9 +140,7 @@ fn run_job(job: &JobChoice) -> Result<(CollectedAll, Submitted), UserError> {
         if one.batches == 0 {
             break;
         }
-        submitted.batches += one.batches;
-        submitted.papers += one.papers;
-        submitted.tokens += one.tokens;
+        submitted.add_batches(&one);
     }
     Ok((collected, submitted))
 }

@@ -108,7 +108,7 @@ impl JobTurns {
     /// the rest and the number of failures in a row.
     pub fn failed(&mut self, name: &str, now: Instant) -> (Duration, u32) {
         let count = self.failures.get(name).map_or(0, |(count, _)| *count) + 1;
-        let rest = (Duration::from_secs(1) * 2u32.saturating_pow(count.min(9))).min(MAX_FAILURE_REST);
+        let rest = embed_core::retry::pause_after_failures(count, MAX_FAILURE_REST);
         self.failures.insert(name.to_string(), (count, now + rest));
         self.scheduler.rest(name, now + rest);
         (rest, count)

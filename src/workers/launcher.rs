@@ -72,7 +72,6 @@ impl Drop for Started {
 #[derive(Default)]
 struct Launcher {
     started: HashMap<usize, Started>,
-    databases: Vec<Database>,
     scanned: Option<Instant>,
     /// Per database: whether it held a worker at the last plan, and since when that was so.
     since: HashMap<u32, (bool, Instant)>,
@@ -127,7 +126,6 @@ impl Launcher {
             }
         });
         self.since.retain(|oid, _| databases.iter().any(|d| d.oid == *oid));
-        self.databases = databases;
         self.scanned = Some(Instant::now());
     }
 
@@ -190,7 +188,7 @@ impl Launcher {
                     to_start.push((entry.oid, target - demand.holding));
                 } else if target < demand.holding {
                     // Its last worker by slot leaves after its batch: wake it if it sleeps.
-                    if let Some(last) = (0..s.workers.len()).rev().find(|&i| s.workers[i].database == entry.oid) {
+                    if let Some(last) = shared_state::workers_of(s, entry.oid).last() {
                         to_wake.push(last);
                     }
                 }
@@ -222,6 +220,10 @@ impl Launcher {
             .iter()
             .filter(|w| w.database == entry.oid);
         let holding = mine.clone().count();
+        if holding == 0 && entry.retry_at_ms > now_ms {
+            // Its workers keep failing: none until the delay is over.
+            return DatabaseDemand::default();
+        }
         // A worker not registered yet, or not yet through its first batch, counts as busy.
         let busy_weight = if holding > 0 {
             mine.map(|w| if w.pid == 0 { 1 } else { u64::from(w.busy_weight) })
@@ -231,10 +233,6 @@ impl Launcher {
             let visit_due = entry.presence == Presence::Present && now_ms - entry.last_served_ms >= naptime_ms;
             u64::from(entry.presence == Presence::Unknown || entry.wanted || visit_due)
         };
-        if holding == 0 && entry.retry_at_ms > now_ms {
-            // Its workers keep failing: none until the delay is over.
-            return DatabaseDemand::default();
-        }
         let holds = holding > 0;
         let since = self.since.entry(entry.oid).or_insert((holds, now));
         if since.0 != holds {

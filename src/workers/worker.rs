@@ -225,8 +225,7 @@ impl WorkerLoop {
         }
         // 2 s, 4 s, 8 s, ... up to 5 minutes, whatever the naptime: a worker that met an error
         // is not woken by new papers (the error would likely repeat), so it looks again itself.
-        let backoff = Duration::from_secs(1) * 2u32.saturating_pow(self.failures_in_a_row.min(9));
-        backoff.min(MAX_PAUSE)
+        embed_core::retry::pause_after_failures(self.failures_in_a_row, MAX_PAUSE)
     }
 
     fn pause_after(&mut self, error: UserError) -> Duration {
@@ -441,13 +440,9 @@ unsafe extern "C-unwind" fn on_worker_exit(_code: i32, arg: pg_sys::Datum) {
 /// Whether the extension is installed in this database: a catalog lookup by name, no SQL (the
 /// database's own search_path never resolves anything for a worker).
 fn extension_installed() -> bool {
-    // SAFETY: a catalog lookup in a transaction of its own.
-    unsafe {
-        pg_sys::StartTransactionCommand();
-        let oid = pg_sys::get_extension_oid(c"doctrove_embed".as_ptr(), true);
-        pg_sys::CommitTransactionCommand();
-        oid != pg_sys::InvalidOid
-    }
+    // SAFETY: a catalog lookup by name (missing_ok) inside the transaction.
+    in_transaction(|| Ok(unsafe { pg_sys::get_extension_oid(c"doctrove_embed".as_ptr(), true) } != pg_sys::InvalidOid))
+        .unwrap_or(false)
 }
 
 /// Settings a database's owner may set for its sessions (`ALTER DATABASE ... SET`) that a
@@ -470,18 +465,18 @@ fn override_database_settings() {
 
 /// The name of the database this process is connected to.
 fn database_name() -> String {
-    // SAFETY: looks up this backend's database in a transaction of its own; the name is copied.
-    unsafe {
-        pg_sys::StartTransactionCommand();
-        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
-        let text = if name.is_null() {
+    in_transaction(|| {
+        // SAFETY: looks up this backend's database inside the transaction; the name is copied
+        // before it ends.
+        let name = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
+        Ok(if name.is_null() {
             String::new()
         } else {
-            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
-        };
-        pg_sys::CommitTransactionCommand();
-        text
-    }
+            // SAFETY: a NUL-terminated name palloc'd by get_database_name.
+            unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
+        })
+    })
+    .unwrap_or_default()
 }
 
 #[pg_guard]

@@ -63,6 +63,12 @@ pub fn jitter_from(seed: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The pause after `failures` failures in a row of a worker, a job or a database's workers:
+/// 2 s, 4 s, 8 s, ... doubling up to `max`.
+pub fn pause_after_failures(failures: u32, max: Duration) -> Duration {
+    (Duration::from_secs(1) * 2u32.saturating_pow(failures.min(9))).min(max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +141,17 @@ mod tests {
         for error in [quota, unauthorized, bad_input] {
             assert_eq!(RetryPolicy::default().delay(1, &error, 0.5), None, "{error:?}");
         }
+    }
+
+    #[test]
+    fn pauses_after_failures_double_up_to_their_bound() {
+        let max = Duration::from_secs(300);
+        let pauses: Vec<u64> = [1, 2, 3, 8, 9, 20]
+            .iter()
+            .map(|&n| pause_after_failures(n, max).as_secs())
+            .collect();
+        assert_eq!(pauses, vec![2, 4, 8, 256, 300, 300]);
+        assert_eq!(pause_after_failures(0, max), Duration::from_secs(1));
     }
 
     #[test]
