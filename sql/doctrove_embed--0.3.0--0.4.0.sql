@@ -49,7 +49,8 @@ CREATE FUNCTION doctrove_embed."create_job"(
 	"use_batch_api" bool DEFAULT false, /* bool */
 	"enabled" bool DEFAULT true, /* bool */
 	"endpoints" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
-	"text_format" TEXT DEFAULT NULL /* Option < & str > */
+	"text_format" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_format" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -70,7 +71,8 @@ CREATE FUNCTION doctrove_embed."alter_job"(
 	"use_batch_api" bool DEFAULT NULL, /* Option < bool > */
 	"enabled" bool DEFAULT NULL, /* Option < bool > */
 	"endpoints" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
-	"text_format" TEXT DEFAULT NULL /* Option < & str > */
+	"text_format" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_format" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS TEXT /* String */
 PARALLEL UNSAFE
 LANGUAGE c /* Rust */
@@ -222,6 +224,8 @@ CREATE TABLE doctrove_embed.job_definitions (
     endpoints text[] NOT NULL DEFAULT '{default}' CHECK (cardinality(endpoints) BETWEEN 1 AND 8),
     -- How the title and abstract make the text sent (NULL: 'Title: {title}[ Abstract: {abstract}]').
     text_format text CHECK (length(text_format) BETWEEN 1 AND 1000),
+    -- How a search's text is put before it is embedded (NULL: the doctrove_embed.query_format setting).
+    query_format text CHECK (length(query_format) BETWEEN 1 AND 1000),
     UNIQUE (relid, embedding_column)
 );
 COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';
@@ -505,8 +509,8 @@ LEFT JOIN pg_catalog.pg_database AS d ON d.oid OPERATOR(pg_catalog.=) w.database
 -- The new objects' rights, as privileges.sql gives them in a fresh install (only these: a REVOKE
 -- on every table would record the grants roles hold today as the extension's own).
 REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text),
-    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text),
+    doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.forget_jobs_of_dropped_tables(), doctrove_embed.use_job_for_search(text),
@@ -533,7 +537,7 @@ GRANT EXECUTE ON PROCEDURE doctrove_embed.submit_backfill(bigint, text) TO PUBLI
 -- without one.
 GRANT SELECT ON doctrove_embed.jobs TO PUBLIC;
 GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
-    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text),
+    doctrove_embed.alter_job(text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text),
     doctrove_embed.drop_job(text), doctrove_embed.pause_job(text), doctrove_embed.resume_job(text),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),

@@ -29,6 +29,8 @@ CREATE TABLE doctrove_embed.job_definitions (
     endpoints text[] NOT NULL DEFAULT '{default}' CHECK (cardinality(endpoints) BETWEEN 1 AND 8),
     -- How the title and abstract make the text sent (NULL: 'Title: {title}[ Abstract: {abstract}]').
     text_format text CHECK (length(text_format) BETWEEN 1 AND 1000),
+    -- How a search's text is put before it is embedded (NULL: the doctrove_embed.query_format setting).
+    query_format text CHECK (length(query_format) BETWEEN 1 AND 1000),
     UNIQUE (relid, embedding_column)
 );
 COMMENT ON TABLE doctrove_embed.job_definitions IS 'Embedding jobs: a table''s column, its text and its model';

@@ -130,7 +130,7 @@ fn a_job_runs_as_the_table_owner_with_a_fixed_search_path_for_a_granted_role() {
     Spi::run(
         "CREATE ROLE job_test_owner; CREATE ROLE job_test_runner; CREATE ROLE job_test_stranger; \
          GRANT CREATE ON SCHEMA public TO job_test_owner; \
-         GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text) TO job_test_owner, job_test_stranger;",
+         GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text) TO job_test_owner, job_test_stranger;",
     )
     .unwrap();
     create_two_column_papers();

@@ -242,3 +242,36 @@ fn the_query_takes_the_stored_texts_form_before_it_is_embedded() {
     set("doctrove_embed.query_format", "Title: {title}");
     assert_eq!(sqlstate_of("SELECT * FROM doctrove_embed.search('x', 5)"), "22023");
 }
+
+#[pg_test]
+fn a_job_s_query_format_comes_before_the_setting() {
+    use_mock("search_job_format", "dim=16/");
+    create_papers("bigint", "(16)");
+    let papers = embedded_papers(20);
+    let order_of = |text: &str| -> Vec<String> { exact_order(&vector_for(text, 16), &papers).into_iter().take(5).collect() };
+    Spi::run(
+        "SELECT doctrove_embed.create_job('prefixed', 'doctrove_papers', 'doctrove_embedding', 'm', \
+         query_format => 'query: {query}')",
+    )
+    .unwrap();
+    let by_job = "doctrove_embed.search('graph neural networks', 5, NULL, job => 'prefixed')";
+    assert_eq!(searched(by_job), order_of("query: graph neural networks"));
+    assert_eq!(
+        searched("doctrove_embed.hybrid_search('graph neural networks', 5, text_weight => 0, job => 'prefixed')"),
+        order_of("query: graph neural networks")
+    );
+    // The settings' job keeps the setting.
+    assert_eq!(searched("doctrove_embed.search('graph neural networks', 5)"), order_of("graph neural networks"));
+    // '' gives the job the setting back.
+    Spi::run("SELECT doctrove_embed.alter_job('prefixed', query_format => '')").unwrap();
+    set("doctrove_embed.query_format", "Title: {query}");
+    assert_eq!(searched(by_job), order_of("Title: graph neural networks"));
+    // A format that is not one is refused when it is recorded, before anything is paid.
+    assert_eq!(sqlstate_of("SELECT doctrove_embed.alter_job('prefixed', query_format => '{title}')"), "22023");
+    assert_eq!(
+        sqlstate_of(
+            "SELECT doctrove_embed.create_job('other', 'doctrove_papers', 'spare', 'm', query_format => 'no field')"
+        ),
+        "22023"
+    );
+}

@@ -51,6 +51,7 @@ fn create_job(
     enabled: default!(bool, true),
     endpoints: default!(Option<Vec<String>>, "NULL"),
     text_format: default!(Option<&str>, "NULL"),
+    query_format: default!(Option<&str>, "NULL"),
 ) -> String {
     let created = check_name(name).and_then(|()| {
         let relid = store::table_of(table_name)?;
@@ -73,6 +74,7 @@ fn create_job(
             enabled,
             endpoints: endpoints.unwrap_or_else(|| vec![DEFAULT_ENDPOINT.to_string()]),
             text_format: text_format.filter(|f| !f.is_empty()).map(str::to_string),
+            query_format: query_format.filter(|f| !f.is_empty()).map(str::to_string),
         };
         store::insert(name, relid, &fields)
     });
@@ -100,6 +102,7 @@ fn alter_job(
     enabled: default!(Option<bool>, "NULL"),
     endpoints: default!(Option<Vec<String>>, "NULL"),
     text_format: default!(Option<&str>, "NULL"),
+    query_format: default!(Option<&str>, "NULL"),
 ) -> String {
     let altered = jobs::load(name).and_then(|job| {
         jobs::check_may_define(job.relid, "change a job")?;
@@ -125,6 +128,10 @@ fn alter_job(
         if let Some(format) = text_format {
             // '' goes back to the default format.
             fields.text_format = (!format.is_empty()).then(|| format.to_string());
+        }
+        if let Some(format) = query_format {
+            // '' goes back to doctrove_embed.query_format.
+            fields.query_format = (!format.is_empty()).then(|| format.to_string());
         }
         check_model_change(&job, &fields)?;
         if changes_what_batches_make(&JobFields::of(&job), &fields) {

@@ -11,7 +11,7 @@ use crate::table::hybrid::{check_hybrid, hybrid_search as hybrid_rows, HybridReq
 use crate::table::jobs::{prepare, search_target, JobChoice, Prepared};
 use crate::table::search::{check, search as search_rows, SearchRequest, SearchRow};
 use crate::table::similarity::{check_k, similar_papers as nearest_to_paper};
-use crate::table::target::Target;
+use crate::table::target::{query_text, Target};
 
 /// The `k` papers most similar to paper `paper_id` (cosine distance), itself left out.
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
@@ -61,16 +61,16 @@ fn search_filtered(
     TableIterator::new(rows)
 }
 
-/// A search's text in the form it is embedded (`doctrove_embed.query_format`).
-fn formatted(query: &str) -> Result<String, UserError> {
-    let format = crate::settings::gucs::text(&crate::settings::gucs::QUERY_FORMAT);
-    embed_core::text_format::query_text(&format, query).map_err(|e| {
-        UserError::new(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("invalid doctrove_embed.query_format: {e}"),
-        )
-        .hint("Set it to a text naming {query}, such as 'Title: {query}' or 'query: {query}'.")
-    })
+/// A search's text in the form it is embedded: the job's query format, or else
+/// `doctrove_embed.query_format`.
+fn formatted(query: &str, target: &Target) -> Result<String, UserError> {
+    match &target.query_format {
+        Some(format) => query_text(format, query, &format!("query format of job \"{}\"", target.job)),
+        None => {
+            let format = crate::settings::gucs::text(&crate::settings::gucs::QUERY_FORMAT);
+            query_text(&format, query, "doctrove_embed.query_format")
+        }
+    }
 }
 
 /// A search's text, its job (named, or the one chosen for the table) and that job's table.
@@ -113,7 +113,7 @@ fn run_search(
         columns: columns.unwrap_or_default(),
     };
     let shape = check(&target, &request)?;
-    let vector = query_vector(&prepared, &target, &formatted(&query)?)?;
+    let vector = query_vector(&prepared, &target, &formatted(&query, &target)?)?;
     search_rows(&target, &vector, &request, shape)
 }
 
@@ -159,6 +159,6 @@ fn run_hybrid(query: Option<&str>, request: &HybridRequest, job: Option<&str>) -
     let (query, prepared, target) = searched(query, job)?;
     let conditions = check_hybrid(&target, request)?;
     // The vector of the formatted text; the words of the text as given.
-    let vector = query_vector(&prepared, &target, &formatted(&query)?)?;
+    let vector = query_vector(&prepared, &target, &formatted(&query, &target)?)?;
     hybrid_rows(&target, &query, &vector, request, &conditions)
 }

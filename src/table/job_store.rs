@@ -32,6 +32,8 @@ pub struct JobFields {
     pub endpoints: Vec<String>,
     /// `None`: the default format.
     pub text_format: Option<String>,
+    /// `None`: the `doctrove_embed.query_format` setting.
+    pub query_format: Option<String>,
 }
 
 impl JobFields {
@@ -52,6 +54,7 @@ impl JobFields {
             enabled: job.enabled,
             endpoints: job.endpoints.clone(),
             text_format: job.spec.text_format.clone(),
+            query_format: job.spec.query_format.clone(),
         }
     }
 
@@ -68,6 +71,7 @@ impl JobFields {
             dimensions: self.dimensions,
             model: Some(self.model.clone()),
             text_format: self.text_format.clone(),
+            query_format: self.query_format.clone(),
         }
     }
 
@@ -87,6 +91,7 @@ impl JobFields {
             self.enabled.into(),
             self.endpoints.clone().into(),
             self.text_format.clone().into(),
+            self.query_format.clone().into(),
         ]
     }
 }
@@ -115,6 +120,9 @@ fn check(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), UserE
         return Err(out_of_range("weight", fields.weight, "from 1 to 1000"));
     }
     crate::http::endpoints::check_names(&fields.endpoints)?;
+    if let Some(format) = &fields.query_format {
+        crate::table::target::query_text(format, "", "query format")?;
+    }
     if is_temporary(relid)? {
         return Err(
             UserError::new(ERRCODE_WRONG_OBJECT_TYPE, "a temporary table cannot have a job")
@@ -176,8 +184,8 @@ pub fn insert(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
     write(
         "INSERT INTO doctrove_embed.job_definitions (name, relid, created_by, id_column, title_column, abstract_column, \
          embedding_column, model, dimensions, model_version_column, updated_at_column, batch_size, weight, use_batch_api, \
-         enabled, endpoints, text_format, owner) SELECT $1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14, $15, $16, $17, c.relowner::regrole FROM pg_catalog.pg_class c WHERE c.oid = $2",
+         enabled, endpoints, text_format, query_format, owner) SELECT $1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10, \
+         $11, $12, $13, $14, $15, $16, $17, $18, c.relowner::regrole FROM pg_catalog.pg_class c WHERE c.oid = $2",
         args,
         || {
             UserError::new(
@@ -199,8 +207,8 @@ pub fn update(name: &str, relid: pg_sys::Oid, fields: &JobFields) -> Result<(), 
     write(
         "UPDATE doctrove_embed.job_definitions SET id_column = $2, title_column = $3, abstract_column = $4, \
          embedding_column = $5, model = $6, dimensions = $7, model_version_column = $8, updated_at_column = $9, \
-         batch_size = $10, weight = $11, use_batch_api = $12, enabled = $13, endpoints = $14, text_format = $15 \
-         WHERE name = $1",
+         batch_size = $10, weight = $11, use_batch_api = $12, enabled = $13, endpoints = $14, text_format = $15, \
+         query_format = $16 WHERE name = $1",
         args,
         || {
             UserError::new(ERRCODE_DUPLICATE_OBJECT, "another job fills that column")

@@ -67,7 +67,7 @@ const DEFINITION_COLUMNS: &str = "d.name, d.relid::oid, d.id_column::text, d.tit
      d.embedding_column::text, d.model, d.dimensions, d.model_version_column::text, d.updated_at_column::text, d.batch_size, \
      d.weight, d.use_batch_api, d.enabled, \
      coalesce((SELECT c.relowner OPERATOR(pg_catalog.=) d.owner::pg_catalog.oid FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) d.relid::pg_catalog.oid), false), \
-     d.endpoints, d.text_format";
+     d.endpoints, d.text_format, d.query_format";
 
 fn definition_from(row: pgrx::spi::SpiHeapTupleData) -> Result<JobDefinition, pgrx::spi::Error> {
     let text = |i: usize| row.get::<String>(i).map(Option::unwrap_or_default);
@@ -85,6 +85,7 @@ fn definition_from(row: pgrx::spi::SpiHeapTupleData) -> Result<JobDefinition, pg
             dimensions: row.get::<i32>(8)?.unwrap_or(0),
             model: Some(text(7)?),
             text_format: row.get::<String>(17)?,
+            query_format: row.get::<String>(18)?,
         },
         relid,
         model: text(7)?,
@@ -380,8 +381,8 @@ pub fn visible_jobs() -> Result<Vec<(JobDefinition, String, i64)>, UserError> {
                     &[],
                 )?
                 .map(|row| {
-                    let table = row.get::<String>(18)?.unwrap_or_default();
-                    let failed = row.get::<i64>(19)?.unwrap_or(0);
+                    let table = row.get::<String>(19)?.unwrap_or_default();
+                    let failed = row.get::<i64>(20)?.unwrap_or(0);
                     Ok((definition_from(row)?, table, failed))
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()

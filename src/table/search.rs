@@ -8,7 +8,8 @@
 //! recall 100%, and cheap for that few rows); otherwise the HNSW index, with pgvector's
 //! iterative scan (`hnsw.iterative_scan = relaxed_order`; the rows are sorted again) so a filter or a
 //! threshold still gets k rows when k exist, scanning up to 20 times k tuples. Where pgvector
-//! has no iterative scan (before 0.8), `hnsw.ef_search` is raised to k (1,000 at most) and
+//! has no iterative scan (before 0.8), `hnsw.ef_search` is raised to k (1,000 at most; a higher
+//! session value is kept either way, so a DBA can trade latency for recall) and
 //! larger k are exact. The settings are set for the query and put back when its rows are read.
 
 use std::collections::VecDeque;
@@ -253,20 +254,31 @@ impl Iterator for SearchRows {
     }
 }
 
+/// The candidate list of an index search for `k` rows: the session's `hnsw.ef_search` (a DBA
+/// raises it for recall), at least k, at most pgvector's 1,000.
+fn ef_search_for(k: i32) -> Result<i32, UserError> {
+    let current = Spi::get_one::<String>("SELECT pg_catalog.current_setting('hnsw.ef_search', true)")
+        .map_err(internal("read hnsw.ef_search"))?
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(40);
+    Ok(current.max(k).clamp(1, 1000))
+}
+
 /// Opens the search of `vector` over `target` (checked with [`check`] into `shape`).
 pub fn search(target: &Target, vector: &[f32], request: &SearchRequest, shape: SearchShape) -> Result<SearchRows, UserError> {
     let args = arguments(target, vector, request, &shape);
     let plan = choose_plan(target, &shape, &args, request.k)?;
+    let ef_search = || -> Result<String, UserError> { Ok(ef_search_for(request.k)?.to_string()) };
     let settings: Vec<(&'static str, String)> = match plan {
         Plan::Exact => vec![("enable_indexscan", "off".into())],
         Plan::Index { iterative: true } => {
             vec![
                 ("hnsw.iterative_scan", "relaxed_order".into()),
                 ("hnsw.max_scan_tuples", (20 * i64::from(request.k)).max(20_000).to_string()),
-                ("hnsw.ef_search", request.k.clamp(40, 1000).to_string()),
+                ("hnsw.ef_search", ef_search()?),
             ]
         }
-        Plan::Index { iterative: false } => vec![("hnsw.ef_search", request.k.clamp(40, 1000).to_string())],
+        Plan::Index { iterative: false } => vec![("hnsw.ef_search", ef_search()?)],
     };
     let settings = LocalSettings::set(&settings)?;
     let sql = shape.search_sql(&target.names);

@@ -47,6 +47,8 @@ pub struct TargetSpec {
     pub model: Option<String>,
     /// A recorded job's text format (`None`: the default, `Title: {title}[ Abstract: {abstract}]`).
     pub text_format: Option<String>,
+    /// A recorded job's query format (`None`: the `doctrove_embed.query_format` setting).
+    pub query_format: Option<String>,
 }
 
 /// The job the settings describe.
@@ -67,6 +69,7 @@ impl TargetSpec {
             dimensions: gucs::DIMENSIONS.get(),
             model: None,
             text_format: None,
+            query_format: None,
         }
     }
 
@@ -102,6 +105,17 @@ pub fn parse_text_format(format: &str) -> Result<TextFormat, UserError> {
     })
 }
 
+/// A search's text in the form of the stored texts: `format` (a job's query format, or the
+/// `doctrove_embed.query_format` setting) with `{query}` standing for it; 22023 when the format
+/// is not one, naming `whose` format it is.
+pub fn query_text(format: &str, query: &str, whose: &str) -> Result<String, UserError> {
+    embed_core::text_format::query_text(format, query).map_err(|error| {
+        UserError::new(ERRCODE_INVALID_PARAMETER_VALUE, format!("invalid {whose}: {error}"))
+            .detail(format!("The format was: {format}"))
+            .hint("Name {query} in it, as in 'Title: {query}' or 'query: {query}'.")
+    })
+}
+
 /// The papers table, checked, with what writing vectors to it needs.
 pub struct Target {
     /// The job this is (`default` for the settings).
@@ -117,6 +131,8 @@ pub struct Target {
     pub vector_array_type: pg_sys::Oid,
     /// How a paper's title and abstract make the text sent.
     pub format: TextFormat,
+    /// The job's query format (`None`: the `doctrove_embed.query_format` setting).
+    pub query_format: Option<String>,
 }
 
 impl Target {
@@ -518,6 +534,7 @@ fn resolve_with_catalog_path(spec: &TargetSpec) -> Result<Target, UserError> {
     Ok(Target {
         job: spec.job.clone(),
         format,
+        query_format: spec.query_format.clone(),
         names: PapersTable {
             table,
             relname,

@@ -108,7 +108,7 @@ fn a_job_moves_on_from_a_down_endpoint_and_prefers_the_freest() {
     admin
         .batch_execute(
             "DROP ROLE IF EXISTS endpoint_owner; CREATE ROLE endpoint_owner LOGIN;
-             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text) TO endpoint_owner;
+             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text) TO endpoint_owner;
              ALTER TABLE papers OWNER TO endpoint_owner;
              SELECT doctrove_embed.resume_job('spread');",
         )

@@ -372,7 +372,7 @@ fn public_may_read_the_views_call_input_text_and_the_job_functions_and_nothing_e
     // the jobs it may run (a_role_gains_no_job_on_another_role_s_table, tests/pg_regress).
     let allowed = [
         (
-            "function doctrove_embed.alter_job(text,text,text,text,text,text,integer,text,text,integer,integer,boolean,boolean,text[],text)",
+            "function doctrove_embed.alter_job(text,text,text,text,text,text,integer,text,text,integer,integer,boolean,boolean,text[],text,text)",
             "EXECUTE",
         ),
         ("function doctrove_embed.batch_snapshot()", "EXECUTE"),
@@ -752,7 +752,7 @@ fn a_table_owner_gains_nothing_through_a_superuser_s_embed_pending() {
             "DROP ROLE IF EXISTS {owner_role}; CREATE ROLE {owner_role} LOGIN;
              DROP ROLE IF EXISTS mallory; CREATE ROLE mallory;
              GRANT CREATE ON SCHEMA public TO {owner_role};
-             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text) TO {owner_role};"
+             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text) TO {owner_role};"
         ))
         .unwrap();
     let mut owner = connect_as(owner_role, &db.name);
@@ -795,7 +795,7 @@ fn a_role_gains_no_job_on_another_role_s_table() {
             "DROP ROLE IF EXISTS sec_job_victim; CREATE ROLE sec_job_victim;
              DROP ROLE IF EXISTS sec_job_thief; CREATE ROLE sec_job_thief LOGIN;
              -- The thief may define jobs (on its own tables): the owner check is what stops it.
-             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text) TO sec_job_thief, sec_job_victim;
+             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text) TO sec_job_thief, sec_job_victim;
              CREATE TABLE public.victim (doctrove_paper_id bigint PRIMARY KEY, doctrove_title text,
                  doctrove_abstract text, doctrove_embedding vector(8), spare vector(8));
              INSERT INTO public.victim SELECT g, 'Secret ' || g, NULL FROM generate_series(1, 5) g;
@@ -872,7 +872,7 @@ fn a_role_gains_no_job_on_another_role_s_table() {
 fn a_granted_role_gains_nothing_from_temporary_objects_or_a_change_of_owner() {
     let db = TestDb::new("sec_job_grantee");
     let mut admin = db.connect();
-    let create_job = "doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text)";
+    let create_job = "doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text)";
     admin
         .batch_execute(&format!(
             "DROP ROLE IF EXISTS sec_grant_owner; CREATE ROLE sec_grant_owner;

@@ -519,7 +519,7 @@ fn create_job_table(client: &mut Client, owner: &str, watched: bool) {
              CREATE TRIGGER log_writer AFTER UPDATE OF local_embedding ON doctrove_papers
                  FOR EACH ROW EXECUTE FUNCTION log_writer();
              ALTER TABLE doctrove_papers OWNER TO {owner}; ALTER TABLE write_log OWNER TO {owner};
-             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text) TO {owner};
+             GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text) TO {owner};
              ALTER FUNCTION log_writer() OWNER TO {owner};"
         ))
         .unwrap();

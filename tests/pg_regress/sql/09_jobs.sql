@@ -19,7 +19,7 @@ SET ROLE regress_job_stranger;
 SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text) TO regress_job_owner, regress_job_stranger;
+GRANT EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text) TO regress_job_owner, regress_job_stranger;
 -- Only the table's owner (or a superuser) defines a job on it.
 SET ROLE regress_job_stranger;
 SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'small-model');
@@ -60,6 +60,11 @@ SELECT doctrove_embed.create_job('small', 'job_papers', 'small_embedding', 'smal
 SELECT doctrove_embed.create_job('bad_format', 'job_papers', 'small_embedding', 'small-model', text_format => 'passage: {body}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT doctrove_embed.create_job('bad_format', 'job_papers', 'small_embedding', 'small-model', text_format => 'passage: [{title}');
+\echo :LAST_ERROR_SQLSTATE
+-- A query format names {query}, and nothing else.
+SELECT doctrove_embed.create_job('bad_format', 'job_papers', 'small_embedding', 'small-model', query_format => 'query:');
+\echo :LAST_ERROR_SQLSTATE
+SELECT doctrove_embed.create_job('bad_format', 'job_papers', 'small_embedding', 'small-model', query_format => 'query: {title}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT doctrove_embed.input_text('A', NULL, 'Title: {title}[ Abstract: {abstract}]'), doctrove_embed.input_text('A', 'B', 'passage: {title}[. {abstract}]');
 -- One job per name, and one job per column.
@@ -145,7 +150,7 @@ SELECT count(*) FROM doctrove_embed.job_grants;
 RESET ROLE;
 RESET doctrove_embed.api_base_url;
 DROP TABLE job_papers;
-REVOKE EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text) FROM regress_job_owner, regress_job_stranger;
+REVOKE EXECUTE ON FUNCTION doctrove_embed.create_job(text, text, text, text, text, text, text, integer, text, text, integer, integer, boolean, boolean, text[], text, text) FROM regress_job_owner, regress_job_stranger;
 DROP ROLE regress_job_owner, regress_job_runner, regress_job_stranger;
 -- The id column defaults to the primary key, which must be a single column.
 CREATE TABLE job_no_key (a int, b int, doctrove_title text, e vector(4));
