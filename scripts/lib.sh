@@ -17,6 +17,7 @@ use_pg "$PG"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The local model's folder (unpacked by deps.sh) and the Python with numpy for its reference check.
 MODEL_DIR="${DOCTROVE_MODEL_DIR:-/opt/doctrove_embed/all-MiniLM-L6-v2}"
+MPNET_DIR="${DOCTROVE_MPNET_DIR:-/opt/doctrove_embed/all-mpnet-base-v2}"
 REFERENCE_VENV=/opt/doctrove_embed/venv
 # Debian packages built for this machine's set-up (the pgvector backport).
 DEB_DIR=/opt/doctrove_embed/debs

@@ -3,9 +3,11 @@
 # lets doctrove_embed embed them all, builds the HNSW index and prints, for three example
 # queries, the five most similar papers.
 #
-#   Embeddings: the local model server (all-MiniLM-L6-v2, vector(384)) unless OPENAI_API_KEY is
-#               set, then OpenAI's text-embedding-3-small (vector(1536); OPENAI_BASE_URL and
-#               OPENAI_MODEL override the endpoint and the model).
+#   Embeddings: the local model server unless OPENAI_API_KEY is set: all-MiniLM-L6-v2
+#               (vector(384)), or MODEL=all-mpnet-base-v2 (vector(768)), or any model folder
+#               beside them; the column's dimension is the model's. With OPENAI_API_KEY,
+#               OpenAI's text-embedding-3-small (vector(1536); OPENAI_BASE_URL and OPENAI_MODEL
+#               override the endpoint and the model).
 #   Database:   a throwaway cluster of its own (as postgres, port RUN_PORT, socket and data in
 #               RUN_DIR) with the extension preloaded and its background workers doing the work,
 #               unless DATABASE_URL is set: then that database, embedded by embed_pending() calls.
@@ -21,7 +23,7 @@ MODEL_PORT="${MODEL_PORT:-18090}"
 SAMPLE="${SAMPLE:-2000}"
 DATA="${DATA:-}"
 WORKERS="${WORKERS:-2}"
-LOCAL_MODEL=all-MiniLM-L6-v2
+LOCAL_MODEL="${MODEL:-all-MiniLM-L6-v2}"
 
 stop_model_server() {
     if [[ -f "$RUN_DIR/model.pid" ]]; then
@@ -48,9 +50,21 @@ if [[ -n "${OPENAI_API_KEY:-}" ]]; then
     batch=250
     log "embeddings from $model at $api_base (OPENAI_API_KEY is set), vector($dims)"
 else
+    # The installed models are the folders beside the default one (make deps puts them there).
+    models_dir="$(dirname "$MODEL_DIR")"
+    model_folder="$models_dir/$LOCAL_MODEL"
+    if [[ "$LOCAL_MODEL" == "$(basename "$MODEL_DIR")" ]]; then
+        model_folder="$MODEL_DIR"
+    fi
+    if [[ "$LOCAL_MODEL" == */* || ! -f "$model_folder/config.json" ]]; then
+        echo "no model '$LOCAL_MODEL' in $models_dir; installed:" >&2
+        for config in "$models_dir"/*/config.json; do echo "  MODEL=$(basename "$(dirname "$config")")" >&2; done
+        exit 1
+    fi
     api_base="http://127.0.0.1:$MODEL_PORT/v1"
     model="$LOCAL_MODEL"
-    dims=384
+    # The column's dimension is the model's: its hidden size (the models served pool token vectors).
+    dims=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["hidden_size"])' "$model_folder/config.json")
     batch=64
     log "embeddings from the local model $model (no OPENAI_API_KEY), vector($dims)"
 fi
@@ -99,7 +113,7 @@ if [[ -z "${OPENAI_API_KEY:-}" ]]; then
     log "starting the local model server on 127.0.0.1:$MODEL_PORT"
     # In a session of its own, so it outlives this script; it writes its own pid.
     setsid bash -c 'echo $$ >"$1/model.pid"; exec "$2" --model "$3" --listen "127.0.0.1:$4"' \
-        bash "$RUN_DIR" "$ROOT/target/release/doctrove-model" "$MODEL_DIR" "$MODEL_PORT" \
+        bash "$RUN_DIR" "$ROOT/target/release/doctrove-model" "$model_folder" "$MODEL_PORT" \
         >"$RUN_DIR/model.log" 2>&1 </dev/null &
     for _ in $(seq 1 100); do [[ -s "$RUN_DIR/model.pid" ]] && break; sleep 0.05; done
     wait_started "$(cat "$RUN_DIR/model.pid")" "$RUN_DIR/model.log" "serving" "the model server"

@@ -56,11 +56,11 @@ passed() { { grep -o 'test result: ok\. [0-9]* passed' "$1" || true; } | awk '{n
 log "unit tests: embed_core, the HTTP server, the mock and the importer"
 cargo test -p embed_core -p http_endpoint -p doctrove_mock -p doctrove_import
 
-log "the local model server against the reference (release build: the encoder is slow unoptimised)"
+log "the local model server against the reference, and all-mpnet-base-v2 against sentence-transformers (release build: the encoder is slow unoptimised)"
 "$REFERENCE_VENV/bin/python" crates/doctrove_model/reference/reference_vectors.py \
     "$MODEL_DIR" "$TEST_DIR.reference.json" \
     --check crates/doctrove_model/tests/fixtures/reference.json
-cargo test --release -p doctrove_model
+DOCTROVE_MPNET_DIR="$MPNET_DIR" cargo test --release -p doctrove_model
 
 # version_suite N: the tests every supported PostgreSQL version gets, leaving the test cluster
 # and the mock running for the rest of the suite. Adds a summary line.
@@ -172,6 +172,18 @@ RUN_DIR=/tmp/doctrove_embed_run_ci bash scripts/run.sh --stop
 [[ "$embedded_via_url" == 160 && $(grep -c "on topic: 5/5" "$run_log") == 3 ]] \
     || { echo "make run with DATABASE_URL: $embedded_via_url of 160 embedded" >&2; exit 1; }
 ! pgrep -f "doctrove-model .*127.0.0.1:$model_port" >/dev/null || { echo "make stop left the model server running" >&2; exit 1; }
+
+log "make run MODEL=all-mpnet-base-v2: the second local model, vector(768); an unknown MODEL refused with the list"
+run_port=$(free_port 55437) model_port=$(free_port 18093)
+RUN_DIR=/tmp/doctrove_embed_run_ci_mpnet RUN_PORT=$run_port MODEL_PORT=$model_port \
+    make -s run MODEL=all-mpnet-base-v2 SAMPLE=160 2>&1 | tee "$run_log" | grep -E "^==>|on topic"
+mpnet_dims=$(psql "host=/tmp/doctrove_embed_run_ci_mpnet port=$run_port user=postgres dbname=doctrove" -XAt \
+    -c "SELECT count(*) FILTER (WHERE vector_dims(doctrove_embedding) = 768) FROM doctrove_papers")
+RUN_DIR=/tmp/doctrove_embed_run_ci_mpnet bash scripts/run.sh --stop
+[[ "$mpnet_dims" == 160 && $(grep -c "on topic: 5/5" "$run_log") == 3 ]] \
+    || { echo "make run MODEL=all-mpnet-base-v2: $mpnet_dims of 160 papers with 768 dimensions" >&2; exit 1; }
+unknown_model=$(MODEL=no-such-model bash scripts/run.sh 2>&1) && { echo "an unknown MODEL was not refused" >&2; exit 1; }
+grep -q "MODEL=all-mpnet-base-v2" <<<"$unknown_model" || { echo "$unknown_model" >&2; exit 1; }
 
 log "make run DATA=... with OPENAI_API_KEY (pointed at the mock): vector(1536), the key sent and never logged"
 run_key="sk-run-$(date +%s%N)"

@@ -1,4 +1,5 @@
-//! all-MiniLM-L6-v2's BERT encoder, written out over matrix products (`kernel.rs`), on sequences
+//! A BERT-family encoder (BERT or MPNet, `architecture.rs`), written out over matrix products
+//! (`kernel.rs`), on sequences
 //! packed end to end instead of padded to the longest: every row of every product is a real
 //! token, and attention runs per sequence, so no work is spent on padding and no mask is
 //! needed. (A general tensor library pads a pass to its longest input and pays per-operation
@@ -8,6 +9,7 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::architecture::{relative_bias, Architecture};
 use crate::assist::Assist;
 use crate::bf16_gemm::{gemm_bf16, PackedWeights};
 use crate::cpu::InstructionSet;
@@ -27,12 +29,17 @@ pub struct Shape {
     pub intermediate: usize,
     pub layers: usize,
     pub vocab: usize,
+    /// Rows of the position table.
     pub positions: usize,
     pub eps: f32,
+    pub architecture: Architecture,
+    /// The position table's row of a sequence's first token.
+    pub position_offset: usize,
 }
 
 impl Shape {
     pub fn from_config(config: &serde_json::Value) -> Result<Shape, Error> {
+        let architecture = Architecture::from_config(config)?;
         let int = |key: &str| -> Result<usize, Error> {
             config[key]
                 .as_u64()
@@ -47,6 +54,8 @@ impl Shape {
             vocab: int("vocab_size")?,
             positions: int("max_position_embeddings")?,
             eps: config["layer_norm_eps"].as_f64().unwrap_or(1e-12) as f32,
+            architecture,
+            position_offset: architecture.position_offset(config),
         };
         // Bounds well above the BERT family's largest (24 layers, hidden 1024, intermediate
         // 4096, 512 positions, vocabularies of a few hundred thousand), so that a malformed
@@ -63,6 +72,9 @@ impl Shape {
                 return Err(format!("config.json: {key} {value} is outside 1 to {most}").into());
             }
         }
+        if shape.position_offset >= shape.positions {
+            return Err("config.json: pad_token_id leaves no row of the position table".into());
+        }
         if !shape.hidden.is_multiple_of(shape.heads) {
             return Err("config.json: hidden_size is not a multiple of num_attention_heads".into());
         }
@@ -70,6 +82,11 @@ impl Shape {
             return Err("config.json: only the exact gelu activation is supported".into());
         }
         Ok(shape)
+    }
+
+    /// The longest sequence, in tokens: the position table's rows after the offset.
+    pub fn max_sequence(&self) -> usize {
+        self.positions - self.position_offset
     }
 }
 
@@ -193,10 +210,12 @@ pub struct Encoder {
     kernel: Kernel,
     word: Vec<f32>,
     position: Vec<f32>,
-    /// Token type 0's row: every input is a single segment.
+    /// Token type 0's row: every input is a single segment (zeros where the model has none).
     token_type: Vec<f32>,
     embedding_norm: Norm,
     layers: Vec<Layer>,
+    /// MPNet's bias by relative position bucket: `buckets` rows of `heads`, shared by every layer.
+    relative: Option<Vec<f32>>,
 }
 
 /// The buffers of one pass, reused from layer to layer.
@@ -230,13 +249,14 @@ fn tensor(file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, E
 }
 
 impl Encoder {
-    /// Reads the weights from `model.safetensors` (tensor names as BertModel saves them, with
-    /// or without a `bert.` prefix), in the form `kernel` reads them.
+    /// Reads the weights from `model.safetensors` (tensor names as BertModel or MPNetModel save
+    /// them, with or without a `bert.` or `mpnet.` prefix), in the form `kernel` reads them.
     pub fn load(weights: &Path, shape: Shape, kernel: Kernel) -> Result<Encoder, Error> {
         let bytes = std::fs::read(weights).map_err(|e| format!("cannot read {}: {e}", weights.display()))?;
         let file = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", weights.display()))?;
-        let prefix = if file.names().iter().any(|n| n.starts_with("bert.")) {
-            "bert."
+        let architecture = shape.architecture;
+        let prefix = if file.names().iter().any(|n| n.starts_with(architecture.prefix())) {
+            architecture.prefix()
         } else {
             ""
         };
@@ -270,11 +290,11 @@ impl Encoder {
         };
         let mut layers = Vec::with_capacity(shape.layers);
         for l in 0..shape.layers {
-            let at = |part: &str| format!("encoder.layer.{l}.{part}");
+            let names = architecture.layer_names(l);
             let (q, k, v) = (
-                linear(&at("attention.self.query"), h, h)?,
-                linear(&at("attention.self.key"), h, h)?,
-                linear(&at("attention.self.value"), h, h)?,
+                linear(&names.query, h, h)?,
+                linear(&names.key, h, h)?,
+                linear(&names.value, h, h)?,
             );
             let qkv = Linear {
                 weights: for_kernel([q.0, k.0, v.0].concat(), 3 * h, h),
@@ -284,24 +304,39 @@ impl Encoder {
             };
             layers.push(Layer {
                 qkv,
-                attention_out: layer(&at("attention.output.dense"), h, h)?,
-                attention_norm: norm(&at("attention.output.LayerNorm"))?,
-                intermediate: layer(&at("intermediate.dense"), i, h)?,
-                output: layer(&at("output.dense"), h, i)?,
-                output_norm: norm(&at("output.LayerNorm"))?,
+                attention_out: layer(&names.attention_out, h, h)?,
+                attention_norm: norm(&names.attention_norm)?,
+                intermediate: layer(&names.intermediate, i, h)?,
+                output: layer(&names.output, h, i)?,
+                output_norm: norm(&names.output_norm)?,
             });
         }
-        let token_types = file
-            .tensor(&format!("{prefix}embeddings.token_type_embeddings.weight"))?
-            .shape()[0];
+        let (token_type, relative) = match architecture {
+            Architecture::Bert => {
+                let name = format!("{prefix}embeddings.token_type_embeddings.weight");
+                let token_types = file
+                    .tensor(&name)
+                    .map_err(|e| format!("model.safetensors: {name}: {e}"))?
+                    .shape()[0];
+                (
+                    get("embeddings.token_type_embeddings.weight", &[token_types, h])?[..h].to_vec(),
+                    None,
+                )
+            }
+            Architecture::Mpnet { buckets, .. } => (
+                vec![0.0; h],
+                Some(get("encoder.relative_attention_bias.weight", &[buckets, shape.heads])?),
+            ),
+        };
         Ok(Encoder {
             shape,
             kernel,
             word: get("embeddings.word_embeddings.weight", &[shape.vocab, h])?,
             position: get("embeddings.position_embeddings.weight", &[shape.positions, h])?,
-            token_type: get("embeddings.token_type_embeddings.weight", &[token_types, h])?[..h].to_vec(),
+            token_type,
             embedding_norm: norm("embeddings.LayerNorm")?,
             layers,
+            relative,
         })
     }
 
@@ -353,15 +388,15 @@ impl Encoder {
         let tokens: usize = sequences.iter().map(|s| s.len()).sum();
         let mut x = Vec::with_capacity(tokens * h);
         for sequence in sequences {
-            if sequence.is_empty() || sequence.len() > self.shape.positions {
+            if sequence.is_empty() || sequence.len() > self.shape.max_sequence() {
                 return Err(format!(
                     "a sequence of {} tokens (1 to {} allowed)",
                     sequence.len(),
-                    self.shape.positions
+                    self.shape.max_sequence()
                 )
                 .into());
             }
-            for (position, &id) in sequence.iter().enumerate() {
+            for (position, &id) in (self.shape.position_offset..).zip(sequence.iter()) {
                 let id = id as usize;
                 if id >= self.shape.vocab {
                     return Err(format!("token id {id} is outside the vocabulary").into());
@@ -415,6 +450,12 @@ impl Encoder {
         for sequence in sequences {
             let n = sequence.len();
             s.scores.resize(n * n, 0.0);
+            let bias = match (&self.relative, self.shape.architecture) {
+                (Some(table), Architecture::Mpnet { buckets, max_distance }) => {
+                    Some(relative_bias(table, heads, n, (buckets, max_distance)))
+                }
+                _ => None,
+            };
             for head in 0..heads {
                 let at = |offset: usize| &s.qkv[start * stride + offset + head * d..];
                 let (q, k, v) = (at(0), at(h), at(2 * h));
@@ -427,6 +468,7 @@ impl Encoder {
                     d,
                     stride,
                     scale,
+                    bias: bias.as_ref().map(|b| &b[head * (2 * n - 1)..(head + 1) * (2 * n - 1)]),
                 };
                 match self.kernel.for_rows(tokens) {
                     Choice::Packed(isa) => packed_attention(isa, one, &mut s.scores, (&mut s.keys, &mut s.values), context, h),
@@ -439,7 +481,8 @@ impl Encoder {
 }
 
 /// One head of one sequence: its `n` queries, keys and values (`d` wide) inside the packed
-/// [q | k | v] rows, `stride` apart; `scale` multiplies the scores.
+/// [q | k | v] rows, `stride` apart; `scale` multiplies the scores, and `bias` (MPNet's, by the
+/// key's place relative to the query: `2n - 1` values from `-(n - 1)`) is added to them.
 struct PerHead<'a> {
     q: &'a [f32],
     k: &'a [f32],
@@ -448,6 +491,19 @@ struct PerHead<'a> {
     d: usize,
     stride: usize,
     scale: f32,
+    bias: Option<&'a [f32]>,
+}
+
+/// The scores of one head made attention weights: the relative bias added, then a softmax per
+/// query.
+fn attention_weights(scores: &mut [f32], n: usize, bias: Option<&[f32]>) {
+    for (i, row) in scores.chunks_exact_mut(n).enumerate() {
+        if let Some(bias) = bias {
+            // Key j of query i reads offset j - i + n - 1.
+            row.iter_mut().zip(&bias[n - 1 - i..]).for_each(|(s, b)| *s += b);
+        }
+        softmax(row);
+    }
 }
 
 /// `context = softmax(scale q k') v` with the packed kernel: the keys (scaled) and the values
@@ -468,6 +524,7 @@ fn packed_attention(
         d,
         stride,
         scale,
+        bias,
     } = head;
     keys.repack(n, d, |o, i| k[o * stride + i] * scale);
     gemm_packed(
@@ -482,7 +539,7 @@ fn packed_attention(
         n,
         false,
     );
-    scores.chunks_exact_mut(n).for_each(softmax);
+    attention_weights(scores, n, bias);
     values.repack(d, n, |o, i| v[i * stride + o]);
     gemm_packed(
         isa,
@@ -508,6 +565,7 @@ fn blas_attention(blas: &OpenBlas, head: PerHead, scores: &mut [f32], context: &
         d,
         stride,
         scale,
+        bias,
     } = head;
     let rows = |data, rows, cols, stride| Matrix {
         data,
@@ -516,7 +574,7 @@ fn blas_attention(blas: &OpenBlas, head: PerHead, scores: &mut [f32], context: &
         stride,
     };
     blas.gemm(scale, rows(q, n, d, stride), rows(k, n, d, stride), true, 0.0, (scores, n));
-    scores.chunks_exact_mut(n).for_each(softmax);
+    attention_weights(scores, n, bias);
     blas.gemm(
         1.0,
         rows(scores, n, n, n),

@@ -1,5 +1,5 @@
 //! What a sentence-transformers model folder says about the model, read and checked before any
-//! weight is loaded: the BERT encoder's shape (`config.json`), the modules after it
+//! weight is loaded: the encoder's architecture (BERT or MPNet) and shape (`config.json`), the modules after it
 //! (`modules.json`: pooling, then an optional `Normalize`), the pooling mode
 //! (`1_Pooling/config.json`: mean or CLS), the longest input (`sentence_bert_config.json`) and the
 //! tokenizer (`tokenizer.json`: WordPiece with BERT's normaliser and pre-tokeniser, lower-casing
@@ -47,7 +47,6 @@ impl ModelFolder {
     /// Reads and checks the folder's description files (not its weights).
     pub fn read(dir: &Path) -> Result<ModelFolder, Error> {
         let config = read_json(&dir.join("config.json"))?;
-        check_architecture(&config)?;
         let shape = Shape::from_config(&config)?;
         let (pooling_dir, normalize) = modules(dir)?;
         let pooling = pooling_mode(&dir.join(&pooling_dir).join("config.json"), shape.hidden)?;
@@ -67,7 +66,7 @@ impl ModelFolder {
                 }
             },
         }
-        .min(shape.positions);
+        .min(shape.max_sequence());
         let lower_cases = check_tokenizer(&read_json(&dir.join("tokenizer.json"))?)?;
         if sentence_bert["do_lower_case"].as_bool() == Some(true) && !lower_cases {
             return Err(
@@ -83,23 +82,6 @@ impl ModelFolder {
             max_tokens,
         })
     }
-}
-
-/// A BERT encoder with absolute positions: `model_type` `bert` (what BertModel,
-/// BertForMaskedLM and the like save).
-fn check_architecture(config: &Value) -> Result<(), Error> {
-    let model_type = config["model_type"].as_str().unwrap_or("");
-    if model_type != "bert" {
-        return Err(format!(
-            "config.json: model_type '{model_type}' is not served here (BERT-family encoders only: model_type 'bert')"
-        )
-        .into());
-    }
-    let positions = config["position_embedding_type"].as_str().unwrap_or("absolute");
-    if positions != "absolute" {
-        return Err(format!("config.json: position_embedding_type '{positions}' is not served here (absolute only)").into());
-    }
-    Ok(())
 }
 
 /// The folder of the pooling module and whether a `Normalize` module follows it, from
@@ -275,10 +257,15 @@ mod tests {
 
     #[test]
     fn another_architecture_is_refused_by_name() {
-        let folder = Folder::new("mpnet");
-        folder.write("config.json", json!({"model_type": "mpnet", "hidden_size": 8}));
+        let folder = Folder::new("roberta");
+        folder.write(
+            "config.json",
+            json!({"model_type": "roberta", "hidden_size": 8, "num_attention_heads": 2,
+                                            "intermediate_size": 16, "num_hidden_layers": 1, "vocab_size": 10,
+                                            "max_position_embeddings": 64}),
+        );
         assert!(
-            folder.refusal().contains("model_type 'mpnet' is not served"),
+            folder.refusal().contains("model_type 'roberta' is not served"),
             "{}",
             folder.refusal()
         );

@@ -1,10 +1,11 @@
 //! A local OpenAI-compatible embeddings server for sentence-transformers models of the BERT
-//! family (all-MiniLM-L6-v2 by default, several at once if asked): the BERT encoder written out
+//! family (all-MiniLM-L6-v2 by default, all-mpnet-base-v2, several at once if asked): the encoder written out
 //! over matrix products packed for the CPU's instruction set, mean or CLS pooling and L2
 //! normalisation as the model folder says, exactly as sentence-transformers runs that model. The
 //! model folders come from a package registry; nothing is fetched at run time.
 
 mod api;
+mod architecture;
 mod assist;
 mod bf16_gemm;
 mod cpu;
@@ -16,6 +17,7 @@ mod kernel;
 mod model;
 pub mod openblas;
 mod packed_gemm;
+pub mod peak;
 mod pooling;
 
 pub use api::{handle, Served, ServerState};

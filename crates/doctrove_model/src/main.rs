@@ -59,10 +59,32 @@ struct Args {
     /// `server_busy` with Retry-After [default: 4 per core].
     #[arg(long)]
     max_queue: Option<usize>,
+    /// Measure the cores' multiply-add peak instead of serving: a tight FMA loop on every core
+    /// for two seconds; prints it as JSON and exits.
+    #[arg(long)]
+    measure_peak: bool,
 }
 
 fn main() {
     let args = Args::parse();
+    if args.measure_peak {
+        use doctrove_model::peak::{measure, Arithmetic};
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let fields: Vec<String> = [("f32", Arithmetic::F32), ("int8", Arithmetic::Int8)]
+            .into_iter()
+            .filter_map(|(name, arithmetic)| {
+                let peak = measure(arithmetic, cores, std::time::Duration::from_secs(2))?;
+                Some(format!(
+                    "\"{name}\": {{\"instruction_set\": \"{}\", \"threads\": {}, \"gops\": {:.1}}}",
+                    peak.instruction_set,
+                    peak.threads,
+                    peak.ops / 1e9
+                ))
+            })
+            .collect();
+        println!("{{{}}}", fields.join(", "));
+        return;
+    }
     let api_key = args.api_key.clone().filter(|key| !key.is_empty());
     if api_key.is_none() && !http_endpoint::is_loopback(&args.listen) {
         Args::command()

@@ -188,12 +188,12 @@ fn refused(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn a_folder_the_server_cannot_serve_is_refused_at_start_with_what_it_lacks() {
-    let mpnet = Variant::new(
-        "mpnet",
-        &[("config.json", json!({"model_type": "mpnet", "hidden_size": 768}))],
+    let roberta = Variant::new(
+        "roberta",
+        &[("config.json", json!({"model_type": "roberta", "hidden_size": 768}))],
     );
-    let (started, stderr) = refused(&["--model", &format!("mpnet={}", mpnet.path())]);
-    assert!(!started && stderr.contains("model_type 'mpnet' is not served"), "{stderr}");
+    let (started, stderr) = refused(&["--model", &format!("roberta={}", roberta.path())]);
+    assert!(!started && stderr.contains("model_type 'roberta' is not served"), "{stderr}");
 
     let max = Variant::new(
         "max",

@@ -1,0 +1,208 @@
+//! The cores' multiply-add peak, measured rather than read from a datasheet: a tight loop of
+//! independent fused multiply-adds on the widest vectors the CPU has (enough accumulators to
+//! hide the instruction's latency on every port), one thread per core at once, so turbo and
+//! shared limits count as they do when the encoder runs; in float32 (FMA) and, where the CPU
+//! has AVX-512 VNNI, in 8-bit integers (`vpdpbusd`: 64 multiply-adds an instruction). `make
+//! bench` divides the encoder's achieved rate at each precision by its peak (`doctrove-model
+//! --measure-peak`).
+
+use std::time::{Duration, Instant};
+
+use crate::cpu::InstructionSet;
+
+/// The arithmetic a loop measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// Float32 fused multiply-adds on the widest vectors the CPU has.
+    F32,
+    /// 8-bit integer dot products into 32-bit sums (AVX-512 VNNI).
+    Int8,
+}
+
+/// What the loop measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Peak {
+    pub arithmetic: Arithmetic,
+    /// The instructions it ran: `avx512f`, `avx2`, `baseline` or `avx512vnni`.
+    pub instruction_set: &'static str,
+    pub threads: usize,
+    /// Operations per second over all threads (a multiply-add counts two).
+    pub ops: f64,
+}
+
+/// Independent accumulators per thread: at 4 cycles of latency and two FMA ports, 8 keep every
+/// port busy; 12 leave room for CPUs with longer latency.
+const ACCUMULATORS: usize = 12;
+/// Multiply-adds per accumulator between two checks of the clock.
+const ROUNDS: u64 = 1 << 20;
+
+/// Runs the loop on `threads` threads for about `duration`; the operations are summed over
+/// threads. `None` for int8 on a CPU without AVX-512 VNNI.
+pub fn measure(arithmetic: Arithmetic, threads: usize, duration: Duration) -> Option<Peak> {
+    let isa = InstructionSet::detect();
+    let (instruction_set, per_round) = match arithmetic {
+        Arithmetic::Int8 if !crate::int8_gemm::available() => return None,
+        // 16 lanes of four byte products each.
+        Arithmetic::Int8 => ("avx512vnni", 64),
+        Arithmetic::F32 => (
+            isa.name(),
+            match isa {
+                InstructionSet::Avx512 => 16,
+                InstructionSet::Avx2 => 8,
+                InstructionSet::Baseline => 1,
+            },
+        ),
+    };
+    let ops = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|seed| scope.spawn(move || rounds_per_second(arithmetic, isa, duration, seed as f32)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("the peak loop does not panic"))
+            .sum::<f64>()
+    }) * (ROUNDS * ACCUMULATORS as u64 * per_round * 2) as f64;
+    Some(Peak {
+        arithmetic,
+        instruction_set,
+        threads: threads.max(1),
+        ops,
+    })
+}
+
+/// One thread's calls of a loop per second, until `duration` has passed.
+fn rounds_per_second(arithmetic: Arithmetic, isa: InstructionSet, duration: Duration, seed: f32) -> f64 {
+    let started = Instant::now();
+    let mut rounds = 0u64;
+    let mut sink = 0.0f32;
+    while started.elapsed() < duration {
+        sink += match arithmetic {
+            Arithmetic::F32 => run_rounds(isa, seed),
+            Arithmetic::Int8 => int8_rounds(seed as i32),
+        };
+        rounds += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Keeps the loop's result alive.
+    std::hint::black_box(sink);
+    rounds as f64 / seconds
+}
+
+fn int8_rounds(seed: i32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: measure() runs it only where int8_gemm::available() found AVX-512 F and VNNI.
+    unsafe {
+        rounds_vnni(seed)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        seed as f32
+    }
+}
+
+/// `acc += a . b` on every accumulator, four byte products a lane: the sums wrap harmlessly.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn rounds_vnni(seed: i32) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_epi32(0x0102_0304), _mm512_set1_epi32(0x0101_0101));
+    let mut acc = [_mm512_set1_epi32(seed); ACCUMULATORS];
+    for _ in 0..ROUNDS {
+        for x in acc.iter_mut() {
+            *x = _mm512_dpbusd_epi32(*x, a, b);
+        }
+    }
+    acc.iter().map(|x| _mm512_reduce_add_epi32(*x) as f32).sum()
+}
+
+fn run_rounds(isa: InstructionSet, seed: f32) -> f32 {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: detect() found AVX-512 F.
+        InstructionSet::Avx512 => unsafe { rounds_avx512(seed) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: detect() found AVX2 and FMA.
+        InstructionSet::Avx2 => unsafe { rounds_avx2(seed) },
+        _ => rounds_scalar(seed),
+    }
+}
+
+/// `acc = acc * a + b` on every accumulator: a multiplier just under one and a small addend keep
+/// the values bounded, so no denormal or infinity slows a round.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rounds_avx512(seed: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-6));
+    let mut acc = [_mm512_set1_ps(seed); ACCUMULATORS];
+    for _ in 0..ROUNDS {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, a, b);
+        }
+    }
+    acc.iter().map(|x| _mm512_reduce_add_ps(*x)).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rounds_avx2(seed: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-6));
+    let mut acc = [_mm256_set1_ps(seed); ACCUMULATORS];
+    for _ in 0..ROUNDS {
+        for x in acc.iter_mut() {
+            *x = _mm256_fmadd_ps(*x, a, b);
+        }
+    }
+    let mut lanes = [0.0f32; 8];
+    acc.iter()
+        .map(|x| {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), *x);
+            lanes.iter().sum::<f32>()
+        })
+        .sum()
+}
+
+fn rounds_scalar(seed: f32) -> f32 {
+    let mut acc = [seed; ACCUMULATORS];
+    for _ in 0..ROUNDS {
+        for x in acc.iter_mut() {
+            *x = x.mul_add(0.999_999, 1e-6);
+        }
+    }
+    acc.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_counts_every_lane_and_stays_finite() {
+        let isa = InstructionSet::detect();
+        let value = run_rounds(isa, 1.0);
+        assert!(value.is_finite() && value > 0.0, "{value}");
+        // One round from 1.0 converges towards b / (1 - a) = 1: each lane stays near 1.
+        let lanes = match isa {
+            InstructionSet::Avx512 => 16.0,
+            InstructionSet::Avx2 => 8.0,
+            InstructionSet::Baseline => 1.0,
+        };
+        assert!((value / (lanes * ACCUMULATORS as f32) - 1.0).abs() < 1e-3, "{value}");
+        let peak = measure(Arithmetic::F32, 1, Duration::from_millis(50)).unwrap();
+        // Any CPU this runs on does more than a hundred million operations a second.
+        assert!(peak.ops > 1e8, "{peak:?}");
+        assert_eq!(peak.instruction_set, isa.name());
+    }
+
+    #[test]
+    fn the_int8_loop_runs_where_the_int8_kernel_does() {
+        let peak = measure(Arithmetic::Int8, 1, Duration::from_millis(50));
+        assert_eq!(peak.is_some(), crate::int8_gemm::available());
+        if let Some(peak) = peak {
+            // Four products a lane where float32 has one: above the float32 loop's rate.
+            let f32 = measure(Arithmetic::F32, 1, Duration::from_millis(50)).unwrap();
+            assert!(peak.ops > f32.ops, "{peak:?} {f32:?}");
+        }
+    }
+}
