@@ -2,8 +2,9 @@
 -- job_grants and search_targets tables, create_job() and the functions beside it, the jobs view,
 -- embed_pending() and get_papers_needing_embeddings_count() with a job name, the index functions
 -- with a job name, failures kept per job, the installation's secret that seals each batch's
--- metadata, a text format per job, and the workers view with each worker's database. A fresh
--- 0.4.0 install and an updated one are checked to be the same (crates/doctrove_itest/tests/upgrade.rs).
+-- metadata, a text and a query format per job, search() with filters, hybrid_search(), the
+-- query cache, and the workers view with each worker's database. A fresh 0.4.0 install and an
+-- updated one are checked to be the same (crates/doctrove_itest/tests/upgrade.rs).
 \echo Use "ALTER EXTENSION doctrove_embed UPDATE TO '0.4.0'" to load this file. \quit
 
 SET LOCAL search_path = pg_catalog, pg_temp;
