@@ -56,7 +56,8 @@ else
     if [[ "$LOCAL_MODEL" == "$(basename "$MODEL_DIR")" ]]; then
         model_folder="$MODEL_DIR"
     fi
-    if [[ "$LOCAL_MODEL" == */* || ! -f "$model_folder/config.json" ]]; then
+    # A folder's name only: letters, digits, '.', '_' and '-', not starting with '.'.
+    if [[ ! "$LOCAL_MODEL" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ || ! -f "$model_folder/config.json" ]]; then
         echo "no model '$LOCAL_MODEL' in $models_dir; installed:" >&2
         for config in "$models_dir"/*/config.json; do echo "  MODEL=$(basename "$(dirname "$config")")" >&2; done
         exit 1

@@ -184,6 +184,7 @@ RUN_DIR=/tmp/doctrove_embed_run_ci_mpnet bash scripts/run.sh --stop
     || { echo "make run MODEL=all-mpnet-base-v2: $mpnet_dims of 160 papers with 768 dimensions" >&2; exit 1; }
 unknown_model=$(MODEL=no-such-model bash scripts/run.sh 2>&1) && { echo "an unknown MODEL was not refused" >&2; exit 1; }
 grep -q "MODEL=all-mpnet-base-v2" <<<"$unknown_model" || { echo "$unknown_model" >&2; exit 1; }
+MODEL=.. bash scripts/run.sh >/dev/null 2>&1 && { echo "MODEL=.. (a folder outside the models) was not refused" >&2; exit 1; }
 
 log "make run DATA=... with OPENAI_API_KEY (pointed at the mock): vector(1536), the key sent and never logged"
 run_key="sk-run-$(date +%s%N)"

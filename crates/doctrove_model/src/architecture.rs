@@ -34,13 +34,16 @@ impl Architecture {
                 Ok(Architecture::Bert)
             }
             "mpnet" => {
-                let buckets = config["relative_attention_num_buckets"].as_u64().unwrap_or(32) as usize;
-                if !(2..=1024).contains(&buckets) || !buckets.is_multiple_of(2) {
+                // A quarter of the buckets are exact distances, below the distance the last
+                // bucket starts at: at most 4 x 128 - 4 buckets.
+                let buckets = config["relative_attention_num_buckets"].as_u64().unwrap_or(32);
+                if !(2..=256).contains(&buckets) || !buckets.is_multiple_of(2) {
                     return Err(format!(
-                        "config.json: relative_attention_num_buckets {buckets} is not an even number from 2 to 1024"
+                        "config.json: relative_attention_num_buckets {buckets} is not an even number from 2 to 256"
                     )
                     .into());
                 }
+                let buckets = buckets as usize;
                 Ok(Architecture::Mpnet {
                     buckets,
                     max_distance: MPNET_MAX_DISTANCE,
@@ -58,7 +61,8 @@ impl Architecture {
     pub fn position_offset(&self, config: &Value) -> usize {
         match self {
             Architecture::Bert => 0,
-            Architecture::Mpnet { .. } => config["pad_token_id"].as_u64().unwrap_or(1) as usize + 1,
+            // A huge id saturates, and the shape's check refuses an offset past the table.
+            Architecture::Mpnet { .. } => (config["pad_token_id"].as_u64().unwrap_or(1) as usize).saturating_add(1),
         }
     }
 
@@ -126,8 +130,9 @@ pub fn relative_bucket(relative: i64, buckets: usize, max_distance: usize) -> us
         return base + n;
     }
     let log_ratio = (n as f32 / exact as f32).ln() / ((max_distance as f64 / exact as f64).ln() as f32);
-    let large = exact + (log_ratio * (half - exact) as f32) as usize;
-    base + large.min(half - 1)
+    // Capped before it is added: an infinite ratio (no exact bucket) converts to usize::MAX.
+    let beyond = ((log_ratio * (half - exact) as f32) as usize).min(half - 1 - exact);
+    base + exact + beyond
 }
 
 /// The bias each head adds to the score of a query and a key `j - i` apart in a sequence of `n`
@@ -200,5 +205,20 @@ mod tests {
                 .contains("position_embedding_type 'relative_key'")
         );
         assert!(refusal(json!({"model_type": "mpnet", "relative_attention_num_buckets": 3})).contains("not an even number"));
+        assert!(refusal(json!({"model_type": "mpnet", "relative_attention_num_buckets": 512})).contains("not an even number"));
+    }
+
+    #[test]
+    fn every_bucket_count_served_keeps_every_distance_in_its_table() {
+        for buckets in (2..=256).step_by(2) {
+            for relative in -2000..2000 {
+                assert!(
+                    relative_bucket(relative, buckets, 128) < buckets,
+                    "{buckets} buckets, {relative}"
+                );
+            }
+        }
+        let huge = json!({"model_type": "mpnet", "pad_token_id": u64::MAX});
+        assert_eq!(Architecture::from_config(&huge).unwrap().position_offset(&huge), usize::MAX);
     }
 }
