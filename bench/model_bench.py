@@ -56,8 +56,8 @@ def texts_of(kind, sample, count, rng):
     return out
 
 
-def post(url, texts):
-    body = json.dumps({"model": "all-MiniLM-L6-v2", "input": texts, "encoding_format": "base64"}).encode()
+def post(url, texts, model="all-MiniLM-L6-v2"):
+    body = json.dumps({"model": model, "input": texts, "encoding_format": "base64"}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as answer:
         return json.load(answer)
@@ -68,12 +68,12 @@ def decode(item):
     return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 
-def server_run(url, texts, clients, per_request):
+def server_run(url, texts, clients, per_request, model="all-MiniLM-L6-v2"):
     """Texts/s and tokens/s with `clients` sending requests at once; the vectors in order."""
     chunks = [texts[i:i + per_request] for i in range(0, len(texts), per_request)]
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        answers = list(pool.map(lambda chunk: post(url, chunk), chunks))
+        answers = list(pool.map(lambda chunk: post(url, chunk, model), chunks))
     seconds = time.monotonic() - started
     tokens = sum(a["usage"]["prompt_tokens"] for a in answers)
     vectors = [decode(item) for a in answers for item in sorted(a["data"], key=lambda d: d["index"])]
@@ -99,12 +99,13 @@ def reference_python():
         return None
 
 
-def reference_run(python, texts, work):
+def reference_run(python, texts, work, folder=MODEL_DIR, script="reference_st.py", extra=()):
+    """`script` (a reference runtime in bench/) over `texts` with the model in `folder`."""
     path = os.path.join(work, "texts.json")
     with open(path, "w") as f:
         json.dump(texts, f)
     out = os.path.join(work, "reference.json")
-    subprocess.run([python, f"{ROOT}/bench/reference_st.py", MODEL_DIR, path, out, "--threads", str(os.cpu_count())],
+    subprocess.run([python, f"{ROOT}/bench/{script}", folder, path, out, "--threads", str(os.cpu_count()), *extra],
                    check=True)
     with open(out) as f:
         return json.load(f)
@@ -117,13 +118,13 @@ def cosine(a, b):
     return dot / (na * nb)
 
 
-def start_server(port, precision, kernel="fastest", env=None):
+def start_server(port, precision, kernel="fastest", env=None, folder=MODEL_DIR):
     """The server; `env`, when given, replaces OPENBLAS_CORETYPE's setting (none: unset)."""
     environment = dict(os.environ)
     if env is not None:
         environment.pop("OPENBLAS_CORETYPE", None)
         environment.update(env)
-    return subprocess.Popen([f"{ROOT}/target/release/doctrove-model", "--model", MODEL_DIR, "--precision", precision,
+    return subprocess.Popen([f"{ROOT}/target/release/doctrove-model", "--model", folder, "--precision", precision,
                              "--kernel", kernel, "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True,
                             env=environment)
 

@@ -18,8 +18,6 @@ import os
 import random
 import subprocess
 import sys
-import time
-import urllib.request
 
 import model_bench
 
@@ -59,40 +57,19 @@ def reference_python():
     return python
 
 
-def run_script(python, script, folder, texts, work, *extra):
-    path = os.path.join(work, "texts.json")
-    with open(path, "w") as f:
-        json.dump(texts, f)
-    out = os.path.join(work, "out.json")
-    subprocess.run([python, f"{ROOT}/bench/{script}", folder, path, out, "--threads", str(os.cpu_count()), *extra],
-                   check=True, stderr=subprocess.DEVNULL)
-    with open(out) as f:
-        return json.load(f)
-
-
 def server_run(folder, name, precision, texts):
-    server = subprocess.Popen([f"{ROOT}/target/release/doctrove-model", "--model", folder, "--precision", precision,
-                               "--listen", f"127.0.0.1:{PORT}"], stdout=subprocess.PIPE, text=True)
+    """One client sending requests of 64; None where the server refuses the precision here."""
+    server = model_bench.start_server(PORT, precision, folder=folder)
     try:
         if not server.stdout.readline():
             return None  # refused: this CPU lacks the instructions
         url = f"http://127.0.0.1:{PORT}/v1/embeddings"
-
-        def post(chunk):
-            body = json.dumps({"model": name, "input": chunk, "encoding_format": "base64"}).encode()
-            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=600) as answer:
-                return json.load(answer)
-
-        post(texts[:8])
-        started = time.monotonic()
-        answers = [post(texts[i:i + 64]) for i in range(0, len(texts), 64)]
-        seconds = time.monotonic() - started
+        model_bench.post(url, texts[:8], name)
+        run, vectors = model_bench.server_run(url, texts, 1, 64, name)
     finally:
         server.terminate()
         server.wait()
-    vectors = [model_bench.decode(d) for a in answers for d in sorted(a["data"], key=lambda d: d["index"])]
-    return {"texts_per_s": round(len(texts) / seconds, 1), "seconds": seconds, "vectors": vectors}
+    return {**run, "vectors": vectors}
 
 
 def main():
@@ -124,7 +101,7 @@ def main():
         results["models"][name] = {}
         for kind in KINDS:
             texts = model_bench.texts_of(kind, sample, args.texts, rng)
-            st = run_script(python, "reference_st.py", folder, texts, work)
+            st = model_bench.reference_run(python, texts, work, folder)
             work_flops = sum(flops_per_text(config, len(ids)) for ids in st["token_ids"])
             runs = {"sentence-transformers": st}
             for precision in ("f32", "int8"):
@@ -132,8 +109,8 @@ def main():
                 if run:
                     runs[f"doctrove-model {precision}"] = run
             for precision in ("fp32", "int8"):
-                runs[f"ONNX Runtime {precision}"] = run_script(python, "reference_ort.py", folder, texts, work,
-                                                               "--work", work, "--precision", precision)
+                runs[f"ONNX Runtime {precision}"] = model_bench.reference_run(
+                    python, texts, work, folder, "reference_ort.py", ("--work", work, "--precision", precision))
             rows = {}
             for runtime, run in runs.items():
                 seconds = run["seconds"]
