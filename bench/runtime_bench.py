@@ -2,10 +2,11 @@
 model `make deps` installs (all-MiniLM-L6-v2, all-mpnet-base-v2), on short and abstract-length
 texts (the same texts for every runtime): texts per second; the multiply-add rate each reaches
 as a fraction of the cores' peak at its precision, measured by tight loops on every core
-(`doctrove-model --measure-peak`: float32 FMA, and AVX-512 VNNI's 8-bit dot products for the
-int8 runs), not read from a datasheet; and each one's lowest cosine to
-sentence-transformers' vectors. The server at float32 and at int8 (AVX-512 VNNI; skipped where
-the CPU lacks it), one client sending requests of 64; ONNX Runtime at fp32 and at its dynamic
+(`doctrove-model --measure-peak`: float32 FMA; bfloat16 tile products on AMX, or AVX-512 BF16
+dot products, for the bf16 run; AVX-512 VNNI's 8-bit dot products for the int8 runs), not read
+from a datasheet; and each one's lowest cosine to sentence-transformers' vectors. The server at
+float32, bf16 and int8 (each skipped where the CPU lacks its instructions), one client sending
+requests of 64; ONNX Runtime at fp32 and at its dynamic
 int8, the model exported here by torch.onnx (bench/reference_ort.py); sentence-transformers on
 PyTorch (bench/reference_st.py); all on every core. A text's work is counted from its own tokens
 (the runtimes that pad a batch to its longest text do more, uncounted). Run by `make bench`
@@ -104,7 +105,7 @@ def main():
             st = model_bench.reference_run(python, texts, work, folder)
             work_flops = sum(flops_per_text(config, len(ids)) for ids in st["token_ids"])
             runs = {"sentence-transformers": st}
-            for precision in ("f32", "int8"):
+            for precision in ("f32", "bf16", "int8"):
                 run = server_run(folder, name, precision, texts)
                 if run:
                     runs[f"doctrove-model {precision}"] = run
@@ -115,7 +116,7 @@ def main():
             for runtime, run in runs.items():
                 seconds = run["seconds"]
                 worst = min(model_bench.cosine(a, b) for a, b in zip(run["vectors"], st["vectors"]))
-                arithmetic = "int8" if runtime.endswith("int8") else "f32"
+                arithmetic = next((a for a in ("int8", "bf16") if runtime.endswith(a)), "f32")
                 peak_gops = (cores.get(arithmetic) or cores["f32"])["gops"]
                 rows[runtime] = {"texts_per_s": run["texts_per_s"],
                                  "fraction_of_peak": round(work_flops / seconds / 1e9 / peak_gops, 3),

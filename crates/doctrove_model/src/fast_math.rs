@@ -11,11 +11,16 @@ use crate::cpu::InstructionSet;
 /// `e^x`, with x clamped to [-87, 88] (so about 1.6e-38 below, and finite above).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
+    // max then min rather than clamp, and the integer read from the bits rather than cast
+    // (`as i32` saturates): both stay vector instructions in the callers' loops.
+    #[allow(clippy::manual_clamp)]
+    let x = x.max(-87.0).min(88.0);
     // Round x / ln 2 to the nearest integer k without a call: adding 1.5 * 2^23 leaves the
     // integer part in the mantissa.
     const ROUND: f32 = 12_582_912.0;
-    let k = (x * LOG2_E + ROUND) - ROUND;
+    let shifted = x * LOG2_E + ROUND;
+    let k = shifted - ROUND;
+    let k_bits = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     // r = x - k ln 2 in two parts (Cody and Waite), so r keeps its precision.
     let r = x - k * LN_2_HIGH - k * LN_2_LOW;
     // e^r on [-ln2/2, ln2/2] (the Cephes expf polynomial).
@@ -30,7 +35,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + HALF;
     let e_r = p * r * r + r + 1.0;
     // 2^k from its exponent bits.
-    e_r * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    e_r * f32::from_bits(((k_bits + 127) as u32) << 23)
 }
 
 /// `x * Phi(x)`, Phi the standard normal distribution function, as BERT's `gelu`

@@ -70,18 +70,22 @@ fn main() {
     if args.measure_peak {
         use doctrove_model::peak::{measure, Arithmetic};
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let fields: Vec<String> = [("f32", Arithmetic::F32), ("int8", Arithmetic::Int8)]
-            .into_iter()
-            .filter_map(|(name, arithmetic)| {
-                let peak = measure(arithmetic, cores, std::time::Duration::from_secs(2))?;
-                Some(format!(
-                    "\"{name}\": {{\"instruction_set\": \"{}\", \"threads\": {}, \"gops\": {:.1}}}",
-                    peak.instruction_set,
-                    peak.threads,
-                    peak.ops / 1e9
-                ))
-            })
-            .collect();
+        let fields: Vec<String> = [
+            ("f32", Arithmetic::F32),
+            ("bf16", Arithmetic::Bf16),
+            ("int8", Arithmetic::Int8),
+        ]
+        .into_iter()
+        .filter_map(|(name, arithmetic)| {
+            let peak = measure(arithmetic, cores, std::time::Duration::from_secs(2))?;
+            Some(format!(
+                "\"{name}\": {{\"instruction_set\": \"{}\", \"threads\": {}, \"gops\": {:.1}}}",
+                peak.instruction_set,
+                peak.threads,
+                peak.ops / 1e9
+            ))
+        })
+        .collect();
         println!("{{{}}}", fields.join(", "));
         return;
     }

@@ -108,8 +108,9 @@ impl SentenceModel {
         (self.pooling, self.normalize)
     }
 
-    /// Runs the encoder's linear layers in bfloat16 (AVX-512 BF16): faster, with vectors within
-    /// about 0.999 cosine of float32 ones (measured by `make test` and `make bench`).
+    /// Runs the encoder's linear layers in bfloat16 (AMX tiles where Linux grants them, AVX-512
+    /// BF16 otherwise): faster, with vectors within about 0.999 cosine of float32 ones (measured
+    /// by `make test` and `make bench`).
     pub fn with_bf16(mut self) -> Result<SentenceModel, Error> {
         self.encoder.use_bf16()?;
         self.precision = "bf16";
@@ -135,11 +136,12 @@ impl SentenceModel {
         self.encoder.kernel().name()
     }
 
-    /// The instruction set the linear layers run on: `avx512bf16` at bf16, `avx512vnni` at int8, otherwise the
-    /// kernel's (`avx512f`, `avx2`, `baseline`, or OpenBLAS's core's).
+    /// The instruction set the linear layers run on: `amx-bf16` or `avx512bf16` at bf16,
+    /// `avx512vnni` at int8, otherwise the kernel's (`avx512f`, `avx2`, `baseline`, or
+    /// OpenBLAS's core's).
     pub fn instruction_set(&self) -> &'static str {
         match self.precision {
-            "bf16" => "avx512bf16",
+            "bf16" => crate::bf16_gemm::Bf16Kernel::fastest().name(),
             "int8" => "avx512vnni",
             _ => self.encoder.kernel().instruction_set(),
         }

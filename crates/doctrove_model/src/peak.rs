@@ -17,13 +17,17 @@ pub enum Arithmetic {
     F32,
     /// 8-bit integer dot products into 32-bit sums (AVX-512 VNNI).
     Int8,
+    /// bfloat16 products into float32 sums: AMX tiles where the process may use them
+    /// (`tdpbf16ps`), AVX-512 BF16 otherwise (`vdpbf16ps`).
+    Bf16,
 }
 
 /// What the loop measured.
 #[derive(Clone, Copy, Debug)]
 pub struct Peak {
     pub arithmetic: Arithmetic,
-    /// The instructions it ran: `avx512f`, `avx2`, `baseline` or `avx512vnni`.
+    /// The instructions it ran: `avx512f`, `avx2`, `baseline`, `avx512vnni`, `amx-bf16` or
+    /// `avx512bf16`.
     pub instruction_set: &'static str,
     pub threads: usize,
     /// Operations per second over all threads (a multiply-add counts two).
@@ -35,15 +39,25 @@ pub struct Peak {
 const ACCUMULATORS: usize = 12;
 /// Multiply-adds per accumulator between two checks of the clock.
 const ROUNDS: u64 = 1 << 20;
+/// Multiply-adds of one `tdpbf16ps`.
+const TILE_PRODUCT: u64 = 16 * 16 * 32;
+/// The AMX loop runs this many times fewer rounds than the vector loops (each is 256 times more
+/// work), so a call takes about as long.
+const AMX_PER_VECTOR_ROUNDS: u64 = 64;
 
 /// Runs the loop on `threads` threads for about `duration`; the operations are summed over
-/// threads. `None` for int8 on a CPU without AVX-512 VNNI.
+/// threads. `None` for int8 on a CPU without AVX-512 VNNI, and for bf16 on one without AVX-512
+/// BF16.
 pub fn measure(arithmetic: Arithmetic, threads: usize, duration: Duration) -> Option<Peak> {
     let isa = InstructionSet::detect();
     let (instruction_set, per_round) = match arithmetic {
         Arithmetic::Int8 if !crate::int8_gemm::available() => return None,
         // 16 lanes of four byte products each.
         Arithmetic::Int8 => ("avx512vnni", 64),
+        Arithmetic::Bf16 if !crate::bf16_gemm::available() => return None,
+        // A 16 x 32 by 32 x 16 tile product per accumulator, where a vector has 16 lanes of two.
+        Arithmetic::Bf16 if crate::amx::bf16_granted() => ("amx-bf16", TILE_PRODUCT / AMX_PER_VECTOR_ROUNDS),
+        Arithmetic::Bf16 => ("avx512bf16", 32),
         Arithmetic::F32 => (
             isa.name(),
             match isa {
@@ -79,6 +93,7 @@ fn rounds_per_second(arithmetic: Arithmetic, isa: InstructionSet, duration: Dura
         sink += match arithmetic {
             Arithmetic::F32 => run_rounds(isa, seed),
             Arithmetic::Int8 => int8_rounds(seed as i32),
+            Arithmetic::Bf16 => bf16_rounds(seed),
         };
         rounds += 1;
     }
@@ -113,6 +128,70 @@ unsafe fn rounds_vnni(seed: i32) -> f32 {
         }
     }
     acc.iter().map(|x| _mm512_reduce_add_epi32(*x) as f32).sum()
+}
+
+fn bf16_rounds(seed: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: measure() runs it only where bf16_gemm::available() found AVX-512 BF16, and the
+    // tile loop only where AMX was granted.
+    unsafe {
+        if crate::amx::bf16_granted() {
+            rounds_amx_bf16()
+        } else {
+            rounds_avx512_bf16(seed)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        seed
+    }
+}
+
+/// `acc += a . b` on every accumulator, two bfloat16 products a lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn rounds_avx512_bf16(seed: f32) -> f32 {
+    use std::arch::x86_64::*;
+    // 0.5 in both halves of each lane: the sums grow slowly and stay finite.
+    let half = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(0x3f00_3f00));
+    let mut acc = [_mm512_set1_ps(seed); ACCUMULATORS];
+    for _ in 0..ROUNDS {
+        for x in acc.iter_mut() {
+            *x = _mm512_dpbf16_ps(*x, half, half);
+        }
+    }
+    acc.iter().map(|x| _mm512_reduce_add_ps(*x)).sum()
+}
+
+/// Tile products into four accumulator tiles from four source tiles (zeros: the rate does not
+/// depend on the values), `ACCUMULATORS` of them a round.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rounds_amx_bf16() -> f32 {
+    use std::arch::asm;
+    crate::amx::TileConfig::all_full().with_tiles(|| {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "tilezero tmm4",
+            "tilezero tmm5",
+            "tilezero tmm6",
+            "tilezero tmm7",
+            options(nostack, nomem)
+        );
+        for _ in 0..ROUNDS / AMX_PER_VECTOR_ROUNDS * ACCUMULATORS as u64 / 4 {
+            asm!(
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                options(nostack, nomem)
+            );
+        }
+    });
+    1.0
 }
 
 fn run_rounds(isa: InstructionSet, seed: f32) -> f32 {
@@ -193,6 +272,18 @@ mod tests {
         // Any CPU this runs on does more than a hundred million operations a second.
         assert!(peak.ops > 1e8, "{peak:?}");
         assert_eq!(peak.instruction_set, isa.name());
+    }
+
+    #[test]
+    fn the_bf16_loop_runs_where_the_bf16_kernel_does_and_beats_float32() {
+        let peak = measure(Arithmetic::Bf16, 1, Duration::from_millis(50));
+        assert_eq!(peak.is_some(), crate::bf16_gemm::available());
+        if let Some(peak) = peak {
+            let name = crate::bf16_gemm::Bf16Kernel::fastest().name();
+            assert_eq!(peak.instruction_set, name);
+            let f32 = measure(Arithmetic::F32, 1, Duration::from_millis(50)).unwrap();
+            assert!(peak.ops > f32.ops, "{peak:?} {f32:?}");
+        }
     }
 
     #[test]

@@ -103,22 +103,38 @@ fn a_text_over_384_tokens_is_cut_to_its_first_384() {
     assert!(cosine(&v[0], &v[1]) > 0.999_999, "text past the limit changed the vector");
 }
 
-#[test]
-fn int8_vectors_stay_within_0_999_cosine_of_f32() {
-    let Ok(int8) = SentenceModel::load(&mpnet_dir()).unwrap().with_int8() else {
-        println!("no AVX-512 VNNI on this CPU: --precision int8 is refused, nothing to compare");
+/// `low` (the model at a lower precision, or the CPU's refusal) within 0.999 cosine of float32's
+/// vectors and of sentence-transformers' on every reference text, and not equal to float32's.
+fn stays_within_0_999(precision: &str, low: Result<SentenceModel, Box<dyn std::error::Error + Send + Sync>>) {
+    let Ok(low) = low else {
+        println!("this CPU lacks the instructions of --precision {precision}: it is refused, nothing to compare");
         return;
     };
     let reference = reference();
-    let (low, full) = (
-        int8.embed(&reference.texts).unwrap().vectors,
+    let (vectors, full) = (
+        low.embed(&reference.texts).unwrap().vectors,
         mpnet().embed(&reference.texts).unwrap().vectors,
     );
-    let worst = low.iter().zip(&full).map(|(a, b)| cosine(a, b)).fold(f64::MAX, f64::min);
+    let lowest = |other: &[Vec<f32>]| vectors.iter().zip(other).map(|(a, b)| cosine(a, b)).fold(f64::MAX, f64::min);
+    let (worst, worst_st) = (lowest(&full), lowest(&reference.vectors));
     println!(
-        "all-mpnet-base-v2 int8: lowest cosine {worst:.6} with f32 over {} texts",
+        "all-mpnet-base-v2 {precision} on {}: lowest cosine {worst:.6} with f32, {worst_st:.6} with sentence-transformers, over {} texts",
+        low.instruction_set(),
         reference.texts.len()
     );
-    assert!(worst >= 0.999, "int8 vectors drift from f32's: {worst}");
-    assert!(worst < 1.0 - 1e-6, "the int8 path was not taken");
+    assert!(
+        worst >= 0.999 && worst_st >= 0.999,
+        "{precision} vectors drift: {worst} with f32, {worst_st} with sentence-transformers"
+    );
+    assert!(worst < 1.0 - 1e-6, "the {precision} path was not taken");
+}
+
+#[test]
+fn int8_vectors_stay_within_0_999_cosine_of_f32() {
+    stays_within_0_999("int8", SentenceModel::load(&mpnet_dir()).unwrap().with_int8());
+}
+
+#[test]
+fn bf16_vectors_stay_within_0_999_cosine_of_f32() {
+    stays_within_0_999("bf16", SentenceModel::load(&mpnet_dir()).unwrap().with_bf16());
 }
