@@ -159,33 +159,27 @@ unsafe fn round_32s(values: &[f32], lanes: &mut [u32]) {
     }
 }
 
-/// `y = x w' + bias`, `y` resized to `rows` rows; on AMX the sums are written once, without
-/// filling `y` with the bias first.
+/// `y = x w' + bias`, `y` resized to `rows` rows. `y` is filled with the bias first and the
+/// kernel adds into it: measured here on all-mpnet-base-v2 with AMX, writing `x w' + bias` in one
+/// pass without the fill ran 15% slower (its scattered stores wait for each line of `y`; the
+/// fill streams them in order).
 pub fn gemm_bf16_plus_bias(x: &[f32], rows: usize, w: &PackedWeights, bias: &[f32], y: &mut Vec<f32>) {
     assert_eq!(bias.len(), w.outputs, "one bias per output");
     y.clear();
-    match Bf16Kernel::fastest() {
-        Bf16Kernel::Amx => {
-            y.resize(rows * w.outputs, 0.0);
-            product(Bf16Kernel::Amx, x, rows, w, Some(bias), y)
-        }
-        Bf16Kernel::Avx512 => {
-            for _ in 0..rows {
-                y.extend_from_slice(bias);
-            }
-            product(Bf16Kernel::Avx512, x, rows, w, None, y)
-        }
+    for _ in 0..rows {
+        y.extend_from_slice(bias);
     }
+    product(Bf16Kernel::fastest(), x, rows, w, y)
 }
 
 /// `y += x w'` on `on`.
 #[cfg(test)]
 pub fn gemm_bf16_on(on: Bf16Kernel, x: &[f32], rows: usize, w: &PackedWeights, y: &mut [f32]) {
-    product(on, x, rows, w, None, y)
+    product(on, x, rows, w, y)
 }
 
-/// `y += x w'`, or `y = x w' + bias` with `bias` (AMX only), on `on`.
-fn product(on: Bf16Kernel, x: &[f32], rows: usize, w: &PackedWeights, bias: Option<&[f32]>, y: &mut [f32]) {
+/// `y += x w'` on `on`.
+fn product(on: Bf16Kernel, x: &[f32], rows: usize, w: &PackedWeights, y: &mut [f32]) {
     assert!(available(), "this CPU has no AVX-512 BF16");
     assert!(
         on == Bf16Kernel::Avx512 || crate::amx::bf16_granted(),
@@ -205,11 +199,8 @@ fn product(on: Bf16Kernel, x: &[f32], rows: usize, w: &PackedWeights, bias: Opti
     // `rows` (checked above), with a mask on the last block's columns; AMX only where granted.
     unsafe {
         match on {
-            Bf16Kernel::Avx512 => {
-                assert!(bias.is_none(), "the AVX-512 kernel adds into y");
-                kernel(&xp, rows, w, y)
-            }
-            Bf16Kernel::Amx => amx_tiles::kernel(&xp, rows, w, bias, y),
+            Bf16Kernel::Avx512 => kernel(&xp, rows, w, y),
+            Bf16Kernel::Amx => amx_tiles::kernel(&xp, rows, w, y),
         }
     }
 }
@@ -346,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn the_product_plus_bias_writes_every_output_once_on_the_fastest_kernel() {
+    fn the_product_plus_bias_replaces_what_the_buffer_held() {
         if !available() {
             eprintln!("no AVX-512 BF16 here: nothing to check");
             return;

@@ -20,16 +20,14 @@ const CHUNK_BYTES: usize = 512 * 1024;
 struct Sums([f32; 4 * TILE_ROWS * 16]);
 
 /// `y += x w'` for the first `rows` rows of `xp` (bfloat16 pairs, `w.pairs` to a row, padded
-/// with zero rows to a multiple of 32); with `bias`, `y = x w' + bias` instead, without reading
-/// `y` (a pass's outputs are megabytes: filling them with the bias first, then reading them
-/// back, cost a tenth of the product's time).
+/// with zero rows to a multiple of 32).
 ///
 /// # Safety
 /// `crate::amx::bf16_granted()` must be true; `xp` holds `rows` rounded up to 32 rows of
 /// `w.pairs` pairs, `w.pairs` is a multiple of 16, `w.blocks` is even, and `y` holds `rows` rows
 /// of `w.outputs`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn kernel(xp: &[u32], rows: usize, w: &PackedWeights, bias: Option<&[f32]>, y: &mut [f32]) {
+pub(super) unsafe fn kernel(xp: &[u32], rows: usize, w: &PackedWeights, y: &mut [f32]) {
     debug_assert!(w.pairs.is_multiple_of(TILE_ROWS) && w.blocks.is_multiple_of(2));
     debug_assert!(xp.len() >= rows.div_ceil(32) * 32 * w.pairs);
     // 512 KB measured best here (from 64 KB to 4 MB) on the encoders' shapes.
@@ -41,7 +39,7 @@ pub(super) unsafe fn kernel(xp: &[u32], rows: usize, w: &PackedWeights, bias: Op
             for block in (0..w.blocks).step_by(2) {
                 for r0 in (c0..end).step_by(32) {
                     block_product(xp, r0, block, w, &mut sums);
-                    add_sums(&sums, (rows, r0, block), w, bias, y);
+                    add_sums(&sums, (rows, r0, block), w, y);
                 }
             }
         }
@@ -100,16 +98,9 @@ unsafe fn block_product(xp: &[u32], r0: usize, block: usize, w: &PackedWeights, 
     );
 }
 
-/// `y += sums` (or `y = sums + bias`) on the rows below `rows` and the outputs below
-/// `w.outputs`.
+/// `y += sums` on the rows below `rows` and the outputs below `w.outputs`.
 #[inline(always)]
-unsafe fn add_sums(
-    sums: &Sums,
-    (rows, r0, block): (usize, usize, usize),
-    w: &PackedWeights,
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-) {
+unsafe fn add_sums(sums: &Sums, (rows, r0, block): (usize, usize, usize), w: &PackedWeights, y: &mut [f32]) {
     let n = w.outputs;
     for (tile, values) in sums.0.chunks_exact(TILE_ROWS * 16).enumerate() {
         let (first_row, b) = (r0 + (tile / 2) * TILE_ROWS, block + tile % 2);
@@ -117,11 +108,10 @@ unsafe fn add_sums(
             continue;
         }
         let mask = crate::cpu::block_mask(n, b);
-        let base = bias.map(|bias| _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(b * 16)));
         for (i, row) in values.chunks_exact(16).enumerate().take(rows.saturating_sub(first_row)) {
             let at = y.as_mut_ptr().add((first_row + i) * n + b * 16);
-            let before = base.unwrap_or_else(|| _mm512_maskz_loadu_ps(mask, at));
-            _mm512_mask_storeu_ps(at, mask, _mm512_add_ps(before, _mm512_loadu_ps(row.as_ptr())));
+            let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), _mm512_loadu_ps(row.as_ptr()));
+            _mm512_mask_storeu_ps(at, mask, sum);
         }
     }
 }
