@@ -353,12 +353,12 @@ impl Encoder {
         Ok(())
     }
 
-    /// Runs the linear layers in 8-bit integers (AVX-512 VNNI) from now on: their weights are
+    /// Runs the linear layers in 8-bit integers (AVX-512 VNNI or AVX-VNNI) from now on: their weights are
     /// quantised and packed once here (see `int8_gemm`). Attention and normalisation stay
     /// float32.
     pub fn use_int8(&mut self) -> Result<(), Error> {
         if !crate::int8_gemm::available() {
-            return Err("this CPU has no AVX-512 VNNI instructions: --precision int8 needs them".into());
+            return Err("this CPU has neither AVX-512 VNNI nor AVX-VNNI instructions: --precision int8 needs one of them".into());
         }
         self.repack_linear_layers(|l| Weights::Int8(PackedInt8::pack(&l.rows(), l.outputs, l.inputs)));
         Ok(())

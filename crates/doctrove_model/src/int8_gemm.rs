@@ -1,5 +1,6 @@
-//! `--precision int8`: the linear layers' products in 8-bit integers with AVX-512 VNNI dot
-//! products (`vpdpbusd`: four unsigned-by-signed byte products added into each 32-bit lane).
+//! `--precision int8`: the linear layers' products in 8-bit integers with VNNI dot products
+//! (`vpdpbusd`: four unsigned-by-signed byte products added into each 32-bit lane): AVX-512 VNNI
+//! on 16 lanes, or AVX-VNNI on 8 (`int8_gemm/avx_vnni.rs`) on CPUs without AVX-512.
 //!
 //! Weights are quantised once, at load: symmetric, one scale per output and per group of
 //! [`GROUP`] inputs. Each layer's input is quantised when the layer runs: unsigned with a zero
@@ -16,6 +17,9 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
+mod avx_vnni;
+
 /// Inputs per quantisation group: four bytes per lane, sixteen lanes' worth of steps.
 pub const GROUP: usize = 64;
 /// Rows of the input per tile.
@@ -25,16 +29,52 @@ const NV: usize = 2;
 /// Four-input steps per group.
 const QUADS_PER_GROUP: usize = GROUP / 4;
 
-/// Whether this CPU runs the kernel.
+/// The kernel a product runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Kernel {
+    /// AVX-512 F and VNNI: 16 lanes.
+    Avx512Vnni,
+    /// AVX2, FMA and AVX-VNNI (256-bit, VEX-encoded): 8 lanes.
+    AvxVnni,
+}
+
+impl Int8Kernel {
+    /// AVX-512 VNNI where the CPU has it, AVX-VNNI otherwise; `None` without either.
+    pub fn fastest() -> Option<Int8Kernel> {
+        [Int8Kernel::Avx512Vnni, Int8Kernel::AvxVnni]
+            .into_iter()
+            .find(|k| k.runs_here())
+    }
+
+    /// Whether this CPU has the kernel's instructions.
+    pub fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Int8Kernel::Avx512Vnni => is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"),
+                Int8Kernel::AvxVnni => {
+                    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("avxvnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// `avx512vnni` or `avxvnni`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Kernel::Avx512Vnni => "avx512vnni",
+            Int8Kernel::AvxVnni => "avxvnni",
+        }
+    }
+}
+
+/// Whether this CPU runs one of the kernels.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Int8Kernel::fastest().is_some()
 }
 
 /// A weight matrix (`outputs` x `inputs`, as stored) quantised and packed: for each block of
@@ -129,8 +169,8 @@ struct QuantisedRows {
 }
 
 /// # Safety
-/// The CPU must have AVX-512 F ([`available`]).
-unsafe fn quantise_rows(x: &[f32], rows: usize, inputs: usize, groups: usize) -> QuantisedRows {
+/// The CPU must have `on`'s instructions.
+unsafe fn quantise_rows(on: Int8Kernel, x: &[f32], rows: usize, inputs: usize, groups: usize) -> QuantisedRows {
     let padded_rows = rows.div_ceil(MR) * MR;
     let quads_per_row = groups * QUADS_PER_GROUP;
     let mut out = QuantisedRows {
@@ -150,10 +190,15 @@ unsafe fn quantise_rows(x: &[f32], rows: usize, inputs: usize, groups: usize) ->
         {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the caller checked the CPU's features; both slices hold one whole group.
-            let (scale, zero) = unsafe { quantise_group(values, four_bytes) };
+            let (scale, zero) = unsafe {
+                match on {
+                    Int8Kernel::Avx512Vnni => quantise_group(values, four_bytes),
+                    Int8Kernel::AvxVnni => avx_vnni::quantise_group(values, four_bytes),
+                }
+            };
             #[cfg(not(target_arch = "x86_64"))]
             let (scale, zero) = {
-                let _ = (values, four_bytes);
+                let _ = (on, values, four_bytes);
                 unreachable!("int8 products run on x86-64 only (available() is false elsewhere)")
             };
             out.scales[r * groups + g] = scale;
@@ -192,9 +237,16 @@ unsafe fn quantise_group(values: &[f32], quads: &mut [u32]) -> (f32, i32) {
     (scale, zero as i32)
 }
 
-/// `y += x w'` for `rows` rows of `x` (`w.inputs` wide) into `y` (`w.outputs` wide).
+/// `y += x w'` for `rows` rows of `x` (`w.inputs` wide) into `y` (`w.outputs` wide), on the
+/// fastest kernel this CPU runs.
 pub fn gemm_int8(x: &[f32], rows: usize, w: &PackedInt8, y: &mut [f32]) {
-    assert!(available(), "this CPU has no AVX-512 VNNI");
+    let on = Int8Kernel::fastest().expect("this CPU has neither AVX-512 VNNI nor AVX-VNNI");
+    gemm_int8_on(on, x, rows, w, y)
+}
+
+/// The same product on `on`.
+pub fn gemm_int8_on(on: Int8Kernel, x: &[f32], rows: usize, w: &PackedInt8, y: &mut [f32]) {
+    assert!(on.runs_here(), "this CPU has no {}", on.name());
     assert!(
         x.len() >= rows * w.inputs && y.len() >= rows * w.outputs,
         "the product does not fit its operands"
@@ -202,14 +254,17 @@ pub fn gemm_int8(x: &[f32], rows: usize, w: &PackedInt8, y: &mut [f32]) {
     if rows == 0 {
         return;
     }
-    // SAFETY: the CPU has AVX-512 F (checked above).
-    let xq = unsafe { quantise_rows(x, rows, w.inputs, w.groups) };
+    // SAFETY: the CPU has `on`'s instructions (checked above).
+    let xq = unsafe { quantise_rows(on, x, rows, w.inputs, w.groups) };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has the features (checked above); every index the kernel uses is inside
     // `xq` (whole tiles of rows), `w`'s vectors (whole blocks and groups) and the rows of `y`
     // below `rows` (checked above), with a mask on the last block's outputs.
     unsafe {
-        kernel(&xq, rows, w, y)
+        match on {
+            Int8Kernel::Avx512Vnni => kernel(&xq, rows, w, y),
+            Int8Kernel::AvxVnni => avx_vnni::kernel(&xq, rows, w, y),
+        }
     }
 }
 
@@ -361,40 +416,79 @@ mod tests {
         let (q, scale) = quantise_weights(&group);
         assert_eq!(q.iter().map(|b| b.unsigned_abs()).max(), Some(127));
         assert!((scale - 43.0 / 7.0 / 127.0).abs() < 1e-6);
-        if !available() {
-            eprintln!("no AVX-512 VNNI here: the vector quantisation is not checked");
-            return;
-        }
-        // The vector code gives the plain code's bytes, scale and zero point.
-        for values in [
-            group.clone(),
-            group.iter().map(|v| -v * 3.0).collect(),
-            vec![0.0; GROUP],
-            vec![2.5; GROUP],
-        ] {
+        // The vector code of each kernel gives the plain code's bytes, scale and zero point.
+        for (on, values) in kernels_here().into_iter().flat_map(|on| {
+            [
+                group.clone(),
+                group.iter().map(|v| -v * 3.0).collect(),
+                vec![0.0; GROUP],
+                vec![2.5; GROUP],
+            ]
+            .into_iter()
+            .map(move |values| (on, values))
+        }) {
             let (bytes, scale, zero) = quantise_inputs(&values);
             let mut quads = vec![0u32; QUADS_PER_GROUP];
-            // SAFETY: the CPU has the features (checked above); both slices hold one group.
-            let (vector_scale, vector_zero) = unsafe { quantise_group(&values, &mut quads) };
+            // SAFETY: the CPU has the features (kernels_here); both slices hold one group.
+            let (vector_scale, vector_zero) = unsafe {
+                match on {
+                    Int8Kernel::Avx512Vnni => quantise_group(&values, &mut quads),
+                    Int8Kernel::AvxVnni => avx_vnni::quantise_group(&values, &mut quads),
+                }
+            };
             let vector_bytes: Vec<u8> = quads.iter().flat_map(|q| q.to_le_bytes()).collect();
-            assert_eq!((vector_bytes, vector_scale, vector_zero), (bytes, scale, zero));
+            assert_eq!((vector_bytes, vector_scale, vector_zero), (bytes, scale, zero), "{on:?}");
         }
     }
 
+    /// The kernels this CPU runs (each test says which it could not check).
+    fn kernels_here() -> Vec<Int8Kernel> {
+        [Int8Kernel::Avx512Vnni, Int8Kernel::AvxVnni]
+            .into_iter()
+            .filter(|on| {
+                let here = on.runs_here();
+                if !here {
+                    eprintln!("no {} here: its kernel is not checked", on.name());
+                }
+                here
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_kernel_matches_the_same_quantisation_in_plain_arithmetic_on_ragged_shapes() {
-        if !available() {
-            eprintln!("no AVX-512 VNNI here: nothing to check");
+    fn both_kernels_give_the_same_bits() {
+        // The same integer sums and the same float operations in the same order, per output.
+        if kernels_here().len() < 2 {
             return;
         }
-        for &(rows, outputs, inputs) in &[
-            (1, 16, 64),
-            (7, 33, 5),
-            (13, 70, 300),
-            (4, 64, 256),
-            (20, 384, 384),
-            (5, 17, 1536),
-        ] {
+        let (rows, outputs, inputs) = (37, 200, 700);
+        let x: Vec<f32> = (0..rows * inputs).map(|i| ((i * 31 % 101) as f32 - 50.0) / 9.0).collect();
+        let w: Vec<f32> = (0..outputs * inputs).map(|i| ((i * 17 % 89) as f32 - 44.0) / 60.0).collect();
+        let packed = PackedInt8::pack(&w, outputs, inputs);
+        let run = |on| {
+            let mut y: Vec<f32> = (0..rows * outputs).map(|i| (i % 3) as f32).collect();
+            gemm_int8_on(on, &x, rows, &packed, &mut y);
+            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(Int8Kernel::Avx512Vnni), run(Int8Kernel::AvxVnni));
+    }
+
+    #[test]
+    fn each_kernel_matches_the_same_quantisation_in_plain_arithmetic_on_ragged_shapes() {
+        for (on, &(rows, outputs, inputs)) in kernels_here().into_iter().flat_map(|on| {
+            [
+                (1, 16, 64),
+                (7, 33, 5),
+                (13, 70, 300),
+                (4, 64, 256),
+                (20, 384, 384),
+                (5, 17, 1536),
+                (2, 8, 64),
+                (3, 9, 130),
+            ]
+            .iter()
+            .map(move |shape| (on, shape))
+        }) {
             let x: Vec<f32> = (0..rows * inputs).map(|i| ((i * 7919 % 113) as f32 - 56.0) / 37.0).collect();
             let w: Vec<f32> = (0..outputs * inputs)
                 .map(|i| ((i * 104_729 % 97) as f32 - 48.0) / 51.0)
@@ -403,11 +497,11 @@ mod tests {
             let mut want = bias.clone();
             reference(&x, rows, &w, outputs, inputs, &mut want);
             let mut got = bias.clone();
-            gemm_int8(&x, rows, &PackedInt8::pack(&w, outputs, inputs), &mut got);
+            gemm_int8_on(on, &x, rows, &PackedInt8::pack(&w, outputs, inputs), &mut got);
             for (g, e) in got.iter().zip(&want) {
                 assert!(
                     (g - e).abs() <= 1e-4 * e.abs().max(1.0),
-                    "{rows}x{outputs}x{inputs}: {g} against {e}"
+                    "{on:?} {rows}x{outputs}x{inputs}: {g} against {e}"
                 );
             }
         }

@@ -117,7 +117,7 @@ impl SentenceModel {
         Ok(self)
     }
 
-    /// Runs the encoder's linear layers in 8-bit integers (AVX-512 VNNI): weights quantised per
+    /// Runs the encoder's linear layers in 8-bit integers (AVX-512 VNNI or AVX-VNNI): weights quantised per
     /// output and per group of 64 inputs, each layer's input per row and per group; vectors
     /// within 0.999 cosine of float32's (checked by `make test`).
     pub fn with_int8(mut self) -> Result<SentenceModel, Error> {
@@ -137,12 +137,12 @@ impl SentenceModel {
     }
 
     /// The instruction set the linear layers run on: `amx-bf16` or `avx512bf16` at bf16,
-    /// `avx512vnni` at int8, otherwise the kernel's (`avx512f`, `avx2`, `baseline`, or
+    /// `avx512vnni` or `avxvnni` at int8, otherwise the kernel's (`avx512f`, `avx2`, `baseline`, or
     /// OpenBLAS's core's).
     pub fn instruction_set(&self) -> &'static str {
         match self.precision {
             "bf16" => crate::bf16_gemm::Bf16Kernel::fastest().name(),
-            "int8" => "avx512vnni",
+            "int8" => crate::int8_gemm::Int8Kernel::fastest().map_or("none", |k| k.name()),
             _ => self.encoder.kernel().instruction_set(),
         }
     }

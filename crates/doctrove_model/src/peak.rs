@@ -1,21 +1,23 @@
 //! The cores' multiply-add peak, measured rather than read from a datasheet: a tight loop of
 //! independent fused multiply-adds on the widest vectors the CPU has (enough accumulators to
 //! hide the instruction's latency on every port), one thread per core at once, so turbo and
-//! shared limits count as they do when the encoder runs; in float32 (FMA) and, where the CPU
-//! has AVX-512 VNNI, in 8-bit integers (`vpdpbusd`: 64 multiply-adds an instruction). `make
-//! bench` divides the encoder's achieved rate at each precision by its peak (`doctrove-model
+//! shared limits count as they do when the encoder runs; in float32 (FMA), in bfloat16 where
+//! the CPU has AVX-512 BF16 (AMX's `tdpbf16ps` where Linux grants the tiles: 8,192 multiply-adds
+//! an instruction), and in 8-bit integers where it has AVX-512 VNNI or AVX-VNNI (`vpdpbusd`: 64
+//! or 32 multiply-adds an instruction). `make bench` divides the encoder's achieved rate at each precision by its peak (`doctrove-model
 //! --measure-peak`).
 
 use std::time::{Duration, Instant};
 
 use crate::cpu::InstructionSet;
+use crate::int8_gemm::Int8Kernel;
 
 /// The arithmetic a loop measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arithmetic {
     /// Float32 fused multiply-adds on the widest vectors the CPU has.
     F32,
-    /// 8-bit integer dot products into 32-bit sums (AVX-512 VNNI).
+    /// 8-bit integer dot products into 32-bit sums (AVX-512 VNNI, or AVX-VNNI).
     Int8,
     /// bfloat16 products into float32 sums: AMX tiles where the process may use them
     /// (`tdpbf16ps`), AVX-512 BF16 otherwise (`vdpbf16ps`).
@@ -46,14 +48,17 @@ const TILE_PRODUCT: u64 = 16 * 16 * 32;
 const AMX_PER_VECTOR_ROUNDS: u64 = 64;
 
 /// Runs the loop on `threads` threads for about `duration`; the operations are summed over
-/// threads. `None` for int8 on a CPU without AVX-512 VNNI, and for bf16 on one without AVX-512
-/// BF16.
+/// threads. `None` for int8 on a CPU with neither AVX-512 VNNI nor AVX-VNNI, and for bf16 on one
+/// without AVX-512 BF16.
 pub fn measure(arithmetic: Arithmetic, threads: usize, duration: Duration) -> Option<Peak> {
     let isa = InstructionSet::detect();
     let (instruction_set, per_round) = match arithmetic {
-        Arithmetic::Int8 if !crate::int8_gemm::available() => return None,
-        // 16 lanes of four byte products each.
-        Arithmetic::Int8 => ("avx512vnni", 64),
+        // 16 lanes of four byte products each with AVX-512 VNNI, 8 with AVX-VNNI.
+        Arithmetic::Int8 => match Int8Kernel::fastest() {
+            Some(Int8Kernel::Avx512Vnni) => ("avx512vnni", 64),
+            Some(Int8Kernel::AvxVnni) => ("avxvnni", 32),
+            None => return None,
+        },
         Arithmetic::Bf16 if !crate::bf16_gemm::available() => return None,
         // A 16 x 32 by 32 x 16 tile product per accumulator, where a vector has 16 lanes of two.
         Arithmetic::Bf16 if crate::amx::bf16_granted() => ("amx-bf16", TILE_PRODUCT / AMX_PER_VECTOR_ROUNDS),
@@ -105,9 +110,13 @@ fn rounds_per_second(arithmetic: Arithmetic, isa: InstructionSet, duration: Dura
 
 fn int8_rounds(seed: i32) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: measure() runs it only where int8_gemm::available() found AVX-512 F and VNNI.
+    // SAFETY: measure() runs it only where Int8Kernel::fastest() found one of the kernels, and
+    // each loop only where its kernel runs.
     unsafe {
-        rounds_vnni(seed)
+        match Int8Kernel::fastest() {
+            Some(Int8Kernel::Avx512Vnni) => rounds_vnni(seed),
+            _ => rounds_avx_vnni(seed),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -128,6 +137,27 @@ unsafe fn rounds_vnni(seed: i32) -> f32 {
         }
     }
     acc.iter().map(|x| _mm512_reduce_add_epi32(*x) as f32).sum()
+}
+
+/// The same with AVX-VNNI, 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn rounds_avx_vnni(seed: i32) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_epi32(0x0102_0304), _mm256_set1_epi32(0x0101_0101));
+    let mut acc = [_mm256_set1_epi32(seed); ACCUMULATORS];
+    for _ in 0..ROUNDS {
+        for x in acc.iter_mut() {
+            *x = _mm256_dpbusd_avx_epi32(*x, a, b);
+        }
+    }
+    let mut lanes = [0i32; 8];
+    acc.iter()
+        .map(|x| {
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *x);
+            lanes.iter().map(|&l| l as f32).sum::<f32>()
+        })
+        .sum()
 }
 
 fn bf16_rounds(seed: f32) -> f32 {
@@ -283,6 +313,31 @@ mod tests {
             assert_eq!(peak.instruction_set, name);
             let f32 = measure(Arithmetic::F32, 1, Duration::from_millis(50)).unwrap();
             assert!(peak.ops > f32.ops, "{peak:?} {f32:?}");
+        }
+    }
+
+    #[test]
+    fn each_int8_loop_adds_every_product_of_every_lane() {
+        // Bytes 4, 3, 2, 1 times 1, 1, 1, 1: 10 a lane a round, on every accumulator.
+        let want = |lanes: f32| 10.0 * ROUNDS as f32 * lanes * ACCUMULATORS as f32;
+        #[cfg(target_arch = "x86_64")]
+        for (on, lanes) in [(Int8Kernel::Avx512Vnni, 16.0), (Int8Kernel::AvxVnni, 8.0)] {
+            if !on.runs_here() {
+                eprintln!("no {} here: its loop is not checked", on.name());
+                continue;
+            }
+            // SAFETY: the CPU has the loop's instructions (checked above).
+            let got = unsafe {
+                match on {
+                    Int8Kernel::Avx512Vnni => rounds_vnni(0),
+                    Int8Kernel::AvxVnni => rounds_avx_vnni(0),
+                }
+            };
+            assert!(
+                (got / want(lanes) - 1.0).abs() < 1e-5,
+                "{on:?}: {got} against {}",
+                want(lanes)
+            );
         }
     }
 
