@@ -10,7 +10,7 @@
 //! asks once and reports whether the answer was yes. Rust has no stable AMX intrinsics; the
 //! kernels use its inline assembly, which the assembler accepts whatever the target features.
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 use std::sync::OnceLock;
 
 /// Bytes per tile row, rows per tile and tile registers in palette 1, the only palette the
@@ -22,18 +22,18 @@ const TILES: u32 = 8;
 /// Whether the CPU has AMX-TILE and AMX-BF16 with palette 1's shape, and Linux granted this
 /// process the tile state. Asked once; every later call gives the first answer.
 pub fn bf16_granted() -> bool {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
         static GRANTED: OnceLock<bool> = OnceLock::new();
         *GRANTED.get_or_init(|| cpu_has_amx_bf16() && palette_is_as_expected() && request_tile_state())
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
         false
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn cpu_has_amx_bf16() -> bool {
     use std::arch::x86_64::{__cpuid_count, __get_cpuid_max};
     // Leaf 7 is read only when the CPU has it.
@@ -46,7 +46,7 @@ fn cpu_has_amx_bf16() -> bool {
 }
 
 /// Palette 1 has 8 tiles of 16 rows of 64 bytes (CPUID leaf 0x1D, subleaf 1).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn palette_is_as_expected() -> bool {
     use std::arch::x86_64::{__cpuid_count, __get_cpuid_max};
     // Leaf 0x1D is read only when the CPU has it.
@@ -57,8 +57,10 @@ fn palette_is_as_expected() -> bool {
     palette.ebx & 0xffff == ROW_BYTES as u32 && palette.ebx >> 16 >= TILES && palette.ecx & 0xffff >= TILE_ROWS as u32
 }
 
-/// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`: whether Linux granted the tile state.
-#[cfg(target_arch = "x86_64")]
+/// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`: whether Linux granted the tile state
+/// (not on kernels before 5.16, under a seccomp filter that refuses it, or when a thread's
+/// signal stack is too small for the tile state).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn request_tile_state() -> bool {
     const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
     const XFEATURE_XTILEDATA: libc::c_long = 18;
@@ -94,16 +96,32 @@ impl TileConfig {
     }
 
     /// Loads the configuration on this thread, runs `body`, then releases the tiles (so the
-    /// thread's saved state stays small between products).
+    /// thread's saved state stays small between products), also if `body` panics. The tile
+    /// registers' values live only inside single assembly blocks of `body`, each declaring
+    /// them clobbered.
     ///
     /// # Safety
-    /// [`bf16_granted`] must have returned true.
+    /// [`bf16_granted`] must have returned true, and `body` must not call `with_tiles` (the inner
+    /// release would end the outer configuration).
     #[cfg(target_arch = "x86_64")]
     pub unsafe fn with_tiles<R>(&self, body: impl FnOnce() -> R) -> R {
-        std::arch::asm!("ldtilecfg [{0}]", in(reg) self as *const TileConfig, options(nostack, readonly));
-        let result = body();
-        std::arch::asm!("tilerelease", options(nostack, nomem));
-        result
+        /// Releases the tiles when dropped.
+        struct Release;
+        impl Drop for Release {
+            fn drop(&mut self) {
+                // SAFETY: the tiles were configured by this thread (below).
+                unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) }
+            }
+        }
+        std::arch::asm!(
+            "ldtilecfg [{0}]",
+            in(reg) self as *const TileConfig,
+            out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+            out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+            options(nostack, readonly)
+        );
+        let _release = Release;
+        body()
     }
 }
 

@@ -1,33 +1,22 @@
-//! `--precision bf16`: the linear layers' products with AVX-512 BF16 dot products
-//! (`vdpbf16ps`), which take two bfloat16 pairs per 32-bit lane and accumulate in float32.
-//! Weights are rounded to bfloat16 once, at load, and packed in the order the kernel reads
-//! them; each layer's input is rounded when the layer runs. Sums stay float32.
+//! `--precision bf16`: the linear layers' products in bfloat16 with float32 sums, on AMX tiles
+//! (`bf16_gemm/amx_tiles.rs`) where the CPU has them and Linux grants them, with AVX-512 BF16
+//! dot products (`bf16_gemm/avx512_bf16.rs`) otherwise. Weights are rounded to bfloat16 once,
+//! at load, and packed in the order the kernels read them (`bf16_gemm/packing.rs`); each
+//! layer's input is rounded when the layer runs.
 //!
 //! Written here because Debian's OpenBLAS (0.3.21) has no `sbgemm` in its library and oneDNN
 //! would add a runtime with threads of its own beside the encoder's one-pass-per-core
-//! scheduling; the kernel is a plain register-blocked product (6 rows x 64 columns per tile, the
-//! weights in 128-pair slices that stay in the first-level cache). Where the CPU has AMX and
-//! Linux grants its tiles, the same packed weights feed tile products instead
-//! (`bf16_gemm/amx_tiles.rs`): the same bfloat16 products and float32 sums, about five times
-//! faster.
+//! scheduling. The tile kernel runs the same products six to eight times faster than the
+//! AVX-512 one (measured on the encoders' shapes).
 
 #[cfg(target_arch = "x86_64")]
 mod amx_tiles;
-
 #[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
+mod avx512_bf16;
+mod packing;
 
-/// Rows of the input per tile.
-const MR: usize = 6;
-/// 16-column vectors per tile.
-const NV: usize = 4;
-/// Pairs of the inner dimension per slice.
-const KC: usize = 128;
-/// Inputs are padded to whole steps of this many pairs (one AMX tile row: 32 bfloat16 values),
-/// outputs to whole pairs of 16-output blocks, rows to whole multiples of [`ROW_STEP`], so
-/// that both kernels read whole tiles.
-const PAIR_STEP: usize = 16;
-const ROW_STEP: usize = 32;
+use packing::pack_rows;
+pub use packing::PackedWeights;
 
 /// The kernel a product runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,96 +55,6 @@ pub fn available() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
-    }
-}
-
-/// float32 to bfloat16, rounding to nearest even (NaN kept a NaN).
-pub fn to_bf16(value: f32) -> u16 {
-    let bits = value.to_bits();
-    if value.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
-}
-
-/// Two values as one lane of bfloat16 pairs: `low` in the low half.
-fn pair(low: f32, high: f32) -> u32 {
-    u32::from(to_bf16(low)) | (u32::from(to_bf16(high)) << 16)
-}
-
-/// A weight matrix (`outputs` x `inputs`, as stored) rounded to bfloat16 and packed: for each
-/// block of 16 outputs, for each pair of inputs, 16 lanes of (w[o][2p], w[o][2p+1]): the 16 pairs
-/// of one AMX step are one 16 x 64-byte tile. Outputs and inputs are padded with zeros to whole
-/// pairs of blocks and whole steps of pairs.
-pub struct PackedWeights {
-    lanes: Vec<u32>,
-    outputs: usize,
-    inputs: usize,
-    blocks: usize,
-    pairs: usize,
-}
-
-impl PackedWeights {
-    pub fn pack(weight: &[f32], outputs: usize, inputs: usize) -> PackedWeights {
-        assert_eq!(weight.len(), outputs * inputs, "the weights do not fit their shape");
-        let (blocks, pairs) = (outputs.div_ceil(32) * 2, inputs.div_ceil(2 * PAIR_STEP) * PAIR_STEP);
-        let at = |o: usize, i: usize| {
-            if o < outputs && i < inputs {
-                weight[o * inputs + i]
-            } else {
-                0.0
-            }
-        };
-        let mut lanes = Vec::with_capacity(blocks * pairs * 16);
-        for block in 0..blocks {
-            for p in 0..pairs {
-                for lane in 0..16 {
-                    let o = block * 16 + lane;
-                    lanes.push(pair(at(o, 2 * p), at(o, 2 * p + 1)));
-                }
-            }
-        }
-        PackedWeights {
-            lanes,
-            outputs,
-            inputs,
-            blocks,
-            pairs,
-        }
-    }
-}
-
-/// `rows` rows of `x` (`inputs` wide) as bfloat16 pairs, padded with zero rows to whole tiles
-/// of either kernel.
-fn pack_rows(x: &[f32], rows: usize, inputs: usize, pairs: usize) -> Vec<u32> {
-    let padded = (rows.div_ceil(MR) * MR).max(rows.div_ceil(ROW_STEP) * ROW_STEP);
-    let mut out = vec![0u32; padded * pairs];
-    for (row, packed) in x.chunks_exact(inputs).take(rows).zip(out.chunks_exact_mut(pairs)) {
-        let whole = inputs / 32 * 32;
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: gemm_bf16_on checked AVX-512 BF16; both slices hold `whole / 2` pairs.
-        unsafe {
-            round_32s(&row[..whole], &mut packed[..whole / 2]);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let whole = 0;
-        for (two, lane) in row[whole..].chunks(2).zip(packed[whole / 2..].iter_mut()) {
-            *lane = pair(two[0], two.get(1).copied().unwrap_or(0.0));
-        }
-    }
-    out
-}
-
-/// `values` (a multiple of 32) rounded to bfloat16 in order, two to a lane, 32 at a time: the
-/// same rounding as [`to_bf16`] (to nearest even), with subnormal inputs read as zero.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn round_32s(values: &[f32], lanes: &mut [u32]) {
-    for (v, l) in values.chunks_exact(32).zip(lanes.chunks_exact_mut(16)) {
-        let (low, high) = (_mm512_loadu_ps(v.as_ptr()), _mm512_loadu_ps(v.as_ptr().add(16)));
-        // The second operand's values go to the low half.
-        let rounded = _mm512_cvtne2ps_pbh(high, low);
-        _mm512_storeu_si512(l.as_mut_ptr() as *mut _, std::mem::transmute::<__m512bh, __m512i>(rounded));
     }
 }
 
@@ -199,97 +98,15 @@ fn product(on: Bf16Kernel, x: &[f32], rows: usize, w: &PackedWeights, y: &mut [f
     // `rows` (checked above), with a mask on the last block's columns; AMX only where granted.
     unsafe {
         match on {
-            Bf16Kernel::Avx512 => kernel(&xp, rows, w, y),
+            Bf16Kernel::Avx512 => avx512_bf16::kernel(&xp, rows, w, y),
             Bf16Kernel::Amx => amx_tiles::kernel(&xp, rows, w, y),
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn kernel(xp: &[u32], rows: usize, w: &PackedWeights, y: &mut [f32]) {
-    // The blocks that hold outputs (the padding block, when there is one, holds none).
-    let blocks = w.outputs.div_ceil(16);
-    let mut block = 0;
-    while block < blocks {
-        let nv = NV.min(blocks - block);
-        let mut p0 = 0;
-        while p0 < w.pairs {
-            let kc = KC.min(w.pairs - p0);
-            let mut r0 = 0;
-            while r0 < rows {
-                match nv {
-                    4 => tile::<4>(xp, rows, r0, block, p0, kc, w, y),
-                    3 => tile::<3>(xp, rows, r0, block, p0, kc, w, y),
-                    2 => tile::<2>(xp, rows, r0, block, p0, kc, w, y),
-                    _ => tile::<1>(xp, rows, r0, block, p0, kc, w, y),
-                }
-                r0 += MR;
-            }
-            p0 += kc;
-        }
-        block += nv;
-    }
-}
-
-/// The mask of the valid columns of output block `block`.
-#[cfg(target_arch = "x86_64")]
-fn column_mask(w: &PackedWeights, block: usize) -> __mmask16 {
-    crate::cpu::block_mask(w.outputs, block)
-}
-
-/// One tile: rows `r0..r0+MR` (those below `rows`) by `V` blocks of 16 outputs from `block`,
-/// over pairs `p0..p0+kc`, added into `y`.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn tile<const V: usize>(
-    xp: &[u32],
-    rows: usize,
-    r0: usize,
-    block: usize,
-    p0: usize,
-    kc: usize,
-    w: &PackedWeights,
-    y: &mut [f32],
-) {
-    let n = w.outputs;
-    let live = (rows - r0).min(MR);
-    let mut acc = [[_mm512_setzero_ps(); V]; MR];
-    for (r, row) in acc.iter_mut().enumerate().take(live) {
-        for (v, a) in row.iter_mut().enumerate() {
-            let mask = column_mask(w, block + v);
-            *a = _mm512_maskz_loadu_ps(mask, y.as_ptr().add((r0 + r) * n + (block + v) * 16));
-        }
-    }
-    let xrow = |r: usize| xp.as_ptr().add((r0 + r) * w.pairs + p0);
-    let wcol = |v: usize| w.lanes.as_ptr().add(((block + v) * w.pairs + p0) * 16);
-    for p in 0..kc {
-        let mut b = [_mm512_setzero_si512(); V];
-        for (v, bv) in b.iter_mut().enumerate() {
-            *bv = _mm512_loadu_si512(wcol(v).add(p * 16) as *const _);
-        }
-        for (r, row) in acc.iter_mut().enumerate() {
-            let a = _mm512_set1_epi32(*xrow(r).add(p) as i32);
-            for (v, av) in row.iter_mut().enumerate() {
-                *av = _mm512_dpbf16_ps(
-                    *av,
-                    std::mem::transmute::<__m512i, __m512bh>(a),
-                    std::mem::transmute::<__m512i, __m512bh>(b[v]),
-                );
-            }
-        }
-    }
-    for (r, row) in acc.iter().enumerate().take(live) {
-        for (v, a) in row.iter().enumerate() {
-            let mask = column_mask(w, block + v);
-            _mm512_mask_storeu_ps(y.as_mut_ptr().add((r0 + r) * n + (block + v) * 16), mask, *a);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::packing::to_bf16;
     use super::*;
 
     fn reference(x: &[f32], rows: usize, w: &[f32], outputs: usize, inputs: usize, y: &mut [f32]) {

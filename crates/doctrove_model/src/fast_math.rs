@@ -11,10 +11,16 @@ use crate::cpu::InstructionSet;
 /// `e^x`, with x clamped to [-87, 88] (so about 1.6e-38 below, and finite above).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    // max then min rather than clamp, and the integer read from the bits rather than cast
-    // (`as i32` saturates): both stay vector instructions in the callers' loops.
+    // The integer read from the bits rather than cast (`as i32` saturates, which made the
+    // callers' loops partly scalar); comparisons rather than max and min, so a NaN stays a NaN.
     #[allow(clippy::manual_clamp)]
-    let x = x.max(-87.0).min(88.0);
+    let x = if x < -87.0 {
+        -87.0
+    } else if x > 88.0 {
+        88.0
+    } else {
+        x
+    };
     // Round x / ln 2 to the nearest integer k without a call: adding 1.5 * 2^23 leaves the
     // integer part in the mantissa.
     const ROUND: f32 = 12_582_912.0;
@@ -190,6 +196,11 @@ mod tests {
         assert!(worst < 4e-7, "largest relative error {worst}");
         assert_eq!(exp(-1000.0), exp(-87.0));
         assert!(exp(1000.0).is_finite());
+        // A NaN (from a broken input or kernel) stays visible rather than becoming a weight.
+        assert!(exp(f32::NAN).is_nan());
+        let mut row = [0.5, f32::NAN, 1.0];
+        softmax(&mut row);
+        assert!(row.iter().any(|v| v.is_nan()), "{row:?}");
     }
 
     #[test]

@@ -15,19 +15,12 @@
 //! with per-group scales inside the encoder's one-pass-per-core scheduling.
 
 #[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
-
+mod avx512_vnni;
 #[cfg(target_arch = "x86_64")]
 mod avx_vnni;
+mod quantised;
 
-/// Inputs per quantisation group: four bytes per lane, sixteen lanes' worth of steps.
-pub const GROUP: usize = 64;
-/// Rows of the input per tile.
-const MR: usize = 6;
-/// 16-output blocks per tile.
-const NV: usize = 2;
-/// Four-input steps per group.
-const QUADS_PER_GROUP: usize = GROUP / 4;
+pub use quantised::PackedInt8;
 
 /// The kernel a product runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,166 +70,6 @@ pub fn available() -> bool {
     Int8Kernel::fastest().is_some()
 }
 
-/// A weight matrix (`outputs` x `inputs`, as stored) quantised and packed: for each block of
-/// 16 outputs, for each step of four inputs, 16 lanes of the four signed bytes; and for each
-/// block and group, 16 lanes of the scale and of the sum of the group's bytes (for the zero
-/// point). Outputs and inputs are padded with zeros to whole blocks and groups.
-pub struct PackedInt8 {
-    lanes: Vec<i32>,
-    scales: Vec<f32>,
-    sums: Vec<i32>,
-    outputs: usize,
-    inputs: usize,
-    blocks: usize,
-    groups: usize,
-}
-
-/// One group of weights quantised: the bytes and the scale (`max |w| / 127`).
-fn quantise_weights(group: &[f32]) -> (Vec<i8>, f32) {
-    let most = group.iter().fold(0f32, |m, v| m.max(v.abs()));
-    if most == 0.0 {
-        return (vec![0; group.len()], 0.0);
-    }
-    let scale = most / 127.0;
-    (
-        group.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8).collect(),
-        scale,
-    )
-}
-
-impl PackedInt8 {
-    pub fn pack(weight: &[f32], outputs: usize, inputs: usize) -> PackedInt8 {
-        assert_eq!(weight.len(), outputs * inputs, "the weights do not fit their shape");
-        let (blocks, groups) = (outputs.div_ceil(16), inputs.div_ceil(GROUP));
-        let padded = groups * GROUP;
-        // Each output's row, quantised group by group.
-        let mut bytes = vec![0i8; blocks * 16 * padded];
-        let mut scale_of = vec![0f32; blocks * 16 * groups];
-        for o in 0..outputs {
-            let mut row = weight[o * inputs..(o + 1) * inputs].to_vec();
-            row.resize(padded, 0.0);
-            for g in 0..groups {
-                let (q, scale) = quantise_weights(&row[g * GROUP..(g + 1) * GROUP]);
-                bytes[o * padded + g * GROUP..o * padded + (g + 1) * GROUP].copy_from_slice(&q);
-                scale_of[o * groups + g] = scale;
-            }
-        }
-        let quads = padded / 4;
-        let mut lanes = Vec::with_capacity(blocks * quads * 16);
-        for block in 0..blocks {
-            for q in 0..quads {
-                for lane in 0..16 {
-                    let o = block * 16 + lane;
-                    let four = &bytes[o * padded + 4 * q..o * padded + 4 * q + 4];
-                    lanes.push(i32::from_le_bytes([
-                        four[0] as u8,
-                        four[1] as u8,
-                        four[2] as u8,
-                        four[3] as u8,
-                    ]));
-                }
-            }
-        }
-        let (mut scales, mut sums) = (Vec::new(), Vec::new());
-        for block in 0..blocks {
-            for g in 0..groups {
-                for lane in 0..16 {
-                    let o = block * 16 + lane;
-                    scales.push(scale_of[o * groups + g]);
-                    let group = &bytes[o * padded + g * GROUP..o * padded + (g + 1) * GROUP];
-                    sums.push(group.iter().map(|&b| i32::from(b)).sum());
-                }
-            }
-        }
-        PackedInt8 {
-            lanes,
-            scales,
-            sums,
-            outputs,
-            inputs,
-            blocks,
-            groups,
-        }
-    }
-}
-
-/// `rows` rows of `x` quantised: the bytes (four to a lane), and each row's scale and zero
-/// point per group; padded with zero rows to whole tiles.
-struct QuantisedRows {
-    quads: Vec<u32>,
-    scales: Vec<f32>,
-    zeros: Vec<i32>,
-}
-
-/// # Safety
-/// The CPU must have `on`'s instructions.
-unsafe fn quantise_rows(on: Int8Kernel, x: &[f32], rows: usize, inputs: usize, groups: usize) -> QuantisedRows {
-    let padded_rows = rows.div_ceil(MR) * MR;
-    let quads_per_row = groups * QUADS_PER_GROUP;
-    let mut out = QuantisedRows {
-        quads: vec![0; padded_rows * quads_per_row],
-        scales: vec![1.0; padded_rows * groups],
-        zeros: vec![0; padded_rows * groups],
-    };
-    let mut row_values = vec![0f32; groups * GROUP];
-    for (r, row) in x.chunks_exact(inputs).take(rows).enumerate() {
-        row_values[..inputs].copy_from_slice(row);
-        row_values[inputs..].fill(0.0);
-        let quads = &mut out.quads[r * quads_per_row..(r + 1) * quads_per_row];
-        for (g, (values, four_bytes)) in row_values
-            .chunks_exact(GROUP)
-            .zip(quads.chunks_exact_mut(QUADS_PER_GROUP))
-            .enumerate()
-        {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the caller checked the CPU's features; both slices hold one whole group.
-            let (scale, zero) = unsafe {
-                match on {
-                    Int8Kernel::Avx512Vnni => quantise_group(values, four_bytes),
-                    Int8Kernel::AvxVnni => avx_vnni::quantise_group(values, four_bytes),
-                }
-            };
-            #[cfg(not(target_arch = "x86_64"))]
-            let (scale, zero) = {
-                let _ = (on, values, four_bytes);
-                unreachable!("int8 products run on x86-64 only (available() is false elsewhere)")
-            };
-            out.scales[r * groups + g] = scale;
-            out.zeros[r * groups + g] = zero;
-        }
-    }
-    out
-}
-
-/// One group of 64 input values quantised with AVX-512, the bytes written four to a
-/// lane into `quads`: unsigned, with a zero point, over a range that holds 0 (so
-/// zeros, the padding included, stay exact); a multiply, then an add, then half and truncation
-/// (the tests' plain version does the same arithmetic). Every input of every linear layer passes here.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn quantise_group(values: &[f32], quads: &mut [u32]) -> (f32, i32) {
-    assert!(values.len() == GROUP && quads.len() == QUADS_PER_GROUP);
-    let v = [0, 16, 32, 48].map(|at| _mm512_loadu_ps(values.as_ptr().add(at)));
-    let low = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(v[0], v[1]), _mm512_min_ps(v[2], v[3]))).min(0.0);
-    let high = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(v[0], v[1]), _mm512_max_ps(v[2], v[3]))).max(0.0);
-    if high == low {
-        quads.fill(0);
-        return (1.0, 0);
-    }
-    let scale = (high - low) / 255.0;
-    let inverse = 1.0 / scale;
-    let zero = ((-low * inverse).clamp(0.0, 255.0) + 0.5) as u32 as f32;
-    let (inverse_v, zero_v, half) = (_mm512_set1_ps(inverse), _mm512_set1_ps(zero), _mm512_set1_ps(0.5));
-    let (floor, ceiling) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
-    for (i, value) in v.iter().enumerate() {
-        let t = _mm512_add_ps(_mm512_mul_ps(*value, inverse_v), zero_v);
-        let t = _mm512_add_ps(_mm512_min_ps(_mm512_max_ps(t, floor), ceiling), half);
-        let bytes = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t));
-        _mm_storeu_si128(quads.as_mut_ptr().add(4 * i) as *mut __m128i, bytes);
-    }
-    (scale, zero as i32)
-}
-
 /// `y += x w'` for `rows` rows of `x` (`w.inputs` wide) into `y` (`w.outputs` wide), on the
 /// fastest kernel this CPU runs.
 pub fn gemm_int8(x: &[f32], rows: usize, w: &PackedInt8, y: &mut [f32]) {
@@ -254,100 +87,26 @@ pub fn gemm_int8_on(on: Int8Kernel, x: &[f32], rows: usize, w: &PackedInt8, y: &
     if rows == 0 {
         return;
     }
-    // SAFETY: the CPU has `on`'s instructions (checked above).
-    let xq = unsafe { quantise_rows(on, x, rows, w.inputs, w.groups) };
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has the features (checked above); every index the kernel uses is inside
-    // `xq` (whole tiles of rows), `w`'s vectors (whole blocks and groups) and the rows of `y`
-    // below `rows` (checked above), with a mask on the last block's outputs.
+    // SAFETY: the CPU has `on`'s instructions (checked above); every index the kernel uses is
+    // inside the quantised rows (whole tiles of rows), `w`'s vectors (whole blocks and groups)
+    // and the rows of `y` below `rows` (checked above), with masks on the last block's outputs.
     unsafe {
+        let quantise_group: quantised::GroupQuantiser = match on {
+            Int8Kernel::Avx512Vnni => avx512_vnni::quantise_group,
+            Int8Kernel::AvxVnni => avx_vnni::quantise_group,
+        };
+        let xq = quantised::quantise_rows(quantise_group, x, rows, w.inputs, w.groups);
         match on {
-            Int8Kernel::Avx512Vnni => kernel(&xq, rows, w, y),
+            Int8Kernel::Avx512Vnni => avx512_vnni::kernel(&xq, rows, w, y),
             Int8Kernel::AvxVnni => avx_vnni::kernel(&xq, rows, w, y),
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn kernel(xq: &QuantisedRows, rows: usize, w: &PackedInt8, y: &mut [f32]) {
-    let mut block = 0;
-    while block < w.blocks {
-        let nv = NV.min(w.blocks - block);
-        let mut r0 = 0;
-        while r0 < rows {
-            match nv {
-                2 => tile::<2>(xq, rows, r0, block, w, y),
-                _ => tile::<1>(xq, rows, r0, block, w, y),
-            }
-            r0 += MR;
-        }
-        block += nv;
-    }
-}
-
-/// The mask of the valid outputs of block `block`.
-#[cfg(target_arch = "x86_64")]
-fn output_mask(w: &PackedInt8, block: usize) -> __mmask16 {
-    crate::cpu::block_mask(w.outputs, block)
-}
-
-/// One tile: rows `r0..r0+MR` (those below `rows`) by `V` blocks of 16 outputs from `block`,
-/// over every group, added into `y`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile<const V: usize>(xq: &QuantisedRows, rows: usize, r0: usize, block: usize, w: &PackedInt8, y: &mut [f32]) {
-    let n = w.outputs;
-    let live = (rows - r0).min(MR);
-    let quads_per_row = w.groups * QUADS_PER_GROUP;
-    let x_quads = xq.quads.as_ptr().add(r0 * quads_per_row);
-    let mut acc = [[_mm512_setzero_ps(); V]; MR];
-    for (r, row) in acc.iter_mut().enumerate().take(live) {
-        for (v, a) in row.iter_mut().enumerate() {
-            *a = _mm512_maskz_loadu_ps(output_mask(w, block + v), y.as_ptr().add((r0 + r) * n + (block + v) * 16));
-        }
-    }
-    for g in 0..w.groups {
-        let mut sums = [[_mm512_setzero_si512(); V]; MR];
-        for step in 0..QUADS_PER_GROUP {
-            let q = g * QUADS_PER_GROUP + step;
-            let mut b = [_mm512_setzero_si512(); V];
-            for (v, bv) in b.iter_mut().enumerate() {
-                *bv = _mm512_loadu_si512(w.lanes.as_ptr().add(((block + v) * quads_per_row + q) * 16) as *const _);
-            }
-            for (r, row) in sums.iter_mut().enumerate() {
-                let a = _mm512_set1_epi32(*x_quads.add(r * quads_per_row + q) as i32);
-                for (v, s) in row.iter_mut().enumerate() {
-                    *s = _mm512_dpbusd_epi32(*s, a, b[v]);
-                }
-            }
-        }
-        // sum(x q) = sum((xq - zero) wq) = sum(xq wq) - zero sum(wq), then both scales.
-        for (r, row) in acc.iter_mut().enumerate() {
-            let zero = _mm512_set1_epi32(xq.zeros[(r0 + r) * w.groups + g]);
-            let x_scale = _mm512_set1_ps(xq.scales[(r0 + r) * w.groups + g]);
-            for (v, a) in row.iter_mut().enumerate() {
-                let at = ((block + v) * w.groups + g) * 16;
-                let w_sums = _mm512_loadu_si512(w.sums.as_ptr().add(at) as *const _);
-                let w_scale = _mm512_loadu_ps(w.scales.as_ptr().add(at));
-                let exact = _mm512_sub_epi32(sums[r][v], _mm512_mullo_epi32(zero, w_sums));
-                *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(w_scale, x_scale), *a);
-            }
-        }
-    }
-    for (r, row) in acc.iter().enumerate().take(live) {
-        for (v, a) in row.iter().enumerate() {
-            _mm512_mask_storeu_ps(
-                y.as_mut_ptr().add((r0 + r) * n + (block + v) * 16),
-                output_mask(w, block + v),
-                *a,
-            );
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::quantised::{quantise_weights, GROUP, QUADS_PER_GROUP};
     use super::*;
 
     /// One group of an input row quantised in plain arithmetic, as `quantise_group` does it: the bytes, the scale and the zero point, over a range
@@ -432,7 +191,7 @@ mod tests {
             // SAFETY: the CPU has the features (kernels_here); both slices hold one group.
             let (vector_scale, vector_zero) = unsafe {
                 match on {
-                    Int8Kernel::Avx512Vnni => quantise_group(&values, &mut quads),
+                    Int8Kernel::Avx512Vnni => avx512_vnni::quantise_group(&values, &mut quads),
                     Int8Kernel::AvxVnni => avx_vnni::quantise_group(&values, &mut quads),
                 }
             };

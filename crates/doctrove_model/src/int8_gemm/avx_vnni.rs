@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{PackedInt8, QuantisedRows, GROUP, QUADS_PER_GROUP};
+use super::quantised::{PackedInt8, QuantisedRows, GROUP, QUADS_PER_GROUP};
 
 /// Rows per tile: 3 rows by 2 halves of int32 group sums and of float32 totals, two weight
 /// vectors and the broadcast input: 15 of the 16 registers. The rows are padded to the AVX-512
@@ -57,8 +57,8 @@ pub(super) unsafe fn quantise_group(values: &[f32], quads: &mut [u32]) -> (f32, 
 /// `y += x w'` for the first `rows` rows of `xq`.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and AVX-VNNI; `xq` holds `rows` rounded up to a multiple of 3 rows
-/// of `w.groups` groups, and `y` holds `rows` rows of `w.outputs`.
+/// The CPU must have AVX2, FMA and AVX-VNNI, and `xq` holds `rows` rounded up to a multiple of 3
+/// rows of `w.groups` groups (`y` is indexed with bounds checks).
 #[target_feature(enable = "avx2,fma,avxvnni")]
 pub(super) unsafe fn kernel(xq: &QuantisedRows, rows: usize, w: &PackedInt8, y: &mut [f32]) {
     for block in 0..w.blocks {
@@ -66,14 +66,6 @@ pub(super) unsafe fn kernel(xq: &QuantisedRows, rows: usize, w: &PackedInt8, y: 
             tile(xq, rows, r0, block, w, y);
         }
     }
-}
-
-/// The lanes of half `h` of block `block` that hold one of `width` outputs, as the masked loads
-/// and stores take them (all bits set: the lane is read and written).
-#[inline(always)]
-unsafe fn half_mask(width: usize, block: usize, h: usize) -> __m256i {
-    let valid = (width - block * 16).min(16) as i32 - 8 * h as i32;
-    _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
 /// One tile: rows `r0..r0+MR` (those below `rows`) by the 16 outputs of `block`, over every
@@ -84,16 +76,15 @@ unsafe fn tile(xq: &QuantisedRows, rows: usize, r0: usize, block: usize, w: &Pac
     let live = (rows - r0).min(MR);
     let quads_per_row = w.groups * QUADS_PER_GROUP;
     let x_quads = xq.quads.as_ptr().add(r0 * quads_per_row);
-    let masks = [half_mask(n, block, 0), half_mask(n, block, 1)];
-    // Wrapping: the second half of the last row's last block may start past the end of `y`
-    // (its mask is then empty, and nothing there is read or written).
-    let base = y.as_mut_ptr();
-    let out = |r: usize, h: usize| base.wrapping_add((r0 + r) * n + block * 16 + 8 * h);
+    // The block's outputs in each row of `y`: 16, or fewer in the last block, which goes through
+    // a copy (masked AVX loads and stores of lanes past the end may fault on some CPUs).
+    let valid = (n - block * 16).min(16);
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     for (r, row) in acc.iter_mut().enumerate().take(live) {
-        for (h, a) in row.iter_mut().enumerate() {
-            *a = _mm256_maskload_ps(out(r, h), masks[h]);
-        }
+        let at = (r0 + r) * n + block * 16;
+        let mut copy = [0f32; 16];
+        copy[..valid].copy_from_slice(&y[at..at + valid]);
+        *row = [_mm256_loadu_ps(copy.as_ptr()), _mm256_loadu_ps(copy.as_ptr().add(8))];
     }
     for g in 0..w.groups {
         let mut sums = [[_mm256_setzero_si256(); 2]; MR];
@@ -125,8 +116,10 @@ unsafe fn tile(xq: &QuantisedRows, rows: usize, r0: usize, block: usize, w: &Pac
         }
     }
     for (r, row) in acc.iter().enumerate().take(live) {
-        for (h, a) in row.iter().enumerate() {
-            _mm256_maskstore_ps(out(r, h), masks[h], *a);
-        }
+        let at = (r0 + r) * n + block * 16;
+        let mut copy = [0f32; 16];
+        _mm256_storeu_ps(copy.as_mut_ptr(), row[0]);
+        _mm256_storeu_ps(copy.as_mut_ptr().add(8), row[1]);
+        y[at..at + valid].copy_from_slice(&copy[..valid]);
     }
 }
