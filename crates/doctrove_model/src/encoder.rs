@@ -11,7 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::architecture::{relative_bias, Architecture};
 use crate::assist::Assist;
-use crate::bf16_gemm::{gemm_bf16_plus_bias, PackedWeights};
+use crate::bf16_gemm::{gemm_bf16, PackedWeights};
 use crate::cpu::InstructionSet;
 use crate::fast_math::{gelu_all, softmax, squared_deviations, sum};
 use crate::int8_gemm::{gemm_int8, PackedInt8};
@@ -116,15 +116,12 @@ impl Linear {
     /// Applies the layer to `tokens` rows of `x`, into `y` (resized); the packed float32 kernel
     /// splits the outputs with `assist`'s helper when there is one.
     fn apply(&self, kernel: &Kernel, assist: Option<&Assist>, x: &[f32], tokens: usize, y: &mut Vec<f32>) {
-        if let Weights::Bf16(packed) = &self.weights {
-            return gemm_bf16_plus_bias(x, tokens, packed, &self.bias, y);
-        }
         y.clear();
         for _ in 0..tokens {
             y.extend_from_slice(&self.bias);
         }
         let (packed, rows) = match &self.weights {
-            Weights::Bf16(_) => unreachable!("bfloat16 layers return above"),
+            Weights::Bf16(packed) => return gemm_bf16(x, tokens, packed, y),
             Weights::Int8(packed) => return gemm_int8(x, tokens, packed, y),
             Weights::F32 { packed, rows } => (packed, rows),
         };

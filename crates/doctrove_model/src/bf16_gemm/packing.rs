@@ -74,8 +74,9 @@ impl PackedWeights {
 pub(super) fn pack_rows(x: &[f32], rows: usize, inputs: usize, pairs: usize) -> Vec<u32> {
     let padded = (rows.div_ceil(AVX512_ROWS) * AVX512_ROWS).max(rows.div_ceil(ROW_STEP) * ROW_STEP);
     let mut out = vec![0u32; padded * pairs];
+    // The inputs rounded 32 at a time; the rest, fewer than 32, two at a time.
+    let whole = inputs / 32 * 32;
     for (row, packed) in x.chunks_exact(inputs).take(rows).zip(out.chunks_exact_mut(pairs)) {
-        let whole = inputs / 32 * 32;
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the product checked AVX-512 BF16 before packing; both slices hold `whole / 2` pairs.
         unsafe {
