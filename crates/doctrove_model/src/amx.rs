@@ -68,6 +68,21 @@ fn request_tile_state() -> bool {
     unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
 }
 
+/// `asm!` for code that uses the tile registers: the given templates and operands (no trailing
+/// comma), with every tile register declared clobbered and `nostack`. Tile values live only
+/// inside one such block; Rust code between blocks never sees them.
+macro_rules! tile_asm {
+    ($($args:tt)*) => {
+        std::arch::asm!(
+            $($args)*,
+            out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
+            out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
+            options(nostack)
+        )
+    };
+}
+pub(crate) use tile_asm;
+
 /// A tile configuration as `ldtilecfg` reads it: palette 1, each tile's rows and bytes per row.
 #[repr(C, align(64))]
 pub struct TileConfig {
@@ -97,8 +112,7 @@ impl TileConfig {
 
     /// Loads the configuration on this thread, runs `body`, then releases the tiles (so the
     /// thread's saved state stays small between products), also if `body` panics. The tile
-    /// registers' values live only inside single assembly blocks of `body`, each declaring
-    /// them clobbered.
+    /// registers' values live only inside single [`tile_asm`] blocks of `body`.
     ///
     /// # Safety
     /// [`bf16_granted`] must have returned true, and `body` must not call `with_tiles` (the inner
@@ -110,16 +124,10 @@ impl TileConfig {
         impl Drop for Release {
             fn drop(&mut self) {
                 // SAFETY: the tiles were configured by this thread (below).
-                unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) }
+                unsafe { tile_asm!("tilerelease", options(nomem)) }
             }
         }
-        std::arch::asm!(
-            "ldtilecfg [{0}]",
-            in(reg) self as *const TileConfig,
-            out("tmm0") _, out("tmm1") _, out("tmm2") _, out("tmm3") _,
-            out("tmm4") _, out("tmm5") _, out("tmm6") _, out("tmm7") _,
-            options(nostack, readonly)
-        );
+        tile_asm!("ldtilecfg [{0}]", in(reg) self as *const TileConfig, options(readonly));
         let _release = Release;
         body()
     }

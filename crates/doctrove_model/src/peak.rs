@@ -4,11 +4,12 @@
 //! shared limits count as they do when the encoder runs; in float32 (FMA), in bfloat16 where
 //! the CPU has AVX-512 BF16 (AMX's `tdpbf16ps` where Linux grants the tiles: 8,192 multiply-adds
 //! an instruction), and in 8-bit integers where it has AVX-512 VNNI or AVX-VNNI (`vpdpbusd`: 64
-//! or 32 multiply-adds an instruction). `make bench` divides the encoder's achieved rate at each precision by its peak (`doctrove-model
-//! --measure-peak`).
+//! or 32 multiply-adds an instruction). `make bench` divides the encoder's achieved rate at each
+//! precision by its peak (`doctrove-model --measure-peak`).
 
 use std::time::{Duration, Instant};
 
+use crate::bf16_gemm::Bf16Kernel;
 use crate::cpu::InstructionSet;
 use crate::int8_gemm::Int8Kernel;
 
@@ -53,16 +54,25 @@ const AMX_PER_VECTOR_ROUNDS: u64 = 64;
 pub fn measure(arithmetic: Arithmetic, threads: usize, duration: Duration) -> Option<Peak> {
     let isa = InstructionSet::detect();
     let (instruction_set, per_round) = match arithmetic {
-        // 16 lanes of four byte products each with AVX-512 VNNI, 8 with AVX-VNNI.
-        Arithmetic::Int8 => match Int8Kernel::fastest() {
-            Some(Int8Kernel::Avx512Vnni) => ("avx512vnni", 64),
-            Some(Int8Kernel::AvxVnni) => ("avxvnni", 32),
-            None => return None,
-        },
+        Arithmetic::Int8 => {
+            let kernel = Int8Kernel::fastest()?;
+            // 16 lanes of four byte products each with AVX-512 VNNI, 8 with AVX-VNNI.
+            let per_round = match kernel {
+                Int8Kernel::Avx512Vnni => 64,
+                Int8Kernel::AvxVnni => 32,
+            };
+            (kernel.name(), per_round)
+        }
         Arithmetic::Bf16 if !crate::bf16_gemm::available() => return None,
-        // A 16 x 32 by 32 x 16 tile product per accumulator, where a vector has 16 lanes of two.
-        Arithmetic::Bf16 if crate::amx::bf16_granted() => ("amx-bf16", TILE_PRODUCT / AMX_PER_VECTOR_ROUNDS),
-        Arithmetic::Bf16 => ("avx512bf16", 32),
+        Arithmetic::Bf16 => {
+            let kernel = Bf16Kernel::fastest();
+            // A 16 x 32 by 32 x 16 tile product per accumulator, where a vector has 16 lanes of two.
+            let per_round = match kernel {
+                Bf16Kernel::Amx => TILE_PRODUCT / AMX_PER_VECTOR_ROUNDS,
+                Bf16Kernel::Avx512 => 32,
+            };
+            (kernel.name(), per_round)
+        }
         Arithmetic::F32 => (
             isa.name(),
             match isa {
@@ -163,12 +173,11 @@ unsafe fn rounds_avx_vnni(seed: i32) -> f32 {
 fn bf16_rounds(seed: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: measure() runs it only where bf16_gemm::available() found AVX-512 BF16, and the
-    // tile loop only where AMX was granted.
+    // tile loop only where AMX was granted (Bf16Kernel::fastest).
     unsafe {
-        if crate::amx::bf16_granted() {
-            rounds_amx_bf16()
-        } else {
-            rounds_avx512_bf16(seed)
+        match Bf16Kernel::fastest() {
+            Bf16Kernel::Amx => rounds_amx_bf16(),
+            Bf16Kernel::Avx512 => rounds_avx512_bf16(seed),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -198,7 +207,7 @@ unsafe fn rounds_avx512_bf16(seed: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn rounds_amx_bf16() -> f32 {
-    use std::arch::asm;
+    use crate::amx::tile_asm;
     // Sources of bfloat16 ones (0x3f80), so the products are real work; the sums stay finite
     // (32 a product, about 1.6 million at the end of a call).
     #[repr(C, align(64))]
@@ -206,7 +215,7 @@ unsafe fn rounds_amx_bf16() -> f32 {
     let ones = Ones([0x3f80; 512]);
     let mut sums = [0f32; 256];
     crate::amx::TileConfig::all_full().with_tiles(|| {
-        asm!(
+        tile_asm!(
             "tilezero tmm0",
             "tilezero tmm1",
             "tilezero tmm2",
@@ -226,16 +235,7 @@ unsafe fn rounds_amx_bf16() -> f32 {
             ones = in(reg) ones.0.as_ptr(),
             sums = in(reg) sums.as_mut_ptr(),
             row = in(reg) crate::amx::ROW_BYTES,
-            rounds = inout(reg) ROUNDS / AMX_PER_VECTOR_ROUNDS * ACCUMULATORS as u64 / 4 => _,
-            out("tmm0") _,
-            out("tmm1") _,
-            out("tmm2") _,
-            out("tmm3") _,
-            out("tmm4") _,
-            out("tmm5") _,
-            out("tmm6") _,
-            out("tmm7") _,
-            options(nostack),
+            rounds = inout(reg) ROUNDS / AMX_PER_VECTOR_ROUNDS * ACCUMULATORS as u64 / 4 => _
         );
     });
     sums[0]

@@ -4,11 +4,10 @@
 //! 16 pairs of one block are one tile; the rows are read in chunks that stay in the core's
 //! second-level cache while every pair of output blocks passes over them.
 
-use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::packing::PackedWeights;
-use crate::amx::{TileConfig, ROW_BYTES, TILE_ROWS};
+use crate::amx::{tile_asm, TileConfig, ROW_BYTES, TILE_ROWS};
 
 /// Bytes of packed rows per chunk: about half of a core's second-level cache on the CPUs that
 /// have AMX (2 MB), leaving room for the weights of the pair of blocks being read.
@@ -48,14 +47,13 @@ pub(super) unsafe fn kernel(xp: &[u32], rows: usize, w: &PackedWeights, y: &mut 
 }
 
 /// The four tiles of rows `r0..r0+32` by blocks `block`, `block + 1`, into `sums`: one
-/// assembly block from the zeroed sums to their store, so that no tile register's value lives
-/// outside it (every tile is declared clobbered).
+/// assembly block from the zeroed sums to their store.
 #[inline(always)]
 unsafe fn block_product(xp: &[u32], r0: usize, block: usize, w: &PackedWeights, sums: &mut Sums) {
     let a0 = xp.as_ptr().add(r0 * w.pairs);
     let b0 = w.lanes.as_ptr().add(block * w.pairs * 16);
     let out = sums.0.as_mut_ptr();
-    asm!(
+    tile_asm!(
         "tilezero tmm0",
         "tilezero tmm1",
         "tilezero tmm2",
@@ -90,16 +88,7 @@ unsafe fn block_product(xp: &[u32], r0: usize, block: usize, w: &PackedWeights, 
         steps = inout(reg) w.pairs / TILE_ROWS => _,
         stride = in(reg) w.pairs * 4,
         tile_row = in(reg) ROW_BYTES,
-        out = in(reg) out,
-        out("tmm0") _,
-        out("tmm1") _,
-        out("tmm2") _,
-        out("tmm3") _,
-        out("tmm4") _,
-        out("tmm5") _,
-        out("tmm6") _,
-        out("tmm7") _,
-        options(nostack),
+        out = in(reg) out
     );
 }
 

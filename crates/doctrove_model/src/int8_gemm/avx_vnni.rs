@@ -4,12 +4,13 @@
 
 use std::arch::x86_64::*;
 
-use super::quantised::{PackedInt8, QuantisedRows, GROUP, QUADS_PER_GROUP};
+use super::quantised::{PackedInt8, QuantisedRows, GROUP, QUADS_PER_GROUP, ROW_PADDING};
 
 /// Rows per tile: 3 rows by 2 halves of int32 group sums and of float32 totals, two weight
 /// vectors and the broadcast input: 15 of the 16 registers. The rows are padded to the AVX-512
 /// kernel's 6, a multiple of 3.
 const MR: usize = 3;
+const _: () = assert!(ROW_PADDING.is_multiple_of(MR), "the quantised rows end on a whole tile");
 
 /// One group of 64 input values quantised, as `super::quantise_group` does it with AVX-512: the
 /// same operations in the same order (so the same bytes), 8 lanes at a time.
