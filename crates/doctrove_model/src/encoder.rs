@@ -6,12 +6,13 @@
 //! overhead on this small model; written out, the forward pass is a dozen products per layer.)
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use safetensors::{Dtype, SafeTensors};
 
 use crate::architecture::{relative_bias, Architecture};
 use crate::assist::Assist;
-use crate::bf16_gemm::{gemm_bf16, PackedWeights};
+use crate::bf16_gemm::{gemm_bf16, Lanes, PackedWeights};
 use crate::cpu::InstructionSet;
 use crate::fast_math::{gelu_all, softmax, squared_deviations, sum};
 use crate::int8_gemm::{gemm_int8, PackedInt8};
@@ -114,14 +115,21 @@ struct Linear {
 
 impl Linear {
     /// Applies the layer to `tokens` rows of `x`, into `y` (resized); the packed float32 kernel
-    /// splits the outputs with `assist`'s helper when there is one.
-    fn apply(&self, kernel: &Kernel, assist: Option<&Assist>, x: &[f32], tokens: usize, y: &mut Vec<f32>) {
+    /// splits the outputs with `assist`'s helper when there is one; bfloat16 rounds `x` into
+    /// `rounded`.
+    fn apply(
+        &self,
+        (kernel, assist): (&Kernel, Option<&Assist>),
+        x: &[f32],
+        tokens: usize,
+        (y, rounded): (&mut Vec<f32>, &mut Lanes),
+    ) {
         y.clear();
         for _ in 0..tokens {
             y.extend_from_slice(&self.bias);
         }
         let (packed, rows) = match &self.weights {
-            Weights::Bf16(packed) => return gemm_bf16(x, tokens, packed, y),
+            Weights::Bf16(packed) => return gemm_bf16(x, tokens, packed, y, rounded),
             Weights::Int8(packed) => return gemm_int8(x, tokens, packed, y),
             Weights::F32 { packed, rows } => (packed, rows),
         };
@@ -216,11 +224,17 @@ pub struct Encoder {
     layers: Vec<Layer>,
     /// MPNet's bias by relative position bucket: `buckets` rows of `heads`, shared by every layer.
     relative: Option<Vec<f32>>,
+    /// The buffers of passes that have ended, for the next ones: at most one per pass running
+    /// at once (so per core), kept rather than freed, as fresh buffers cost a page fault per
+    /// 4 KiB written (a tenth of a bfloat16 pass's time on short texts, measured).
+    spare: Mutex<Vec<Scratch>>,
 }
 
-/// The buffers of one pass, reused from layer to layer.
+/// The buffers of one pass, reused from layer to layer and from pass to pass.
 #[derive(Default)]
 struct Scratch {
+    /// The pass's hidden state, `hidden` wide per token.
+    x: Vec<f32>,
     qkv: Vec<f32>,
     context: Vec<f32>,
     projected: Vec<f32>,
@@ -229,6 +243,8 @@ struct Scratch {
     /// One head's keys (scaled), then its values transposed, packed for the kernel.
     keys: PackedMatrix,
     values: PackedMatrix,
+    /// A bfloat16 product's input, rounded.
+    rounded: Lanes,
 }
 
 fn tensor(file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
@@ -337,6 +353,7 @@ impl Encoder {
             embedding_norm: norm("embeddings.LayerNorm")?,
             layers,
             relative,
+            spare: Mutex::default(),
         })
     }
 
@@ -379,14 +396,12 @@ impl Encoder {
         &self.kernel
     }
 
-    /// The last hidden state of each sequence's tokens, packed: row `r` of the result is the
-    /// `r`-th token of the concatenated sequences, `hidden` wide. Sequences must be non-empty,
-    /// within `positions` tokens, with ids below `vocab`. With `assist`, the linear layers are
-    /// split with its helper.
-    pub fn forward(&self, sequences: &[&[u32]], assist: Option<&Assist>) -> Result<Vec<f32>, Error> {
+    /// `then` of the last hidden state of each sequence's tokens, packed: row `r` is the `r`-th
+    /// token of the concatenated sequences, `hidden` wide (in the pass's buffer, which the next
+    /// pass reuses). Sequences must be non-empty, within `positions` tokens, with ids below
+    /// `vocab`. With `assist`, the linear layers are split with its helper.
+    pub fn forward<T>(&self, sequences: &[&[u32]], assist: Option<&Assist>, then: impl FnOnce(&[f32]) -> T) -> Result<T, Error> {
         let h = self.shape.hidden;
-        let tokens: usize = sequences.iter().map(|s| s.len()).sum();
-        let mut x = Vec::with_capacity(tokens * h);
         for sequence in sequences {
             if sequence.is_empty() || sequence.len() > self.shape.max_sequence() {
                 return Err(format!(
@@ -396,11 +411,16 @@ impl Encoder {
                 )
                 .into());
             }
+            if let Some(&id) = sequence.iter().find(|&&id| id as usize >= self.shape.vocab) {
+                return Err(format!("token id {id} is outside the vocabulary").into());
+            }
+        }
+        let mut scratch = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let x = &mut scratch.x;
+        x.clear();
+        for sequence in sequences {
             for (position, &id) in (self.shape.position_offset..).zip(sequence.iter()) {
                 let id = id as usize;
-                if id >= self.shape.vocab {
-                    return Err(format!("token id {id} is outside the vocabulary").into());
-                }
                 let (word, pos) = (
                     &self.word[id * h..(id + 1) * h],
                     &self.position[position * h..(position + 1) * h],
@@ -408,31 +428,36 @@ impl Encoder {
                 x.extend(word.iter().zip(pos).zip(&self.token_type).map(|((w, p), t)| w + p + t));
             }
         }
-        self.embedding_norm.apply(&mut x, self.shape.eps);
-        let mut scratch = Scratch::default();
+        self.embedding_norm.apply(x, self.shape.eps);
         for layer in &self.layers {
-            self.layer(layer, &mut x, (sequences, assist), &mut scratch);
+            self.layer(layer, (sequences, assist), &mut scratch);
         }
-        Ok(x)
+        let result = then(&scratch.x);
+        self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        Ok(result)
     }
 
-    fn layer(&self, layer: &Layer, x: &mut Vec<f32>, (sequences, assist): (&[&[u32]], Option<&Assist>), s: &mut Scratch) {
-        let tokens = x.len() / self.shape.hidden;
-        let kernel = &self.kernel;
-        layer.qkv.apply(kernel, assist, x, tokens, &mut s.qkv);
+    fn layer(&self, layer: &Layer, (sequences, assist): (&[&[u32]], Option<&Assist>), s: &mut Scratch) {
+        let tokens = s.x.len() / self.shape.hidden;
+        let on = (&self.kernel, assist);
+        layer.qkv.apply(on, &s.x, tokens, (&mut s.qkv, &mut s.rounded));
         self.attention(sequences, s);
         layer
             .attention_out
-            .apply(kernel, assist, &s.context, tokens, &mut s.projected);
-        add_into(&mut s.projected, x);
+            .apply(on, &s.context, tokens, (&mut s.projected, &mut s.rounded));
+        add_into(&mut s.projected, &s.x);
         layer.attention_norm.apply(&mut s.projected, self.shape.eps);
-        std::mem::swap(x, &mut s.projected);
-        layer.intermediate.apply(kernel, assist, x, tokens, &mut s.intermediate);
+        std::mem::swap(&mut s.x, &mut s.projected);
+        layer
+            .intermediate
+            .apply(on, &s.x, tokens, (&mut s.intermediate, &mut s.rounded));
         gelu_all(&mut s.intermediate);
-        layer.output.apply(kernel, assist, &s.intermediate, tokens, &mut s.projected);
-        add_into(&mut s.projected, x);
+        layer
+            .output
+            .apply(on, &s.intermediate, tokens, (&mut s.projected, &mut s.rounded));
+        add_into(&mut s.projected, &s.x);
         layer.output_norm.apply(&mut s.projected, self.shape.eps);
-        std::mem::swap(x, &mut s.projected);
+        std::mem::swap(&mut s.x, &mut s.projected);
     }
 
     /// Scaled dot-product attention of each sequence with itself, head by head, from the packed

@@ -286,23 +286,25 @@ impl SentenceModel {
     /// has a `Normalize` module.
     fn encode_pass(&self, batch: &[&Encoding], assist: Option<&Assist>) -> Result<Vec<Vec<f32>>, Error> {
         let sequences: Vec<&[u32]> = batch.iter().map(|e| e.get_ids()).collect();
-        let hidden = self.encoder.forward(&sequences, assist)?;
-        let mut start = 0;
-        Ok(sequences
-            .iter()
-            .map(|sequence| {
-                let rows = &hidden[start * self.dims..(start + sequence.len()) * self.dims];
-                start += sequence.len();
-                let mut vector = match self.pooling {
-                    Pooling::Mean => mean_pool(rows, self.dims, &vec![1; sequence.len()]),
-                    Pooling::Cls => rows[..self.dims].to_vec(),
-                };
-                if self.normalize {
-                    l2_normalise(&mut vector);
-                }
-                vector
-            })
-            .collect())
+        let pool = |hidden: &[f32]| {
+            let mut start = 0;
+            sequences
+                .iter()
+                .map(|sequence| {
+                    let rows = &hidden[start * self.dims..(start + sequence.len()) * self.dims];
+                    start += sequence.len();
+                    let mut vector = match self.pooling {
+                        Pooling::Mean => mean_pool(rows, self.dims, &vec![1; sequence.len()]),
+                        Pooling::Cls => rows[..self.dims].to_vec(),
+                    };
+                    if self.normalize {
+                        l2_normalise(&mut vector);
+                    }
+                    vector
+                })
+                .collect()
+        };
+        self.encoder.forward(&sequences, assist, pool)
     }
 }
 

@@ -110,6 +110,19 @@ fn a_vector_does_not_depend_on_its_batch_or_its_padding() {
 }
 
 #[test]
+fn a_pass_gives_the_same_bits_after_a_larger_one_reused_its_buffers() {
+    let dir = doctrove_model::model_dir_from_env();
+    let model = doctrove_model::SentenceModel::load(&dir).unwrap().with_threads(1);
+    let one = ["Superconductivity in twisted bilayer graphene.".to_string()];
+    let before = model.embed(&one).unwrap().vectors;
+    let larger: Vec<String> = (0..30)
+        .map(|i| format!("Paper {i}: {}", "long words ".repeat(i * 3)))
+        .collect();
+    model.embed(&larger).unwrap();
+    assert_eq!(model.embed(&one).unwrap().vectors, before);
+}
+
+#[test]
 fn passes_run_side_by_side_give_the_vectors_of_one_thread() {
     let texts: Vec<String> = (0..40)
         .map(|i| format!("Paper {i} on topic {} with {} words.", i % 7, "many ".repeat(i)))
