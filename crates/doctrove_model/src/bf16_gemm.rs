@@ -88,7 +88,7 @@ fn product(on: Bf16Kernel, x: &[f32], rows: usize, w: &PackedWeights, y: &mut [f
         return;
     }
     pack_rows(x, rows, w.inputs, w.pairs, rounded);
-    let xp = rounded.as_slice();
+    let xp = &rounded[..];
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has the features (checked above); every index the kernel uses is inside
     // `xp` (whole tiles of rows), `w.lanes` (whole blocks and pairs) and the rows of `y` below
@@ -105,6 +105,7 @@ fn product(on: Bf16Kernel, x: &[f32], rows: usize, w: &PackedWeights, y: &mut [f
 mod tests {
     use super::packing::to_bf16;
     use super::*;
+    use crate::aligned::Aligned;
 
     fn reference(x: &[f32], rows: usize, w: &[f32], outputs: usize, inputs: usize, y: &mut [f32]) {
         for r in 0..rows {
@@ -135,7 +136,8 @@ mod tests {
                 if on == Bf16Kernel::Amx && !crate::amx::bf16_granted() {
                     continue;
                 }
-                let (mut y, mut rounded) = (vec![0.0; rows * outputs], Lanes::default());
+                // Outputs aligned and already written, as the encoder's are.
+                let (mut y, mut rounded) = (Aligned::from_values(&vec![0.0; rows * outputs]), Lanes::default());
                 let times = (20_000_000_000 / (rows * outputs * inputs)).max(1);
                 let started = std::time::Instant::now();
                 for _ in 0..times {
@@ -174,7 +176,7 @@ mod tests {
             eprintln!("no AMX BF16 granted here: the tile kernel is not checked");
         }
         let nan_pair = u32::from(to_bf16(f32::NAN)) * 0x1_0001;
-        let mut rounded = Lanes::filled(1 << 18, nan_pair);
+        let mut rounded = Lanes::from_values(&vec![nan_pair; 1 << 18]);
         for (on, &(rows, outputs, inputs)) in kernels.iter().flat_map(|k| {
             [
                 (1, 16, 2),

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::aligned::Aligned;
 use crate::architecture::{relative_bias, Architecture};
 use crate::assist::Assist;
 use crate::bf16_gemm::{gemm_bf16, Lanes, PackedWeights};
@@ -122,11 +123,11 @@ impl Linear {
         (kernel, assist): (&Kernel, Option<&Assist>),
         x: &[f32],
         tokens: usize,
-        (y, rounded): (&mut Vec<f32>, &mut Lanes),
+        (y, rounded): (&mut Aligned<f32>, &mut Lanes),
     ) {
-        y.clear();
-        for _ in 0..tokens {
-            y.extend_from_slice(&self.bias);
+        y.set_len(tokens * self.outputs);
+        for row in y.chunks_exact_mut(self.outputs) {
+            row.copy_from_slice(&self.bias);
         }
         let (packed, rows) = match &self.weights {
             Weights::Bf16(packed) => return gemm_bf16(x, tokens, packed, y, rounded),
@@ -233,12 +234,13 @@ pub struct Encoder {
 /// The buffers of one pass, reused from layer to layer and from pass to pass.
 #[derive(Default)]
 struct Scratch {
-    /// The pass's hidden state, `hidden` wide per token.
-    x: Vec<f32>,
-    qkv: Vec<f32>,
-    context: Vec<f32>,
-    projected: Vec<f32>,
-    intermediate: Vec<f32>,
+    /// The pass's hidden state, `hidden` wide per token; then the layers' outputs, each
+    /// starting on a cache line (`aligned.rs`).
+    x: Aligned<f32>,
+    qkv: Aligned<f32>,
+    context: Aligned<f32>,
+    projected: Aligned<f32>,
+    intermediate: Aligned<f32>,
     scores: Vec<f32>,
     /// One head's keys (scaled), then its values transposed, packed for the kernel.
     keys: PackedMatrix,
@@ -417,15 +419,16 @@ impl Encoder {
         }
         let mut scratch = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         let x = &mut scratch.x;
-        x.clear();
-        for sequence in sequences {
-            for (position, &id) in (self.shape.position_offset..).zip(sequence.iter()) {
-                let id = id as usize;
-                let (word, pos) = (
-                    &self.word[id * h..(id + 1) * h],
-                    &self.position[position * h..(position + 1) * h],
-                );
-                x.extend(word.iter().zip(pos).zip(&self.token_type).map(|((w, p), t)| w + p + t));
+        x.set_len(sequences.iter().map(|s| s.len()).sum::<usize>() * h);
+        let token_ids = sequences.iter().flat_map(|s| (self.shape.position_offset..).zip(s.iter()));
+        for (row, (position, &id)) in x.chunks_exact_mut(h).zip(token_ids) {
+            let id = id as usize;
+            let (word, pos) = (
+                &self.word[id * h..(id + 1) * h],
+                &self.position[position * h..(position + 1) * h],
+            );
+            for (((v, w), p), t) in row.iter_mut().zip(word).zip(pos).zip(&self.token_type) {
+                *v = w + p + t;
             }
         }
         self.embedding_norm.apply(x, self.shape.eps);
@@ -470,7 +473,7 @@ impl Encoder {
         let stride = 3 * h;
         let scale = 1.0 / (d as f32).sqrt();
         let tokens = s.qkv.len() / stride;
-        s.context.resize(tokens * h, 0.0);
+        s.context.set_len(tokens * h);
         let mut start = 0;
         for sequence in sequences {
             let n = sequence.len();

@@ -4,6 +4,7 @@
 //! normalisation as the model folder says, exactly as sentence-transformers runs that model. The
 //! model folders come from a package registry; nothing is fetched at run time.
 
+mod aligned;
 mod amx;
 mod api;
 mod architecture;

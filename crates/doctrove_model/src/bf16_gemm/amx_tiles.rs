@@ -51,7 +51,7 @@ pub(super) unsafe fn kernel(xp: &[u32], rows: usize, w: &PackedWeights, y: &mut 
 #[inline(always)]
 unsafe fn block_product(xp: &[u32], r0: usize, block: usize, w: &PackedWeights, sums: &mut Sums) {
     let a0 = xp.as_ptr().add(r0 * w.pairs);
-    let b0 = w.lanes.as_slice().as_ptr().add(block * w.pairs * 16);
+    let b0 = w.lanes.as_ptr().add(block * w.pairs * 16);
     let out = sums.0.as_mut_ptr();
     tile_asm!(
         "tilezero tmm0",

@@ -71,7 +71,7 @@ unsafe fn tile<const V: usize>(
         }
     }
     let xrow = |r: usize| xp.as_ptr().add((r0 + r) * w.pairs + p0);
-    let wcol = |v: usize| w.lanes.as_slice().as_ptr().add(((block + v) * w.pairs + p0) * 16);
+    let wcol = |v: usize| w.lanes.as_ptr().add(((block + v) * w.pairs + p0) * 16);
     for p in 0..kc {
         let mut b = [_mm512_setzero_si512(); V];
         for (v, bv) in b.iter_mut().enumerate() {

@@ -5,6 +5,8 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use crate::aligned::Aligned;
+
 /// Rows of the input per tile of the AVX-512 kernel.
 pub(super) const AVX512_ROWS: usize = 6;
 /// Inputs are padded to whole steps of this many pairs (one AMX tile row: 32 bfloat16 values),
@@ -13,52 +15,8 @@ pub(super) const AVX512_ROWS: usize = 6;
 const PAIR_STEP: usize = 16;
 const ROW_STEP: usize = 32;
 
-/// One cache line of lanes, which is also one tile row.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct Line([u32; 16]);
-
-/// Lanes of bfloat16 pairs in whole cache lines, starting on a line: every tile row and every
-/// 16-lane vector the kernels load is one line. (The allocator aligns a `Vec<u32>` to 16 bytes
-/// only, and a row read across two lines made each tile load two.)
-#[derive(Default)]
-pub struct Lanes(Vec<Line>);
-
-impl Lanes {
-    /// `values`, zero-padded to a whole line.
-    fn from_values(values: &[u32]) -> Lanes {
-        let mut lanes = Lanes::default();
-        lanes.grow_to(values.len());
-        lanes.as_mut_slice()[..values.len()].copy_from_slice(values);
-        lanes
-    }
-
-    /// At least `len` lanes: new ones zero, the others as they were.
-    pub(super) fn grow_to(&mut self, len: usize) {
-        if self.0.len() * 16 < len {
-            self.0.resize(len.div_ceil(16), Line::default());
-        }
-    }
-
-    pub(super) fn as_slice(&self) -> &[u32] {
-        // SAFETY: a line is 16 `u32`s with no padding (`repr(C)`, 64 bytes), so the lines are
-        // `16 * len` initialised `u32`s, aligned beyond `u32`'s alignment.
-        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast::<u32>(), self.0.len() * 16) }
-    }
-
-    pub(super) fn as_mut_slice(&mut self) -> &mut [u32] {
-        // SAFETY: as in `as_slice`, borrowed mutably once.
-        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u32>(), self.0.len() * 16) }
-    }
-}
-
-#[cfg(test)]
-impl Lanes {
-    /// `len` lanes of `value`: a buffer an earlier product left behind.
-    pub(super) fn filled(len: usize, value: u32) -> Lanes {
-        Lanes::from_values(&vec![value; len])
-    }
-}
+/// Lanes of bfloat16 pairs, starting on a cache line: each tile row is one line.
+pub type Lanes = Aligned<u32>;
 
 /// float32 to bfloat16, rounding to nearest even (NaN kept a NaN).
 pub fn to_bf16(value: f32) -> u16 {
@@ -121,8 +79,7 @@ impl PackedWeights {
 /// buffer each time cost a page fault per 4 KiB of it.
 pub(super) fn pack_rows(x: &[f32], rows: usize, inputs: usize, pairs: usize, out: &mut Lanes) {
     let padded = (rows.div_ceil(AVX512_ROWS) * AVX512_ROWS).max(rows.div_ceil(ROW_STEP) * ROW_STEP);
-    out.grow_to(padded * pairs);
-    let out = out.as_mut_slice();
+    out.set_len(padded * pairs);
     // The inputs rounded 32 at a time; the rest, fewer than 32, two at a time; the padding
     // lanes and rows zeroed (the buffer holds an earlier product's rows).
     let whole = inputs / 32 * 32;
