@@ -201,9 +201,12 @@ impl SentenceModel {
         // the server's limit on requests at once.
         let encodings = texts.iter().map(|text| self.encode(text)).collect::<Result<Vec<_>, _>>()?;
         let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
-        // Enough passes to give every thread one, each of at most `pass_tokens` tokens.
+        // Passes of at most `pass_tokens` tokens, as many for each thread and of about equal size,
+        // so the threads end together (five passes of 4,096 tokens on two threads had left one
+        // core idle for a sixth of a request).
         let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
-        let passes = split_into_passes(&lengths, tokens.div_ceil(self.threads).clamp(1, self.pass_tokens));
+        let count = self.threads * tokens.div_ceil(self.threads * self.pass_tokens).max(1);
+        let passes = split_into_passes(&lengths, count, self.pass_tokens);
         // A request of one pass (a search query) runs on its own thread, and may take a second
         // core when one is free; more passes run on up to `threads` threads.
         let next = AtomicUsize::new(0);
@@ -346,15 +349,20 @@ fn prefix_at_word_boundary(text: &str, bytes: usize) -> Option<&str> {
     Some(&text[..cut])
 }
 
-/// Consecutive ranges of inputs of at most `pass_tokens` tokens each (an input longer than that
-/// is a pass of its own). Inputs are packed without padding, so their order does not matter.
-fn split_into_passes(lengths: &[usize], pass_tokens: usize) -> Vec<Range<usize>> {
+/// Consecutive ranges of inputs in about `count` passes of about equal size (each cut at the
+/// input boundary nearest its share of the tokens), none over `most` tokens unless one input
+/// is (it is a pass of its own). Inputs are packed without padding, so their order does not
+/// matter.
+fn split_into_passes(lengths: &[usize], count: usize, most: usize) -> Vec<Range<usize>> {
+    let total: usize = lengths.iter().sum();
     let mut passes = Vec::new();
-    let (mut first, mut filled) = (0, 0);
+    let (mut first, mut before, mut filled) = (0, 0, 0);
     for (at, &len) in lengths.iter().enumerate() {
-        if filled > 0 && filled + len > pass_tokens {
+        // Where this pass should end: its share of the tokens, counted from the first input.
+        let goal = (passes.len() + 1) * total / count.max(1);
+        if filled > 0 && (filled + len > most || before + filled + len / 2 >= goal) {
             passes.push(first..at);
-            (first, filled) = (at, 0);
+            (first, before, filled) = (at, before + filled, 0);
         }
         filled += len;
     }
@@ -379,9 +387,28 @@ mod tests {
 
     #[test]
     fn passes_cover_every_input_once_within_the_token_budget() {
-        assert_eq!(split_into_passes(&[3, 3, 3, 3], 6), vec![0..2, 2..4]);
-        assert_eq!(split_into_passes(&[10, 2, 2], 6), vec![0..1, 1..3]);
-        assert_eq!(split_into_passes(&[1], 6), vec![0..1]);
-        assert!(split_into_passes(&[], 6).is_empty());
+        assert_eq!(split_into_passes(&[3, 3, 3, 3], 2, 6), vec![0..2, 2..4]);
+        assert_eq!(split_into_passes(&[10, 2, 2], 2, 6), vec![0..1, 1..3]);
+        assert_eq!(split_into_passes(&[1], 2, 6), vec![0..1]);
+        assert!(split_into_passes(&[], 2, 6).is_empty());
+        // The budget cuts before the count does.
+        assert_eq!(split_into_passes(&[3, 3, 3, 3], 1, 6), vec![0..2, 2..4]);
+    }
+
+    #[test]
+    fn passes_share_the_tokens_about_equally() {
+        // Ten inputs of 100 tokens in four passes: two threads get 500 tokens each.
+        let passes = split_into_passes(&[100; 10], 4, 1000);
+        assert_eq!(passes, vec![0..2, 2..5, 5..7, 7..10]);
+        // 18,500 tokens of abstract-length inputs in six passes of at most 4,096 (greedy
+        // filling made five, one thread running the last alone).
+        let lengths: Vec<usize> = (0..64).map(|i| 250 + (i * 37) % 80).collect();
+        let passes = split_into_passes(&lengths, 6, 4096);
+        let sizes: Vec<usize> = passes.iter().map(|p| lengths[p.clone()].iter().sum()).collect();
+        assert_eq!(passes.len(), 6, "{sizes:?}");
+        let (least, most) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(most - least <= 330 && *most <= 4096, "{sizes:?}");
+        assert_eq!(passes.first().unwrap().start, 0);
+        assert!(passes.windows(2).all(|w| w[0].end == w[1].start) && passes.last().unwrap().end == 64);
     }
 }
