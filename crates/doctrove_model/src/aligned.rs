@@ -34,15 +34,23 @@ impl<T: Copy + Default> Aligned<T> {
         buffer
     }
 
-    /// `len` values: those the buffer held, then default (zero) ones where it grows. Callers
-    /// that reuse a buffer overwrite what they read.
+    /// `len` values: those the buffer's lines held (from an earlier, longer use too), then
+    /// default (zero) ones in lines it allocates. Callers that reuse a buffer overwrite what
+    /// they read.
     pub fn set_len(&mut self, len: usize) {
         let () = Self::FOUR_BYTES;
         let lines = len.div_ceil(PER_LINE);
         if self.lines.len() < lines {
+            // Exactly the lines asked for, not double: a pass's buffers are sized once.
+            self.lines.reserve_exact(lines - self.lines.len());
             self.lines.resize(lines, Line::default());
         }
         self.len = len;
+    }
+
+    /// Bytes the buffer holds allocated.
+    pub fn allocated_bytes(&self) -> usize {
+        self.lines.capacity() * std::mem::size_of::<Line<T>>()
     }
 }
 

@@ -225,11 +225,19 @@ pub struct Encoder {
     layers: Vec<Layer>,
     /// MPNet's bias by relative position bucket: `buckets` rows of `heads`, shared by every layer.
     relative: Option<Vec<f32>>,
-    /// The buffers of passes that have ended, for the next ones: at most one per pass running
-    /// at once (so per core), kept rather than freed, as fresh buffers cost a page fault per
-    /// 4 KiB written (a tenth of a bfloat16 pass's time on short texts, measured).
+    /// The buffers of passes that have ended, for the next ones: at most one set per pass
+    /// running at once (so per core), each of at most [`KEPT_SCRATCH_BYTES`], kept rather than
+    /// freed, as fresh buffers cost a page fault per 4 KiB written (a tenth of a bfloat16 pass's
+    /// time on short texts, measured).
     spare: Mutex<Vec<Scratch>>,
 }
+
+/// The largest set of a pass's buffers kept for the next pass: every pass at bf16 and int8
+/// (512 tokens: 16 MB for all-mpnet-base-v2, about 25 MB for a 24-layer BERT-large) and
+/// all-MiniLM-L6-v2's at float32 (4,096 tokens: 63 MB). A larger set (all-mpnet-base-v2's
+/// 4,096-token float32 passes, 126 MB) is freed when its pass ends, so the memory kept stays
+/// within this much per core.
+const KEPT_SCRATCH_BYTES: usize = 64 << 20;
 
 /// The buffers of one pass, reused from layer to layer and from pass to pass.
 #[derive(Default)]
@@ -247,6 +255,23 @@ struct Scratch {
     values: PackedMatrix,
     /// A bfloat16 product's input, rounded.
     rounded: Lanes,
+}
+
+impl Scratch {
+    /// Bytes held by the buffers that grow with a pass's tokens.
+    fn allocated_bytes(&self) -> usize {
+        [&self.x, &self.qkv, &self.context, &self.projected, &self.intermediate]
+            .iter()
+            .map(|b| b.allocated_bytes())
+            .sum::<usize>()
+            + self.rounded.allocated_bytes()
+            + self.scores.capacity() * std::mem::size_of::<f32>()
+    }
+
+    /// Whether the set is small enough to keep for the next pass.
+    fn is_kept(&self) -> bool {
+        self.allocated_bytes() <= KEPT_SCRATCH_BYTES
+    }
 }
 
 fn tensor(file: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, Error> {
@@ -436,7 +461,9 @@ impl Encoder {
             self.layer(layer, (sequences, assist), &mut scratch);
         }
         let result = then(&scratch.x);
-        self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        if scratch.is_kept() {
+            self.spare.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        }
         Ok(result)
     }
 
@@ -627,6 +654,23 @@ mod tests {
         assert_eq!(gelu(0.0), 0.0);
         assert!((gelu(1.0) - 0.841_344_7).abs() < 1e-6);
         assert!((gelu(-1.0) + 0.158_655_3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_pass_keeps_its_buffers_for_the_next_only_within_the_bound() {
+        // all-mpnet-base-v2's largest buffers at 512 tokens (bf16), then at 4,096 (float32).
+        let sized = |tokens: usize| {
+            let mut scratch = Scratch::default();
+            scratch.qkv.set_len(tokens * 3 * 768);
+            scratch.intermediate.set_len(tokens * 3072);
+            scratch.rounded.set_len(tokens * 1536);
+            scratch
+        };
+        let small = sized(512);
+        assert_eq!(small.allocated_bytes(), 512 * (3 * 768 + 3072 + 1536) * 4);
+        assert!(small.is_kept());
+        assert!(!sized(4096).is_kept());
+        assert!(Scratch::default().is_kept());
     }
 
     #[test]

@@ -140,7 +140,8 @@ fn reciprocal_avx512(d: [f32; VALUES]) -> [f32; VALUES] {
     let d: __m512 = unsafe { std::mem::transmute::<[f32; VALUES], __m512>(d) };
     let r = _mm512_rcp14_ps(d);
     let refined = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0)));
-    // Where the estimate is zero (d infinite or above 2^126) the step would give 0 * inf, a NaN.
+    // Where the estimate is zero (d infinite; GELU's d stays below 1e38 otherwise) the step
+    // would give 0 * inf, a NaN.
     let r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(r, _mm512_setzero_ps()), refined, r);
     // SAFETY: as above.
     unsafe { std::mem::transmute::<__m512, [f32; VALUES]>(r) }
@@ -152,9 +153,9 @@ unsafe fn gelu_all_avx2(values: &mut [f32]) {
     gelu_slice::<true>(values, |d| d.map(|d| 1.0 / d))
 }
 
-/// Softmax of one row of scores, in place. Each step is a loop of its own, so the
-/// exponentials (the bulk of the work) are computed several at a time: sixteen with AVX-512 F,
-/// eight with AVX2 and FMA.
+/// Softmax of one row of scores, in place. The maximum, then the exponentials and their sum,
+/// then the scaling, are each a loop over the row, so the exponentials (the bulk of the work)
+/// are computed several at a time: sixteen with AVX-512 F, eight with AVX2 and FMA.
 pub fn softmax(row: &mut [f32]) {
     match InstructionSet::detect() {
         // SAFETY (both): the CPU has the features the function is compiled for.
@@ -203,6 +204,8 @@ unsafe fn softmax_avx2(row: &mut [f32]) {
 /// operations the compiler may not reorder (float addition is not associative), and ran at one
 /// value per four cycles; sixteen chains fill a vector register.
 const LANES: usize = 16;
+// `join` halves the chains until one is left.
+const _: () = assert!(LANES.is_power_of_two());
 
 /// `values` folded by `step` from `start` in `LANES` interleaved chains, then the chains
 /// joined by `join`.
@@ -324,10 +327,15 @@ mod tests {
     fn gelu_over_a_slice_equals_gelu_of_each_value() {
         let mut values: Vec<f32> = (-300..300).map(|i| i as f32 / 37.0).collect();
         let want: Vec<f32> = values.iter().map(|&x| gelu(x)).collect();
-        // 600 values: whole steps of 16 and a partial last one.
+        // 600 values: whole steps of 16 and a partial last one; the CPU's path (AVX-512 with
+        // the reciprocal estimate here), and the fused arithmetic with a division, which only
+        // CPUs with AVX2 run otherwise.
+        let mut fused = values.clone();
+        gelu_slice::<true>(&mut fused, |d| d.map(|d| 1.0 / d));
         gelu_all(&mut values);
-        for (got, want) in values.iter().zip(&want) {
+        for ((got, fused), want) in values.iter().zip(&fused).zip(&want) {
             assert!((got - want).abs() < 1e-6, "{got} against {want}");
+            assert!((fused - want).abs() < 1e-6, "{fused} against {want}");
         }
         // Where the reciprocal's estimate is zero, as the division gives it (-inf times a zero
         // weight is a NaN in both).

@@ -21,7 +21,8 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 type Vectors = Vec<(usize, Vec<f32>)>;
 
 /// Most tokens per encoder pass at float32: enough rows for the matrix products to run near the
-/// cores' peak, few enough that a pass's buffers stay small (about 60 MB at 4,096 tokens).
+/// cores' peak, few enough that a pass's buffers stay small (at 4,096 tokens, 63 MB for
+/// all-MiniLM-L6-v2, 126 MB for all-mpnet-base-v2; see `encoder.rs` for which are kept).
 const PASS_TOKENS: usize = 4096;
 
 /// Most tokens per pass at bf16 and int8, whose products are fast enough that the trips of a
@@ -201,9 +202,9 @@ impl SentenceModel {
         // the server's limit on requests at once.
         let encodings = texts.iter().map(|text| self.encode(text)).collect::<Result<Vec<_>, _>>()?;
         let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
-        // Passes of at most `pass_tokens` tokens, as many for each thread and of about equal size,
-        // so the threads end together (five passes of 4,096 tokens on two threads had left one
-        // core idle for a sixth of a request).
+        // Passes of at most `pass_tokens` tokens and of about equal size, as many for each thread
+        // (unless long inputs force more cuts), so the threads end together (five passes of
+        // 4,096 tokens on two threads had left one core idle for a sixth of a request).
         let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
         let count = self.threads * tokens.div_ceil(self.threads * self.pass_tokens).max(1);
         let passes = split_into_passes(&lengths, count, self.pass_tokens);

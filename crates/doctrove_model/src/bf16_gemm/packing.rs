@@ -80,8 +80,10 @@ impl PackedWeights {
 pub(super) fn pack_rows(x: &[f32], rows: usize, inputs: usize, pairs: usize, out: &mut Lanes) {
     let padded = (rows.div_ceil(AVX512_ROWS) * AVX512_ROWS).max(rows.div_ceil(ROW_STEP) * ROW_STEP);
     out.set_len(padded * pairs);
-    // The inputs rounded 32 at a time; the rest, fewer than 32, two at a time; the padding
-    // lanes and rows zeroed (the buffer holds an earlier product's rows).
+    // The inputs rounded 32 at a time; the rest, fewer than 32, two at a time. The buffer
+    // holds an earlier product's rows: the padding lanes are zeroed (a stale NaN times a zero
+    // weight would be a NaN in the sums), and the padding rows too, though no kernel stores
+    // their sums.
     let whole = inputs / 32 * 32;
     let used = inputs.div_ceil(2);
     for (row, packed) in x.chunks_exact(inputs).take(rows).zip(out.chunks_exact_mut(pairs)) {
