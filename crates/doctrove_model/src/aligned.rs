@@ -27,6 +27,7 @@ impl<T: Copy + Default> Aligned<T> {
     const FOUR_BYTES: () = assert!(std::mem::size_of::<T>() == 4 && std::mem::size_of::<Line<T>>() == 64);
 
     /// `values`, copied.
+    #[cfg(test)]
     pub fn from_values(values: &[T]) -> Aligned<T> {
         let mut buffer = Aligned::default();
         buffer.set_len(values.len());

@@ -55,17 +55,16 @@ impl PackedWeights {
                 0.0
             }
         };
-        let mut lanes = Vec::with_capacity(blocks * pairs * 16);
-        for block in 0..blocks {
-            for p in 0..pairs {
-                for lane in 0..16 {
-                    let o = block * 16 + lane;
-                    lanes.push(pair(at(o, 2 * p), at(o, 2 * p + 1)));
-                }
-            }
+        // Written in place, in the order the kernels read: block, pair, lane.
+        let mut lanes = Lanes::default();
+        lanes.set_len(blocks * pairs * 16);
+        for (i, value) in lanes.iter_mut().enumerate() {
+            let (block, p, lane) = (i / (pairs * 16), i / 16 % pairs, i % 16);
+            let o = block * 16 + lane;
+            *value = pair(at(o, 2 * p), at(o, 2 * p + 1));
         }
         PackedWeights {
-            lanes: Lanes::from_values(&lanes),
+            lanes,
             outputs,
             inputs,
             blocks,
