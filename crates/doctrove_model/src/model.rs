@@ -53,8 +53,6 @@ pub struct SentenceModel {
     cores: Arc<Cores>,
     /// `f32`, `bf16` after [`SentenceModel::with_bf16`], `int8` after [`SentenceModel::with_int8`].
     precision: &'static str,
-    /// Most tokens per pass at this precision.
-    pass_tokens: usize,
 }
 
 /// Vectors in input order, and the tokens the texts used (after truncation, with the two
@@ -103,7 +101,6 @@ impl SentenceModel {
             threads,
             cores: Arc::default(),
             precision: "f32",
-            pass_tokens: PASS_TOKENS,
         })
     }
 
@@ -125,7 +122,6 @@ impl SentenceModel {
     pub fn with_bf16(mut self) -> Result<SentenceModel, Error> {
         self.encoder.use_bf16()?;
         self.precision = "bf16";
-        self.pass_tokens = LOW_PRECISION_PASS_TOKENS;
         Ok(self)
     }
 
@@ -135,7 +131,6 @@ impl SentenceModel {
     pub fn with_int8(mut self) -> Result<SentenceModel, Error> {
         self.encoder.use_int8()?;
         self.precision = "int8";
-        self.pass_tokens = LOW_PRECISION_PASS_TOKENS;
         Ok(self)
     }
 
@@ -206,8 +201,9 @@ impl SentenceModel {
         // (unless long inputs force more cuts), so the threads end together (five passes of
         // 4,096 tokens on two threads had left one core idle for a sixth of a request).
         let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
-        let count = self.threads * tokens.div_ceil(self.threads * self.pass_tokens).max(1);
-        let passes = split_into_passes(&lengths, count, self.pass_tokens);
+        let most = self.pass_tokens();
+        let count = self.threads * tokens.div_ceil(self.threads * most).max(1);
+        let passes = split_into_passes(&lengths, count, most);
         // A request of one pass (a search query) runs on its own thread, and may take a second
         // core when one is free; more passes run on up to `threads` threads.
         let next = AtomicUsize::new(0);
@@ -262,6 +258,14 @@ impl SentenceModel {
     pub fn with_threads(mut self, threads: usize) -> SentenceModel {
         self.threads = threads.max(1);
         self
+    }
+
+    /// Most tokens per pass at this model's precision.
+    fn pass_tokens(&self) -> usize {
+        match self.precision {
+            "f32" => PASS_TOKENS,
+            _ => LOW_PRECISION_PASS_TOKENS,
+        }
     }
 
     /// Threads a request's passes run on.
