@@ -103,6 +103,9 @@ fn gelu_slice<const FUSED: bool>(values: &mut [f32], reciprocal: impl Fn([f32; V
         gelu_values::<FUSED>(block, reciprocal);
     }
     let tail = chunks.into_remainder();
+    if tail.is_empty() {
+        return;
+    }
     let mut block = [0.0; VALUES];
     block[..tail.len()].copy_from_slice(tail);
     gelu_values::<FUSED>(&mut block, reciprocal);
