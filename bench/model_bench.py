@@ -15,8 +15,8 @@ packed kernel alone, OpenBLAS with its core type chosen from the CPU's features,
 runs on CPUs newer than its table); each with its texts/s and one short query's p50 and p90 over
 a kept-alive connection, and the kernel and instruction set its /health names.
 Then the server again with `--precision bf16` (AMX tiles where Linux grants them, AVX-512 BF16
-otherwise) and `--precision int8` (AVX-512 VNNI or AVX-VNNI), each skipped where the CPU lacks
-it, one client, with its lowest cosine to the f32
+otherwise) and `--precision int8` (AVX-512 VNNI, AVX-VNNI, or AVX2 on words), each skipped
+where the CPU lacks it, one client, with its lowest cosine to the f32
 server's vectors and to sentence-transformers'. `--precisions-only`: the f32 server with one
 client, then the two precisions, nothing else.
 Prints texts and tokens per second, the ratio, and the lowest cosine between the two models'

@@ -3,7 +3,8 @@ model `make deps` installs (all-MiniLM-L6-v2, all-mpnet-base-v2), on short and a
 texts (the same texts for every runtime): texts per second; the multiply-add rate each reaches
 as a fraction of the cores' peak at its precision, measured by tight loops on every core
 (`doctrove-model --measure-peak`: float32 FMA; bfloat16 tile products on AMX, or AVX-512 BF16
-dot products, for the bf16 run; AVX-512 VNNI's 8-bit dot products for the int8 runs), not read
+dot products, for the bf16 run; VNNI's 8-bit dot products, or AVX2's `vpmaddwd` on words where
+the CPU has no VNNI, for the int8 runs), not read
 from a datasheet; and each one's lowest cosine to sentence-transformers' vectors. The server at
 float32, bf16 and int8 (each skipped where the CPU lacks its instructions), one client sending
 requests of 64; ONNX Runtime at fp32 and at its dynamic

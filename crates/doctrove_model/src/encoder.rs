@@ -394,12 +394,12 @@ impl Encoder {
         Ok(())
     }
 
-    /// Runs the linear layers in 8-bit integers (AVX-512 VNNI or AVX-VNNI) from now on: their weights are
-    /// quantised and packed once here (see `int8_gemm`). Attention and normalisation stay
-    /// float32.
+    /// Runs the linear layers in 8-bit integers (AVX-512 VNNI, AVX-VNNI or AVX2) from now on:
+    /// their weights are quantised and packed once here (see `int8_gemm`). Attention and
+    /// normalisation stay float32.
     pub fn use_int8(&mut self) -> Result<(), Error> {
         if !crate::int8_gemm::available() {
-            return Err("this CPU has neither AVX-512 VNNI nor AVX-VNNI instructions: --precision int8 needs one of them".into());
+            return Err("this CPU has neither VNNI nor AVX2 with FMA: --precision int8 needs one of them".into());
         }
         self.repack_linear_layers(|l| Weights::Int8(PackedInt8::pack(&l.rows(), l.outputs, l.inputs)));
         Ok(())

@@ -1,6 +1,8 @@
 //! `--precision int8`: the linear layers' products in 8-bit integers with VNNI dot products
 //! (`vpdpbusd`: four unsigned-by-signed byte products added into each 32-bit lane): AVX-512 VNNI
-//! on 16 lanes, or AVX-VNNI on 8 (`int8_gemm/avx_vnni.rs`) on CPUs without AVX-512.
+//! on 16 lanes, or AVX-VNNI on 8 (`int8_gemm/avx_vnni.rs`) on CPUs without AVX-512; on CPUs with
+//! neither, AVX2's `vpmaddwd` on the bytes widened to words (`int8_gemm/avx2_words.rs`). All
+//! three give the same integer sums, and the same bits.
 //!
 //! Weights are quantised once, at load: symmetric, one scale per output and per group of
 //! [`GROUP`] inputs. Each layer's input is quantised when the layer runs: unsigned with a zero
@@ -14,6 +16,8 @@
 //! Written here for the same reason as the bf16 kernel: no library at hand multiplies in 8 bits
 //! with per-group scales inside the encoder's one-pass-per-core scheduling.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2_words;
 #[cfg(target_arch = "x86_64")]
 mod avx512_vnni;
 #[cfg(target_arch = "x86_64")]
@@ -29,12 +33,14 @@ pub enum Int8Kernel {
     Avx512Vnni,
     /// AVX2, FMA and AVX-VNNI (256-bit, VEX-encoded): 8 lanes.
     AvxVnni,
+    /// AVX2 and FMA: 8 lanes of `vpmaddwd` on words.
+    Avx2,
 }
 
 impl Int8Kernel {
-    /// AVX-512 VNNI where the CPU has it, AVX-VNNI otherwise; `None` without either.
+    /// AVX-512 VNNI where the CPU has it, then AVX-VNNI, then AVX2; `None` without any.
     pub fn fastest() -> Option<Int8Kernel> {
-        [Int8Kernel::Avx512Vnni, Int8Kernel::AvxVnni]
+        [Int8Kernel::Avx512Vnni, Int8Kernel::AvxVnni, Int8Kernel::Avx2]
             .into_iter()
             .find(|k| k.runs_here())
     }
@@ -48,6 +54,7 @@ impl Int8Kernel {
                 Int8Kernel::AvxVnni => {
                     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("avxvnni")
                 }
+                Int8Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -56,11 +63,12 @@ impl Int8Kernel {
         }
     }
 
-    /// `avx512vnni` or `avxvnni`.
+    /// `avx512vnni`, `avxvnni` or `avx2`.
     pub fn name(self) -> &'static str {
         match self {
             Int8Kernel::Avx512Vnni => "avx512vnni",
             Int8Kernel::AvxVnni => "avxvnni",
+            Int8Kernel::Avx2 => "avx2",
         }
     }
 }
@@ -73,7 +81,7 @@ pub fn available() -> bool {
 /// `y += x w'` for `rows` rows of `x` (`w.inputs` wide) into `y` (`w.outputs` wide), on the
 /// fastest kernel this CPU runs.
 pub fn gemm_int8(x: &[f32], rows: usize, w: &PackedInt8, y: &mut [f32]) {
-    let on = Int8Kernel::fastest().expect("this CPU has neither AVX-512 VNNI nor AVX-VNNI");
+    let on = Int8Kernel::fastest().expect("this CPU has neither VNNI nor AVX2");
     gemm_int8_on(on, x, rows, w, y)
 }
 
@@ -94,12 +102,13 @@ pub fn gemm_int8_on(on: Int8Kernel, x: &[f32], rows: usize, w: &PackedInt8, y: &
     unsafe {
         let quantise_group: quantised::GroupQuantiser = match on {
             Int8Kernel::Avx512Vnni => avx512_vnni::quantise_group,
-            Int8Kernel::AvxVnni => avx_vnni::quantise_group,
+            Int8Kernel::AvxVnni | Int8Kernel::Avx2 => avx_vnni::quantise_group,
         };
         let xq = quantised::quantise_rows(quantise_group, x, rows, w.inputs, w.groups);
         match on {
             Int8Kernel::Avx512Vnni => avx512_vnni::kernel(&xq, rows, w, y),
             Int8Kernel::AvxVnni => avx_vnni::kernel(&xq, rows, w, y),
+            Int8Kernel::Avx2 => avx2_words::kernel(&xq, rows, w, y),
         }
     }
 }
@@ -192,7 +201,7 @@ mod tests {
             let (vector_scale, vector_zero) = unsafe {
                 match on {
                     Int8Kernel::Avx512Vnni => avx512_vnni::quantise_group(&values, &mut quads),
-                    Int8Kernel::AvxVnni => avx_vnni::quantise_group(&values, &mut quads),
+                    Int8Kernel::AvxVnni | Int8Kernel::Avx2 => avx_vnni::quantise_group(&values, &mut quads),
                 }
             };
             let vector_bytes: Vec<u8> = quads.iter().flat_map(|q| q.to_le_bytes()).collect();
@@ -202,7 +211,7 @@ mod tests {
 
     /// The kernels this CPU runs (each test says which it could not check).
     fn kernels_here() -> Vec<Int8Kernel> {
-        [Int8Kernel::Avx512Vnni, Int8Kernel::AvxVnni]
+        [Int8Kernel::Avx512Vnni, Int8Kernel::AvxVnni, Int8Kernel::Avx2]
             .into_iter()
             .filter(|on| {
                 let here = on.runs_here();
@@ -214,22 +223,92 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn both_kernels_give_the_same_bits() {
-        // The same integer sums and the same float operations in the same order, per output.
-        if kernels_here().len() < 2 {
-            return;
+    /// The kernels' arithmetic in plain code: each group's exact integer sum, corrected for the
+    /// zero point, then one fused multiply-add by the product of the two scales, group after
+    /// group.
+    fn integer_reference(x: &[f32], rows: usize, w: &PackedInt8, y: &mut [f32]) {
+        let padded = w.groups * GROUP;
+        let weight = |o: usize, i: usize| {
+            let lane = w.lanes[((o / 16) * (padded / 4) + i / 4) * 16 + o % 16];
+            i32::from(lane.to_le_bytes()[i % 4] as i8)
+        };
+        for r in 0..rows {
+            let mut row = x[r * w.inputs..(r + 1) * w.inputs].to_vec();
+            row.resize(padded, 0.0);
+            let groups: Vec<_> = row.chunks_exact(GROUP).map(quantise_inputs).collect();
+            for o in 0..w.outputs {
+                let mut total = y[r * w.outputs + o];
+                for (g, (bytes, x_scale, zero)) in groups.iter().enumerate() {
+                    let sum: i32 = (0..GROUP).map(|i| i32::from(bytes[i]) * weight(o, g * GROUP + i)).sum();
+                    let at = ((o / 16) * w.groups + g) * 16 + o % 16;
+                    let exact = sum - zero * w.sums[at];
+                    total = (exact as f32).mul_add(w.scales[at] * x_scale, total);
+                }
+                y[r * w.outputs + o] = total;
+            }
         }
+    }
+
+    /// Times each kernel this CPU runs, and the float32 packed kernel, at the encoders' shapes
+    /// (run by hand with `--ignored --nocapture`); `make bench` gives the encoder's figures.
+    #[test]
+    #[ignore]
+    fn kernels_timed() {
+        use crate::cpu::InstructionSet;
+        use crate::packed_gemm::{gemm_packed, PackedMatrix, Rows};
+        for (rows, outputs, inputs) in [(510, 1152, 384), (510, 2304, 768), (510, 768, 3072)] {
+            let x: Vec<f32> = (0..rows * inputs).map(|i| (i % 13) as f32 / 13.0 - 0.4).collect();
+            let w: Vec<f32> = (0..outputs * inputs).map(|i| (i % 7) as f32 / 70.0 - 0.04).collect();
+            let (packed, float) = (
+                PackedInt8::pack(&w, outputs, inputs),
+                PackedMatrix::from_rows(&w, outputs, inputs),
+            );
+            let times = (20_000_000_000 / (rows * outputs * inputs)).max(1);
+            let rate = |seconds: f64| 2.0 * (rows * outputs * inputs * times) as f64 / seconds / 1e9;
+            let mut y = vec![0.0; rows * outputs];
+            for on in kernels_here() {
+                let started = std::time::Instant::now();
+                for _ in 0..times {
+                    gemm_int8_on(on, &x, rows, &packed, &mut y);
+                }
+                eprintln!(
+                    "{rows}x{outputs}x{inputs} {on:?}: {:.0} G operations/s",
+                    rate(started.elapsed().as_secs_f64())
+                );
+            }
+            let isa = InstructionSet::detect();
+            let started = std::time::Instant::now();
+            for _ in 0..times {
+                let x = Rows {
+                    data: &x,
+                    rows,
+                    stride: inputs,
+                };
+                gemm_packed(isa, x, &float, &mut y, outputs, false);
+            }
+            eprintln!(
+                "{rows}x{outputs}x{inputs} float32 {isa:?}: {:.0} G operations/s",
+                rate(started.elapsed().as_secs_f64())
+            );
+        }
+    }
+
+    #[test]
+    fn every_kernel_gives_the_bits_of_the_integer_arithmetic() {
+        // The same integer sums and the same float operations in the same order, per output.
         let (rows, outputs, inputs) = (37, 200, 700);
         let x: Vec<f32> = (0..rows * inputs).map(|i| ((i * 31 % 101) as f32 - 50.0) / 9.0).collect();
         let w: Vec<f32> = (0..outputs * inputs).map(|i| ((i * 17 % 89) as f32 - 44.0) / 60.0).collect();
         let packed = PackedInt8::pack(&w, outputs, inputs);
-        let run = |on| {
-            let mut y: Vec<f32> = (0..rows * outputs).map(|i| (i % 3) as f32).collect();
+        let bias: Vec<f32> = (0..rows * outputs).map(|i| (i % 3) as f32).collect();
+        let mut want = bias.clone();
+        integer_reference(&x, rows, &packed, &mut want);
+        for on in kernels_here() {
+            let mut y = bias.clone();
             gemm_int8_on(on, &x, rows, &packed, &mut y);
-            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        };
-        assert_eq!(run(Int8Kernel::Avx512Vnni), run(Int8Kernel::AvxVnni));
+            let differ = y.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{on:?}: {differ} of {} outputs differ in their bits", y.len());
+        }
     }
 
     #[test]

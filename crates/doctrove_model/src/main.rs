@@ -31,8 +31,8 @@ struct Args {
     name: Option<String>,
     /// Arithmetic of the linear layers: f32, bf16 (AMX tiles where Linux grants them, AVX-512
     /// BF16 otherwise: faster, vectors within 0.999 cosine of f32's; see the README) or int8
-    /// (AVX-512 VNNI or AVX-VNNI: 8-bit products in groups of 64 inputs, vectors within 0.999
-    /// cosine of f32's).
+    /// (AVX-512 VNNI, AVX-VNNI, or AVX2 on 16-bit words: 8-bit products in groups of 64 inputs,
+    /// vectors within 0.999 cosine of f32's).
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "int8"])]
     precision: String,
     /// The matrix kernel: `fastest` (the packed kernel for products of up to 192 rows, such as a

@@ -125,9 +125,9 @@ impl SentenceModel {
         Ok(self)
     }
 
-    /// Runs the encoder's linear layers in 8-bit integers (AVX-512 VNNI or AVX-VNNI): weights quantised per
-    /// output and per group of 64 inputs, each layer's input per row and per group; vectors
-    /// within 0.999 cosine of float32's (checked by `make test`).
+    /// Runs the encoder's linear layers in 8-bit integers (AVX-512 VNNI, AVX-VNNI, or AVX2 on
+    /// words): weights quantised per output and per group of 64 inputs, each layer's input per
+    /// row and per group; vectors within 0.999 cosine of float32's (checked by `make test`).
     pub fn with_int8(mut self) -> Result<SentenceModel, Error> {
         self.encoder.use_int8()?;
         self.precision = "int8";
@@ -145,7 +145,7 @@ impl SentenceModel {
     }
 
     /// The instruction set the linear layers run on: `amx-bf16` or `avx512bf16` at bf16,
-    /// `avx512vnni` or `avxvnni` at int8, otherwise the kernel's (`avx512f`, `avx2`, `baseline`, or
+    /// `avx512vnni`, `avxvnni` or `avx2` at int8, otherwise the kernel's (`avx512f`, `avx2`, `baseline`, or
     /// OpenBLAS's core's).
     pub fn instruction_set(&self) -> &'static str {
         match self.precision {

@@ -4,7 +4,8 @@
 //! shared limits count as they do when the encoder runs; in float32 (FMA), in bfloat16 where
 //! the CPU has AVX-512 BF16 (AMX's `tdpbf16ps` where Linux grants the tiles: 8,192 multiply-adds
 //! an instruction), and in 8-bit integers where it has AVX-512 VNNI or AVX-VNNI (`vpdpbusd`: 64
-//! or 32 multiply-adds an instruction). `make bench` divides the encoder's achieved rate at each
+//! or 32 multiply-adds an instruction), or else AVX2 (`vpmaddwd` on words, then an add: 16).
+//! `make bench` divides the encoder's achieved rate at each
 //! precision by its peak (`doctrove-model --measure-peak`).
 
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use crate::int8_gemm::Int8Kernel;
 pub enum Arithmetic {
     /// Float32 fused multiply-adds on the widest vectors the CPU has.
     F32,
-    /// 8-bit integer dot products into 32-bit sums (AVX-512 VNNI, or AVX-VNNI).
+    /// 8-bit integer products into 32-bit sums (AVX-512 VNNI, AVX-VNNI, or AVX2 on words).
     Int8,
     /// bfloat16 products into float32 sums: AMX tiles where the process may use them
     /// (`tdpbf16ps`), AVX-512 BF16 otherwise (`vdpbf16ps`).
@@ -29,8 +30,8 @@ pub enum Arithmetic {
 #[derive(Clone, Copy, Debug)]
 pub struct Peak {
     pub arithmetic: Arithmetic,
-    /// The instructions it ran: `avx512f`, `avx2`, `baseline`, `avx512vnni`, `amx-bf16` or
-    /// `avx512bf16`.
+    /// The instructions it ran: `avx512f`, `avx2`, `baseline`, `avx512vnni`, `avxvnni`,
+    /// `amx-bf16` or `avx512bf16`.
     pub instruction_set: &'static str,
     pub threads: usize,
     /// Operations per second over all threads (a multiply-add counts two).
@@ -49,17 +50,19 @@ const TILE_PRODUCT: u64 = 16 * 16 * 32;
 const AMX_PER_VECTOR_ROUNDS: u64 = 64;
 
 /// Runs the loop on `threads` threads for about `duration`; the operations are summed over
-/// threads. `None` for int8 on a CPU with neither AVX-512 VNNI nor AVX-VNNI, and for bf16 on one
+/// threads. `None` for int8 on a CPU with neither VNNI nor AVX2, and for bf16 on one
 /// without AVX-512 BF16.
 pub fn measure(arithmetic: Arithmetic, threads: usize, duration: Duration) -> Option<Peak> {
     let isa = InstructionSet::detect();
     let (instruction_set, per_round) = match arithmetic {
         Arithmetic::Int8 => {
             let kernel = Int8Kernel::fastest()?;
-            // 16 lanes of four byte products each with AVX-512 VNNI, 8 with AVX-VNNI.
+            // 16 lanes of four byte products each with AVX-512 VNNI, 8 with AVX-VNNI, 8 lanes of
+            // two word products with AVX2.
             let per_round = match kernel {
                 Int8Kernel::Avx512Vnni => 64,
                 Int8Kernel::AvxVnni => 32,
+                Int8Kernel::Avx2 => 16,
             };
             (kernel.name(), per_round)
         }
@@ -125,7 +128,8 @@ fn int8_rounds(seed: i32) -> f32 {
     unsafe {
         match Int8Kernel::fastest() {
             Some(Int8Kernel::Avx512Vnni) => rounds_vnni(seed),
-            _ => rounds_avx_vnni(seed),
+            Some(Int8Kernel::AvxVnni) => rounds_avx_vnni(seed),
+            _ => rounds_avx2_words(seed),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -163,6 +167,70 @@ unsafe fn rounds_avx_vnni(seed: i32) -> f32 {
     }
     let mut lanes = [0i32; 8];
     acc.iter()
+        .map(|x| {
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *x);
+            lanes.iter().map(|&l| l as f32).sum::<f32>()
+        })
+        .sum()
+}
+
+/// `acc += a . b` with AVX2 as the int8 kernel runs it on CPUs without VNNI: `vpmaddwd` on
+/// words, then an add; `ACCUMULATORS` of them a round, into six sums. (In assembly: the same
+/// loop in Rust has one product, hoisted out of the loop, since its operands never change.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rounds_avx2_words(seed: i32) -> f32 {
+    use std::arch::x86_64::*;
+    const _: () = assert!(ACCUMULATORS == 12, "the loop below is written out for 12");
+    let (a, b) = (_mm256_set1_epi32(0x0003_0004 + seed), _mm256_set1_epi32(0x0001_0001));
+    let mut x = [_mm256_setzero_si256(); 6];
+    std::arch::asm!(
+        "2:",
+            "vpmaddwd {t0}, {a}, {b}",
+            "vpaddd {x0}, {x0}, {t0}",
+            "vpmaddwd {t1}, {a}, {b}",
+            "vpaddd {x1}, {x1}, {t1}",
+            "vpmaddwd {t2}, {a}, {b}",
+            "vpaddd {x2}, {x2}, {t2}",
+            "vpmaddwd {t3}, {a}, {b}",
+            "vpaddd {x3}, {x3}, {t3}",
+            "vpmaddwd {t4}, {a}, {b}",
+            "vpaddd {x4}, {x4}, {t4}",
+            "vpmaddwd {t5}, {a}, {b}",
+            "vpaddd {x5}, {x5}, {t5}",
+            "vpmaddwd {t0}, {a}, {b}",
+            "vpaddd {x0}, {x0}, {t0}",
+            "vpmaddwd {t1}, {a}, {b}",
+            "vpaddd {x1}, {x1}, {t1}",
+            "vpmaddwd {t2}, {a}, {b}",
+            "vpaddd {x2}, {x2}, {t2}",
+            "vpmaddwd {t3}, {a}, {b}",
+            "vpaddd {x3}, {x3}, {t3}",
+            "vpmaddwd {t4}, {a}, {b}",
+            "vpaddd {x4}, {x4}, {t4}",
+            "vpmaddwd {t5}, {a}, {b}",
+            "vpaddd {x5}, {x5}, {t5}",
+        "dec {rounds}",
+        "jnz 2b",
+        a = in(ymm_reg) a,
+        b = in(ymm_reg) b,
+        x0 = inout(ymm_reg) x[0],
+        x1 = inout(ymm_reg) x[1],
+        x2 = inout(ymm_reg) x[2],
+        x3 = inout(ymm_reg) x[3],
+        x4 = inout(ymm_reg) x[4],
+        x5 = inout(ymm_reg) x[5],
+        t0 = out(ymm_reg) _,
+        t1 = out(ymm_reg) _,
+        t2 = out(ymm_reg) _,
+        t3 = out(ymm_reg) _,
+        t4 = out(ymm_reg) _,
+        t5 = out(ymm_reg) _,
+        rounds = inout(reg) ROUNDS => _,
+        options(nostack, nomem)
+    );
+    let mut lanes = [0i32; 8];
+    x.iter()
         .map(|x| {
             _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *x);
             lanes.iter().map(|&l| l as f32).sum::<f32>()
@@ -348,10 +416,15 @@ mod tests {
 
     #[test]
     fn each_int8_loop_adds_every_product_of_every_lane() {
-        // Bytes 4, 3, 2, 1 times 1, 1, 1, 1: 10 a lane a round, on every accumulator.
-        let want = |lanes: f32| 10.0 * ROUNDS as f32 * lanes * ACCUMULATORS as f32;
+        // VNNI: bytes 4, 3, 2, 1 times 1, 1, 1, 1, 10 a lane; AVX2: words 4, 3 times 1, 1, 7 a
+        // lane; a round adds that on every accumulator.
+        let want = |lanes: f32, per_lane: f32| per_lane * ROUNDS as f32 * lanes * ACCUMULATORS as f32;
         #[cfg(target_arch = "x86_64")]
-        for (on, lanes) in [(Int8Kernel::Avx512Vnni, 16.0), (Int8Kernel::AvxVnni, 8.0)] {
+        for (on, lanes, per_lane) in [
+            (Int8Kernel::Avx512Vnni, 16.0, 10.0),
+            (Int8Kernel::AvxVnni, 8.0, 10.0),
+            (Int8Kernel::Avx2, 8.0, 7.0),
+        ] {
             if !on.runs_here() {
                 eprintln!("no {} here: its loop is not checked", on.name());
                 continue;
@@ -361,12 +434,13 @@ mod tests {
                 match on {
                     Int8Kernel::Avx512Vnni => rounds_vnni(0),
                     Int8Kernel::AvxVnni => rounds_avx_vnni(0),
+                    Int8Kernel::Avx2 => rounds_avx2_words(0),
                 }
             };
             assert!(
-                (got / want(lanes) - 1.0).abs() < 1e-5,
+                (got / want(lanes, per_lane) - 1.0).abs() < 1e-5,
                 "{on:?}: {got} against {}",
-                want(lanes)
+                want(lanes, per_lane)
             );
         }
     }
@@ -376,7 +450,7 @@ mod tests {
         let peak = measure(Arithmetic::Int8, 1, Duration::from_millis(50));
         assert_eq!(peak.is_some(), crate::int8_gemm::available());
         if let Some(peak) = peak {
-            // Four products a lane where float32 has one: above the float32 loop's rate.
+            // Two or four products a lane where float32 has one: above the float32 loop's rate.
             let f32 = measure(Arithmetic::F32, 1, Duration::from_millis(50)).unwrap();
             assert!(peak.ops > f32.ops, "{peak:?} {f32:?}");
         }

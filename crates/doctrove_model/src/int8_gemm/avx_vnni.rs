@@ -73,22 +73,11 @@ pub(super) unsafe fn kernel(xq: &QuantisedRows, rows: usize, w: &PackedInt8, y: 
 /// group, added into `y`.
 #[inline(always)]
 unsafe fn tile(xq: &QuantisedRows, rows: usize, r0: usize, block: usize, w: &PackedInt8, y: &mut [f32]) {
-    let n = w.outputs;
-    let live = (rows - r0).min(MR);
     let quads_per_row = w.groups * QUADS_PER_GROUP;
     let x_quads = xq.quads.as_ptr().add(r0 * quads_per_row);
-    // The block's outputs in each row of `y`: 16, or fewer in the last block, which goes through
-    // a copy (masked AVX loads and stores of lanes past the end may fault on some CPUs).
-    let valid = (n - block * 16).min(16);
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    for (r, row) in acc.iter_mut().enumerate().take(live) {
-        let at = (r0 + r) * n + block * 16;
-        let mut copy = [0f32; 16];
-        copy[..valid].copy_from_slice(&y[at..at + valid]);
-        *row = [_mm256_loadu_ps(copy.as_ptr()), _mm256_loadu_ps(copy.as_ptr().add(8))];
-    }
+    let mut acc = load_tile(rows, r0, block, w, y);
     for g in 0..w.groups {
-        let mut sums = [[_mm256_setzero_si256(); 2]; MR];
+        let mut sums: GroupSums<MR> = [[_mm256_setzero_si256(); 2]; MR];
         for step in 0..QUADS_PER_GROUP {
             let q = g * QUADS_PER_GROUP + step;
             let lanes = w.lanes.as_ptr().add((block * quads_per_row + q) * 16);
@@ -103,20 +92,71 @@ unsafe fn tile(xq: &QuantisedRows, rows: usize, r0: usize, block: usize, w: &Pac
                 }
             }
         }
-        // sum(x q) = sum((xq - zero) wq) = sum(xq wq) - zero sum(wq), then both scales.
-        for (r, row) in acc.iter_mut().enumerate() {
-            let zero = _mm256_set1_epi32(xq.zeros[(r0 + r) * w.groups + g]);
-            let x_scale = _mm256_set1_ps(xq.scales[(r0 + r) * w.groups + g]);
-            for (h, a) in row.iter_mut().enumerate() {
-                let at = (block * w.groups + g) * 16 + 8 * h;
-                let w_sums = _mm256_loadu_si256(w.sums.as_ptr().add(at) as *const __m256i);
-                let w_scale = _mm256_loadu_ps(w.scales.as_ptr().add(at));
-                let exact = _mm256_sub_epi32(sums[r][h], _mm256_mullo_epi32(zero, w_sums));
-                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), _mm256_mul_ps(w_scale, x_scale), *a);
-            }
+        add_group(&mut acc, &sums, xq, (r0, block, g), w);
+    }
+    store_tile(&acc, rows, r0, block, w, y);
+}
+
+/// A tile's float32 totals: `R` rows by two halves of 8 outputs.
+pub(super) type Totals<const R: usize> = [[__m256; 2]; R];
+/// A tile's integer sums over one group: `R` rows by two halves of 8 outputs.
+pub(super) type GroupSums<const R: usize> = [[__m256i; 2]; R];
+
+/// The tile's outputs as they are in `y` (zeros in the padding rows). The block's outputs in
+/// each row of `y` are 16, or fewer in the last block, which goes through a copy (masked AVX
+/// loads and stores of lanes past the end may fault on some CPUs).
+#[inline(always)]
+pub(super) unsafe fn load_tile<const R: usize>(rows: usize, r0: usize, block: usize, w: &PackedInt8, y: &[f32]) -> Totals<R> {
+    let n = w.outputs;
+    let valid = (n - block * 16).min(16);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for (r, row) in acc.iter_mut().enumerate().take((rows - r0).min(R)) {
+        let at = (r0 + r) * n + block * 16;
+        let mut copy = [0f32; 16];
+        copy[..valid].copy_from_slice(&y[at..at + valid]);
+        *row = [_mm256_loadu_ps(copy.as_ptr()), _mm256_loadu_ps(copy.as_ptr().add(8))];
+    }
+    acc
+}
+
+/// Adds one group's integer sums to the totals: corrected for the rows' zero points, scaled
+/// back to float32 (the same operations in the same order as the AVX-512 kernel, so the same
+/// bits).
+#[inline(always)]
+pub(super) unsafe fn add_group<const R: usize>(
+    acc: &mut Totals<R>,
+    sums: &GroupSums<R>,
+    xq: &QuantisedRows,
+    (r0, block, g): (usize, usize, usize),
+    w: &PackedInt8,
+) {
+    // sum(x q) = sum((xq - zero) wq) = sum(xq wq) - zero sum(wq), then both scales.
+    for (r, row) in acc.iter_mut().enumerate() {
+        let zero = _mm256_set1_epi32(xq.zeros[(r0 + r) * w.groups + g]);
+        let x_scale = _mm256_set1_ps(xq.scales[(r0 + r) * w.groups + g]);
+        for (h, a) in row.iter_mut().enumerate() {
+            let at = (block * w.groups + g) * 16 + 8 * h;
+            let w_sums = _mm256_loadu_si256(w.sums.as_ptr().add(at) as *const __m256i);
+            let w_scale = _mm256_loadu_ps(w.scales.as_ptr().add(at));
+            let exact = _mm256_sub_epi32(sums[r][h], _mm256_mullo_epi32(zero, w_sums));
+            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), _mm256_mul_ps(w_scale, x_scale), *a);
         }
     }
-    for (r, row) in acc.iter().enumerate().take(live) {
+}
+
+/// Writes the tile's rows below `rows` back into `y`.
+#[inline(always)]
+pub(super) unsafe fn store_tile<const R: usize>(
+    acc: &Totals<R>,
+    rows: usize,
+    r0: usize,
+    block: usize,
+    w: &PackedInt8,
+    y: &mut [f32],
+) {
+    let n = w.outputs;
+    let valid = (n - block * 16).min(16);
+    for (r, row) in acc.iter().enumerate().take((rows - r0).min(R)) {
         let at = (r0 + r) * n + block * 16;
         let mut copy = [0f32; 16];
         _mm256_storeu_ps(copy.as_mut_ptr(), row[0]);
