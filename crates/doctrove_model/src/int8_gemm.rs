@@ -63,6 +63,16 @@ impl Int8Kernel {
         }
     }
 
+    /// The input quantiser of the kernel's instruction set: AVX-512's, or AVX2's for both
+    /// 256-bit kernels (all give the same bytes).
+    #[cfg(target_arch = "x86_64")]
+    fn group_quantiser(self) -> quantised::GroupQuantiser {
+        match self {
+            Int8Kernel::Avx512Vnni => avx512_vnni::quantise_group,
+            Int8Kernel::AvxVnni | Int8Kernel::Avx2 => avx_vnni::quantise_group,
+        }
+    }
+
     /// `avx512vnni`, `avxvnni` or `avx2`.
     pub fn name(self) -> &'static str {
         match self {
@@ -100,11 +110,7 @@ pub fn gemm_int8_on(on: Int8Kernel, x: &[f32], rows: usize, w: &PackedInt8, y: &
     // inside the quantised rows (whole tiles of rows), `w`'s vectors (whole blocks and groups)
     // and the rows of `y` below `rows` (checked above), with masks on the last block's outputs.
     unsafe {
-        let quantise_group: quantised::GroupQuantiser = match on {
-            Int8Kernel::Avx512Vnni => avx512_vnni::quantise_group,
-            Int8Kernel::AvxVnni | Int8Kernel::Avx2 => avx_vnni::quantise_group,
-        };
-        let xq = quantised::quantise_rows(quantise_group, x, rows, w.inputs, w.groups);
+        let xq = quantised::quantise_rows(on.group_quantiser(), x, rows, w.inputs, w.groups);
         match on {
             Int8Kernel::Avx512Vnni => avx512_vnni::kernel(&xq, rows, w, y),
             Int8Kernel::AvxVnni => avx_vnni::kernel(&xq, rows, w, y),
@@ -198,12 +204,7 @@ mod tests {
             let (bytes, scale, zero) = quantise_inputs(&values);
             let mut quads = vec![0u32; QUADS_PER_GROUP];
             // SAFETY: the CPU has the features (kernels_here); both slices hold one group.
-            let (vector_scale, vector_zero) = unsafe {
-                match on {
-                    Int8Kernel::Avx512Vnni => avx512_vnni::quantise_group(&values, &mut quads),
-                    Int8Kernel::AvxVnni | Int8Kernel::Avx2 => avx_vnni::quantise_group(&values, &mut quads),
-                }
-            };
+            let (vector_scale, vector_zero) = unsafe { on.group_quantiser()(&values, &mut quads) };
             let vector_bytes: Vec<u8> = quads.iter().flat_map(|q| q.to_le_bytes()).collect();
             assert_eq!((vector_bytes, vector_scale, vector_zero), (bytes, scale, zero), "{on:?}");
         }

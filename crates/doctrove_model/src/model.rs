@@ -145,8 +145,8 @@ impl SentenceModel {
     }
 
     /// The instruction set the linear layers run on: `amx-bf16` or `avx512bf16` at bf16,
-    /// `avx512vnni`, `avxvnni` or `avx2` at int8, otherwise the kernel's (`avx512f`, `avx2`, `baseline`, or
-    /// OpenBLAS's core's).
+    /// `avx512vnni`, `avxvnni` or `avx2` at int8, otherwise the kernel's (`avx512f`, `avx2`,
+    /// `baseline`, or OpenBLAS's core's).
     pub fn instruction_set(&self) -> &'static str {
         match self.precision {
             "bf16" => crate::bf16_gemm::Bf16Kernel::fastest().name(),

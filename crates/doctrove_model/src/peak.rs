@@ -5,8 +5,8 @@
 //! the CPU has AVX-512 BF16 (AMX's `tdpbf16ps` where Linux grants the tiles: 8,192 multiply-adds
 //! an instruction), and in 8-bit integers where it has AVX-512 VNNI or AVX-VNNI (`vpdpbusd`: 64
 //! or 32 multiply-adds an instruction), or else AVX2 (`vpmaddwd` on words, then an add: 16).
-//! `make bench` divides the encoder's achieved rate at each
-//! precision by its peak (`doctrove-model --measure-peak`).
+//! `make bench` divides the encoder's achieved rate at each precision by its peak
+//! (`doctrove-model --measure-peak`).
 
 use std::time::{Duration, Instant};
 
@@ -165,18 +165,25 @@ unsafe fn rounds_avx_vnni(seed: i32) -> f32 {
             *x = _mm256_dpbusd_avx_epi32(*x, a, b);
         }
     }
-    let mut lanes = [0i32; 8];
-    acc.iter()
-        .map(|x| {
-            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *x);
-            lanes.iter().map(|&l| l as f32).sum::<f32>()
+    lane_sum(&acc)
+}
+
+/// The sum of every 32-bit lane of `sums`, as a float (keeps a loop's result alive).
+#[cfg(target_arch = "x86_64")]
+fn lane_sum(sums: &[std::arch::x86_64::__m256i]) -> f32 {
+    sums.iter()
+        .flat_map(|x| {
+            // SAFETY: both are 32 bytes, and every bit pattern is valid for both.
+            unsafe { std::mem::transmute::<std::arch::x86_64::__m256i, [i32; 8]>(*x) }
         })
+        .map(|l| l as f32)
         .sum()
 }
 
 /// `acc += a . b` with AVX2 as the int8 kernel runs it on CPUs without VNNI: `vpmaddwd` on
-/// words, then an add; `ACCUMULATORS` of them a round, into six sums. (In assembly: the same
-/// loop in Rust has one product, hoisted out of the loop, since its operands never change.)
+/// words, then an add; `ACCUMULATORS` of them a round, into six sums. (In assembly: the
+/// products' operands never change, so a compiler may compute one product and add it twelve
+/// times.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn rounds_avx2_words(seed: i32) -> f32 {
@@ -186,30 +193,30 @@ unsafe fn rounds_avx2_words(seed: i32) -> f32 {
     let mut x = [_mm256_setzero_si256(); 6];
     std::arch::asm!(
         "2:",
-            "vpmaddwd {t0}, {a}, {b}",
-            "vpaddd {x0}, {x0}, {t0}",
-            "vpmaddwd {t1}, {a}, {b}",
-            "vpaddd {x1}, {x1}, {t1}",
-            "vpmaddwd {t2}, {a}, {b}",
-            "vpaddd {x2}, {x2}, {t2}",
-            "vpmaddwd {t3}, {a}, {b}",
-            "vpaddd {x3}, {x3}, {t3}",
-            "vpmaddwd {t4}, {a}, {b}",
-            "vpaddd {x4}, {x4}, {t4}",
-            "vpmaddwd {t5}, {a}, {b}",
-            "vpaddd {x5}, {x5}, {t5}",
-            "vpmaddwd {t0}, {a}, {b}",
-            "vpaddd {x0}, {x0}, {t0}",
-            "vpmaddwd {t1}, {a}, {b}",
-            "vpaddd {x1}, {x1}, {t1}",
-            "vpmaddwd {t2}, {a}, {b}",
-            "vpaddd {x2}, {x2}, {t2}",
-            "vpmaddwd {t3}, {a}, {b}",
-            "vpaddd {x3}, {x3}, {t3}",
-            "vpmaddwd {t4}, {a}, {b}",
-            "vpaddd {x4}, {x4}, {t4}",
-            "vpmaddwd {t5}, {a}, {b}",
-            "vpaddd {x5}, {x5}, {t5}",
+        "vpmaddwd {t0}, {a}, {b}",
+        "vpaddd {x0}, {x0}, {t0}",
+        "vpmaddwd {t1}, {a}, {b}",
+        "vpaddd {x1}, {x1}, {t1}",
+        "vpmaddwd {t2}, {a}, {b}",
+        "vpaddd {x2}, {x2}, {t2}",
+        "vpmaddwd {t3}, {a}, {b}",
+        "vpaddd {x3}, {x3}, {t3}",
+        "vpmaddwd {t4}, {a}, {b}",
+        "vpaddd {x4}, {x4}, {t4}",
+        "vpmaddwd {t5}, {a}, {b}",
+        "vpaddd {x5}, {x5}, {t5}",
+        "vpmaddwd {t0}, {a}, {b}",
+        "vpaddd {x0}, {x0}, {t0}",
+        "vpmaddwd {t1}, {a}, {b}",
+        "vpaddd {x1}, {x1}, {t1}",
+        "vpmaddwd {t2}, {a}, {b}",
+        "vpaddd {x2}, {x2}, {t2}",
+        "vpmaddwd {t3}, {a}, {b}",
+        "vpaddd {x3}, {x3}, {t3}",
+        "vpmaddwd {t4}, {a}, {b}",
+        "vpaddd {x4}, {x4}, {t4}",
+        "vpmaddwd {t5}, {a}, {b}",
+        "vpaddd {x5}, {x5}, {t5}",
         "dec {rounds}",
         "jnz 2b",
         a = in(ymm_reg) a,
@@ -229,13 +236,7 @@ unsafe fn rounds_avx2_words(seed: i32) -> f32 {
         rounds = inout(reg) ROUNDS => _,
         options(nostack, nomem)
     );
-    let mut lanes = [0i32; 8];
-    x.iter()
-        .map(|x| {
-            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, *x);
-            lanes.iter().map(|&l| l as f32).sum::<f32>()
-        })
-        .sum()
+    lane_sum(&x)
 }
 
 fn bf16_rounds(seed: f32) -> f32 {
