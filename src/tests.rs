@@ -593,6 +593,34 @@ mod tests {
         assert_eq!(stored_vector("1"), Some(vector_for("Title: Model label", 8)));
     }
 
+    #[pg_test]
+    fn a_commit_wakes_one_idle_worker_or_else_every_busy_one_of_its_database() {
+        use crate::pg::shared_state::{slots_to_wake, Phase, WorkerSlot};
+        let running = |database: u32, phase: Phase| {
+            let mut slot = WorkerSlot::default();
+            (slot.pid, slot.latch, slot.database, slot.phase) = (1000 + database as i32, 0x1000, database, phase);
+            slot
+        };
+        let mut slots = [
+            running(7, Phase::Batches),
+            running(7, Phase::Writing),
+            running(8, Phase::Idle),
+            running(7, Phase::Idle),
+            WorkerSlot::default(),
+        ];
+        // Database 7's idle worker, marked as fetching so the next commit does not count on it.
+        assert_eq!(slots_to_wake(&mut slots, 7), Some(vec![3]));
+        assert_eq!(slots[3].phase, Phase::Fetching);
+        // None idle now: each of database 7's workers looks once more after what it is doing.
+        assert_eq!(slots_to_wake(&mut slots, 7), Some(vec![0, 1, 3]));
+        assert_eq!(slots[2].phase, Phase::Idle, "another database's worker is not touched");
+        // No worker serves database 9: the launcher is asked instead.
+        assert_eq!(slots_to_wake(&mut slots, 9), None);
+        // A worker the launcher is starting (no process yet) serves its database, and wakes later.
+        slots[4].database = 9;
+        assert_eq!(slots_to_wake(&mut slots, 9), Some(vec![]));
+    }
+
     include!("job_tests.rs");
     include!("search_tests.rs");
 }

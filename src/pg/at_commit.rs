@@ -1,5 +1,5 @@
-//! What the extension does when a transaction commits, and only then: wake an idle background
-//! worker after papers were added or edited (a worker woken earlier would not see the rows yet,
+//! What the extension does when a transaction commits, and only then: wake the background
+//! workers after papers were added or edited (a worker woken earlier would not see the rows yet,
 //! and an aborted insert wakes no one), tell the launcher of a created extension, and add a
 //! session's batches to the server-wide figures (an `embed_pending()` whose transaction rolls
 //! back embedded nothing).
@@ -42,7 +42,7 @@ unsafe extern "C-unwind" fn on_transaction_end(event: pg_sys::XactEvent::Type, _
                 shared_state::record_batch(None, &figures);
             }
             if WAKE.with(|w| w.replace(false)) {
-                shared_state::wake_one_idle_worker();
+                shared_state::wake_for_new_papers();
             }
             if EXTENSION_CREATED.with(|c| c.replace(false)) {
                 database_pool::extension_created_here();
@@ -69,7 +69,8 @@ fn register() {
     }
 }
 
-/// Asks for an idle worker to be woken when the current transaction commits.
+/// Asks for the workers to be woken (see `shared_state::wake_for_new_papers`) when the current
+/// transaction commits.
 pub fn wake_a_worker() {
     if !shared_state::available() {
         return; // no workers in this server

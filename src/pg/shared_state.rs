@@ -75,8 +75,8 @@ pub struct WorkerSlot {
     last_error_len: usize,
     /// Microseconds since 2000-01-01 (PostgreSQL's TimestampTz); 0 when none yet.
     pub last_batch_at: i64,
-    /// The worker's process latch, set to wake it.
-    latch: usize,
+    /// The worker's process latch (an address in shared memory), set to wake it.
+    pub latch: usize,
 }
 
 impl Default for WorkerSlot {
@@ -357,30 +357,41 @@ pub fn record_error(index: usize, message: &str) {
     });
 }
 
-/// Wakes one idle worker of this database (sets its latch), if any is idle: busy workers go on
-/// to the next batch anyway. The worker is marked as fetching at once, so the next commit wakes
-/// another. A database that no worker serves now (more databases than workers) asks the
-/// launcher for one.
-pub fn wake_one_idle_worker() {
+/// Wakes this database's workers for papers a commit added (see [`slots_to_wake`]). A database
+/// that no worker serves now (more databases than workers) asks the launcher for one.
+pub fn wake_for_new_papers() {
     let database = current_database();
-    let latch = update(|s| {
-        if !s.workers.iter().any(|w| w.database == database) {
+    let latches = update(|s| match slots_to_wake(&mut s.workers, database) {
+        Some(slots) => slots.into_iter().map(|i| s.workers[i].latch).collect(),
+        None => {
             entry_mut(&mut s.databases, database, |entry| entry.wanted = true);
             wake_launcher(s);
-            return None;
+            Vec::new()
         }
-        let worker = s
-            .workers
-            .iter_mut()
-            .find(|w| w.pid != 0 && w.latch != 0 && w.database == database && w.phase == Phase::Idle)?;
-        worker.phase = Phase::Fetching;
-        Some(worker.latch)
     })
-    .flatten();
-    if let Some(latch) = latch {
+    .unwrap_or_default();
+    for latch in latches {
         // SAFETY: the address is a PGPROC latch in shared memory, valid for the server's life.
         unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
     }
+}
+
+/// The slots of `database`'s running workers a commit that added papers wakes: its first idle
+/// worker, marked as fetching at once so the next commit wakes another; or, when none is idle,
+/// all of them. A busy worker may have found nothing left a moment before the commit and be on
+/// its way to idle with the new rows unseen: its latch, set now, makes it look once more
+/// (setting the latch of one that goes on to another batch anyway costs nothing). `None`: no
+/// worker serves the database.
+pub fn slots_to_wake(workers: &mut [WorkerSlot], database: u32) -> Option<Vec<usize>> {
+    if !workers.iter().any(|w| w.database == database) {
+        return None;
+    }
+    let running = |w: &WorkerSlot| w.pid != 0 && w.latch != 0 && w.database == database;
+    if let Some(idle) = workers.iter().position(|w| running(w) && w.phase == Phase::Idle) {
+        workers[idle].phase = Phase::Fetching;
+        return Some(vec![idle]);
+    }
+    Some((0..workers.len()).filter(|&i| running(&workers[i])).collect())
 }
 
 /// The database this backend is connected to.

@@ -125,7 +125,7 @@ impl JobTurns {
     /// The worker was woken (new papers): every job that rests for want of work looks again.
     pub fn woken(&mut self, now: Instant) {
         // The list is read again at most once a second: commits to a busy table wake often.
-        // (Each commit wakes one idle worker, which looks at each job once.)
+        // (Each commit wakes one idle worker, or the busy ones, which look at each job once.)
         if self
             .woken_at
             .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))

@@ -527,13 +527,16 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         }
         let pause = worker.step();
         database_pool::publish_busy_weight(index, worker.busy_weight());
-        if !pause.is_zero() && !database_pool::should_leave(index) {
-            let started = Instant::now();
+        // The latch is set by a commit that added papers (or a reload): resting jobs look again.
+        // A step's own waits (an HTTP answer, a retry's pause) may have seen it set, and a commit
+        // just after the step found nothing sets it before this wait: either way it is not lost.
+        let mut woken = latch::take_set();
+        if !woken && !pause.is_zero() && !database_pool::should_leave(index) {
             latch::wait(pause);
-            if started.elapsed() + Duration::from_millis(5) < pause {
-                // Set by a commit that added papers (or a reload): resting jobs look again.
-                worker.turns.woken(Instant::now());
-            }
+            woken = latch::take_set();
+        }
+        if woken {
+            worker.turns.woken(Instant::now());
         }
         // Its slot goes to another database (more databases than workers), or this database is
         // no longer served.

@@ -396,6 +396,63 @@ fn the_shared_rate_limit_keeps_the_workers_under_the_apis_tokens_per_minute() {
     );
 }
 
+/// A worker that polls open batches is never idle for long, so no commit finds it idle: it is
+/// woken all the same, and a new paper is embedded live without waiting for the naptime.
+#[test]
+fn a_lone_worker_polling_open_batches_is_woken_for_a_new_paper() {
+    let scope = format!("worker-lone-batches-{}", std::process::id());
+    let extra = [
+        "doctrove_embed.batch_api = on",
+        "doctrove_embed.batch_api_min_papers = 100",
+        "doctrove_embed.batch_api_poll_ms = 300",
+    ];
+    let cluster = worker_cluster("lone_batches", 1, &scope, "dim=8/batch_delay=30000/", &extra);
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    insert_papers(&mut client, 1, 500);
+    enable(&mut client);
+    wait_for("the batch's submission", Duration::from_secs(30), || {
+        let in_batches: i64 = client
+            .query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[])
+            .unwrap()
+            .get(0);
+        (in_batches == 500).then_some(())
+    });
+    // Past its first look for live work, the worker only polls the batch (every 300 ms) and
+    // shows that as its state.
+    wait_for("the worker to poll its batch", Duration::from_secs(10), || {
+        let state: String = client
+            .query_one("SELECT state FROM doctrove_embed.workers", &[])
+            .unwrap()
+            .get(0);
+        (state == "submitting and collecting batches").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let inserted = Instant::now();
+    insert_papers(&mut client, 501, 501);
+    let vector = wait_for("the new paper's embedding", Duration::from_secs(5), || {
+        embedding_of(&mut client, 501)
+    });
+    let text: String = client
+        .query_one(
+            "SELECT doctrove_embed.input_text(doctrove_title, doctrove_abstract) FROM doctrove_papers \
+             WHERE doctrove_paper_id = 501",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(vector, vector_for(&text, 8));
+    let in_batches: i64 = client
+        .query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(in_batches, 500, "the batch closed first: the test proves nothing");
+    let stats = mock_stats(&scope);
+    assert_eq!(stats["inputs"], 1, "{stats}");
+    assert_eq!(stats["batches_created"], 1, "{stats}");
+    println!("new paper embedded live {:?} after its commit", inserted.elapsed());
+}
+
 #[test]
 fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_live_meanwhile() {
     let scope = format!("worker-batches-{}", std::process::id());
