@@ -607,11 +607,13 @@ mod tests {
             running(8, Phase::Idle),
             running(7, Phase::Idle),
             WorkerSlot::default(),
+            running(7, Phase::Disabled),
         ];
         // Database 7's idle worker, marked as fetching so the next commit does not count on it.
         assert_eq!(slots_to_wake(&mut slots, 7), Some(vec![3]));
         assert_eq!(slots[3].phase, Phase::Fetching);
-        // None idle now: each of database 7's workers looks once more after what it is doing.
+        // None idle now: each of database 7's enabled workers looks once more after what it is
+        // doing.
         assert_eq!(slots_to_wake(&mut slots, 7), Some(vec![0, 1, 3]));
         assert_eq!(slots[2].phase, Phase::Idle, "another database's worker is not touched");
         // No worker serves database 9: the launcher is asked instead.

@@ -380,8 +380,8 @@ pub fn wake_for_new_papers() {
 /// worker, marked as fetching at once so the next commit wakes another; or, when none is idle,
 /// all of them. A busy worker may have found nothing left a moment before the commit and be on
 /// its way to idle with the new rows unseen: its latch, set now, makes it look once more
-/// (setting the latch of one that goes on to another batch anyway costs nothing). `None`: no
-/// worker serves the database.
+/// (setting the latch of one that goes on to another batch anyway costs nothing). A disabled
+/// worker (`doctrove_embed.enabled` off) is left asleep. `None`: no worker serves the database.
 pub fn slots_to_wake(workers: &mut [WorkerSlot], database: u32) -> Option<Vec<usize>> {
     if !workers.iter().any(|w| w.database == database) {
         return None;
@@ -391,7 +391,11 @@ pub fn slots_to_wake(workers: &mut [WorkerSlot], database: u32) -> Option<Vec<us
         workers[idle].phase = Phase::Fetching;
         return Some(vec![idle]);
     }
-    Some((0..workers.len()).filter(|&i| running(&workers[i])).collect())
+    Some(
+        (0..workers.len())
+            .filter(|&i| running(&workers[i]) && workers[i].phase != Phase::Disabled)
+            .collect(),
+    )
 }
 
 /// The database this backend is connected to.

@@ -211,18 +211,23 @@ impl WorkerLoop {
         );
     }
 
-    fn on_error(&mut self, error: &UserError) -> Duration {
-        self.failures_in_a_row += 1;
-        let text = error.summary();
+    /// Records `text` as the worker's last error, and logs it after `context` as a WARNING, once a
+    /// minute at most while it repeats.
+    fn report_error(&mut self, context: &str, text: String) {
         shared_state::record_error(self.index, &text);
         let repeated = self
             .last_error_logged
             .as_ref()
             .is_some_and(|(m, t)| *m == text && t.elapsed() < Duration::from_secs(60));
         if !repeated {
-            warning!("doctrove_embed worker {}: batch failed, nothing written: {text}", self.index);
+            warning!("doctrove_embed worker {}: {context}{text}", self.index);
             self.last_error_logged = Some((text, Instant::now()));
         }
+    }
+
+    fn on_error(&mut self, error: &UserError) -> Duration {
+        self.failures_in_a_row += 1;
+        self.report_error("batch failed, nothing written: ", error.summary());
         // 2 s, 4 s, 8 s, ... up to 5 minutes, whatever the naptime: a worker that met an error
         // is not woken by new papers (the error would likely repeat), so it looks again itself.
         embed_core::retry::pause_after_failures(self.failures_in_a_row, MAX_PAUSE)
@@ -309,9 +314,11 @@ impl WorkerLoop {
                 collected.still_open + submitted.batches
             );
         }
+        // Not counted as the live path's failures: a failed poll neither pauses the live batches
+        // nor keeps a commit from waking them.
         for (job, error) in &polled.errors {
             if *job == SETTINGS_JOB {
-                self.on_error(error);
+                self.report_error("", format!("Batch API: {}", error.summary()));
             } else {
                 job_figures::record_error(JobKey::here(job), &error.summary());
                 warning!(
@@ -529,7 +536,8 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         database_pool::publish_busy_weight(index, worker.busy_weight());
         // The latch is set by a commit that added papers (or a reload): resting jobs look again.
         // A step's own waits (an HTTP answer, a retry's pause) may have seen it set, and a commit
-        // just after the step found nothing sets it before this wait: either way it is not lost.
+        // just after the step found nothing sets it before this wait; both count as a wake.
+        // (PostgreSQL's own waits inside a statement, such as for a lock, reset it unseen.)
         let mut woken = latch::take_set();
         if !woken && !pause.is_zero() && !database_pool::should_leave(index) {
             latch::wait(pause);

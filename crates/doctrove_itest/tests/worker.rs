@@ -453,6 +453,38 @@ fn a_lone_worker_polling_open_batches_is_woken_for_a_new_paper() {
     println!("new paper embedded live {:?} after its commit", inserted.elapsed());
 }
 
+/// An endpoint without a Batch API fails the worker's look for its batches; the live path goes
+/// on, and a commit still wakes it.
+#[test]
+fn a_failing_batch_api_does_not_keep_new_papers_from_the_live_path() {
+    let scope = format!("worker-no-batch-api-{}", std::process::id());
+    let extra = [
+        "doctrove_embed.batch_api = on",
+        "doctrove_embed.batch_api_min_papers = 100",
+        "doctrove_embed.batch_api_poll_ms = 300",
+    ];
+    let cluster = worker_cluster("no_batch_api", 1, &scope, "dim=8/no_batch_api=1/", &extra);
+    let mut client = cluster.connect();
+    create_table(&mut client, 8);
+    // Enabled with nothing pending: the worker's first look for batches fails (HTTP 404), and
+    // then it finds no live work.
+    enable(&mut client);
+    wait_for("the failed look for batches", Duration::from_secs(10), || {
+        cluster.log().contains("has no Batch API").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    for id in 1..=3 {
+        insert_papers(&mut client, id, id);
+        wait_for("the new paper's embedding", Duration::from_secs(5), || {
+            embedding_of(&mut client, id)
+        });
+    }
+    assert_eq!(check_vectors(&mut client, 8), 3);
+    let stats = mock_stats(&scope);
+    assert_eq!(stats["inputs"], 3, "{stats}");
+    assert_eq!(stats["batches_created"], 0, "{stats}");
+}
+
 #[test]
 fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_live_meanwhile() {
     let scope = format!("worker-batches-{}", std::process::id());
