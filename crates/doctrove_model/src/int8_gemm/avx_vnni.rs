@@ -103,8 +103,9 @@ pub(super) type Totals<const R: usize> = [[__m256; 2]; R];
 pub(super) type GroupSums<const R: usize> = [[__m256i; 2]; R];
 
 /// The tile's outputs as they are in `y` (zeros in the padding rows). The block's outputs in
-/// each row of `y` are 16, or fewer in the last block, which goes through a copy (masked AVX
-/// loads and stores of lanes past the end may fault on some CPUs).
+/// each row of `y` are 16, read in place, or fewer in the last block, which goes through a copy
+/// (masked AVX loads and stores of lanes past the end may fault on some CPUs). Copying every
+/// block's rows cost a `memcpy` call per row and tile, 8% of the int8 encoder's time on AVX2.
 #[inline(always)]
 pub(super) unsafe fn load_tile<const R: usize>(rows: usize, r0: usize, block: usize, w: &PackedInt8, y: &[f32]) -> Totals<R> {
     let n = w.outputs;
@@ -113,8 +114,13 @@ pub(super) unsafe fn load_tile<const R: usize>(rows: usize, r0: usize, block: us
     for (r, row) in acc.iter_mut().enumerate().take((rows - r0).min(R)) {
         let at = (r0 + r) * n + block * 16;
         let mut copy = [0f32; 16];
-        copy[..valid].copy_from_slice(&y[at..at + valid]);
-        *row = [_mm256_loadu_ps(copy.as_ptr()), _mm256_loadu_ps(copy.as_ptr().add(8))];
+        let from = if valid == 16 {
+            y[at..at + 16].as_ptr()
+        } else {
+            copy[..valid].copy_from_slice(&y[at..at + valid]);
+            copy.as_ptr()
+        };
+        *row = [_mm256_loadu_ps(from), _mm256_loadu_ps(from.add(8))];
     }
     acc
 }
@@ -158,6 +164,12 @@ pub(super) unsafe fn store_tile<const R: usize>(
     let valid = (n - block * 16).min(16);
     for (r, row) in acc.iter().enumerate().take((rows - r0).min(R)) {
         let at = (r0 + r) * n + block * 16;
+        if valid == 16 {
+            let to = y[at..at + 16].as_mut_ptr();
+            _mm256_storeu_ps(to, row[0]);
+            _mm256_storeu_ps(to.add(8), row[1]);
+            continue;
+        }
         let mut copy = [0f32; 16];
         _mm256_storeu_ps(copy.as_mut_ptr(), row[0]);
         _mm256_storeu_ps(copy.as_mut_ptr().add(8), row[1]);
