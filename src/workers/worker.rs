@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use embed_core::progress::{batch_line, found_line, progress_line};
+use embed_core::repeated_warnings::RepeatedWarnings;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
@@ -115,7 +116,7 @@ struct WorkerLoop {
     last_log: Option<Instant>,
     last_logged_processed: Option<u64>,
     failures_in_a_row: u32,
-    last_error_logged: Option<(String, Instant)>,
+    warnings: RepeatedWarnings,
     batch_api: BatchApiDuty,
     turns: JobTurns,
 }
@@ -215,13 +216,8 @@ impl WorkerLoop {
     /// minute at most while it repeats.
     fn report_error(&mut self, context: &str, text: String) {
         shared_state::record_error(self.index, &text);
-        let repeated = self
-            .last_error_logged
-            .as_ref()
-            .is_some_and(|(m, t)| *m == text && t.elapsed() < Duration::from_secs(60));
-        if !repeated {
+        if self.warnings.should_log(&text, Instant::now(), Duration::from_secs(60)) {
             warning!("doctrove_embed worker {}: {context}{text}", self.index);
-            self.last_error_logged = Some((text, Instant::now()));
         }
     }
 
@@ -317,15 +313,12 @@ impl WorkerLoop {
         // Not counted as the live path's failures: a failed poll neither pauses the live batches
         // nor keeps a commit from waking them.
         for (job, error) in &polled.errors {
+            let text = format!("Batch API: {}", error.summary());
             if *job == SETTINGS_JOB {
-                self.report_error("", format!("Batch API: {}", error.summary()));
+                self.report_error("", text);
             } else {
                 job_figures::record_error(JobKey::here(job), &error.summary());
-                warning!(
-                    "doctrove_embed worker {}: job {job}: Batch API: {}",
-                    self.index,
-                    error.summary()
-                );
+                self.report_error("", format!("job {job}: {text}"));
             }
         }
     }
@@ -518,7 +511,7 @@ pub extern "C-unwind" fn doctrove_embed_worker_main(arg: pg_sys::Datum) {
         last_log: None,
         last_logged_processed: None,
         failures_in_a_row: 0,
-        last_error_logged: None,
+        warnings: RepeatedWarnings::default(),
         batch_api: Default::default(),
         turns: JobTurns::default(),
     };

@@ -68,6 +68,14 @@ fn pending(client: &mut Client) -> i64 {
         .get(0)
 }
 
+/// Papers in open Batch API batches, as the status view counts them.
+fn papers_in_batches(client: &mut Client) -> i64 {
+    client
+        .query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[])
+        .unwrap()
+        .get(0)
+}
+
 fn wait_until_all_embedded(client: &mut Client, limit: Duration) {
     wait_for("every paper to be embedded", limit, || (pending(client) == 0).then_some(()));
 }
@@ -412,11 +420,7 @@ fn a_lone_worker_polling_open_batches_is_woken_for_a_new_paper() {
     insert_papers(&mut client, 1, 500);
     enable(&mut client);
     wait_for("the batch's submission", Duration::from_secs(30), || {
-        let in_batches: i64 = client
-            .query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[])
-            .unwrap()
-            .get(0);
-        (in_batches == 500).then_some(())
+        (papers_in_batches(&mut client) == 500).then_some(())
     });
     // Past its first look for live work, the worker only polls the batch (every 300 ms) and
     // shows that as its state.
@@ -442,19 +446,20 @@ fn a_lone_worker_polling_open_batches_is_woken_for_a_new_paper() {
         .unwrap()
         .get(0);
     assert_eq!(vector, vector_for(&text, 8));
-    let in_batches: i64 = client
-        .query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(in_batches, 500, "the batch closed first: the test proves nothing");
+    assert_eq!(
+        papers_in_batches(&mut client),
+        500,
+        "the batch closed first: the test proves nothing"
+    );
     let stats = mock_stats(&scope);
     assert_eq!(stats["inputs"], 1, "{stats}");
     assert_eq!(stats["batches_created"], 1, "{stats}");
     println!("new paper embedded live {:?} after its commit", inserted.elapsed());
 }
 
-/// An endpoint without a Batch API fails the worker's look for its batches; the live path goes
-/// on, and a commit still wakes it.
+/// An endpoint without a Batch API fails the worker's look for its batches, the settings' job's
+/// and a recorded job's alike; the live path goes on, a commit still wakes it, and each job's
+/// failure is logged once a minute, not at every poll.
 #[test]
 fn a_failing_batch_api_does_not_keep_new_papers_from_the_live_path() {
     let scope = format!("worker-no-batch-api-{}", std::process::id());
@@ -465,7 +470,13 @@ fn a_failing_batch_api_does_not_keep_new_papers_from_the_live_path() {
     ];
     let cluster = worker_cluster("no_batch_api", 1, &scope, "dim=8/no_batch_api=1/", &extra);
     let mut client = cluster.connect();
-    create_table(&mut client, 8);
+    create_job_table(&mut client, "no_batch_api_owner", true);
+    client
+        .batch_execute(
+            "SELECT doctrove_embed.create_job('local', 'doctrove_papers', 'local_embedding', 'local-model',
+                 use_batch_api => true)",
+        )
+        .unwrap();
     // Enabled with nothing pending: the worker's first look for batches fails (HTTP 404), and
     // then it finds no live work.
     enable(&mut client);
@@ -480,9 +491,21 @@ fn a_failing_batch_api_does_not_keep_new_papers_from_the_live_path() {
         });
     }
     assert_eq!(check_vectors(&mut client, 8), 3);
+    wait_for("the recorded job's column", Duration::from_secs(30), || {
+        (pending_in(&mut client, "local_embedding") == 0).then_some(())
+    });
+    assert_eq!(check_column(&mut client, "local_embedding"), 3);
     let stats = mock_stats(&scope);
-    assert_eq!(stats["inputs"], 3, "{stats}");
+    assert_eq!(stats["inputs"], 6, "{stats}");
     assert_eq!(stats["batches_created"], 0, "{stats}");
+    // Polled every 300 ms for seconds, each job's failure is one line of the log.
+    let log = cluster.log();
+    let failed_polls = |job: &str| {
+        log.lines()
+            .filter(|l| l.contains("WARNING") && l.contains(&format!("worker 0: {job}Batch API:")))
+            .count()
+    };
+    assert_eq!((failed_polls(""), failed_polls("job local: ")), (1, 1), "{log}");
 }
 
 #[test]
@@ -499,17 +522,11 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
     create_table(&mut client, 8);
     insert_papers(&mut client, 1, 5000);
     enable(&mut client);
-    let in_batches = |client: &mut Client| -> i64 {
-        client
-            .query_one("SELECT papers_in_batches FROM doctrove_embed.status", &[])
-            .unwrap()
-            .get(0)
-    };
     // Worker 0 submits 2,000 papers a transaction while more than 2,000 are in no batch (the
     // rest, and the new paper below, are left to the live path); its log line says when its
     // submission is over.
     wait_for("worker 0's submission", Duration::from_secs(30), || {
-        (cluster.log().contains("Batch API: collected") && in_batches(&mut client) > 0).then_some(())
+        (cluster.log().contains("Batch API: collected") && papers_in_batches(&mut client) > 0).then_some(())
     });
     // While the batches are open, a new paper is embedded live within seconds.
     let inserted = Instant::now();
@@ -518,7 +535,7 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
         embedding_of(&mut client, 5001)
     });
     let latency = inserted.elapsed();
-    let still_in_batches = in_batches(&mut client);
+    let still_in_batches = papers_in_batches(&mut client);
     assert!(
         still_in_batches > 0,
         "the batches closed before the new paper was embedded: the test proves nothing"
@@ -527,7 +544,7 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
 
     wait_until_all_embedded(&mut client, Duration::from_secs(90));
     wait_for("the batches to be collected", Duration::from_secs(30), || {
-        (in_batches(&mut client) == 0).then_some(())
+        (papers_in_batches(&mut client) == 0).then_some(())
     });
     assert_eq!(check_vectors(&mut client, 8), 5001);
     let stats = mock_stats(&scope);

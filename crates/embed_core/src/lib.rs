@@ -16,6 +16,7 @@ pub mod packing;
 pub mod progress;
 pub mod query_cache;
 pub mod rate_limit;
+pub mod repeated_warnings;
 pub mod request;
 pub mod response;
 pub mod retry;
