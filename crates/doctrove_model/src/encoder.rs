@@ -90,6 +90,28 @@ impl Shape {
     pub fn max_sequence(&self) -> usize {
         self.positions - self.position_offset
     }
+
+    /// Each token's row of the position table. BERT counts from 0. MPNet counts only the tokens
+    /// other than the padding id, from the row after it, and gives the padding id's own tokens
+    /// that row, as `create_position_ids_from_input_ids` in transformers does: a text may hold
+    /// the padding token literally (`<pad>`, which the tokenizer matches as the token), and
+    /// sentence-transformers' vector of it is computed so. Never past `max_sequence` rows on
+    /// from the offset, so inside the table.
+    fn position_rows<'a>(&self, sequence: &'a [u32]) -> impl Iterator<Item = usize> + 'a {
+        let offset = self.position_offset;
+        let padding = match self.architecture {
+            Architecture::Bert => None,
+            Architecture::Mpnet { .. } => Some(offset - 1),
+        };
+        let mut counted = 0;
+        sequence.iter().map(move |&id| match padding {
+            Some(pad) if id as usize == pad => pad,
+            _ => {
+                counted += 1;
+                offset + counted - 1
+            }
+        })
+    }
 }
 
 /// A linear layer's weights, in the form its kernel reads.
@@ -356,11 +378,19 @@ impl Encoder {
         }
         let (token_type, relative) = match architecture {
             Architecture::Bert => {
+                // Any number of token types (BERT has 2, some models 1); the encoder uses type
+                // 0's row, so a table without rows is refused here rather than by a panic.
                 let name = format!("{prefix}embeddings.token_type_embeddings.weight");
                 let token_types = file
                     .tensor(&name)
                     .map_err(|e| format!("model.safetensors: {name}: {e}"))?
-                    .shape()[0];
+                    .shape()
+                    .first()
+                    .copied()
+                    .unwrap_or(0);
+                if token_types == 0 {
+                    return Err(format!("model.safetensors: {name} has no row for token type 0").into());
+                }
                 (
                     get("embeddings.token_type_embeddings.weight", &[token_types, h])?[..h].to_vec(),
                     None,
@@ -445,7 +475,7 @@ impl Encoder {
         let mut scratch = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         let x = &mut scratch.x;
         x.set_len(sequences.iter().map(|s| s.len()).sum::<usize>() * h);
-        let token_ids = sequences.iter().flat_map(|s| (self.shape.position_offset..).zip(s.iter()));
+        let token_ids = sequences.iter().flat_map(|s| self.shape.position_rows(s).zip(s.iter()));
         for (row, (position, &id)) in x.chunks_exact_mut(h).zip(token_ids) {
             let id = id as usize;
             let (word, pos) = (
@@ -647,6 +677,104 @@ fn add_into(sum: &mut [f32], x: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shape of `tiny_bert`, with its hidden and intermediate widths.
+    fn tiny_bert_shape() -> ((usize, usize), Shape) {
+        let (h, i) = (4, 8);
+        let shape = Shape {
+            hidden: h,
+            heads: 1,
+            intermediate: i,
+            layers: 1,
+            vocab: 5,
+            positions: 8,
+            eps: 1e-12,
+            architecture: Architecture::Bert,
+            position_offset: 0,
+        };
+        ((h, i), shape)
+    }
+
+    /// A one-layer BERT (hidden 4, one head, intermediate 8, 5 words, 8 positions) with
+    /// `token_types` rows of token type embeddings, written as `model.safetensors` in a new
+    /// folder.
+    fn tiny_bert(token_types: usize) -> (std::path::PathBuf, Shape) {
+        let ((h, i), shape) = tiny_bert_shape();
+        let names = Architecture::Bert.layer_names(0);
+        let mut tensors: Vec<(String, Vec<usize>)> = vec![
+            ("embeddings.word_embeddings.weight".into(), vec![5, h]),
+            ("embeddings.position_embeddings.weight".into(), vec![8, h]),
+            ("embeddings.token_type_embeddings.weight".into(), vec![token_types, h]),
+        ];
+        for (name, outputs, inputs) in [
+            (&names.query, h, h),
+            (&names.key, h, h),
+            (&names.value, h, h),
+            (&names.attention_out, h, h),
+            (&names.intermediate, i, h),
+            (&names.output, h, i),
+        ] {
+            tensors.push((format!("{name}.weight"), vec![outputs, inputs]));
+            tensors.push((format!("{name}.bias"), vec![outputs]));
+        }
+        for name in ["embeddings.LayerNorm", &names.attention_norm, &names.output_norm] {
+            tensors.push((format!("{name}.weight"), vec![h]));
+            tensors.push((format!("{name}.bias"), vec![h]));
+        }
+        let bytes: Vec<Vec<u8>> = tensors
+            .iter()
+            .map(|(_, dims)| {
+                (0..dims.iter().product::<usize>())
+                    .flat_map(|v| (v as f32 / 10.0).to_le_bytes())
+                    .collect()
+            })
+            .collect();
+        let views = tensors.iter().zip(&bytes).map(|((name, dims), b)| {
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(Dtype::F32, dims.clone(), b).unwrap(),
+            )
+        });
+        let dir = std::env::temp_dir().join(format!("doctrove-tiny-bert-{}-{token_types}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+        (dir, shape)
+    }
+
+    #[test]
+    fn mpnet_positions_skip_the_padding_id_as_transformers_counts_them() {
+        let (_, bert) = tiny_bert_shape();
+        let mpnet = Shape {
+            architecture: Architecture::Mpnet {
+                buckets: 32,
+                max_distance: 128,
+            },
+            position_offset: 2,
+            ..bert
+        };
+        // <s> graph <pad> networks </s>, and a text opening with two literal <pad>s.
+        assert_eq!(mpnet.position_rows(&[0, 7, 1, 9, 2]).collect::<Vec<_>>(), [2, 3, 1, 4, 5]);
+        assert_eq!(mpnet.position_rows(&[0, 1, 1, 9, 2]).collect::<Vec<_>>(), [2, 1, 1, 3, 4]);
+        // BERT counts every token, its padding id (0) included.
+        assert_eq!(bert.position_rows(&[101, 0, 7, 102]).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_bert_without_token_type_rows_is_refused_by_name_and_one_type_is_enough() {
+        let (dir, shape) = tiny_bert(0);
+        let error = Encoder::load(&dir.join("model.safetensors"), shape, Kernel::packed())
+            .err()
+            .unwrap();
+        assert_eq!(
+            error.to_string(),
+            "model.safetensors: embeddings.token_type_embeddings.weight has no row for token type 0"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (dir, shape) = tiny_bert(1);
+        let encoder = Encoder::load(&dir.join("model.safetensors"), shape, Kernel::packed()).unwrap();
+        assert_eq!(encoder.token_type, [0.0, 0.1, 0.2, 0.3]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn gelu_matches_known_values() {

@@ -1,7 +1,8 @@
 //! all-mpnet-base-v2, the second model `make deps` installs: an MPNet encoder (positions after
 //! the padding id, a bias by relative position bucket in every layer), checked against
 //! sentence-transformers' own tokens and vectors (`tests/fixtures/sentence_transformers_mpnet.json`,
-//! made by bench/reference_st.py from the same folder), and at int8 against float32.
+//! made by bench/reference_st.py from the same folder; its last three texts hold the padding
+//! token `<pad>` literally, which shifts the positions after it), and at int8 against float32.
 
 #[allow(dead_code)]
 mod common;
