@@ -216,6 +216,11 @@ impl WorkerLoop {
     /// minute at most while it repeats.
     fn report_error(&mut self, context: &str, text: String) {
         shared_state::record_error(self.index, &text);
+        self.warn_repeated(context, text);
+    }
+
+    /// Logs `text` after `context` as a WARNING, once a minute at most while it repeats.
+    fn warn_repeated(&mut self, context: &str, text: String) {
         if self.warnings.should_log(&text, Instant::now(), Duration::from_secs(60)) {
             warning!("doctrove_embed worker {}: {context}{text}", self.index);
         }
@@ -317,8 +322,10 @@ impl WorkerLoop {
             if *job == SETTINGS_JOB {
                 self.report_error("", text);
             } else {
+                // The job's figures keep its error; the worker's own (`failures`, `last_error`
+                // in `doctrove_embed.workers`) are its live batches'.
                 job_figures::record_error(JobKey::here(job), &error.summary());
-                self.report_error("", format!("job {job}: {text}"));
+                self.warn_repeated("", format!("job {job}: {text}"));
             }
         }
     }

@@ -101,7 +101,7 @@ impl Shape {
         let offset = self.position_offset;
         let padding = match self.architecture {
             Architecture::Bert => None,
-            Architecture::Mpnet { .. } => Some(offset - 1),
+            Architecture::Mpnet { .. } => offset.checked_sub(1),
         };
         let mut counted = 0;
         sequence.iter().map(move |&id| match padding {

@@ -108,7 +108,8 @@ pub fn gemm_int8_on(on: Int8Kernel, x: &[f32], rows: usize, w: &PackedInt8, y: &
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has `on`'s instructions (checked above); every index the kernel uses is
     // inside the quantised rows (whole tiles of rows), `w`'s vectors (whole blocks and groups)
-    // and the rows of `y` below `rows` (checked above), with masks on the last block's outputs.
+    // and the rows of `y` below `rows` (checked above); the last block's outputs past `w.outputs`
+    // are never touched (masks on AVX-512, a copy on the 256-bit kernels).
     unsafe {
         let xq = quantised::quantise_rows(on.group_quantiser(), x, rows, w.inputs, w.groups);
         match on {

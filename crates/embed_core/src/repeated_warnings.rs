@@ -5,6 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// Texts kept at most: a few per job and endpoint that can fail at once.
+const MOST_TEXTS: usize = 256;
+
 /// The texts logged within the window, with when.
 #[derive(Debug, Default)]
 pub struct RepeatedWarnings {
@@ -13,12 +16,18 @@ pub struct RepeatedWarnings {
 
 impl RepeatedWarnings {
     /// Whether `text` is to be logged at `now`: not when the same text was logged less than
-    /// `window` before. Texts older than the window are forgotten, so the map holds at most
-    /// the texts of one window.
+    /// `window` before. Texts older than the window are forgotten, and at most [`MOST_TEXTS`]
+    /// are kept (the oldest goes first).
     pub fn should_log(&mut self, text: &str, now: Instant, window: Duration) -> bool {
         self.logged.retain(|_, at| now.saturating_duration_since(*at) < window);
         if self.logged.contains_key(text) {
             return false;
+        }
+        if self.logged.len() >= MOST_TEXTS {
+            // Texts that differ every time (an API's answer with a request id in it) gain
+            // nothing from being kept: the oldest goes.
+            let oldest = self.logged.iter().min_by_key(|(_, at)| **at).map(|(t, _)| t.clone());
+            oldest.map(|t| self.logged.remove(&t));
         }
         self.logged.insert(text.to_string(), now);
         true
@@ -61,5 +70,19 @@ mod tests {
             assert!(warnings.should_log(&format!("error {i}"), start + Duration::from_secs(i), MINUTE));
         }
         assert_eq!(warnings.logged.len(), 60);
+    }
+
+    #[test]
+    fn at_most_256_texts_are_kept_and_the_oldest_goes_first() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut warnings = RepeatedWarnings::default();
+        for i in 0..300u64 {
+            assert!(warnings.should_log(&format!("request {i} failed"), at(i), MINUTE));
+        }
+        assert_eq!(warnings.logged.len(), 256);
+        // The first 44 were let go, so they would be logged again; the last are still held.
+        assert!(warnings.should_log("request 0 failed", at(300), MINUTE));
+        assert!(!warnings.should_log("request 299 failed", at(301), MINUTE));
     }
 }
