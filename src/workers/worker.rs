@@ -322,8 +322,8 @@ impl WorkerLoop {
             if *job == SETTINGS_JOB {
                 self.report_error("", text);
             } else {
-                // The job's figures keep its error; the worker's own (`failures`, `last_error`
-                // in `doctrove_embed.workers`) are its live batches'.
+                // The job's figures keep its error, not the worker's (`failures`, `last_error`
+                // in `doctrove_embed.workers`), which would count one failure a poll.
                 job_figures::record_error(JobKey::here(job), &error.summary());
                 self.warn_repeated("", format!("job {job}: {text}"));
             }

@@ -508,22 +508,17 @@ fn a_failing_batch_api_does_not_keep_new_papers_from_the_live_path() {
     assert_eq!((failed_polls(""), failed_polls("job local: ")), (1, 1), "{log}");
     // The job's error is in its figures; the worker's last error is the settings' job's, polled
     // before it (the recorded job's failed polls are not the worker's failures).
-    let job_error: Option<String> = client
-        .query_one("SELECT last_error FROM doctrove_embed.jobs WHERE name = 'local'", &[])
-        .unwrap()
-        .get(0);
-    assert!(
-        job_error.as_deref().is_some_and(|e| e.contains("has no Batch API")),
-        "{job_error:?}"
-    );
-    let worker_error: Option<String> = client
-        .query_one("SELECT last_error FROM doctrove_embed.workers", &[])
-        .unwrap()
-        .get(0);
-    assert!(
-        worker_error.as_deref().is_some_and(|e| e.starts_with("Batch API:")),
-        "{worker_error:?}"
-    );
+    let mut last_error = |view: &str| -> String {
+        let error: Option<String> = client
+            .query_one(&format!("SELECT last_error FROM doctrove_embed.{view}"), &[])
+            .unwrap()
+            .get(0);
+        error.unwrap_or_else(|| panic!("no last_error in doctrove_embed.{view}"))
+    };
+    let job_error = last_error("jobs WHERE name = 'local'");
+    assert!(job_error.contains("has no Batch API"), "{job_error}");
+    let worker_error = last_error("workers");
+    assert!(worker_error.starts_with("Batch API:"), "{worker_error}");
 }
 
 #[test]

@@ -678,32 +678,31 @@ fn add_into(sum: &mut [f32], x: &[f32]) {
 mod tests {
     use super::*;
 
-    /// The shape of `tiny_bert`, with its hidden and intermediate widths.
-    fn tiny_bert_shape() -> ((usize, usize), Shape) {
-        let (h, i) = (4, 8);
-        let shape = Shape {
-            hidden: h,
+    /// The shape of `tiny_bert`.
+    fn tiny_bert_shape() -> Shape {
+        Shape {
+            hidden: 4,
             heads: 1,
-            intermediate: i,
+            intermediate: 8,
             layers: 1,
             vocab: 5,
             positions: 8,
             eps: 1e-12,
             architecture: Architecture::Bert,
             position_offset: 0,
-        };
-        ((h, i), shape)
+        }
     }
 
     /// A one-layer BERT (hidden 4, one head, intermediate 8, 5 words, 8 positions) with
     /// `token_types` rows of token type embeddings, written as `model.safetensors` in a new
     /// folder.
     fn tiny_bert(token_types: usize) -> (std::path::PathBuf, Shape) {
-        let ((h, i), shape) = tiny_bert_shape();
+        let shape = tiny_bert_shape();
+        let (h, i) = (shape.hidden, shape.intermediate);
         let names = Architecture::Bert.layer_names(0);
         let mut tensors: Vec<(String, Vec<usize>)> = vec![
-            ("embeddings.word_embeddings.weight".into(), vec![5, h]),
-            ("embeddings.position_embeddings.weight".into(), vec![8, h]),
+            ("embeddings.word_embeddings.weight".into(), vec![shape.vocab, h]),
+            ("embeddings.position_embeddings.weight".into(), vec![shape.positions, h]),
             ("embeddings.token_type_embeddings.weight".into(), vec![token_types, h]),
         ];
         for (name, outputs, inputs) in [
@@ -743,7 +742,7 @@ mod tests {
 
     #[test]
     fn mpnet_positions_skip_the_padding_id_as_transformers_counts_them() {
-        let (_, bert) = tiny_bert_shape();
+        let bert = tiny_bert_shape();
         let mpnet = Shape {
             architecture: Architecture::Mpnet {
                 buckets: 32,
