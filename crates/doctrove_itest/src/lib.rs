@@ -25,6 +25,16 @@ pub fn mock_stats(scope: &str) -> Value {
     doctrove_mock::fetch_stats(&mock_root(), scope).expect("read the mock's counters")
 }
 
+/// The counters `names` of one reading of the mock's counters, in order; a name the mock does
+/// not count fails the test.
+pub fn counters<const N: usize>(stats: &Value, names: [&str; N]) -> [i64; N] {
+    names.map(|name| {
+        stats[name]
+            .as_i64()
+            .unwrap_or_else(|| panic!("the mock has no counter {name}: {stats}"))
+    })
+}
+
 /// A new, empty database with the extension created, named after the test; the scope of the
 /// mock's counters is unique to this run.
 pub struct TestDb {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use doctrove_itest::cluster::Cluster;
 use doctrove_itest::{
-    connect_as, create_logged_papers, embed_until_done, mock_root, mock_stats, record_attack, record_figure, tally,
+    connect_as, counters, create_logged_papers, embed_until_done, mock_root, mock_stats, record_attack, record_figure, tally,
     with_peak_private_memory, TestDb,
 };
 use postgres::Client;
@@ -123,10 +123,7 @@ fn rejected_texts_in_a_batch_are_recorded_and_the_rest_is_written() {
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (990, 10, 0, 0));
     let stats = db.stats();
-    assert_eq!(
-        (stats["batch_inputs"].as_i64(), stats["inputs"].as_i64()),
-        (Some(990), Some(0))
-    );
+    assert_eq!(counters(&stats, ["batch_inputs", "inputs"]), [990, 0], "{stats}");
     record_figure("Batch API with 10 rejected texts in 1,000: 990 written from the batch (99%), 10 recorded in failures");
 }
 
@@ -168,12 +165,9 @@ fn an_expired_batch_writes_what_was_done_and_the_rest_is_embedded_live() {
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (1000, 0, 0, 0));
     let stats = db.stats();
     assert_eq!(
-        (
-            stats["batch_inputs"].as_i64(),
-            stats["inputs"].as_i64(),
-            stats["paid_twice"].as_i64()
-        ),
-        (Some(500), Some(500), Some(0))
+        counters(&stats, ["batch_inputs", "inputs", "paid_twice"]),
+        [500, 500, 0],
+        "{stats}"
     );
 }
 
@@ -283,12 +277,9 @@ fn kill_9_during_a_submission_loses_nothing_and_pays_nothing_twice() {
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (500, 0, 0, 0));
     let stats = mock_stats(&scope);
     assert_eq!(
-        (
-            stats["batches_created"].as_i64(),
-            stats["paid_twice"].as_i64(),
-            stats["inputs"].as_i64()
-        ),
-        (Some(1), Some(0), Some(0))
+        counters(&stats, ["batches_created", "paid_twice", "inputs"]),
+        [1, 0, 0],
+        "{stats}"
     );
     record_figure(
         "kill -9 during a submission: the unrecorded batch adopted from its metadata; 500 of 500 written once, none paid twice",
@@ -321,10 +312,7 @@ fn kill_9_during_a_collection_loses_nothing_and_writes_nothing_twice() {
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (500, 0, 0, 0));
     let stats = mock_stats(&scope);
-    assert_eq!(
-        (stats["batches_created"].as_i64(), stats["paid_twice"].as_i64()),
-        (Some(1), Some(0))
-    );
+    assert_eq!(counters(&stats, ["batches_created", "paid_twice"]), [1, 0], "{stats}");
     record_figure("kill -9 during a collection: the next collection wrote 500 of 500 once; collecting again wrote nothing");
 }
 
@@ -372,12 +360,9 @@ fn cancelling_releases_the_papers_and_keeps_what_the_api_had_done() {
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (1000, 0, 0, 0));
     let stats = db.stats();
     assert_eq!(
-        (
-            stats["batch_inputs"].as_i64(),
-            stats["inputs"].as_i64(),
-            stats["paid_twice"].as_i64()
-        ),
-        (Some(500), Some(500), Some(0))
+        counters(&stats, ["batch_inputs", "inputs", "paid_twice"]),
+        [500, 500, 0],
+        "{stats}"
     );
     let bad = client
         .query_one("SELECT * FROM doctrove_embed.submit_batches(-1)", &[])
@@ -508,13 +493,9 @@ fn a_cancel_waits_for_the_api_and_collects_what_it_finished() {
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (100, 0, 0, 0));
     let stats = db.stats();
     assert_eq!(
-        (
-            stats["batches_cancelled"].as_u64(),
-            stats["batch_inputs"].as_u64(),
-            stats["inputs"].as_u64(),
-            stats["paid_twice"].as_u64()
-        ),
-        (Some(1), Some(50), Some(50), Some(0))
+        counters(&stats, ["batches_cancelled", "batch_inputs", "inputs", "paid_twice"]),
+        [1, 50, 50, 0],
+        "{stats}"
     );
     // The next collection deletes the collected batch's files from the API: the input, the
     // output and the errors (the requests the cancel stopped).
@@ -556,11 +537,9 @@ fn files_the_api_will_not_delete_are_given_up_after_five_tries_counted_apart_fro
     }
     let stats = db.stats();
     assert_eq!(
-        (
-            stats["batch_files_deleted"].as_u64(),
-            stats["batch_file_deletes_failed"].as_u64()
-        ),
-        (Some(0), Some(5))
+        counters(&stats, ["batch_files_deleted", "batch_file_deletes_failed"]),
+        [0, 5],
+        "{stats}"
     );
     let t = tally(&mut client, 8);
     assert_eq!((t.correct, t.missing, t.wrong, t.written_twice), (100, 0, 0, 0));
@@ -801,12 +780,9 @@ fn a_submission_cut_by_statement_timeout_creates_no_batch_and_pays_nothing_twice
     std::thread::sleep(Duration::from_millis(4000));
     let stats = db.stats();
     assert_eq!(
-        (
-            stats["batch_files_uploaded"].as_u64(),
-            stats["batches_created"].as_u64(),
-            stats["batch_files_deleted"].as_u64()
-        ),
-        (Some(1), Some(0), Some(1))
+        counters(&stats, ["batch_files_uploaded", "batches_created", "batch_files_deleted"]),
+        [1, 0, 1],
+        "{stats}"
     );
     client.batch_execute("RESET statement_timeout").unwrap();
     db.point_at_mock(&mut client, "dim=8/");
@@ -821,12 +797,9 @@ fn a_submission_cut_by_statement_timeout_creates_no_batch_and_pays_nothing_twice
     ));
     assert_eq!((t.correct, t.written_twice), (300, 0));
     assert_eq!(
-        (
-            stats["batches_created"].as_u64(),
-            stats["batch_inputs"].as_u64(),
-            stats["paid_twice"].as_u64()
-        ),
-        (Some(1), Some(300), Some(0))
+        counters(&stats, ["batches_created", "batch_inputs", "paid_twice"]),
+        [1, 300, 0],
+        "{stats}"
     );
 }
 
@@ -855,12 +828,9 @@ fn the_backfill_procedure_commits_each_batch_as_it_goes() {
     assert_eq!((t.correct, t.missing, t.written_twice), (1200, 0, 0));
     let stats = db.stats();
     assert_eq!(
-        (
-            stats["batch_inputs"].as_u64(),
-            stats["inputs"].as_u64(),
-            stats["paid_twice"].as_u64()
-        ),
-        (Some(1200), Some(0), Some(0))
+        counters(&stats, ["batch_inputs", "inputs", "paid_twice"]),
+        [1200, 0, 0],
+        "{stats}"
     );
 }
 

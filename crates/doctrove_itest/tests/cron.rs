@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use doctrove_itest::cluster::{wait_for, Cluster};
-use doctrove_itest::{create_logged_papers, mock_root, mock_stats, tally};
+use doctrove_itest::{counters, create_logged_papers, mock_root, mock_stats, tally};
 use postgres::Client;
 
 /// A cluster with pg_cron and the extension, 300 papers, calling the mock under `scope`.
@@ -66,11 +66,8 @@ fn one_scheduled_submit_batches_does_a_whole_backfill_through_the_batch_api() {
     assert!(runs >= 2, "{runs} runs");
     let stats = mock_stats(&scope);
     assert_eq!(
-        (
-            stats["batch_inputs"].as_i64(),
-            stats["inputs"].as_i64(),
-            stats["paid_twice"].as_i64()
-        ),
-        (Some(300), Some(0), Some(0))
+        counters(&stats, ["batch_inputs", "inputs", "paid_twice"]),
+        [300, 0, 0],
+        "{stats}"
     );
 }

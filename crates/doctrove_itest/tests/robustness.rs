@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use doctrove_itest::cluster::{wait_for, Cluster};
-use doctrove_itest::{cluster, connect_as, embed_until_done, mock_root, record_figure, TestDb};
+use doctrove_itest::{cluster, connect_as, counters, embed_until_done, mock_root, record_figure, TestDb};
 use postgres::{Client, NoTls};
 
 /// A session on the test database that keeps the notices (WARNINGs) it receives.
@@ -339,10 +339,7 @@ fn a_role_that_may_not_write_every_column_pays_nothing_and_blames_no_paper() {
         "a role allowed to update the embedding but not updated_at nor the model column: 42501 before any request, {} inputs paid, {blamed} papers blamed",
         stats["inputs"]
     ));
-    assert_eq!(
-        (stats["requests"].as_u64(), stats["batch_files_uploaded"].as_u64()),
-        (Some(0), Some(0))
-    );
+    assert_eq!(counters(&stats, ["requests", "batch_files_uploaded"]), [0, 0], "{stats}");
     assert_eq!(blamed, 0);
     // With the two columns granted, the same role embeds all ten.
     admin
@@ -457,10 +454,7 @@ fn a_snapshot_transaction_is_refused_before_anything_is_paid() {
         }
     }
     let stats = db.stats();
-    assert_eq!(
-        (stats["requests"].as_u64(), stats["batch_lists"].as_u64()),
-        (Some(0), Some(0))
-    );
+    assert_eq!(counters(&stats, ["requests", "batch_lists"]), [0, 0], "{stats}");
     // READ COMMITTED, the default, embeds them.
     let done: i32 = client
         .query_one("SELECT successful_embeddings FROM embed_pending(10)", &[])

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use doctrove_itest::cluster::{wait_for, Cluster};
-use doctrove_itest::{connect_as, mock_root, mock_stats, record_attack, TestDb};
+use doctrove_itest::{connect_as, counters, mock_root, mock_stats, record_attack, TestDb};
 use postgres::Client;
 
 /// The objects planted under built-in names (see the file), for role `planter`.
@@ -709,8 +709,8 @@ fn a_table_owner_gains_nothing_through_worker_0_s_batches() {
     );
     let stats = mock_stats(&scope);
     assert_eq!(
-        (stats["batch_inputs"].as_u64(), stats["inputs"].as_u64()),
-        (Some(40), Some(0)),
+        counters(&stats, ["batch_inputs", "inputs"]),
+        [40, 0],
         "every paper went through the Batch API: {stats}"
     );
     let attempts: Vec<(String, String, bool)> = admin

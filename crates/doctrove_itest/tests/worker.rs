@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use doctrove_itest::cluster::{wait_for, Cluster};
-use doctrove_itest::{mock_root, mock_stats, record_figure};
+use doctrove_itest::{counters, mock_root, mock_stats, record_figure};
 use doctrove_mock::vector_for;
 use postgres::Client;
 
@@ -384,11 +384,7 @@ fn the_shared_rate_limit_keeps_the_workers_under_the_apis_tokens_per_minute() {
     let elapsed = started.elapsed();
     assert_eq!(check_vectors(&mut client, 8), 700);
     let stats = mock_stats(&scope);
-    let (requests, limited, tokens) = (
-        stats["requests"].as_u64().unwrap(),
-        stats["rate_limited"].as_u64().unwrap(),
-        stats["tokens"].as_u64().unwrap(),
-    );
+    let [requests, limited, tokens] = counters(&stats, ["requests", "rate_limited", "tokens"]);
     let per_minute = tokens as f64 / elapsed.as_secs_f64() * 60.0;
     println!(
         "{tokens} tokens in {elapsed:?} = {per_minute:.0}/min against 60,000; {limited} of {requests} requests answered 429"
@@ -561,7 +557,7 @@ fn with_batch_api_on_the_workers_backfill_through_batches_and_embed_new_papers_l
     });
     assert_eq!(check_vectors(&mut client, 8), 5001);
     let stats = mock_stats(&scope);
-    let (batch, live) = (stats["batch_inputs"].as_i64().unwrap(), stats["inputs"].as_i64().unwrap());
+    let [batch, live] = counters(&stats, ["batch_inputs", "inputs"]);
     assert_eq!(batch + live, 5001, "{stats}");
     assert_eq!(stats["paid_twice"], 0, "{stats}");
     assert!(
@@ -749,10 +745,7 @@ fn a_job_created_paused_and_dropped_while_the_workers_run_takes_effect_without_a
     // Each paper paid once per job that embedded it: 350 by the job default, 340 by the job
     // (the mock counts a text sent again, for the other model, as a duplicate).
     let stats = mock_stats(&scope);
-    assert_eq!(
-        (stats["inputs"].as_i64(), stats["duplicate_inputs"].as_i64()),
-        (Some(690), Some(340))
-    );
+    assert_eq!(counters(&stats, ["inputs", "duplicate_inputs"]), [690, 340], "{stats}");
 }
 
 #[test]
@@ -965,7 +958,7 @@ fn a_job_with_the_batch_api_is_backfilled_through_batches_by_the_workers() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let stats = mock_stats(&scope);
-    let (batch, live) = (stats["batch_inputs"].as_i64().unwrap(), stats["inputs"].as_i64().unwrap());
+    let [batch, live] = counters(&stats, ["batch_inputs", "inputs"]);
     record_figure(&format!(
         "a job with use_batch_api and the workers: 3,000 papers, {batch} through its batches {batches:?}, the rest live; the job default's 3,000 live"
     ));
