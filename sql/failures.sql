@@ -1,7 +1,7 @@
 -- Papers the API rejected for their input. A paper here is not selected again for
 -- doctrove_embed.failed_retry_delay_ms after each attempt, nor at all once it reaches
--- doctrove_embed.max_attempts; doctrove_embed.retry_failed() clears the configured job's rows,
--- and a paper embedded later loses its row.
+-- doctrove_embed.max_attempts; doctrove_embed.retry_failed(job) clears a job's rows (without a
+-- name, the job default's), and a paper embedded later loses its row.
 CREATE TABLE doctrove_embed.failures (
     relid regclass NOT NULL,
     paper_id text NOT NULL,

@@ -1,6 +1,7 @@
--- What each role may do. PUBLIC reads the two status views (figures, no paper ids, no texts)
--- and may call input_text(); everything else is granted explicitly by a superuser (README,
--- "Security": the grants of an embedding role and of a monitoring role).
+-- What each role may do. PUBLIC reads the status views (figures, no paper ids, no texts), may
+-- call input_text(), and may call the functions that take a job name, which check the caller
+-- themselves (below); everything else is granted explicitly by a superuser (README, "Security":
+-- the grants of an embedding role and of a monitoring role).
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA doctrove_embed FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.embed_pending(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.get_papers_needing_embeddings_count() FROM PUBLIC;
@@ -26,7 +27,7 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.job_snapshot(),
     doctrove_embed.grant_job(text, text), doctrove_embed.revoke_job(text, text),
     doctrove_embed.use_job_for_search(text), doctrove_embed.create_pending_index(text),
     doctrove_embed.pending_index_command(text), doctrove_embed.create_hnsw_index(text),
-    doctrove_embed.watch(text), doctrove_embed.unwatch(text) TO PUBLIC;
+    doctrove_embed.watch(text), doctrove_embed.unwatch(text), doctrove_embed.retry_failed(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.embed_pending(integer, text),
     @extschema@.get_papers_needing_embeddings_count(text) TO PUBLIC;
 -- The Batch API with a job name: the same rule (the job granted, or the table owned).

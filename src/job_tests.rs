@@ -202,6 +202,8 @@ fn a_paused_job_sends_nothing_and_a_resumed_one_runs() {
 fn a_jobs_failures_are_its_own() {
     // The mock rejects (400) any request holding a text with "poison", whatever the model.
     use_mock("job_failures", "dim=8/poison=poison/");
+    let failed_jobs =
+        || Spi::get_one::<String>("SELECT string_agg(job, ',' ORDER BY job) FROM doctrove_embed.failures").unwrap();
     create_two_column_papers();
     insert(4, Some("poison"), None);
     create_local_job();
@@ -214,20 +216,31 @@ fn a_jobs_failures_are_its_own() {
     let (first, second) = (embed(10), embed(10));
     assert_eq!((first.0 + second.0, first.1 + second.1), (3, 1));
     assert_eq!(count(), 0);
-    assert_eq!(
-        Spi::get_one::<String>("SELECT string_agg(job, ',' ORDER BY job) FROM doctrove_embed.failures").unwrap(),
-        Some("default,local".into())
-    );
+    assert_eq!(failed_jobs(), Some("default,local".into()));
     assert_eq!(
         Spi::get_one::<i64>("SELECT failed FROM doctrove_embed.jobs WHERE name = 'local'").unwrap(),
         Some(1)
     );
+    // Forgetting them is the job's own too: paper 4 is pending for it again (and rejected
+    // again), the job default's failure stays.
+    assert_eq!(Spi::get_one::<i64>("SELECT doctrove_embed.retry_failed('local')").unwrap(), Some(1));
+    assert_eq!(failed_jobs(), Some("default".into()));
+    assert_eq!(
+        Spi::get_one::<i64>("SELECT get_papers_needing_embeddings_count('local')").unwrap(),
+        Some(1)
+    );
+    assert_eq!(embed_job(10, "local"), (0, 1));
+    assert_eq!(failed_jobs(), Some("default,local".into()));
+    assert_eq!(
+        [
+            sqlstate_of("SELECT doctrove_embed.retry_failed(NULL)"),
+            sqlstate_of("SELECT doctrove_embed.retry_failed('no_such_job')")
+        ],
+        ["22004", "42704"]
+    );
     // Dropping the job forgets its failures and leaves its column's vectors.
     Spi::run("SELECT doctrove_embed.drop_job('local')").unwrap();
-    assert_eq!(
-        Spi::get_one::<String>("SELECT string_agg(job, ',') FROM doctrove_embed.failures").unwrap(),
-        Some("default".into())
-    );
+    assert_eq!(failed_jobs(), Some("default".into()));
     assert_eq!(local_vector(1), Some(vector_for("Title: Alpha Abstract: about Alpha", 8)));
 }
 

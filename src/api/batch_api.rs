@@ -4,21 +4,13 @@
 
 use pgrx::prelude::*;
 
-use crate::api::job_choice::choose;
+use crate::api::job_choice::{choose, named};
 use crate::batch_api::{collect, submit};
 use crate::errors::UserError;
 use crate::pg::identity::Acting;
 
 type SubmittedRow = (i32, i64, i64, i32, i32);
 
-/// The job a form with a job name was given: NULL names none (and never the settings').
-fn named(job: Option<&str>) -> &str {
-    job.unwrap_or_else(|| {
-        UserError::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "job must not be NULL")
-            .hint("Name a job of doctrove_embed.jobs, or use the form without a job name for the job default.")
-            .raise()
-    })
-}
 type CollectedRow = (i32, i32, i64, i64, i64);
 
 fn submit_row(max_papers: Option<i64>, job: Option<&str>) -> SubmittedRow {

@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 
-use crate::table::jobs::target_to_index;
+use crate::table::jobs::owned_target;
 use crate::table::target::resolve;
 use crate::table::{pending_index, similarity};
 
@@ -25,14 +25,14 @@ fn pending_index_command() -> String {
 /// The same for job `job`'s column.
 #[pg_extern(schema = "doctrove_embed", name = "create_pending_index", parallel_unsafe)]
 fn create_pending_index_of_job(job: &str) -> String {
-    let target = target_to_index(job).unwrap_or_else(|e| e.raise());
+    let target = owned_target(job, "index a job's column").unwrap_or_else(|e| e.raise());
     pending_index::create(&target).unwrap_or_else(|e| e.raise())
 }
 
 /// The same for job `job`'s column.
 #[pg_extern(schema = "doctrove_embed", name = "pending_index_command", parallel_unsafe)]
 fn pending_index_command_of_job(job: &str) -> String {
-    target_to_index(job)
+    owned_target(job, "index a job's column")
         .unwrap_or_else(|e| e.raise())
         .names
         .create_pending_index(true)
@@ -41,7 +41,7 @@ fn pending_index_command_of_job(job: &str) -> String {
 /// The same for job `job`'s column (`use_job_for_search()` wants one).
 #[pg_extern(schema = "doctrove_embed", name = "create_hnsw_index", parallel_unsafe)]
 fn create_hnsw_index_of_job(job: &str) -> String {
-    let target = target_to_index(job).unwrap_or_else(|e| e.raise());
+    let target = owned_target(job, "index a job's column").unwrap_or_else(|e| e.raise());
     similarity::create_hnsw_index(&target).unwrap_or_else(|e| e.raise())
 }
 
@@ -59,7 +59,8 @@ fn create_hnsw_index() -> String {
 /// name.
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn create_text_index(job: default!(Option<&str>, "NULL")) -> String {
-    let target = target_to_index(job.unwrap_or(crate::table::target::SETTINGS_JOB)).unwrap_or_else(|e| e.raise());
+    let target =
+        owned_target(job.unwrap_or(crate::table::target::SETTINGS_JOB), "index a job's column").unwrap_or_else(|e| e.raise());
     crate::table::hybrid::create_text_index(&target).unwrap_or_else(|e| e.raise())
 }
 
@@ -67,7 +68,7 @@ fn create_text_index(job: default!(Option<&str>, "NULL")) -> String {
 /// block (in psql: `SELECT doctrove_embed.text_index_command() \gexec`).
 #[pg_extern(schema = "doctrove_embed", parallel_unsafe)]
 fn text_index_command(job: default!(Option<&str>, "NULL")) -> String {
-    target_to_index(job.unwrap_or(crate::table::target::SETTINGS_JOB))
+    owned_target(job.unwrap_or(crate::table::target::SETTINGS_JOB), "index a job's column")
         .unwrap_or_else(|e| e.raise())
         .names
         .create_text_index(true)

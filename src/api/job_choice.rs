@@ -2,11 +2,20 @@
 //! `default` there.
 
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE;
+use pgrx::PgSqlErrorCode::{ERRCODE_INSUFFICIENT_PRIVILEGE, ERRCODE_NULL_VALUE_NOT_ALLOWED};
 
 use crate::errors::{internal, UserError};
 use crate::pg::identity::with_catalog_search_path;
 use crate::table::jobs::JobChoice;
+
+/// The job name a form that takes one was given; NULL is refused (22004).
+pub fn named(job: Option<&str>) -> &str {
+    job.unwrap_or_else(|| {
+        UserError::new(ERRCODE_NULL_VALUE_NOT_ALLOWED, "job must not be NULL")
+            .hint("Name a job of doctrove_embed.jobs, or use the form without a job name for the job default.")
+            .raise()
+    })
+}
 
 /// The job a call names. The job `default` named through a form that takes a job name needs
 /// the right to run the form without one (`signature`, in the extension's schema unless

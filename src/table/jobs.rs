@@ -308,15 +308,16 @@ pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError
     }
 }
 
-/// Job `name`'s table and columns, for DDL on them (indexes), which needs the caller's own
-/// ownership of the table: the job `default` is the settings' table, a recorded job's is
+/// Job `name`'s table and columns, for what only the table's owner does to a job's column
+/// (`what`: build its indexes and triggers, forget its rejected papers): the job `default` is
+/// the settings' table (the caller's rights are checked by what follows), a recorded job's is
 /// checked for a role that may define jobs on it.
-pub fn target_to_index(name: &str) -> Result<Target, UserError> {
+pub fn owned_target(name: &str, what: &str) -> Result<Target, UserError> {
     match JobChoice::of(Some(name)) {
         JobChoice::Settings => resolve(),
         JobChoice::Named(name) => {
             let job = load(&name)?;
-            check_may_define(job.relid, "index a job's column")?;
+            check_may_define(job.relid, what)?;
             resolve_spec(&job.spec)
         }
     }

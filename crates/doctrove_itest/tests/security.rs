@@ -389,6 +389,7 @@ fn public_may_read_the_views_call_input_text_and_the_job_functions_and_nothing_e
         ("function doctrove_embed.pending_index_command(text)", "EXECUTE"),
         ("function doctrove_embed.query_cache_snapshot()", "EXECUTE"),
         ("function doctrove_embed.resume_job(text)", "EXECUTE"),
+        ("function doctrove_embed.retry_failed(text)", "EXECUTE"),
         ("function doctrove_embed.revoke_job(text,text)", "EXECUTE"),
         ("function doctrove_embed.status_snapshot()", "EXECUTE"),
         ("function doctrove_embed.submit_backfill(bigint,text)", "EXECUTE"),
@@ -802,7 +803,10 @@ fn a_role_gains_no_job_on_another_role_s_table() {
              ALTER TABLE public.victim OWNER TO sec_job_victim;
              SET ROLE sec_job_victim;
              SELECT doctrove_embed.create_job('victim_job', 'public.victim', 'doctrove_embedding', 'm');
-             RESET ROLE;",
+             RESET ROLE;
+             -- Papers the victim's job gave up on, and one of the settings' job.
+             INSERT INTO doctrove_embed.failures (relid, paper_id, attempts, job)
+             VALUES ('public.victim', '1', 3, 'victim_job'), ('public.victim', '2', 3, 'default');",
         )
         .unwrap();
     // The base URL is the superuser's to set: for the thief's sessions, this test's scope.
@@ -847,6 +851,14 @@ fn a_role_gains_no_job_on_another_role_s_table() {
             "SELECT doctrove_embed.watch('victim_job')",
         ),
         (
+            "make another role's job pay again for the papers it gave up on",
+            "SELECT doctrove_embed.retry_failed('victim_job')",
+        ),
+        (
+            "forget the job default's rejected papers through the form with a job name",
+            "SELECT doctrove_embed.retry_failed('default')",
+        ),
+        (
             "write the job catalog",
             "INSERT INTO doctrove_embed.job_grants VALUES ('victim_job', 'sec_job_thief', 'x')",
         ),
@@ -866,6 +878,11 @@ fn a_role_gains_no_job_on_another_role_s_table() {
         .unwrap()
         .get(0);
     assert_eq!(written, 0);
+    let failures: i64 = admin
+        .query_one("SELECT count(*) FROM doctrove_embed.failures", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(failures, 2, "a rejected paper was forgotten");
 }
 
 #[test]
