@@ -537,6 +537,8 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.worker_snapshot(), doctrove_embed.input
     doctrove_embed.submit_batches(bigint, text), doctrove_embed.collect_batches(text), doctrove_embed.cancel_batches(text)
     TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE doctrove_embed.submit_backfill(bigint, text) TO PUBLIC;
+-- The watch triggers' functions, for a table's owner to attach them (privileges.sql).
+GRANT EXECUTE ON FUNCTION doctrove_embed.wake_workers(), doctrove_embed.reset_embedding() TO PUBLIC;
 
 -- Jobs: each function checks the caller itself. Only a table's owner (or a superuser) changes,
 -- grants or drops a job on it; a job runs for the roles it is granted to; the view shows each

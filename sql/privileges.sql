@@ -36,8 +36,12 @@ GRANT EXECUTE ON FUNCTION doctrove_embed.submit_batches(bigint, text), doctrove_
 GRANT EXECUTE ON PROCEDURE doctrove_embed.submit_backfill(bigint, text) TO PUBLIC;
 
 -- The trigger functions watch() installs run no statement of the caller's choosing; they
--- still carry a search_path of their own.
+-- still carry a search_path of their own. CREATE TRIGGER needs EXECUTE on the function, so a
+-- table's owner runs watch(job) (or watch(), granted) as itself: PUBLIC may attach them, only to
+-- tables it may put triggers on, and SQL cannot call a trigger function otherwise. (One wakes an
+-- idle worker at commit; the other clears the column its trigger names in the row updated.)
 ALTER FUNCTION doctrove_embed.wake_workers() SET search_path = pg_catalog, pg_temp;
+GRANT EXECUTE ON FUNCTION doctrove_embed.wake_workers(), doctrove_embed.reset_embedding() TO PUBLIC;
 
 -- The pending selection reads the claims of open batches with the caller's rights; the row
 -- policy on the table shows each role only the claims of tables it may read.

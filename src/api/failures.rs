@@ -6,7 +6,7 @@ use crate::api::job_choice::{choose, named};
 use crate::errors::UserError;
 use crate::pg::identity::Acting;
 use crate::table::failures::clear_all;
-use crate::table::jobs::{owned_target, JobChoice};
+use crate::table::jobs::{check_may_define, load, JobChoice};
 use crate::table::rights::check_may_write;
 use crate::table::target::resolve;
 
@@ -24,7 +24,12 @@ fn retry_failed_of_job(job: Option<&str>) -> i64 {
     choose(Some(named(job)), "doctrove_embed.retry_failed()")
         .and_then(|choice| match choice {
             JobChoice::Settings => forget_settings_failures(),
-            JobChoice::Named(name) => clear_all(&owned_target(&name, "forget the rejected papers of a job")?),
+            // Not the job's resolved target: its rows go even after a column of it was renamed.
+            JobChoice::Named(name) => {
+                let job = load(&name)?;
+                check_may_define(job.relid, "forget the rejected papers of a job")?;
+                clear_all(job.relid, &name)
+            }
         })
         .unwrap_or_else(|e| e.raise())
 }
@@ -32,5 +37,5 @@ fn retry_failed_of_job(job: Option<&str>) -> i64 {
 fn forget_settings_failures() -> Result<i64, UserError> {
     let target = resolve()?;
     check_may_write(&target, Acting::Caller)?;
-    clear_all(&target)
+    clear_all(target.relid, &target.job)
 }

@@ -6,7 +6,8 @@ use pgrx::PgSqlErrorCode::{ERRCODE_INSUFFICIENT_PRIVILEGE, ERRCODE_NULL_VALUE_NO
 
 use crate::errors::{internal, UserError};
 use crate::pg::identity::with_catalog_search_path;
-use crate::table::jobs::JobChoice;
+use crate::table::jobs::{owned_target, JobChoice};
+use crate::table::target::{resolve, Target};
 
 /// The job name a form that takes one was given; NULL is refused (22004).
 pub fn named(job: Option<&str>) -> &str {
@@ -42,4 +43,14 @@ pub fn choose(job: Option<&str>, signature: &str) -> Result<JobChoice, UserError
     Err(UserError::new(ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied for function {signature}"))
         .detail("The job default (the doctrove_embed.* settings) runs for the roles allowed to run the form without a job name. Nothing was sent to the API.")
         .hint(format!("GRANT EXECUTE ON FUNCTION {signature} TO ROLE; or create a job and grant it.")))
+}
+
+/// The table and columns of the job a form with a job name names, for what only the table's
+/// owner does to the job's column (`what`); the job `default` is the settings' table, for the
+/// roles that may run the form without a name (`signature`).
+pub fn owned_job_target(job: &str, signature: &str, what: &str) -> Result<Target, UserError> {
+    match choose(Some(job), signature)? {
+        JobChoice::Settings => resolve(),
+        JobChoice::Named(name) => owned_target(&name, what),
+    }
 }

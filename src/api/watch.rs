@@ -2,7 +2,7 @@
 
 use pgrx::prelude::*;
 
-use crate::table::jobs::owned_target;
+use crate::api::job_choice::owned_job_target;
 use crate::table::target::resolve;
 
 /// Installs the triggers that keep the configured table's embeddings current: new papers
@@ -27,7 +27,7 @@ fn unwatch() -> String {
 /// column, so each job on a table is kept current.
 #[pg_extern(schema = "doctrove_embed", name = "watch", parallel_unsafe)]
 fn watch_job(job: &str) -> String {
-    let target = owned_target(job, "watch a job's column").unwrap_or_else(|e| e.raise());
+    let target = owned_job_target(job, "doctrove_embed.watch()", "watch a job's column").unwrap_or_else(|e| e.raise());
     crate::table::watch::watch(&target).unwrap_or_else(|e| e.raise());
     format!("watching {} for job {job}", target.names.table)
 }
@@ -35,7 +35,7 @@ fn watch_job(job: &str) -> String {
 /// Removes the triggers `watch(job)` installed.
 #[pg_extern(schema = "doctrove_embed", name = "unwatch", parallel_unsafe)]
 fn unwatch_job(job: &str) -> String {
-    let target = owned_target(job, "watch a job's column").unwrap_or_else(|e| e.raise());
+    let target = owned_job_target(job, "doctrove_embed.unwatch()", "watch a job's column").unwrap_or_else(|e| e.raise());
     crate::table::watch::unwatch(&target).unwrap_or_else(|e| e.raise());
     format!("no longer watching {} for job {job}", target.names.table)
 }

@@ -77,10 +77,10 @@ pub fn forget(target: &Target, ids: &[String]) -> Result<(), UserError> {
     Ok(())
 }
 
-/// Forgets every rejected paper of the table; returns how many.
-pub fn clear_all(target: &Target) -> Result<i64, UserError> {
+/// Forgets every rejected paper of job `job` on table `relid`; returns how many.
+pub fn clear_all(relid: pg_sys::Oid, job: &str) -> Result<i64, UserError> {
     Ok(run(
         "DELETE FROM doctrove_embed.failures WHERE relid = $1::oid::regclass AND job = $2",
-        &[target.relid.into(), target.job.clone().into()],
+        &[relid.into(), job.into()],
     )? as i64)
 }

@@ -308,19 +308,13 @@ pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError
     }
 }
 
-/// Job `name`'s table and columns, for what only the table's owner does to a job's column
-/// (`what`: build its indexes and triggers, forget its rejected papers): the job `default` is
-/// the settings' table (the caller's rights are checked by what follows), a recorded job's is
-/// checked for a role that may define jobs on it.
+/// Recorded job `name`'s table and columns, for what only the table's owner does to the job's
+/// column (`what`: build its indexes and triggers), checked for a role that may define jobs on
+/// that table.
 pub fn owned_target(name: &str, what: &str) -> Result<Target, UserError> {
-    match JobChoice::of(Some(name)) {
-        JobChoice::Settings => resolve(),
-        JobChoice::Named(name) => {
-            let job = load(&name)?;
-            check_may_define(job.relid, what)?;
-            resolve_spec(&job.spec)
-        }
-    }
+    let job = load(name)?;
+    check_may_define(job.relid, what)?;
+    resolve_spec(&job.spec)
 }
 
 /// The recorded job whose column searches of table `relid` read, if one was chosen.

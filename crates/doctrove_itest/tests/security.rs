@@ -388,6 +388,10 @@ fn public_may_read_the_views_call_input_text_and_the_job_functions_and_nothing_e
         ("function doctrove_embed.pause_job(text)", "EXECUTE"),
         ("function doctrove_embed.pending_index_command(text)", "EXECUTE"),
         ("function doctrove_embed.query_cache_snapshot()", "EXECUTE"),
+        // The watch triggers' functions: CREATE TRIGGER needs EXECUTE on them, and SQL cannot
+        // call them otherwise (a_role_gains_no_job_on_another_role_s_table: a table's owner
+        // that is no superuser watches its job's column).
+        ("function doctrove_embed.reset_embedding()", "EXECUTE"),
         ("function doctrove_embed.resume_job(text)", "EXECUTE"),
         ("function doctrove_embed.retry_failed(text)", "EXECUTE"),
         ("function doctrove_embed.revoke_job(text,text)", "EXECUTE"),
@@ -396,6 +400,7 @@ fn public_may_read_the_views_call_input_text_and_the_job_functions_and_nothing_e
         ("function doctrove_embed.submit_batches(bigint,text)", "EXECUTE"),
         ("function doctrove_embed.unwatch(text)", "EXECUTE"),
         ("function doctrove_embed.use_job_for_search(text)", "EXECUTE"),
+        ("function doctrove_embed.wake_workers()", "EXECUTE"),
         ("function doctrove_embed.watch(text)", "EXECUTE"),
         ("function doctrove_embed.worker_snapshot()", "EXECUTE"),
         ("function embed_pending(integer,text)", "EXECUTE"),
@@ -803,6 +808,8 @@ fn a_role_gains_no_job_on_another_role_s_table() {
              ALTER TABLE public.victim OWNER TO sec_job_victim;
              SET ROLE sec_job_victim;
              SELECT doctrove_embed.create_job('victim_job', 'public.victim', 'doctrove_embedding', 'm');
+             -- The owner, no superuser, watches its job's column.
+             SELECT doctrove_embed.watch('victim_job');
              RESET ROLE;
              -- Papers the victim's job gave up on, and one of the settings' job.
              INSERT INTO doctrove_embed.failures (relid, paper_id, attempts, job)
@@ -851,6 +858,18 @@ fn a_role_gains_no_job_on_another_role_s_table() {
             "SELECT doctrove_embed.watch('victim_job')",
         ),
         (
+            "take another role's watch triggers off its table",
+            "SELECT doctrove_embed.unwatch('victim_job')",
+        ),
+        (
+            "put triggers on the settings' table through the form with a job name",
+            "SELECT doctrove_embed.watch('default')",
+        ),
+        (
+            "index the settings' table through the form with a job name",
+            "SELECT doctrove_embed.create_hnsw_index('default')",
+        ),
+        (
             "make another role's job pay again for the papers it gave up on",
             "SELECT doctrove_embed.retry_failed('victim_job')",
         ),
@@ -883,6 +902,14 @@ fn a_role_gains_no_job_on_another_role_s_table() {
         .unwrap()
         .get(0);
     assert_eq!(failures, 2, "a rejected paper was forgotten");
+    let triggers: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.victim'::regclass AND NOT tgisinternal",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 2, "the owner's watch triggers are not both there");
 }
 
 #[test]
