@@ -6,7 +6,7 @@ use crate::api::job_choice::{choose, named};
 use crate::errors::UserError;
 use crate::pg::identity::Acting;
 use crate::table::failures::clear_all;
-use crate::table::jobs::{check_may_define, load, JobChoice};
+use crate::table::jobs::{owned_job, JobChoice};
 use crate::table::rights::check_may_write;
 use crate::table::target::resolve;
 
@@ -25,11 +25,7 @@ fn retry_failed_of_job(job: Option<&str>) -> i64 {
         .and_then(|choice| match choice {
             JobChoice::Settings => forget_settings_failures(),
             // Not the job's resolved target: its rows go even after a column of it was renamed.
-            JobChoice::Named(name) => {
-                let job = load(&name)?;
-                check_may_define(job.relid, "forget the rejected papers of a job")?;
-                clear_all(job.relid, &name)
-            }
+            JobChoice::Named(name) => clear_all(owned_job(&name, "forget the rejected papers of a job")?.relid, &name),
         })
         .unwrap_or_else(|e| e.raise())
 }

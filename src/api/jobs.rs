@@ -104,8 +104,7 @@ fn alter_job(
     text_format: default!(Option<&str>, "NULL"),
     query_format: default!(Option<&str>, "NULL"),
 ) -> String {
-    let altered = jobs::load(name).and_then(|job| {
-        jobs::check_may_define(job.relid, "change a job")?;
+    let altered = jobs::owned_job(name, "change a job").and_then(|job| {
         let mut fields = JobFields::of(&job);
         let text = |new: Option<&str>, old: &mut String| {
             if let Some(new) = new {
@@ -152,9 +151,7 @@ fn alter_job(
 
 /// The job, for a change by a role that may define jobs on its table.
 fn definable(name: &str, what: &str) -> JobDefinition {
-    let job = jobs::load(name).unwrap_or_else(|e| e.raise());
-    jobs::check_may_define(job.relid, what).unwrap_or_else(|e| e.raise());
-    job
+    jobs::owned_job(name, what).unwrap_or_else(|e| e.raise())
 }
 
 /// Drops job `name` with its failure records; the column and its vectors stay.
@@ -294,8 +291,7 @@ fn switch_search(name: &str) -> Result<(), UserError> {
         jobs::check_may_define(target.relid, "choose the job searches read")?;
         return store::set_search_job(target.relid, None);
     };
-    let job = jobs::load(&name)?;
-    jobs::check_may_define(job.relid, "choose the job searches read")?;
+    let job = jobs::owned_job(&name, "choose the job searches read")?;
     let target = crate::table::target::resolve_spec(&job.spec)?;
     let pending = crate::table::pending::count_pending(&target, crate::pg::identity::Acting::TableOwner)?;
     if pending > 0 {

@@ -308,13 +308,18 @@ pub fn prepare(choice: &JobChoice, acting: Acting) -> Result<Prepared, UserError
     }
 }
 
-/// Recorded job `name`'s table and columns, for what only the table's owner does to the job's
-/// column (`what`: build its indexes and triggers), checked for a role that may define jobs on
-/// that table.
-pub fn owned_target(name: &str, what: &str) -> Result<Target, UserError> {
+/// Recorded job `name`, for what only its table's owner does to it (`what`: change it, index,
+/// watch or retry its column), checked for a role that may define jobs on that table.
+pub fn owned_job(name: &str, what: &str) -> Result<JobDefinition, UserError> {
     let job = load(name)?;
     check_may_define(job.relid, what)?;
-    resolve_spec(&job.spec)
+    Ok(job)
+}
+
+/// Recorded job `name`'s table and columns, for what only the table's owner does to the job's
+/// column (`what`: build its indexes and triggers).
+pub fn owned_target(name: &str, what: &str) -> Result<Target, UserError> {
+    resolve_spec(&owned_job(name, what)?.spec)
 }
 
 /// The recorded job whose column searches of table `relid` read, if one was chosen.
